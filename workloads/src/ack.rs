@@ -1,0 +1,76 @@
+//! The ack log: the harness's record of every transaction a driver sent and
+//! what the server said about it. It is the oracle for durability, so it
+//! lives in the harness process, never in the system under test.
+
+/// One bank transfer: move `amount` from account `src` to `dst`, and insert
+/// a ledger row with the unique `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Transfer {
+    pub id: u64,
+    pub src: u32,
+    pub dst: u32,
+    pub amount: i64,
+}
+
+/// What the server said about a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The commit was acknowledged: it must survive any fault the
+    /// strategy claims to survive.
+    Acked,
+    /// The transaction failed before `COMMIT` was sent, so the server cannot
+    /// have committed it: its ledger row must never appear.
+    Aborted,
+    /// The connection failed while `COMMIT` was in flight: the row may or
+    /// may not be there, and either is correct.
+    InDoubt,
+}
+
+/// Every transaction sent during one load phase, with its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckLog {
+    pub entries: Vec<(Transfer, Outcome)>,
+}
+
+impl AckLog {
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.entries.iter().filter(|(_, o)| *o == outcome).count() as u64
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.count(Outcome::Acked)
+    }
+
+    /// Appends another client's log.
+    pub fn extend(&mut self, other: AckLog) {
+        self.entries.extend(other.entries);
+    }
+}
+
+/// Ledger ids are unique across clients without coordination: the client
+/// number sits above bit 40, the client's own sequence below.
+pub fn ledger_id(client: u32, seq: u64) -> u64 {
+    (u64::from(client) << 40) | (seq & ((1 << 40) - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_ids_of_different_clients_never_collide() {
+        assert_ne!(ledger_id(0, 1), ledger_id(1, 1));
+        assert_eq!(ledger_id(2, 5) >> 40, 2);
+        assert_eq!(ledger_id(2, 5) & 0xff, 5);
+    }
+
+    #[test]
+    fn counts_outcomes() {
+        let t = Transfer { id: 1, src: 0, dst: 1, amount: 5 };
+        let mut log = AckLog { entries: vec![(t, Outcome::Acked), (t, Outcome::InDoubt)] };
+        log.extend(AckLog { entries: vec![(t, Outcome::Acked)] });
+        assert_eq!(log.acked(), 2);
+        assert_eq!(log.count(Outcome::InDoubt), 1);
+        assert_eq!(log.count(Outcome::Aborted), 0);
+    }
+}

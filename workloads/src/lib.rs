@@ -1,0 +1,141 @@
+//! Workloads: real programs that store data, the drivers that load them,
+//! and the recipes that build their images without a registry.
+//!
+//! A driver talks to its server over TCP on a loopback port the harness
+//! publishes. It runs bank transfers — move an amount between two of K
+//! accounts and insert a ledger row with a unique id, in one transaction —
+//! and records the outcome of every transaction it sent in an [`AckLog`],
+//! which lives in the harness process, outside the system under test. After
+//! a fault the driver reads back what the server kept as an
+//! [`Observation`]; the harness's checker compares the two.
+//!
+//! This crate knows nothing of Docker: a workload describes the container it
+//! needs ([`ContainerSpec`]) and the image it comes from ([`ImageRecipe`]),
+//! and the harness provides both.
+
+#![forbid(unsafe_code)]
+
+pub mod ack;
+pub mod mariadb;
+mod recipe;
+
+pub use ack::{AckLog, Outcome, Transfer};
+pub use recipe::{ImageRecipe, RecipeFile};
+
+use futures_util::future::BoxFuture;
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a workload's container is to be created; the harness adds the
+/// strategy's mounts, labels and the published port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    /// Where the engine keeps its data inside the container; the strategy
+    /// decides what is mounted there.
+    pub data_dir: String,
+    /// The TCP port the server listens on inside the container.
+    pub port: u16,
+}
+
+/// Parameters of the load phase that every transfer workload shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadConfig {
+    /// Concurrent driver connections.
+    pub clients: u32,
+    /// Number of accounts money moves between.
+    pub accounts: u32,
+    /// Seed for the choice of accounts and amounts.
+    pub seed: u64,
+}
+
+/// Balance every account starts a cycle with.
+pub const INITIAL_BALANCE: i64 = 1_000_000;
+
+/// What a load phase did.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    pub log: AckLog,
+    /// Commit latency in microseconds, acknowledged transactions only.
+    pub latency_us: Histogram<u64>,
+    /// Errors that ended a client before it was told to stop, one line each
+    /// (a fault in the middle of the load ends every client this way).
+    pub client_errors: Vec<String>,
+}
+
+/// What the server kept, as read back after recovery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// The dataset is not there at all: no schema, or no accounts.
+    Gone { detail: String },
+    /// The dataset is there; whether it is right is the checker's call.
+    Present {
+        ledger: Vec<Transfer>,
+        /// (account id, balance), any order.
+        balances: Vec<(u32, i64)>,
+        /// The engine's own integrity check: `Err` carries what it said.
+        engine_check: Result<(), String>,
+    },
+    /// The server answers but cannot read its own data (a table it lists
+    /// but cannot open, an I/O error reading pages).
+    Unreadable { detail: String },
+}
+
+/// Errors a driver reports. Messages read well after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("connect to {addr}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{what}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("wait for load clients")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// A workload the harness can run. Futures are boxed so that the runner can
+/// hold any workload behind `dyn`.
+pub trait Workload: Send + Sync {
+    /// Short name used in reports (`mariadb`).
+    fn name(&self) -> &str;
+
+    /// The container this workload runs in.
+    fn container(&self) -> ContainerSpec;
+
+    /// One cheap round trip: connect and run a trivial query. Readiness and
+    /// recovery time are measured by polling this.
+    fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>>;
+
+    /// Creates the dataset afresh: K accounts at [`INITIAL_BALANCE`] and an
+    /// empty ledger, dropping whatever a previous cycle left.
+    fn setup(&self, addr: SocketAddr, load: LoadConfig) -> BoxFuture<'_, Result<(), WorkloadError>>;
+
+    /// Runs transfers on `load.clients` connections until `stop` turns true or
+    /// a client's connection fails. Never returns an error for a failing
+    /// server: failures end the client and are recorded in the log.
+    fn load(
+        &self,
+        addr: SocketAddr,
+        load: LoadConfig,
+        stop: tokio::sync::watch::Receiver<bool>,
+        grace: Duration,
+    ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>>;
+
+    /// Reads back the dataset and runs the engine's integrity check.
+    fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>>;
+}
+
+/// A fresh latency histogram: 1 µs to 10 minutes, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
+}

@@ -1,0 +1,390 @@
+//! MariaDB: bank transfers over the MySQL protocol (mysql_async), verified
+//! by reading the ledger and balances back and by `CHECK TABLE ... EXTENDED`.
+//!
+//! The image built from [`RECIPE`] is Debian's `mariadb-server` with an
+//! entrypoint that initialises an empty data directory (a fresh bind mount
+//! or tmpfs arrives empty) and a `root@'%'` account with password
+//! `crashlab`. A registry image such as `mariadb:11` works too: the
+//! environment sets the same root password for its entrypoint.
+
+use crate::ack::ledger_id;
+use crate::{
+    AckLog, ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Outcome, RecipeFile,
+    Transfer, Workload, WorkloadError, latency_histogram,
+};
+use futures_util::future::BoxFuture;
+use hdrhistogram::Histogram;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Image crashlab builds for this workload.
+pub const IMAGE: &str = "crashlab/mariadb:latest";
+
+const PASSWORD: &str = "crashlab";
+
+const ENTRYPOINT: &str = r#"#!/bin/sh
+# crashlab's MariaDB entrypoint: initialise an empty data directory, then
+# become mariadbd so that signals reach the server directly.
+set -e
+datadir=/var/lib/mysql
+mkdir -p /run/mysqld "$datadir"
+chown mysql:mysql /run/mysqld "$datadir"
+if [ ! -d "$datadir/mysql" ]; then
+  mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db \
+    --auth-root-authentication-method=normal >/tmp/install-db.log 2>&1 \
+    || { cat /tmp/install-db.log >&2; exit 1; }
+fi
+exec mariadbd --user=mysql --datadir="$datadir" --init-file=/etc/crashlab/init.sql "$@"
+"#;
+
+const INIT_SQL: &str = "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY 'crashlab';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;
+";
+
+const SERVER_CNF: &str = "[mysqld]
+bind-address = 0.0.0.0
+skip-name-resolve
+";
+
+/// Debian's MariaDB with crashlab's entrypoint.
+pub const RECIPE: ImageRecipe = ImageRecipe {
+    name: "mariadb",
+    tag: IMAGE,
+    suite: "bookworm",
+    packages: &["mariadb-server"],
+    files: &[
+        RecipeFile { path: "usr/local/bin/crashlab-entrypoint", contents: ENTRYPOINT, mode: 0o755 },
+        RecipeFile { path: "etc/crashlab/init.sql", contents: INIT_SQL, mode: 0o644 },
+        RecipeFile { path: "etc/mysql/mariadb.conf.d/90-crashlab.cnf", contents: SERVER_CNF, mode: 0o644 },
+    ],
+    prune: &["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"],
+    changes: &[r#"ENTRYPOINT ["/usr/local/bin/crashlab-entrypoint"]"#, "EXPOSE 3306/tcp", "ENV LANG=C.UTF-8"],
+};
+
+const UPDATE: &str = "UPDATE accounts SET balance = balance + ? WHERE id = ?";
+const INSERT: &str = "INSERT INTO ledger (id, src, dst, amount) VALUES (?, ?, ?, ?)";
+
+/// MariaDB error codes after which the transaction was rolled back and the
+/// client may go on: deadlock, lock wait timeout.
+const RETRYABLE: [u16; 2] = [1213, 1205];
+
+/// The MariaDB workload.
+#[derive(Debug, Clone)]
+pub struct MariaDb {
+    pub image: String,
+    /// Extra `mariadbd` flags, such as `--innodb-flush-log-at-trx-commit=1`.
+    pub server_args: Vec<String>,
+}
+
+impl MariaDb {
+    fn opts(addr: SocketAddr, db: Option<&str>) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname(addr.ip().to_string())
+            .tcp_port(addr.port())
+            .user(Some("root"))
+            .pass(Some(PASSWORD))
+            .db_name(db)
+            .prefer_socket(false)
+    }
+
+    async fn connect(addr: SocketAddr, db: Option<&str>) -> Result<Conn, WorkloadError> {
+        Conn::new(Self::opts(addr, db)).await.map_err(|e| WorkloadError::Connect { addr, source: e.into() })
+    }
+}
+
+fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -> WorkloadError {
+    move |e| WorkloadError::Query { what, source: e.into() }
+}
+
+impl Workload for MariaDb {
+    fn name(&self) -> &str {
+        "mariadb"
+    }
+
+    fn container(&self) -> ContainerSpec {
+        ContainerSpec {
+            image: self.image.clone(),
+            cmd: self.server_args.clone(),
+            // Read by the official image's entrypoint; crashlab's image
+            // creates the same account from its init file.
+            env: vec![format!("MARIADB_ROOT_PASSWORD={PASSWORD}"), "MARIADB_ROOT_HOST=%".into()],
+            data_dir: "/var/lib/mysql".into(),
+            port: 3306,
+        }
+    }
+
+    fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
+        Box::pin(async move {
+            let mut conn = Self::connect(addr, None).await?;
+            conn.query_drop("SELECT 1").await.map_err(query_err("run SELECT 1"))?;
+            let _ = conn.disconnect().await;
+            Ok(())
+        })
+    }
+
+    fn setup(&self, addr: SocketAddr, load: LoadConfig) -> BoxFuture<'_, Result<(), WorkloadError>> {
+        Box::pin(async move {
+            let mut conn = Self::connect(addr, None).await?;
+            let ddl = [
+                "CREATE DATABASE IF NOT EXISTS crashlab",
+                "DROP TABLE IF EXISTS crashlab.ledger, crashlab.accounts",
+                "CREATE TABLE crashlab.accounts (id INT UNSIGNED PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB",
+                "CREATE TABLE crashlab.ledger (id BIGINT UNSIGNED PRIMARY KEY, src INT UNSIGNED NOT NULL, \
+                 dst INT UNSIGNED NOT NULL, amount BIGINT NOT NULL) ENGINE=InnoDB",
+            ];
+            for stmt in ddl {
+                conn.query_drop(stmt).await.map_err(query_err("create the schema"))?;
+            }
+            let values: Vec<String> = (0..load.accounts).map(|id| format!("({id},{INITIAL_BALANCE})")).collect();
+            conn.query_drop(format!("INSERT INTO crashlab.accounts (id, balance) VALUES {}", values.join(",")))
+                .await
+                .map_err(query_err("insert the accounts"))?;
+            let _ = conn.disconnect().await;
+            Ok(())
+        })
+    }
+
+    fn load(
+        &self,
+        addr: SocketAddr,
+        load: LoadConfig,
+        stop: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
+        Box::pin(async move {
+            let mut states = Vec::new();
+            let mut tasks = tokio::task::JoinSet::new();
+            for client in 0..load.clients {
+                let state = Arc::new(Mutex::new(ClientState::default()));
+                states.push(state.clone());
+                let seed = load.seed ^ u64::from(client).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let opts = Self::opts(addr, Some("crashlab"));
+                tasks.spawn(run_client(opts, client, load.accounts, seed, stop.clone(), state));
+            }
+            let mut client_errors = Vec::new();
+            let mut stop_rx = stop.clone();
+            let mut stopped_at: Option<Instant> = None;
+            loop {
+                let deadline = stopped_at.map(|t| t + grace);
+                tokio::select! {
+                    joined = tasks.join_next() => match joined {
+                        None => break,
+                        Some(Ok(Some(err))) => client_errors.push(err),
+                        Some(Ok(None)) => {}
+                        Some(Err(e)) if e.is_cancelled() => {}
+                        Some(Err(e)) => return Err(WorkloadError::Join(e)),
+                    },
+                    _ = stop_rx.wait_for(|s| *s), if stopped_at.is_none() => {
+                        stopped_at = Some(Instant::now());
+                    }
+                    _ = sleep_until(deadline), if deadline.is_some() => {
+                        // A client still blocked after the grace period is
+                        // stuck on a dead connection; its log is shared, so
+                        // aborting it loses nothing it recorded.
+                        client_errors.push(format!("{} client(s) stuck after stop, aborted", tasks.len()));
+                        tasks.abort_all();
+                    }
+                }
+            }
+            let mut log = AckLog::default();
+            let mut latency_us = latency_histogram();
+            for state in states {
+                let state = std::mem::take(&mut *state.lock().expect("client state lock"));
+                log.extend(state.log);
+                latency_us.add(&state.latency_us).expect("histograms share bounds");
+            }
+            Ok(LoadOutcome { log, latency_us, client_errors })
+        })
+    }
+
+    fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
+        Box::pin(async move {
+            let mut conn = Self::connect(addr, None).await?;
+            let tables: Option<i64> = conn
+                .query_first(
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = 'crashlab' AND table_name IN ('accounts', 'ledger')",
+                )
+                .await
+                .map_err(query_err("list the dataset's tables"))?;
+            let tables = tables.unwrap_or(0);
+            if tables != 2 {
+                return Ok(Observation::Gone { detail: format!("schema crashlab has {tables} of its 2 tables") });
+            }
+            // From here on the tables exist, so a failure to read them is
+            // the engine's, not the dataset's absence.
+            let balances: Vec<(u32, i64)> = match conn.query("SELECT id, balance FROM crashlab.accounts").await {
+                Ok(rows) => rows,
+                Err(e) => return Ok(Observation::Unreadable { detail: format!("reading accounts: {e}") }),
+            };
+            if balances.is_empty() {
+                return Ok(Observation::Gone { detail: "table accounts is empty".into() });
+            }
+            let ledger = match conn
+                .query_map("SELECT id, src, dst, amount FROM crashlab.ledger", |(id, src, dst, amount)| Transfer {
+                    id,
+                    src,
+                    dst,
+                    amount,
+                })
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => return Ok(Observation::Unreadable { detail: format!("reading ledger: {e}") }),
+            };
+            let engine_check = match conn
+                .query::<(String, String, String, String), _>("CHECK TABLE crashlab.accounts, crashlab.ledger EXTENDED")
+                .await
+            {
+                Ok(rows) => check_table_verdict(&rows),
+                Err(e) => Err(format!("CHECK TABLE failed: {e}")),
+            };
+            let _ = conn.disconnect().await;
+            Ok(Observation::Present { ledger, balances, engine_check })
+        })
+    }
+}
+
+/// Reads `CHECK TABLE` output (Table, Op, Msg_type, Msg_text): every table
+/// must end on `status OK`, and no row may be an error.
+fn check_table_verdict(rows: &[(String, String, String, String)]) -> Result<(), String> {
+    let problems: Vec<String> = rows
+        .iter()
+        .filter(|(_, _, kind, text)| kind.eq_ignore_ascii_case("error") || (kind == "status" && text != "OK"))
+        .map(|(table, _, kind, text)| format!("{table}: {kind}: {text}"))
+        .collect();
+    let tables_ok = rows.iter().filter(|(_, _, kind, text)| kind == "status" && text == "OK").count();
+    if problems.is_empty() && tables_ok == 2 {
+        Ok(())
+    } else if problems.is_empty() {
+        Err(format!("CHECK TABLE reported {tables_ok} of 2 tables OK: {rows:?}"))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+#[derive(Debug)]
+struct ClientState {
+    log: AckLog,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for ClientState {
+    fn default() -> Self {
+        ClientState { log: AckLog::default(), latency_us: latency_histogram() }
+    }
+}
+
+/// Runs transfers until told to stop. Returns the error that ended it early,
+/// if one did.
+async fn run_client(
+    opts: OptsBuilder,
+    client: u32,
+    accounts: u32,
+    seed: u64,
+    stop: watch::Receiver<bool>,
+    state: Arc<Mutex<ClientState>>,
+) -> Option<String> {
+    let mut conn = match Conn::new(opts).await {
+        Ok(c) => c,
+        Err(e) => return Some(format!("client {client}: connect: {e}")),
+    };
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut seq = 0u64;
+    while !*stop.borrow() {
+        seq += 1;
+        let src = rng.random_range(0..accounts);
+        let mut dst = rng.random_range(0..accounts - 1);
+        if dst >= src {
+            dst += 1;
+        }
+        let t = Transfer { id: ledger_id(client, seq), src, dst, amount: rng.random_range(1..=100) };
+        let index = {
+            let mut s = state.lock().expect("client state lock");
+            s.log.entries.push((t, Outcome::Aborted));
+            s.log.entries.len() - 1
+        };
+        let started = Instant::now();
+        match transfer(&mut conn, &t, &state, index).await {
+            Ok(()) => {
+                let mut s = state.lock().expect("client state lock");
+                s.log.entries[index].1 = Outcome::Acked;
+                let us = started.elapsed().as_micros().max(1) as u64;
+                let _ = s.latency_us.record(us.min(600_000_000));
+            }
+            Err(mysql_async::Error::Server(e)) if RETRYABLE.contains(&e.code) => {
+                if conn.query_drop("ROLLBACK").await.is_err() {
+                    return Some(format!("client {client}: rollback after error {}: connection lost", e.code));
+                }
+            }
+            Err(e) => return Some(format!("client {client}: {e}")),
+        }
+    }
+    let _ = conn.disconnect().await;
+    None
+}
+
+/// One transfer in one transaction. Accounts are updated in id order so
+/// that concurrent transfers cannot deadlock.
+async fn transfer(
+    conn: &mut Conn,
+    t: &Transfer,
+    state: &Mutex<ClientState>,
+    index: usize,
+) -> Result<(), mysql_async::Error> {
+    let (mut first, mut second) = ((t.src, -t.amount), (t.dst, t.amount));
+    if first.0 > second.0 {
+        std::mem::swap(&mut first, &mut second);
+    }
+    conn.query_drop("BEGIN").await?;
+    conn.exec_drop(UPDATE, (first.1, first.0)).await?;
+    conn.exec_drop(UPDATE, (second.1, second.0)).await?;
+    conn.exec_drop(INSERT, (t.id, t.src, t.dst, t.amount)).await?;
+    state.lock().expect("client state lock").log.entries[index].1 = Outcome::InDoubt;
+    conn.query_drop("COMMIT").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(table: &str, kind: &str, text: &str) -> (String, String, String, String) {
+        (table.into(), "check".into(), kind.into(), text.into())
+    }
+
+    #[test]
+    fn check_table_needs_both_tables_ok() {
+        let ok = [row("crashlab.accounts", "status", "OK"), row("crashlab.ledger", "status", "OK")];
+        assert_eq!(check_table_verdict(&ok), Ok(()));
+        let one = [row("crashlab.accounts", "status", "OK")];
+        assert!(check_table_verdict(&one).unwrap_err().contains("1 of 2"));
+        let bad = [
+            row("crashlab.accounts", "status", "OK"),
+            row("crashlab.ledger", "error", "Index PRIMARY is corrupted"),
+            row("crashlab.ledger", "status", "Operation failed"),
+        ];
+        let err = check_table_verdict(&bad).unwrap_err();
+        assert!(err.contains("Index PRIMARY is corrupted"), "{err}");
+    }
+
+    #[test]
+    fn registry_images_get_the_same_password() {
+        let w = MariaDb { image: "mariadb:11".into(), server_args: vec!["--x=1".into()] };
+        let spec = w.container();
+        assert!(spec.env.contains(&"MARIADB_ROOT_PASSWORD=crashlab".to_string()));
+        assert_eq!(spec.cmd, ["--x=1"]);
+        assert_eq!(spec.data_dir, "/var/lib/mysql");
+    }
+}
