@@ -1,0 +1,172 @@
+//! The knobs of one faultfs mount, in one range-checked struct.
+
+use crate::rules::FaultRule;
+
+/// Configuration of a faultfs mount. Build it with [`FaultConfig::builder`];
+/// every value is range-checked there, so a `FaultConfig` is always valid.
+///
+/// ```
+/// use crashlab_faultfs::FaultConfig;
+/// let config = FaultConfig::builder()
+///     .seed(42)
+///     .max_dirty_bytes_per_file(8 << 20)
+///     .rule("torn:prefix".parse()?)
+///     .build()?;
+/// assert_eq!(config.seed(), 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultConfig {
+    seed: u64,
+    max_dirty_bytes_per_file: u64,
+    fsync_reaches_disk: bool,
+    sector_size: u64,
+    rules: Vec<FaultRule>,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            max_dirty_bytes_per_file: FaultConfig::DEFAULT_MAX_DIRTY,
+            fsync_reaches_disk: false,
+            sector_size: 512,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl FaultConfig {
+    /// Default dirty-data bound per file: 64 MiB.
+    pub const DEFAULT_MAX_DIRTY: u64 = 64 << 20;
+    /// Smallest accepted dirty bound: one page.
+    pub const MIN_MAX_DIRTY: u64 = 4 << 10;
+    /// Largest accepted dirty bound: 16 GiB, far above any test's memory.
+    pub const MAX_MAX_DIRTY: u64 = 16 << 30;
+
+    /// A builder starting from the defaults: seed 0, 64 MiB dirty bound per
+    /// file, `fsync_reaches_disk = false`, 512-byte sectors, no rules.
+    pub fn builder() -> FaultConfigBuilder {
+        FaultConfigBuilder { config: FaultConfig::default() }
+    }
+
+    /// Seed of every random choice (today: which sectors of a torn write
+    /// survive). Record it in reports; the same seed and the same operation
+    /// sequence give the same result.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// When a file holds more unsynced bytes than this, its oldest cached
+    /// data is written to the backing file (and so survives a power cut), as
+    /// kernel writeback does under memory pressure.
+    pub fn max_dirty_bytes_per_file(&self) -> u64 {
+        self.max_dirty_bytes_per_file
+    }
+
+    /// Whether `fsync`/`fsyncdir` also call `fsync` on the backing file or
+    /// directory. When false (the default) they only move data into the
+    /// backing file with ordinary writes: power cuts are simulated, so the
+    /// host disk need not be durable, and fsync becomes cheap. Set it when
+    /// the host itself may really lose power during a run.
+    pub fn fsync_reaches_disk(&self) -> bool {
+        self.fsync_reaches_disk
+    }
+
+    /// Granularity, in bytes, at which writes are torn.
+    pub fn sector_size(&self) -> u64 {
+        self.sector_size
+    }
+
+    /// Rules installed at mount time.
+    pub fn rules(&self) -> &[FaultRule] {
+        &self.rules
+    }
+}
+
+/// Builds a [`FaultConfig`]; see its getters for the meaning of each knob.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct FaultConfigBuilder {
+    config: FaultConfig,
+}
+
+impl FaultConfigBuilder {
+    /// See [`FaultConfig::seed`].
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// See [`FaultConfig::max_dirty_bytes_per_file`]; must lie within
+    /// [`FaultConfig::MIN_MAX_DIRTY`]..=[`FaultConfig::MAX_MAX_DIRTY`].
+    pub fn max_dirty_bytes_per_file(mut self, bytes: u64) -> Self {
+        self.config.max_dirty_bytes_per_file = bytes;
+        self
+    }
+
+    /// See [`FaultConfig::fsync_reaches_disk`].
+    pub fn fsync_reaches_disk(mut self, on: bool) -> Self {
+        self.config.fsync_reaches_disk = on;
+        self
+    }
+
+    /// See [`FaultConfig::sector_size`]; a power of two from 512 to 64 KiB.
+    pub fn sector_size(mut self, bytes: u64) -> Self {
+        self.config.sector_size = bytes;
+        self
+    }
+
+    /// Adds a rule installed at mount time.
+    pub fn rule(mut self, rule: FaultRule) -> Self {
+        self.config.rules.push(rule);
+        self
+    }
+
+    /// Checks the ranges and returns the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] names the first knob out of range.
+    pub fn build(self) -> Result<FaultConfig, ConfigError> {
+        let c = self.config;
+        if !(FaultConfig::MIN_MAX_DIRTY..=FaultConfig::MAX_MAX_DIRTY).contains(&c.max_dirty_bytes_per_file) {
+            return Err(ConfigError::MaxDirty(c.max_dirty_bytes_per_file));
+        }
+        if !c.sector_size.is_power_of_two() || !(512..=65536).contains(&c.sector_size) {
+            return Err(ConfigError::SectorSize(c.sector_size));
+        }
+        Ok(c)
+    }
+}
+
+/// A [`FaultConfig`] knob out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// See [`FaultConfigBuilder::max_dirty_bytes_per_file`].
+    #[error(
+        "build faultfs config: max-dirty-bytes-per-file {0} is outside {min}..={max}",
+        min = FaultConfig::MIN_MAX_DIRTY,
+        max = FaultConfig::MAX_MAX_DIRTY
+    )]
+    MaxDirty(u64),
+    /// See [`FaultConfigBuilder::sector_size`].
+    #[error("build faultfs config: sector-size {0} is not a power of two from 512 to 65536")]
+    SectorSize(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(FaultConfig::builder().build(), Ok(FaultConfig::default()));
+    }
+
+    #[test]
+    fn out_of_range_knobs_are_rejected() {
+        assert_eq!(FaultConfig::builder().max_dirty_bytes_per_file(10).build(), Err(ConfigError::MaxDirty(10)));
+        assert_eq!(FaultConfig::builder().sector_size(1000).build(), Err(ConfigError::SectorSize(1000)));
+        assert_eq!(FaultConfig::builder().sector_size(256).build(), Err(ConfigError::SectorSize(256)));
+    }
+}

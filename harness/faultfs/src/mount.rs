@@ -1,0 +1,207 @@
+//! Mounting, unmounting and the control handle the harness keeps.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use fuser::{BackgroundSession, MountOption, SessionACL};
+
+use crate::config::FaultConfig;
+use crate::fs::{self, Shared, State, Stats};
+use crate::rules::FaultRule;
+use crate::sys;
+
+/// Why a mount or unmount failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The backing directory is missing or unusable.
+    #[error("open backing directory {}", path.display())]
+    Backing {
+        /// The backing directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused the mount (is `/dev/fuse` there, are we root?).
+    #[error("mount faultfs at {}", path.display())]
+    Mount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Unmounting failed, typically because the mount is busy.
+    #[error("unmount faultfs at {}", path.display())]
+    Unmount {
+        /// The mountpoint.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a control operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Writing cached data or names to the backing directory failed.
+    #[error("checkpoint faultfs")]
+    Checkpoint(#[source] io::Error),
+}
+
+/// Entry point: mounts faultfs.
+#[derive(Debug)]
+pub struct FaultFs;
+
+impl FaultFs {
+    /// Mounts faultfs at `mountpoint` over `backing` and serves it from a
+    /// background thread until the returned [`MountedFs`] is unmounted or
+    /// dropped. Requires root (or `CAP_SYS_ADMIN`) and `/dev/fuse`.
+    ///
+    /// # Errors
+    /// [`MountError::Backing`] if the backing directory cannot be prepared,
+    /// [`MountError::Mount`] if the kernel refuses the mount.
+    pub fn mount(backing: &Path, mountpoint: &Path, config: FaultConfig) -> Result<MountedFs, MountError> {
+        let backing_err = |source| MountError::Backing { path: backing.to_owned(), source };
+        let backing_abs = backing.canonicalize().map_err(backing_err)?;
+        let state = State::new(&backing_abs, config).map_err(backing_err)?;
+        let shared = Arc::new(Shared { state: Mutex::new(state), notifier: Mutex::new(None) });
+        let mut options = fuser::Config::default();
+        options.mount_options = vec![
+            MountOption::FSName("crashlab-faultfs".into()),
+            MountOption::Subtype("crashlab-faultfs".into()),
+            MountOption::DefaultPermissions,
+            MountOption::RW,
+            MountOption::Dev,
+            MountOption::Suid,
+        ];
+        options.acl = SessionACL::All;
+        let fs = fs::FaultFs { shared: Arc::clone(&shared) };
+        let session = fuser::spawn_mount(fs, mountpoint, &options)
+            .map_err(|source| MountError::Mount { path: mountpoint.to_owned(), source })?;
+        *shared.notifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session.notifier());
+        Ok(MountedFs { session: Some(session), handle: FaultHandle { shared }, mountpoint: mountpoint.to_owned() })
+    }
+}
+
+/// A mounted faultfs. Unmounts on drop; call [`MountedFs::unmount`] to see
+/// errors. Dereferences to its [`FaultHandle`].
+#[derive(Debug)]
+pub struct MountedFs {
+    session: Option<BackgroundSession>,
+    handle: FaultHandle,
+    mountpoint: PathBuf,
+}
+
+impl MountedFs {
+    /// A cloneable handle for controlling this mount from other threads.
+    pub fn handle(&self) -> FaultHandle {
+        self.handle.clone()
+    }
+
+    /// Where the filesystem is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts and waits for the serving thread. Unless the power was cut,
+    /// everything cached is made durable first, as a clean kernel unmount
+    /// would.
+    ///
+    /// # Errors
+    /// [`MountError::Unmount`] if the mount is busy or the thread failed; the
+    /// mount is then detached lazily so that nothing stays attached.
+    pub fn unmount(mut self) -> Result<(), MountError> {
+        self.unmount_inner()
+    }
+
+    fn unmount_inner(&mut self) -> Result<(), MountError> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        session.umount_and_join().map_err(|source| {
+            // A busy mount would otherwise outlive us with nobody serving it.
+            let _ = sys::umount_detach(&self.mountpoint);
+            MountError::Unmount { path: self.mountpoint.clone(), source }
+        })
+    }
+}
+
+impl std::ops::Deref for MountedFs {
+    type Target = FaultHandle;
+
+    fn deref(&self) -> &FaultHandle {
+        &self.handle
+    }
+}
+
+impl Drop for MountedFs {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount_inner() {
+            tracing::warn!(error = %e, "faultfs unmount on drop failed");
+        }
+    }
+}
+
+/// Controls a mounted faultfs: power cuts, checkpoints, statistics, rules.
+#[derive(Clone, Debug)]
+pub struct FaultHandle {
+    shared: Arc<Shared>,
+}
+
+impl FaultHandle {
+    /// Simulates power loss: discards every non-durable write and namespace
+    /// change (tearing writes selected by `torn` rules), then fails all
+    /// further I/O with `EIO` until remount. Idempotent.
+    pub fn power_cut(&self) {
+        self.shared.power_cut();
+    }
+
+    /// Makes everything durable, as if every directory and file had been
+    /// `fsync`ed.
+    ///
+    /// # Errors
+    /// [`ControlError::Checkpoint`] if the backing directory rejects a write,
+    /// or after a power cut.
+    pub fn checkpoint(&self) -> Result<(), ControlError> {
+        self.shared.lock().checkpoint().map_err(ControlError::Checkpoint)
+    }
+
+    /// Current counters and dirty-data gauges.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats()
+    }
+
+    /// Installs a rule; its counters start now.
+    pub fn add_rule(&self, rule: FaultRule) {
+        self.shared.lock().add_rule(rule);
+    }
+
+    /// Removes every rule.
+    pub fn clear_rules(&self) {
+        self.shared.lock().clear_rules();
+    }
+
+    /// The installed rules.
+    pub fn rules(&self) -> Vec<FaultRule> {
+        self.shared.lock().rules()
+    }
+}
+
+/// Lazily unmounts whatever is mounted at `path` (`umount2(MNT_DETACH)`),
+/// for cleaning up after a killed process that left a FUSE mount behind
+/// (its accesses then fail with `ENOTCONN`). Returns whether something was
+/// mounted there.
+///
+/// # Errors
+/// [`MountError::Unmount`] for failures other than "not mounted" and "no
+/// such path", e.g. missing privileges.
+pub fn unmount_stale(path: &Path) -> Result<bool, MountError> {
+    match sys::umount_detach(path) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => Ok(false),
+        Err(source) => Err(MountError::Unmount { path: path.to_owned(), source }),
+    }
+}

@@ -1,0 +1,384 @@
+//! Crash tests against a real mount: write, cut the power, remount, check
+//! what survived.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
+
+use common::{Fixture, fuse_available};
+use crashlab_faultfs::FaultConfig;
+
+fn config() -> FaultConfig {
+    FaultConfig::builder().seed(7).build().unwrap()
+}
+
+fn sync_dir(path: &std::path::Path) {
+    File::open(path).unwrap().sync_all().unwrap();
+}
+
+/// A file that exists durably (created, fsynced, directory fsynced).
+fn durable_file(fx: &Fixture, name: &str, data: &[u8]) {
+    let mut f = File::create(fx.path(name)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+    sync_dir(&fx.mnt);
+}
+
+fn read(fx: &Fixture, name: &str) -> std::io::Result<Vec<u8>> {
+    fs::read(fx.path(name))
+}
+
+#[test]
+fn unsynced_writes_are_lost_at_power_cut() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"durable");
+    let f = OpenOptions::new().write(true).open(fx.path("f")).unwrap();
+    f.write_all_at(b"DUR", 0).unwrap();
+    f.write_all_at(b"-and-more", 7).unwrap();
+    assert_eq!(read(&fx, "f").unwrap(), b"DURable-and-more", "reads see unsynced data");
+    assert_eq!(fs::read(fx.backing.join("f")).unwrap(), b"durable", "backing untouched");
+    let stats = fx.fs().stats();
+    assert_eq!((stats.dirty_files, stats.dirty_bytes), (1, 12));
+    drop(f);
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "f").unwrap(), b"durable");
+}
+
+#[test]
+fn fsynced_writes_survive_power_cut() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"one");
+    let mut f = OpenOptions::new().append(true).open(fx.path("f")).unwrap();
+    f.write_all(b"-two").unwrap();
+    f.sync_data().unwrap();
+    f.write_all(b"-three").unwrap();
+    drop(f);
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "f").unwrap(), b"one-two");
+}
+
+#[test]
+fn o_sync_writes_are_durable_without_fsync() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"");
+    let mut f = OpenOptions::new().write(true).custom_flags(libc_o_sync()).open(fx.path("f")).unwrap();
+    f.write_all(b"synced").unwrap();
+    drop(f);
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "f").unwrap(), b"synced");
+}
+
+fn libc_o_sync() -> i32 {
+    // O_SYNC on Linux; spelled out to keep libc out of the test's deps.
+    0o4010000
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+#[test]
+fn fsynced_file_in_unsynced_directory_is_gone() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    let mut f = File::create(fx.path("new")).unwrap();
+    f.write_all(b"data").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(fx.fs().stats().pending_namespace_ops, 1);
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "new").unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn fsynced_file_in_synced_directory_survives() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    fs::create_dir(fx.path("d")).unwrap();
+    let mut f = File::create(fx.path("d/new")).unwrap();
+    f.write_all(b"data").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    // Syncing d commits the journal up to the file's creation, including
+    // the earlier mkdir of d itself.
+    sync_dir(&fx.path("d"));
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "d/new").unwrap(), b"data");
+}
+
+#[test]
+fn rename_without_directory_fsync_is_lost() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "old", b"A");
+    durable_file(&fx, "target", b"B");
+    fs::rename(fx.path("old"), fx.path("target")).unwrap();
+    assert_eq!(read(&fx, "target").unwrap(), b"A");
+    assert!(!fx.path("old").exists());
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "old").unwrap(), b"A");
+    assert_eq!(read(&fx, "target").unwrap(), b"B");
+}
+
+#[test]
+fn rename_over_existing_with_directory_fsync_is_kept() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "target", b"old contents");
+    let mut f = File::create(fx.path("tmp")).unwrap();
+    f.write_all(b"new contents").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::rename(fx.path("tmp"), fx.path("target")).unwrap();
+    sync_dir(&fx.mnt);
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "target").unwrap(), b"new contents");
+    assert!(!fx.path("tmp").exists());
+    let names: Vec<_> = fs::read_dir(&fx.mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["target"], "staging directory stays hidden");
+}
+
+#[test]
+fn unlink_without_directory_fsync_is_undone() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"keep me");
+    fs::remove_file(fx.path("f")).unwrap();
+    assert!(!fx.path("f").exists());
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "f").unwrap(), b"keep me");
+}
+
+#[test]
+fn truncate_without_fsync_is_lost() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"0123456789");
+    OpenOptions::new().write(true).open(fx.path("f")).unwrap().set_len(2).unwrap();
+    assert_eq!(read(&fx, "f").unwrap(), b"01");
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "f").unwrap(), b"0123456789");
+}
+
+#[test]
+fn torn_write_persists_a_sector_prefix() {
+    if !fuse_available() {
+        return;
+    }
+    let config = FaultConfig::builder().seed(3).rule("torn:prefix".parse().unwrap()).build().unwrap();
+    let mut fx = Fixture::new(config);
+    durable_file(&fx, "wal", b"");
+    let f = OpenOptions::new().write(true).open(fx.path("wal")).unwrap();
+    f.write_all_at(&[0xAB; 65536], 0).unwrap();
+    drop(f);
+    fx.crash_and_remount();
+    let got = read(&fx, "wal").unwrap();
+    assert!(!got.is_empty() && got.len() < 65536, "len {}", got.len());
+    assert_eq!(got.len() % 512, 0);
+    assert!(got.iter().all(|&b| b == 0xAB));
+}
+
+#[test]
+fn without_torn_rule_last_write_is_lost_whole() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "wal", b"");
+    fs::write(fx.path("wal"), [0xAB; 65536]).unwrap();
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "wal").unwrap(), b"");
+}
+
+#[test]
+fn eio_rule_fires_on_the_nth_write_only() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(config());
+    durable_file(&fx, "f", b"");
+    fx.fs().add_rule("eio:write:3:/f".parse().unwrap());
+    let f = OpenOptions::new().write(true).open(fx.path("f")).unwrap();
+    let results: Vec<bool> = (0..5).map(|i| f.write_all_at(b"x", i).is_ok()).collect();
+    assert_eq!(results, [true, true, false, true, true]);
+    assert_eq!(fx.fs().stats().injected_errors, 1);
+}
+
+#[test]
+fn eio_rule_error_is_eio() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(config());
+    durable_file(&fx, "f", b"abc");
+    fx.fs().add_rule("eio:fsync:1".parse().unwrap());
+    let f = File::open(fx.path("f")).unwrap();
+    let err = f.sync_all().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "EIO");
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn enospc_after_budget() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(config());
+    durable_file(&fx, "f", b"");
+    fx.fs().add_rule("enospc:10k".parse().unwrap());
+    let f = OpenOptions::new().write(true).open(fx.path("f")).unwrap();
+    f.write_all_at(&[1; 8192], 0).unwrap();
+    f.write_all_at(&[1; 2048], 8192).unwrap();
+    let err = f.write_all_at(&[1; 1], 10240).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(28), "ENOSPC, got {err}");
+    fx.fs().clear_rules();
+    f.write_all_at(&[1; 1], 10240).unwrap();
+}
+
+#[test]
+fn io_fails_after_power_cut_until_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"data");
+    let mut f = File::open(fx.path("f")).unwrap();
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).unwrap();
+    fx.fs().power_cut();
+    assert!(fx.fs().stats().powered_off);
+    let mut buf = [0; 4];
+    assert!(f.read_exact_at(&mut buf, 0).is_err(), "cached pages are dropped");
+    assert!(fs::read(fx.path("f")).is_err());
+    assert!(File::create(fx.path("g")).is_err());
+    assert!(fx.fs().checkpoint().is_err());
+    drop(f);
+    let fs = fx.fs.take().unwrap();
+    fs.unmount().unwrap();
+    fx.fs = Some(crashlab_faultfs::FaultFs::mount(&fx.backing, &fx.mnt, config()).unwrap());
+    assert_eq!(read(&fx, "f").unwrap(), b"data");
+}
+
+#[test]
+fn checkpoint_makes_everything_durable() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    fs::create_dir_all(fx.path("a/b")).unwrap();
+    fs::write(fx.path("a/b/f"), b"x").unwrap();
+    std::os::unix::fs::symlink("b/f", fx.path("a/link")).unwrap();
+    fs::hard_link(fx.path("a/b/f"), fx.path("a/hard")).unwrap();
+    fx.fs().checkpoint().unwrap();
+    let stats = fx.fs().stats();
+    assert_eq!((stats.dirty_bytes, stats.pending_namespace_ops), (0, 0));
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "a/b/f").unwrap(), b"x");
+    assert_eq!(read(&fx, "a/link").unwrap(), b"x");
+    assert_eq!(fs::read_link(fx.path("a/link")).unwrap(), std::path::Path::new("b/f"));
+    assert_eq!(read(&fx, "a/hard").unwrap(), b"x");
+}
+
+#[test]
+fn clean_unmount_syncs_everything() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    fs::write(fx.path("f"), b"kept").unwrap();
+    fx.fs.take().unwrap().unmount().unwrap();
+    assert_eq!(fs::read(fx.backing.join("f")).unwrap(), b"kept");
+    assert!(!fx.backing.join(".crashlab-faultfs").exists());
+}
+
+#[test]
+fn dirty_bound_writes_back_oldest_data_which_then_survives() {
+    if !fuse_available() {
+        return;
+    }
+    let config = FaultConfig::builder().max_dirty_bytes_per_file(64 << 10).build().unwrap();
+    let mut fx = Fixture::new(config);
+    durable_file(&fx, "f", b"");
+    let f = OpenOptions::new().write(true).open(fx.path("f")).unwrap();
+    for i in 0..64u64 {
+        f.write_all_at(&[i as u8 + 1; 4096], i * 4096).unwrap();
+    }
+    drop(f);
+    let stats = fx.fs().stats();
+    assert!(stats.dirty_bytes <= 64 << 10, "{stats:?}");
+    assert!(stats.writeback_bytes > 0);
+    fx.crash_and_remount();
+    let got = read(&fx, "f").unwrap();
+    assert!(got.len() >= 4096 && got.len() < 64 * 4096, "len {}", got.len());
+    assert!(got[..4096].iter().all(|&b| b == 1), "the oldest block survived");
+}
+
+#[test]
+fn ownership_and_mode_pass_through() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(config());
+    durable_file(&fx, "f", b"");
+    std::os::unix::fs::chown(fx.path("f"), Some(999), Some(998)).unwrap();
+    fs::set_permissions(fx.path("f"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(fx.path("f")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (999, 998, 0o640));
+    let b = fs::metadata(fx.backing.join("f")).unwrap();
+    assert_eq!((b.uid(), b.gid(), b.mode() & 0o7777), (999, 998, 0o640));
+}
+
+#[test]
+fn statfs_and_fallocate_work() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(config());
+    let f = File::create(fx.path("f")).unwrap();
+    // set_len through ftruncate, and a read past the old end sees zeros.
+    f.set_len(8192).unwrap();
+    assert_eq!(fs::read(fx.path("f")).unwrap(), vec![0; 8192]);
+    let out = std::process::Command::new("fallocate").args(["-l", "16384"]).arg(fx.path("f")).status();
+    if let Ok(status) = out {
+        assert!(status.success());
+        assert_eq!(fs::metadata(fx.path("f")).unwrap().len(), 16384);
+    }
+    let df = std::process::Command::new("df").arg(&fx.mnt).output().unwrap();
+    assert!(df.status.success(), "{}", String::from_utf8_lossy(&df.stderr));
+}
+
+#[test]
+fn stale_mount_cleaner_reports_unmounted_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!crashlab_faultfs::unmount_stale(dir.path()).unwrap());
+    assert!(!crashlab_faultfs::unmount_stale(&dir.path().join("missing")).unwrap());
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(config());
+    assert!(crashlab_faultfs::unmount_stale(&fx.mnt).unwrap());
+    // The mount is gone; dropping the fixture must not hang or panic.
+    drop(fx);
+}
