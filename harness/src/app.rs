@@ -1,0 +1,330 @@
+//! What the subcommands do, with their errors mapped to exit codes. The
+//! binary only parses arguments and calls in here.
+
+use crate::docker::{Docker, DockerError, docker_host};
+use crate::images::{self, BuildOptions, ImageError, ImageStatus};
+use crate::output::{self, Terminal};
+use crate::run::{self, RunContext};
+use crate::runner::{Runner, error_chain};
+use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
+use crashlab_reports::{Report, SCHEMA_VERSION};
+use crashlab_workloads::Workload;
+use crashlab_workloads::mariadb::{self, MariaDb};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Exit codes, stable for CI.
+pub mod exit {
+    /// Every cell met its expectation.
+    pub const PASS: i32 = 0;
+    /// Some cell did not meet its expectation.
+    pub const MISS: i32 = 1;
+    /// Usage or setup error: bad scenario, no daemon, missing image or tool.
+    pub const SETUP: i32 = 2;
+    /// Interrupted (Ctrl-C); everything created was removed.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// An error that ends a command, with the exit code and a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid scenario: {0}")]
+    Scenario(#[from] ScenarioError),
+    #[error("cannot reach the Docker daemon at {host}: {detail}")]
+    NoDaemon { host: String, detail: String },
+    #[error("failed to {}", error_chain(.0))]
+    Docker(#[from] DockerError),
+    #[error("failed to {}", error_chain(.0))]
+    Image(#[from] ImageError),
+    #[error("image {0} is not present and no registry is assumed reachable")]
+    MissingImage(String),
+    #[error("failed to {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> i32 {
+        exit::SETUP
+    }
+
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            AppError::NoDaemon { .. } => Some(
+                "start the daemon (`sudo systemctl start docker`, or `sudo dockerd &` where systemd is absent), \
+                 or set DOCKER_HOST to a running one"
+                    .into(),
+            ),
+            AppError::MissingImage(tag) => {
+                Some(format!("pull or load {tag} into the daemon first, or drop `image` to use crashlab's own"))
+            }
+            AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build mariadb` again".into()),
+            AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Connects to the daemon, turning a failure into the hint-carrying error.
+pub async fn connect() -> Result<Docker, AppError> {
+    Docker::connect().await.map_err(|e| AppError::NoDaemon {
+        host: docker_host(),
+        detail: std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string()),
+    })
+}
+
+/// Options of `crashlab run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub scenario: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub keep: bool,
+    pub quiet: bool,
+    pub mirror: String,
+}
+
+fn build_options(mirror: &str, quiet: bool) -> BuildOptions {
+    let state = run::state_dir();
+    BuildOptions {
+        mirror: mirror.to_owned(),
+        cache_dir: state.join("debootstrap-cache"),
+        work_dir: state.join("build"),
+        quiet,
+    }
+}
+
+fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
+    let w = &scenario.workload;
+    match w.kind {
+        WorkloadKind::Mariadb => Box::new(MariaDb {
+            image: w.image.clone().unwrap_or_else(|| mariadb::IMAGE.to_owned()),
+            server_args: w.server_args.clone(),
+        }),
+    }
+}
+
+/// Makes sure the workload's image exists: crashlab's own images are built
+/// when missing; any other image must already be there.
+pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: bool) -> Result<(), AppError> {
+    let recipe = [&mariadb::RECIPE].into_iter().find(|r| r.tag == image);
+    match recipe {
+        Some(recipe) => {
+            match images::status(docker, recipe).await? {
+                ImageStatus::Current => {}
+                ImageStatus::Stale => {
+                    eprintln!(
+                        "note: {image} was built from an older recipe; `crashlab images build {}` refreshes it",
+                        recipe.name
+                    )
+                }
+                ImageStatus::Missing => {
+                    eprintln!("{image} is missing; building it from Debian packages (about a minute)");
+                    images::build(docker, recipe, &build_options(mirror, quiet)).await?;
+                }
+            }
+            Ok(())
+        }
+        None if docker.image(image).await?.is_some() => Ok(()),
+        None => Err(AppError::MissingImage(image.to_owned())),
+    }
+}
+
+/// `crashlab run`: returns the exit code.
+pub async fn run(options: RunOptions) -> Result<i32, AppError> {
+    let scenario = match &options.scenario {
+        Some(path) => Scenario::load(path)?,
+        None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
+    };
+    let docker = connect().await?;
+    let workload = workload_of(&scenario);
+    ensure_image(&docker, &workload.container().image, &options.mirror, options.quiet).await?;
+
+    let state = run::state_dir();
+    let ctx = RunContext::create(&state).map_err(|source| AppError::Io {
+        what: "create the run directory under",
+        path: state.clone(),
+        source,
+    })?;
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(ctx.id()));
+    let environment = crate::environment::capture(&docker, &state).await;
+    let cells = scenario.cells();
+    eprintln!(
+        "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each",
+        ctx.id(),
+        scenario.name,
+        scenario.seed,
+        cells.len(),
+        scenario.matrix.cycles,
+        humanize(scenario.workload.load)
+    );
+
+    let started = Instant::now();
+    let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let mut runner =
+        Runner { docker: docker.clone(), run: ctx.clone(), scenario: &scenario, workload, cancel: cancel_rx };
+    let mut terminal = Terminal::new(options.quiet, scenario.matrix.cycles, cells.len());
+    let mut interrupted = false;
+    let results = {
+        let work = runner.run(&cells, &mut terminal);
+        tokio::pin!(work);
+        tokio::select! {
+            results = &mut work => results,
+            _ = tokio::signal::ctrl_c() => {
+                interrupted = true;
+                let _ = cancel_tx.send(true);
+                eprintln!("\ninterrupted: finishing the current step, then cleaning up (Ctrl-C again to stop at once)");
+                tokio::select! {
+                    results = &mut work => results,
+                    _ = tokio::signal::ctrl_c() => Vec::new(),
+                }
+            }
+        }
+    };
+
+    if options.keep {
+        eprintln!(
+            "--keep: leaving run {}'s containers, volumes and {} in place; `crashlab clean` removes them",
+            ctx.id(),
+            ctx.dir().display()
+        );
+    } else {
+        match run::cleanup_run(&docker, &state, ctx.id()).await {
+            Ok(c) if c.containers + c.volumes > 0 => {
+                tracing::info!("cleanup removed {} containers and {} volumes", c.containers, c.volumes)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e))
+            }
+        }
+    }
+
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        scenario: scenario.name.clone(),
+        seed: scenario.seed,
+        run_id: ctx.id().to_owned(),
+        started_at_unix,
+        duration_s: started.elapsed().as_secs_f64(),
+        environment,
+        cells: results,
+    };
+    output::write_files(&report, &out).map_err(|source| AppError::Io {
+        what: "write the reports to",
+        path: out.clone(),
+        source,
+    })?;
+    print!("{}", output::summary(&report));
+    println!("reports: {}", out.display());
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else if report.passed() && report.cells.len() == cells.len() {
+        exit::PASS
+    } else {
+        exit::MISS
+    })
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// `crashlab images build NAME...`.
+pub async fn build_images(names: &[String], mirror: &str, quiet: bool) -> Result<(), AppError> {
+    let recipes = names.iter().map(|n| images::recipe(n)).collect::<Result<Vec<_>, _>>()?;
+    let docker = connect().await?;
+    for recipe in recipes {
+        let started = Instant::now();
+        images::build(&docker, recipe, &build_options(mirror, quiet)).await?;
+        eprintln!("built {} in {:.0} s", recipe.tag, started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// `crashlab images list`: each known image and its state.
+pub async fn list_images() -> Result<(), AppError> {
+    let docker = connect().await?;
+    for recipe in [&mariadb::RECIPE] {
+        let status = match images::status(&docker, recipe).await? {
+            ImageStatus::Current => "built",
+            ImageStatus::Stale => "built from an older recipe",
+            ImageStatus::Missing => "missing",
+        };
+        println!("{:10} {:28} {status}", recipe.name, recipe.tag);
+    }
+    Ok(())
+}
+
+/// `crashlab clean`: removes what killed runs left behind.
+pub async fn clean() -> Result<(), AppError> {
+    let docker = connect().await?;
+    let state = run::state_dir();
+    let c = run::clean_stale(&docker, &state).await?;
+    println!("removed {} containers, {} volumes, {} run directories", c.containers, c.volumes, c.dirs);
+    Ok(())
+}
+
+/// `crashlab doctor`: checks what runs need; returns the exit code.
+pub async fn doctor(mirror: &str) -> i32 {
+    let mut ok = true;
+    let mut line = |good: bool, what: &str, detail: String| {
+        ok &= good;
+        println!("{} {what}: {detail}", if good { "ok  " } else { "FAIL" });
+    };
+    match connect().await {
+        Ok(docker) => {
+            let version = docker.version().await.ok();
+            line(
+                true,
+                "docker daemon",
+                format!(
+                    "{} at {}, API {} (negotiated)",
+                    version.and_then(|v| v.version).unwrap_or_default(),
+                    docker_host(),
+                    docker.api_version()
+                ),
+            );
+            for recipe in [&mariadb::RECIPE] {
+                let status = images::status(&docker, recipe).await;
+                let (good, detail) = match status {
+                    Ok(ImageStatus::Current) => (true, "built".to_owned()),
+                    Ok(ImageStatus::Stale) => {
+                        (true, "built from an older recipe; `crashlab images build` refreshes it".into())
+                    }
+                    Ok(ImageStatus::Missing) => (true, format!("missing; `crashlab run` builds it from {mirror}")),
+                    Err(e) => (false, error_chain(&e)),
+                };
+                line(good, &format!("image {}", recipe.tag), detail);
+            }
+        }
+        Err(e) => line(false, "docker daemon", format!("{e}; {}", e.hint().unwrap_or_default())),
+    }
+    match images::which("debootstrap") {
+        Some(p) => line(true, "debootstrap", p.display().to_string()),
+        None => line(false, "debootstrap", "not installed: `apt-get install debootstrap`".into()),
+    }
+    line(
+        images::is_root(),
+        "root",
+        if images::is_root() { "yes".into() } else { "image builds and bind mounts need root".into() },
+    );
+    let fuse = Path::new("/dev/fuse").exists();
+    line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });
+    let state = run::state_dir();
+    line(
+        true,
+        "state directory",
+        format!(
+            "{} ({})",
+            state.display(),
+            crate::environment::filesystem_of(state.parent().unwrap_or(&state)).unwrap_or_default()
+        ),
+    );
+    if ok { exit::PASS } else { exit::SETUP }
+}

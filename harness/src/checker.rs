@@ -1,0 +1,266 @@
+//! The checker: compares what the server kept ([`Observation`]) with what
+//! the harness knows was sent and acknowledged ([`AckLog`]), and reaches a
+//! verdict.
+//!
+//! The rules, in order of severity:
+//! - the engine's integrity check failed, or the data could not be read:
+//!   `corrupt`;
+//! - an invariant broke: a ledger row that was never sent, one whose
+//!   transaction failed before its commit was sent, one that differs from
+//!   what was sent, or an account whose balance is not its initial balance
+//!   plus the ledger rows present (a half-applied transfer): `inconsistent`;
+//! - the dataset is not there: `data-gone`;
+//! - an acknowledged commit is missing: `lost-writes`;
+//! - otherwise `intact`.
+//!
+//! Transactions whose commit was in flight when the fault hit are in doubt:
+//! present or absent, both are correct.
+
+use crashlab_reports::Verdict;
+use crashlab_workloads::{AckLog, INITIAL_BALANCE, Observation, Outcome};
+use std::collections::HashMap;
+
+/// The checker's findings for one cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub verdict: Verdict,
+    pub acked: u64,
+    pub lost: u64,
+    pub in_doubt: u64,
+    pub violations: u64,
+    /// Why, in a sentence; empty when intact.
+    pub detail: String,
+}
+
+/// Judges one observation against the log of the load that preceded it.
+pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
+    let acked = log.acked();
+    let in_doubt = log.count(Outcome::InDoubt);
+    let mut result = Check { verdict: Verdict::Intact, acked, lost: 0, in_doubt, violations: 0, detail: String::new() };
+    let (ledger, balances, engine_check) = match observation {
+        Observation::Gone { detail } => {
+            result.verdict = Verdict::DataGone;
+            result.lost = acked;
+            result.detail = format!("dataset gone ({detail}); {acked} acknowledged commits lost with it");
+            return result;
+        }
+        Observation::Unreadable { detail } => {
+            result.verdict = Verdict::Corrupt;
+            result.detail = format!("data unreadable: {detail}");
+            return result;
+        }
+        Observation::Present { ledger, balances, engine_check } => (ledger, balances, engine_check),
+    };
+
+    let index: HashMap<u64, usize> = log.entries.iter().enumerate().map(|(i, (t, _))| (t.id, i)).collect();
+    let mut seen = vec![false; log.entries.len()];
+    let mut phantom = 0u64;
+    let mut altered = 0u64;
+    let mut resurrected = 0u64;
+    let mut duplicated = 0u64;
+    let mut expected_balance: HashMap<u32, i64> = (0..accounts).map(|id| (id, INITIAL_BALANCE)).collect();
+    for row in ledger {
+        *expected_balance.entry(row.src).or_insert(INITIAL_BALANCE) -= row.amount;
+        *expected_balance.entry(row.dst).or_insert(INITIAL_BALANCE) += row.amount;
+        let Some(&i) = index.get(&row.id) else {
+            phantom += 1;
+            continue;
+        };
+        let (sent, outcome) = log.entries[i];
+        if std::mem::replace(&mut seen[i], true) {
+            duplicated += 1;
+        }
+        if sent != *row {
+            altered += 1;
+        }
+        if outcome == Outcome::Aborted {
+            resurrected += 1;
+        }
+    }
+    result.lost =
+        log.entries.iter().zip(&seen).filter(|((_, outcome), seen)| *outcome == Outcome::Acked && !**seen).count()
+            as u64;
+
+    let mut unbalanced = 0u64;
+    let mut actual: HashMap<u32, i64> = HashMap::with_capacity(balances.len());
+    for &(id, balance) in balances {
+        if actual.insert(id, balance).is_some() {
+            unbalanced += 1;
+        }
+    }
+    for (id, expected) in &expected_balance {
+        if actual.get(id) != Some(expected) {
+            unbalanced += 1;
+        }
+    }
+    unbalanced += actual.keys().filter(|id| !expected_balance.contains_key(id)).count() as u64;
+
+    result.violations = phantom + altered + resurrected + duplicated + unbalanced;
+    let mut problems = Vec::new();
+    for (n, what) in [
+        (phantom, "ledger rows that were never sent"),
+        (altered, "ledger rows that differ from what was sent"),
+        (resurrected, "ledger rows of transactions that failed before commit"),
+        (duplicated, "duplicated ledger rows"),
+        (unbalanced, "accounts whose balance disagrees with the ledger"),
+    ] {
+        if n > 0 {
+            problems.push(format!("{n} {what}"));
+        }
+    }
+    if result.lost > 0 {
+        problems.push(format!("{} of {acked} acknowledged commits missing", result.lost));
+    }
+    if let Err(e) = engine_check {
+        problems.insert(0, format!("integrity check failed: {e}"));
+        result.verdict = Verdict::Corrupt;
+    } else if result.violations > 0 {
+        result.verdict = Verdict::Inconsistent;
+    } else if result.lost > 0 {
+        result.verdict = Verdict::LostWrites;
+    }
+    result.detail = problems.join("; ");
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crashlab_workloads::Transfer;
+    use proptest::prelude::*;
+
+    const ACCOUNTS: u32 = 4;
+
+    fn t(id: u64, src: u32, dst: u32, amount: i64) -> Transfer {
+        Transfer { id, src, dst, amount }
+    }
+
+    /// The observation a perfect server would give for the rows it kept.
+    fn observe(kept: &[Transfer]) -> Observation {
+        let mut balances: Vec<(u32, i64)> = (0..ACCOUNTS).map(|id| (id, INITIAL_BALANCE)).collect();
+        for row in kept {
+            balances[row.src as usize].1 -= row.amount;
+            balances[row.dst as usize].1 += row.amount;
+        }
+        Observation::Present { ledger: kept.to_vec(), balances, engine_check: Ok(()) }
+    }
+
+    fn log(entries: &[(Transfer, Outcome)]) -> AckLog {
+        AckLog { entries: entries.to_vec() }
+    }
+
+    #[test]
+    fn every_acked_commit_present_is_intact() {
+        let a = t(1, 0, 1, 10);
+        let b = t(2, 1, 2, 5);
+        let c = check(&log(&[(a, Outcome::Acked), (b, Outcome::Acked)]), &observe(&[a, b]), ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::Intact, "{c:?}");
+        assert_eq!((c.acked, c.lost, c.violations), (2, 0, 0));
+        assert!(c.detail.is_empty());
+    }
+
+    #[test]
+    fn a_missing_acked_commit_is_a_lost_write() {
+        let a = t(1, 0, 1, 10);
+        let b = t(2, 1, 2, 5);
+        let c = check(&log(&[(a, Outcome::Acked), (b, Outcome::Acked)]), &observe(&[a]), ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::LostWrites);
+        assert_eq!(c.lost, 1);
+        assert_eq!(c.detail, "1 of 2 acknowledged commits missing");
+    }
+
+    #[test]
+    fn in_doubt_commits_may_be_present_or_absent() {
+        let a = t(1, 0, 1, 10);
+        let l = log(&[(a, Outcome::InDoubt)]);
+        assert_eq!(check(&l, &observe(&[a]), ACCOUNTS).verdict, Verdict::Intact);
+        assert_eq!(check(&l, &observe(&[]), ACCOUNTS).verdict, Verdict::Intact);
+        assert_eq!(check(&l, &observe(&[]), ACCOUNTS).in_doubt, 1);
+    }
+
+    #[test]
+    fn invariant_violations_are_inconsistent() {
+        let a = t(1, 0, 1, 10);
+        let l = log(&[(a, Outcome::Acked)]);
+        // A row that was never sent.
+        let c = check(&l, &observe(&[a, t(99, 2, 3, 1)]), ACCOUNTS);
+        assert_eq!((c.verdict, c.violations), (Verdict::Inconsistent, 1));
+        assert!(c.detail.contains("1 ledger rows that were never sent"));
+        // A row that differs from what was sent.
+        let c = check(&l, &observe(&[t(1, 0, 1, 11)]), ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::Inconsistent);
+        // A transaction that failed before commit yet is there.
+        let c = check(&log(&[(a, Outcome::Aborted)]), &observe(&[a]), ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::Inconsistent);
+        // Half a transfer: the ledger row without its balance change.
+        let mut half = observe(&[]);
+        if let Observation::Present { ledger, .. } = &mut half {
+            ledger.push(a);
+        }
+        let c = check(&l, &half, ACCOUNTS);
+        assert_eq!((c.verdict, c.violations), (Verdict::Inconsistent, 2), "{c:?}");
+        // A missing account.
+        let mut short = observe(&[a]);
+        if let Observation::Present { balances, .. } = &mut short {
+            balances.pop();
+        }
+        assert_eq!(check(&l, &short, ACCOUNTS).verdict, Verdict::Inconsistent);
+    }
+
+    #[test]
+    fn gone_and_unreadable_data() {
+        let a = t(1, 0, 1, 10);
+        let l = log(&[(a, Outcome::Acked)]);
+        let c = check(&l, &Observation::Gone { detail: "no schema".into() }, ACCOUNTS);
+        assert_eq!((c.verdict, c.lost), (Verdict::DataGone, 1));
+        let c = check(&l, &Observation::Unreadable { detail: "error 1932".into() }, ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::Corrupt);
+        let mut bad = observe(&[a]);
+        if let Observation::Present { engine_check, .. } = &mut bad {
+            *engine_check = Err("Index PRIMARY is corrupted".into());
+        }
+        let c = check(&l, &bad, ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::Corrupt);
+        assert!(c.detail.starts_with("integrity check failed: Index PRIMARY"));
+    }
+
+    fn outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![Just(Outcome::Acked), Just(Outcome::Aborted), Just(Outcome::InDoubt)]
+    }
+
+    proptest! {
+        /// A server that keeps every acknowledged commit, any subset of the
+        /// in-doubt ones and none of the aborted ones is always intact; drop
+        /// one acknowledged commit and it is always a lost write.
+        #[test]
+        fn verdict_follows_what_was_kept(
+            ops in proptest::collection::vec((0..ACCOUNTS, 1..ACCOUNTS, 1i64..100, outcome(), any::<bool>()), 0..200),
+            drop_pick in any::<prop::sample::Index>(),
+        ) {
+            let mut entries = Vec::new();
+            let mut kept = Vec::new();
+            for (i, (src, offset, amount, outcome, keep_in_doubt)) in ops.into_iter().enumerate() {
+                let transfer = t(i as u64, src, (src + offset) % ACCOUNTS, amount);
+                entries.push((transfer, outcome));
+                if outcome == Outcome::Acked || (outcome == Outcome::InDoubt && keep_in_doubt) {
+                    kept.push(transfer);
+                }
+            }
+            let l = log(&entries);
+            let c = check(&l, &observe(&kept), ACCOUNTS);
+            prop_assert_eq!(c.verdict, Verdict::Intact);
+            prop_assert_eq!(c.lost, 0);
+
+            let acked: Vec<usize> = kept.iter().enumerate()
+                .filter(|(_, k)| entries.iter().any(|(e, o)| e == *k && *o == Outcome::Acked))
+                .map(|(i, _)| i).collect();
+            if !acked.is_empty() {
+                let mut fewer = kept.clone();
+                fewer.remove(acked[drop_pick.index(acked.len())]);
+                let c = check(&l, &observe(&fewer), ACCOUNTS);
+                prop_assert_eq!(c.verdict, Verdict::LostWrites);
+                prop_assert_eq!(c.lost, 1);
+            }
+        }
+    }
+}

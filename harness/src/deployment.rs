@@ -1,0 +1,136 @@
+//! A deployment: the workload's container on a strategy's storage, as an
+//! operator would run it. It can be killed, stopped, removed and created
+//! again on the same storage, and it knows the loopback port the server
+//! answers on.
+
+use crate::docker::{Docker, DockerError};
+use crate::run::RunContext;
+use crate::strategy::Storage;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use crashlab_workloads::ContainerSpec;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("use the deployment: it has no container (it was removed)")]
+    NoContainer,
+}
+
+/// One cell's container, possibly replaced over the cell's life.
+pub struct Deployment {
+    docker: Docker,
+    run: RunContext,
+    spec: ContainerSpec,
+    storage: Storage,
+    name: String,
+    generation: u32,
+    container: Option<String>,
+    port: Option<u16>,
+}
+
+impl Deployment {
+    pub fn new(docker: Docker, run: RunContext, spec: ContainerSpec, storage: Storage, name: String) -> Deployment {
+        Deployment { docker, run, spec, storage, name, generation: 0, container: None, port: None }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn container_id(&self) -> Option<&str> {
+        self.container.as_deref()
+    }
+
+    /// Creates a new container on the deployment's storage.
+    pub async fn create(&mut self) -> Result<(), DeploymentError> {
+        self.generation += 1;
+        let port_key = format!("{}/tcp", self.spec.port);
+        // Published on loopback only, on a port the daemon picks: the
+        // harness never talks to the bridge network's private addresses.
+        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+        let config = ContainerCreateBody {
+            image: Some(self.spec.image.clone()),
+            cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
+            env: Some(self.spec.env.clone()),
+            labels: Some(self.run.labels()),
+            exposed_ports: Some(vec![port_key.clone()]),
+            host_config: Some(HostConfig {
+                mounts: Some(self.storage.mounts(&self.run, &self.spec.data_dir)),
+                port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = format!("{}-{}", self.name, self.generation);
+        self.container = Some(self.docker.create_container(&name, config).await?);
+        self.port = None;
+        Ok(())
+    }
+
+    fn id(&self) -> Result<&str, DeploymentError> {
+        self.container.as_deref().ok_or(DeploymentError::NoContainer)
+    }
+
+    /// Starts the container and reads the port it was published on.
+    pub async fn start(&mut self) -> Result<(), DeploymentError> {
+        let id = self.id()?.to_owned();
+        self.docker.start(&id).await?;
+        self.port = Some(self.docker.published_port(&id, self.spec.port).await?);
+        Ok(())
+    }
+
+    pub async fn kill(&mut self) -> Result<(), DeploymentError> {
+        let id = self.id()?.to_owned();
+        self.docker.kill(&id, "SIGKILL").await?;
+        self.port = None;
+        Ok(())
+    }
+
+    pub async fn stop(&mut self, timeout_s: i32) -> Result<(), DeploymentError> {
+        let id = self.id()?.to_owned();
+        self.docker.stop(&id, timeout_s).await?;
+        self.port = None;
+        Ok(())
+    }
+
+    /// Removes the container (and its anonymous volumes), as a redeploy does.
+    pub async fn remove(&mut self) -> Result<(), DeploymentError> {
+        if let Some(id) = self.container.take() {
+            self.docker.remove_container(&id).await?;
+        }
+        self.port = None;
+        Ok(())
+    }
+
+    /// Where the server answers, while the container runs.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+    }
+
+    /// Whether the container's process is still running; `false` once it
+    /// exited (e.g. the server refused to start).
+    pub async fn is_running(&self) -> Result<bool, DeploymentError> {
+        let inspect = self.docker.inspect(self.id()?).await?;
+        Ok(inspect.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    /// The container's last lines of output, for a verdict's detail.
+    pub async fn logs_tail(&self, lines: usize) -> String {
+        match self.container.as_deref() {
+            Some(id) => self.docker.logs_tail(id, lines).await.unwrap_or_else(|e| format!("(no logs: {e})")),
+            None => String::new(),
+        }
+    }
+
+    /// Removes the container and the storage.
+    pub async fn teardown(mut self) -> Result<(), crate::strategy::StorageError> {
+        self.remove().await.map_err(|e| match e {
+            DeploymentError::Docker(d) => crate::strategy::StorageError::Docker(d),
+            DeploymentError::NoContainer => unreachable!("remove tolerates a missing container"),
+        })?;
+        self.storage.teardown(&self.docker).await
+    }
+}

@@ -1,0 +1,348 @@
+//! The one door to Docker. Every call to the daemon goes through [`Docker`],
+//! and every failure names the operation and its object, so an error reads
+//! "failed to start container crashlab-…: …". No other module uses bollard.
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ImageInspect, SystemInfo, SystemVersion, Volume,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use std::collections::HashMap;
+
+type Source = bollard::errors::Error;
+
+/// A failed Docker operation. Messages read well after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("reach the Docker daemon at {host}")]
+    Connect {
+        host: String,
+        #[source]
+        source: Source,
+    },
+    #[error("create container {name}")]
+    CreateContainer {
+        name: String,
+        #[source]
+        source: Source,
+    },
+    #[error("start container {id}")]
+    StartContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("kill container {id}")]
+    KillContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("stop container {id}")]
+    StopContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("remove container {id}")]
+    RemoveContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("inspect container {id}")]
+    InspectContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("pause container {id}")]
+    PauseContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("unpause container {id}")]
+    UnpauseContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("read the logs of container {id}")]
+    Logs {
+        id: String,
+        #[source]
+        source: Source,
+    },
+    #[error("list containers labelled {label}")]
+    ListContainers {
+        label: String,
+        #[source]
+        source: Source,
+    },
+    #[error("create volume {name}")]
+    CreateVolume {
+        name: String,
+        #[source]
+        source: Source,
+    },
+    #[error("remove volume {name}")]
+    RemoveVolume {
+        name: String,
+        #[source]
+        source: Source,
+    },
+    #[error("list volumes labelled {label}")]
+    ListVolumes {
+        label: String,
+        #[source]
+        source: Source,
+    },
+    #[error("inspect image {tag}")]
+    InspectImage {
+        tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("import image {tag}")]
+    ImportImage {
+        tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("read the daemon's version")]
+    Version(#[source] Source),
+    #[error("read the daemon's info")]
+    Info(#[source] Source),
+    #[error("container {id} has no published port for {port}/tcp")]
+    NoPublishedPort { id: String, port: u16 },
+}
+
+impl DockerError {
+    /// True when the daemon answered 404: the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.source_error().is_some_and(|e| matches!(e, Source::DockerResponseServerError { status_code: 404, .. }))
+    }
+
+    /// True when the daemon answered 304: already in the requested state.
+    pub fn is_not_modified(&self) -> bool {
+        self.source_error().is_some_and(|e| matches!(e, Source::DockerResponseServerError { status_code: 304, .. }))
+    }
+
+    fn source_error(&self) -> Option<&Source> {
+        std::error::Error::source(self).and_then(|s| s.downcast_ref::<Source>())
+    }
+}
+
+/// Where the daemon is, as the user configured it.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// A connected, version-negotiated Docker client.
+#[derive(Clone)]
+pub struct Docker {
+    inner: bollard::Docker,
+}
+
+impl Docker {
+    /// Connects as `DOCKER_HOST` says (or the default socket), negotiates
+    /// the API version down to the daemon's, and pings it.
+    pub async fn connect() -> Result<Docker, DockerError> {
+        let host = docker_host();
+        let connect = |source| DockerError::Connect { host: host.clone(), source };
+        let inner = bollard::Docker::connect_with_defaults().map_err(connect)?;
+        let inner = inner.negotiate_version().await.map_err(connect)?;
+        inner.ping().await.map_err(connect)?;
+        Ok(Docker { inner })
+    }
+
+    pub fn api_version(&self) -> String {
+        self.inner.client_version().to_string()
+    }
+
+    pub async fn version(&self) -> Result<SystemVersion, DockerError> {
+        self.inner.version().await.map_err(DockerError::Version)
+    }
+
+    pub async fn info(&self) -> Result<SystemInfo, DockerError> {
+        self.inner.info().await.map_err(DockerError::Info)
+    }
+
+    /// The image, or `None` when the daemon does not have it.
+    pub async fn image(&self, tag: &str) -> Result<Option<ImageInspect>, DockerError> {
+        match self.inner.inspect_image(tag).await {
+            Ok(image) => Ok(Some(image)),
+            Err(source) => {
+                let err = DockerError::InspectImage { tag: tag.to_owned(), source };
+                if err.is_not_found() { Ok(None) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Imports a root filesystem tar stream as image `tag`, applying
+    /// Dockerfile-style `changes` (`ENTRYPOINT`, `ENV`, `LABEL`).
+    pub async fn import_image(
+        &self,
+        tag: &str,
+        changes: Vec<String>,
+        rootfs: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), DockerError> {
+        let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options =
+            CreateImageOptionsBuilder::default().from_src("-").repo(repo).tag(version).changes(changes).build();
+        let body = bollard::body_try_stream(rootfs);
+        self.inner
+            .create_image(Some(options), Some(body), None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|source| DockerError::ImportImage { tag: tag.to_owned(), source })?;
+        Ok(())
+    }
+
+    /// Creates a container and returns its id.
+    pub async fn create_container(&self, name: &str, config: ContainerCreateBody) -> Result<String, DockerError> {
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        let created = self
+            .inner
+            .create_container(Some(options), config)
+            .await
+            .map_err(|source| DockerError::CreateContainer { name: name.to_owned(), source })?;
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), DockerError> {
+        match self.inner.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let err = DockerError::StartContainer { id: id.to_owned(), source };
+                if err.is_not_modified() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. `SIGKILL`) to the container's main process.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), DockerError> {
+        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        self.inner
+            .kill_container(id, Some(options))
+            .await
+            .map_err(|source| DockerError::KillContainer { id: id.to_owned(), source })
+    }
+
+    /// Graceful stop: SIGTERM, then SIGKILL after `timeout_s`.
+    pub async fn stop(&self, id: &str, timeout_s: i32) -> Result<(), DockerError> {
+        let options = StopContainerOptionsBuilder::default().t(timeout_s).build();
+        match self.inner.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let err = DockerError::StopContainer { id: id.to_owned(), source };
+                if err.is_not_modified() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    pub async fn pause(&self, id: &str) -> Result<(), DockerError> {
+        self.inner.pause_container(id).await.map_err(|source| DockerError::PauseContainer { id: id.to_owned(), source })
+    }
+
+    pub async fn unpause(&self, id: &str) -> Result<(), DockerError> {
+        self.inner
+            .unpause_container(id)
+            .await
+            .map_err(|source| DockerError::UnpauseContainer { id: id.to_owned(), source })
+    }
+
+    /// Force-removes a container and its anonymous volumes. A container
+    /// that is already gone is not an error.
+    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.inner.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let err = DockerError::RemoveContainer { id: id.to_owned(), source };
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    pub async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse, DockerError> {
+        self.inner
+            .inspect_container(id, None)
+            .await
+            .map_err(|source| DockerError::InspectContainer { id: id.to_owned(), source })
+    }
+
+    /// The loopback port the daemon published for `port`/tcp. It changes on
+    /// every start, so it is read again after each one.
+    pub async fn published_port(&self, id: &str, port: u16) -> Result<u16, DockerError> {
+        let inspect = self.inspect(id).await?;
+        inspect
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|ports| ports.get(&format!("{port}/tcp")).cloned().flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()))
+            .ok_or_else(|| DockerError::NoPublishedPort { id: id.to_owned(), port })
+    }
+
+    /// The last `lines` lines of the container's output, for error messages.
+    pub async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, DockerError> {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let chunks: Vec<_> = self
+            .inner
+            .logs(id, Some(options))
+            .try_collect()
+            .await
+            .map_err(|source| DockerError::Logs { id: id.to_owned(), source })?;
+        Ok(chunks.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// Every container (running or not) carrying `label` (`key` or
+    /// `key=value`).
+    pub async fn containers_labelled(&self, label: &str) -> Result<Vec<ContainerSummary>, DockerError> {
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        self.inner
+            .list_containers(Some(options))
+            .await
+            .map_err(|source| DockerError::ListContainers { label: label.to_owned(), source })
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
+        let request = VolumeCreateRequest { name: Some(name.to_owned()), labels: Some(labels), ..Default::default() };
+        self.inner
+            .create_volume(request)
+            .await
+            .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
+        Ok(())
+    }
+
+    /// Removes a volume; one that is already gone is not an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        match self.inner.remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let err = DockerError::RemoveVolume { name: name.to_owned(), source };
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    pub async fn volumes_labelled(&self, label: &str) -> Result<Vec<Volume>, DockerError> {
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let response = self
+            .inner
+            .list_volumes(Some(options))
+            .await
+            .map_err(|source| DockerError::ListVolumes { label: label.to_owned(), source })?;
+        Ok(response.volumes.unwrap_or_default())
+    }
+}

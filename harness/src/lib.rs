@@ -1,0 +1,36 @@
+//! crashlab: a crash- and application-consistency test harness for
+//! containerised data.
+//!
+//! It runs a real workload in Docker on a persistence strategy, injects a
+//! fault, recovers, and checks what survived against the harness's own
+//! record of acknowledged writes:
+//!
+//! - [`scenario`] reads what to run and expands it into cells;
+//! - [`strategy`] decides where the data directory lives, [`deployment`]
+//!   runs the workload's container on it, [`fault`] damages and recovers it;
+//! - [`runner`] drives load → fault → recover → verify and emits events;
+//! - [`checker`] turns the ack log and what the server kept into a verdict;
+//! - [`output`] renders events and reports; [`app`] ties it together for
+//!   the binary.
+//!
+//! The durability model: a write is *acknowledged* when the server answered
+//! its `COMMIT`. A strategy survives a fault when every acknowledged write is
+//! present after recovery. Writes whose commit was in flight when the fault
+//! hit are *in doubt* and may go either way. Only Docker operations cause
+//! faults here: a process kill keeps the host's page cache, so it says
+//! nothing about power loss.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod checker;
+pub mod deployment;
+pub mod docker;
+pub mod environment;
+pub mod fault;
+pub mod images;
+pub mod output;
+pub mod run;
+pub mod runner;
+pub mod scenario;
+pub mod strategy;

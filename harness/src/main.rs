@@ -1,0 +1,111 @@
+//! The `crashlab` binary: parses arguments and dispatches to
+//! [`crashlab::app`]. Expected errors print one line and a hint and exit 2.
+
+use clap::{Parser, Subcommand};
+use crashlab::app::{self, AppError, RunOptions, exit};
+use crashlab::images::DEFAULT_MIRROR;
+use std::path::PathBuf;
+
+/// Crash- and application-consistency tests for containerised data.
+#[derive(Parser)]
+#[command(name = "crashlab", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario (the built-in smoke scenario when none is given).
+    Run {
+        /// Scenario file (TOML).
+        scenario: Option<PathBuf>,
+        /// Directory for report.json and report.md
+        /// [default: crashlab-results/<run id>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Leave containers, volumes and directories in place for debugging.
+        #[arg(long)]
+        keep: bool,
+        /// No progress output; the summary still goes to stdout.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Debian mirror for building missing images.
+        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+        mirror: String,
+    },
+    /// Check a scenario file without running it.
+    Validate { scenario: PathBuf },
+    /// Build or list crashlab's workload images.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Remove containers, volumes and directories left by killed runs.
+    Clean,
+    /// Check the daemon, its API version, debootstrap, /dev/fuse and images.
+    Doctor {
+        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+        mirror: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build images from Debian packages (debootstrap, then import).
+    Build {
+        /// Image names: mariadb.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+        mirror: String,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show each image and whether it is built.
+    List,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crashlab: failed to start the async runtime: {e}");
+            std::process::exit(exit::SETUP);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command));
+    std::process::exit(code);
+}
+
+async fn dispatch(command: Command) -> i32 {
+    let result = match command {
+        Command::Run { scenario, out, keep, quiet, mirror } => {
+            app::run(RunOptions { scenario, out, keep, quiet, mirror }).await
+        }
+        Command::Validate { scenario } => crashlab::scenario::Scenario::load(&scenario)
+            .map(|s| {
+                println!("{}: ok, {} cells × {} cycles", scenario.display(), s.cells().len(), s.matrix.cycles);
+                exit::PASS
+            })
+            .map_err(AppError::from),
+        Command::Images { command: ImagesCommand::Build { names, mirror, quiet } } => {
+            app::build_images(&names, &mirror, quiet).await.map(|()| exit::PASS)
+        }
+        Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
+        Command::Clean => app::clean().await.map(|()| exit::PASS),
+        Command::Doctor { mirror } => Ok(app::doctor(&mirror).await),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("crashlab: {e}");
+        if let Some(hint) = e.hint() {
+            eprintln!("hint: {hint}");
+        }
+        e.exit_code()
+    })
+}

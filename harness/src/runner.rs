@@ -1,0 +1,370 @@
+//! The runner: walks the plan cell by cell and, per cell, cycle by cycle:
+//! load → fault → recover → verify. Every step is announced as an
+//! [`Event`]; reporters turn events into a terminal view and files.
+//!
+//! A cycle starts from a fresh dataset on the cell's deployment. When a
+//! cycle ends with the server down or the harness unsure of its state (a
+//! `corrupt` or `error` verdict), the deployment and its storage are thrown
+//! away and the next cycle starts on new ones, so one bad cycle cannot
+//! decide the next.
+
+use crate::checker::check;
+use crate::deployment::Deployment;
+use crate::docker::Docker;
+use crate::run::RunContext;
+use crate::scenario::{Cell, Scenario};
+use crate::strategy::Storage;
+use crashlab_reports::{CellReport, CycleReport, LatencySummary, RecoverySummary, Verdict};
+use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long load clients get to notice a stop before they are aborted.
+const CLIENT_GRACE: Duration = Duration::from_secs(5);
+/// One readiness probe may take this long before it counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_INTERVAL: Duration = Duration::from_millis(25);
+
+/// The phases of a cycle, as shown in progress output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Deploy,
+    Setup,
+    Load,
+    Fault,
+    Recover,
+    Verify,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Deploy => "deploy",
+            Phase::Setup => "setup",
+            Phase::Load => "load",
+            Phase::Fault => "fault",
+            Phase::Recover => "recover",
+            Phase::Verify => "verify",
+        }
+    }
+}
+
+/// What the runner tells reporters.
+#[derive(Debug)]
+pub enum Event<'a> {
+    CellStarted { cell: &'a Cell },
+    Phase { cell: &'a Cell, cycle: u32, phase: Phase },
+    CycleFinished { cell: &'a Cell, cycle: u32, report: &'a CycleReport },
+    CellFinished { cell: &'a Cell, report: &'a CellReport },
+}
+
+/// A sink for runner events.
+pub trait Reporter {
+    fn on_event(&mut self, event: &Event<'_>);
+}
+
+/// Drives one scenario.
+pub struct Runner<'a> {
+    pub docker: Docker,
+    pub run: RunContext,
+    pub scenario: &'a Scenario,
+    pub workload: Box<dyn Workload>,
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// Why the readiness wait gave up.
+enum NotReady {
+    Exited(String),
+    Timeout(String),
+    Docker(String),
+}
+
+impl NotReady {
+    fn detail(&self) -> String {
+        match self {
+            NotReady::Exited(logs) => format!("server exited instead of starting; last output: {logs}"),
+            NotReady::Timeout(logs) => format!("server did not answer in time; last output: {logs}"),
+            NotReady::Docker(e) => e.clone(),
+        }
+    }
+}
+
+/// A finished cycle and the latencies of its load.
+struct CycleResult {
+    report: CycleReport,
+    latency_us: Option<Histogram<u64>>,
+    /// The deployment is no longer trustworthy and must be replaced.
+    discard: bool,
+}
+
+impl Runner<'_> {
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Runs every cell in plan order. Stops early, between steps, once
+    /// cancelled; the cells finished by then are returned.
+    pub async fn run(&mut self, cells: &[Cell], reporter: &mut dyn Reporter) -> Vec<CellReport> {
+        let mut reports = Vec::new();
+        for cell in cells {
+            if self.cancelled() {
+                break;
+            }
+            reporter.on_event(&Event::CellStarted { cell });
+            let report = self.run_cell(cell, reporter).await;
+            if self.cancelled() && report.verdicts.len() < self.scenario.matrix.cycles as usize {
+                break;
+            }
+            reporter.on_event(&Event::CellFinished { cell, report: &report });
+            reports.push(report);
+        }
+        reports
+    }
+
+    async fn run_cell(&mut self, cell: &Cell, reporter: &mut dyn Reporter) -> CellReport {
+        let mut deployment: Option<Deployment> = None;
+        let mut cycles = Vec::new();
+        let mut latency = latency_histogram();
+        for cycle in 0..self.scenario.matrix.cycles {
+            if self.cancelled() {
+                break;
+            }
+            let result = self.run_cycle(cell, cycle, &mut deployment, reporter).await;
+            if self.cancelled() {
+                break;
+            }
+            if let Some(h) = &result.latency_us {
+                latency.add(h).expect("histograms share bounds");
+            }
+            if result.discard {
+                self.teardown(deployment.take()).await;
+            }
+            reporter.on_event(&Event::CycleFinished { cell, cycle, report: &result.report });
+            cycles.push(result.report);
+        }
+        self.teardown(deployment.take()).await;
+        summarise(self.scenario, cell, cycles, &latency)
+    }
+
+    async fn teardown(&self, deployment: Option<Deployment>) {
+        if let Some(d) = deployment
+            && let Err(e) = d.teardown().await
+        {
+            // The run-wide cleanup removes what is left by label.
+            tracing::warn!("teardown failed: {e}");
+        }
+    }
+
+    fn load_config(&self, cell: &Cell, cycle: u32) -> LoadConfig {
+        let w = &self.scenario.workload;
+        let seed =
+            self.scenario.seed ^ ((cell.index as u64) << 32 | u64::from(cycle)).wrapping_mul(0x2545_f491_4f6c_dd1d);
+        LoadConfig { clients: w.clients, accounts: w.accounts, seed }
+    }
+
+    async fn deploy(&self, cell: &Cell) -> Result<Deployment, String> {
+        let name = self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault));
+        let storage =
+            Storage::provision(&self.docker, &self.run, cell.strategy, &name).await.map_err(|e| error_chain(&e))?;
+        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), self.workload.container(), storage, name);
+        if let Err(e) = d.create().await {
+            self.teardown(Some(d)).await;
+            return Err(error_chain(&e));
+        }
+        if let Err(e) = d.start().await {
+            self.teardown(Some(d)).await;
+            return Err(error_chain(&e));
+        }
+        Ok(d)
+    }
+
+    /// Polls the workload's probe until it answers. Fails early when the
+    /// container exits, and after the scenario's ready timeout.
+    async fn wait_ready(&self, d: &Deployment) -> Result<SocketAddr, NotReady> {
+        let deadline = Instant::now() + self.scenario.workload.ready_timeout;
+        let mut last_state_check = Instant::now();
+        loop {
+            if let Some(addr) = d.addr()
+                && let Ok(Ok(())) = tokio::time::timeout(PROBE_TIMEOUT, self.workload.probe(addr)).await
+            {
+                return Ok(addr);
+            }
+            if last_state_check.elapsed() > Duration::from_millis(500) {
+                last_state_check = Instant::now();
+                match d.is_running().await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(NotReady::Exited(d.logs_tail(8).await)),
+                    Err(e) => return Err(NotReady::Docker(error_chain(&e))),
+                }
+            }
+            if Instant::now() > deadline || self.cancelled() {
+                return Err(NotReady::Timeout(d.logs_tail(8).await));
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+
+    async fn run_cycle(
+        &self,
+        cell: &Cell,
+        cycle: u32,
+        slot: &mut Option<Deployment>,
+        reporter: &mut dyn Reporter,
+    ) -> CycleResult {
+        let started = Instant::now();
+        let mut report = CycleReport {
+            verdict: Verdict::Error,
+            acked_writes: 0,
+            lost_acked_writes: 0,
+            in_doubt_writes: 0,
+            invariant_violations: 0,
+            load_s: 0.0,
+            recovery_ms: None,
+            cycle_ms: 0.0,
+            detail: String::new(),
+        };
+        let fail = |mut report: CycleReport, detail: String| {
+            report.detail = detail;
+            report.cycle_ms = started.elapsed().as_secs_f64() * 1e3;
+            CycleResult { report, latency_us: None, discard: true }
+        };
+        let phase = |reporter: &mut dyn Reporter, phase| reporter.on_event(&Event::Phase { cell, cycle, phase });
+
+        if slot.is_none() {
+            phase(reporter, Phase::Deploy);
+            match self.deploy(cell).await {
+                Ok(d) => *slot = Some(d),
+                Err(e) => return fail(report, format!("could not deploy: {e}")),
+            }
+        }
+        let deployment = slot.as_mut().expect("deployed above");
+        let addr = match self.wait_ready(deployment).await {
+            Ok(addr) => addr,
+            Err(e) => return fail(report, format!("before the fault: {}", e.detail())),
+        };
+
+        phase(reporter, Phase::Setup);
+        let config = self.load_config(cell, cycle);
+        if let Err(e) = self.workload.setup(addr, config).await {
+            return fail(report, format!("could not create the dataset: {}", error_chain(&e)));
+        }
+
+        phase(reporter, Phase::Load);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let load_started = Instant::now();
+        let load = self.workload.load(addr, config, stop_rx, CLIENT_GRACE);
+        let fault = async {
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(self.scenario.workload.load) => {}
+                _ = cancel.wait_for(|c| *c) => {}
+            }
+            reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Fault });
+            let load_s = load_started.elapsed().as_secs_f64();
+            // The fault lands while clients are mid-transaction; they are
+            // told to stop only once the damage is done.
+            let injected = cell.fault.inject(deployment).await;
+            let fault_done = Instant::now();
+            let _ = stop_tx.send(true);
+            (injected, fault_done, load_s)
+        };
+        let (load, (injected, fault_done, load_s)) = tokio::join!(load, fault);
+        report.load_s = load_s;
+        if let Err(e) = injected {
+            return fail(report, format!("could not inject {}: {}", cell.fault, error_chain(&e)));
+        }
+        let load = match load {
+            Ok(load) => load,
+            Err(e) => return fail(report, format!("load failed: {}", error_chain(&e))),
+        };
+        report.acked_writes = load.log.acked();
+        if self.cancelled() {
+            return fail(report, "interrupted".into());
+        }
+
+        phase(reporter, Phase::Recover);
+        if let Err(e) = cell.fault.recover(deployment).await {
+            return fail(report, format!("could not recover from {}: {}", cell.fault, error_chain(&e)));
+        }
+        let addr = match self.wait_ready(deployment).await {
+            Ok(addr) => addr,
+            Err(NotReady::Docker(e)) => return fail(report, e),
+            Err(e) => {
+                // The engine does not come back on its own data.
+                let mut result = fail(report, format!("after {}: {}", cell.fault, e.detail()));
+                result.report.verdict = Verdict::Corrupt;
+                result.latency_us = Some(load.latency_us);
+                return result;
+            }
+        };
+        report.recovery_ms = Some(fault_done.elapsed().as_secs_f64() * 1e3);
+
+        phase(reporter, Phase::Verify);
+        let observation = match self.workload.observe(addr).await {
+            Ok(o) => o,
+            Err(e) => return fail(report, format!("could not read the data back: {}", error_chain(&e))),
+        };
+        let found = check(&load.log, &observation, config.accounts);
+        report.verdict = found.verdict;
+        report.lost_acked_writes = found.lost;
+        report.in_doubt_writes = found.in_doubt;
+        report.invariant_violations = found.violations;
+        report.detail = found.detail;
+        report.cycle_ms = started.elapsed().as_secs_f64() * 1e3;
+        let discard = report.verdict >= Verdict::Corrupt;
+        CycleResult { report, latency_us: Some(load.latency_us), discard }
+    }
+}
+
+/// Folds a cell's cycles into its report.
+fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency_us: &Histogram<u64>) -> CellReport {
+    let verdicts: Vec<Verdict> = cycles.iter().map(|c| c.verdict).collect();
+    let verdict = Verdict::worst(verdicts.iter().copied()).unwrap_or(Verdict::Error);
+    let sum = |f: fn(&CycleReport) -> u64| cycles.iter().map(f).sum::<u64>();
+    let acked = sum(|c| c.acked_writes);
+    let load_s: f64 = cycles.iter().map(|c| c.load_s).sum();
+    let ms = |q: f64| latency_us.value_at_quantile(q) as f64 / 1e3;
+    let latency_ms = if latency_us.is_empty() {
+        LatencySummary::default()
+    } else {
+        LatencySummary { p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), max: latency_us.max() as f64 / 1e3 }
+    };
+    let mut recoveries: Vec<f64> = cycles.iter().filter_map(|c| c.recovery_ms).collect();
+    recoveries.sort_by(f64::total_cmp);
+    let recovery_ms = RecoverySummary {
+        p50: recoveries.get(recoveries.len().saturating_sub(1) / 2).copied().unwrap_or(0.0),
+        max: recoveries.last().copied().unwrap_or(0.0),
+    };
+    CellReport {
+        workload: scenario.workload.kind.as_str().to_owned(),
+        strategy: cell.strategy.to_string(),
+        fault: cell.fault.to_string(),
+        cycles: cycles.len() as u32,
+        verdict,
+        passed: verdict.meets(cell.expected) && cycles.len() == scenario.matrix.cycles as usize,
+        verdicts,
+        expected: cell.expected,
+        acked_writes: acked,
+        lost_acked_writes: sum(|c| c.lost_acked_writes),
+        in_doubt_writes: sum(|c| c.in_doubt_writes),
+        invariant_violations: sum(|c| c.invariant_violations),
+        throughput_tps: if load_s > 0.0 { acked as f64 / load_s } else { 0.0 },
+        latency_ms,
+        recovery_ms,
+        cycle_details: cycles,
+    }
+}
+
+/// An error and its sources on one line: "a: b: c".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

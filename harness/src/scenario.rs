@@ -1,0 +1,394 @@
+//! Scenarios: what to run, read from TOML, and the plan of cells they
+//! expand to.
+//!
+//! Keys are kebab-case. An unknown key or a bad value is an error that names
+//! the file, the line and the key; nothing is guessed. See
+//! `scenarios/smoke.toml` for a complete example and DESIGN.md for the
+//! contract.
+
+use crate::fault::Fault;
+use crate::strategy::Strategy;
+use crashlab_reports::Verdict;
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The smoke scenario, built in so that `crashlab run` works from any
+/// directory.
+pub const SMOKE: &str = include_str!("../../scenarios/smoke.toml");
+
+/// A scenario that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("read scenario {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `location` is `file:line:column`; `message` names the key.
+    #[error("{location}: {message}")]
+    Invalid { location: String, message: String },
+}
+
+/// A parsed, validated scenario.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    pub name: String,
+    /// Same seed, same plan: every random choice derives from it.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub workload: WorkloadSection,
+    pub matrix: Matrix,
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+/// `[workload]`: which driver, which image, how hard to load it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WorkloadSection {
+    pub kind: WorkloadKind,
+    /// Any local or registry image; defaults to the image crashlab builds.
+    pub image: Option<String>,
+    #[serde(default)]
+    pub server_args: Vec<String>,
+    #[serde(default = "default_clients", deserialize_with = "clients")]
+    pub clients: u32,
+    #[serde(default = "default_accounts", deserialize_with = "accounts")]
+    pub accounts: u32,
+    /// Length of the load phase of each cycle; the fault hits at its end,
+    /// while the clients are still writing.
+    #[serde(default = "default_load", deserialize_with = "duration")]
+    pub load: Duration,
+    /// How long a server may take to answer after start or recovery before
+    /// the cycle is judged `corrupt`.
+    #[serde(default = "default_ready_timeout", deserialize_with = "duration")]
+    pub ready_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    Mariadb,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Mariadb => "mariadb",
+        }
+    }
+}
+
+/// `[matrix]`: strategies × faults, each cell run `cycles` times.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Matrix {
+    #[serde(deserialize_with = "non_empty_unique")]
+    pub strategies: Vec<Strategy>,
+    #[serde(deserialize_with = "non_empty_unique")]
+    pub faults: Vec<Fault>,
+    #[serde(default = "default_cycles", deserialize_with = "cycles")]
+    pub cycles: u32,
+}
+
+/// `[[expect]]`: the verdict a cell may reach at worst. Later entries
+/// override earlier ones; cells no entry matches expect `intact`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Expectation {
+    #[serde(default)]
+    pub strategy: Pattern<Strategy>,
+    #[serde(default)]
+    pub fault: Pattern<Fault>,
+    #[serde(deserialize_with = "expected_verdict")]
+    pub verdict: Verdict,
+}
+
+/// `"*"` or one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pattern<T> {
+    #[default]
+    Any,
+    Is(T),
+}
+
+impl<T: PartialEq> Pattern<T> {
+    pub fn matches(&self, value: &T) -> bool {
+        match self {
+            Pattern::Any => true,
+            Pattern::Is(v) => v == value,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Pattern<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "*" {
+            return Ok(Pattern::Any);
+        }
+        T::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(&s)).map(Pattern::Is)
+    }
+}
+
+/// One (workload, strategy, fault) of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub index: usize,
+    pub strategy: Strategy,
+    pub fault: Fault,
+    pub expected: Verdict,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+        Scenario::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses scenario text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
+            ScenarioError::Invalid {
+                location: format!("{origin}:{line}:{column}"),
+                message: e.message().trim_end().to_owned(),
+            }
+        })
+    }
+
+    /// The cells in run order: strategies outer, faults inner, each with
+    /// its expectation.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for &strategy in &self.matrix.strategies {
+            for &fault in &self.matrix.faults {
+                cells.push(Cell { index: cells.len(), strategy, fault, expected: self.expected(strategy, fault) });
+            }
+        }
+        cells
+    }
+
+    /// The verdict expected of a cell: the last matching `[[expect]]`, or
+    /// `intact`.
+    pub fn expected(&self, strategy: Strategy, fault: Fault) -> Verdict {
+        self.expect
+            .iter()
+            .rev()
+            .find(|e| e.strategy.matches(&strategy) && e.fault.matches(&fault))
+            .map_or(Verdict::Intact, |e| e.verdict)
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Parses durations such as `500ms`, `3s`, `1.5s`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}`: expected a number and a unit, like `3s` or `500ms`"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "" => return Err(format!("invalid duration `{s}`: missing unit (ms, s, m or h)")),
+        other => return Err(format!("invalid duration `{s}`: unknown unit `{other}` (ms, s, m or h)")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("invalid duration `{s}`: must be above zero and at most a day"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn in_range<'de, D: Deserializer<'de>>(d: D, what: &str, min: u32, max: u32) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d)?;
+    if n < i64::from(min) || n > i64::from(max) {
+        return Err(serde::de::Error::custom(format!("{what} must be between {min} and {max}, got {n}")));
+    }
+    Ok(n as u32)
+}
+
+fn clients<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "clients", 1, 256)
+}
+
+fn accounts<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "accounts", 2, 1_000_000)
+}
+
+fn cycles<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "cycles", 1, 10_000)
+}
+
+fn non_empty_unique<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialEq + std::fmt::Debug,
+{
+    let items = Vec::<T>::deserialize(d)?;
+    if items.is_empty() {
+        return Err(serde::de::Error::custom("the list is empty"));
+    }
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            return Err(serde::de::Error::custom(format!("{item:?} is listed twice")));
+        }
+    }
+    Ok(items)
+}
+
+fn expected_verdict<'de, D: Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<Verdict>() {
+        Ok(Verdict::Error) => Err(serde::de::Error::custom(
+            "`error` cannot be expected: a cell the harness could not complete never passes",
+        )),
+        Ok(v) => Ok(v),
+        Err(e) => Err(serde::de::Error::custom(e)),
+    }
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_clients() -> u32 {
+    4
+}
+fn default_accounts() -> u32 {
+    100
+}
+fn default_load() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_cycles() -> u32 {
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[workload]
+kind = "mariadb"
+[matrix]
+strategies = ["named-volume"]
+faults = ["restart"]
+"#;
+
+    fn error_of(text: &str) -> String {
+        Scenario::parse(text, "s.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn smoke_parses_and_expands_to_fifteen_cells() {
+        let s = Scenario::parse(SMOKE, "smoke.toml").unwrap();
+        assert_eq!(s.name, "smoke");
+        assert_eq!(s.cells().len(), 15);
+        assert_eq!(s.matrix.cycles, 2);
+        assert_eq!(s.expected(Strategy::Tmpfs, Fault::Restart), Verdict::DataGone);
+        assert_eq!(s.expected(Strategy::NamedVolume, Fault::Recreate), Verdict::Intact);
+        assert_eq!(s.expected(Strategy::ContainerLayer, Fault::Recreate), Verdict::DataGone);
+        assert_eq!(s.expected(Strategy::ContainerLayer, Fault::ProcessKill), Verdict::Intact);
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let s = Scenario::parse(MINIMAL, "m.toml").unwrap();
+        assert_eq!(s.seed, 42);
+        assert_eq!(s.workload.clients, 4);
+        assert_eq!(s.workload.load, Duration::from_secs(3));
+        assert_eq!(s.matrix.cycles, 1);
+        assert_eq!(s.cells()[0].expected, Verdict::Intact);
+    }
+
+    #[test]
+    fn bad_input_names_the_key_and_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            // (replace this, with this, expect the error to contain)
+            ("kind = \"mariadb\"", "kind = \"mariadb\"\nclinets = 3", "s.toml:5:1: unknown field `clinets`"),
+            ("kind = \"mariadb\"", "kind = \"oracle\"", "s.toml:4:8: unknown variant `oracle`"),
+            ("[\"restart\"]", "[\"reboot\"]", "s.toml:7:11: unknown variant `reboot`"),
+            ("[\"named-volume\"]", "[\"nfs\"]", "s.toml:6:15: unknown variant `nfs`"),
+            ("[\"restart\"]", "[]", "s.toml:7:10: the list is empty"),
+            ("[\"restart\"]", "[\"restart\", \"restart\"]", "Restart is listed twice"),
+            (
+                "kind = \"mariadb\"",
+                "kind = \"mariadb\"\nload = \"3\"",
+                "s.toml:5:8: invalid duration `3`: missing unit",
+            ),
+            ("kind = \"mariadb\"", "kind = \"mariadb\"\nload = \"3 parsecs\"", "unknown unit `parsecs`"),
+            (
+                "kind = \"mariadb\"",
+                "kind = \"mariadb\"\nclients = 0",
+                "s.toml:5:11: clients must be between 1 and 256, got 0",
+            ),
+            ("name = \"t\"", "name = \"t\"\nseed = \"x\"", "s.toml:3:8: invalid type: string \"x\", expected u64"),
+            ("name = \"t\"\n", "", "missing field `name`"),
+        ];
+        for (from, to, expected) in cases {
+            assert!(MINIMAL.contains(from), "bad test case: {from}");
+            let err = error_of(&MINIMAL.replacen(from, to, 1));
+            assert!(err.contains(expected), "for {to:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn expectations_reject_unknown_verdicts_and_error() {
+        let with = |v: &str| format!("{MINIMAL}\n[[expect]]\nstrategy = \"*\"\nfault = \"*\"\nverdict = \"{v}\"\n");
+        assert!(error_of(&with("fine")).contains("s.toml:12:11: unknown verdict `fine`"));
+        assert!(error_of(&with("error")).contains("cannot be expected"));
+        let s = Scenario::parse(&with("lost-writes"), "s.toml").unwrap();
+        assert_eq!(s.cells()[0].expected, Verdict::LostWrites);
+    }
+
+    #[test]
+    fn later_expectations_override_earlier_ones() {
+        let text = format!(
+            "{MINIMAL}\n[[expect]]\nverdict = \"data-gone\"\n[[expect]]\nstrategy = \"named-volume\"\nfault = \"restart\"\nverdict = \"lost-writes\"\n"
+        );
+        let s = Scenario::parse(&text, "s.toml").unwrap();
+        assert_eq!(s.expected(Strategy::NamedVolume, Fault::Restart), Verdict::LostWrites);
+        assert_eq!(s.expected(Strategy::Tmpfs, Fault::Restart), Verdict::DataGone);
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [("500ms", 0.5), ("3s", 3.0), ("1.5s", 1.5), ("2m", 120.0), (" 1h ", 3600.0)];
+        for (s, secs) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_secs_f64(secs)), "{s}");
+        }
+        for bad in ["", "s", "0s", "-1s", "3", "1d", "1e9s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,151 @@
+//! Persistence strategies: where a workload's data directory lives.
+//!
+//! | strategy | data directory is | survives |
+//! |---|---|---|
+//! | `container-layer` | the container's copy-on-write writable layer | kill, restart; not a new container |
+//! | `anonymous-volume` | a volume created for this container only | kill, restart; not a new container |
+//! | `named-volume` | a volume the harness creates and reattaches | kill, restart, a new container |
+//! | `bind-mount` | a host directory under the run's state directory | kill, restart, a new container |
+//! | `tmpfs` | memory, mounted per container start | nothing that stops the container |
+
+use crate::docker::{Docker, DockerError};
+use crate::run::RunContext;
+use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    ContainerLayer,
+    AnonymousVolume,
+    NamedVolume,
+    BindMount,
+    Tmpfs,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 5] = [
+        Strategy::ContainerLayer,
+        Strategy::AnonymousVolume,
+        Strategy::NamedVolume,
+        Strategy::BindMount,
+        Strategy::Tmpfs,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::ContainerLayer => "container-layer",
+            Strategy::AnonymousVolume => "anonymous-volume",
+            Strategy::NamedVolume => "named-volume",
+            Strategy::BindMount => "bind-mount",
+            Strategy::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Failure to set up or tear down a strategy's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("create host directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("remove host directory {path}")]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The storage one cell's containers use; created before the first
+/// container and removed after the last.
+#[derive(Debug)]
+pub struct Storage {
+    pub strategy: Strategy,
+    volume: Option<String>,
+    host_dir: Option<PathBuf>,
+}
+
+impl Storage {
+    /// Creates what the strategy needs outside any container: a labelled
+    /// named volume, or a host directory under the run's state directory.
+    pub async fn provision(
+        docker: &Docker,
+        run: &RunContext,
+        strategy: Strategy,
+        name: &str,
+    ) -> Result<Storage, StorageError> {
+        let mut storage = Storage { strategy, volume: None, host_dir: None };
+        match strategy {
+            Strategy::NamedVolume => {
+                docker.create_volume(name, run.labels()).await?;
+                storage.volume = Some(name.to_owned());
+            }
+            Strategy::BindMount => {
+                let path = run.dir().join("data").join(name);
+                std::fs::create_dir_all(&path)
+                    .map_err(|source| StorageError::CreateDir { path: path.clone(), source })?;
+                storage.host_dir = Some(path);
+            }
+            Strategy::ContainerLayer | Strategy::AnonymousVolume | Strategy::Tmpfs => {}
+        }
+        Ok(storage)
+    }
+
+    /// The mounts a container on this storage gets at `data_dir`.
+    pub fn mounts(&self, run: &RunContext, data_dir: &str) -> Vec<Mount> {
+        let target = Some(data_dir.to_owned());
+        match self.strategy {
+            Strategy::ContainerLayer => vec![],
+            Strategy::AnonymousVolume => vec![Mount {
+                target,
+                typ: Some(MountType::VOLUME),
+                volume_options: Some(MountVolumeOptions { labels: Some(run.labels()), ..Default::default() }),
+                ..Default::default()
+            }],
+            Strategy::NamedVolume => {
+                vec![Mount { target, source: self.volume.clone(), typ: Some(MountType::VOLUME), ..Default::default() }]
+            }
+            Strategy::BindMount => vec![Mount {
+                target,
+                source: self.host_dir.as_ref().map(|p| p.display().to_string()),
+                typ: Some(MountType::BIND),
+                ..Default::default()
+            }],
+            Strategy::Tmpfs => vec![Mount {
+                target,
+                typ: Some(MountType::TMPFS),
+                tmpfs_options: Some(MountTmpfsOptions { mode: Some(0o1777), ..Default::default() }),
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Removes the volume or host directory. Containers using it must be
+    /// gone first.
+    pub async fn teardown(&self, docker: &Docker) -> Result<(), StorageError> {
+        if let Some(volume) = &self.volume {
+            docker.remove_volume(volume).await?;
+        }
+        if let Some(path) = &self.host_dir {
+            match std::fs::remove_dir_all(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StorageError::RemoveDir { path: path.clone(), source }),
+            }
+        }
+        Ok(())
+    }
+}
