@@ -13,6 +13,15 @@ use crashlab_workloads::mariadb::{self, MariaDb};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+/// Writes a line to stderr, ignoring failure: a closed terminal must not
+/// abort a run before it has cleaned up.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit codes, stable for CI.
 pub mod exit {
     /// Every cell met its expectation.
@@ -117,13 +126,13 @@ pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: boo
             match images::status(docker, recipe).await? {
                 ImageStatus::Current => {}
                 ImageStatus::Stale => {
-                    eprintln!(
+                    note!(
                         "note: {image} was built from an older recipe; `crashlab images build {}` refreshes it",
                         recipe.name
                     )
                 }
                 ImageStatus::Missing => {
-                    eprintln!("{image} is missing; building it from Debian packages (about a minute)");
+                    note!("{image} is missing; building it from Debian packages (about a minute)");
                     images::build(docker, recipe, &build_options(mirror, quiet)).await?;
                 }
             }
@@ -141,70 +150,110 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
     };
     let docker = connect().await?;
-    let workload = workload_of(&scenario);
-    ensure_image(&docker, &workload.container().image, &options.mirror, options.quiet).await?;
+    let settings = RunSettings { keep: options.keep, quiet: options.quiet, state_dir: run::state_dir() };
+    ensure_image(&docker, &workload_of(&scenario).container().image, &options.mirror, options.quiet).await?;
 
-    let state = run::state_dir();
-    let ctx = RunContext::create(&state).map_err(|source| AppError::Io {
+    // Ctrl-C asks the runner to stop between steps; a second one stops at
+    // once. Either way the cleanup below runs.
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = cancel_tx.send(true);
+        note!("\ninterrupted: finishing the current step, then cleaning up (Ctrl-C again to stop at once)");
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let outcome = tokio::select! {
+        outcome = execute(&docker, &scenario, &settings, cancel_rx.clone()) => outcome?,
+        () = interrupted => {
+            let run_id = latest_run(&settings.state_dir);
+            if let Some(id) = run_id.filter(|_| !settings.keep) {
+                let _ = run::cleanup_run(&docker, &settings.state_dir, &id).await;
+            }
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&outcome.report.run_id));
+    output::write_files(&outcome.report, &out).map_err(|source| AppError::Io {
+        what: "write the reports to",
+        path: out.clone(),
+        source,
+    })?;
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{}reports: {}", output::summary(&outcome.report), out.display());
+    }
+    Ok(if *cancel_rx.borrow() {
+        exit::INTERRUPTED
+    } else if outcome.complete && outcome.report.passed() {
+        exit::PASS
+    } else {
+        exit::MISS
+    })
+}
+
+/// How to run a scenario, apart from the scenario itself.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Leave everything created in place.
+    pub keep: bool,
+    pub quiet: bool,
+    /// Where run directories (and bind mounts) go.
+    pub state_dir: PathBuf,
+}
+
+/// A finished (or interrupted) run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: Report,
+    /// Every planned cell ran all its cycles.
+    pub complete: bool,
+}
+
+/// Runs a scenario whose image is present, and removes everything it
+/// created unless `keep` is set. The library's entry point: the binary and
+/// the integration tests both come through here.
+pub async fn execute(
+    docker: &Docker,
+    scenario: &Scenario,
+    settings: &RunSettings,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Outcome, AppError> {
+    let state = &settings.state_dir;
+    let ctx = RunContext::create(state).map_err(|source| AppError::Io {
         what: "create the run directory under",
         path: state.clone(),
         source,
     })?;
-    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(ctx.id()));
-    let environment = crate::environment::capture(&docker, &state).await;
+    let environment = crate::environment::capture(docker, state).await;
     let cells = scenario.cells();
-    eprintln!(
-        "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each",
-        ctx.id(),
-        scenario.name,
-        scenario.seed,
-        cells.len(),
-        scenario.matrix.cycles,
-        humanize(scenario.workload.load)
-    );
-
+    if !settings.quiet {
+        note!(
+            "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each",
+            ctx.id(),
+            scenario.name,
+            scenario.seed,
+            cells.len(),
+            scenario.matrix.cycles,
+            humanize(scenario.workload.load)
+        );
+    }
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let mut runner =
-        Runner { docker: docker.clone(), run: ctx.clone(), scenario: &scenario, workload, cancel: cancel_rx };
-    let mut terminal = Terminal::new(options.quiet, scenario.matrix.cycles, cells.len());
-    let mut interrupted = false;
-    let results = {
-        let work = runner.run(&cells, &mut terminal);
-        tokio::pin!(work);
-        tokio::select! {
-            results = &mut work => results,
-            _ = tokio::signal::ctrl_c() => {
-                interrupted = true;
-                let _ = cancel_tx.send(true);
-                eprintln!("\ninterrupted: finishing the current step, then cleaning up (Ctrl-C again to stop at once)");
-                tokio::select! {
-                    results = &mut work => results,
-                    _ = tokio::signal::ctrl_c() => Vec::new(),
-                }
-            }
-        }
-    };
+        Runner { docker: docker.clone(), run: ctx.clone(), scenario, workload: workload_of(scenario), cancel };
+    let mut terminal = Terminal::new(settings.quiet, scenario.matrix.cycles, cells.len());
+    let results = runner.run(&cells, &mut terminal).await;
 
-    if options.keep {
-        eprintln!(
+    if settings.keep {
+        note!(
             "--keep: leaving run {}'s containers, volumes and {} in place; `crashlab clean` removes them",
             ctx.id(),
             ctx.dir().display()
         );
-    } else {
-        match run::cleanup_run(&docker, &state, ctx.id()).await {
-            Ok(c) if c.containers + c.volumes > 0 => {
-                tracing::info!("cleanup removed {} containers and {} volumes", c.containers, c.volumes)
-            }
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e))
-            }
-        }
+    } else if let Err(e) = run::cleanup_run(docker, state, ctx.id()).await {
+        note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e));
     }
-
+    let complete = results.len() == cells.len();
     let report = Report {
         schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
@@ -215,20 +264,18 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         environment,
         cells: results,
     };
-    output::write_files(&report, &out).map_err(|source| AppError::Io {
-        what: "write the reports to",
-        path: out.clone(),
-        source,
-    })?;
-    print!("{}", output::summary(&report));
-    println!("reports: {}", out.display());
-    Ok(if interrupted {
-        exit::INTERRUPTED
-    } else if report.passed() && report.cells.len() == cells.len() {
-        exit::PASS
-    } else {
-        exit::MISS
-    })
+    Ok(Outcome { report, complete })
+}
+
+/// The newest run directory, which is this process's run while it lives.
+fn latest_run(state_dir: &Path) -> Option<String> {
+    let pid = std::process::id().to_string();
+    std::fs::read_dir(state_dir.join("runs"))
+        .ok()?
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("pid")).is_ok_and(|p| p.trim() == pid))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .max()
 }
 
 fn humanize(d: std::time::Duration) -> String {
@@ -242,7 +289,7 @@ pub async fn build_images(names: &[String], mirror: &str, quiet: bool) -> Result
     for recipe in recipes {
         let started = Instant::now();
         images::build(&docker, recipe, &build_options(mirror, quiet)).await?;
-        eprintln!("built {} in {:.0} s", recipe.tag, started.elapsed().as_secs_f64());
+        note!("built {} in {:.0} s", recipe.tag, started.elapsed().as_secs_f64());
     }
     Ok(())
 }

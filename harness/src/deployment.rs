@@ -127,10 +127,9 @@ impl Deployment {
 
     /// Removes the container and the storage.
     pub async fn teardown(mut self) -> Result<(), crate::strategy::StorageError> {
-        self.remove().await.map_err(|e| match e {
-            DeploymentError::Docker(d) => crate::strategy::StorageError::Docker(d),
-            DeploymentError::NoContainer => unreachable!("remove tolerates a missing container"),
-        })?;
+        if let Some(id) = self.container.take() {
+            self.docker.remove_container(&id).await?;
+        }
         self.storage.teardown(&self.docker).await
     }
 }

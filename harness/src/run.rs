@@ -14,6 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The label key every created object carries.
 pub const RUN_LABEL: &str = "crashlab.run";
+/// The owning process, so that `crashlab clean` can tell a live run from a
+/// dead one whatever state directory it used.
+pub const PID_LABEL: &str = "crashlab.pid";
 
 /// Where crashlab keeps run directories and build caches:
 /// `$CRASHLAB_STATE_DIR`, else `/var/lib/crashlab` for root, else
@@ -57,7 +60,7 @@ impl RunContext {
     }
 
     pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([(RUN_LABEL.to_owned(), self.id.clone())])
+        HashMap::from([(RUN_LABEL.to_owned(), self.id.clone()), (PID_LABEL.to_owned(), std::process::id().to_string())])
     }
 
     /// A Docker object name unique to this run.
@@ -100,38 +103,40 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
     Ok(cleaned)
 }
 
-/// Whether the process that owns `run_id` is still alive.
-fn run_is_live(state_dir: &Path, run_id: &str) -> bool {
-    let pid_file = state_dir.join("runs").join(run_id).join("pid");
-    let Ok(pid) = std::fs::read_to_string(pid_file) else { return false };
+/// Whether `pid` is a live crashlab process (this one included).
+fn crashlab_alive(pid: &str) -> bool {
     let pid = pid.trim();
-    if pid == std::process::id().to_string() {
-        return true;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| cmd.contains("crashlab"))
+    pid == std::process::id().to_string()
+        || std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("crashlab"))
 }
 
 /// Removes what runs whose process is gone left behind: labelled
-/// containers and volumes, and run directories. Live runs are left alone.
+/// containers and volumes, and run directories. Live runs are left alone,
+/// whichever state directory they use.
 pub async fn clean_stale(docker: &Docker, state_dir: &Path) -> Result<Cleaned, DockerError> {
-    let mut runs: Vec<String> = Vec::new();
-    for container in docker.containers_labelled(RUN_LABEL).await? {
-        if let Some(run) = container.labels.and_then(|l| l.get(RUN_LABEL).cloned()) {
-            runs.push(run);
+    // run id -> whether some object of it names a live owner
+    let mut runs: HashMap<String, bool> = HashMap::new();
+    let mut note = |labels: &HashMap<String, String>| {
+        if let Some(run) = labels.get(RUN_LABEL) {
+            let live = labels.get(PID_LABEL).is_some_and(|p| crashlab_alive(p));
+            *runs.entry(run.clone()).or_default() |= live;
         }
+    };
+    for container in docker.containers_labelled(RUN_LABEL).await? {
+        note(&container.labels.unwrap_or_default());
     }
     for volume in docker.volumes_labelled(RUN_LABEL).await? {
-        if let Some(run) = volume.labels.get(RUN_LABEL) {
-            runs.push(run.clone());
-        }
+        note(&volume.labels);
     }
     if let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) {
-        runs.extend(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+        for entry in entries.flatten() {
+            let live = std::fs::read_to_string(entry.path().join("pid")).is_ok_and(|p| crashlab_alive(&p));
+            *runs.entry(entry.file_name().to_string_lossy().into_owned()).or_default() |= live;
+        }
     }
-    runs.sort();
-    runs.dedup();
     let mut total = Cleaned::default();
-    for run in runs.iter().filter(|r| !run_is_live(state_dir, r)) {
+    for (run, _) in runs.iter().filter(|(_, live)| !**live) {
         let c = cleanup_run(docker, state_dir, run).await?;
         total.containers += c.containers;
         total.volumes += c.volumes;

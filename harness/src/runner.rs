@@ -13,7 +13,7 @@ use crate::deployment::Deployment;
 use crate::docker::Docker;
 use crate::run::RunContext;
 use crate::scenario::{Cell, Scenario};
-use crate::strategy::Storage;
+use crate::strategy::{Storage, Strategy};
 use crashlab_reports::{CellReport, CycleReport, LatencySummary, RecoverySummary, Verdict};
 use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
 use hdrhistogram::Histogram;
@@ -165,10 +165,24 @@ impl Runner<'_> {
     }
 
     async fn deploy(&self, cell: &Cell) -> Result<Deployment, String> {
+        let spec = self.workload.container();
+        if cell.strategy == Strategy::ContainerLayer {
+            // An image that declares its data directory a VOLUME gets an
+            // anonymous volume there whatever the harness asks, so the
+            // writable layer is never what is tested.
+            let image = self.docker.image(&spec.image).await.map_err(|e| error_chain(&e))?;
+            let volumes = image.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
+            if volumes.iter().any(|v| v.trim_end_matches('/') == spec.data_dir.trim_end_matches('/')) {
+                return Err(format!(
+                    "image {} declares VOLUME {}, so its data never lives in the container's writable layer",
+                    spec.image, spec.data_dir
+                ));
+            }
+        }
         let name = self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault));
         let storage =
             Storage::provision(&self.docker, &self.run, cell.strategy, &name).await.map_err(|e| error_chain(&e))?;
-        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), self.workload.container(), storage, name);
+        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name);
         if let Err(e) = d.create().await {
             self.teardown(Some(d)).await;
             return Err(error_chain(&e));

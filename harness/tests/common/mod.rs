@@ -1,0 +1,90 @@
+//! Shared fixtures for the integration tests: a real Docker daemon, the
+//! real MariaDB image, and a private state directory per test.
+//!
+//! Docker tests run one at a time (a 2-core machine timing several database
+//! servers at once measures only contention) and fail — never skip — when
+//! the daemon is missing, unless `CRASHLAB_SKIP_DOCKER=1` says to skip on
+//! purpose.
+
+#![allow(dead_code)]
+
+use crashlab::app::{self, Outcome, RunSettings};
+use crashlab::docker::Docker;
+use crashlab::images::DEFAULT_MIRROR;
+use crashlab::scenario::Scenario;
+use std::sync::OnceLock;
+use tokio::sync::Mutex;
+
+/// True when the caller asked to skip Docker tests; the test then returns
+/// early and says so.
+pub fn skip_docker() -> bool {
+    if std::env::var("CRASHLAB_SKIP_DOCKER").as_deref() == Ok("1") {
+        eprintln!("CRASHLAB_SKIP_DOCKER=1: skipping a Docker test on purpose");
+        return true;
+    }
+    false
+}
+
+/// Held by every Docker test of a test binary while it runs.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
+    LOCK.get_or_init(|| Mutex::new(())).lock().await
+}
+
+/// Connects to the daemon and makes sure the MariaDB image exists,
+/// building it if needed. Panics with the reason otherwise.
+pub async fn docker() -> Docker {
+    let docker = app::connect().await.unwrap_or_else(|e| {
+        panic!(
+            "{e}\nhint: {}\n(set CRASHLAB_SKIP_DOCKER=1 to skip Docker tests on purpose)",
+            e.hint().unwrap_or_default()
+        )
+    });
+    app::ensure_image(&docker, crashlab_workloads::mariadb::IMAGE, DEFAULT_MIRROR, true)
+        .await
+        .unwrap_or_else(|e| panic!("the MariaDB image is needed: {e}"));
+    docker
+}
+
+/// Runs a scenario against the real daemon, alone, in a fresh state
+/// directory, and returns the outcome and the state directory.
+pub async fn run(text: &str) -> (Outcome, tempfile::TempDir) {
+    let scenario = Scenario::parse(text, "test scenario").expect("test scenarios are valid");
+    let _guard = exclusive().await;
+    let docker = docker().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let settings = RunSettings { keep: false, quiet: true, state_dir: state.path().to_owned() };
+    let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let outcome = app::execute(&docker, &scenario, &settings, cancel_rx).await.expect("run completes");
+    assert_nothing_left(&docker, &outcome.report.run_id).await;
+    (outcome, state)
+}
+
+/// Asserts that no container or volume of `run_id` is left.
+pub async fn assert_nothing_left(docker: &Docker, run_id: &str) {
+    let label = format!("crashlab.run={run_id}");
+    let containers = docker.containers_labelled(&label).await.unwrap();
+    let volumes = docker.volumes_labelled(&label).await.unwrap();
+    assert!(containers.is_empty(), "containers left behind: {containers:?}");
+    assert!(volumes.is_empty(), "volumes left behind: {volumes:?}");
+}
+
+/// A MariaDB scenario over the given strategies and faults.
+pub fn mariadb_scenario(server_args: &str, strategies: &str, faults: &str, cycles: u32, extra: &str) -> String {
+    format!(
+        r#"
+name = "test"
+seed = 7
+[workload]
+kind = "mariadb"
+server-args = [{server_args}]
+clients = 4
+load = "1500ms"
+[matrix]
+strategies = [{strategies}]
+faults = [{faults}]
+cycles = {cycles}
+{extra}
+"#
+    )
+}
