@@ -40,6 +40,11 @@ impl Deployment {
         &self.storage
     }
 
+    /// The fault filesystem under the data, if the data is on one.
+    pub fn faultfs_mut(&mut self) -> Option<&mut crate::faultmount::FaultMount> {
+        self.storage.faultfs_mut()
+    }
+
     pub fn container_id(&self) -> Option<&str> {
         self.container.as_deref()
     }
@@ -54,6 +59,7 @@ impl Deployment {
         let config = ContainerCreateBody {
             image: Some(self.spec.image.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
+            stop_signal: self.spec.stop_signal.clone(),
             env: Some(self.spec.env.clone()),
             labels: Some(self.run.labels()),
             exposed_ports: Some(vec![port_key.clone()]),
@@ -86,6 +92,13 @@ impl Deployment {
         let id = self.id()?.to_owned();
         self.docker.kill(&id, "SIGKILL").await?;
         self.port = None;
+        Ok(())
+    }
+
+    /// Freezes every process of the container (cgroup freezer).
+    pub async fn pause(&mut self) -> Result<(), DeploymentError> {
+        let id = self.id()?.to_owned();
+        self.docker.pause(&id).await?;
         Ok(())
     }
 
@@ -123,6 +136,13 @@ impl Deployment {
             Some(id) => self.docker.logs_tail(id, lines).await.unwrap_or_else(|e| format!("(no logs: {e})")),
             None => String::new(),
         }
+    }
+
+    /// Gives up the deployment without removing anything, for `--keep`.
+    /// A fault filesystem under it is still unmounted when this process
+    /// exits: FUSE mounts cannot outlive their server.
+    pub fn leak(self) {
+        tracing::info!("keeping container {:?} and its storage", self.container);
     }
 
     /// Removes the container and the storage.

@@ -116,6 +116,27 @@ pub enum DockerError {
         #[source]
         source: Source,
     },
+    #[error("create an exec of `{command}` in container {id}")]
+    CreateExec {
+        id: String,
+        command: String,
+        #[source]
+        source: Source,
+    },
+    #[error("run `{command}` in container {id}")]
+    StartExec {
+        id: String,
+        command: String,
+        #[source]
+        source: Source,
+    },
+    #[error("read the exit code of `{command}` in container {id}")]
+    InspectExec {
+        id: String,
+        command: String,
+        #[source]
+        source: Source,
+    },
     #[error("read the daemon's version")]
     Version(#[source] Source),
     #[error("read the daemon's info")]
@@ -138,6 +159,15 @@ impl DockerError {
     fn source_error(&self) -> Option<&Source> {
         std::error::Error::source(self).and_then(|s| s.downcast_ref::<Source>())
     }
+}
+
+/// What a command run in a container ([`Docker::exec`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// `None` when the daemon did not report one.
+    pub exit_code: Option<i64>,
+    /// Its stdout and stderr, interleaved as they came.
+    pub output: String,
 }
 
 /// Where the daemon is, as the user configured it.
@@ -291,6 +321,38 @@ impl Docker {
             .ok_or_else(|| DockerError::NoPublishedPort { id: id.to_owned(), port })
     }
 
+    /// Runs `cmd` in the running container `id` (as the image's user) and
+    /// waits for it to end.
+    pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<ExecOutput, DockerError> {
+        let command = cmd.join(" ");
+        let options = bollard::exec::CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.to_vec()),
+            ..Default::default()
+        };
+        let exec = self.inner.create_exec(id, options).await.map_err(|source| DockerError::CreateExec {
+            id: id.to_owned(),
+            command: command.clone(),
+            source,
+        })?;
+        let start_err = |source| DockerError::StartExec { id: id.to_owned(), command: command.clone(), source };
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
+            self.inner.start_exec(&exec.id, None).await.map_err(start_err)?
+        {
+            while let Some(chunk) = stream.try_next().await.map_err(start_err)? {
+                output.push_str(&chunk.to_string());
+            }
+        }
+        let inspect = self.inner.inspect_exec(&exec.id).await.map_err(|source| DockerError::InspectExec {
+            id: id.to_owned(),
+            command: command.clone(),
+            source,
+        })?;
+        Ok(ExecOutput { exit_code: inspect.exit_code, output })
+    }
+
     /// The last `lines` lines of the container's output, for error messages.
     pub async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, DockerError> {
         let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
@@ -316,6 +378,34 @@ impl Docker {
 
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
         let request = VolumeCreateRequest { name: Some(name.to_owned()), labels: Some(labels), ..Default::default() };
+        self.inner
+            .create_volume(request)
+            .await
+            .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
+        Ok(())
+    }
+
+    /// Creates a local-driver volume that binds the host directory `device`
+    /// (`type=none,o=bind`): a named volume whose data lives where the
+    /// harness chose, e.g. on the fault filesystem.
+    pub async fn create_bind_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+        device: &str,
+    ) -> Result<(), DockerError> {
+        let driver_opts = HashMap::from([
+            ("type".to_owned(), "none".to_owned()),
+            ("o".to_owned(), "bind".to_owned()),
+            ("device".to_owned(), device.to_owned()),
+        ]);
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some("local".to_owned()),
+            driver_opts: Some(driver_opts),
+            labels: Some(labels),
+            ..Default::default()
+        };
         self.inner
             .create_volume(request)
             .await

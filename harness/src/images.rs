@@ -38,7 +38,7 @@ pub enum ImageError {
     Tar(#[source] std::io::Error),
     #[error(transparent)]
     Docker(#[from] DockerError),
-    #[error("find image {0}: no such crashlab image (known: mariadb)")]
+    #[error("find image {0}: no such crashlab image (known: {known})", known = known_images())]
     Unknown(String),
 }
 
@@ -140,8 +140,10 @@ async fn build_in(
     let stream = tokio_stream(rx);
     let imported = docker.import_image(recipe.tag, changes, stream).await;
     let tarred = tar_task.await.map_err(|e| ImageError::Tar(std::io::Error::other(e)))?;
-    tarred.map_err(ImageError::Tar)?;
+    // A daemon that refuses the import stops reading, so the tar side sees
+    // only a broken pipe; the daemon's answer says why.
     imported?;
+    tarred.map_err(ImageError::Tar)?;
     bar.finish_with_message(format!("built {}", recipe.tag));
     Ok(())
 }
@@ -239,6 +241,24 @@ fn empty_dir(path: &Path) -> std::io::Result<()> {
 /// Removes a build's root filesystem, first detaching anything debootstrap
 /// left mounted inside it (a failed run can leave /proc mounted there, and
 /// deleting through it would be a disaster).
+/// Removes root filesystems that builds killed midway left under
+/// `work_dir` (their owner, named by the directory's pid suffix, is gone).
+/// Returns how many it removed.
+pub fn clean_stale_builds(work_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(work_dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name.rsplit_once("-rootfs-") else { continue };
+        if pid == std::process::id().to_string() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        remove_rootfs(&entry.path());
+        removed += usize::from(!entry.path().exists());
+    }
+    removed
+}
+
 fn remove_rootfs(rootfs: &Path) {
     if !rootfs.exists() {
         return;
@@ -290,8 +310,9 @@ pub fn is_root() -> bool {
 
 /// The recipe for a name given on the command line.
 pub fn recipe(name: &str) -> Result<&'static ImageRecipe, ImageError> {
-    match name {
-        "mariadb" => Ok(&crashlab_workloads::mariadb::RECIPE),
-        other => Err(ImageError::Unknown(other.to_owned())),
-    }
+    crashlab_workloads::RECIPES.into_iter().find(|r| r.name == name).ok_or_else(|| ImageError::Unknown(name.to_owned()))
+}
+
+fn known_images() -> String {
+    crashlab_workloads::RECIPES.map(|r| r.name).join(", ")
 }

@@ -16,8 +16,11 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+mod driver;
 pub mod mariadb;
+pub mod postgres;
 mod recipe;
+pub mod redis;
 
 pub use ack::{AckLog, Outcome, Transfer};
 pub use recipe::{ImageRecipe, RecipeFile};
@@ -26,6 +29,9 @@ use futures_util::future::BoxFuture;
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Every image crashlab knows how to build, by name.
+pub const RECIPES: [&ImageRecipe; 3] = [&mariadb::RECIPE, &postgres::RECIPE, &redis::RECIPE];
 
 /// How a workload's container is to be created; the harness adds the
 /// strategy's mounts, labels and the published port.
@@ -39,6 +45,9 @@ pub struct ContainerSpec {
     pub data_dir: String,
     /// The TCP port the server listens on inside the container.
     pub port: u16,
+    /// The signal of a graceful stop, when the server wants another than
+    /// the image's (Docker's default is SIGTERM).
+    pub stop_signal: Option<String>,
 }
 
 /// Parameters of the load phase that every transfer workload shares.
@@ -133,6 +142,14 @@ pub trait Workload: Send + Sync {
 
     /// Reads back the dataset and runs the engine's integrity check.
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>>;
+
+    /// An integrity tool to run inside the container after [`Self::observe`]
+    /// found the dataset present, for engines whose own check is an offline
+    /// program rather than a query (`redis-check-aof`). The check fails
+    /// when the command exits non-zero. `None`: nothing to run.
+    fn engine_check_command(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A fresh latency histogram: 1 µs to 10 minutes, 3 significant digits.

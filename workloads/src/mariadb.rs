@@ -7,19 +7,15 @@
 //! `crashlab`. A registry image such as `mariadb:11` works too: the
 //! environment sets the same root password for its entrypoint.
 
-use crate::ack::ledger_id;
+use crate::driver::{ClientContext, Record, run_clients};
 use crate::{
-    AckLog, ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Outcome, RecipeFile,
-    Transfer, Workload, WorkloadError, latency_histogram,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
+    WorkloadError,
 };
 use futures_util::future::BoxFuture;
-use hdrhistogram::Histogram;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -116,6 +112,7 @@ impl Workload for MariaDb {
             env: vec![format!("MARIADB_ROOT_PASSWORD={PASSWORD}"), "MARIADB_ROOT_HOST=%".into()],
             data_dir: "/var/lib/mysql".into(),
             port: 3306,
+            stop_signal: None,
         }
     }
 
@@ -158,48 +155,8 @@ impl Workload for MariaDb {
         grace: Duration,
     ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
         Box::pin(async move {
-            let mut states = Vec::new();
-            let mut tasks = tokio::task::JoinSet::new();
-            for client in 0..load.clients {
-                let state = Arc::new(Mutex::new(ClientState::default()));
-                states.push(state.clone());
-                let seed = load.seed ^ u64::from(client).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let opts = Self::opts(addr, Some("crashlab"));
-                tasks.spawn(run_client(opts, client, load.accounts, seed, stop.clone(), state));
-            }
-            let mut client_errors = Vec::new();
-            let mut stop_rx = stop.clone();
-            let mut stopped_at: Option<Instant> = None;
-            loop {
-                let deadline = stopped_at.map(|t| t + grace);
-                tokio::select! {
-                    joined = tasks.join_next() => match joined {
-                        None => break,
-                        Some(Ok(Some(err))) => client_errors.push(err),
-                        Some(Ok(None)) => {}
-                        Some(Err(e)) if e.is_cancelled() => {}
-                        Some(Err(e)) => return Err(WorkloadError::Join(e)),
-                    },
-                    _ = stop_rx.wait_for(|s| *s), if stopped_at.is_none() => {
-                        stopped_at = Some(Instant::now());
-                    }
-                    _ = sleep_until(deadline), if deadline.is_some() => {
-                        // A client still blocked after the grace period is
-                        // stuck on a dead connection; its log is shared, so
-                        // aborting it loses nothing it recorded.
-                        client_errors.push(format!("{} client(s) stuck after stop, aborted", tasks.len()));
-                        tasks.abort_all();
-                    }
-                }
-            }
-            let mut log = AckLog::default();
-            let mut latency_us = latency_histogram();
-            for state in states {
-                let state = std::mem::take(&mut *state.lock().expect("client state lock"));
-                log.extend(state.log);
-                latency_us.add(&state.latency_us).expect("histograms share bounds");
-            }
-            Ok(LoadOutcome { log, latency_us, client_errors })
+            let opts = Self::opts(addr, Some("crashlab"));
+            run_clients(load, stop, grace, |ctx| run_client(opts.clone(), ctx)).await
         })
     }
 
@@ -269,61 +226,20 @@ fn check_table_verdict(rows: &[(String, String, String, String)]) -> Result<(), 
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d.into()).await;
-    }
-}
-
-#[derive(Debug)]
-struct ClientState {
-    log: AckLog,
-    latency_us: Histogram<u64>,
-}
-
-impl Default for ClientState {
-    fn default() -> Self {
-        ClientState { log: AckLog::default(), latency_us: latency_histogram() }
-    }
-}
-
 /// Runs transfers until told to stop. Returns the error that ended it early,
 /// if one did.
-async fn run_client(
-    opts: OptsBuilder,
-    client: u32,
-    accounts: u32,
-    seed: u64,
-    stop: watch::Receiver<bool>,
-    state: Arc<Mutex<ClientState>>,
-) -> Option<String> {
+async fn run_client(opts: OptsBuilder, ctx: ClientContext) -> Option<String> {
+    let ClientContext { client, mut transfers, stop, record } = ctx;
     let mut conn = match Conn::new(opts).await {
         Ok(c) => c,
         Err(e) => return Some(format!("client {client}: connect: {e}")),
     };
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut seq = 0u64;
     while !*stop.borrow() {
-        seq += 1;
-        let src = rng.random_range(0..accounts);
-        let mut dst = rng.random_range(0..accounts - 1);
-        if dst >= src {
-            dst += 1;
-        }
-        let t = Transfer { id: ledger_id(client, seq), src, dst, amount: rng.random_range(1..=100) };
-        let index = {
-            let mut s = state.lock().expect("client state lock");
-            s.log.entries.push((t, Outcome::Aborted));
-            s.log.entries.len() - 1
-        };
+        let t = transfers.next_transfer();
+        let index = record.begin(t);
         let started = Instant::now();
-        match transfer(&mut conn, &t, &state, index).await {
-            Ok(()) => {
-                let mut s = state.lock().expect("client state lock");
-                s.log.entries[index].1 = Outcome::Acked;
-                let us = started.elapsed().as_micros().max(1) as u64;
-                let _ = s.latency_us.record(us.min(600_000_000));
-            }
+        match transfer(&mut conn, &t, &record, index).await {
+            Ok(()) => record.acked(index, started),
             Err(mysql_async::Error::Server(e)) if RETRYABLE.contains(&e.code) => {
                 if conn.query_drop("ROLLBACK").await.is_err() {
                     return Some(format!("client {client}: rollback after error {}: connection lost", e.code));
@@ -338,12 +254,7 @@ async fn run_client(
 
 /// One transfer in one transaction. Accounts are updated in id order so
 /// that concurrent transfers cannot deadlock.
-async fn transfer(
-    conn: &mut Conn,
-    t: &Transfer,
-    state: &Mutex<ClientState>,
-    index: usize,
-) -> Result<(), mysql_async::Error> {
+async fn transfer(conn: &mut Conn, t: &Transfer, record: &Record, index: usize) -> Result<(), mysql_async::Error> {
     let (mut first, mut second) = ((t.src, -t.amount), (t.dst, t.amount));
     if first.0 > second.0 {
         std::mem::swap(&mut first, &mut second);
@@ -352,7 +263,7 @@ async fn transfer(
     conn.exec_drop(UPDATE, (first.1, first.0)).await?;
     conn.exec_drop(UPDATE, (second.1, second.0)).await?;
     conn.exec_drop(INSERT, (t.id, t.src, t.dst, t.amount)).await?;
-    state.lock().expect("client state lock").log.entries[index].1 = Outcome::InDoubt;
+    record.in_doubt(index);
     conn.query_drop("COMMIT").await
 }
 

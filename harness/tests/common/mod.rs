@@ -1,5 +1,6 @@
 //! Shared fixtures for the integration tests: a real Docker daemon, the
-//! real MariaDB image, and a private state directory per test.
+//! real workload images (built when missing), and a private state
+//! directory per test.
 //!
 //! Docker tests run one at a time (a 2-core machine timing several database
 //! servers at once measures only contention) and fail — never skip — when
@@ -34,16 +35,31 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 /// Connects to the daemon and makes sure the MariaDB image exists,
 /// building it if needed. Panics with the reason otherwise.
 pub async fn docker() -> Docker {
+    docker_with(crashlab_workloads::mariadb::IMAGE).await
+}
+
+/// Connects to the daemon and makes sure `image` exists, building it if it
+/// is one of crashlab's. Panics with the reason otherwise.
+pub async fn docker_with(image: &str) -> Docker {
     let docker = app::connect().await.unwrap_or_else(|e| {
         panic!(
             "{e}\nhint: {}\n(set CRASHLAB_SKIP_DOCKER=1 to skip Docker tests on purpose)",
             e.hint().unwrap_or_default()
         )
     });
-    app::ensure_image(&docker, crashlab_workloads::mariadb::IMAGE, DEFAULT_MIRROR, true)
+    app::ensure_image(&docker, image, DEFAULT_MIRROR, true)
         .await
-        .unwrap_or_else(|e| panic!("the MariaDB image is needed: {e}"));
+        .unwrap_or_else(|e| panic!("the image {image} is needed: {e}"));
     docker
+}
+
+/// The image a scenario runs: its own, or crashlab's for its kind.
+fn image_of(scenario: &Scenario) -> String {
+    scenario.workload.image.clone().unwrap_or_else(|| {
+        let kind = scenario.workload.kind.as_str();
+        let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| r.name == kind);
+        recipe.unwrap_or_else(|| panic!("no image recipe for workload {kind}")).tag.to_owned()
+    })
 }
 
 /// Runs a scenario against the real daemon, alone, in a fresh state
@@ -51,7 +67,7 @@ pub async fn docker() -> Docker {
 pub async fn run(text: &str) -> (Outcome, tempfile::TempDir) {
     let scenario = Scenario::parse(text, "test scenario").expect("test scenarios are valid");
     let _guard = exclusive().await;
-    let docker = docker().await;
+    let docker = docker_with(&image_of(&scenario)).await;
     let state = tempfile::tempdir().expect("tempdir");
     let settings = RunSettings { keep: false, quiet: true, state_dir: state.path().to_owned() };
     let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
@@ -71,12 +87,17 @@ pub async fn assert_nothing_left(docker: &Docker, run_id: &str) {
 
 /// A MariaDB scenario over the given strategies and faults.
 pub fn mariadb_scenario(server_args: &str, strategies: &str, faults: &str, cycles: u32, extra: &str) -> String {
+    scenario("mariadb", server_args, strategies, faults, cycles, extra)
+}
+
+/// A scenario of workload `kind` over the given strategies and faults.
+pub fn scenario(kind: &str, server_args: &str, strategies: &str, faults: &str, cycles: u32, extra: &str) -> String {
     format!(
         r#"
 name = "test"
 seed = 7
 [workload]
-kind = "mariadb"
+kind = "{kind}"
 server-args = [{server_args}]
 clients = 4
 load = "1500ms"

@@ -1,0 +1,210 @@
+//! What every transfer driver shares: the choice of transfers, each
+//! client's slice of the ack log, and the loop that runs the clients until
+//! the harness says stop and gathers their logs.
+//!
+//! A client records a transfer as `Aborted` before it sends anything, turns
+//! it `InDoubt` just before its commit goes out and `Acked` once the commit
+//! is answered, so whatever ends the client, the log already says what the
+//! server may have kept.
+
+use crate::ack::ledger_id;
+use crate::{AckLog, LoadConfig, LoadOutcome, Outcome, Transfer, WorkloadError, latency_histogram};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// One client's record: its part of the ack log and its commit latencies.
+/// Shared with the load loop so that a client aborted mid-transaction
+/// loses nothing it recorded.
+#[derive(Debug)]
+pub(crate) struct ClientState {
+    log: AckLog,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for ClientState {
+    fn default() -> Self {
+        ClientState { log: AckLog::default(), latency_us: latency_histogram() }
+    }
+}
+
+/// A client's handle on its record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Record(Arc<Mutex<ClientState>>);
+
+impl Record {
+    /// Logs `t` as `Aborted` (nothing sent yet) and returns its index.
+    pub(crate) fn begin(&self, t: Transfer) -> usize {
+        let mut s = self.0.lock().expect("client state lock");
+        s.log.entries.push((t, Outcome::Aborted));
+        s.log.entries.len() - 1
+    }
+
+    /// Marks the transfer's commit as sent.
+    pub(crate) fn in_doubt(&self, index: usize) {
+        self.0.lock().expect("client state lock").log.entries[index].1 = Outcome::InDoubt;
+    }
+
+    /// Marks the transfer acknowledged and records its latency.
+    pub(crate) fn acked(&self, index: usize, started: Instant) {
+        let mut s = self.0.lock().expect("client state lock");
+        s.log.entries[index].1 = Outcome::Acked;
+        let us = started.elapsed().as_micros().max(1) as u64;
+        let _ = s.latency_us.record(us.min(600_000_000));
+    }
+
+    /// Marks a transfer that the server rolled back (deadlock, conflict):
+    /// it was never committed, whatever state the log gave it.
+    pub(crate) fn rolled_back(&self, index: usize) {
+        self.0.lock().expect("client state lock").log.entries[index].1 = Outcome::Aborted;
+    }
+
+    fn take(&self) -> ClientState {
+        std::mem::take(&mut *self.0.lock().expect("client state lock"))
+    }
+}
+
+/// The transfers one client sends, from its own seed.
+pub(crate) struct Transfers {
+    rng: SmallRng,
+    client: u32,
+    accounts: u32,
+    seq: u64,
+}
+
+impl Transfers {
+    pub(crate) fn new(client: u32, accounts: u32, seed: u64) -> Transfers {
+        Transfers { rng: SmallRng::seed_from_u64(seed), client, accounts, seq: 0 }
+    }
+
+    pub(crate) fn next_transfer(&mut self) -> Transfer {
+        self.seq += 1;
+        let src = self.rng.random_range(0..self.accounts);
+        let mut dst = self.rng.random_range(0..self.accounts - 1);
+        if dst >= src {
+            dst += 1;
+        }
+        Transfer { id: ledger_id(self.client, self.seq), src, dst, amount: self.rng.random_range(1..=100) }
+    }
+}
+
+/// What a client is given to run with.
+pub(crate) struct ClientContext {
+    pub client: u32,
+    pub transfers: Transfers,
+    pub stop: watch::Receiver<bool>,
+    pub record: Record,
+}
+
+/// Runs `load.clients` clients made by `client` until `stop` turns true
+/// (each client checks it between transfers) or they fail, aborts those
+/// still stuck `grace` after the stop, and merges their records. A client
+/// returns the error that ended it early, if one did.
+pub(crate) async fn run_clients<F, Fut>(
+    load: LoadConfig,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+    mut client: F,
+) -> Result<LoadOutcome, WorkloadError>
+where
+    F: FnMut(ClientContext) -> Fut,
+    Fut: Future<Output = Option<String>> + Send + 'static,
+{
+    let mut records = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..load.clients {
+        let record = Record::default();
+        records.push(record.clone());
+        let seed = load.seed ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let transfers = Transfers::new(id, load.accounts, seed);
+        tasks.spawn(client(ClientContext { client: id, transfers, stop: stop.clone(), record }));
+    }
+    let mut client_errors = Vec::new();
+    let mut stop_rx = stop.clone();
+    let mut stopped_at: Option<Instant> = None;
+    let mut aborted = false;
+    loop {
+        // Once aborted, the tasks end on their own; without this the past
+        // deadline would fire again on every turn until they have.
+        let deadline = stopped_at.filter(|_| !aborted).map(|t| t + grace);
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(Some(err))) => client_errors.push(err),
+                Some(Ok(None)) => {}
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Err(e)) => return Err(WorkloadError::Join(e)),
+            },
+            _ = stop_rx.wait_for(|s| *s), if stopped_at.is_none() => {
+                stopped_at = Some(Instant::now());
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                // A client still blocked after the grace period is stuck on
+                // a dead connection; its record is shared, so aborting it
+                // loses nothing it logged.
+                client_errors.push(format!("{} client(s) stuck after stop, aborted", tasks.len()));
+                tasks.abort_all();
+                aborted = true;
+            }
+        }
+    }
+    let mut log = AckLog::default();
+    let mut latency_us = latency_histogram();
+    for record in records {
+        let state = record.take();
+        log.extend(state.log);
+        latency_us.add(&state.latency_us).expect("histograms share bounds");
+    }
+    Ok(LoadOutcome { log, latency_us, client_errors })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfers_move_money_between_two_distinct_accounts() {
+        let mut t = Transfers::new(3, 2, 9);
+        for seq in 1..100 {
+            let x = t.next_transfer();
+            assert_ne!(x.src, x.dst);
+            assert!(x.src < 2 && x.dst < 2 && (1..=100).contains(&x.amount));
+            assert_eq!(x.id, ledger_id(3, seq));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_stuck_after_stop_is_aborted_with_its_record_kept() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let config = LoadConfig { clients: 2, accounts: 4, seed: 1 };
+        let load = run_clients(config, stop_rx, Duration::from_millis(50), |mut ctx| async move {
+            let t = ctx.transfers.next_transfer();
+            let i = ctx.record.begin(t);
+            ctx.record.in_doubt(i);
+            if ctx.client == 0 {
+                ctx.record.acked(i, Instant::now());
+                let _ = ctx.stop.wait_for(|s| *s).await;
+                None
+            } else {
+                // Stuck on a dead connection.
+                std::future::pending::<()>().await;
+                None
+            }
+        });
+        let _ = stop_tx.send(true);
+        let outcome = load.await.unwrap();
+        assert_eq!(outcome.log.acked(), 1);
+        assert_eq!(outcome.log.count(Outcome::InDoubt), 1);
+        assert_eq!(outcome.client_errors, ["1 client(s) stuck after stop, aborted"]);
+    }
+}
