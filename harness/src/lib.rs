@@ -16,9 +16,13 @@
 //! The durability model: a write is *acknowledged* when the server answered
 //! its `COMMIT`. A strategy survives a fault when every acknowledged write is
 //! present after recovery. Writes whose commit was in flight when the fault
-//! hit are *in doubt* and may go either way. Only Docker operations cause
-//! faults here: a process kill keeps the host's page cache, so it says
-//! nothing about power loss.
+//! hit are *in doubt* and may go either way. A process kill keeps the
+//! host's page cache, so it says nothing about power loss: for that the
+//! data sits on [`faultmount`]'s fault filesystem, which keeps every write
+//! not yet fsynced in memory and drops it at a simulated power cut
+//! (`host-kill`, `torn-write`), and can fail writes with `ENOSPC` or `EIO`
+//! (`disk-full`, `io-error`). See [`fault`] for what each fault does and
+//! what MariaDB makes of it.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +32,7 @@ pub mod deployment;
 pub mod docker;
 pub mod environment;
 pub mod fault;
+pub mod faultmount;
 pub mod images;
 pub mod output;
 pub mod run;

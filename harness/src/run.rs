@@ -3,7 +3,8 @@
 //! Every container and volume a run creates carries the label
 //! `crashlab.run=<run id>`; host directories live under
 //! `<state dir>/runs/<run id>/`, beside a `pid` file naming the process that
-//! owns them. [`cleanup_run`] removes all of it by label and path, so a run
+//! owns them, and so do the fault filesystem's mounts (`fs/<name>/mnt`):
+//! `/proc/self/mounts` lists what is still mounted there. [`cleanup_run`] removes all of it by label and path, so a run
 //! cleans up the same way whether it finished, failed or was interrupted,
 //! and `crashlab clean` can remove what a killed run left.
 
@@ -75,10 +76,16 @@ pub struct Cleaned {
     pub containers: usize,
     pub volumes: usize,
     pub dirs: usize,
+    /// Fault-filesystem mounts detached.
+    pub mounts: usize,
 }
 
-/// Removes every container and volume labelled with `run_id`, then its
-/// directory. Containers go first: a volume in use cannot be removed.
+/// Removes every container and volume labelled with `run_id`, then detaches
+/// the mounts under its directory and removes the directory. Containers go
+/// first: a volume in use cannot be removed, and a container keeps the
+/// fault filesystem it binds alive. Mounts go before the directory: a
+/// recursive removal must never walk through a FUSE mount, live (it would
+/// delete the backing data through it) or dead (it fails with `ENOTCONN`).
 pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Result<Cleaned, DockerError> {
     let label = format!("{RUN_LABEL}={run_id}");
     let mut cleaned = Cleaned::default();
@@ -93,7 +100,10 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
         cleaned.volumes += 1;
     }
     let dir = state_dir.join("runs").join(run_id);
-    if dir.exists() {
+    cleaned.mounts += crate::faultmount::detach_mounts_under(&dir);
+    if !crate::images::mounts_under(&dir).is_empty() {
+        tracing::warn!("{} still has mounts; left in place", dir.display());
+    } else if dir.exists() {
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!("could not remove {}: {e}", dir.display());
         } else {
@@ -141,6 +151,7 @@ pub async fn clean_stale(docker: &Docker, state_dir: &Path) -> Result<Cleaned, D
         total.containers += c.containers;
         total.volumes += c.volumes;
         total.dirs += c.dirs;
+        total.mounts += c.mounts;
     }
     Ok(total)
 }

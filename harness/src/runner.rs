@@ -11,11 +11,12 @@
 use crate::checker::check;
 use crate::deployment::Deployment;
 use crate::docker::Docker;
+use crate::fault::Fault;
 use crate::run::RunContext;
 use crate::scenario::{Cell, Scenario};
-use crate::strategy::{Storage, Strategy};
-use crashlab_reports::{CellReport, CycleReport, LatencySummary, RecoverySummary, Verdict};
-use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
+use crate::strategy::{FaultFsOptions, Storage, Strategy};
+use crashlab_reports::{CellReport, CycleReport, LatencySummary, PhaseTimes, RecoverySummary, Verdict};
+use crashlab_workloads::{LoadConfig, Observation, Workload, latency_histogram};
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -72,6 +73,8 @@ pub struct Runner<'a> {
     pub scenario: &'a Scenario,
     pub workload: Box<dyn Workload>,
     pub cancel: watch::Receiver<bool>,
+    /// Leave each cell's last deployment in place (`--keep`).
+    pub keep: bool,
 }
 
 /// Why the readiness wait gave up.
@@ -144,7 +147,15 @@ impl Runner<'_> {
             reporter.on_event(&Event::CycleFinished { cell, cycle, report: &result.report });
             cycles.push(result.report);
         }
-        self.teardown(deployment.take()).await;
+        if self.keep {
+            // --keep: leave the cell's last container and storage for a
+            // look; the run-wide cleanup is skipped too.
+            if let Some(d) = deployment.take() {
+                d.leak();
+            }
+        } else {
+            self.teardown(deployment.take()).await;
+        }
         summarise(self.scenario, cell, cycles, &latency)
     }
 
@@ -180,8 +191,13 @@ impl Runner<'_> {
             }
         }
         let name = self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault));
-        let storage =
-            Storage::provision(&self.docker, &self.run, cell.strategy, &name).await.map_err(|e| error_chain(&e))?;
+        let faultfs = cell.fault.needs_faultfs(cell.strategy).then(|| FaultFsOptions {
+            seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
+            fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
+        });
+        let storage = Storage::provision_with(&self.docker, &self.run, cell.strategy, &name, faultfs)
+            .await
+            .map_err(|e| error_chain(&e))?;
         let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name);
         if let Err(e) = d.create().await {
             self.teardown(Some(d)).await;
@@ -220,6 +236,8 @@ impl Runner<'_> {
         }
     }
 
+    /// One cycle, with what the fault filesystem under the data (if any)
+    /// did during it.
     async fn run_cycle(
         &self,
         cell: &Cell,
@@ -227,7 +245,44 @@ impl Runner<'_> {
         slot: &mut Option<Deployment>,
         reporter: &mut dyn Reporter,
     ) -> CycleResult {
-        let started = Instant::now();
+        let mut result = self.run_cycle_steps(cell, cycle, slot, reporter).await;
+        if let Some(fs) = slot.as_mut().and_then(Deployment::faultfs_mut) {
+            let record = fs.end_cycle();
+            let armed = matches!(cell.fault, Fault::DiskFull | Fault::IoError);
+            if armed && record.injected_errors == 0 && result.report.verdict < Verdict::Error {
+                let note = format!(
+                    "note: the rule {} never fired during the load, so this cycle did not exercise {}",
+                    record.rules.join(", "),
+                    cell.fault
+                );
+                let detail = &mut result.report.detail;
+                *detail = if detail.is_empty() { note } else { format!("{detail}; {note}") };
+            }
+            if cell.fault == Fault::TornWrite && record.torn_writes == 0 && result.report.verdict < Verdict::Error {
+                let note = if record.power_cut_dirty_files == 0 {
+                    "note: no file had an unsynced write at the power cut, so nothing was torn"
+                } else {
+                    "note: the power cut dropped each file's last unsynced write whole and tore none \
+                     (a one-sector write has no prefix to keep)"
+                };
+                let detail = &mut result.report.detail;
+                *detail = if detail.is_empty() { note.to_owned() } else { format!("{detail}; {note}") };
+            }
+            result.report.faultfs = Some(record);
+        }
+        result
+    }
+
+    async fn run_cycle_steps(
+        &self,
+        cell: &Cell,
+        cycle: u32,
+        slot: &mut Option<Deployment>,
+        reporter: &mut dyn Reporter,
+    ) -> CycleResult {
+        // The cycle's clock starts once the server is up: deploying it is
+        // timed apart, since only some cycles deploy.
+        let started = std::cell::Cell::new(Instant::now());
         let mut report = CycleReport {
             verdict: Verdict::Error,
             acked_writes: 0,
@@ -238,10 +293,12 @@ impl Runner<'_> {
             recovery_ms: None,
             cycle_ms: 0.0,
             detail: String::new(),
+            faultfs: None,
+            phases: PhaseTimes::default(),
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
-            report.cycle_ms = started.elapsed().as_secs_f64() * 1e3;
+            report.cycle_ms = started.get().elapsed().as_secs_f64() * 1e3;
             CycleResult { report, latency_us: None, discard: true }
         };
         let phase = |reporter: &mut dyn Reporter, phase| reporter.on_event(&Event::Phase { cell, cycle, phase });
@@ -258,11 +315,25 @@ impl Runner<'_> {
             Ok(addr) => addr,
             Err(e) => return fail(report, format!("before the fault: {}", e.detail())),
         };
+        report.phases.ready_ms = ms(started.get());
+        started.set(Instant::now());
 
         phase(reporter, Phase::Setup);
         let config = self.load_config(cell, cycle);
         if let Err(e) = self.workload.setup(addr, config).await {
             return fail(report, format!("could not create the dataset: {}", error_chain(&e)));
+        }
+        report.phases.setup_ms = ms(started.get());
+        if let Some(fs) = deployment.faultfs_mut() {
+            // The dataset as set up is the baseline: only what the load
+            // writes is at stake.
+            if let Err(e) = fs.checkpoint() {
+                return fail(report, format!("could not make the dataset durable: {}", error_chain(&e)));
+            }
+            fs.begin_cycle();
+        }
+        if let Err(e) = cell.fault.arm(deployment, &self.scenario.faults) {
+            return fail(report, format!("could not arm {}: {}", cell.fault, error_chain(&e)));
         }
 
         phase(reporter, Phase::Load);
@@ -279,13 +350,16 @@ impl Runner<'_> {
             let load_s = load_started.elapsed().as_secs_f64();
             // The fault lands while clients are mid-transaction; they are
             // told to stop only once the damage is done.
-            let injected = cell.fault.inject(deployment).await;
+            let fault_started = Instant::now();
+            let injected = cell.fault.inject(deployment, &self.scenario.faults).await;
             let fault_done = Instant::now();
             let _ = stop_tx.send(true);
-            (injected, fault_done, load_s)
+            (injected, fault_done, load_s, fault_done - fault_started)
         };
-        let (load, (injected, fault_done, load_s)) = tokio::join!(load, fault);
+        let (load, (injected, fault_done, load_s, inject_time)) = tokio::join!(load, fault);
         report.load_s = load_s;
+        report.phases.inject_ms = inject_time.as_secs_f64() * 1e3;
+        report.phases.drain_ms = ms(fault_done);
         if let Err(e) = injected {
             return fail(report, format!("could not inject {}: {}", cell.fault, error_chain(&e)));
         }
@@ -296,6 +370,31 @@ impl Runner<'_> {
         report.acked_writes = load.log.acked();
         if self.cancelled() {
             return fail(report, "interrupted".into());
+        }
+
+        let mut fault_note = String::new();
+        if matches!(cell.fault, Fault::DiskFull | Fault::IoError)
+            && let Some(fs) = deployment.faultfs_mut()
+            && fs.injected_errors() > 0
+        {
+            // What the server made of the error is the interesting part:
+            // say whether it went down, in its own words.
+            let failed = fs.injected_errors();
+            let running = deployment.is_running().await.unwrap_or(false);
+            let logs = deployment.logs_tail(300).await;
+            // The log spans every start of the container: the newest
+            // errors are this cycle's.
+            let mut errors: Vec<&str> =
+                logs.lines().rev().filter(|l| l.contains("[ERROR]") || l.contains("[FATAL]")).take(2).collect();
+            errors.reverse();
+            let logs =
+                if errors.is_empty() { logs.lines().last().unwrap_or_default().to_owned() } else { errors.join(" / ") };
+            let logs: String = logs.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(400).collect();
+            fault_note = format!(
+                "{} failed {failed} operation(s) during the load; the server {} at the end of the load; its last output: {logs}",
+                cell.fault,
+                if running { "was still running" } else { "had exited" },
+            );
         }
 
         phase(reporter, Phase::Recover);
@@ -316,25 +415,65 @@ impl Runner<'_> {
         report.recovery_ms = Some(fault_done.elapsed().as_secs_f64() * 1e3);
 
         phase(reporter, Phase::Verify);
-        let observation = match self.workload.observe(addr).await {
+        let verify_started = Instant::now();
+        let mut observation = match self.workload.observe(addr).await {
             Ok(o) => o,
             Err(e) => return fail(report, format!("could not read the data back: {}", error_chain(&e))),
         };
+        if let Err(e) = self.engine_check_command(deployment, &mut observation).await {
+            return fail(report, format!("could not run the engine's integrity tool: {e}"));
+        }
         let found = check(&load.log, &observation, config.accounts);
         report.verdict = found.verdict;
         report.lost_acked_writes = found.lost;
         report.in_doubt_writes = found.in_doubt;
         report.invariant_violations = found.violations;
-        report.detail = found.detail;
-        report.cycle_ms = started.elapsed().as_secs_f64() * 1e3;
+        report.detail = match (found.detail.is_empty(), fault_note.is_empty()) {
+            (_, true) => found.detail,
+            (true, false) => fault_note,
+            (false, false) => format!("{}; {fault_note}", found.detail),
+        };
+        report.phases.verify_ms = ms(verify_started);
+        report.cycle_ms = ms(started.get());
         let discard = report.verdict >= Verdict::Corrupt;
         CycleResult { report, latency_us: Some(load.latency_us), discard }
+    }
+}
+
+impl Runner<'_> {
+    /// Runs the workload's in-container integrity tool, if it has one and
+    /// the dataset is there, and folds a failure into the observation's
+    /// engine check. `Err` only when the tool could not be run at all.
+    async fn engine_check_command(&self, d: &Deployment, observation: &mut Observation) -> Result<(), String> {
+        let (Some(cmd), Observation::Present { engine_check, .. }) =
+            (self.workload.engine_check_command(), observation)
+        else {
+            return Ok(());
+        };
+        let id = d.container_id().ok_or("the deployment has no container")?;
+        let run = self.docker.exec(id, &cmd).await.map_err(|e| error_chain(&e))?;
+        if run.exit_code != Some(0) {
+            let output: String = run.output.split_whitespace().collect::<Vec<_>>().join(" ");
+            let tail: String = output.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            let failed = format!("`{}` exited with {:?}: {tail}", cmd.join(" "), run.exit_code);
+            *engine_check = match engine_check {
+                Ok(()) => Err(failed),
+                Err(e) => Err(format!("{e}; {failed}")),
+            };
+        }
+        Ok(())
     }
 }
 
 /// Folds a cell's cycles into its report.
 fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency_us: &Histogram<u64>) -> CellReport {
     let verdicts: Vec<Verdict> = cycles.iter().map(|c| c.verdict).collect();
+    let mut fault_rules: Vec<String> = Vec::new();
+    for rule in cycles.iter().filter_map(|c| c.faultfs.as_ref()).flat_map(|f| &f.rules) {
+        if !fault_rules.contains(rule) {
+            fault_rules.push(rule.clone());
+        }
+    }
     let verdict = Verdict::worst(verdicts.iter().copied()).unwrap_or(Verdict::Error);
     let sum = |f: fn(&CycleReport) -> u64| cycles.iter().map(f).sum::<u64>();
     let acked = sum(|c| c.acked_writes);
@@ -368,7 +507,12 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
         latency_ms,
         recovery_ms,
         cycle_details: cycles,
+        fault_rules,
     }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
 }
 
 /// An error and its sources on one line: "a: b: c".

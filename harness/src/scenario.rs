@@ -8,7 +8,8 @@
 
 use crate::fault::Fault;
 use crate::strategy::Strategy;
-use crashlab_reports::Verdict;
+use crashlab_faultfs::{FaultRule, TornMode};
+use crashlab_reports::{Unsupported, Verdict};
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,7 +43,45 @@ pub struct Scenario {
     pub workload: WorkloadSection,
     pub matrix: Matrix,
     #[serde(default)]
+    pub faults: FaultsSection,
+    #[serde(default)]
     pub expect: Vec<Expectation>,
+}
+
+/// `[faults]`: the knobs of the faults that run on the fault filesystem
+/// (see [`crate::fault`]). Every key is optional.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FaultsSection {
+    /// `disk-full`: bytes the workload may still write after its setup
+    /// before every write fails with `ENOSPC` (`"16MiB"`); default 1MiB.
+    #[serde(default = "default_disk_full_after", deserialize_with = "disk_full_after")]
+    pub disk_full_after: u64,
+    /// `io-error`: the fault filesystem's `eio` rule installed for the load,
+    /// e.g. `"eio:fsync:50"` (the 50th fsync fails) or `"eio:write:200+"`.
+    #[serde(default = "default_io_error", deserialize_with = "io_error_rule")]
+    pub io_error: FaultRule,
+    /// `torn-write`: which part of each file's last unsynced write survives
+    /// the power cut, `"prefix"` or `"sectors"`.
+    #[serde(default = "default_torn", deserialize_with = "torn_mode")]
+    pub torn: TornMode,
+    /// Whether a durable write on the fault filesystem also reaches the
+    /// host's disk (`fsync` of the backing file). Off by default: the power
+    /// cut is simulated, so the host's disk need not be durable, and fsync
+    /// stays cheap. Turn it on where the host itself may lose power.
+    #[serde(default)]
+    pub fsync_reaches_disk: bool,
+}
+
+impl Default for FaultsSection {
+    fn default() -> Self {
+        FaultsSection {
+            disk_full_after: default_disk_full_after(),
+            io_error: default_io_error(),
+            torn: default_torn(),
+            fsync_reaches_disk: false,
+        }
+    }
 }
 
 /// `[workload]`: which driver, which image, how hard to load it.
@@ -72,12 +111,16 @@ pub struct WorkloadSection {
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadKind {
     Mariadb,
+    Postgres,
+    Redis,
 }
 
 impl WorkloadKind {
     pub fn as_str(self) -> &'static str {
         match self {
             WorkloadKind::Mariadb => "mariadb",
+            WorkloadKind::Postgres => "postgres",
+            WorkloadKind::Redis => "redis",
         }
     }
 }
@@ -162,8 +205,29 @@ impl Scenario {
         })
     }
 
-    /// The cells in run order: strategies outer, faults inner, each with
-    /// its expectation.
+    /// The cells to run, in run order, and the planned pairs that are not
+    /// run because the strategy cannot take the fault (see
+    /// [`Fault::unsupported_on`]). Cells keep their index in [`Self::cells`],
+    /// so seeds and names do not depend on what is left out.
+    pub fn plan(&self) -> (Vec<Cell>, Vec<Unsupported>) {
+        let mut run = Vec::new();
+        let mut unsupported = Vec::new();
+        for cell in self.cells() {
+            match cell.fault.unsupported_on(cell.strategy) {
+                None => run.push(cell),
+                Some(reason) => unsupported.push(Unsupported {
+                    workload: self.workload.kind.as_str().to_owned(),
+                    strategy: cell.strategy.to_string(),
+                    fault: cell.fault.to_string(),
+                    reason: reason.to_owned(),
+                }),
+            }
+        }
+        (run, unsupported)
+    }
+
+    /// Every planned cell in order, strategies outer, faults inner, each
+    /// with its expectation, including those [`Self::plan`] leaves out.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for &strategy in &self.matrix.strategies {
@@ -212,6 +276,55 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration `{s}`: must be above zero and at most a day"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses byte sizes such as `16MiB`, `512KiB`, `1GiB` or `4096B`. The
+/// unit is required and binary, so `16MB` is refused rather than guessed.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: u64 =
+        number.parse().map_err(|_| format!("invalid size `{s}`: expected a whole number and a unit, like `16MiB`"))?;
+    let multiplier: u64 = match unit.trim() {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "" => return Err(format!("invalid size `{s}`: missing unit (B, KiB, MiB or GiB)")),
+        other => return Err(format!("invalid size `{s}`: unknown unit `{other}` (B, KiB, MiB or GiB)")),
+    };
+    value.checked_mul(multiplier).ok_or_else(|| format!("invalid size `{s}`: too large"))
+}
+
+fn disk_full_after<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    const MIN: u64 = 4 << 10;
+    const MAX: u64 = 64 << 30;
+    let s = String::deserialize(d)?;
+    let bytes = parse_size(&s).map_err(serde::de::Error::custom)?;
+    if !(MIN..=MAX).contains(&bytes) {
+        return Err(serde::de::Error::custom(format!("disk-full-after must be between 4KiB and 64GiB, got `{s}`")));
+    }
+    Ok(bytes)
+}
+
+fn io_error_rule<'de, D: Deserializer<'de>>(d: D) -> Result<FaultRule, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.parse::<FaultRule>() {
+        Ok(rule @ FaultRule::IoError { .. }) => Ok(rule),
+        Ok(other) => Err(serde::de::Error::custom(format!(
+            "io-error takes an `eio:<op>:<n>` rule (like `eio:fsync:50`), got `{other}`"
+        ))),
+        Err(e) => Err(serde::de::Error::custom(e)),
+    }
+}
+
+fn torn_mode<'de, D: Deserializer<'de>>(d: D) -> Result<TornMode, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "prefix" => Ok(TornMode::Prefix),
+        "sectors" => Ok(TornMode::Sectors),
+        other => Err(serde::de::Error::custom(format!("unknown torn mode `{other}`, expected `prefix` or `sectors`"))),
+    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -285,6 +398,17 @@ fn default_ready_timeout() -> Duration {
 fn default_cycles() -> u32 {
     1
 }
+fn default_disk_full_after() -> u64 {
+    // MariaDB's bank transfers write about 1.7 MiB a second here, so the
+    // default 3 s load spends 1 MiB early on.
+    1 << 20
+}
+fn default_io_error() -> FaultRule {
+    FaultRule::IoError { op: crashlab_faultfs::OpKind::Fsync, nth: 50, sticky: false, path: None }
+}
+fn default_torn() -> TornMode {
+    TornMode::Prefix
+}
 
 #[cfg(test)]
 mod tests {
@@ -313,6 +437,18 @@ faults = ["restart"]
         assert_eq!(s.expected(Strategy::NamedVolume, Fault::Recreate), Verdict::Intact);
         assert_eq!(s.expected(Strategy::ContainerLayer, Fault::Recreate), Verdict::DataGone);
         assert_eq!(s.expected(Strategy::ContainerLayer, Fault::ProcessKill), Verdict::Intact);
+    }
+
+    #[test]
+    fn power_loss_runs_fourteen_cells_and_reports_eleven_as_unsupported() {
+        let text = include_str!("../../scenarios/power-loss.toml");
+        let s = Scenario::parse(text, "power-loss.toml").unwrap();
+        let (run, unsupported) = s.plan();
+        assert_eq!((run.len(), unsupported.len()), (14, 11));
+        assert_eq!(s.faults.disk_full_after, 1 << 20);
+        assert_eq!(s.expected(Strategy::Tmpfs, Fault::HostKill), Verdict::DataGone);
+        assert_eq!(s.expected(Strategy::NamedVolume, Fault::TornWrite), Verdict::Intact);
+        assert!(run.iter().any(|c| (c.strategy, c.fault) == (Strategy::Tmpfs, Fault::HostKill)));
     }
 
     #[test]
@@ -373,6 +509,84 @@ faults = ["restart"]
         let s = Scenario::parse(&text, "s.toml").unwrap();
         assert_eq!(s.expected(Strategy::NamedVolume, Fault::Restart), Verdict::LostWrites);
         assert_eq!(s.expected(Strategy::Tmpfs, Fault::Restart), Verdict::DataGone);
+    }
+
+    #[test]
+    fn fault_knobs_parse_with_defaults_and_range_checks() {
+        let s = Scenario::parse(MINIMAL, "m.toml").unwrap();
+        assert_eq!(s.faults, FaultsSection::default());
+        assert_eq!(s.faults.disk_full_after, 1 << 20);
+        assert_eq!(s.faults.io_error.to_string(), "eio:fsync:50");
+        assert_eq!(s.faults.torn, TornMode::Prefix);
+
+        let with = |body: &str| format!("{MINIMAL}[faults]\n{body}\n");
+        type Holds = fn(&FaultsSection) -> bool;
+        let ok: &[(&str, Holds)] = &[
+            ("disk-full-after = \"1MiB\"", |f| f.disk_full_after == 1 << 20),
+            ("disk-full-after = \"4096B\"", |f| f.disk_full_after == 4096),
+            ("io-error = \"eio:write:200+\"", |f| f.io_error.to_string() == "eio:write:200+"),
+            ("io-error = \"eio:fsync:3:ib_logfile\"", |f| f.io_error.to_string() == "eio:fsync:3:ib_logfile"),
+            ("torn = \"sectors\"", |f| f.torn == TornMode::Sectors),
+            ("fsync-reaches-disk = true", |f| f.fsync_reaches_disk),
+        ];
+        for (body, holds) in ok {
+            let s = Scenario::parse(&with(body), "s.toml").unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert!(holds(&s.faults), "{body}: {:?}", s.faults);
+        }
+        let bad: &[(&str, &str)] = &[
+            ("disk-full-after = \"16MB\"", "s.toml:9:19: invalid size `16MB`: unknown unit `MB`"),
+            ("disk-full-after = \"16\"", "missing unit"),
+            ("disk-full-after = \"1KiB\"", "disk-full-after must be between 4KiB and 64GiB, got `1KiB`"),
+            ("disk-full-after = \"65GiB\"", "between 4KiB and 64GiB"),
+            ("disk-full-after = \"99999999999999GiB\"", "too large"),
+            ("io-error = \"enospc:1m\"", "io-error takes an `eio:<op>:<n>` rule"),
+            ("io-error = \"eio:fsync:0\"", "s.toml:9:12: parse fault rule: `0` is not a positive operation count"),
+            ("io-error = \"eio:scribble:1\"", "unknown operation `scribble`"),
+            ("torn = \"middle\"", "s.toml:9:8: unknown torn mode `middle`"),
+            ("tron = \"prefix\"", "s.toml:9:1: unknown field `tron`"),
+        ];
+        for (body, expected) in bad {
+            let err = error_of(&with(body));
+            assert!(err.contains(expected), "for {body:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn strategies_that_cannot_take_a_fault_are_planned_as_unsupported() {
+        let text = MINIMAL
+            .replace("[\"named-volume\"]", "[\"container-layer\", \"bind-mount\", \"tmpfs\"]")
+            .replace("[\"restart\"]", "[\"process-kill\", \"host-kill\", \"disk-full\"]");
+        let s = Scenario::parse(&text, "s.toml").unwrap();
+        let (run, unsupported) = s.plan();
+        let ran: Vec<(Strategy, Fault, usize)> = run.iter().map(|c| (c.strategy, c.fault, c.index)).collect();
+        assert_eq!(
+            ran,
+            [
+                (Strategy::ContainerLayer, Fault::ProcessKill, 0),
+                (Strategy::BindMount, Fault::ProcessKill, 3),
+                (Strategy::BindMount, Fault::HostKill, 4),
+                (Strategy::BindMount, Fault::DiskFull, 5),
+                (Strategy::Tmpfs, Fault::ProcessKill, 6),
+                (Strategy::Tmpfs, Fault::HostKill, 7),
+            ]
+        );
+        let skipped: Vec<(&str, &str)> = unsupported.iter().map(|u| (u.strategy.as_str(), u.fault.as_str())).collect();
+        assert_eq!(
+            skipped,
+            [("container-layer", "host-kill"), ("container-layer", "disk-full"), ("tmpfs", "disk-full")]
+        );
+        assert!(unsupported.iter().all(|u| !u.reason.is_empty() && u.workload == "mariadb"));
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = [("16MiB", 16 << 20), ("4096B", 4096), (" 2GiB ", 2 << 30), ("512KiB", 512 << 10)];
+        for (s, bytes) in ok {
+            assert_eq!(parse_size(s), Ok(bytes), "{s}");
+        }
+        for bad in ["", "MiB", "16", "16MB", "1.5MiB", "-1MiB", "16 mib"] {
+            assert!(parse_size(bad).is_err(), "{bad} should be rejected");
+        }
     }
 
     #[test]

@@ -7,8 +7,16 @@
 //! | `named-volume` | a volume the harness creates and reattaches | kill, restart, a new container |
 //! | `bind-mount` | a host directory under the run's state directory | kill, restart, a new container |
 //! | `tmpfs` | memory, mounted per container start | nothing that stops the container |
+//!
+//! For the faults that need it (see [`crate::fault`]), `bind-mount` and
+//! `named-volume` put the data on the fault filesystem instead: the harness
+//! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over
+//! `<run dir>/fs/<name>/backing`, and the bind mount, or a local-driver
+//! named volume with `type=none,o=bind,device=<mountpoint>`, points there.
+//! Every other cell keeps the plain storage above.
 
 use crate::docker::{Docker, DockerError};
+use crate::faultmount::{FaultMount, FaultMountError};
 use crate::run::RunContext;
 use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
 use serde::{Deserialize, Serialize};
@@ -67,6 +75,17 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    FaultFs(#[from] FaultMountError),
+}
+
+/// How to put a cell's data on the fault filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultFsOptions {
+    /// Seed of the cell's mounts (each remount derives its own from it).
+    pub seed: u64,
+    /// See `[faults] fsync-reaches-disk` in the scenario.
+    pub fsync_reaches_disk: bool,
 }
 
 /// The storage one cell's containers use; created before the first
@@ -76,6 +95,7 @@ pub struct Storage {
     pub strategy: Strategy,
     volume: Option<String>,
     host_dir: Option<PathBuf>,
+    faultfs: Option<FaultMount>,
 }
 
 impl Storage {
@@ -87,7 +107,38 @@ impl Storage {
         strategy: Strategy,
         name: &str,
     ) -> Result<Storage, StorageError> {
-        let mut storage = Storage { strategy, volume: None, host_dir: None };
+        Storage::provision_with(docker, run, strategy, name, None).await
+    }
+
+    /// [`Storage::provision`], with the data on the fault filesystem when
+    /// `faultfs` is given and the strategy can have it there (`bind-mount`,
+    /// `named-volume`); other strategies ignore it.
+    pub async fn provision_with(
+        docker: &Docker,
+        run: &RunContext,
+        strategy: Strategy,
+        name: &str,
+        faultfs: Option<FaultFsOptions>,
+    ) -> Result<Storage, StorageError> {
+        let mut storage = Storage { strategy, volume: None, host_dir: None, faultfs: None };
+        if let Some(options) = faultfs
+            && matches!(strategy, Strategy::BindMount | Strategy::NamedVolume)
+        {
+            let fs = FaultMount::create(&run.dir().join("fs").join(name), options.seed, options.fsync_reaches_disk)?;
+            let mountpoint = fs.mountpoint().to_owned();
+            storage.faultfs = Some(fs);
+            if strategy == Strategy::NamedVolume {
+                let device = mountpoint.display().to_string();
+                if let Err(e) = docker.create_bind_volume(name, run.labels(), &device).await {
+                    storage.teardown(docker).await.ok();
+                    return Err(e.into());
+                }
+                storage.volume = Some(name.to_owned());
+            } else {
+                storage.host_dir = Some(mountpoint);
+            }
+            return Ok(storage);
+        }
         match strategy {
             Strategy::NamedVolume => {
                 docker.create_volume(name, run.labels()).await?;
@@ -133,11 +184,22 @@ impl Storage {
         }
     }
 
-    /// Removes the volume or host directory. Containers using it must be
+    /// The fault filesystem under the data, if the data is on one.
+    pub fn faultfs_mut(&mut self) -> Option<&mut FaultMount> {
+        self.faultfs.as_mut()
+    }
+
+    /// Removes the volume or host directory, unmounting the fault
+    /// filesystem before its directories go. Containers using it must be
     /// gone first.
-    pub async fn teardown(&self, docker: &Docker) -> Result<(), StorageError> {
+    pub async fn teardown(mut self, docker: &Docker) -> Result<(), StorageError> {
         if let Some(volume) = &self.volume {
             docker.remove_volume(volume).await?;
+        }
+        if let Some(fs) = self.faultfs.take() {
+            // The host directory is the mountpoint, removed with the mount.
+            fs.teardown().await?;
+            return Ok(());
         }
         if let Some(path) = &self.host_dir {
             match std::fs::remove_dir_all(path) {

@@ -1,0 +1,293 @@
+//! The fault filesystem under a cell's data: one `crashlab-faultfs` mount
+//! over a backing directory, owned by the cell's [`Storage`](crate::strategy::Storage),
+//! served from the harness process, and the record of what it was told to do.
+//!
+//! Layout, under the run's state directory: `fs/<name>/backing` holds what
+//! would survive a power cut, `fs/<name>/mnt` is the mountpoint the
+//! container's bind mount or named volume points at. Keeping every mount
+//! under the run directory is what lets [`crate::run::cleanup_run`] and
+//! `crashlab clean` find and detach mounts that a killed harness left
+//! behind (from `/proc/self/mounts`) before they remove any directory.
+//!
+//! A mount's seed decides which sectors of a torn write survive. Each mount
+//! of a cell gets its own seed, derived from the cell's seed and a mount
+//! counter, so that a remount after a power cut does not replay the same
+//! choices; every seed and every rule goes into the cycle's report.
+
+use crashlab_faultfs::{FaultConfig, FaultFs, FaultHandle, FaultRule, MountError, MountedFs, Stats};
+use crashlab_reports::FaultFsCycle;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long an unmount may wait for the serving thread. The thread ends
+/// once no mount of the filesystem is left anywhere, which can lag behind
+/// the container's exit while Docker releases a named volume.
+const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaultMountError {
+    #[error("create fault filesystem directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("build the fault filesystem's configuration")]
+    Config(#[source] crashlab_faultfs::ConfigError),
+    #[error("checkpoint the fault filesystem at {path}")]
+    Checkpoint {
+        path: PathBuf,
+        #[source]
+        source: crashlab_faultfs::ControlError,
+    },
+    #[error("unmount the fault filesystem at {path}: still busy after {UNMOUNT_TIMEOUT:?}")]
+    UnmountTimeout { path: PathBuf },
+    #[error("use the fault filesystem at {path}: it is not mounted")]
+    NotMounted { path: PathBuf },
+}
+
+/// A faultfs mount that can be cut, remounted and torn down.
+#[derive(Debug)]
+pub struct FaultMount {
+    backing: PathBuf,
+    mountpoint: PathBuf,
+    base_seed: u64,
+    mounts: u64,
+    /// Seed of the current mount.
+    seed: u64,
+    fsync_reaches_disk: bool,
+    mounted: Option<MountedFs>,
+    /// What this cycle did so far.
+    record: FaultFsCycle,
+    /// Counters of the current mount when `record` last took them in.
+    baseline: Stats,
+}
+
+/// A seed for the `n`th mount of a cell: splitmix64 of the pair, so
+/// neighbouring cells and mounts get unrelated seeds.
+fn mount_seed(base: u64, n: u64) -> u64 {
+    let mut z = base ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl FaultMount {
+    /// Creates `dir/backing` and `dir/mnt` and mounts faultfs there.
+    pub fn create(dir: &Path, seed: u64, fsync_reaches_disk: bool) -> Result<FaultMount, FaultMountError> {
+        let backing = dir.join("backing");
+        let mountpoint = dir.join("mnt");
+        for path in [&backing, &mountpoint] {
+            std::fs::create_dir_all(path)
+                .map_err(|source| FaultMountError::CreateDir { path: path.clone(), source })?;
+        }
+        let mut fs = FaultMount {
+            backing,
+            mountpoint,
+            base_seed: seed,
+            mounts: 0,
+            seed: 0,
+            fsync_reaches_disk,
+            mounted: None,
+            record: FaultFsCycle::default(),
+            baseline: Stats::default(),
+        };
+        fs.mount()?;
+        Ok(fs)
+    }
+
+    fn mount(&mut self) -> Result<(), FaultMountError> {
+        let seed = mount_seed(self.base_seed, self.mounts);
+        self.mounts += 1;
+        let config = FaultConfig::builder()
+            .seed(seed)
+            .fsync_reaches_disk(self.fsync_reaches_disk)
+            .build()
+            .map_err(FaultMountError::Config)?;
+        let mounted = FaultFs::mount(&self.backing, &self.mountpoint, config)?;
+        self.baseline = Stats::default();
+        self.seed = seed;
+        self.record.seeds.push(seed);
+        self.mounted = Some(mounted);
+        Ok(())
+    }
+
+    /// Where containers mount the data from.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    fn handle(&self) -> Result<FaultHandle, FaultMountError> {
+        self.mounted
+            .as_ref()
+            .map(MountedFs::handle)
+            .ok_or_else(|| FaultMountError::NotMounted { path: self.mountpoint.clone() })
+    }
+
+    /// Starts the record of a new cycle on the current mount.
+    pub fn begin_cycle(&mut self) {
+        self.record = FaultFsCycle { seeds: vec![self.seed], ..FaultFsCycle::default() };
+        if let Ok(handle) = self.handle() {
+            self.baseline = handle.stats();
+        }
+    }
+
+    /// Ends the cycle's record and returns it.
+    pub fn end_cycle(&mut self) -> FaultFsCycle {
+        self.settle();
+        std::mem::take(&mut self.record)
+    }
+
+    /// Takes the counters of the current mount into the record.
+    fn settle(&mut self) {
+        let Ok(handle) = self.handle() else { return };
+        let now = handle.stats();
+        self.record.injected_errors += now.injected_errors.saturating_sub(self.baseline.injected_errors);
+        self.record.torn_writes += now.torn_writes.saturating_sub(self.baseline.torn_writes);
+        self.record.fsyncs += now.fsyncs.saturating_sub(self.baseline.fsyncs);
+        self.record.bytes_written += now.bytes_written.saturating_sub(self.baseline.bytes_written);
+        self.baseline = now;
+    }
+
+    /// Operations the rules failed so far in this cycle.
+    pub fn injected_errors(&mut self) -> u64 {
+        self.settle();
+        self.record.injected_errors
+    }
+
+    /// Makes everything written so far durable, so that a workload's setup
+    /// is not what a power cut takes away.
+    pub fn checkpoint(&self) -> Result<(), FaultMountError> {
+        self.handle()?
+            .checkpoint()
+            .map_err(|source| FaultMountError::Checkpoint { path: self.mountpoint.clone(), source })
+    }
+
+    /// Installs a rule and records it.
+    pub fn add_rule(&mut self, rule: FaultRule) -> Result<(), FaultMountError> {
+        self.handle()?.add_rule(rule.clone());
+        self.record.rules.push(rule.to_string());
+        Ok(())
+    }
+
+    /// Removes every rule (the record keeps them).
+    pub fn clear_rules(&mut self) -> Result<(), FaultMountError> {
+        self.settle();
+        self.handle()?.clear_rules();
+        Ok(())
+    }
+
+    /// Cuts the power: everything not durable is gone (or torn, under a
+    /// `torn` rule) and every further operation fails until [`Self::remount`].
+    pub fn power_cut(&mut self) -> Result<(), FaultMountError> {
+        let handle = self.handle()?;
+        let before = handle.stats();
+        handle.power_cut();
+        self.record.power_cut_dirty_bytes += before.dirty_bytes;
+        self.record.power_cut_dirty_files += before.dirty_files;
+        self.record.power_cut_namespace_ops += before.pending_namespace_ops;
+        self.settle();
+        Ok(())
+    }
+
+    /// Unmounts and mounts again over the same backing directory, as a host
+    /// that lost power boots on what its disk kept. Nothing may use the
+    /// mount (the container must be dead).
+    pub async fn remount(&mut self) -> Result<(), FaultMountError> {
+        self.unmount().await?;
+        self.mount()
+    }
+
+    /// Unmounts, making everything durable first unless the power was cut.
+    /// Waits at most [`UNMOUNT_TIMEOUT`] for the serving thread; on timeout
+    /// the mount is detached so that nothing stays attached.
+    pub async fn unmount(&mut self) -> Result<(), FaultMountError> {
+        self.settle();
+        let Some(mounted) = self.mounted.take() else { return Ok(()) };
+        let path = self.mountpoint.clone();
+        // Unmounting joins the FUSE thread, which blocks: keep it off the
+        // async workers.
+        let task = tokio::task::spawn_blocking(move || mounted.unmount());
+        match tokio::time::timeout(UNMOUNT_TIMEOUT, task).await {
+            Ok(Ok(result)) => result.map_err(FaultMountError::Mount),
+            Ok(Err(join)) => {
+                tracing::warn!("faultfs unmount task failed: {join}");
+                let _ = crashlab_faultfs::unmount_stale(&path);
+                Ok(())
+            }
+            Err(_) => {
+                let _ = crashlab_faultfs::unmount_stale(&path);
+                Err(FaultMountError::UnmountTimeout { path })
+            }
+        }
+    }
+
+    /// Unmounts and removes the backing directory and mountpoint. The
+    /// directory is only removed once nothing is mounted under it, so a
+    /// removal never walks through a FUSE mount.
+    pub async fn teardown(mut self) -> Result<(), FaultMountError> {
+        let dir = self.backing.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = dir.as_path();
+        let unmounted = self.unmount().await;
+        detach_mounts_under(dir);
+        if crate::images::mounts_under(dir).is_empty() {
+            if let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("could not remove {}: {e}", dir.display());
+            }
+        } else {
+            tracing::warn!("{} still has mounts; left for `crashlab clean`", dir.display());
+        }
+        unmounted
+    }
+}
+
+impl Drop for FaultMount {
+    /// A mount still attached here means the cell was abandoned (Ctrl-C, a
+    /// panic) with its container possibly alive. Joining the FUSE thread
+    /// now could wait for that container forever, so the mount is detached
+    /// and the join left to a background thread; the run's cleanup removes
+    /// the container, which ends the thread.
+    fn drop(&mut self) {
+        if let Some(mounted) = self.mounted.take() {
+            let _ = crashlab_faultfs::unmount_stale(&self.mountpoint);
+            std::thread::spawn(move || drop(mounted));
+        }
+    }
+}
+
+/// Lazily detaches every mount at or below `dir`, deepest first. Returns
+/// how many were detached. Used on run directories before removing them:
+/// a FUSE mount whose server died answers `ENOTCONN`, and one that lives
+/// would let a recursive removal delete through it.
+pub fn detach_mounts_under(dir: &Path) -> usize {
+    let mut mounts = crate::images::mounts_under(dir);
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut detached = 0;
+    for mount in mounts {
+        match crashlab_faultfs::unmount_stale(&mount) {
+            Ok(true) => detached += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("could not detach {}: {e}", mount.display()),
+        }
+    }
+    detached
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_seeds_differ_per_mount_and_cell() {
+        let seeds: Vec<u64> = (0..4).map(|n| mount_seed(42, n)).chain((0..4).map(|n| mount_seed(43, n))).collect();
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seeds.len());
+        assert_eq!(mount_seed(42, 1), mount_seed(42, 1), "same inputs, same seed");
+    }
+}
