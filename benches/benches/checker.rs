@@ -21,7 +21,7 @@ fn history(n: u64) -> (AckLog, Observation) {
         let t = Transfer { id: (i % 4) << 40 | i, src, dst, amount: (i % 100) as i64 + 1 };
         let outcome = if i + 4 >= n { Outcome::InDoubt } else { Outcome::Acked };
         entries.push((t, outcome));
-        if i % 1000 != 999 {
+        if i % 1000 != 500 {
             balances[src as usize] -= t.amount;
             balances[dst as usize] += t.amount;
             ledger.push(t);

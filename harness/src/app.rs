@@ -10,6 +10,8 @@ use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
 use crashlab_reports::{Report, SCHEMA_VERSION};
 use crashlab_workloads::Workload;
 use crashlab_workloads::mariadb::{self, MariaDb};
+use crashlab_workloads::postgres::{self, Postgres};
+use crashlab_workloads::redis::{self, Redis};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +47,8 @@ pub enum AppError {
     Docker(#[from] DockerError),
     #[error("failed to {}", error_chain(.0))]
     Image(#[from] ImageError),
+    #[error("read report {}: {detail}", path.display())]
+    BadReport { path: PathBuf, detail: String },
     #[error("image {0} is not present and no registry is assumed reachable")]
     MissingImage(String),
     #[error("failed to {what} {}: {source}", path.display())]
@@ -72,7 +76,7 @@ impl AppError {
             AppError::MissingImage(tag) => {
                 Some(format!("pull or load {tag} into the daemon first, or drop `image` to use crashlab's own"))
             }
-            AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build mariadb` again".into()),
+            AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build NAME` again".into()),
             AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
             _ => None,
         }
@@ -114,13 +118,21 @@ fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
             image: w.image.clone().unwrap_or_else(|| mariadb::IMAGE.to_owned()),
             server_args: w.server_args.clone(),
         }),
+        WorkloadKind::Postgres => Box::new(Postgres {
+            image: w.image.clone().unwrap_or_else(|| postgres::IMAGE.to_owned()),
+            server_args: w.server_args.clone(),
+        }),
+        WorkloadKind::Redis => Box::new(Redis {
+            image: w.image.clone().unwrap_or_else(|| redis::IMAGE.to_owned()),
+            server_args: w.server_args.clone(),
+        }),
     }
 }
 
 /// Makes sure the workload's image exists: crashlab's own images are built
 /// when missing; any other image must already be there.
 pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: bool) -> Result<(), AppError> {
-    let recipe = [&mariadb::RECIPE].into_iter().find(|r| r.tag == image);
+    let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| r.tag == image);
     match recipe {
         Some(recipe) => {
             match images::status(docker, recipe).await? {
@@ -180,7 +192,12 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     })?;
     {
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), "{}reports: {}", output::summary(&outcome.report), out.display());
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}reports: {}",
+            output::summary(&outcome.report, output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()))),
+            out.display()
+        );
     }
     Ok(if *cancel_rx.borrow() {
         exit::INTERRUPTED
@@ -225,7 +242,7 @@ pub async fn execute(
         source,
     })?;
     let environment = crate::environment::capture(docker, state).await;
-    let cells = scenario.cells();
+    let (cells, unsupported) = scenario.plan();
     if !settings.quiet {
         note!(
             "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each",
@@ -239,8 +256,14 @@ pub async fn execute(
     }
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut runner =
-        Runner { docker: docker.clone(), run: ctx.clone(), scenario, workload: workload_of(scenario), cancel };
+    let mut runner = Runner {
+        docker: docker.clone(),
+        run: ctx.clone(),
+        scenario,
+        workload: workload_of(scenario),
+        cancel,
+        keep: settings.keep,
+    };
     let mut terminal = Terminal::new(settings.quiet, scenario.matrix.cycles, cells.len());
     let results = runner.run(&cells, &mut terminal).await;
 
@@ -263,6 +286,7 @@ pub async fn execute(
         duration_s: started.elapsed().as_secs_f64(),
         environment,
         cells: results,
+        unsupported,
     };
     Ok(Outcome { report, complete })
 }
@@ -282,6 +306,61 @@ fn humanize(d: std::time::Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Reads a stored `report.json`.
+pub fn load_report(path: &Path) -> Result<Report, AppError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AppError::Io {
+        what: "read the report",
+        path: path.to_owned(),
+        source,
+    })?;
+    let report: Report = serde_json::from_str(&text)
+        .map_err(|e| AppError::BadReport { path: path.to_owned(), detail: e.to_string() })?;
+    if report.schema_version > SCHEMA_VERSION {
+        return Err(AppError::BadReport {
+            path: path.to_owned(),
+            detail: format!(
+                "schema version {} is newer than this crashlab understands ({SCHEMA_VERSION})",
+                report.schema_version
+            ),
+        });
+    }
+    Ok(report)
+}
+
+/// `crashlab report FILE --format F [--out PATH]`: re-renders a stored run.
+pub fn render_report(path: &Path, format: output::Format, out: Option<&Path>) -> Result<(), AppError> {
+    let text = format.render(&load_report(path)?);
+    write_or_print(&text, out)
+}
+
+fn write_or_print(text: &str, out: Option<&Path>) -> Result<(), AppError> {
+    match out {
+        Some(out) => {
+            std::fs::write(out, text).map_err(|source| AppError::Io { what: "write", path: out.to_owned(), source })
+        }
+        None => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(())
+        }
+    }
+}
+
+/// `crashlab compare BASE NEW`: prints the Markdown diff (or writes it to
+/// `out`) and returns 1 on a regression.
+pub fn compare_reports(
+    base: &Path,
+    new: &Path,
+    thresholds: crashlab_reports::compare::Thresholds,
+    out: Option<&Path>,
+) -> Result<i32, AppError> {
+    use crashlab_reports::compare;
+    let comparison = compare::compare(&load_report(base)?, &load_report(new)?, thresholds);
+    let text = compare::render_markdown(&comparison, &base.display().to_string(), &new.display().to_string());
+    write_or_print(&text, out)?;
+    Ok(if comparison.regressed() { exit::MISS } else { exit::PASS })
+}
+
 /// `crashlab images build NAME...`.
 pub async fn build_images(names: &[String], mirror: &str, quiet: bool) -> Result<(), AppError> {
     let recipes = names.iter().map(|n| images::recipe(n)).collect::<Result<Vec<_>, _>>()?;
@@ -297,7 +376,7 @@ pub async fn build_images(names: &[String], mirror: &str, quiet: bool) -> Result
 /// `crashlab images list`: each known image and its state.
 pub async fn list_images() -> Result<(), AppError> {
     let docker = connect().await?;
-    for recipe in [&mariadb::RECIPE] {
+    for recipe in crashlab_workloads::RECIPES {
         let status = match images::status(&docker, recipe).await? {
             ImageStatus::Current => "built",
             ImageStatus::Stale => "built from an older recipe",
@@ -313,7 +392,11 @@ pub async fn clean() -> Result<(), AppError> {
     let docker = connect().await?;
     let state = run::state_dir();
     let c = run::clean_stale(&docker, &state).await?;
-    println!("removed {} containers, {} volumes, {} run directories", c.containers, c.volumes, c.dirs);
+    let builds = images::clean_stale_builds(&state.join("build"));
+    println!(
+        "removed {} containers, {} volumes, {} fault-filesystem mounts, {} run directories, {} unfinished image builds",
+        c.containers, c.volumes, c.mounts, c.dirs, builds
+    );
     Ok(())
 }
 
@@ -337,7 +420,7 @@ pub async fn doctor(mirror: &str) -> i32 {
                     docker.api_version()
                 ),
             );
-            for recipe in [&mariadb::RECIPE] {
+            for recipe in crashlab_workloads::RECIPES {
                 let status = images::status(&docker, recipe).await;
                 let (good, detail) = match status {
                     Ok(ImageStatus::Current) => (true, "built".to_owned()),

@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use crashlab::app::{self, AppError, RunOptions, exit};
 use crashlab::images::DEFAULT_MIRROR;
+use crashlab::output::Format;
+use crashlab_reports::compare::Thresholds;
 use std::path::PathBuf;
 
 /// Crash- and application-consistency tests for containerised data.
@@ -34,6 +36,33 @@ enum Command {
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
     },
+    /// Re-render a stored report.json as Markdown, HTML or JUnit.
+    Report {
+        report: PathBuf,
+        #[arg(long, value_enum, default_value = "md")]
+        format: Format,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Compare a run against a baseline; exit 1 on regression.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Largest allowed throughput drop, in percent of the baseline.
+        #[arg(long, default_value_t = Thresholds::default().max_throughput_drop)]
+        max_throughput_drop: f64,
+        /// Largest allowed rise of p99 commit latency, in percent.
+        #[arg(long, default_value_t = Thresholds::default().max_p99_rise)]
+        max_p99_rise: f64,
+        /// Largest allowed rise of p50 recovery time, in percent.
+        #[arg(long, default_value_t = Thresholds::default().max_recovery_rise)]
+        max_recovery_rise: f64,
+        /// Write the Markdown diff here (e.g. for a pull-request comment)
+        /// instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check a scenario file without running it.
     Validate { scenario: PathBuf },
     /// Build or list crashlab's workload images.
@@ -54,7 +83,7 @@ enum Command {
 enum ImagesCommand {
     /// Build images from Debian packages (debootstrap, then import).
     Build {
-        /// Image names: mariadb.
+        /// Image names: mariadb, postgres, redis.
         #[arg(required = true)]
         names: Vec<String>,
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
@@ -68,7 +97,9 @@ enum ImagesCommand {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG").unwrap_or_else(|_| "warn,fuser=error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -96,6 +127,13 @@ async fn dispatch(command: Command) -> i32 {
             .map_err(AppError::from),
         Command::Images { command: ImagesCommand::Build { names, mirror, quiet } } => {
             app::build_images(&names, &mirror, quiet).await.map(|()| exit::PASS)
+        }
+        Command::Report { report, format, out } => {
+            app::render_report(&report, format, out.as_deref()).map(|()| exit::PASS)
+        }
+        Command::Compare { base, new, max_throughput_drop, max_p99_rise, max_recovery_rise, out } => {
+            let thresholds = Thresholds { max_throughput_drop, max_p99_rise, max_recovery_rise };
+            app::compare_reports(&base, &new, thresholds, out.as_deref())
         }
         Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
         Command::Clean => app::clean().await.map(|()| exit::PASS),

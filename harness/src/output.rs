@@ -2,25 +2,51 @@
 //!
 //! The terminal view shows a bar per cell (cycles done, current phase), then
 //! the verdict matrix. Files are written from the finished [`Report`]:
-//! `report.json` (the model) and `report.md`.
+//! `report.json` (the model), `report.md`, `report.html` and `junit.xml`.
 
 use crate::runner::{Event, Reporter};
 use crashlab_reports::{Report, markdown};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::Path;
 
-/// Live progress on the terminal (stderr), one bar per cell.
+/// Whether to colour output: only on a terminal, and never when `NO_COLOR`
+/// is set (<https://no-color.org>).
+pub fn use_color(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn paint(text: &str, ok: bool, color: bool) -> String {
+    match (color, ok) {
+        (false, _) => text.to_owned(),
+        (true, true) => format!("\x1b[32m{text}\x1b[0m"),
+        (true, false) => format!("\x1b[1;31m{text}\x1b[0m"),
+    }
+}
+
+/// Live progress on the terminal (stderr): an overall bar with the time
+/// left, and a bar per cell.
 pub struct Terminal {
     multi: MultiProgress,
+    overall: ProgressBar,
     current: Option<ProgressBar>,
     cycles: u32,
     total_cells: usize,
+    color: bool,
 }
 
 impl Terminal {
     pub fn new(quiet: bool, cycles: u32, total_cells: usize) -> Terminal {
         let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
-        Terminal { multi: MultiProgress::with_draw_target(target), current: None, cycles, total_cells }
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(u64::from(cycles) * total_cells as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{prefix:>38} [{bar:12}] {pos}/{len} cycles, {elapsed} elapsed, ~{eta} left")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        overall.set_prefix("all cells");
+        let color = use_color(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        Terminal { multi, overall, current: None, cycles, total_cells, color }
     }
 }
 
@@ -44,6 +70,7 @@ impl Reporter for Terminal {
                 }
             }
             Event::CycleFinished { report, .. } => {
+                self.overall.inc(1);
                 if let Some(bar) = &self.current {
                     bar.inc(1);
                     bar.set_message(format!(
@@ -54,7 +81,7 @@ impl Reporter for Terminal {
             }
             Event::CellFinished { report, .. } => {
                 if let Some(bar) = self.current.take() {
-                    let mark = if report.passed { "ok" } else { "MISS" };
+                    let mark = paint(if report.passed { "ok" } else { "MISS" }, report.passed, self.color);
                     bar.finish_with_message(format!(
                         "{mark}: {} (expected {}), {:.0} tps, {} acked, {} lost, recovery {:.0} ms",
                         report.verdict,
@@ -70,23 +97,27 @@ impl Reporter for Terminal {
     }
 }
 
-/// The final summary printed to stdout: the matrix per workload.
-pub fn summary(report: &Report) -> String {
+/// The final summary printed to stdout: the matrix per workload, and a
+/// count line coloured by outcome when `color` is set.
+pub fn summary(report: &Report, color: bool) -> String {
     let mut out = String::new();
     let mut workloads: Vec<&str> = report.cells.iter().map(|c| c.workload.as_str()).collect();
     workloads.dedup();
     for workload in workloads {
         let cells: Vec<_> = report.cells.iter().filter(|c| c.workload == workload).collect();
         out.push_str(&format!("\n{workload}\n"));
-        out.push_str(&markdown::matrix(&cells));
+        let unsupported: Vec<_> = report.unsupported.iter().filter(|u| u.workload == workload).collect();
+        out.push_str(&markdown::matrix_with(&cells, &unsupported));
+        out.push_str(&markdown::unsupported_reasons(&unsupported));
     }
     let missed = report.cells.iter().filter(|c| !c.passed).count();
-    out.push_str(&format!(
-        "\n{} of {} cells met their expectation{}\n",
+    let line = format!(
+        "{} of {} cells met their expectation{}",
         report.cells.len() - missed,
         report.cells.len(),
         if missed == 0 { String::new() } else { format!("; {missed} did not") }
-    ));
+    );
+    out.push_str(&format!("\n{}\n", paint(&line, missed == 0, color)));
     out
 }
 
@@ -95,6 +126,34 @@ pub fn write_files(report: &Report, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("report.json"), json + "\n")?;
-    std::fs::write(dir.join("report.md"), markdown::render(report))?;
+    for format in [Format::Md, Format::Html, Format::Junit] {
+        std::fs::write(dir.join(format.file_name()), format.render(report))?;
+    }
     Ok(())
+}
+
+/// The formats a stored report can be rendered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Md,
+    Html,
+    Junit,
+}
+
+impl Format {
+    pub fn render(self, report: &Report) -> String {
+        match self {
+            Format::Md => markdown::render(report),
+            Format::Html => crashlab_reports::html::render(report),
+            Format::Junit => crashlab_reports::junit::render(report),
+        }
+    }
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Md => "report.md",
+            Format::Html => "report.html",
+            Format::Junit => "junit.xml",
+        }
+    }
 }

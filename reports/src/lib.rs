@@ -9,6 +9,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compare;
+pub mod html;
+pub mod junit;
 pub mod markdown;
 mod verdict;
 
@@ -35,6 +38,10 @@ pub struct Report {
     pub duration_s: f64,
     pub environment: Environment,
     pub cells: Vec<CellReport>,
+    /// (strategy, fault) pairs of the plan that were not run because the
+    /// strategy cannot take the fault; they neither pass nor fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<Unsupported>,
 }
 
 impl Report {
@@ -55,6 +62,18 @@ pub struct Environment {
     pub host_filesystem: String,
     pub cpus: usize,
     pub crashlab_version: String,
+}
+
+/// A planned cell that was not run: the strategy cannot take the fault
+/// (e.g. a power cut under Docker's writable layer, which crashlab cannot
+/// put its fault filesystem under). Shown as `n/a` with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsupported {
+    #[serde(default)]
+    pub workload: String,
+    pub strategy: String,
+    pub fault: String,
+    pub reason: String,
 }
 
 /// The outcome of one (workload, strategy, fault) over all its cycles.
@@ -88,6 +107,11 @@ pub struct CellReport {
     /// Fault to first successful query.
     pub recovery_ms: RecoverySummary,
     pub cycle_details: Vec<CycleReport>,
+    /// Every fault-filesystem rule installed over the cycles (e.g.
+    /// `enospc:16777216`, `torn:prefix`), distinct, in first-use order;
+    /// each cycle's own rules and seed are in its `faultfs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fault_rules: Vec<String>,
 }
 
 /// Commit latency percentiles in milliseconds, from an HdrHistogram.
@@ -123,6 +147,60 @@ pub struct CycleReport {
     /// Why the verdict is what it is, in a sentence or two; empty when
     /// intact.
     pub detail: String,
+    /// What the fault filesystem under the data did during the cycle;
+    /// absent when the data was not on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faultfs: Option<FaultFsCycle>,
+    /// Where the cycle's time went.
+    #[serde(default)]
+    pub phases: PhaseTimes,
+}
+
+/// Wall-clock milliseconds of a cycle's steps. `cycle_ms` runs from the
+/// start of `setup` to the end of `verify`; waiting for the server before
+/// it (`ready_ms`, which includes deploying it when the cycle did) is not
+/// part of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PhaseTimes {
+    pub ready_ms: f64,
+    /// Creating the dataset afresh.
+    pub setup_ms: f64,
+    /// Doing the damage (e.g. the kill call).
+    pub inject_ms: f64,
+    /// From the end of the damage until every load client had stopped.
+    pub drain_ms: f64,
+    /// Reading the data back, the engine's checks and the ack-log check.
+    pub verify_ms: f64,
+}
+
+/// The fault filesystem's part in one cycle: enough to replay it (seed and
+/// rules) and to see whether the injected fault actually fired.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultFsCycle {
+    /// Seed of the mount(s) in effect during the cycle (it decides which
+    /// sectors of a torn write survive), in mount order: a power cut and
+    /// remount adds one.
+    pub seeds: Vec<u64>,
+    /// Rules installed during the cycle, in the fault filesystem's text
+    /// form, in order.
+    pub rules: Vec<String>,
+    /// Operations the rules failed with `EIO` or `ENOSPC`.
+    pub injected_errors: u64,
+    /// Unsynced bytes, files and directory-entry operations discarded by
+    /// the power cut; zero without one.
+    pub power_cut_dirty_bytes: u64,
+    pub power_cut_dirty_files: u64,
+    pub power_cut_namespace_ops: u64,
+    /// Writes the power cut tore rather than dropped whole.
+    pub torn_writes: u64,
+    /// `fsync`s (and synchronous writes) the workload issued during the
+    /// cycle.
+    pub fsyncs: u64,
+    /// Bytes the workload wrote during the cycle (what a `disk-full`
+    /// budget is measured against).
+    #[serde(default)]
+    pub bytes_written: u64,
 }
 
 #[cfg(test)]
@@ -137,5 +215,23 @@ mod tests {
         assert_eq!(back, report);
         assert!(json.contains("\"schema_version\": 1"));
         assert!(json.contains("\"verdict\": \"lost-writes\""));
+    }
+
+    #[test]
+    fn reports_without_the_fault_filesystem_fields_still_parse() {
+        let mut report = markdown::tests::sample_report();
+        report.unsupported.clear();
+        let mut json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert!(json.get("unsupported").is_none(), "empty lists are left out");
+        json.as_object_mut().unwrap().remove("unsupported");
+        for cell in json["cells"].as_array_mut().unwrap() {
+            cell.as_object_mut().unwrap().remove("fault_rules");
+            for cycle in cell["cycle_details"].as_array_mut().unwrap() {
+                cycle.as_object_mut().unwrap().remove("faultfs");
+            }
+        }
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert!(back.unsupported.is_empty());
+        assert!(back.cells.iter().all(|c| c.fault_rules.is_empty()));
     }
 }

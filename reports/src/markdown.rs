@@ -1,7 +1,7 @@
 //! `report.md`: the verdict matrix and the per-cell metrics as Markdown
 //! tables, readable in a terminal, a pull request or a wiki.
 
-use crate::{CellReport, Report};
+use crate::{CellReport, Report, Unsupported};
 use std::fmt::Write;
 
 /// Renders the whole report.
@@ -25,10 +25,14 @@ pub fn render(report: &Report) -> String {
         env.cpus,
         env.crashlab_version,
     );
-    for workload in unique(report.cells.iter().map(|c| c.workload.as_str())) {
+    let workloads =
+        report.cells.iter().map(|c| c.workload.as_str()).chain(report.unsupported.iter().map(|u| u.workload.as_str()));
+    for workload in distinct(workloads) {
         let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == workload).collect();
+        let unsupported: Vec<&Unsupported> = report.unsupported.iter().filter(|u| u.workload == workload).collect();
         let _ = writeln!(out, "## {workload}: verdicts\n");
-        out.push_str(&matrix(&cells));
+        out.push_str(&matrix_with(&cells, &unsupported));
+        out.push_str(&unsupported_reasons(&unsupported));
         out.push('\n');
     }
     out.push_str("## Metrics\n\n");
@@ -60,8 +64,15 @@ pub fn render(report: &Report) -> String {
 /// The strategy × fault matrix of one workload's cells. A cell that missed
 /// its expectation shows what was expected.
 pub fn matrix(cells: &[&CellReport]) -> String {
-    let strategies = unique(cells.iter().map(|c| c.strategy.as_str()));
-    let faults = unique(cells.iter().map(|c| c.fault.as_str()));
+    matrix_with(cells, &[])
+}
+
+/// [`matrix`], with the pairs that were not run shown as `n/a`; see
+/// [`unsupported_reasons`] for the why.
+pub fn matrix_with(cells: &[&CellReport], unsupported: &[&Unsupported]) -> String {
+    let strategies =
+        distinct(cells.iter().map(|c| c.strategy.as_str()).chain(unsupported.iter().map(|u| u.strategy.as_str())));
+    let faults = distinct(cells.iter().map(|c| c.fault.as_str()).chain(unsupported.iter().map(|u| u.fault.as_str())));
     let mut out = String::new();
     let _ = writeln!(out, "| strategy | {} |", faults.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(faults.len()));
@@ -73,10 +84,31 @@ pub fn matrix(cells: &[&CellReport]) -> String {
                     .iter()
                     .find(|c| c.strategy == *strategy && c.fault == *fault)
                     .map(|c| verdict_cell(c))
+                    .or_else(|| {
+                        unsupported.iter().any(|u| u.strategy == *strategy && u.fault == *fault).then(|| "n/a".into())
+                    })
                     .unwrap_or_default()
             })
             .collect();
         let _ = writeln!(out, "| {strategy} | {} |", row.join(" | "));
+    }
+    out
+}
+
+/// Why each `n/a` of a matrix was not run, one line per reason with the
+/// pairs it covers; empty when everything ran.
+pub fn unsupported_reasons(unsupported: &[&Unsupported]) -> String {
+    let mut out = String::new();
+    for reason in distinct(unsupported.iter().map(|u| u.reason.as_str())) {
+        let pairs: Vec<String> = unsupported
+            .iter()
+            .filter(|u| u.reason == reason)
+            .map(|u| format!("{} × {}", u.strategy, u.fault))
+            .collect();
+        let _ = writeln!(out, "- n/a ({}): {reason}", pairs.join(", "));
+    }
+    if !out.is_empty() {
+        out.insert(0, '\n');
     }
     out
 }
@@ -120,7 +152,7 @@ pub fn metrics(cells: &[CellReport]) -> String {
 
 /// Distinct values in first-seen order, so tables follow the scenario's
 /// order rather than the alphabet.
-fn unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub(crate) fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut seen = Vec::new();
     for item in items {
         if !seen.contains(&item) {
@@ -162,7 +194,10 @@ pub(crate) mod tests {
                 recovery_ms: Some(500.0),
                 cycle_ms: 4200.0,
                 detail: if lost > 0 { format!("{lost} of 1000 acknowledged commits missing") } else { String::new() },
+                faultfs: None,
+                phases: PhaseTimes { ready_ms: 300.0, setup_ms: 40.0, inject_ms: 60.0, drain_ms: 5.0, verify_ms: 30.0 },
             }],
+            fault_rules: vec![],
         }
     }
 
@@ -180,6 +215,12 @@ pub(crate) mod tests {
                 cell("named-volume", "restart", Verdict::LostWrites, Verdict::Intact, 7),
                 cell("tmpfs", "process-kill", Verdict::DataGone, Verdict::DataGone, 0),
             ],
+            unsupported: vec![Unsupported {
+                workload: "mariadb".into(),
+                strategy: "tmpfs".into(),
+                fault: "disk-full".into(),
+                reason: "tmpfs is memory: there is no disk to fill".into(),
+            }],
         }
     }
 
@@ -189,12 +230,19 @@ pub(crate) mod tests {
         assert!(md.starts_with("# crashlab report: smoke (FAIL)"));
         assert!(md.contains("| strategy | process-kill | restart |"));
         assert!(md.contains("| named-volume | intact | **lost-writes** ✗ (expected intact) |"));
-        assert!(md.contains("| tmpfs | data-gone |  |"));
+        assert!(md.contains("| strategy | process-kill | restart | disk-full |"), "{md}");
+        assert!(md.contains("| tmpfs | data-gone |  | n/a |"), "{md}");
+        assert!(md.contains("\n- n/a (tmpfs × disk-full): tmpfs is memory: there is no disk to fill\n"), "{md}");
         assert!(md.contains("cycle 1: **lost-writes**: 7 of 1000 acknowledged commits missing"));
     }
 
     #[test]
+    fn markdown_snapshot() {
+        insta::assert_snapshot!(render(&sample_report()));
+    }
+
+    #[test]
     fn first_seen_order_is_kept() {
-        assert_eq!(unique(["b", "a", "b", "c"].into_iter()), ["b", "a", "c"]);
+        assert_eq!(distinct(["b", "a", "b", "c"].into_iter()), ["b", "a", "c"]);
     }
 }

@@ -1,0 +1,354 @@
+//! `report.html`: one self-contained page — inline CSS and SVG charts drawn
+//! with plotters, no scripts, nothing fetched — with the verdict matrix
+//! coloured by verdict, throughput, latency percentiles and recovery time
+//! per strategy, the metrics table, and the environment and seed. Every
+//! number on the page is a field of `report.json`; the charts say which.
+
+use crate::{CellReport, Report, markdown};
+use plotters::prelude::*;
+use std::fmt::Write;
+
+/// Renders the whole page.
+pub fn render(report: &Report) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let status = if report.passed() { "PASS" } else { "FAIL" };
+    let env = &report.environment;
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>crashlab report: {name} ({status})</title><style>{STYLE}</style></head><body>\n\
+         <h1>crashlab report: {name} <span class=\"status {status_class}\">{status}</span></h1>\n\
+         <p class=\"env\">Run <code>{run}</code> · seed <b>{seed}</b> · {cells} cells · {duration:.1} s · \
+         Docker {dv} (API {api}) · kernel {kernel} · storage driver {driver} · host filesystem {fs} · \
+         {cpus} CPUs · crashlab {version}</p>\n",
+        name = esc(&report.scenario),
+        status_class = status.to_lowercase(),
+        run = esc(&report.run_id),
+        seed = report.seed,
+        cells = report.cells.len(),
+        duration = report.duration_s,
+        dv = esc(&env.docker_version),
+        api = esc(&env.docker_api_version),
+        kernel = esc(&env.kernel),
+        driver = esc(&env.storage_driver),
+        fs = esc(&env.host_filesystem),
+        cpus = env.cpus,
+        version = esc(&env.crashlab_version),
+    );
+    for workload in distinct(report.cells.iter().map(|c| c.workload.as_str())) {
+        let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == workload).collect();
+        let _ = writeln!(out, "<h2>{}: verdicts</h2>", esc(workload));
+        out.push_str(&matrix(&cells));
+        out.push_str(&charts(&cells));
+    }
+    out.push_str(LEGEND);
+    out.push_str("<h2>Metrics</h2>\n");
+    out.push_str(&metrics_table(&report.cells));
+    let details: Vec<String> = report
+        .cells
+        .iter()
+        .flat_map(|c| {
+            c.cycle_details.iter().enumerate().filter(|(_, d)| !d.detail.is_empty()).map(move |(i, d)| {
+                format!(
+                    "<li><b>{}/{}/{}</b> cycle {}: <span class=\"v {}\">{}</span> {}</li>",
+                    esc(&c.workload),
+                    esc(&c.strategy),
+                    esc(&c.fault),
+                    i + 1,
+                    d.verdict,
+                    d.verdict,
+                    esc(&d.detail)
+                )
+            })
+        })
+        .collect();
+    if !details.is_empty() {
+        let _ = write!(out, "<h2>Details</h2>\n<ul class=\"details\">\n{}\n</ul>\n", details.join("\n"));
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}\
+.env{color:#555;font-size:.9em}.status{padding:.1em .5em;border-radius:4px;color:#fff}.pass{background:#2e7d32}.fail{background:#c62828}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left}th{background:#f4f4f4}\
+table.metrics td.n{text-align:right;font-variant-numeric:tabular-nums}table.metrics{font-size:.85em}\
+.matrix td{min-width:9em;font-weight:600}.matrix small{display:block;font-weight:400;font-size:.8em}\
+.intact{background:#c8e6c9}.lost-writes{background:#ffe0b2}.data-gone{background:#cfd8dc}.inconsistent{background:#ffcdd2}\
+.corrupt{background:#ef9a9a}.error{background:#e1bee7}.miss{outline:3px solid #c62828;outline-offset:-3px}\
+.v{padding:0 .3em;border-radius:3px}.legend span{display:inline-block;padding:.2em .6em;margin-right:.4em;border-radius:3px}\
+figure{margin:0 0 1em 0}figcaption{color:#555;font-size:.85em}.charts{display:flex;flex-wrap:wrap;gap:1em}";
+
+const LEGEND: &str = "<p class=\"legend\"><span class=\"intact\">intact</span><span class=\"lost-writes\">lost-writes</span>\
+<span class=\"data-gone\">data-gone</span><span class=\"inconsistent\">inconsistent</span><span class=\"corrupt\">corrupt</span>\
+<span class=\"error\">error</span> — a red frame marks a cell worse than its expectation.</p>\n";
+
+fn matrix(cells: &[&CellReport]) -> String {
+    let strategies = distinct(cells.iter().map(|c| c.strategy.as_str()));
+    let faults = distinct(cells.iter().map(|c| c.fault.as_str()));
+    let mut out = String::from("<table class=\"matrix\"><tr><th>strategy</th>");
+    for f in &faults {
+        let _ = write!(out, "<th>{}</th>", esc(f));
+    }
+    out.push_str("</tr>\n");
+    for s in &strategies {
+        let _ = write!(out, "<tr><th>{}</th>", esc(s));
+        for f in &faults {
+            match cells.iter().find(|c| c.strategy == *s && c.fault == *f) {
+                Some(c) => {
+                    let miss = if c.passed { "" } else { " miss" };
+                    let expected =
+                        if c.passed { String::new() } else { format!("<small>expected {}</small>", c.expected) };
+                    let _ = write!(
+                        out,
+                        "<td class=\"{}{miss}\">{}{expected}<small>{} acked · {} lost</small></td>",
+                        c.verdict, c.verdict, c.acked_writes, c.lost_acked_writes
+                    );
+                }
+                None => out.push_str("<td></td>"),
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+fn charts(cells: &[&CellReport]) -> String {
+    let strategies = distinct(cells.iter().map(|c| c.strategy.as_str()));
+    let faults = distinct(cells.iter().map(|c| c.fault.as_str()));
+    let value = |s: &str, f: &str, get: fn(&CellReport) -> f64| {
+        cells.iter().find(|c| c.strategy == s && c.fault == f).map_or(0.0, |c| get(c))
+    };
+    let by_fault = |get: fn(&CellReport) -> f64| -> Vec<(String, Vec<f64>)> {
+        faults.iter().map(|f| (f.to_string(), strategies.iter().map(|s| value(s, f, get)).collect())).collect()
+    };
+    let groups: Vec<String> = strategies.iter().map(|s| s.to_string()).collect();
+    let mut out = String::from("<div class=\"charts\">\n");
+    out.push_str(&figure(
+        "Throughput (acknowledged commits/s)",
+        "cells[].throughput_tps, per strategy and fault",
+        &groups,
+        &by_fault(|c| c.throughput_tps),
+    ));
+    // Latency: the worst cell of each strategy, so that one slow fault is
+    // not averaged away.
+    let worst = |get: fn(&CellReport) -> f64| -> Vec<f64> {
+        strategies
+            .iter()
+            .map(|s| cells.iter().filter(|c| c.strategy == *s).map(|c| get(c)).fold(0.0, f64::max))
+            .collect()
+    };
+    let latency = vec![
+        ("p50".to_owned(), worst(|c| c.latency_ms.p50)),
+        ("p95".to_owned(), worst(|c| c.latency_ms.p95)),
+        ("p99".to_owned(), worst(|c| c.latency_ms.p99)),
+        ("max".to_owned(), worst(|c| c.latency_ms.max)),
+    ];
+    out.push_str(&figure(
+        "Commit latency (ms)",
+        "cells[].latency_ms, the highest over each strategy's faults",
+        &groups,
+        &latency,
+    ));
+    let fault_groups: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
+    let recovery: Vec<(String, Vec<f64>)> = strategies
+        .iter()
+        .map(|s| (s.to_string(), faults.iter().map(|f| value(s, f, |c| c.recovery_ms.p50)).collect()))
+        .collect();
+    out.push_str(&figure(
+        "Recovery time, p50 (ms)",
+        "cells[].recovery_ms.p50, per fault and strategy",
+        &fault_groups,
+        &recovery,
+    ));
+    out.push_str("</div>\n");
+    out
+}
+
+fn figure(title: &str, source: &str, groups: &[String], series: &[(String, Vec<f64>)]) -> String {
+    format!(
+        "<figure>{}<figcaption>from <code>{}</code></figcaption></figure>\n",
+        grouped_bars(title, groups, series),
+        esc(source)
+    )
+}
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+/// A grouped bar chart as an SVG string: one group per entry of `groups`,
+/// one bar per series within it.
+pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)]) -> String {
+    let mut svg = String::new();
+    let top = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
+    // Headroom above the tallest bar keeps the legend off the bars.
+    let y_max = if top > 0.0 { top * 1.5 } else { 1.0 };
+    {
+        let root = SVGBackend::with_string(&mut svg, (520, 300)).into_drawing_area();
+        let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 16))
+                .margin(8)
+                .x_label_area_size(40)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0f64..groups.len().max(1) as f64, 0f64..y_max)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(groups.len().max(1) * 2 + 1)
+                .x_label_formatter(&|x| {
+                    let i = x.floor() as usize;
+                    let centred = (x - x.floor() - 0.5).abs() < 1e-6;
+                    if centred && i < groups.len() { groups[i].clone() } else { String::new() }
+                })
+                .y_label_formatter(&|y| format!("{y:.0}"))
+                .label_style(("sans-serif", 11))
+                .draw()?;
+            let k = series.len().max(1) as f64;
+            let width = 0.8 / k;
+            for (si, (name, values)) in series.iter().enumerate() {
+                let color = PALETTE[si % PALETTE.len()];
+                chart
+                    .draw_series(values.iter().enumerate().map(|(gi, &v)| {
+                        let x0 = gi as f64 + 0.1 + si as f64 * width;
+                        Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
+                    }))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 11))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()?;
+            root.present()?;
+            Ok(())
+        })();
+        if let Err(e) = drawn {
+            return format!("<p>chart unavailable: {}</p>", esc(&e.to_string()));
+        }
+    }
+    svg
+}
+
+fn metrics_table(cells: &[CellReport]) -> String {
+    let mut out = String::from(
+        "<table class=\"metrics\"><tr><th>workload</th><th>strategy</th><th>fault</th><th>verdict</th><th>expected</th>\
+         <th>acked</th><th>lost</th><th>in doubt</th><th>violations</th><th>tps</th><th>p50 ms</th><th>p95 ms</th>\
+         <th>p99 ms</th><th>max ms</th><th>recovery p50 ms</th><th>recovery max ms</th></tr>\n",
+    );
+    for c in cells {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}</td>\
+             <td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.1}</td>\
+             <td class=\"n\">{:.0}</td><td class=\"n\">{:.0}</td></tr>",
+            esc(&c.workload),
+            esc(&c.strategy),
+            esc(&c.fault),
+            c.verdict,
+            c.verdict,
+            c.expected,
+            c.acked_writes,
+            c.lost_acked_writes,
+            c.in_doubt_writes,
+            c.invariant_violations,
+            c.throughput_tps,
+            c.latency_ms.p50,
+            c.latency_ms.p95,
+            c.latency_ms.p99,
+            c.latency_ms.max,
+            c.recovery_ms.p50,
+            c.recovery_ms.max,
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    markdown::distinct(items)
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verdict;
+    use crate::markdown::tests::sample_report;
+
+    /// The verdict CSS classes and the model must not drift apart.
+    fn verdict_classes() -> Vec<&'static str> {
+        Verdict::ALL.iter().map(|v| v.as_str()).collect()
+    }
+
+    #[test]
+    fn html_snapshot() {
+        insta::assert_snapshot!(render(&sample_report()));
+    }
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let html = render(&sample_report());
+        assert!(html.starts_with("<!doctype html>"));
+        assert!(!html.contains("<script"), "no scripts");
+        assert!(!html.contains("http://") && !html.contains("https://") || html.contains("xmlns"), "nothing fetched");
+        for link in ["src=\"http", "href=\"http", "@import", "url("] {
+            assert!(!html.contains(link), "external reference {link}");
+        }
+        assert_eq!(html.matches("<svg").count(), 3, "three charts");
+    }
+
+    #[test]
+    fn every_verdict_has_a_colour_and_misses_are_framed() {
+        for class in verdict_classes() {
+            assert!(STYLE.contains(&format!(".{class}{{")), "no colour for {class}");
+        }
+        let html = render(&sample_report());
+        assert!(html.contains("<td class=\"lost-writes miss\">lost-writes<small>expected intact</small>"));
+        assert!(html.contains("<td class=\"intact\">intact"));
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let mut r = sample_report();
+        r.scenario = "<b>&".into();
+        assert!(render(&r).contains("crashlab report: &lt;b&gt;&amp;"));
+    }
+
+    #[test]
+    fn charts_draw_bars_for_the_values() {
+        let svg = grouped_bars("t", &["a".into(), "b".into()], &[("s".into(), vec![1.0, 2.0])]);
+        assert!(svg.contains("<svg"), "{svg}");
+        assert!(svg.matches("<rect").count() >= 3, "background and two bars: {svg}");
+        // No data at all still gives a chart, not a panic.
+        assert!(grouped_bars("t", &[], &[]).contains("<svg"));
+    }
+}
