@@ -1,0 +1,497 @@
+//! What `crashlab bench` measures, read from TOML (`scenarios/bench.toml`)
+//! and adjusted by command-line flags.
+//!
+//! ```toml
+//! name = "bench"
+//! [io]
+//! profiles = ["fsync-4k", "seq-write-1m", "rand-read-4k"]
+//! seconds = "3s"         # each timed run of the random profiles
+//! size = "64MiB"         # file of the random profiles
+//! seq-size = "256MiB"    # written by seq-write-1m
+//! rounds = 3             # agent and fio alternate; medians are reported
+//! fio = true             # check the agent against fio
+//! tolerance = 10         # percent
+//! [workload]             # optional: the scenario's [workload] keys
+//! kind = "mariadb"
+//! load = "5s"
+//! [[strategy]]           # a built-in strategy, by name
+//! name = "named-volume"
+//! [[strategy]]           # any Docker volume driver and its options
+//! name = "local-tmpfs"
+//! driver = "local"
+//! driver-opts = { type = "tmpfs", device = "tmpfs" }
+//! [[strategy]]           # any host directory, bind-mounted
+//! name = "scratch"
+//! host-path = "/var/tmp/crashlab-bench"
+//! ```
+//!
+//! As in scenarios, keys are kebab-case and an unknown key or a bad value is
+//! an error naming the key and its line.
+
+use crate::scenario::{WorkloadSection, parse_duration, parse_size};
+use crate::strategy::Strategy;
+use crashlab_reports::bench::Profile;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default benchmark, built in so that `crashlab bench` works from any
+/// directory.
+pub const DEFAULT: &str = include_str!("../../../scenarios/bench.toml");
+
+/// A bench definition or flag that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchDefinitionError {
+    #[error("read bench definition {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `location` is `file:line:column`; `message` names the key.
+    #[error("{location}: {message}")]
+    Invalid { location: String, message: String },
+    #[error("{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+}
+
+/// A parsed, validated bench definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchDefinition {
+    pub name: String,
+    pub io: IoSection,
+    /// The workload whose throughput is measured on each backend; none
+    /// measures IO only.
+    pub workload: Option<WorkloadSection>,
+    pub strategies: Vec<BenchStrategy>,
+}
+
+/// The file as written; each `[[strategy]]` is checked afterwards, so
+/// that an error can point at its `name` line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDefinition {
+    name: String,
+    #[serde(default)]
+    io: IoSection,
+    workload: Option<WorkloadSection>,
+    #[serde(rename = "strategy", default)]
+    strategies: Vec<RawStrategy>,
+}
+
+/// `[io]`: the profiles and how long and how often they run.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IoSection {
+    #[serde(default = "all_profiles", deserialize_with = "profiles")]
+    pub profiles: Vec<Profile>,
+    #[serde(default = "default_seconds", deserialize_with = "seconds")]
+    pub seconds: Duration,
+    #[serde(default = "default_size", deserialize_with = "file_size")]
+    pub size: u64,
+    #[serde(default = "default_seq_size", deserialize_with = "file_size")]
+    pub seq_size: u64,
+    #[serde(default = "default_rounds", deserialize_with = "rounds")]
+    pub rounds: u32,
+    #[serde(default = "default_true")]
+    pub fio: bool,
+    #[serde(default = "default_tolerance", deserialize_with = "tolerance")]
+    pub tolerance: f64,
+}
+
+impl Default for IoSection {
+    fn default() -> Self {
+        IoSection {
+            profiles: all_profiles(),
+            seconds: default_seconds(),
+            size: default_size(),
+            seq_size: default_seq_size(),
+            rounds: default_rounds(),
+            fio: true,
+            tolerance: default_tolerance(),
+        }
+    }
+}
+
+/// Where a backend's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// One of the harness's strategies.
+    Builtin(Strategy),
+    /// A named volume from any Docker volume driver, with its options.
+    Volume { driver: String, options: BTreeMap<String, String> },
+    /// A directory under a host path, bind-mounted.
+    HostPath(PathBuf),
+}
+
+/// A backend the bench runs on, by the name reports show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchStrategy {
+    pub name: String,
+    pub backend: Backend,
+}
+
+impl BenchStrategy {
+    /// What the backend is, for reports.
+    pub fn kind(&self) -> String {
+        match &self.backend {
+            Backend::Builtin(_) => "built-in".to_owned(),
+            Backend::Volume { driver, options } if options.is_empty() => format!("volume driver {driver}"),
+            Backend::Volume { driver, options } => {
+                let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("volume driver {driver} ({})", opts.join(", "))
+            }
+            Backend::HostPath(path) => format!("host path {}", path.display()),
+        }
+    }
+
+    /// Parses a `--strategy` flag: a built-in name, `NAME=volume:DRIVER[,KEY=VALUE...]`
+    /// or `NAME=path:/DIR`.
+    pub fn parse_flag(text: &str) -> Result<BenchStrategy, String> {
+        let Some((name, spec)) = text.split_once('=') else {
+            return builtin(text).map(|backend| BenchStrategy { name: text.to_owned(), backend });
+        };
+        check_name(name)?;
+        let backend = if let Some(rest) = spec.strip_prefix("volume:") {
+            let mut parts = rest.split(',');
+            let driver = parts.next().unwrap_or_default();
+            if driver.is_empty() {
+                return Err(format!("`{text}` names no volume driver (like `{name}=volume:local,type=tmpfs`)"));
+            }
+            let mut options = BTreeMap::new();
+            for part in parts {
+                let (k, v) = part.split_once('=').ok_or_else(|| format!("driver option `{part}` is not KEY=VALUE"))?;
+                options.insert(k.to_owned(), v.to_owned());
+            }
+            Backend::Volume { driver: driver.to_owned(), options }
+        } else if let Some(path) = spec.strip_prefix("path:") {
+            host_path(path)?
+        } else {
+            return Err(format!("`{text}`: expected NAME=volume:DRIVER[,KEY=VALUE...] or NAME=path:/DIR"));
+        };
+        Ok(BenchStrategy { name: name.to_owned(), backend })
+    }
+}
+
+/// The raw `[[strategy]]` table, checked into a [`BenchStrategy`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStrategy {
+    name: toml::Spanned<String>,
+    driver: Option<String>,
+    driver_opts: Option<BTreeMap<String, String>>,
+    host_path: Option<String>,
+}
+
+impl RawStrategy {
+    fn check(self) -> Result<BenchStrategy, String> {
+        let name = self.name.into_inner();
+        let backend = match (self.driver, self.driver_opts, self.host_path) {
+            (Some(_), _, Some(_)) => return Err("give either `driver` or `host-path`, not both".into()),
+            (None, Some(_), _) => return Err("`driver-opts` needs a `driver`".into()),
+            (Some(driver), options, None) if !driver.is_empty() => {
+                Backend::Volume { driver, options: options.unwrap_or_default() }
+            }
+            (Some(_), _, None) => return Err("`driver` is empty".into()),
+            (None, None, Some(path)) => host_path(&path)?,
+            (None, None, None) => {
+                builtin(&name).map_err(|e| format!("{e}; or give `driver` or `host-path` to define a backend"))?
+            }
+        };
+        check_name(&name)?;
+        Ok(BenchStrategy { name, backend })
+    }
+}
+
+fn builtin(name: &str) -> Result<Backend, String> {
+    Strategy::ALL.into_iter().find(|s| s.as_str() == name).map(Backend::Builtin).ok_or_else(|| {
+        format!("`{name}` is not a built-in strategy (known: {})", Strategy::ALL.map(Strategy::as_str).join(", "))
+    })
+}
+
+fn host_path(path: &str) -> Result<Backend, String> {
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Err(format!("host-path `{}` must be absolute", path.display()));
+    }
+    Ok(Backend::HostPath(path.to_owned()))
+}
+
+/// Names go into Docker object names and file names.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok { Ok(()) } else { Err(format!("strategy name `{name}` must be 1-40 of [A-Za-z0-9._-]")) }
+}
+
+impl BenchDefinition {
+    /// Reads and validates a bench definition file.
+    pub fn load(path: &Path) -> Result<BenchDefinition, BenchDefinitionError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| BenchDefinitionError::Read { path: path.to_owned(), source })?;
+        BenchDefinition::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses definition text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<BenchDefinition, BenchDefinitionError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_column(text, offset);
+            BenchDefinitionError::Invalid { location: format!("{origin}:{line}:{column}"), message }
+        };
+        let raw: RawDefinition = toml::from_str(text)
+            .map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().trim_end().to_owned()))?;
+        if raw.strategies.is_empty() {
+            return Err(invalid(text.len(), "no [[strategy]] is given".into()));
+        }
+        let mut strategies: Vec<BenchStrategy> = Vec::new();
+        for strategy in raw.strategies {
+            let at = strategy.name.span().start;
+            let checked = strategy.check().map_err(|message| invalid(at, format!("strategy: {message}")))?;
+            if strategies.iter().any(|s| s.name == checked.name) {
+                return Err(invalid(at, format!("strategy `{}` is listed twice", checked.name)));
+            }
+            strategies.push(checked);
+        }
+        Ok(BenchDefinition { name: raw.name, io: raw.io, workload: raw.workload, strategies })
+    }
+
+    /// Applies command-line overrides; given strategies replace the file's.
+    pub fn apply(&mut self, flags: &BenchFlags) -> Result<(), BenchDefinitionError> {
+        if !flags.strategies.is_empty() {
+            let parsed: Result<Vec<_>, _> = flags.strategies.iter().map(|s| BenchStrategy::parse_flag(s)).collect();
+            let parsed = parsed.map_err(|message| BenchDefinitionError::Flag { flag: "--strategy", message })?;
+            if let Some(dup) = parsed.iter().enumerate().find(|(i, s)| parsed[..*i].iter().any(|o| o.name == s.name)) {
+                let message = format!("`{}` is given twice", dup.1.name);
+                return Err(BenchDefinitionError::Flag { flag: "--strategy", message });
+            }
+            self.strategies = parsed;
+        }
+        if !flags.profiles.is_empty() {
+            self.io.profiles = flags.profiles.clone();
+        }
+        if let Some(s) = &flags.seconds {
+            self.io.seconds =
+                parse_duration(s).map_err(|message| BenchDefinitionError::Flag { flag: "--seconds", message })?;
+        }
+        if let Some(rounds) = flags.rounds {
+            if !(1..=100).contains(&rounds) {
+                let message = format!("must be between 1 and 100, got {rounds}");
+                return Err(BenchDefinitionError::Flag { flag: "--rounds", message });
+            }
+            self.io.rounds = rounds;
+        }
+        if flags.no_fio {
+            self.io.fio = false;
+        }
+        if flags.no_workload {
+            self.workload = None;
+        }
+        Ok(())
+    }
+}
+
+/// Command-line overrides of a definition.
+#[derive(Debug, Clone, Default)]
+pub struct BenchFlags {
+    /// `--strategy`, see [`BenchStrategy::parse_flag`].
+    pub strategies: Vec<String>,
+    pub profiles: Vec<Profile>,
+    /// `--seconds`, a duration such as `3s`.
+    pub seconds: Option<String>,
+    pub rounds: Option<u32>,
+    pub no_fio: bool,
+    pub no_workload: bool,
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+fn profiles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Profile>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut out = Vec::new();
+    for name in names {
+        let p: Profile = name.parse().map_err(serde::de::Error::custom)?;
+        if out.contains(&p) {
+            return Err(serde::de::Error::custom(format!("profile `{p}` is listed twice")));
+        }
+        out.push(p);
+    }
+    if out.is_empty() {
+        return Err(serde::de::Error::custom("the list is empty"));
+    }
+    Ok(out)
+}
+
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn file_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    let bytes = parse_size(&s).map_err(serde::de::Error::custom)?;
+    if !(1 << 20..=64 << 30).contains(&bytes) || bytes % (1 << 20) != 0 {
+        return Err(serde::de::Error::custom(format!("`{s}` must be whole MiB between 1MiB and 64GiB")));
+    }
+    Ok(bytes)
+}
+
+fn rounds<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(1..=100).contains(&n) {
+        return Err(serde::de::Error::custom(format!("rounds must be between 1 and 100, got {n}")));
+    }
+    Ok(n as u32)
+}
+
+fn tolerance<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let n = f64::deserialize(d)?;
+    if !(n > 0.0 && n <= 100.0) {
+        return Err(serde::de::Error::custom(format!("tolerance is a percentage above 0 and at most 100, got {n}")));
+    }
+    Ok(n)
+}
+
+fn all_profiles() -> Vec<Profile> {
+    Profile::ALL.to_vec()
+}
+fn default_seconds() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_size() -> u64 {
+    64 << 20
+}
+fn default_seq_size() -> u64 {
+    256 << 20
+}
+fn default_rounds() -> u32 {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+fn default_tolerance() -> f64 {
+    10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_definition_parses() {
+        let d = BenchDefinition::parse(DEFAULT, "bench.toml").unwrap();
+        assert_eq!(d.io.profiles, Profile::ALL);
+        assert!(d.io.fio && d.io.rounds >= 3);
+        assert!(d.workload.is_some());
+        assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Builtin(_))));
+        assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Volume { .. })), "a volume driver example");
+    }
+
+    #[test]
+    fn every_kind_of_backend_parses() {
+        let text = r#"
+name = "b"
+[io]
+profiles = ["fsync-4k"]
+seconds = "1s"
+size = "8MiB"
+rounds = 1
+[[strategy]]
+name = "tmpfs"
+[[strategy]]
+name = "local-tmpfs"
+driver = "local"
+driver-opts = { type = "tmpfs", device = "tmpfs" }
+[[strategy]]
+name = "scratch"
+host-path = "/var/tmp/x"
+"#;
+        let d = BenchDefinition::parse(text, "b.toml").unwrap();
+        assert_eq!(d.workload, None);
+        assert_eq!(d.io.size, 8 << 20);
+        assert_eq!(d.strategies[0].backend, Backend::Builtin(Strategy::Tmpfs));
+        assert_eq!(d.strategies[1].kind(), "volume driver local (device=tmpfs, type=tmpfs)");
+        assert_eq!(d.strategies[2].backend, Backend::HostPath("/var/tmp/x".into()));
+    }
+
+    #[test]
+    fn bad_keys_and_values_name_the_key_and_line() {
+        let base = "name = \"b\"\n[[strategy]]\nname = \"tmpfs\"\n";
+        let cases = [
+            ("[io]\nprofile = [\"fsync-4k\"]\n", "b.toml:5:1: unknown field `profile`"),
+            ("[io]\nprofiles = [\"fsync\"]\n", "b.toml:5:12: unknown IO profile `fsync`"),
+            ("[io]\nseconds = \"3\"\n", "b.toml:5:11: invalid duration `3`: missing unit"),
+            ("[io]\nsize = \"1500KiB\"\n", "b.toml:5:8: `1500KiB` must be whole MiB"),
+            ("[io]\nrounds = 0\n", "b.toml:5:10: rounds must be between 1 and 100, got 0"),
+            ("[io]\ntolerance = -1\n", "b.toml:5:13: tolerance is a percentage"),
+            ("[[strategy]]\nname = \"nvme\"\n", "b.toml:5:8: strategy: `nvme` is not a built-in strategy"),
+            (
+                "[[strategy]]\nname = \"x\"\ndriver-opts = { a = \"b\" }\n",
+                "b.toml:5:8: strategy: `driver-opts` needs a `driver`",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"rel/dir\"\n",
+                "b.toml:5:8: strategy: host-path `rel/dir` must be absolute",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\ndriver = \"local\"\nhostpath = \"/a\"\n",
+                "b.toml:7:1: unknown field `hostpath`",
+            ),
+            ("[[strategy]]\nname = \"tmpfs\"\n", "b.toml:5:8: strategy `tmpfs` is listed twice"),
+            ("[[strategy]]\nname = \"a b\"\nhost-path = \"/a\"\n", "b.toml:5:8: strategy: strategy name `a b` must be"),
+            ("[workload]\nkind = \"mariadb\"\nclient = 4\n", "b.toml:6:1: unknown field `client`"),
+        ];
+        for (extra, want) in cases {
+            let text = format!("{base}{extra}");
+            let err = BenchDefinition::parse(&text, "b.toml").unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: got {err:?}, want {want:?}");
+        }
+        let err = BenchDefinition::parse("name = \"b\"\nseed = 1\n", "b.toml").unwrap_err().to_string();
+        assert!(err.starts_with("b.toml:2:1: unknown field `seed`"), "{err}");
+        let err = BenchDefinition::parse("name = \"b\"\n", "b.toml").unwrap_err().to_string();
+        assert!(err.contains("no [[strategy]] is given"), "{err}");
+    }
+
+    #[test]
+    fn strategy_flags_cover_every_backend() {
+        assert_eq!(BenchStrategy::parse_flag("bind-mount").unwrap().backend, Backend::Builtin(Strategy::BindMount));
+        let v = BenchStrategy::parse_flag("ram=volume:local,type=tmpfs,device=tmpfs,o=size=64m").unwrap();
+        assert_eq!(v.name, "ram");
+        let Backend::Volume { driver, options } = v.backend else { panic!("a volume") };
+        assert_eq!(driver, "local");
+        assert_eq!(options.get("o").map(String::as_str), Some("size=64m"));
+        assert_eq!(
+            BenchStrategy::parse_flag("ssd=path:/mnt/ssd").unwrap().backend,
+            Backend::HostPath("/mnt/ssd".into())
+        );
+        for bad in ["nvme", "x=volume:", "x=path:rel", "x=nfs:server", "bad name=path:/a", "x=volume:local,novalue"] {
+            assert!(BenchStrategy::parse_flag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut d = BenchDefinition::parse(DEFAULT, "bench.toml").unwrap();
+        let flags = BenchFlags {
+            strategies: vec!["tmpfs".into(), "s=path:/tmp/s".into()],
+            profiles: vec![Profile::SeqWrite1m],
+            seconds: Some("500ms".into()),
+            rounds: Some(1),
+            no_fio: true,
+            no_workload: true,
+        };
+        d.apply(&flags).unwrap();
+        assert_eq!(d.strategies.len(), 2);
+        assert_eq!(d.io.profiles, [Profile::SeqWrite1m]);
+        assert_eq!((d.io.seconds, d.io.rounds, d.io.fio), (Duration::from_millis(500), 1, false));
+        assert!(d.workload.is_none());
+        let dup = BenchFlags { strategies: vec!["tmpfs".into(), "tmpfs".into()], ..Default::default() };
+        assert!(d.apply(&dup).unwrap_err().to_string().contains("`tmpfs` is given twice"));
+    }
+}
