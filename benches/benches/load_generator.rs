@@ -11,44 +11,13 @@
 //! Docker, root and Debian's `sysbench`).
 
 use crashlab::app::{self, RunSettings};
-use crashlab::deployment::Deployment;
-use crashlab::run::{RunContext, cleanup_run};
 use crashlab::scenario::Scenario;
-use crashlab::strategy::{Storage, Strategy};
+use crashlab_benches::{CLIENTS, SECONDS, compare_with, docker_with, median, only_listing};
 use crashlab_workloads::mariadb::{IMAGE, MariaDb};
-use crashlab_workloads::{LoadConfig, Workload};
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 3;
-const SECONDS: u64 = 10;
-const CLIENTS: u32 = 4;
-const ACCOUNTS: u32 = 100;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-async fn crashlab_tps(workload: &MariaDb, addr: SocketAddr, seed: u64) -> f64 {
-    let config = LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed };
-    workload.setup(addr, config).await.expect("setup");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let started = Instant::now();
-    let load = workload.load(addr, config, stop_rx, Duration::from_secs(5));
-    let timer = async {
-        tokio::time::sleep(Duration::from_secs(SECONDS)).await;
-        let _ = stop_tx.send(true);
-    };
-    let (outcome, ()) = tokio::join!(load, timer);
-    let outcome = outcome.expect("load");
-    assert!(outcome.client_errors.is_empty(), "{:?}", outcome.client_errors);
-    outcome.log.acked() as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn sysbench_tps(workload: &MariaDb, addr: SocketAddr) -> f64 {
-    workload.setup(addr, LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed: 0 }).await.expect("setup");
+fn sysbench_tps(addr: SocketAddr) -> f64 {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sysbench/transfer.lua");
     let out = Command::new("sysbench")
         .args(["--db-driver=mysql", "--mysql-host=127.0.0.1", "--mysql-user=root", "--mysql-password=crashlab"])
@@ -61,33 +30,6 @@ async fn sysbench_tps(workload: &MariaDb, addr: SocketAddr) -> f64 {
     // "    transactions:                        37012  (3700.71 per sec.)"
     let line = text.lines().find(|l| l.trim_start().starts_with("transactions:")).expect("sysbench summary");
     line.split('(').nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect("tps")
-}
-
-async fn throughput(docker: &crashlab::docker::Docker, state: &std::path::Path) {
-    let run = RunContext::create(state).expect("run dir");
-    let workload = MariaDb { image: IMAGE.into(), server_args: vec!["--innodb-flush-log-at-trx-commit=1".into()] };
-    let name = run.object_name("bench");
-    let storage = Storage::provision(docker, &run, Strategy::NamedVolume, &name).await.expect("volume");
-    let mut deployment = Deployment::new(docker.clone(), run.clone(), workload.container(), storage, name);
-    deployment.create().await.expect("create");
-    deployment.start().await.expect("start");
-    let addr = deployment.addr().expect("published port");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while workload.probe(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "MariaDB did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let c = crashlab_tps(&workload, addr, round as u64).await;
-        let s = sysbench_tps(&workload, addr).await;
-        println!("round {}: crashlab {c:.0} tps, sysbench {s:.0} tps", round + 1);
-        ours.push(c);
-        theirs.push(s);
-    }
-    let (c, s) = (median(ours), median(theirs));
-    println!("median of {ROUNDS}: crashlab {c:.0} tps, sysbench {s:.0} tps, ratio {:.2} (target >= 1.0)", c / s);
-    cleanup_run(docker, state, run.id()).await.expect("cleanup");
 }
 
 async fn kill_cycle_overhead(docker: &crashlab::docker::Docker, state: &std::path::Path) {
@@ -141,17 +83,15 @@ cycles = 5
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` would too, but
-    // this needs Docker and minutes, so only run it when asked for.
-    if std::env::args().any(|a| a == "--list") {
+    if only_listing() {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let docker = app::connect().await.expect("Docker daemon");
-        app::ensure_image(&docker, IMAGE, crashlab::images::DEFAULT_MIRROR, false).await.expect("image");
+        let docker = docker_with(IMAGE).await;
         let state = tempfile::tempdir().expect("tempdir");
-        throughput(&docker, state.path()).await;
+        let workload = MariaDb { image: IMAGE.into(), server_args: vec!["--innodb-flush-log-at-trx-commit=1".into()] };
+        compare_with(&docker, state.path(), &workload, "sysbench", |addr| async move { sysbench_tps(addr) }).await;
         kill_cycle_overhead(&docker, state.path()).await;
     });
 }
