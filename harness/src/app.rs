@@ -9,9 +9,12 @@ use crate::runner::{Runner, error_chain};
 use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
 use crashlab_reports::{Report, SCHEMA_VERSION};
 use crashlab_workloads::Workload;
+use crashlab_workloads::agent;
+use crashlab_workloads::fsync_log::FsyncLog;
 use crashlab_workloads::mariadb::{self, MariaDb};
 use crashlab_workloads::postgres::{self, Postgres};
 use crashlab_workloads::redis::{self, Redis};
+use crashlab_workloads::sqlite::Sqlite;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +44,8 @@ pub mod exit {
 pub enum AppError {
     #[error("invalid scenario: {0}")]
     Scenario(#[from] ScenarioError),
+    #[error("{}", .0.describe())]
+    Bench(#[from] crate::bench::BenchError),
     #[error("cannot reach the Docker daemon at {host}: {detail}")]
     NoDaemon { host: String, detail: String },
     #[error("failed to {}", error_chain(.0))]
@@ -51,6 +56,8 @@ pub enum AppError {
     BadReport { path: PathBuf, detail: String },
     #[error("image {0} is not present and no registry is assumed reachable")]
     MissingImage(String),
+    #[error("failed to {}", error_chain(.0))]
+    Agent(#[from] crate::agent::AgentError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -78,6 +85,11 @@ impl AppError {
             }
             AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build NAME` again".into()),
             AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
+            AppError::Agent(e) => Some(e.hint().into()),
+            AppError::Bench(crate::bench::BenchError::Definition(_)) => {
+                Some("see scenarios/bench.toml for a complete example".into())
+            }
+            AppError::Bench(crate::bench::BenchError::Agent(e)) => Some(e.hint().into()),
             _ => None,
         }
     }
@@ -111,21 +123,26 @@ fn build_options(mirror: &str, quiet: bool) -> BuildOptions {
     }
 }
 
-fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
+pub(crate) fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
+    let overrides = scenario.workload.overrides();
+    let driver = protocol_driver(scenario);
+    if overrides.is_empty() {
+        driver
+    } else {
+        Box::new(crashlab_workloads::custom::Custom { inner: driver, overrides })
+    }
+}
+
+fn protocol_driver(scenario: &Scenario) -> Box<dyn Workload> {
     let w = &scenario.workload;
+    let image = |default: &str| w.image.clone().unwrap_or_else(|| default.to_owned());
+    let server_args = w.server_args.clone();
     match w.kind {
-        WorkloadKind::Mariadb => Box::new(MariaDb {
-            image: w.image.clone().unwrap_or_else(|| mariadb::IMAGE.to_owned()),
-            server_args: w.server_args.clone(),
-        }),
-        WorkloadKind::Postgres => Box::new(Postgres {
-            image: w.image.clone().unwrap_or_else(|| postgres::IMAGE.to_owned()),
-            server_args: w.server_args.clone(),
-        }),
-        WorkloadKind::Redis => Box::new(Redis {
-            image: w.image.clone().unwrap_or_else(|| redis::IMAGE.to_owned()),
-            server_args: w.server_args.clone(),
-        }),
+        WorkloadKind::Mariadb => Box::new(MariaDb { image: image(mariadb::IMAGE), server_args }),
+        WorkloadKind::Postgres => Box::new(Postgres { image: image(postgres::IMAGE), server_args }),
+        WorkloadKind::Redis => Box::new(Redis { image: image(redis::IMAGE), server_args }),
+        WorkloadKind::Sqlite => Box::new(Sqlite { image: image(agent::IMAGE), server_args }),
+        WorkloadKind::FsyncLog => Box::new(FsyncLog { image: image(agent::IMAGE), server_args }),
     }
 }
 
@@ -153,6 +170,98 @@ pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: boo
         None if docker.image(image).await?.is_some() => Ok(()),
         None => Err(AppError::MissingImage(image.to_owned())),
     }
+}
+
+/// Options of `crashlab bench`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub definition: Option<PathBuf>,
+    pub flags: crate::bench::BenchFlags,
+    pub out: Option<PathBuf>,
+    pub keep: bool,
+    pub quiet: bool,
+    pub mirror: String,
+}
+
+/// `crashlab bench`: returns the exit code (0 when every backend was
+/// measured and every profile agreed with fio, 1 otherwise).
+pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
+    use crate::bench::{self, BenchDefinition, BenchError, BenchSettings};
+    let mut definition = match &options.definition {
+        Some(path) => BenchDefinition::load(path).map_err(BenchError::from)?,
+        None => BenchDefinition::parse(bench::definition::DEFAULT, "scenarios/bench.toml (built in)")
+            .map_err(BenchError::from)?,
+    };
+    definition.apply(&options.flags).map_err(BenchError::from)?;
+    let agent = bench::find_agent()?;
+    let docker = connect().await?;
+    ensure_image(&docker, crashlab_workloads::fio::IMAGE, &options.mirror, options.quiet).await?;
+    if let Some(section) = &definition.workload {
+        let image = bench::workload_image(section);
+        ensure_image(&docker, &image, &options.mirror, options.quiet).await?;
+    }
+    let state = run::state_dir();
+    let ctx = RunContext::create(&state).map_err(|source| AppError::Io {
+        what: "create the run directory under",
+        path: state.clone(),
+        source,
+    })?;
+    if !options.quiet {
+        let io = &definition.io;
+        note!(
+            "bench {}: {} backends × {} profiles × {} rounds{}, {:.1} s a run{}",
+            ctx.id(),
+            definition.strategies.len(),
+            io.profiles.len(),
+            io.rounds,
+            if io.fio { " × (crashlab, fio)" } else { "" },
+            io.seconds.as_secs_f64(),
+            definition.workload.as_ref().map_or(String::new(), |w| format!(
+                ", then {} load {}",
+                w.kind.as_str(),
+                humanize(w.load)
+            ))
+        );
+    }
+    let settings = BenchSettings { quiet: options.quiet, keep: options.keep, agent };
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = cancel_tx.send(true);
+        note!("\ninterrupted: finishing the current step, then cleaning up (Ctrl-C again to stop at once)");
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = tokio::select! {
+        report = bench::execute(&docker, &ctx, &definition, &settings, cancel_rx.clone()) => report?,
+        () = interrupted => {
+            if !options.keep {
+                let _ = bench::cleanup(&docker, &ctx).await;
+            }
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
+    output::write_files(&report, &out).map_err(|source| AppError::Io {
+        what: "write the reports to",
+        path: out.clone(),
+        source,
+    })?;
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}reports: {}",
+            bench::summary(&report, output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()))),
+            out.display()
+        );
+    }
+    Ok(if *cancel_rx.borrow() {
+        exit::INTERRUPTED
+    } else if report.passed() {
+        exit::PASS
+    } else {
+        exit::MISS
+    })
 }
 
 /// `crashlab run`: returns the exit code.
@@ -236,6 +345,10 @@ pub async fn execute(
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Outcome, AppError> {
     let state = &settings.state_dir;
+    if workload_of(scenario).agent_dir().is_some() {
+        // Before anything is created: without the agent no cell can run.
+        crate::agent::locate()?;
+    }
     let ctx = RunContext::create(state).map_err(|source| AppError::Io {
         what: "create the run directory under",
         path: state.clone(),
@@ -287,6 +400,7 @@ pub async fn execute(
         environment,
         cells: results,
         unsupported,
+        bench: None,
     };
     Ok(Outcome { report, complete })
 }

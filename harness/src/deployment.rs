@@ -10,6 +10,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use crashlab_workloads::ContainerSpec;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeploymentError {
@@ -17,6 +18,23 @@ pub enum DeploymentError {
     Docker(#[from] DockerError),
     #[error("use the deployment: it has no container (it was removed)")]
     NoContainer,
+    #[error("pack {} for upload into the container", path.display())]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A tar archive holding `file` under its own name, with its mode.
+fn tar_of(file: &Path) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    // Docker's extractor rejects GNU sparse entries, which the tar crate
+    // writes for files with holes (a linker's output can have them).
+    builder.sparse(false);
+    let name = file.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    builder.append_path_with_name(file, name)?;
+    builder.into_inner()
 }
 
 /// One cell's container, possibly replaced over the cell's life.
@@ -29,11 +47,35 @@ pub struct Deployment {
     generation: u32,
     container: Option<String>,
     port: Option<u16>,
+    /// Occurrences of the ready line in the log before the last start.
+    ready_mark: usize,
+    /// Host files copied into every new container before it starts:
+    /// (directory in the container, file on the host).
+    uploads: Vec<(String, PathBuf)>,
 }
 
 impl Deployment {
     pub fn new(docker: Docker, run: RunContext, spec: ContainerSpec, storage: Storage, name: String) -> Deployment {
-        Deployment { docker, run, spec, storage, name, generation: 0, container: None, port: None }
+        Deployment {
+            docker,
+            run,
+            spec,
+            storage,
+            name,
+            generation: 0,
+            container: None,
+            port: None,
+            ready_mark: 0,
+            uploads: vec![],
+        }
+    }
+
+    /// Copies each host file into the given directory of every container
+    /// this deployment creates, before the container starts (the agent a
+    /// workload runs as its main process must be there when it starts).
+    pub fn with_uploads(mut self, uploads: Vec<(String, PathBuf)>) -> Deployment {
+        self.uploads = uploads;
+        self
     }
 
     pub fn storage(&self) -> &Storage {
@@ -71,8 +113,13 @@ impl Deployment {
             ..Default::default()
         };
         let name = format!("{}-{}", self.name, self.generation);
-        self.container = Some(self.docker.create_container(&name, config).await?);
+        let id = self.docker.create_container(&name, config).await?;
+        self.container = Some(id.clone());
         self.port = None;
+        for (dest_dir, file) in &self.uploads {
+            let archive = tar_of(file).map_err(|source| DeploymentError::Archive { path: file.clone(), source })?;
+            self.docker.upload(&id, dest_dir, archive.into()).await?;
+        }
         Ok(())
     }
 
@@ -83,6 +130,12 @@ impl Deployment {
     /// Starts the container and reads the port it was published on.
     pub async fn start(&mut self) -> Result<(), DeploymentError> {
         let id = self.id()?.to_owned();
+        // The ready line counts only if it appears after this start: the
+        // log of a restarted container still holds the earlier ones.
+        self.ready_mark = match &self.spec.ready_log {
+            Some(line) => self.docker.logs_all(&id).await?.matches(line.as_str()).count(),
+            None => 0,
+        };
         self.docker.start(&id).await?;
         self.port = Some(self.docker.published_port(&id, self.spec.port).await?);
         Ok(())
@@ -121,6 +174,14 @@ impl Deployment {
     /// Where the server answers, while the container runs.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+    }
+
+    /// Whether the server printed its ready line since the last start;
+    /// always true when the workload names none.
+    pub async fn ready_log_seen(&self) -> Result<bool, DeploymentError> {
+        let Some(line) = &self.spec.ready_log else { return Ok(true) };
+        let logs = self.docker.logs_all(self.id()?).await?;
+        Ok(logs.matches(line.as_str()).count() > self.ready_mark)
     }
 
     /// Whether the container's process is still running; `false` once it

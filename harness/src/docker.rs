@@ -9,7 +9,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -134,6 +134,13 @@ pub enum DockerError {
     InspectExec {
         id: String,
         command: String,
+        #[source]
+        source: Source,
+    },
+    #[error("upload files to {dest} in container {id}")]
+    Upload {
+        id: String,
+        dest: String,
         #[source]
         source: Source,
     },
@@ -353,9 +360,29 @@ impl Docker {
         Ok(ExecOutput { exit_code: inspect.exit_code, output })
     }
 
+    /// Extracts the tar archive `tar` into `dest_dir` of container `id`.
+    /// Works on a created container that has not started yet, so a file
+    /// can be in place before its entrypoint runs.
+    pub async fn upload(&self, id: &str, dest_dir: &str, tar: Bytes) -> Result<(), DockerError> {
+        let options = UploadToContainerOptionsBuilder::default().path(dest_dir).build();
+        self.inner
+            .upload_to_container(id, Some(options), bollard::body_full(tar))
+            .await
+            .map_err(|source| DockerError::Upload { id: id.to_owned(), dest: dest_dir.to_owned(), source })
+    }
+
     /// The last `lines` lines of the container's output, for error messages.
     pub async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, DockerError> {
-        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        self.logs(id, &lines.to_string()).await
+    }
+
+    /// The container's whole output, across all its starts.
+    pub async fn logs_all(&self, id: &str) -> Result<String, DockerError> {
+        self.logs(id, "all").await
+    }
+
+    async fn logs(&self, id: &str, tail: &str) -> Result<String, DockerError> {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(tail).build();
         let chunks: Vec<_> = self
             .inner
             .logs(id, Some(options))
@@ -402,6 +429,29 @@ impl Docker {
         let request = VolumeCreateRequest {
             name: Some(name.to_owned()),
             driver: Some("local".to_owned()),
+            driver_opts: Some(driver_opts),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.inner
+            .create_volume(request)
+            .await
+            .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
+        Ok(())
+    }
+
+    /// Creates a volume with any driver and its options, e.g. `local` with
+    /// `type=tmpfs,device=tmpfs`, or a plugin's.
+    pub async fn create_driver_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+        driver: &str,
+        driver_opts: HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some(driver.to_owned()),
             driver_opts: Some(driver_opts),
             labels: Some(labels),
             ..Default::default()

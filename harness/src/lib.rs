@@ -26,7 +26,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod app;
+pub mod bench;
 pub mod checker;
 pub mod deployment;
 pub mod docker;

@@ -36,6 +36,46 @@ enum Command {
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
     },
+    /// Benchmark storage backends: IO profiles (checked against fio) and
+    /// the workload's throughput on each, side by side.
+    Bench {
+        /// Bench definition (TOML); the built-in scenarios/bench.toml when
+        /// none is given.
+        definition: Option<PathBuf>,
+        /// Backend to measure, replacing the definition's (repeatable): a
+        /// built-in strategy, NAME=volume:DRIVER[,KEY=VALUE...] or
+        /// NAME=path:/DIR.
+        #[arg(long = "strategy", value_name = "SPEC")]
+        strategies: Vec<String>,
+        /// IO profile to run, replacing the definition's (repeatable):
+        /// fsync-4k, seq-write-1m, rand-read-4k.
+        #[arg(long = "profile", value_name = "PROFILE", value_parser = parse_profile)]
+        profiles: Vec<crashlab_reports::bench::Profile>,
+        /// Length of each timed IO run, e.g. 3s.
+        #[arg(long)]
+        seconds: Option<String>,
+        /// Rounds of each tool per profile; medians are reported.
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Skip the fio check.
+        #[arg(long)]
+        no_fio: bool,
+        /// Skip the workload's load phase.
+        #[arg(long)]
+        no_workload: bool,
+        /// Directory for the reports [default: crashlab-results/<run id>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Leave containers, volumes and directories in place for debugging.
+        #[arg(long)]
+        keep: bool,
+        /// No progress output; the summary still goes to stdout.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Debian mirror for building missing images.
+        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+        mirror: String,
+    },
     /// Re-render a stored report.json as Markdown, HTML or JUnit.
     Report {
         report: PathBuf,
@@ -83,7 +123,7 @@ enum Command {
 enum ImagesCommand {
     /// Build images from Debian packages (debootstrap, then import).
     Build {
-        /// Image names: mariadb, postgres, redis.
+        /// Image names: mariadb, postgres, redis, fio (the bench container), agent.
         #[arg(required = true)]
         names: Vec<String>,
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
@@ -114,10 +154,30 @@ fn main() {
     std::process::exit(code);
 }
 
+fn parse_profile(s: &str) -> Result<crashlab_reports::bench::Profile, String> {
+    s.parse()
+}
+
 async fn dispatch(command: Command) -> i32 {
     let result = match command {
         Command::Run { scenario, out, keep, quiet, mirror } => {
             app::run(RunOptions { scenario, out, keep, quiet, mirror }).await
+        }
+        Command::Bench {
+            definition,
+            strategies,
+            profiles,
+            seconds,
+            rounds,
+            no_fio,
+            no_workload,
+            out,
+            keep,
+            quiet,
+            mirror,
+        } => {
+            let flags = crashlab::bench::BenchFlags { strategies, profiles, seconds, rounds, no_fio, no_workload };
+            app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await
         }
         Command::Validate { scenario } => crashlab::scenario::Scenario::load(&scenario)
             .map(|s| {

@@ -198,7 +198,13 @@ impl Runner<'_> {
         let storage = Storage::provision_with(&self.docker, &self.run, cell.strategy, &name, faultfs)
             .await
             .map_err(|e| error_chain(&e))?;
-        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name);
+        let mut uploads = Vec::new();
+        if let Some(dir) = self.workload.agent_dir() {
+            // Checked before the run started; this only fails if the
+            // binary went away since.
+            uploads.push((dir.to_owned(), crate::agent::locate().map_err(|e| error_chain(&e))?));
+        }
+        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name).with_uploads(uploads);
         if let Err(e) = d.create().await {
             self.teardown(Some(d)).await;
             return Err(error_chain(&e));
@@ -218,6 +224,7 @@ impl Runner<'_> {
         loop {
             if let Some(addr) = d.addr()
                 && let Ok(Ok(())) = tokio::time::timeout(PROBE_TIMEOUT, self.workload.probe(addr)).await
+                && d.ready_log_seen().await.unwrap_or(false)
             {
                 return Ok(addr);
             }

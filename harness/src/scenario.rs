@@ -105,6 +105,74 @@ pub struct WorkloadSection {
     /// the cycle is judged `corrupt`.
     #[serde(default = "default_ready_timeout", deserialize_with = "duration")]
     pub ready_timeout: Duration,
+    /// Bring your own image: `KEY=VALUE` variables added to the container's.
+    #[serde(default, deserialize_with = "env_vars")]
+    pub env: Vec<String>,
+    /// Replaces the container's command; `server-args` follow it.
+    #[serde(default, deserialize_with = "command")]
+    pub command: Option<Vec<String>>,
+    /// Where the image keeps its data (an absolute path in the container).
+    #[serde(default, deserialize_with = "data_dir")]
+    pub data_dir: Option<String>,
+    /// The port the server listens on in the container.
+    #[serde(default, deserialize_with = "port")]
+    pub port: Option<u16>,
+    /// A line the server prints once ready, awaited after every start.
+    #[serde(default, deserialize_with = "ready_log")]
+    pub ready_log: Option<String>,
+}
+
+impl WorkloadSection {
+    /// What the scenario changes about the workload's container.
+    pub fn overrides(&self) -> crashlab_workloads::custom::ContainerOverrides {
+        crashlab_workloads::custom::ContainerOverrides {
+            env: self.env.clone(),
+            command: self.command.clone(),
+            server_args: self.server_args.clone(),
+            data_dir: self.data_dir.clone(),
+            port: self.port,
+            ready_log: self.ready_log.clone(),
+        }
+    }
+}
+
+fn env_vars<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let vars = Vec::<String>::deserialize(d)?;
+    for var in &vars {
+        match var.split_once('=') {
+            Some((key, _)) if !key.is_empty() && !key.contains(char::is_whitespace) => {}
+            _ => return Err(serde::de::Error::custom(format!("`{var}` is not of the form KEY=VALUE"))),
+        }
+    }
+    Ok(vars)
+}
+
+fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let command = Vec::<String>::deserialize(d)?;
+    if command.is_empty() {
+        return Err(serde::de::Error::custom("the command is empty; leave `command` out to keep the image's"));
+    }
+    Ok(Some(command))
+}
+
+fn data_dir<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let dir = String::deserialize(d)?;
+    if !dir.starts_with('/') || dir == "/" {
+        return Err(serde::de::Error::custom(format!("data-dir must be an absolute path below /, got `{dir}`")));
+    }
+    Ok(Some(dir))
+}
+
+fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    in_range(d, "port", 1, 65535).map(|p| Some(p as u16))
+}
+
+fn ready_log<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let line = String::deserialize(d)?;
+    if line.trim().is_empty() {
+        return Err(serde::de::Error::custom("ready-log is empty"));
+    }
+    Ok(Some(line))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -113,6 +181,8 @@ pub enum WorkloadKind {
     Mariadb,
     Postgres,
     Redis,
+    Sqlite,
+    FsyncLog,
 }
 
 impl WorkloadKind {
@@ -121,6 +191,8 @@ impl WorkloadKind {
             WorkloadKind::Mariadb => "mariadb",
             WorkloadKind::Postgres => "postgres",
             WorkloadKind::Redis => "redis",
+            WorkloadKind::Sqlite => "sqlite",
+            WorkloadKind::FsyncLog => "fsync-log",
         }
     }
 }
@@ -499,6 +571,35 @@ faults = ["restart"]
         assert!(error_of(&with("error")).contains("cannot be expected"));
         let s = Scenario::parse(&with("lost-writes"), "s.toml").unwrap();
         assert_eq!(s.cells()[0].expected, Verdict::LostWrites);
+    }
+
+    #[test]
+    fn bring_your_own_image_keys() {
+        let with = |extra: &str| MINIMAL.replacen("kind = \"mariadb\"", &format!("kind = \"mariadb\"\n{extra}"), 1);
+        let s = Scenario::parse(
+            &with(
+                "image = \"mariadb:11\"\nenv = [\"MARIADB_ROOT_PASSWORD=crashlab\"]\ncommand = [\"mariadbd\"]\n\
+                 data-dir = \"/data\"\nport = 3307\nready-log = \"ready for connections\"",
+            ),
+            "s.toml",
+        )
+        .unwrap();
+        let o = s.workload.overrides();
+        assert_eq!(o.command.as_deref(), Some(&["mariadbd".to_owned()][..]));
+        assert_eq!((o.data_dir.as_deref(), o.port), (Some("/data"), Some(3307)));
+        assert!(!o.is_empty());
+        assert!(Scenario::parse(MINIMAL, "s.toml").unwrap().workload.overrides().is_empty());
+        let cases = [
+            ("env = [\"NOEQUALS\"]", "s.toml:5:7: `NOEQUALS` is not of the form KEY=VALUE"),
+            ("command = []", "s.toml:5:11: the command is empty"),
+            ("data-dir = \"data\"", "s.toml:5:12: data-dir must be an absolute path"),
+            ("port = 70000", "s.toml:5:8: port must be between 1 and 65535, got 70000"),
+            ("ready-log = \" \"", "s.toml:5:13: ready-log is empty"),
+        ];
+        for (extra, expected) in cases {
+            let err = error_of(&with(extra));
+            assert!(err.contains(expected), "for {extra:?}: got {err:?}, wanted {expected:?}");
+        }
     }
 
     #[test]

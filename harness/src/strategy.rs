@@ -155,6 +155,19 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Storage on a volume the caller created with any driver (`crashlab
+    /// bench`'s own backends): mounted like a named volume, and removed
+    /// with it at teardown.
+    pub fn on_volume(name: String) -> Storage {
+        Storage { strategy: Strategy::NamedVolume, volume: Some(name), host_dir: None, faultfs: None }
+    }
+
+    /// Storage in a host directory the caller created (`crashlab bench`'s
+    /// host paths): bind-mounted, and removed at teardown.
+    pub fn in_host_dir(path: PathBuf) -> Storage {
+        Storage { strategy: Strategy::BindMount, volume: None, host_dir: Some(path), faultfs: None }
+    }
+
     /// The mounts a container on this storage gets at `data_dir`.
     pub fn mounts(&self, run: &RunContext, data_dir: &str) -> Vec<Mount> {
         let target = Some(data_dir.to_owned());

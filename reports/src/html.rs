@@ -1,9 +1,11 @@
 //! `report.html`: one self-contained page — inline CSS and SVG charts drawn
 //! with plotters, no scripts, nothing fetched — with the verdict matrix
 //! coloured by verdict, throughput, latency percentiles and recovery time
-//! per strategy, the metrics table, and the environment and seed. Every
+//! per strategy, the metrics table, the storage benchmark's charts and
+//! tables when the report has one, and the environment and seed. Every
 //! number on the page is a field of `report.json`; the charts say which.
 
+use crate::bench::{BenchReport, Headline, IoResult, Profile};
 use crate::{CellReport, Report, markdown};
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -41,9 +43,14 @@ pub fn render(report: &Report) -> String {
         out.push_str(&matrix(&cells));
         out.push_str(&charts(&cells));
     }
-    out.push_str(LEGEND);
-    out.push_str("<h2>Metrics</h2>\n");
-    out.push_str(&metrics_table(&report.cells));
+    if !report.cells.is_empty() || report.bench.is_none() {
+        out.push_str(LEGEND);
+        out.push_str("<h2>Metrics</h2>\n");
+        out.push_str(&metrics_table(&report.cells));
+    }
+    if let Some(bench) = &report.bench {
+        out.push_str(&bench_section(bench));
+    }
     let details: Vec<String> = report
         .cells
         .iter()
@@ -273,6 +280,106 @@ fn metrics_table(cells: &[CellReport]) -> String {
             c.recovery_ms.p50,
             c.recovery_ms.max,
         );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The storage benchmark: a chart per IO profile (crashlab's agent beside
+/// fio on each backend) and of the workload's throughput, then the tables.
+fn bench_section(bench: &BenchReport) -> String {
+    let mut out = String::from("<h2>Storage benchmark</h2>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"env\">{} rounds per tool, agent and fio alternating, {:.1} s a run, files of {} MiB ({} MiB \
+         for seq-write-1m), same container and mount; medians. Flagged when the agent differs from fio by more \
+         than {:.0} %.</p>",
+        bench.rounds,
+        bench.seconds,
+        bench.size_bytes >> 20,
+        bench.seq_size_bytes >> 20,
+        bench.tolerance_pct
+    );
+    let groups: Vec<String> = bench.strategies.iter().map(|s| s.name.clone()).collect();
+    out.push_str("<div class=\"charts\">\n");
+    for profile in Profile::ALL {
+        let rows: Vec<&IoResult> = bench.io.iter().filter(|r| r.profile == profile).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let headline = profile.headline();
+        let get = |s: &str, fio: bool| -> f64 {
+            rows.iter()
+                .find(|r| r.strategy == s)
+                .and_then(|r| if fio { r.fio.as_ref() } else { Some(&r.agent) })
+                .map_or(0.0, |f| headline.of(f))
+        };
+        let mut series = vec![("crashlab".to_owned(), groups.iter().map(|s| get(s, false)).collect::<Vec<_>>())];
+        if rows.iter().any(|r| r.fio.is_some()) {
+            series.push(("fio".to_owned(), groups.iter().map(|s| get(s, true)).collect()));
+        }
+        let field = if headline == Headline::Iops { "iops" } else { "mib_per_s" };
+        out.push_str(&figure(
+            &format!("{profile} ({})", headline.unit()),
+            &format!("bench.io[profile={profile}].agent.{field} and .fio.{field}"),
+            &groups,
+            &series,
+        ));
+    }
+    for workload in distinct(bench.workload.iter().map(|w| w.workload.as_str())) {
+        let tps = groups
+            .iter()
+            .map(|s| {
+                bench
+                    .workload
+                    .iter()
+                    .find(|w| w.strategy == *s && w.workload == workload)
+                    .map_or(0.0, |w| w.throughput_tps)
+            })
+            .collect();
+        out.push_str(&figure(
+            &format!("{workload} throughput (commits/s)"),
+            "bench.workload[].throughput_tps",
+            &groups,
+            &[(workload.to_owned(), tps)],
+        ));
+    }
+    out.push_str("</div>\n");
+    out.push_str(&md_table(&markdown::bench_table(bench)));
+    out.push_str("<h3>crashlab agent vs fio</h3>\n");
+    out.push_str(&md_table(&markdown::bench_comparison(bench)));
+    if !bench.errors.is_empty() {
+        out.push_str("<h3>Failures</h3>\n<ul class=\"details\">\n");
+        for e in &bench.errors {
+            let _ = writeln!(out, "<li><b>{}</b> ({}): {}</li>", esc(&e.strategy), esc(&e.stage), esc(&e.detail));
+        }
+        out.push_str("</ul>\n");
+    }
+    out
+}
+
+/// A Markdown table from [`markdown`] as an HTML table, so both files
+/// show the same rows: numeric cells right-aligned, `**✗ …**` flagged.
+fn md_table(md: &str) -> String {
+    let mut out = String::from("<table class=\"metrics\">\n");
+    for (i, line) in md.lines().filter(|l| l.starts_with('|')).enumerate() {
+        if i == 1 {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim().trim_matches('|').split(" | ").map(str::trim).collect();
+        out.push_str("<tr>");
+        for cell in cells {
+            if i == 0 {
+                let _ = write!(out, "<th>{}</th>", esc(cell));
+            } else if let Some(flag) = cell.strip_prefix("**").and_then(|c| c.strip_suffix("**")) {
+                let _ = write!(out, "<td class=\"inconsistent\">{}</td>", esc(flag));
+            } else if cell.starts_with(|c: char| c.is_ascii_digit()) {
+                let _ = write!(out, "<td class=\"n\">{}</td>", esc(cell));
+            } else {
+                let _ = write!(out, "<td>{}</td>", esc(cell));
+            }
+        }
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
     out

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod compare;
 pub mod html;
 pub mod junit;
@@ -42,12 +43,17 @@ pub struct Report {
     /// strategy cannot take the fault; they neither pass nor fail.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<Unsupported>,
+    /// What `crashlab bench` measured; absent from `crashlab run`'s
+    /// reports, whose cells it leaves empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bench: Option<bench::BenchReport>,
 }
 
 impl Report {
-    /// True when every cell met its expectation.
+    /// True when every cell met its expectation (and, for a bench, every
+    /// backend was measured and agreed with fio).
     pub fn passed(&self) -> bool {
-        self.cells.iter().all(|c| c.passed)
+        self.cells.iter().all(|c| c.passed) && self.bench.as_ref().is_none_or(bench::BenchReport::passed)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `report.md`: the verdict matrix and the per-cell metrics as Markdown
 //! tables, readable in a terminal, a pull request or a wiki.
 
+use crate::bench::{BenchReport, Profile};
 use crate::{CellReport, Report, Unsupported};
 use std::fmt::Write;
 
@@ -35,8 +36,13 @@ pub fn render(report: &Report) -> String {
         out.push_str(&unsupported_reasons(&unsupported));
         out.push('\n');
     }
-    out.push_str("## Metrics\n\n");
-    out.push_str(&metrics(&report.cells));
+    if !report.cells.is_empty() || report.bench.is_none() {
+        out.push_str("## Metrics\n\n");
+        out.push_str(&metrics(&report.cells));
+    }
+    if let Some(bench) = &report.bench {
+        out.push_str(&bench_section(bench));
+    }
     let failing: Vec<&CellReport> =
         report.cells.iter().filter(|c| c.cycle_details.iter().any(|d| !d.detail.is_empty())).collect();
     if !failing.is_empty() {
@@ -150,6 +156,138 @@ pub fn metrics(cells: &[CellReport]) -> String {
     out
 }
 
+/// The storage benchmark: how it ran, the side-by-side table, the check
+/// against fio and any backend that failed.
+pub fn bench_section(bench: &BenchReport) -> String {
+    let mut out = String::from("## Storage benchmark\n\n");
+    let _ = writeln!(
+        out,
+        "Each IO profile ran {} times per backend with crashlab's agent and {} times with fio, alternating, \
+         {:.1} s a run, files of {} MiB ({} MiB written by seq-write-1m), in the same container on the same \
+         mount; figures are medians. A profile is flagged when the agent's headline figure differs from fio's \
+         by more than {:.0} %.\n",
+        bench.rounds,
+        if bench.io.iter().any(|r| r.fio.is_some()) { bench.rounds } else { 0 },
+        bench.seconds,
+        bench.size_bytes >> 20,
+        bench.seq_size_bytes >> 20,
+        bench.tolerance_pct,
+    );
+    out.push_str("| backend | what |\n|---|---|\n");
+    for s in &bench.strategies {
+        let _ = writeln!(out, "| {} | {} |", s.name, s.kind);
+    }
+    out.push('\n');
+    out.push_str(&bench_table(bench));
+    out.push_str("\n### crashlab agent vs fio\n\n");
+    out.push_str(&bench_comparison(bench));
+    if !bench.errors.is_empty() {
+        out.push_str("\n### Failures\n\n");
+        for e in &bench.errors {
+            let _ = writeln!(out, "- {} ({}): {}", e.strategy, e.stage, e.detail);
+        }
+    }
+    out
+}
+
+/// One row per backend: each profile's headline figure (and fsync
+/// latency) from the agent, and the workload's throughput and latency.
+pub fn bench_table(bench: &BenchReport) -> String {
+    let profiles = distinct_profiles(bench);
+    let workloads = distinct(bench.workload.iter().map(|w| w.workload.as_str()));
+    let mut head = String::from("| backend |");
+    let mut rule = String::from("|---|");
+    for p in &profiles {
+        let _ = write!(head, " {p} {} |", p.headline().unit());
+        rule.push_str("---:|");
+        if *p == Profile::Fsync4k {
+            head.push_str(" fsync p50 µs | fsync p99 µs |");
+            rule.push_str("---:|---:|");
+        }
+    }
+    for w in &workloads {
+        let _ = write!(head, " {w} tps | {w} p50 ms | {w} p99 ms |");
+        rule.push_str("---:|---:|---:|");
+    }
+    let mut out = format!("{head}\n{rule}\n");
+    for s in &bench.strategies {
+        let mut row = format!("| {} |", s.name);
+        for p in &profiles {
+            let r = bench.io.iter().find(|r| r.strategy == s.name && r.profile == *p);
+            match r {
+                Some(r) => {
+                    let _ = write!(row, " {} |", figure(r.headline()));
+                    if *p == Profile::Fsync4k {
+                        let _ = write!(row, " {:.0} | {:.0} |", r.agent.p50_us, r.agent.p99_us);
+                    }
+                }
+                None => row.push_str(if *p == Profile::Fsync4k { " – | – | – |" } else { " – |" }),
+            }
+        }
+        for w in &workloads {
+            match bench.workload.iter().find(|x| x.strategy == s.name && x.workload == *w) {
+                Some(x) => {
+                    let _ =
+                        write!(row, " {:.0} | {:.2} | {:.2} |", x.throughput_tps, x.latency_ms.p50, x.latency_ms.p99);
+                }
+                None => row.push_str(" – | – | – |"),
+            }
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    out
+}
+
+/// Every profile's agent and fio medians, their ratio and the verdict.
+pub fn bench_comparison(bench: &BenchReport) -> String {
+    let mut out = String::from(
+        "| backend | profile | crashlab | fio | ratio | p50 µs crashlab / fio | p99 µs crashlab / fio | check |\n\
+         |---|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for r in &bench.io {
+        let unit = r.profile.headline().unit();
+        let (fio, p50, p99) = match &r.fio {
+            Some(f) => (
+                format!("{} {unit}", figure(r.profile.headline().of(f))),
+                format!("{:.0} / {:.0}", r.agent.p50_us, f.p50_us),
+                format!("{:.0} / {:.0}", r.agent.p99_us, f.p99_us),
+            ),
+            None => ("–".into(), format!("{:.0}", r.agent.p50_us), format!("{:.0}", r.agent.p99_us)),
+        };
+        let check = match (r.agrees, r.ratio) {
+            (Some(true), _) => "ok".to_owned(),
+            (Some(false), Some(ratio)) => format!("**✗ {:+.0} %**", (ratio - 1.0) * 100.0),
+            (Some(false), None) => "**✗ no fio figure**".to_owned(),
+            (None, _) => "not checked".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} {unit} | {fio} | {} | {p50} | {p99} | {check} |",
+            r.strategy,
+            r.profile,
+            figure(r.headline()),
+            r.ratio.map_or("–".into(), |x| format!("{x:.2}")),
+        );
+    }
+    out
+}
+
+fn distinct_profiles(bench: &BenchReport) -> Vec<Profile> {
+    let mut seen = Vec::new();
+    for r in &bench.io {
+        if !seen.contains(&r.profile) {
+            seen.push(r.profile);
+        }
+    }
+    seen
+}
+
+/// A benchmark figure: whole numbers from 100 up, two significant decimals
+/// below.
+fn figure(x: f64) -> String {
+    if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }
+}
+
 /// Distinct values in first-seen order, so tables follow the scenario's
 /// order rather than the alphabet.
 pub(crate) fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
@@ -221,6 +359,7 @@ pub(crate) mod tests {
                 fault: "disk-full".into(),
                 reason: "tmpfs is memory: there is no disk to fill".into(),
             }],
+            bench: None,
         }
     }
 

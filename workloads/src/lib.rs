@@ -16,11 +16,16 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+pub mod agent;
+pub mod custom;
 mod driver;
+pub mod fio;
+pub mod fsync_log;
 pub mod mariadb;
 pub mod postgres;
 mod recipe;
 pub mod redis;
+pub mod sqlite;
 
 pub use ack::{AckLog, Outcome, Transfer};
 pub use recipe::{ImageRecipe, RecipeFile};
@@ -31,7 +36,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 3] = [&mariadb::RECIPE, &postgres::RECIPE, &redis::RECIPE];
+pub const RECIPES: [&ImageRecipe; 5] =
+    [&mariadb::RECIPE, &postgres::RECIPE, &redis::RECIPE, &fio::RECIPE, &agent::RECIPE];
 
 /// How a workload's container is to be created; the harness adds the
 /// strategy's mounts, labels and the published port.
@@ -48,6 +54,9 @@ pub struct ContainerSpec {
     /// The signal of a graceful stop, when the server wants another than
     /// the image's (Docker's default is SIGTERM).
     pub stop_signal: Option<String>,
+    /// A line the server prints once ready; when set, readiness after each
+    /// start also waits for a new occurrence of it.
+    pub ready_log: Option<String>,
 }
 
 /// Parameters of the load phase that every transfer workload shares.
@@ -148,6 +157,14 @@ pub trait Workload: Send + Sync {
     /// program rather than a query (`redis-check-aof`). The check fails
     /// when the command exits non-zero. `None`: nothing to run.
     fn engine_check_command(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// For workloads that `crashlab-agent` hosts: the directory of the
+    /// container the harness must copy its agent binary into before the
+    /// container starts (the agent is the container's main process).
+    /// `None`: the image has everything it runs.
+    fn agent_dir(&self) -> Option<&str> {
         None
     }
 }

@@ -174,6 +174,7 @@ impl Workload for Postgres {
             // which waits for every client to disconnect, so a graceful stop
             // under load would end in SIGKILL after Docker's timeout.
             stop_signal: Some("SIGINT".into()),
+            ready_log: None,
         }
     }
 

@@ -119,6 +119,7 @@ impl Workload for Redis {
             port: 6379,
             // SIGTERM: Redis saves (if configured to) and exits.
             stop_signal: None,
+            ready_log: None,
         }
     }
 
