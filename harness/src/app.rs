@@ -10,11 +10,11 @@ use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
 use crashlab_reports::{Report, SCHEMA_VERSION};
 use crashlab_workloads::Workload;
 use crashlab_workloads::agent;
-use crashlab_workloads::fsync_log::FsyncLog;
+use crashlab_workloads::fsync_log;
 use crashlab_workloads::mariadb::{self, MariaDb};
 use crashlab_workloads::postgres::{self, Postgres};
 use crashlab_workloads::redis::{self, Redis};
-use crashlab_workloads::sqlite::Sqlite;
+use crashlab_workloads::sqlite;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -141,8 +141,8 @@ fn protocol_driver(scenario: &Scenario) -> Box<dyn Workload> {
         WorkloadKind::Mariadb => Box::new(MariaDb { image: image(mariadb::IMAGE), server_args }),
         WorkloadKind::Postgres => Box::new(Postgres { image: image(postgres::IMAGE), server_args }),
         WorkloadKind::Redis => Box::new(Redis { image: image(redis::IMAGE), server_args }),
-        WorkloadKind::Sqlite => Box::new(Sqlite { image: image(agent::IMAGE), server_args }),
-        WorkloadKind::FsyncLog => Box::new(FsyncLog { image: image(agent::IMAGE), server_args }),
+        WorkloadKind::Sqlite => Box::new(sqlite::workload(image(agent::IMAGE), server_args)),
+        WorkloadKind::FsyncLog => Box::new(fsync_log::workload(image(agent::IMAGE), server_args)),
     }
 }
 

@@ -17,8 +17,10 @@
 
 use crate::driver::{ClientContext, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Transfer, WorkloadError,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Transfer, Workload,
+    WorkloadError,
 };
+use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufStream};
@@ -54,6 +56,78 @@ pub const RECIPE: ImageRecipe = ImageRecipe {
 
 /// The container that runs `crashlab-agent <engine> --port … --data-dir …`
 /// followed by the scenario's `server-args`.
+/// The engines the agent hosts; each module ([`crate::sqlite`],
+/// [`crate::fsync_log`]) documents its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    FsyncLog,
+}
+
+impl Engine {
+    /// The workload's name, which is also the agent's subcommand.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::FsyncLog => "fsync-log",
+        }
+    }
+
+    /// How the engine's transfers are shaped: the log probe's records move
+    /// no money, so its ledger never changes a balance.
+    fn shape(self) -> fn(Transfer) -> Transfer {
+        match self {
+            Engine::Sqlite => |t| t,
+            Engine::FsyncLog => |t| Transfer { amount: 0, ..t },
+        }
+    }
+}
+
+/// A workload the agent hosts inside its container.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    pub engine: Engine,
+    pub image: String,
+    /// The engine's agent flags, such as `--synchronous=off`.
+    pub server_args: Vec<String>,
+}
+
+impl Workload for Hosted {
+    fn name(&self) -> &str {
+        self.engine.name()
+    }
+
+    fn container(&self) -> ContainerSpec {
+        container(&self.image, self.engine.name(), &self.server_args)
+    }
+
+    fn agent_dir(&self) -> Option<&str> {
+        Some(BIN_DIR)
+    }
+
+    fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
+        Box::pin(probe(addr))
+    }
+
+    fn setup(&self, addr: SocketAddr, load: LoadConfig) -> BoxFuture<'_, Result<(), WorkloadError>> {
+        Box::pin(setup(addr, load))
+    }
+
+    fn load(
+        &self,
+        addr: SocketAddr,
+        config: LoadConfig,
+        stop: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
+        Box::pin(load(addr, config, stop, grace, self.engine.shape()))
+    }
+
+    fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
+        Box::pin(observe(addr))
+    }
+}
+
 pub(crate) fn container(image: &str, engine: &str, server_args: &[String]) -> ContainerSpec {
     let mut cmd = vec![engine.to_owned(), "--port".into(), PORT.to_string(), "--data-dir".into(), DATA_DIR.into()];
     cmd.extend(server_args.iter().cloned());

@@ -16,53 +16,9 @@
 //! fsync). Unsafe: `--fsync-every=0`, acknowledged on `pwrite`: a process
 //! kill keeps the page cache and loses nothing, a power cut loses records.
 
-use crate::agent;
-use crate::{ContainerSpec, LoadConfig, LoadOutcome, Observation, Transfer, Workload, WorkloadError};
-use futures_util::future::BoxFuture;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::sync::watch;
+use crate::agent::{Engine, Hosted};
 
-/// The fsync-log probe.
-#[derive(Debug, Clone)]
-pub struct FsyncLog {
-    pub image: String,
-    /// The agent's probe flags, such as `--fsync-every=0`.
-    pub server_args: Vec<String>,
-}
-
-impl Workload for FsyncLog {
-    fn name(&self) -> &str {
-        "fsync-log"
-    }
-
-    fn container(&self) -> ContainerSpec {
-        agent::container(&self.image, "fsync-log", &self.server_args)
-    }
-
-    fn agent_dir(&self) -> Option<&str> {
-        Some(agent::BIN_DIR)
-    }
-
-    fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
-        Box::pin(agent::probe(addr))
-    }
-
-    fn setup(&self, addr: SocketAddr, load: LoadConfig) -> BoxFuture<'_, Result<(), WorkloadError>> {
-        Box::pin(agent::setup(addr, load))
-    }
-
-    fn load(
-        &self,
-        addr: SocketAddr,
-        load: LoadConfig,
-        stop: watch::Receiver<bool>,
-        grace: Duration,
-    ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
-        Box::pin(agent::load(addr, load, stop, grace, |t| Transfer { amount: 0, ..t }))
-    }
-
-    fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
-        Box::pin(agent::observe(addr))
-    }
+/// The fsync-log probe with the scenario's image and agent flags.
+pub fn workload(image: String, server_args: Vec<String>) -> Hosted {
+    Hosted { engine: Engine::FsyncLog, image, server_args }
 }
