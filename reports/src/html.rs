@@ -20,14 +20,19 @@ pub fn render(report: &Report) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>crashlab report: {name} ({status})</title><style>{STYLE}</style></head><body>\n\
          <h1>crashlab report: {name} <span class=\"status {status_class}\">{status}</span></h1>\n\
-         <p class=\"env\">Run <code>{run}</code> · seed <b>{seed}</b> · {cells} cells · {duration:.1} s · \
+         <p class=\"env\">Run <code>{run}</code> · {what} · {duration:.1} s · \
          Docker {dv} (API {api}) · kernel {kernel} · storage driver {driver} · host filesystem {fs} · \
          {cpus} CPUs · crashlab {version}</p>\n",
         name = esc(&report.scenario),
         status_class = status.to_lowercase(),
         run = esc(&report.run_id),
-        seed = report.seed,
-        cells = report.cells.len(),
+        what = match &report.bench {
+            // A bench run has no cells and draws nothing at random.
+            Some(bench) if report.cells.is_empty() => {
+                format!("{} backends × {} profile runs", bench.strategies.len(), bench.io.len())
+            }
+            _ => format!("seed <b>{}</b> · {} cells", report.seed, report.cells.len()),
+        },
         duration = report.duration_s,
         dv = esc(&env.docker_version),
         api = esc(&env.docker_api_version),

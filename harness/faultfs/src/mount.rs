@@ -121,6 +121,25 @@ impl MountedFs {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        // The kernel sends a closed file's RELEASE asynchronously, and the
+        // mount stays busy until faultfs has answered it: a close just
+        // before the unmount would make it fail for a moment. So retry a
+        // plain unmount briefly; once it succeeds the session's thread sees
+        // the end of the mount and only needs joining.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match sys::umount_plain(&self.mountpoint) {
+                Ok(()) => {
+                    return session
+                        .join()
+                        .map_err(|source| MountError::Unmount { path: self.mountpoint.clone(), source });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => break,
+            }
+        }
         session.umount_and_join().map_err(|source| {
             // A busy mount would otherwise outlive us with nobody serving it.
             let _ = sys::umount_detach(&self.mountpoint);

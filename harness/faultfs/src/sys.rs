@@ -13,6 +13,14 @@ fn c_path(path: &Path) -> io::Result<CString> {
 
 /// `umount2(path, MNT_DETACH)`: detaches the mount now and lets the kernel
 /// finish tearing it down once the last user is gone.
+pub(crate) fn umount_plain(path: &Path) -> io::Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: as in `umount_detach`.
+    #[expect(unsafe_code, reason = "std has no umount2")]
+    let rc = unsafe { libc::umount2(c.as_ptr(), 0) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 pub(crate) fn umount_detach(path: &Path) -> io::Result<()> {
     let c = c_path(path)?;
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call,
