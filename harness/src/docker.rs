@@ -403,13 +403,9 @@ impl Docker {
             .map_err(|source| DockerError::ListContainers { label: label.to_owned(), source })
     }
 
+    /// Creates a volume with the daemon's default (`local`) driver.
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
-        let request = VolumeCreateRequest { name: Some(name.to_owned()), labels: Some(labels), ..Default::default() };
-        self.inner
-            .create_volume(request)
-            .await
-            .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
-        Ok(())
+        self.create_driver_volume(name, labels, "local", HashMap::new()).await
     }
 
     /// Creates a local-driver volume that binds the host directory `device`
@@ -426,18 +422,7 @@ impl Docker {
             ("o".to_owned(), "bind".to_owned()),
             ("device".to_owned(), device.to_owned()),
         ]);
-        let request = VolumeCreateRequest {
-            name: Some(name.to_owned()),
-            driver: Some("local".to_owned()),
-            driver_opts: Some(driver_opts),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        self.inner
-            .create_volume(request)
-            .await
-            .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
-        Ok(())
+        self.create_driver_volume(name, labels, "local", driver_opts).await
     }
 
     /// Creates a volume with any driver and its options, e.g. `local` with
