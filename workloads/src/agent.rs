@@ -15,14 +15,14 @@
 //! image is a minimal Debian of the same release as the build host, so
 //! the binary's C library matches.
 
-use crate::driver::{ClientContext, run_clients};
+use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Transfer, Workload,
     WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -162,32 +162,30 @@ pub(crate) async fn load(
     grace: Duration,
     map: fn(Transfer) -> Transfer,
 ) -> Result<LoadOutcome, WorkloadError> {
-    run_clients(load, stop, grace, move |ctx| run_client(addr, ctx, map)).await
+    run_clients(load, stop, grace, move |ctx| run_client(addr, ctx.shaped(map))).await
 }
 
-async fn run_client(addr: SocketAddr, ctx: ClientContext, map: fn(Transfer) -> Transfer) -> Option<String> {
-    let ClientContext { client, mut transfers, stop, record } = ctx;
-    let mut conn = match Conn::connect(addr).await {
-        Ok(c) => c,
-        Err(e) => return Some(format!("client {client}: connect: {e}")),
-    };
-    while !*stop.borrow() {
-        let t = map(transfers.next_transfer());
-        let index = record.begin(t);
-        let started = Instant::now();
-        record.in_doubt(index);
+async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
+    let client = ctx.client;
+    match Conn::connect(addr).await {
+        Ok(mut conn) => ctx.run(&mut conn).await,
+        Err(e) => Some(format!("client {client}: connect: {e}")),
+    }
+}
+
+impl Attempter for Conn {
+    async fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> Attempt {
+        // The commit happens inside this one exchange.
+        in_doubt.mark();
         let request = format!("TRANSFER {} {} {} {}", t.id, t.src, t.dst, t.amount);
-        match conn.request(&request).await {
-            Ok(reply) if reply == "OK" => record.acked(index, started),
-            Ok(reply) if reply.starts_with("ABORTED") => {
-                record.rolled_back(index);
-                return Some(format!("client {client}: agent said {reply}"));
+        match self.request(&request).await {
+            Ok(reply) if reply == "OK" => Attempt::Committed,
+            Ok(reply) => {
+                Attempt::Failed { rolled_back: reply.starts_with("ABORTED"), error: format!("agent said {reply}") }
             }
-            Ok(reply) => return Some(format!("client {client}: agent said {reply}")),
-            Err(e) => return Some(format!("client {client}: {e}")),
+            Err(e) => Attempt::Failed { error: e.to_string(), rolled_back: false },
         }
     }
-    None
 }
 
 pub(crate) async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {

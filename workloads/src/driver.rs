@@ -45,7 +45,7 @@ impl Record {
     }
 
     /// Marks the transfer's commit as sent.
-    pub(crate) fn in_doubt(&self, index: usize) {
+    fn in_doubt(&self, index: usize) {
         self.0.lock().expect("client state lock").log.entries[index].1 = Outcome::InDoubt;
     }
 
@@ -74,11 +74,12 @@ pub(crate) struct Transfers {
     client: u32,
     accounts: u32,
     seq: u64,
+    shape: fn(Transfer) -> Transfer,
 }
 
 impl Transfers {
     pub(crate) fn new(client: u32, accounts: u32, seed: u64) -> Transfers {
-        Transfers { rng: SmallRng::seed_from_u64(seed), client, accounts, seq: 0 }
+        Transfers { rng: SmallRng::seed_from_u64(seed), client, accounts, seq: 0, shape: |t| t }
     }
 
     pub(crate) fn next_transfer(&mut self) -> Transfer {
@@ -88,7 +89,12 @@ impl Transfers {
         if dst >= src {
             dst += 1;
         }
-        Transfer { id: ledger_id(self.client, self.seq), src, dst, amount: self.rng.random_range(1..=100) }
+        (self.shape)(Transfer {
+            id: ledger_id(self.client, self.seq),
+            src,
+            dst,
+            amount: self.rng.random_range(1..=100),
+        })
     }
 }
 
@@ -98,6 +104,72 @@ pub(crate) struct ClientContext {
     pub transfers: Transfers,
     pub stop: watch::Receiver<bool>,
     pub record: Record,
+}
+
+/// Lets an attempt mark its transfer in doubt just before the commit goes
+/// out.
+pub(crate) struct InDoubt {
+    record: Record,
+    index: usize,
+}
+
+impl InDoubt {
+    pub(crate) fn mark(&self) {
+        self.record.in_doubt(self.index);
+    }
+}
+
+/// How one transfer attempt ended, as the driver's protocol tells it.
+pub(crate) enum Attempt {
+    /// The commit was acknowledged.
+    Committed,
+    /// The server rolled the transaction back (deadlock, conflict) and the
+    /// connection is still good: go on with the next transfer.
+    RolledBack,
+    /// The client cannot go on. `rolled_back`: the server said nothing of
+    /// the transaction was applied.
+    Failed { error: String, rolled_back: bool },
+}
+
+/// One protocol's way of attempting a transfer on its connection. A trait
+/// rather than an async closure: the client runs in a spawned task, and the
+/// compiler cannot yet show a borrowing async closure's future `Send`.
+pub(crate) trait Attempter: Send {
+    /// Runs one transfer; calls [`InDoubt::mark`] just before the commit.
+    fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> impl Future<Output = Attempt> + Send;
+}
+
+impl ClientContext {
+    /// Sends every transfer through `shape` first (the log probe's records
+    /// move no money), so that the log holds what is actually sent.
+    pub(crate) fn shaped(mut self, shape: fn(Transfer) -> Transfer) -> ClientContext {
+        self.transfers.shape = shape;
+        self
+    }
+
+    /// The client's loop, the same for every protocol: take the next
+    /// transfer, log it, attempt it, log how it ended, until told to stop or
+    /// until an attempt fails. Returns the error that ended the client
+    /// early, if one did.
+    pub(crate) async fn run(self, attempter: &mut impl Attempter) -> Option<String> {
+        let ClientContext { client, mut transfers, stop, record } = self;
+        while !*stop.borrow() {
+            let t = transfers.next_transfer();
+            let index = record.begin(t);
+            let started = Instant::now();
+            match attempter.attempt(t, InDoubt { record: record.clone(), index }).await {
+                Attempt::Committed => record.acked(index, started),
+                Attempt::RolledBack => record.rolled_back(index),
+                Attempt::Failed { error, rolled_back } => {
+                    if rolled_back {
+                        record.rolled_back(index);
+                    }
+                    return Some(format!("client {client}: {error}"));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Runs `load.clients` clients made by `client` until `stop` turns true

@@ -7,7 +7,7 @@
 //! `crashlab`. A registry image such as `mariadb:11` works too: the
 //! environment sets the same root password for its entrypoint.
 
-use crate::driver::{ClientContext, Record, run_clients};
+use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
     WorkloadError,
@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Image crashlab builds for this workload.
@@ -227,32 +227,41 @@ fn check_table_verdict(rows: &[(String, String, String, String)]) -> Result<(), 
 /// Runs transfers until told to stop. Returns the error that ended it early,
 /// if one did.
 async fn run_client(opts: OptsBuilder, ctx: ClientContext) -> Option<String> {
-    let ClientContext { client, mut transfers, stop, record } = ctx;
+    let client = ctx.client;
     let mut conn = match Conn::new(opts).await {
-        Ok(c) => c,
+        Ok(c) => MysqlClient(c),
         Err(e) => return Some(format!("client {client}: connect: {e}")),
     };
-    while !*stop.borrow() {
-        let t = transfers.next_transfer();
-        let index = record.begin(t);
-        let started = Instant::now();
-        match transfer(&mut conn, &t, &record, index).await {
-            Ok(()) => record.acked(index, started),
+    let ended = ctx.run(&mut conn).await;
+    if ended.is_none() {
+        let _ = conn.0.disconnect().await;
+    }
+    ended
+}
+
+struct MysqlClient(Conn);
+
+impl Attempter for MysqlClient {
+    async fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> Attempt {
+        match transfer(&mut self.0, &t, &in_doubt).await {
+            Ok(()) => Attempt::Committed,
             Err(mysql_async::Error::Server(e)) if RETRYABLE.contains(&e.code) => {
-                if conn.query_drop("ROLLBACK").await.is_err() {
-                    return Some(format!("client {client}: rollback after error {}: connection lost", e.code));
+                match self.0.query_drop("ROLLBACK").await {
+                    Ok(()) => Attempt::RolledBack,
+                    Err(_) => Attempt::Failed {
+                        error: format!("rollback after error {}: connection lost", e.code),
+                        rolled_back: false,
+                    },
                 }
             }
-            Err(e) => return Some(format!("client {client}: {e}")),
+            Err(e) => Attempt::Failed { error: e.to_string(), rolled_back: false },
         }
     }
-    let _ = conn.disconnect().await;
-    None
 }
 
 /// One transfer in one transaction. Accounts are updated in id order so
 /// that concurrent transfers cannot deadlock.
-async fn transfer(conn: &mut Conn, t: &Transfer, record: &Record, index: usize) -> Result<(), mysql_async::Error> {
+async fn transfer(conn: &mut Conn, t: &Transfer, in_doubt: &InDoubt) -> Result<(), mysql_async::Error> {
     let (mut first, mut second) = ((t.src, -t.amount), (t.dst, t.amount));
     if first.0 > second.0 {
         std::mem::swap(&mut first, &mut second);
@@ -269,7 +278,7 @@ async fn transfer(conn: &mut Conn, t: &Transfer, record: &Record, index: usize) 
         first.1, first.0, second.1, second.0, t.id, t.src, t.dst, t.amount
     ))
     .await?;
-    record.in_doubt(index);
+    in_doubt.mark();
     conn.query_drop("COMMIT").await
 }
 

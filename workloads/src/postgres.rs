@@ -41,14 +41,14 @@
 //! environment sets the same password and asks its entrypoint for data
 //! checksums.
 
-use crate::driver::{ClientContext, Record, run_clients};
+use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
     WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -333,7 +333,7 @@ fn db_error(e: &tokio_postgres::Error) -> String {
 /// Runs transfers until told to stop. Returns the error that ended it early,
 /// if one did.
 async fn run_client(config: Config, addr: SocketAddr, ctx: ClientContext) -> Option<String> {
-    let ClientContext { client: id, mut transfers, stop, record } = ctx;
+    let id = ctx.client;
     let client = match connect(&config, addr).await {
         Ok(c) => c,
         Err(e) => return Some(format!("client {id}: connect: {}", db_error(&e))),
@@ -342,22 +342,30 @@ async fn run_client(config: Config, addr: SocketAddr, ctx: ClientContext) -> Opt
         Ok(s) => s,
         Err(e) => return Some(format!("client {id}: prepare: {}", db_error(&e))),
     };
-    while !*stop.borrow() {
-        let t = transfers.next_transfer();
-        let index = record.begin(t);
-        let started = Instant::now();
-        match transfer(&client, &statements, &t, &record, index).await {
-            Ok(()) => record.acked(index, started),
+    ctx.run(&mut PgClient { client, statements }).await
+}
+
+struct PgClient {
+    client: Client,
+    statements: (Statement, Statement),
+}
+
+impl Attempter for PgClient {
+    async fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> Attempt {
+        match transfer(&self.client, &self.statements, &t, &in_doubt).await {
+            Ok(()) => Attempt::Committed,
             Err(e) if e.code().is_some_and(|c| RETRYABLE.contains(c)) => {
-                if client.batch_execute("ROLLBACK").await.is_err() {
-                    return Some(format!("client {id}: rollback after {}: connection lost", db_error(&e)));
+                match self.client.batch_execute("ROLLBACK").await {
+                    Ok(()) => Attempt::RolledBack,
+                    Err(_) => Attempt::Failed {
+                        error: format!("rollback after {}: connection lost", db_error(&e)),
+                        rolled_back: false,
+                    },
                 }
-                record.rolled_back(index);
             }
-            Err(e) => return Some(format!("client {id}: {}", db_error(&e))),
+            Err(e) => Attempt::Failed { error: db_error(&e), rolled_back: false },
         }
     }
-    None
 }
 
 /// One transfer in one transaction. Accounts are updated in id order so
@@ -368,8 +376,7 @@ async fn transfer(
     client: &Client,
     (update, insert): &(Statement, Statement),
     t: &Transfer,
-    record: &Record,
-    index: usize,
+    in_doubt: &InDoubt,
 ) -> Result<(), tokio_postgres::Error> {
     let (mut first, mut second) = ((t.src as i32, -t.amount), (t.dst as i32, t.amount));
     if first.0 > second.0 {
@@ -386,7 +393,7 @@ async fn transfer(
         client.execute(update, &second),
         client.execute(insert, &row),
     )?;
-    record.in_doubt(index);
+    in_doubt.mark();
     client.batch_execute("COMMIT").await
 }
 

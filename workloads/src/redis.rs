@@ -31,14 +31,14 @@
 //! `--appendonly no` override it. A registry image such as `redis:7` works
 //! too.
 
-use crate::driver::{ClientContext, Record, run_clients};
+use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
     WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -260,33 +260,30 @@ fn unexpected(what: &'static str, reply: Reply) -> WorkloadError {
 /// Runs transfers until told to stop. Returns the error that ended it early,
 /// if one did.
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
-    let ClientContext { client, mut transfers, stop, record } = ctx;
-    let mut conn = match Conn::connect(addr).await {
-        Ok(c) => c,
-        Err(e) => return Some(format!("client {client}: connect: {e}")),
-    };
-    while !*stop.borrow() {
-        let t = transfers.next_transfer();
-        let index = record.begin(t);
-        let started = Instant::now();
-        match transfer(&mut conn, &t, &record, index).await {
-            Ok(()) => record.acked(index, started),
-            Err(e) => {
-                // EXEC refused (EXECABORT): nothing was applied.
-                if matches!(&e, RespError::Server(m) if m.starts_with("EXECABORT")) {
-                    record.rolled_back(index);
-                }
-                return Some(format!("client {client}: {e}"));
-            }
+    let client = ctx.client;
+    match Conn::connect(addr).await {
+        Ok(mut conn) => ctx.run(&mut conn).await,
+        Err(e) => Some(format!("client {client}: connect: {e}")),
+    }
+}
+
+impl Attempter for Conn {
+    async fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> Attempt {
+        match transfer(self, &t, &in_doubt).await {
+            Ok(()) => Attempt::Committed,
+            // EXEC refused (EXECABORT): nothing was applied.
+            Err(e) => Attempt::Failed {
+                rolled_back: matches!(&e, RespError::Server(m) if m.starts_with("EXECABORT")),
+                error: e.to_string(),
+            },
         }
     }
-    None
 }
 
 /// One transfer in one `MULTI`/`EXEC`. The queued commands go out together;
 /// `EXEC` goes out alone, once every command was queued and the log says
 /// the transfer is in doubt.
-async fn transfer(conn: &mut Conn, t: &Transfer, record: &Record, index: usize) -> Result<(), RespError> {
+async fn transfer(conn: &mut Conn, t: &Transfer, in_doubt: &InDoubt) -> Result<(), RespError> {
     let (src, dst) = (t.src.to_string(), t.dst.to_string());
     let (minus, plus) = ((-t.amount).to_string(), t.amount.to_string());
     let (id, row) = (t.id.to_string(), format!("{} {} {}", t.src, t.dst, t.amount));
@@ -308,7 +305,7 @@ async fn transfer(conn: &mut Conn, t: &Transfer, record: &Record, index: usize) 
         conn.read().await?;
         return Err(e);
     }
-    record.in_doubt(index);
+    in_doubt.mark();
     conn.send(&["EXEC"]);
     conn.flush().await?;
     match conn.read().await? {
