@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod app;
 pub mod bench;
+pub mod btrfs;
 pub mod checker;
 pub mod deployment;
 pub mod docker;
