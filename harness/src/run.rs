@@ -3,10 +3,13 @@
 //! Every container and volume a run creates carries the label
 //! `crashlab.run=<run id>`; host directories live under
 //! `<state dir>/runs/<run id>/`, beside a `pid` file naming the process that
-//! owns them, and so do the fault filesystem's mounts (`fs/<name>/mnt`):
-//! `/proc/self/mounts` lists what is still mounted there. [`cleanup_run`] removes all of it by label and path, so a run
-//! cleans up the same way whether it finished, failed or was interrupted,
-//! and `crashlab clean` can remove what a killed run left.
+//! owns them, and so do the fault filesystem's mounts (`fs/<name>/mnt`) and
+//! the btrfs pools' images and mounts (`btrfs/<name>/{image,mnt}`):
+//! `/proc/self/mounts` lists what is still mounted there, and sysfs which
+//! loop devices hold an image there. [`cleanup_run`] removes all of it by
+//! label and path, so a run cleans up the same way whether it finished,
+//! failed or was interrupted, and `crashlab clean` can remove what a killed
+//! run left.
 
 use crate::docker::{Docker, DockerError};
 use std::collections::HashMap;
@@ -78,6 +81,8 @@ pub struct Cleaned {
     pub dirs: usize,
     /// Fault-filesystem mounts detached.
     pub mounts: usize,
+    /// btrfs pools unmounted or whose loop devices were freed.
+    pub btrfs_pools: usize,
 }
 
 /// Removes every container and volume labelled with `run_id`, then detaches
@@ -85,7 +90,10 @@ pub struct Cleaned {
 /// first: a volume in use cannot be removed, and a container keeps the
 /// fault filesystem it binds alive. Mounts go before the directory: a
 /// recursive removal must never walk through a FUSE mount, live (it would
-/// delete the backing data through it) or dead (it fails with `ENOTCONN`).
+/// delete the backing data through it) or dead (it fails with `ENOTCONN`),
+/// nor through a btrfs pool. The pools go before the lazy detach of every
+/// other mount, so that they are unmounted properly and their loop devices
+/// freed rather than left holding an image nobody can reach.
 pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Result<Cleaned, DockerError> {
     let label = format!("{RUN_LABEL}={run_id}");
     let mut cleaned = Cleaned::default();
@@ -100,6 +108,7 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
         cleaned.volumes += 1;
     }
     let dir = state_dir.join("runs").join(run_id);
+    cleaned.btrfs_pools += crate::btrfs::detach_btrfs_under(&dir);
     cleaned.mounts += crate::faultmount::detach_mounts_under(&dir);
     if !crate::images::mounts_under(&dir).is_empty() {
         tracing::warn!("{} still has mounts; left in place", dir.display());
@@ -152,6 +161,7 @@ pub async fn clean_stale(docker: &Docker, state_dir: &Path) -> Result<Cleaned, D
         total.volumes += c.volumes;
         total.dirs += c.dirs;
         total.mounts += c.mounts;
+        total.btrfs_pools += c.btrfs_pools;
     }
     Ok(total)
 }
