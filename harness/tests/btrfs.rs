@@ -263,43 +263,64 @@ fn detach_btrfs_under_releases_a_leaked_pool_so_its_directory_can_go() {
 }
 
 /// How long snapshots take and how long they stall a writer, with 1 GiB
-/// written just before, synced and not. Run by hand:
-/// `cargo test --release -p crashlab --test btrfs -- --ignored --nocapture`.
+/// written just before: fsynced, unsynced, and unsynced but flushed by a
+/// `syncfs` before the snapshot. Run by hand (the kernel does the work, so
+/// a debug build measures the same):
+/// `cargo test -p crashlab --test btrfs -- --ignored --nocapture`.
+/// `CRASHLAB_BTRFS_BENCH_DIR` puts the image elsewhere than the temp dir.
 #[test]
-#[ignore = "a measurement: writes several GiB, takes a minute"]
+#[ignore = "a measurement: writes 6 GiB, takes a minute or two"]
 fn snapshot_timing_with_a_gib_of_fresh_data() {
     if skip_btrfs() {
         return;
     }
     let base = std::env::var_os("CRASHLAB_BTRFS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let tmp = tempfile::tempdir_in(base).unwrap();
-    let pool = pool(tmp.path(), "bench", 4 << 30);
+    // Every snapshot pins its GiB, so the pool must hold all of them.
+    let pool = pool(tmp.path(), "bench", 12 << 30);
     let live = pool.create_subvolume("live").unwrap();
     println!("pool on {}", tmp.path().display());
 
     let quiet = time_snapshots(&pool, 5, |_| {});
-    println!("empty subvolume, nothing written: {}", summary(&quiet));
+    println!("empty subvolume, nothing written: snapshots {}", summary(&quiet));
 
-    for (n, sync) in [true, false, true, false].into_iter().enumerate() {
-        let wrote = write_gib(&live.join(format!("gib-{n}")), sync);
+    let modes = ["fsynced", "unsynced", "unsynced, syncfs first"];
+    for (n, mode) in modes.iter().chain(&modes).enumerate() {
+        let wrote = write_gib(&live.join(format!("gib-{n}")), *mode == "fsynced");
         let writer = FsyncWriter::start(&live.join("wal"));
         std::thread::sleep(Duration::from_millis(200));
+        let mut flushed = String::new();
+        if mode.contains("syncfs") {
+            let start = Instant::now();
+            let status = std::process::Command::new("sync").arg("-f").arg(&live).status().unwrap();
+            assert!(status.success());
+            flushed = format!(", syncfs {:.1?}", start.elapsed());
+        }
         let snap = pool.snapshot("live", &format!("snap-{n}"), true).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let stalls = writer.stop();
         println!(
-            "1 GiB written {} in {wrote:.2?}: snapshot {:.1?}; 4 KiB write+fdatasync during it: {}",
-            if sync { "and fsynced" } else { "unsynced" },
-            snap.took,
-            stalls
+            "1 GiB written {mode} in {wrote:.2?}{flushed}: snapshot {:.1?}; \
+             4 KiB append+fdatasync meanwhile: {stalls}",
+            snap.took
         );
     }
 
-    // A steady writer and a snapshot every second, as the strategy runs.
+    // A steady writer, on the host's filesystem for reference, then on the
+    // pool alone, then with a snapshot every second as the strategy would
+    // take them; the earlier rounds' data is flushed first, so that its
+    // writeback does not land in these figures.
+    let status = std::process::Command::new("sync").status().unwrap();
+    assert!(status.success());
+    let writer = FsyncWriter::start(&tmp.path().join("host-wal"));
+    std::thread::sleep(Duration::from_secs(10));
+    println!("4 KiB append+fdatasync loop for 10 s on the host's filesystem: {}", writer.stop());
+    let writer = FsyncWriter::start(&live.join("wal"));
+    std::thread::sleep(Duration::from_secs(10));
+    println!("4 KiB append+fdatasync loop for 10 s, no snapshots: {}", writer.stop());
     let writer = FsyncWriter::start(&live.join("wal"));
     let steady = time_snapshots(&pool, 10, |_| std::thread::sleep(Duration::from_secs(1)));
-    println!("4 KiB write+fdatasync loop, snapshot every 1 s: snapshots {}", summary(&steady));
-    println!("  writer over those 10 s: {}", writer.stop());
+    println!("the same with a snapshot every 1 s: {}; snapshots {}", writer.stop(), summary(&steady));
     pool.teardown().unwrap();
 }
 
