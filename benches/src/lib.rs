@@ -41,7 +41,7 @@ pub async fn docker_with(image: &str) -> Docker {
 /// A fresh dataset, then crashlab's driver for [`SECONDS`]: acknowledged
 /// commits per second.
 pub async fn crashlab_tps(workload: &dyn Workload, addr: SocketAddr, seed: u64) -> f64 {
-    let config = LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed };
+    let config = LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed, reconnect: false };
     workload.setup(addr, config).await.expect("setup");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
@@ -80,7 +80,10 @@ where
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let c = crashlab_tps(workload, addr, round as u64).await;
-        workload.setup(addr, LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed: 0 }).await.expect("setup");
+        workload
+            .setup(addr, LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed: 0, reconnect: false })
+            .await
+            .expect("setup");
         let r = reference(addr).await;
         println!("round {}: crashlab {c:.0} tps, {tool} {r:.0} tps", round + 1);
         ours.push(c);

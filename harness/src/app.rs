@@ -7,6 +7,7 @@ use crate::output::{self, Terminal};
 use crate::run::{self, RunContext};
 use crate::runner::{Runner, error_chain};
 use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
+use crate::strategy::Strategy;
 use crashlab_reports::{Report, SCHEMA_VERSION};
 use crashlab_workloads::Workload;
 use crashlab_workloads::agent;
@@ -58,6 +59,8 @@ pub enum AppError {
     MissingImage(String),
     #[error("failed to {}", error_chain(.0))]
     Agent(#[from] crate::agent::AgentError),
+    #[error("btrfs-snapshot cannot run here: failed to {}", error_chain(.0))]
+    Btrfs(#[from] crate::btrfs::BtrfsError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -273,6 +276,10 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     let docker = connect().await?;
     let settings = RunSettings { keep: options.keep, quiet: options.quiet, state_dir: run::state_dir() };
     ensure_image(&docker, &workload_of(&scenario).container().image, &options.mirror, options.quiet).await?;
+    if scenario.matrix.strategies.contains(&Strategy::SyncAgent) {
+        // The sync agent's sidecar runs the agent's image.
+        ensure_image(&docker, crashlab_workloads::agent::IMAGE, &options.mirror, options.quiet).await?;
+    }
 
     // Ctrl-C asks the runner to stop between steps; a second one stops at
     // once. Either way the cleanup below runs.
@@ -345,9 +352,13 @@ pub async fn execute(
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Outcome, AppError> {
     let state = &settings.state_dir;
-    if workload_of(scenario).agent_dir().is_some() {
+    let strategies = &scenario.matrix.strategies;
+    if workload_of(scenario).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
         // Before anything is created: without the agent no cell can run.
         crate::agent::locate()?;
+    }
+    if strategies.contains(&Strategy::BtrfsSnapshot) {
+        crate::btrfs::check_available()?;
     }
     let ctx = RunContext::create(state).map_err(|source| AppError::Io {
         what: "create the run directory under",
@@ -508,8 +519,8 @@ pub async fn clean() -> Result<(), AppError> {
     let c = run::clean_stale(&docker, &state).await?;
     let builds = images::clean_stale_builds(&state.join("build"));
     println!(
-        "removed {} containers, {} volumes, {} fault-filesystem mounts, {} run directories, {} unfinished image builds",
-        c.containers, c.volumes, c.mounts, c.dirs, builds
+        "removed {} containers, {} volumes, {} fault-filesystem mounts, {} btrfs pools, {} run directories, {} unfinished image builds",
+        c.containers, c.volumes, c.mounts, c.btrfs_pools, c.dirs, builds
     );
     Ok(())
 }

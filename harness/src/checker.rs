@@ -62,13 +62,34 @@ pub struct Check {
     pub violations: u64,
     /// Why, in a sentence; empty when intact.
     pub detail: String,
+    /// When the last acknowledged commit that is present was acknowledged
+    /// (microseconds since the load began); `None` when none is present or
+    /// the log has no times. The recovery point is measured from it.
+    pub last_surviving_ack_us: Option<u64>,
+}
+
+impl Check {
+    /// The recovery point in seconds: from the last surviving acknowledged
+    /// commit to the fault at `fault_us`, or from the start of the load when
+    /// none survived.
+    pub fn rpo_s(&self, fault_us: u64) -> f64 {
+        fault_us.saturating_sub(self.last_surviving_ack_us.unwrap_or(0)) as f64 / 1e6
+    }
 }
 
 /// Judges one observation against the log of the load that preceded it.
 pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     let acked = log.acked();
     let in_doubt = log.count(Outcome::InDoubt);
-    let mut result = Check { verdict: Verdict::Intact, acked, lost: 0, in_doubt, violations: 0, detail: String::new() };
+    let mut result = Check {
+        verdict: Verdict::Intact,
+        acked,
+        lost: 0,
+        in_doubt,
+        violations: 0,
+        detail: String::new(),
+        last_surviving_ack_us: None,
+    };
     let (ledger, balances, engine_check) = match observation {
         Observation::Gone { detail } => {
             result.verdict = Verdict::DataGone;
@@ -112,6 +133,14 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     result.lost =
         log.entries.iter().zip(&seen).filter(|((_, outcome), seen)| *outcome == Outcome::Acked && !**seen).count()
             as u64;
+    result.last_surviving_ack_us = log
+        .entries
+        .iter()
+        .zip(&seen)
+        .zip(&log.times)
+        .filter(|(((_, outcome), seen), _)| *outcome == Outcome::Acked && **seen)
+        .map(|(_, span)| span.end_us)
+        .max();
 
     let mut unbalanced = 0u64;
     let mut actual: IdMap<u32, i64> = IdMap::with_capacity_and_hasher(balances.len(), Default::default());
@@ -178,7 +207,7 @@ mod tests {
     }
 
     fn log(entries: &[(Transfer, Outcome)]) -> AckLog {
-        AckLog { entries: entries.to_vec() }
+        AckLog { entries: entries.to_vec(), times: vec![] }
     }
 
     #[test]
@@ -294,5 +323,20 @@ mod tests {
                 prop_assert_eq!(c.lost, 1);
             }
         }
+    }
+
+    #[test]
+    fn recovery_point_runs_from_the_last_surviving_acknowledged_commit() {
+        let rows = [t(1, 0, 1, 5), t(2, 1, 2, 5), t(3, 2, 3, 5)];
+        let mut l = log(&[(rows[0], Outcome::Acked), (rows[1], Outcome::Acked), (rows[2], Outcome::InDoubt)]);
+        l.times =
+            [1_000_000, 2_000_000, 0].iter().map(|&end_us| crashlab_workloads::Span { start_us: 0, end_us }).collect();
+        // The second commit is lost, the in-doubt one kept: the point is
+        // the first commit's.
+        let found = check(&l, &observe(&[rows[0], rows[2]]), ACCOUNTS);
+        assert_eq!(found.last_surviving_ack_us, Some(1_000_000));
+        assert_eq!(found.rpo_s(3_000_000), 2.0);
+        let none = check(&l, &observe(&[]), ACCOUNTS);
+        assert_eq!(none.rpo_s(3_000_000), 3.0, "nothing survived: back to the start of the load");
     }
 }

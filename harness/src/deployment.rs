@@ -27,7 +27,7 @@ pub enum DeploymentError {
 }
 
 /// A tar archive holding `file` under its own name, with its mode.
-fn tar_of(file: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn tar_of(file: &Path) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     // Docker's extractor rejects GNU sparse entries, which the tar crate
     // writes for files with holes (a linker's output can have them).
@@ -52,6 +52,9 @@ pub struct Deployment {
     /// Host files copied into every new container before it starts:
     /// (directory in the container, file on the host).
     uploads: Vec<(String, PathBuf)>,
+    /// A host port chosen once, so that the server answers on the same
+    /// address after every start (see [`Deployment::with_pinned_port`]).
+    pinned_port: Option<u16>,
 }
 
 impl Deployment {
@@ -67,7 +70,19 @@ impl Deployment {
             port: None,
             ready_mark: 0,
             uploads: vec![],
+            pinned_port: None,
         }
+    }
+
+    /// Publishes the server on one host port for the deployment's whole
+    /// life, rather than one the daemon picks at each start: load clients
+    /// that reconnect after the harness stopped the server on purpose
+    /// (`backup-stopped`) find it again. The port is one the kernel had
+    /// free a moment ago.
+    pub fn with_pinned_port(mut self) -> std::io::Result<Deployment> {
+        let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        self.pinned_port = Some(probe.local_addr()?.port());
+        Ok(self)
     }
 
     /// Copies each host file into the given directory of every container
@@ -80,6 +95,42 @@ impl Deployment {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    pub fn spec(&self) -> &ContainerSpec {
+        &self.spec
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub fn run(&self) -> &RunContext {
+        &self.run
+    }
+
+    /// The base of the names of the deployment's containers and volumes.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Destroys the data, as a lost host would (`host-loss`). The container
+    /// must be removed first.
+    pub async fn lose_storage(&mut self) -> Result<(), crate::strategy::StorageError> {
+        self.storage.lose(&self.docker).await
+    }
+
+    /// New storage after [`Deployment::lose_storage`]; see
+    /// [`Storage::reprovision`].
+    pub async fn reprovision(&mut self, from_snapshot: Option<&str>) -> Result<(), crate::strategy::StorageError> {
+        self.storage.reprovision(&self.docker, &self.run, from_snapshot).await
+    }
+
+    /// Lets the container's frozen processes run again.
+    pub async fn unpause(&mut self) -> Result<(), DeploymentError> {
+        let id = self.id()?.to_owned();
+        self.docker.unpause(&id).await?;
+        Ok(())
     }
 
     /// The fault filesystem under the data, if the data is on one.
@@ -97,7 +148,8 @@ impl Deployment {
         let port_key = format!("{}/tcp", self.spec.port);
         // Published on loopback only, on a port the daemon picks: the
         // harness never talks to the bridge network's private addresses.
-        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+        let host_port = self.pinned_port.map(|p| p.to_string()).unwrap_or_default();
+        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
         let config = ContainerCreateBody {
             image: Some(self.spec.image.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),

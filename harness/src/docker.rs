@@ -7,9 +7,10 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -141,6 +142,25 @@ pub enum DockerError {
     Upload {
         id: String,
         dest: String,
+        #[source]
+        source: Source,
+    },
+    #[error("copy {path} out of container {id}")]
+    Download {
+        id: String,
+        path: String,
+        #[source]
+        source: Source,
+    },
+    #[error("write or read the archive {}", path.display())]
+    ArchiveFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("wait for container {id} to exit")]
+    Wait {
+        id: String,
         #[source]
         source: Source,
     },
@@ -369,6 +389,58 @@ impl Docker {
             .upload_to_container(id, Some(options), bollard::body_full(tar))
             .await
             .map_err(|source| DockerError::Upload { id: id.to_owned(), dest: dest_dir.to_owned(), source })
+    }
+
+    /// Like [`Docker::upload`], streaming the archive from a host file.
+    pub async fn upload_file(&self, id: &str, dest_dir: &str, tar: &std::path::Path) -> Result<(), DockerError> {
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|source| DockerError::ArchiveFile { path: tar.to_owned(), source })?;
+        let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 1 << 20];
+            let n = file.read(&mut buf).await?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+        });
+        let options = UploadToContainerOptionsBuilder::default().path(dest_dir).build();
+        self.inner
+            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
+            .await
+            .map_err(|source| DockerError::Upload { id: id.to_owned(), dest: dest_dir.to_owned(), source })
+    }
+
+    /// Copies `path` of container `id` (running, paused or stopped) into a
+    /// tar archive at `dest` on the host, as `docker cp` does; returns its
+    /// size. The archive's top entry is `path`'s last component.
+    pub async fn download(&self, id: &str, path: &str, dest: &std::path::Path) -> Result<u64, DockerError> {
+        use tokio::io::AsyncWriteExt;
+        let file_err = |source| DockerError::ArchiveFile { path: dest.to_owned(), source };
+        let mut file = tokio::fs::File::create(dest).await.map_err(file_err)?;
+        let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+        let mut stream = std::pin::pin!(self.inner.download_from_container(id, Some(options)));
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(|source| DockerError::Download {
+            id: id.to_owned(),
+            path: path.to_owned(),
+            source,
+        })? {
+            file.write_all(&chunk).await.map_err(file_err)?;
+            bytes += chunk.len() as u64;
+        }
+        file.flush().await.map_err(file_err)?;
+        Ok(bytes)
+    }
+
+    /// Waits until container `id` exits and returns its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64, DockerError> {
+        let mut stream = std::pin::pin!(self.inner.wait_container(id, None));
+        match stream.try_next().await {
+            Ok(response) => Ok(response.map(|r| r.status_code).unwrap_or(0)),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Err(Source::DockerContainerWaitError { code, .. }) => Ok(code),
+            Err(source) => Err(DockerError::Wait { id: id.to_owned(), source }),
+        }
     }
 
     /// The last `lines` lines of the container's output, for error messages.

@@ -14,6 +14,12 @@
 //! | `torn-write` | | as `host-kill`, with a `torn:<mode>` rule installed just before the cut | as `host-kill` |
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |
+//! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
+//!
+//! `host-loss` stands for the host and its disks being gone: what a backup
+//! strategy keeps away from the host (tar files and the object store under
+//! the run directory, btrfs read-only snapshots standing for a volume
+//! plugin's off-host snapshots) survives, nothing else does.
 //!
 //! # Where the power-loss faults can run
 //!
@@ -72,6 +78,7 @@ pub enum Fault {
     TornWrite,
     DiskFull,
     IoError,
+    HostLoss,
 }
 
 /// Seconds a graceful stop waits before Docker kills the server.
@@ -86,10 +93,12 @@ pub enum FaultError {
     FaultFs(#[from] FaultMountError),
     #[error("{fault} needs the data on the fault filesystem, and this storage has none")]
     NoFaultFs { fault: Fault },
+    #[error(transparent)]
+    Storage(#[from] crate::strategy::StorageError),
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::ProcessKill,
         Fault::Restart,
         Fault::Recreate,
@@ -97,6 +106,7 @@ impl Fault {
         Fault::TornWrite,
         Fault::DiskFull,
         Fault::IoError,
+        Fault::HostLoss,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +118,7 @@ impl Fault {
             Fault::TornWrite => "torn-write",
             Fault::DiskFull => "disk-full",
             Fault::IoError => "io-error",
+            Fault::HostLoss => "host-loss",
         }
     }
 
@@ -122,7 +133,7 @@ impl Fault {
     /// are reported `n/a` rather than run.
     pub fn unsupported_on(self, strategy: Strategy) -> Option<&'static str> {
         match (self, strategy) {
-            (Fault::ProcessKill | Fault::Restart | Fault::Recreate, _) => None,
+            (Fault::ProcessKill | Fault::Restart | Fault::Recreate | Fault::HostLoss, _) => None,
             (_, Strategy::BindMount | Strategy::NamedVolume) => None,
             (Fault::HostKill, Strategy::Tmpfs) => None,
             (_, Strategy::ContainerLayer) => Some(
@@ -136,6 +147,17 @@ impl Fault {
             (_, Strategy::Tmpfs) => Some(
                 "tmpfs is memory: there is no disk to tear, fill or fail (a host kill, which empties memory, is \
                  run as `host-kill`)",
+            ),
+            (
+                _,
+                Strategy::BackupHot
+                | Strategy::BackupQuiesced
+                | Strategy::BackupStopped
+                | Strategy::BtrfsSnapshot
+                | Strategy::SyncAgent,
+            ) => Some(
+                "backup strategies keep their live data on a plain named volume, not on the fault filesystem; \
+                 run power loss and disk faults on `named-volume`, and `host-loss` to test the backups",
             ),
         }
     }
@@ -176,13 +198,27 @@ impl Fault {
                 deployment.kill().await?;
             }
             Fault::DiskFull | Fault::IoError => {}
+            Fault::HostLoss => {
+                // The host is gone at once: no graceful anything.
+                deployment.kill().await?;
+                deployment.remove().await?;
+                deployment.lose_storage().await?;
+            }
         }
         Ok(())
     }
 
-    /// Brings the service back as an operator would after this fault.
+    /// Brings the service back as an operator would after this fault. For
+    /// `host-loss` on a backup strategy the runner restores the backup
+    /// instead (see [`crate::backup::Backups::restore`]); this gives the
+    /// service new, empty storage.
     pub async fn recover(self, deployment: &mut Deployment) -> Result<(), FaultError> {
         match self {
+            Fault::HostLoss => {
+                deployment.reprovision(None).await?;
+                deployment.create().await?;
+                deployment.start().await?;
+            }
             Fault::ProcessKill | Fault::Restart => deployment.start().await?,
             Fault::Recreate => {
                 deployment.create().await?;
@@ -229,7 +265,7 @@ mod tests {
                 }
             }
         }
-        let docker_only = [Fault::ProcessKill, Fault::Restart, Fault::Recreate];
+        let docker_only = [Fault::ProcessKill, Fault::Restart, Fault::Recreate, Fault::HostLoss];
         assert!(Strategy::ALL.iter().all(|&s| docker_only.iter().all(|f| f.unsupported_on(s).is_none())));
         assert!(Fault::HostKill.unsupported_on(Strategy::Tmpfs).is_none());
         assert!(!Fault::HostKill.needs_faultfs(Strategy::Tmpfs));

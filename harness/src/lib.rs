@@ -28,6 +28,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod backup;
 pub mod bench;
 pub mod btrfs;
 pub mod checker;

@@ -8,6 +8,7 @@
 //! away and the next cycle starts on new ones, so one bad cycle cannot
 //! decide the next.
 
+use crate::backup::Backups;
 use crate::checker::check;
 use crate::deployment::Deployment;
 use crate::docker::Docker;
@@ -15,7 +16,10 @@ use crate::fault::Fault;
 use crate::run::RunContext;
 use crate::scenario::{Cell, Scenario};
 use crate::strategy::{FaultFsOptions, Storage, Strategy};
-use crashlab_reports::{CellReport, CycleReport, LatencySummary, PhaseTimes, RecoverySummary, Verdict};
+use crashlab_reports::{
+    BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, RecoverySummary, Spread, Stall,
+    Verdict,
+};
 use crashlab_workloads::{LoadConfig, Observation, Workload, latency_histogram};
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
@@ -128,13 +132,15 @@ impl Runner<'_> {
 
     async fn run_cell(&mut self, cell: &Cell, reporter: &mut dyn Reporter) -> CellReport {
         let mut deployment: Option<Deployment> = None;
+        let mut backups =
+            Backups::new(cell.strategy, &self.scenario.backup, &self.docker, &self.run, &self.cell_name(cell));
         let mut cycles = Vec::new();
         let mut latency = latency_histogram();
         for cycle in 0..self.scenario.matrix.cycles {
             if self.cancelled() {
                 break;
             }
-            let result = self.run_cycle(cell, cycle, &mut deployment, reporter).await;
+            let result = self.run_cycle(cell, cycle, &mut deployment, backups.as_mut(), reporter).await;
             if self.cancelled() {
                 break;
             }
@@ -155,8 +161,21 @@ impl Runner<'_> {
             }
         } else {
             self.teardown(deployment.take()).await;
+            if let Some(b) = backups.take() {
+                b.teardown().await;
+            }
         }
-        summarise(self.scenario, cell, cycles, &latency)
+        let backup_method = backups.as_ref().map(Backups::method);
+        let mut report = summarise(self.scenario, cell, cycles, &latency);
+        if let Some(method) = backup_method {
+            report.backup = Some(summarise_backups(method, self.scenario.backup.interval, &report.cycle_details));
+        }
+        report
+    }
+
+    /// The base of the names of a cell's containers and volumes.
+    fn cell_name(&self, cell: &Cell) -> String {
+        self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault))
     }
 
     async fn teardown(&self, deployment: Option<Deployment>) {
@@ -172,7 +191,7 @@ impl Runner<'_> {
         let w = &self.scenario.workload;
         let seed =
             self.scenario.seed ^ ((cell.index as u64) << 32 | u64::from(cycle)).wrapping_mul(0x2545_f491_4f6c_dd1d);
-        LoadConfig { clients: w.clients, accounts: w.accounts, seed }
+        LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup() }
     }
 
     async fn deploy(&self, cell: &Cell) -> Result<Deployment, String> {
@@ -190,14 +209,21 @@ impl Runner<'_> {
                 ));
             }
         }
-        let name = self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault));
+        let name = self.cell_name(cell);
         let faultfs = cell.fault.needs_faultfs(cell.strategy).then(|| FaultFsOptions {
             seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
             fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
         });
-        let storage = Storage::provision_with(&self.docker, &self.run, cell.strategy, &name, faultfs)
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let storage = Storage::provision_with(
+            &self.docker,
+            &self.run,
+            cell.strategy,
+            &name,
+            faultfs,
+            self.scenario.backup.ballast,
+        )
+        .await
+        .map_err(|e| error_chain(&e))?;
         let mut uploads = Vec::new();
         if let Some(dir) = self.workload.agent_dir() {
             // Checked before the run started; this only fails if the
@@ -205,6 +231,12 @@ impl Runner<'_> {
             uploads.push((dir.to_owned(), crate::agent::locate().map_err(|e| error_chain(&e))?));
         }
         let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name).with_uploads(uploads);
+        if cell.strategy.is_backup() {
+            d = match d.with_pinned_port() {
+                Ok(d) => d,
+                Err(e) => return Err(format!("could not pick a host port: {e}")),
+            };
+        }
         if let Err(e) = d.create().await {
             self.teardown(Some(d)).await;
             return Err(error_chain(&e));
@@ -250,9 +282,10 @@ impl Runner<'_> {
         cell: &Cell,
         cycle: u32,
         slot: &mut Option<Deployment>,
+        backups: Option<&mut Backups>,
         reporter: &mut dyn Reporter,
     ) -> CycleResult {
-        let mut result = self.run_cycle_steps(cell, cycle, slot, reporter).await;
+        let mut result = self.run_cycle_steps(cell, cycle, slot, backups, reporter).await;
         if let Some(fs) = slot.as_mut().and_then(Deployment::faultfs_mut) {
             let record = fs.end_cycle();
             let armed = matches!(cell.fault, Fault::DiskFull | Fault::IoError);
@@ -285,6 +318,7 @@ impl Runner<'_> {
         cell: &Cell,
         cycle: u32,
         slot: &mut Option<Deployment>,
+        mut backups: Option<&mut Backups>,
         reporter: &mut dyn Reporter,
     ) -> CycleResult {
         // The cycle's clock starts once the server is up: deploying it is
@@ -302,6 +336,7 @@ impl Runner<'_> {
             detail: String::new(),
             faultfs: None,
             phases: PhaseTimes::default(),
+            backup: None,
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
@@ -342,6 +377,14 @@ impl Runner<'_> {
         if let Err(e) = cell.fault.arm(deployment, &self.scenario.faults) {
             return fail(report, format!("could not arm {}: {}", cell.fault, error_chain(&e)));
         }
+        if let Some(b) = backups.as_deref_mut() {
+            if let Err(e) = ensure_ballast(deployment, self.scenario.backup.ballast).await {
+                return fail(report, format!("could not write the ballast: {e}"));
+            }
+            if let Err(e) = b.begin_cycle(deployment).await {
+                return fail(report, format!("could not start the backups: {}", error_chain(&e)));
+            }
+        }
 
         phase(reporter, Phase::Load);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -349,9 +392,16 @@ impl Runner<'_> {
         let load = self.workload.load(addr, config, stop_rx, CLIENT_GRACE);
         let fault = async {
             let mut cancel = self.cancel.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(self.scenario.workload.load) => {}
-                _ = cancel.wait_for(|c| *c) => {}
+            let mut backups_ended = Ok(());
+            if let Some(b) = backups.as_deref_mut() {
+                let deadline = load_started + self.scenario.workload.load;
+                b.run_until(deployment, &*self.workload, load_started, deadline, &mut cancel).await;
+                backups_ended = b.end_load().await;
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.scenario.workload.load) => {}
+                    _ = cancel.wait_for(|c| *c) => {}
+                }
             }
             reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Fault });
             let load_s = load_started.elapsed().as_secs_f64();
@@ -361,14 +411,18 @@ impl Runner<'_> {
             let injected = cell.fault.inject(deployment, &self.scenario.faults).await;
             let fault_done = Instant::now();
             let _ = stop_tx.send(true);
-            (injected, fault_done, load_s, fault_done - fault_started)
+            (injected, backups_ended, fault_started, fault_done, load_s)
         };
-        let (load, (injected, fault_done, load_s, inject_time)) = tokio::join!(load, fault);
+        let (load, (injected, backups_ended, fault_started, fault_done, load_s)) = tokio::join!(load, fault);
+        let inject_time = fault_done - fault_started;
         report.load_s = load_s;
         report.phases.inject_ms = inject_time.as_secs_f64() * 1e3;
         report.phases.drain_ms = ms(fault_done);
         if let Err(e) = injected {
             return fail(report, format!("could not inject {}: {}", cell.fault, error_chain(&e)));
+        }
+        if let Err(e) = backups_ended {
+            return fail(report, format!("could not collect the sync agent's backups: {}", error_chain(&e)));
         }
         let load = match load {
             Ok(load) => load,
@@ -405,14 +459,30 @@ impl Runner<'_> {
         }
 
         phase(reporter, Phase::Recover);
-        if let Err(e) = cell.fault.recover(deployment).await {
-            return fail(report, format!("could not recover from {}: {}", cell.fault, error_chain(&e)));
+        let mut restored = None;
+        let recovered = match backups.as_deref_mut() {
+            Some(b) if cell.fault == Fault::HostLoss => match b.restore(deployment).await {
+                Ok(r) => {
+                    restored = Some(r);
+                    deployment.start().await.map_err(|e| error_chain(&e))
+                }
+                Err(e) => Err(error_chain(&e)),
+            },
+            _ => cell.fault.recover(deployment).await.map_err(|e| error_chain(&e)),
+        };
+        if let Err(e) = recovered {
+            return fail(report, format!("could not recover from {}: {e}", cell.fault));
         }
         let addr = match self.wait_ready(deployment).await {
             Ok(addr) => addr,
             Err(NotReady::Docker(e)) => return fail(report, e),
             Err(e) => {
-                // The engine does not come back on its own data.
+                // The engine does not come back on its own data (or on the
+                // backup restored for it: no older one is tried instead).
+                if let Some(b) = backups.as_deref() {
+                    let stall = crate::backup::stall(&load.log, &b.windows_us(), (load_s * 1e6) as u64);
+                    report.backup = Some(b.cycle_report(stall, restored, None));
+                }
                 let mut result = fail(report, format!("after {}: {}", cell.fault, e.detail()));
                 result.report.verdict = Verdict::Corrupt;
                 result.latency_us = Some(load.latency_us);
@@ -436,11 +506,18 @@ impl Runner<'_> {
         report.in_doubt_writes = found.in_doubt;
         report.invariant_violations = found.violations;
         report.detail = match (found.detail.is_empty(), fault_note.is_empty()) {
-            (_, true) => found.detail,
+            (_, true) => found.detail.clone(),
             (true, false) => fault_note,
             (false, false) => format!("{}; {fault_note}", found.detail),
         };
         report.phases.verify_ms = ms(verify_started);
+        if let Some(b) = backups.as_deref() {
+            let load_us = (load_s * 1e6) as u64;
+            let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
+            let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
+            let rpo_s = (cell.fault == Fault::HostLoss).then(|| found.rpo_s(fault_us));
+            report.backup = Some(b.cycle_report(stall, restored, rpo_s));
+        }
         report.cycle_ms = ms(started.get());
         let discard = report.verdict >= Verdict::Corrupt;
         CycleResult { report, latency_us: Some(load.latency_us), discard }
@@ -515,6 +592,69 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
         recovery_ms,
         cycle_details: cycles,
         fault_rules,
+        backup: None,
+    }
+}
+
+/// Writes `bytes` of incompressible data into the data directory beside the
+/// engine's files (`[backup] ballast`), once per deployment: every backup
+/// then has at least that much to copy. Engines ignore a stray file in
+/// their data directory's top level.
+async fn ensure_ballast(d: &Deployment, bytes: u64) -> Result<(), String> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    let id = d.container_id().ok_or("the deployment has no container")?;
+    let file = format!("{}/crashlab-ballast", d.spec().data_dir.trim_end_matches('/'));
+    let script = format!(
+        "[ \"$(stat -c %s {file} 2>/dev/null)\" = {bytes} ] || head -c {bytes} /dev/urandom > {file}.tmp && mv {file}.tmp {file} && sync {file}"
+    );
+    let run = d.docker().exec(id, &["sh".to_owned(), "-c".to_owned(), script]).await.map_err(|e| error_chain(&e))?;
+    match run.exit_code {
+        Some(0) => Ok(()),
+        code => Err(format!("`sh -c` exited with {code:?}: {}", run.output.trim())),
+    }
+}
+
+/// Folds the backup figures of a cell's cycles.
+fn summarise_backups(method: String, interval: Duration, cycles: &[CycleReport]) -> BackupSummary {
+    let with_backups: Vec<(&CycleReport, &BackupCycle)> =
+        cycles.iter().filter_map(|c| c.backup.as_ref().map(|b| (c, b))).collect();
+    let records = || with_backups.iter().flat_map(|(_, b)| &b.backups);
+    let done = || records().filter(|r| r.error.is_none());
+    let lost_host: Vec<&(&CycleReport, &BackupCycle)> =
+        with_backups.iter().filter(|(_, b)| b.rpo_s.is_some()).collect();
+    let restores: Vec<&(&CycleReport, &BackupCycle)> =
+        with_backups.iter().filter(|(_, b)| b.restored.is_some()).collect();
+    let mut stall = Stall::default();
+    for (_, b) in &with_backups {
+        let s = &b.stall;
+        stall.window_tps += s.window_tps * s.window_s;
+        stall.outside_tps += s.outside_tps * s.outside_s;
+        stall.window_s += s.window_s;
+        stall.outside_s += s.outside_s;
+        // Percentiles do not add up across cycles: the worst cycle's.
+        stall.window_p99_ms = stall.window_p99_ms.max(s.window_p99_ms);
+        stall.outside_p99_ms = stall.outside_p99_ms.max(s.outside_p99_ms);
+        stall.window_max_ms = stall.window_max_ms.max(s.window_max_ms);
+        stall.outside_max_ms = stall.outside_max_ms.max(s.outside_max_ms);
+    }
+    stall.window_tps = if stall.window_s > 0.0 { stall.window_tps / stall.window_s } else { 0.0 };
+    stall.outside_tps = if stall.outside_s > 0.0 { stall.outside_tps / stall.outside_s } else { 0.0 };
+    BackupSummary {
+        method,
+        interval_s: interval.as_secs_f64(),
+        backups: done().count() as u32,
+        failed_backups: records().filter(|r| r.error.is_some()).count() as u32,
+        duration_ms: Spread::of(done().map(|r| r.duration_ms)),
+        bytes: Spread::of(done().map(|r| r.bytes as f64)),
+        rpo_commits_max: lost_host.iter().map(|(c, _)| c.lost_acked_writes).max(),
+        rpo_s_max: lost_host.iter().filter_map(|(_, b)| b.rpo_s).max_by(f64::total_cmp),
+        restore_ms: Spread::of(with_backups.iter().filter_map(|(_, b)| b.restore_ms)),
+        rto_ms: Spread::of(restores.iter().filter_map(|(c, _)| c.recovery_ms)),
+        restores: restores.len() as u32,
+        consistent_restores: restores.iter().filter(|(c, _)| c.verdict <= Verdict::LostWrites).count() as u32,
+        stall,
     }
 }
 

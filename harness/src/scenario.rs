@@ -45,7 +45,82 @@ pub struct Scenario {
     #[serde(default)]
     pub faults: FaultsSection,
     #[serde(default)]
+    pub backup: BackupSection,
+    #[serde(default)]
     pub expect: Vec<Expectation>,
+}
+
+/// `[backup]`: how the backup strategies (see [`crate::backup`]) take
+/// their backups. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackupSection {
+    /// Time between two backups during the load (`"2s"`); the first is
+    /// taken one interval after the load starts.
+    #[serde(default = "default_backup_interval", deserialize_with = "backup_interval")]
+    pub interval: Duration,
+    /// Incompressible bytes written into the data directory beside the
+    /// engine's files before the first cycle (`"1GiB"`), so that every
+    /// backup has a dataset of at least that size to copy; default none.
+    #[serde(default, deserialize_with = "ballast")]
+    pub ballast: u64,
+    /// `backup-quiesced`: `"engine"` asks the engine to hold still (MariaDB:
+    /// `FLUSH TABLES WITH READ LOCK` for the copy) and pauses the container
+    /// for engines that have no such command; `"pause"` always pauses.
+    #[serde(default)]
+    pub quiesce: QuiesceMode,
+    /// `sync-agent`: the object store the sidecar uploads to, as an
+    /// `object_store` URL (`s3://bucket/prefix`, `file:///srv/backups`); by
+    /// default a directory under the run's state directory. Credentials
+    /// come from the environment the sidecar is given (`sync-env`).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// `KEY=VALUE` variables for the sync-agent sidecar (`AWS_REGION=...`).
+    #[serde(default, deserialize_with = "env_vars")]
+    pub sync_env: Vec<String>,
+}
+
+impl Default for BackupSection {
+    fn default() -> Self {
+        BackupSection {
+            interval: default_backup_interval(),
+            ballast: 0,
+            quiesce: QuiesceMode::Engine,
+            store: None,
+            sync_env: vec![],
+        }
+    }
+}
+
+/// How `backup-quiesced` holds the workload still.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuiesceMode {
+    #[default]
+    Engine,
+    Pause,
+}
+
+fn default_backup_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn backup_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let interval = parse_duration(&s).map_err(serde::de::Error::custom)?;
+    if interval < Duration::from_millis(200) {
+        return Err(serde::de::Error::custom(format!("interval must be at least 200ms, got `{s}`")));
+    }
+    Ok(interval)
+}
+
+fn ballast<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    let bytes = parse_size(&s).map_err(serde::de::Error::custom)?;
+    if bytes > 64 << 30 {
+        return Err(serde::de::Error::custom(format!("ballast must be at most 64GiB, got `{s}`")));
+    }
+    Ok(bytes)
 }
 
 /// `[faults]`: the knobs of the faults that run on the fault filesystem

@@ -53,6 +53,7 @@ pub fn render(report: &Report) -> String {
         out.push_str("<h2>Metrics</h2>\n");
         out.push_str(&metrics_table(&report.cells));
     }
+    out.push_str(&backups_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
@@ -360,6 +361,43 @@ fn bench_section(bench: &BenchReport) -> String {
         }
         out.push_str("</ul>\n");
     }
+    out
+}
+
+/// RPO, RTO, backup cost and stall per backup strategy: a chart of the
+/// recovery point and time, and the same table as `report.md`.
+fn backups_section(cells: &[CellReport]) -> String {
+    let cells: Vec<&CellReport> = cells.iter().filter(|c| c.backup.is_some()).collect();
+    if cells.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h2>Backups</h2>\n<div class=\"charts\">\n");
+    let groups: Vec<String> = cells.iter().map(|c| format!("{} {}", c.strategy, c.fault)).collect();
+    let backup = |c: &&CellReport| c.backup.clone().unwrap_or_default();
+    let series = vec![
+        ("RPO s (max)".to_owned(), cells.iter().map(|c| backup(c).rpo_s_max.unwrap_or(0.0)).collect()),
+        ("RTO s (p50)".to_owned(), cells.iter().map(|c| backup(c).rto_ms.p50 / 1e3).collect()),
+        ("backup s (p50)".to_owned(), cells.iter().map(|c| backup(c).duration_ms.p50 / 1e3).collect()),
+    ];
+    out.push_str(&figure(
+        "Recovery point, recovery time and backup duration (s)",
+        "cells[].backup.rpo_s_max, .rto_ms.p50, .duration_ms.p50",
+        &groups,
+        &series,
+    ));
+    let stall = vec![
+        ("p99 ms during backups".to_owned(), cells.iter().map(|c| backup(c).stall.window_p99_ms).collect()),
+        ("p99 ms outside".to_owned(), cells.iter().map(|c| backup(c).stall.outside_p99_ms).collect()),
+    ];
+    out.push_str(&figure(
+        "Stall: commit latency p99 (ms)",
+        "cells[].backup.stall.window_p99_ms, .outside_p99_ms",
+        &groups,
+        &stall,
+    ));
+    out.push_str("</div>\n");
+    out.push_str(&md_table(&markdown::backups_table(&cells)));
+    let _ = writeln!(out, "<p>{}</p>", esc(&markdown::consistency_sentence(&cells)));
     out
 }
 

@@ -118,6 +118,124 @@ pub struct CellReport {
     /// each cycle's own rules and seed are in its `faultfs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fault_rules: Vec<String>,
+    /// What the cell's backups cost and what restoring them recovered;
+    /// absent for strategies that take none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSummary>,
+}
+
+/// A median and a maximum over a cell's cycles or backups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub p50: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The median (lower middle) and maximum of `values`; zeros when empty.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        Spread {
+            p50: v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0),
+            max: v.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// A backup strategy's figures for one cell, over all its cycles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupSummary {
+    /// How each backup was taken, in words (`tar of the live volume through
+    /// the Docker API`).
+    pub method: String,
+    /// The scenario's `[backup] interval`.
+    pub interval_s: f64,
+    /// Backups completed over the cycles, and attempts that failed.
+    pub backups: u32,
+    pub failed_backups: u32,
+    /// Wall-clock time of one backup, from its start until the copy was
+    /// complete and the workload writing again.
+    pub duration_ms: Spread,
+    /// Size of one backup as stored (compressed for `sync-agent`).
+    pub bytes: Spread,
+    /// Recovery point after a host loss: acknowledged commits lost, worst
+    /// cycle; absent when no cycle lost the host.
+    pub rpo_commits_max: Option<u64>,
+    /// Recovery point after a host loss: seconds from the last surviving
+    /// acknowledged commit to the fault, worst cycle.
+    pub rpo_s_max: Option<f64>,
+    /// Putting the latest backup on new storage after a host loss.
+    pub restore_ms: Spread,
+    /// Restore plus recovery: from the fault to the first successful query
+    /// on the restored data (the cycles' `recovery_ms`).
+    pub rto_ms: Spread,
+    /// Restores attempted after a host loss, and those that started and
+    /// passed the engine's integrity check and the invariants: a backup
+    /// method whose restores all pass is application-consistent in
+    /// practice, as far as these cycles show.
+    pub restores: u32,
+    pub consistent_restores: u32,
+    /// The stall the backups caused, over all cycles.
+    pub stall: Stall,
+}
+
+/// Commits while a backup ran against commits outside backups, over the
+/// load phase. A transaction counts in a backup window when it overlapped
+/// one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stall {
+    /// Seconds of load inside backup windows, and outside them.
+    pub window_s: f64,
+    pub outside_s: f64,
+    /// Acknowledged commits per second inside and outside the windows.
+    pub window_tps: f64,
+    pub outside_tps: f64,
+    /// Commit latency percentiles in milliseconds, inside and outside.
+    pub window_p99_ms: f64,
+    pub window_max_ms: f64,
+    pub outside_p99_ms: f64,
+    pub outside_max_ms: f64,
+}
+
+impl Stall {
+    /// How much lower throughput was during backups, in percent of the
+    /// throughput outside them (negative when it was higher).
+    pub fn throughput_drop_pct(&self) -> Option<f64> {
+        (self.outside_tps > 0.0 && self.window_s > 0.0).then(|| (1.0 - self.window_tps / self.outside_tps) * 100.0)
+    }
+}
+
+/// The backups of one cycle and, after a host loss, the restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupCycle {
+    /// Every backup started during the load, in order.
+    pub backups: Vec<BackupRecord>,
+    /// Index in `backups` of the one restored after a host loss; absent
+    /// when nothing was restored (no host loss, or no backup to restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<usize>,
+    /// Putting that backup on new storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_ms: Option<f64>,
+    /// Seconds from the last acknowledged commit that survived the host
+    /// loss to the fault (from the start of the load when none survived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_s: Option<f64>,
+    pub stall: Stall,
+}
+
+/// One backup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    /// Start, seconds since the load began.
+    pub at_s: f64,
+    pub duration_ms: f64,
+    /// Size as stored; 0 for a snapshot, which shares its blocks.
+    pub bytes: u64,
+    /// Why the backup failed; absent when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Commit latency percentiles in milliseconds, from an HdrHistogram.
@@ -160,6 +278,10 @@ pub struct CycleReport {
     /// Where the cycle's time went.
     #[serde(default)]
     pub phases: PhaseTimes,
+    /// Backups taken during the load and the restore after a host loss;
+    /// absent for strategies that take none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupCycle>,
 }
 
 /// Wall-clock milliseconds of a cycle's steps. `cycle_ms` runs from the

@@ -40,6 +40,7 @@ pub fn render(report: &Report) -> String {
         out.push_str("## Metrics\n\n");
         out.push_str(&metrics(&report.cells));
     }
+    out.push_str(&backups_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
@@ -152,6 +153,99 @@ pub fn metrics(cells: &[CellReport]) -> String {
             c.recovery_ms.p50,
             c.recovery_ms.max,
         );
+    }
+    out
+}
+
+/// The backup strategies side by side: what a host loss cost (RPO), how
+/// long the way back took (RTO), what the backups cost and the stall they
+/// caused, and which methods restored consistently. Empty when no cell
+/// took backups.
+pub fn backups_section(cells: &[CellReport]) -> String {
+    let cells: Vec<&CellReport> = cells.iter().filter(|c| c.backup.is_some()).collect();
+    if cells.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n## Backups\n\n");
+    out.push_str(&backups_table(&cells));
+    out.push_str(
+        "\nRPO: acknowledged commits lost to the host loss (worst cycle) and seconds from the last surviving \
+         acknowledged commit to the fault. RTO: from the fault to the first successful query on the restored data \
+         (restore included). Stall: commits per second while a backup ran against outside backups, and commit \
+         latency of transactions that overlapped a backup (p99 of the worst cycle) against the others.\n",
+    );
+    let _ = writeln!(out, "\n{}", consistency_sentence(&cells));
+    out
+}
+
+/// The table of [`backups_section`].
+pub fn backups_table(cells: &[&CellReport]) -> String {
+    let mut out = String::from(
+        "| workload | strategy | fault | verdict | RPO commits | RPO s | restore ms | RTO ms p50 / max | backups | backup ms p50 / max | backup size | tps in / out backups | p99 ms in / out | max ms in / out | consistent restores |\n\
+         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for c in cells {
+        let Some(b) = &c.backup else { continue };
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+        let failed = if b.failed_backups > 0 { format!(" (+{} failed)", b.failed_backups) } else { String::new() };
+        let restored = b.restores > 0;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{failed} | {:.0} / {:.0} | {} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} |",
+            c.workload,
+            c.strategy,
+            c.fault,
+            c.verdict,
+            or_dash(b.rpo_commits_max.map(|n| n.to_string())),
+            or_dash(b.rpo_s_max.map(|s| format!("{s:.2}"))),
+            or_dash(restored.then(|| format!("{:.0}", b.restore_ms.p50))),
+            or_dash(restored.then(|| format!("{:.0} / {:.0}", b.rto_ms.p50, b.rto_ms.max))),
+            b.backups,
+            b.duration_ms.p50,
+            b.duration_ms.max,
+            if b.bytes.max > 0.0 {
+                format!("{} MiB", figure(b.bytes.p50 / f64::from(1 << 20)))
+            } else {
+                "shared".into()
+            },
+            b.stall.window_tps,
+            b.stall.outside_tps,
+            b.stall.window_p99_ms,
+            b.stall.outside_p99_ms,
+            b.stall.window_max_ms,
+            b.stall.outside_max_ms,
+            or_dash(restored.then(|| format!("{} of {}", b.consistent_restores, b.restores))),
+        );
+    }
+    out
+}
+
+/// Which backup methods were application-consistent in practice: every
+/// restore started and passed the integrity check and the invariants.
+pub fn consistency_sentence(cells: &[&CellReport]) -> String {
+    let mut consistent = Vec::new();
+    let mut not = Vec::new();
+    let mut untested = Vec::new();
+    for c in cells {
+        let Some(b) = &c.backup else { continue };
+        let name = format!("{}/{}", c.workload, c.strategy);
+        if b.restores == 0 {
+            untested.push(name);
+        } else if b.consistent_restores == b.restores {
+            consistent.push(format!("{name} ({} of {} restores)", b.consistent_restores, b.restores));
+        } else {
+            not.push(format!("{name} ({} of {} restores failed)", b.restores - b.consistent_restores, b.restores));
+        }
+    }
+    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+    let mut out = format!(
+        "Application-consistent in practice (every restore started and passed the integrity check): {}. \
+         Not: {}.",
+        list(&consistent),
+        list(&not)
+    );
+    if !untested.is_empty() {
+        let _ = write!(out, " Not restored in this run: {}.", untested.join(", "));
     }
     out
 }
@@ -334,8 +428,10 @@ pub(crate) mod tests {
                 detail: if lost > 0 { format!("{lost} of 1000 acknowledged commits missing") } else { String::new() },
                 faultfs: None,
                 phases: PhaseTimes { ready_ms: 300.0, setup_ms: 40.0, inject_ms: 60.0, drain_ms: 5.0, verify_ms: 30.0 },
+                backup: None,
             }],
             fault_rules: vec![],
+            backup: None,
         }
     }
 

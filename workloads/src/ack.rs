@@ -26,10 +26,29 @@ pub enum Outcome {
     InDoubt,
 }
 
+/// When a transaction was sent and answered, in microseconds since the
+/// load began ([`crate::LoadOutcome::epoch`]). `end_us` is 0 until the
+/// server answered the commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start_us: u64,
+    pub end_us: u64,
+}
+
+impl Span {
+    pub fn latency_us(&self) -> u64 {
+        self.end_us.saturating_sub(self.start_us)
+    }
+}
+
 /// Every transaction sent during one load phase, with its outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckLog {
     pub entries: Vec<(Transfer, Outcome)>,
+    /// When each entry was sent and acknowledged, index for index; empty
+    /// for a log built without a clock (the checker's own tests). Recovery
+    /// point objectives and backup stalls are read from it.
+    pub times: Vec<Span>,
 }
 
 impl AckLog {
@@ -44,6 +63,12 @@ impl AckLog {
     /// Appends another client's log.
     pub fn extend(&mut self, other: AckLog) {
         self.entries.extend(other.entries);
+        self.times.extend(other.times);
+    }
+
+    /// The span of entry `index`, when the log has times.
+    pub fn span(&self, index: usize) -> Option<Span> {
+        self.times.get(index).copied()
     }
 }
 
@@ -67,8 +92,8 @@ mod tests {
     #[test]
     fn counts_outcomes() {
         let t = Transfer { id: 1, src: 0, dst: 1, amount: 5 };
-        let mut log = AckLog { entries: vec![(t, Outcome::Acked), (t, Outcome::InDoubt)] };
-        log.extend(AckLog { entries: vec![(t, Outcome::Acked)] });
+        let mut log = AckLog { entries: vec![(t, Outcome::Acked), (t, Outcome::InDoubt)], times: vec![] };
+        log.extend(AckLog { entries: vec![(t, Outcome::Acked)], times: vec![] });
         assert_eq!(log.acked(), 2);
         assert_eq!(log.count(Outcome::InDoubt), 1);
         assert_eq!(log.count(Outcome::Aborted), 0);

@@ -98,6 +98,10 @@ impl Workload for Custom {
         self.inner.observe(addr)
     }
 
+    fn quiesce(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Option<Box<dyn crate::Quiesced>>, WorkloadError>> {
+        self.inner.quiesce(addr)
+    }
+
     fn agent_dir(&self) -> Option<&str> {
         self.inner.agent_dir()
     }

@@ -8,7 +8,7 @@
 //! server may have kept.
 
 use crate::ack::ledger_id;
-use crate::{AckLog, LoadConfig, LoadOutcome, Outcome, Transfer, WorkloadError, latency_histogram};
+use crate::{AckLog, LoadConfig, LoadOutcome, Outcome, Span, Transfer, WorkloadError, latency_histogram};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -24,24 +24,36 @@ use tokio::sync::watch;
 pub(crate) struct ClientState {
     log: AckLog,
     latency_us: Histogram<u64>,
+    epoch: Instant,
 }
 
-impl Default for ClientState {
-    fn default() -> Self {
-        ClientState { log: AckLog::default(), latency_us: latency_histogram() }
+impl ClientState {
+    fn new(epoch: Instant) -> ClientState {
+        ClientState { log: AckLog::default(), latency_us: latency_histogram(), epoch }
     }
 }
 
 /// A client's handle on its record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Record(Arc<Mutex<ClientState>>);
 
 impl Record {
+    fn new(epoch: Instant) -> Record {
+        Record(Arc::new(Mutex::new(ClientState::new(epoch))))
+    }
+
     /// Logs `t` as `Aborted` (nothing sent yet) and returns its index.
     pub(crate) fn begin(&self, t: Transfer) -> usize {
         let mut s = self.0.lock().expect("client state lock");
+        let start_us = s.epoch.elapsed().as_micros() as u64;
         s.log.entries.push((t, Outcome::Aborted));
+        s.log.times.push(Span { start_us, end_us: 0 });
         s.log.entries.len() - 1
+    }
+
+    /// Transfers logged so far, whatever their outcome.
+    fn len(&self) -> usize {
+        self.0.lock().expect("client state lock").log.entries.len()
     }
 
     /// Marks the transfer's commit as sent.
@@ -53,6 +65,7 @@ impl Record {
     pub(crate) fn acked(&self, index: usize, started: Instant) {
         let mut s = self.0.lock().expect("client state lock");
         s.log.entries[index].1 = Outcome::Acked;
+        s.log.times[index].end_us = s.epoch.elapsed().as_micros() as u64;
         let us = started.elapsed().as_micros().max(1) as u64;
         let _ = s.latency_us.record(us.min(600_000_000));
     }
@@ -64,7 +77,9 @@ impl Record {
     }
 
     fn take(&self) -> ClientState {
-        std::mem::take(&mut *self.0.lock().expect("client state lock"))
+        let mut s = self.0.lock().expect("client state lock");
+        let epoch = s.epoch;
+        std::mem::replace(&mut *s, ClientState::new(epoch))
     }
 }
 
@@ -79,7 +94,14 @@ pub(crate) struct Transfers {
 
 impl Transfers {
     pub(crate) fn new(client: u32, accounts: u32, seed: u64) -> Transfers {
-        Transfers { rng: SmallRng::seed_from_u64(seed), client, accounts, seq: 0, shape: |t| t }
+        Transfers::resume(client, accounts, seed, 0)
+    }
+
+    /// A client's transfers after its first `sent`, for a client that
+    /// connects again: ledger ids go on from where its log stopped, so they
+    /// stay unique.
+    fn resume(client: u32, accounts: u32, seed: u64, sent: u64) -> Transfers {
+        Transfers { rng: SmallRng::seed_from_u64(seed ^ sent), client, accounts, seq: sent, shape: |t| t }
     }
 
     pub(crate) fn next_transfer(&mut self) -> Transfer {
@@ -172,10 +194,18 @@ impl ClientContext {
     }
 }
 
+/// How long a client whose connection failed waits before it connects
+/// again, in a load that reconnects.
+const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+/// Client errors kept word for word; further ones are only counted.
+const ERRORS_KEPT: usize = 20;
+
 /// Runs `load.clients` clients made by `client` until `stop` turns true
 /// (each client checks it between transfers) or they fail, aborts those
 /// still stuck `grace` after the stop, and merges their records. A client
-/// returns the error that ended it early, if one did.
+/// returns the error that ended it early, if one did; when the load
+/// reconnects, a client so ended is made again (same record, ledger ids
+/// going on) after a short delay, until the stop.
 pub(crate) async fn run_clients<F, Fut>(
     load: LoadConfig,
     stop: watch::Receiver<bool>,
@@ -186,16 +216,19 @@ where
     F: FnMut(ClientContext) -> Fut,
     Fut: Future<Output = Option<String>> + Send + 'static,
 {
+    let epoch = Instant::now();
     let mut records = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let seed_of = |id: u32| load.seed ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for id in 0..load.clients {
-        let record = Record::default();
+        let record = Record::new(epoch);
         records.push(record.clone());
-        let seed = load.seed ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let transfers = Transfers::new(id, load.accounts, seed);
-        tasks.spawn(client(ClientContext { client: id, transfers, stop: stop.clone(), record }));
+        let transfers = Transfers::new(id, load.accounts, seed_of(id));
+        let run = client(ClientContext { client: id, transfers, stop: stop.clone(), record });
+        tasks.spawn(async move { (id, run.await) });
     }
     let mut client_errors = Vec::new();
+    let mut more_errors = 0usize;
     let mut stop_rx = stop.clone();
     let mut stopped_at: Option<Instant> = None;
     let mut aborted = false;
@@ -206,8 +239,26 @@ where
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 None => break,
-                Some(Ok(Some(err))) => client_errors.push(err),
-                Some(Ok(None)) => {}
+                Some(Ok((_, None))) => {}
+                Some(Ok((id, Some(err)))) => {
+                    if client_errors.len() < ERRORS_KEPT {
+                        client_errors.push(err);
+                    } else {
+                        more_errors += 1;
+                    }
+                    if load.reconnect && stopped_at.is_none() && !*stop.borrow() {
+                        let record = records[id as usize].clone();
+                        let transfers = Transfers::resume(id, load.accounts, seed_of(id), record.len() as u64);
+                        let run = client(ClientContext { client: id, transfers, stop: stop.clone(), record });
+                        let mut stop = stop.clone();
+                        tasks.spawn(async move {
+                            tokio::select! {
+                                _ = tokio::time::sleep(RECONNECT_DELAY) => (id, run.await),
+                                () = async { let _ = stop.wait_for(|s| *s).await; } => (id, None),
+                            }
+                        });
+                    }
+                }
                 Some(Err(e)) if e.is_cancelled() => {}
                 Some(Err(e)) => return Err(WorkloadError::Join(e)),
             },
@@ -224,6 +275,9 @@ where
             }
         }
     }
+    if more_errors > 0 {
+        client_errors.push(format!("and {more_errors} more client error(s)"));
+    }
     let mut log = AckLog::default();
     let mut latency_us = latency_histogram();
     for record in records {
@@ -231,7 +285,7 @@ where
         log.extend(state.log);
         latency_us.add(&state.latency_us).expect("histograms share bounds");
     }
-    Ok(LoadOutcome { log, latency_us, client_errors })
+    Ok(LoadOutcome { log, latency_us, client_errors, epoch })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -258,7 +312,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_stuck_after_stop_is_aborted_with_its_record_kept() {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let config = LoadConfig { clients: 2, accounts: 4, seed: 1 };
+        let config = LoadConfig { clients: 2, accounts: 4, seed: 1, reconnect: false };
         let load = run_clients(config, stop_rx, Duration::from_millis(50), |mut ctx| async move {
             let t = ctx.transfers.next_transfer();
             let i = ctx.record.begin(t);
@@ -278,5 +332,32 @@ mod tests {
         assert_eq!(outcome.log.acked(), 1);
         assert_eq!(outcome.log.count(Outcome::InDoubt), 1);
         assert_eq!(outcome.client_errors, ["1 client(s) stuck after stop, aborted"]);
+    }
+
+    #[tokio::test]
+    async fn a_reconnecting_client_goes_on_with_fresh_ledger_ids_until_the_stop() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let config = LoadConfig { clients: 1, accounts: 4, seed: 1, reconnect: true };
+        let load = run_clients(config, stop_rx, Duration::from_secs(5), |mut ctx| async move {
+            // Each incarnation acknowledges two transfers, then its
+            // connection "fails".
+            for _ in 0..2 {
+                let t = ctx.transfers.next_transfer();
+                let i = ctx.record.begin(t);
+                ctx.record.acked(i, Instant::now());
+            }
+            Some("connection reset".to_owned())
+        });
+        let stopper = async {
+            tokio::time::sleep(RECONNECT_DELAY * 3 + RECONNECT_DELAY / 2).await;
+            let _ = stop_tx.send(true);
+        };
+        let (outcome, ()) = tokio::join!(load, stopper);
+        let outcome = outcome.unwrap();
+        let ids: std::collections::HashSet<u64> = outcome.log.entries.iter().map(|(t, _)| t.id).collect();
+        assert!(outcome.log.acked() >= 6, "three incarnations at least: {}", outcome.log.acked());
+        assert_eq!(ids.len(), outcome.log.entries.len(), "ledger ids stay unique across reconnects");
+        assert_eq!(outcome.log.times.len(), outcome.log.entries.len());
+        assert!(outcome.log.times.iter().all(|s| s.end_us >= s.start_us && s.end_us > 0));
     }
 }

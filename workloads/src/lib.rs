@@ -27,7 +27,7 @@ mod recipe;
 pub mod redis;
 pub mod sqlite;
 
-pub use ack::{AckLog, Outcome, Transfer};
+pub use ack::{AckLog, Outcome, Span, Transfer};
 pub use recipe::{ImageRecipe, RecipeFile};
 
 use futures_util::future::BoxFuture;
@@ -68,6 +68,10 @@ pub struct LoadConfig {
     pub accounts: u32,
     /// Seed for the choice of accounts and amounts.
     pub seed: u64,
+    /// A client whose connection fails connects again and goes on until
+    /// told to stop, rather than ending: for loads that must outlive a
+    /// server stopped on purpose (`backup-stopped` stops it for each copy).
+    pub reconnect: bool,
 }
 
 /// Balance every account starts a cycle with.
@@ -82,6 +86,8 @@ pub struct LoadOutcome {
     /// Errors that ended a client before it was told to stop, one line each
     /// (a fault in the middle of the load ends every client this way).
     pub client_errors: Vec<String>,
+    /// When the load began: the zero of the log's [`Span`]s.
+    pub epoch: std::time::Instant,
 }
 
 /// What the server kept, as read back after recovery.
@@ -160,6 +166,14 @@ pub trait Workload: Send + Sync {
         None
     }
 
+    /// Brings the engine to a state in which copying its files gives a
+    /// consistent backup, and holds it there until the returned guard is
+    /// released (`backup-quiesced`). `None`: the engine has no such command
+    /// and the harness pauses the container instead.
+    fn quiesce(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<Box<dyn Quiesced>>, WorkloadError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// For workloads that `crashlab-agent` hosts: the directory of the
     /// container the harness must copy its agent binary into before the
     /// container starts (the agent is the container's main process).
@@ -167,6 +181,15 @@ pub trait Workload: Send + Sync {
     fn agent_dir(&self) -> Option<&str> {
         None
     }
+}
+
+/// An engine held quiescent for a backup; see [`Workload::quiesce`].
+pub trait Quiesced: Send {
+    /// What holds the engine still, for the report (`FLUSH TABLES WITH READ LOCK`).
+    fn how(&self) -> &'static str;
+
+    /// Lets the engine go on writing.
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), WorkloadError>>;
 }
 
 /// A fresh latency histogram: 1 µs to 10 minutes, 3 significant digits.

@@ -91,6 +91,26 @@ impl MariaDb {
     }
 }
 
+/// A connection holding `FLUSH TABLES WITH READ LOCK`: commits wait, and
+/// InnoDB has nothing new to write but its background flushing, so a copy
+/// of the files taken meanwhile recovers to one point in time.
+struct ReadLocked(Conn);
+
+impl crate::Quiesced for ReadLocked {
+    fn how(&self) -> &'static str {
+        "FLUSH TABLES WITH READ LOCK"
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), WorkloadError>> {
+        let mut conn = self.0;
+        Box::pin(async move {
+            conn.query_drop("UNLOCK TABLES").await.map_err(query_err("release the read lock"))?;
+            let _ = conn.disconnect().await;
+            Ok(())
+        })
+    }
+}
+
 fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -> WorkloadError {
     move |e| WorkloadError::Query { what, source: e.into() }
 }
@@ -155,6 +175,14 @@ impl Workload for MariaDb {
         Box::pin(async move {
             let opts = Self::opts(addr, Some("crashlab"));
             run_clients(load, stop, grace, |ctx| run_client(opts.clone(), ctx)).await
+        })
+    }
+
+    fn quiesce(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Option<Box<dyn crate::Quiesced>>, WorkloadError>> {
+        Box::pin(async move {
+            let mut conn = Self::connect(addr, None).await?;
+            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(query_err("take the global read lock"))?;
+            Ok(Some(Box::new(ReadLocked(conn)) as Box<dyn crate::Quiesced>))
         })
     }
 

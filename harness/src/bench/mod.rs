@@ -478,7 +478,7 @@ impl Bench<'_> {
         d.create().await.map_err(|e| error_chain(&e))?;
         d.start().await.map_err(|e| error_chain(&e))?;
         let addr = wait_ready(d, workload, section.ready_timeout, &self.cancel).await?;
-        let config = LoadConfig { clients: section.clients, accounts: section.accounts, seed: 42 };
+        let config = LoadConfig { clients: section.clients, accounts: section.accounts, seed: 42, reconnect: false };
         workload.setup(addr, config).await.map_err(|e| format!("create the dataset: {}", error_chain(&e)))?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let started = Instant::now();

@@ -1,0 +1,126 @@
+//! Backup strategies under host loss, on the real daemon with real MariaDB:
+//! write while backups run → lose the host → restore the latest backup on a
+//! new volume in a new container → verify. Each test is named after the
+//! property it checks; see `crashlab::backup` for how each strategy copies
+//! and restores.
+
+mod common;
+
+use crashlab_reports::{CellReport, Report, Verdict};
+
+/// Backups every 1.5 s of a 5 s load: three backups before the fault.
+const INTERVAL_S: f64 = 1.5;
+
+fn scenario(strategies: &str, expect: &str) -> String {
+    format!(
+        r#"
+name = "backups-test"
+seed = 11
+[workload]
+kind = "mariadb"
+server-args = ["--innodb-flush-log-at-trx-commit=1", "--innodb-log-file-size=16M"]
+clients = 4
+load = "5s"
+[backup]
+interval = "{INTERVAL_S}s"
+[matrix]
+strategies = [{strategies}]
+faults = ["host-loss"]
+cycles = 1
+{expect}
+"#
+    )
+}
+
+fn cell<'a>(report: &'a Report, strategy: &str) -> &'a CellReport {
+    report
+        .cells
+        .iter()
+        .find(|c| c.strategy == strategy)
+        .unwrap_or_else(|| panic!("no cell {strategy} in {:?}", report.cells))
+}
+
+/// The index of the cycle's last completed backup: the one a restore must
+/// use, whatever came of it.
+fn last_completed(c: &CellReport) -> Option<usize> {
+    let backup = c.cycle_details[0].backup.as_ref().expect("a backup strategy reports its backups");
+    backup.backups.iter().rposition(|b| b.error.is_none())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_backups_bound_lost_writes_by_the_interval_under_host_loss() {
+    if common::skip_docker() {
+        return;
+    }
+    let strategies = r#""named-volume", "backup-quiesced", "backup-stopped", "btrfs-snapshot""#;
+    let expect = "[[expect]]\nstrategy = \"named-volume\"\nverdict = \"data-gone\"\n\
+                  [[expect]]\nstrategy = \"*\"\nverdict = \"lost-writes\"\n";
+    let (outcome, _state) = common::run(&scenario(strategies, expect)).await;
+    let report = &outcome.report;
+    assert!(outcome.complete, "{:#?}", report.cells);
+
+    // Without a backup, the host's loss is the data's: this is what the
+    // backup strategies are measured against.
+    let plain = cell(report, "named-volume");
+    assert_eq!(plain.verdict, Verdict::DataGone, "{:?}", plain.cycle_details);
+    assert!(plain.backup.is_none());
+
+    for strategy in ["backup-quiesced", "backup-stopped", "btrfs-snapshot"] {
+        let c = cell(report, strategy);
+        let cycle = &c.cycle_details[0];
+        let b = c.backup.as_ref().expect("backup summary");
+        let detail = format!("{strategy}: {cycle:#?}");
+        assert!(c.verdict <= Verdict::LostWrites, "a consistent backup restores consistently: {detail}");
+        assert!(b.backups >= 2, "backups were taken during the load: {detail}");
+        assert_eq!((b.restores, b.consistent_restores), (1, 1), "{detail}");
+        assert_eq!(cycle.backup.as_ref().unwrap().restored, last_completed(c), "the latest backup was restored");
+        assert!(cycle.acked_writes > 200, "too little load to judge: {detail}");
+        // What the backup held is there; only what came after it is lost.
+        assert!(c.lost_acked_writes < cycle.acked_writes / 2, "{detail}");
+        let rpo = b.rpo_s_max.expect("a host loss has a recovery point");
+        let bound = INTERVAL_S + b.duration_ms.max / 1e3 + 0.25;
+        assert!(rpo <= bound, "{strategy}: RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s)");
+        assert!(b.rto_ms.p50 > 0.0 && b.restore_ms.p50 > 0.0, "{detail}");
+    }
+    assert!(report.passed(), "{:#?}", report.cells);
+
+    // Stopping the container for the copy stops the commits: the stall is
+    // visible as throughput during the backups far below the rest.
+    let stopped = cell(report, "backup-stopped").backup.as_ref().unwrap();
+    let drop = stopped.stall.throughput_drop_pct().expect("backup windows and time outside them");
+    assert!(drop > 50.0, "backup-stopped throughput drop only {drop:.0} %: {:?}", stopped.stall);
+    // A snapshot copies nothing.
+    let snapshot = cell(report, "btrfs-snapshot").backup.as_ref().unwrap();
+    assert_eq!(snapshot.bytes.max, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_copies_are_restored_once_and_judged_whatever_they_hold() {
+    if common::skip_docker() {
+        return;
+    }
+    // The sync agent's sidecar runs crashlab's agent image.
+    drop(common::docker_with(crashlab_workloads::agent::IMAGE).await);
+    let expect = "[[expect]]\nstrategy = \"*\"\nverdict = \"corrupt\"\n";
+    let (outcome, _state) = common::run(&scenario(r#""backup-hot", "sync-agent""#, expect)).await;
+    let report = &outcome.report;
+    assert!(outcome.complete, "{:#?}", report.cells);
+    for strategy in ["backup-hot", "sync-agent"] {
+        let c = cell(report, strategy);
+        let cycle = &c.cycle_details[0];
+        let b = c.backup.as_ref().expect("backup summary");
+        let detail = format!("{strategy}: {cycle:#?}");
+        // Whatever the copy held, the cycle reached a verdict on it: a copy
+        // that does not start is `corrupt`, never an error or a retry.
+        assert!(c.verdict < Verdict::Error, "{detail}");
+        assert!(b.backups >= 2 && b.bytes.max > 1e6, "the live data directory was copied: {detail}");
+        assert_eq!(b.restores, 1, "{detail}");
+        assert_eq!(cycle.backup.as_ref().unwrap().restored, last_completed(c), "only the latest is restored");
+        if c.verdict <= Verdict::LostWrites {
+            let rpo = b.rpo_s_max.unwrap();
+            assert!(rpo <= INTERVAL_S + b.duration_ms.max / 1e3 + 0.25, "{strategy}: RPO {rpo:.2} s: {detail}");
+        }
+    }
+    let sync = cell(report, "sync-agent").backup.as_ref().unwrap();
+    assert!(sync.method.contains("sidecar"), "{}", sync.method);
+}
