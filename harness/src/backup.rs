@@ -278,6 +278,7 @@ impl Backups {
                 let copied = self.copy_out(d).await;
                 d.start().await?;
                 wait_answering(d, workload, Duration::from_secs(60)).await?;
+                tracing::debug!("server back at {:?} after the copy", d.addr());
                 copied
             }
             Strategy::BtrfsSnapshot => {

@@ -153,6 +153,7 @@ impl Runner<'_> {
             reporter.on_event(&Event::CycleFinished { cell, cycle, report: &result.report });
             cycles.push(result.report);
         }
+        let backup_method = backups.as_ref().map(Backups::method);
         if self.keep {
             // --keep: leave the cell's last container and storage for a
             // look; the run-wide cleanup is skipped too.
@@ -165,7 +166,6 @@ impl Runner<'_> {
                 b.teardown().await;
             }
         }
-        let backup_method = backups.as_ref().map(Backups::method);
         let mut report = summarise(self.scenario, cell, cycles, &latency);
         if let Some(method) = backup_method {
             report.backup = Some(summarise_backups(method, self.scenario.backup.interval, &report.cycle_details));

@@ -166,10 +166,9 @@ pub(crate) async fn load(
 }
 
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
-    let client = ctx.client;
-    match Conn::connect(addr).await {
+    match ctx.connect(Conn::connect(addr)).await {
         Ok(mut conn) => ctx.run(&mut conn).await,
-        Err(e) => Some(format!("client {client}: connect: {e}")),
+        Err(e) => Some(e),
     }
 }
 

@@ -126,6 +126,8 @@ pub(crate) struct ClientContext {
     pub transfers: Transfers,
     pub stop: watch::Receiver<bool>,
     pub record: Record,
+    /// See [`LoadConfig::reconnect`].
+    pub reconnect: bool,
 }
 
 /// Lets an attempt mark its transfer in doubt just before the commit goes
@@ -161,7 +163,31 @@ pub(crate) trait Attempter: Send {
     fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> impl Future<Output = Attempt> + Send;
 }
 
+/// How long a reconnecting client waits for its connection and the
+/// server's greeting. Docker's port proxy accepts a connection while the
+/// server behind it is still starting and may then hold it silently: a
+/// client that waited on it for ever would miss the server's return.
+const RECONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+
 impl ClientContext {
+    /// Connects with `connect`; in a load that reconnects, gives up after
+    /// [`RECONNECT_TIMEOUT`]. The error names the client.
+    pub(crate) async fn connect<T, E: std::fmt::Display>(
+        &self,
+        connect: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        let client = self.client;
+        let connected = if self.reconnect {
+            match tokio::time::timeout(RECONNECT_TIMEOUT, connect).await {
+                Ok(connected) => connected,
+                Err(_) => return Err(format!("client {client}: connect: no answer within {RECONNECT_TIMEOUT:?}")),
+            }
+        } else {
+            connect.await
+        };
+        connected.map_err(|e| format!("client {client}: connect: {e}"))
+    }
+
     /// Sends every transfer through `shape` first (the log probe's records
     /// move no money), so that the log holds what is actually sent.
     pub(crate) fn shaped(mut self, shape: fn(Transfer) -> Transfer) -> ClientContext {
@@ -174,7 +200,7 @@ impl ClientContext {
     /// until an attempt fails. Returns the error that ended the client
     /// early, if one did.
     pub(crate) async fn run(self, attempter: &mut impl Attempter) -> Option<String> {
-        let ClientContext { client, mut transfers, stop, record } = self;
+        let ClientContext { client, mut transfers, stop, record, .. } = self;
         while !*stop.borrow() {
             let t = transfers.next_transfer();
             let index = record.begin(t);
@@ -224,7 +250,8 @@ where
         let record = Record::new(epoch);
         records.push(record.clone());
         let transfers = Transfers::new(id, load.accounts, seed_of(id));
-        let run = client(ClientContext { client: id, transfers, stop: stop.clone(), record });
+        let ctx = ClientContext { client: id, transfers, stop: stop.clone(), record, reconnect: load.reconnect };
+        let run = client(ctx);
         tasks.spawn(async move { (id, run.await) });
     }
     let mut client_errors = Vec::new();
@@ -241,6 +268,7 @@ where
                 None => break,
                 Some(Ok((_, None))) => {}
                 Some(Ok((id, Some(err)))) => {
+                    tracing::debug!("client {id} ended: {err}");
                     if client_errors.len() < ERRORS_KEPT {
                         client_errors.push(err);
                     } else {
@@ -249,7 +277,13 @@ where
                     if load.reconnect && stopped_at.is_none() && !*stop.borrow() {
                         let record = records[id as usize].clone();
                         let transfers = Transfers::resume(id, load.accounts, seed_of(id), record.len() as u64);
-                        let run = client(ClientContext { client: id, transfers, stop: stop.clone(), record });
+                        let run = client(ClientContext {
+                            client: id,
+                            transfers,
+                            stop: stop.clone(),
+                            record,
+                            reconnect: true,
+                        });
                         let mut stop = stop.clone();
                         tasks.spawn(async move {
                             tokio::select! {

@@ -255,10 +255,9 @@ fn check_table_verdict(rows: &[(String, String, String, String)]) -> Result<(), 
 /// Runs transfers until told to stop. Returns the error that ended it early,
 /// if one did.
 async fn run_client(opts: OptsBuilder, ctx: ClientContext) -> Option<String> {
-    let client = ctx.client;
-    let mut conn = match Conn::new(opts).await {
+    let mut conn = match ctx.connect(Conn::new(opts)).await {
         Ok(c) => MysqlClient(c),
-        Err(e) => return Some(format!("client {client}: connect: {e}")),
+        Err(e) => return Some(e),
     };
     let ended = ctx.run(&mut conn).await;
     if ended.is_none() {

@@ -334,9 +334,10 @@ fn db_error(e: &tokio_postgres::Error) -> String {
 /// if one did.
 async fn run_client(config: Config, addr: SocketAddr, ctx: ClientContext) -> Option<String> {
     let id = ctx.client;
-    let client = match connect(&config, addr).await {
+    let connecting = async { connect(&config, addr).await.map_err(|e| db_error(&e)) };
+    let client = match ctx.connect(connecting).await {
         Ok(c) => c,
-        Err(e) => return Some(format!("client {id}: connect: {}", db_error(&e))),
+        Err(e) => return Some(e),
     };
     let statements = match tokio::try_join!(client.prepare(UPDATE), client.prepare(INSERT)) {
         Ok(s) => s,

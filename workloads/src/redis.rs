@@ -260,10 +260,9 @@ fn unexpected(what: &'static str, reply: Reply) -> WorkloadError {
 /// Runs transfers until told to stop. Returns the error that ended it early,
 /// if one did.
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
-    let client = ctx.client;
-    match Conn::connect(addr).await {
+    match ctx.connect(Conn::connect(addr)).await {
         Ok(mut conn) => ctx.run(&mut conn).await,
-        Err(e) => Some(format!("client {client}: connect: {e}")),
+        Err(e) => Some(e),
     }
 }
 
