@@ -53,8 +53,9 @@ async fn consistent_backups_bound_lost_writes_by_the_interval_under_host_loss() 
         return;
     }
     let strategies = r#""named-volume", "backup-quiesced", "backup-stopped", "btrfs-snapshot""#;
-    let expect = "[[expect]]\nstrategy = \"named-volume\"\nverdict = \"data-gone\"\n\
-                  [[expect]]\nstrategy = \"*\"\nverdict = \"lost-writes\"\n";
+    // Later expectations win.
+    let expect = "[[expect]]\nstrategy = \"*\"\nverdict = \"lost-writes\"\n\
+                  [[expect]]\nstrategy = \"named-volume\"\nverdict = \"data-gone\"\n";
     let (outcome, _state) = common::run(&scenario(strategies, expect)).await;
     let report = &outcome.report;
     assert!(outcome.complete, "{:#?}", report.cells);
