@@ -607,7 +607,8 @@ async fn ensure_ballast(d: &Deployment, bytes: u64) -> Result<(), String> {
     let id = d.container_id().ok_or("the deployment has no container")?;
     let file = format!("{}/crashlab-ballast", d.spec().data_dir.trim_end_matches('/'));
     let script = format!(
-        "[ \"$(stat -c %s {file} 2>/dev/null)\" = {bytes} ] || head -c {bytes} /dev/urandom > {file}.tmp && mv {file}.tmp {file} && sync {file}"
+        "if [ \"$(stat -c %s {file} 2>/dev/null)\" != {bytes} ]; then \
+         head -c {bytes} /dev/urandom > {file}.tmp && mv {file}.tmp {file} && sync {file}; fi"
     );
     let run = d.docker().exec(id, &["sh".to_owned(), "-c".to_owned(), script]).await.map_err(|e| error_chain(&e))?;
     match run.exit_code {
