@@ -6,10 +6,13 @@
 //! - `sqlite` and `fsync-log` host an engine (see [`sqlite`],
 //!   [`fsync_log`]) behind the line protocol of [`serve`], as a container's
 //!   main process: SIGTERM or SIGINT makes everything acknowledged durable
-//!   and exits 0, as a graceful stop should.
+//!   and exits 0, as a graceful stop should;
+//! - `sync` and `restore` are the `sync-agent` strategy's backup sidecar
+//!   (see [`sync`]): archive a live directory to an object store every
+//!   interval, and unpack the last archive into a fresh one.
 //!
 //! Exit codes: 0 success, 1 the work failed (one line on stderr says
-//! what), 2 bad usage.
+//! what), 2 bad usage, 3 `restore` found no backup.
 
 #![deny(unsafe_code)]
 
@@ -17,6 +20,7 @@ mod fsync_log;
 mod io;
 mod serve;
 mod sqlite;
+mod sync;
 
 use clap::{Parser, Subcommand};
 use std::net::TcpListener;
@@ -68,6 +72,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         fsync_every: u32,
     },
+    /// Every INTERVAL, archive DIR and upload it to the store as KEY.tar.gz, until SIGTERM.
+    Sync(sync::SyncArgs),
+    /// Download KEY.tar.gz from the store and unpack it into DIR.
+    Restore(sync::StoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +99,12 @@ fn main() -> ExitCode {
         Command::FsyncLog { serve, fsync_every } => {
             host(serve, "fsync-log", |dir| Ok(Arc::new(fsync_log::FsyncLog::open(dir, fsync_every)?)))
         }
+        Command::Sync(args) => sync::sync(&args).map_err(BoxError::from),
+        Command::Restore(args) => match sync::restore(&args) {
+            Ok(sync::Restored::Unpacked) => Ok(()),
+            Ok(sync::Restored::NoBackup) => return ExitCode::from(sync::EXIT_NO_BACKUP),
+            Err(e) => Err(e.into()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
