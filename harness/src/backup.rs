@@ -416,18 +416,24 @@ impl Backups {
         }
     }
 
-    /// A container of the agent image with the deployment's volume at
-    /// [`SIDECAR_DATA`] and the local store (if any) at [`SIDECAR_STORE`],
-    /// created with the agent uploaded, not started.
+    /// A container running `crashlab-agent COMMAND --dir … --store … --key
+    /// … EXTRA…` with the deployment's volume at [`SIDECAR_DATA`] and the
+    /// local store (if any) at [`SIDECAR_STORE`], created with the agent
+    /// uploaded, not started.
     async fn agent_container(
         &mut self,
         d: &Deployment,
-        role: &str,
-        args: Vec<String>,
+        command: &str,
+        extra: &[String],
         read_only: bool,
     ) -> Result<String, BackupError> {
         self.seq += 1;
-        let (_, store_mount) = self.store();
+        let (url, store_mount) = self.store();
+        let mut args: Vec<String> = [command, "--dir", SIDECAR_DATA, "--store", &url, "--key", &self.name]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        args.extend_from_slice(extra);
         if let Some(source) = store_mount.as_ref().and_then(|m| m.source.as_ref()) {
             std::fs::create_dir_all(source)
                 .map_err(|source_err| BackupError::Dir { path: source.into(), source: source_err })?;
@@ -448,7 +454,7 @@ impl Backups {
             host_config: Some(HostConfig { mounts: Some(mounts), ..Default::default() }),
             ..Default::default()
         };
-        let name = format!("{}-{role}-{}", self.name, self.seq);
+        let name = format!("{}-{command}-{}", self.name, self.seq);
         let id = self.docker.create_container(&name, config).await?;
         let agent = crate::agent::locate()?;
         let archive = crate::deployment::tar_of(&agent)
@@ -458,19 +464,8 @@ impl Backups {
     }
 
     async fn start_sidecar(&mut self, d: &Deployment) -> Result<(), BackupError> {
-        let (url, _) = self.store();
-        let args = vec![
-            "sync".into(),
-            "--dir".into(),
-            SIDECAR_DATA.into(),
-            "--store".into(),
-            url,
-            "--key".into(),
-            self.name.clone(),
-            "--interval".into(),
-            format!("{}ms", self.settings.interval.as_millis()),
-        ];
-        let id = self.agent_container(d, "sync", args, true).await?;
+        let interval = ["--interval".to_owned(), format!("{}ms", self.settings.interval.as_millis())];
+        let id = self.agent_container(d, "sync", &interval, true).await?;
         self.docker.start(&id).await?;
         let load_start_unix_ms = unix_ms(SystemTime::now());
         self.sidecar = Some(Sidecar { id: id.clone(), load_start_unix_ms });
@@ -492,17 +487,7 @@ impl Backups {
     /// Unpacks the application's object into the deployment's new volume
     /// with a one-shot `crashlab-agent restore` container.
     async fn restore_object(&mut self, d: &Deployment) -> Result<(), BackupError> {
-        let (url, _) = self.store();
-        let args = vec![
-            "restore".into(),
-            "--dir".into(),
-            SIDECAR_DATA.into(),
-            "--store".into(),
-            url,
-            "--key".into(),
-            self.name.clone(),
-        ];
-        let id = self.agent_container(d, "restore", args, false).await?;
+        let id = self.agent_container(d, "restore", &[], false).await?;
         let result = async {
             self.docker.start(&id).await?;
             let code = self.docker.wait(&id).await?;
