@@ -571,6 +571,11 @@ pub async fn doctor(mirror: &str) -> i32 {
     );
     let fuse = Path::new("/dev/fuse").exists();
     line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });
+    let btrfs = match crate::btrfs::check_available() {
+        Ok(()) => "usable".to_owned(),
+        Err(e) => format!("not usable (only needed by btrfs-snapshot): {}", error_chain(&e)),
+    };
+    line(true, "btrfs pools", btrfs);
     let state = run::state_dir();
     line(
         true,
