@@ -190,7 +190,7 @@ async fn clean_after_a_killed_host_kill_run_leaves_no_fuse_mount() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("1 fault-filesystem mounts, 1 run directories"), "{stdout}");
+    assert!(stdout.contains("1 fault-filesystem mounts, 0 btrfs pools, 1 run directories"), "{stdout}");
     assert!(faultfs_mounts_under(state.path()).is_empty(), "no FUSE mount is left");
     assert!(!state.path().join("runs").join(&run).exists(), "the run directory is removed");
     common::assert_nothing_left(&docker, &run).await;
