@@ -126,7 +126,7 @@ fn build_options(mirror: &str, quiet: bool) -> BuildOptions {
     }
 }
 
-pub(crate) fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
+pub fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
     let overrides = scenario.workload.overrides();
     let driver = protocol_driver(scenario);
     if overrides.is_empty() {
@@ -243,21 +243,7 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
             return Ok(exit::INTERRUPTED);
         }
     };
-    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
-    output::write_files(&report, &out).map_err(|source| AppError::Io {
-        what: "write the reports to",
-        path: out.clone(),
-        source,
-    })?;
-    {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}reports: {}",
-            bench::summary(&report, output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()))),
-            out.display()
-        );
-    }
+    publish(&report, options.out.clone(), bench::summary)?;
     Ok(if *cancel_rx.borrow() {
         exit::INTERRUPTED
     } else if report.passed() {
@@ -265,6 +251,22 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
     } else {
         exit::MISS
     })
+}
+
+/// Writes every rendering of `report` to `out` (by default
+/// `crashlab-results/<run id>`) and prints `summary` of it and where the
+/// files went.
+fn publish(report: &Report, out: Option<PathBuf>, summary: fn(&Report, bool) -> String) -> Result<(), AppError> {
+    use std::io::Write as _;
+    let out = out.unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
+    output::write_files(report, &out).map_err(|source| AppError::Io {
+        what: "write the reports to",
+        path: out.clone(),
+        source,
+    })?;
+    let color = output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let _ = writeln!(std::io::stdout(), "{}reports: {}", summary(report, color), out.display());
+    Ok(())
 }
 
 /// `crashlab run`: returns the exit code.
@@ -300,21 +302,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
             return Ok(exit::INTERRUPTED);
         }
     };
-    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&outcome.report.run_id));
-    output::write_files(&outcome.report, &out).map_err(|source| AppError::Io {
-        what: "write the reports to",
-        path: out.clone(),
-        source,
-    })?;
-    {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}reports: {}",
-            output::summary(&outcome.report, output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()))),
-            out.display()
-        );
-    }
+    publish(&outcome.report, options.out.clone(), output::summary)?;
     Ok(if *cancel_rx.borrow() {
         exit::INTERRUPTED
     } else if outcome.complete && outcome.report.passed() {

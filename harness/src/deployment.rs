@@ -105,15 +105,6 @@ impl Deployment {
         &self.docker
     }
 
-    pub fn run(&self) -> &RunContext {
-        &self.run
-    }
-
-    /// The base of the names of the deployment's containers and volumes.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Destroys the data, as a lost host would (`host-loss`). The container
     /// must be removed first.
     pub async fn lose_storage(&mut self) -> Result<(), crate::strategy::StorageError> {

@@ -22,19 +22,8 @@ enum Command {
     Run {
         /// Scenario file (TOML).
         scenario: Option<PathBuf>,
-        /// Directory for report.json and report.md
-        /// [default: crashlab-results/<run id>].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Leave containers, volumes and directories in place for debugging.
-        #[arg(long)]
-        keep: bool,
-        /// No progress output; the summary still goes to stdout.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Debian mirror for building missing images.
-        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
-        mirror: String,
+        #[command(flatten)]
+        run: RunFlags,
     },
     /// Benchmark storage backends: IO profiles (checked against fio) and
     /// the workload's throughput on each, side by side.
@@ -63,18 +52,8 @@ enum Command {
         /// Skip the workload's load phase.
         #[arg(long)]
         no_workload: bool,
-        /// Directory for the reports [default: crashlab-results/<run id>].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Leave containers, volumes and directories in place for debugging.
-        #[arg(long)]
-        keep: bool,
-        /// No progress output; the summary still goes to stdout.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Debian mirror for building missing images.
-        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
-        mirror: String,
+        #[command(flatten)]
+        run: RunFlags,
     },
     /// Re-render a stored report.json as Markdown, HTML or JUnit.
     Report {
@@ -154,13 +133,32 @@ fn main() {
     std::process::exit(code);
 }
 
+/// What `run` and `bench` share: where reports go, cleanup, progress and
+/// the mirror missing images are built from.
+#[derive(Debug, clap::Args)]
+struct RunFlags {
+    /// Directory for the reports (report.json, .md, .html, junit.xml)
+    /// [default: crashlab-results/<run id>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Leave containers, volumes and directories in place for debugging.
+    #[arg(long)]
+    keep: bool,
+    /// No progress output; the summary still goes to stdout.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Debian mirror for building missing images.
+    #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+    mirror: String,
+}
+
 fn parse_profile(s: &str) -> Result<crashlab_reports::bench::Profile, String> {
     s.parse()
 }
 
 async fn dispatch(command: Command) -> i32 {
     let result = match command {
-        Command::Run { scenario, out, keep, quiet, mirror } => {
+        Command::Run { scenario, run: RunFlags { out, keep, quiet, mirror } } => {
             app::run(RunOptions { scenario, out, keep, quiet, mirror }).await
         }
         Command::Bench {
@@ -171,10 +169,7 @@ async fn dispatch(command: Command) -> i32 {
             rounds,
             no_fio,
             no_workload,
-            out,
-            keep,
-            quiet,
-            mirror,
+            run: RunFlags { out, keep, quiet, mirror },
         } => {
             let flags = crashlab::bench::BenchFlags { strategies, profiles, seconds, rounds, no_fio, no_workload };
             app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await

@@ -17,8 +17,7 @@ use crate::run::RunContext;
 use crate::scenario::{Cell, Scenario};
 use crate::strategy::{FaultFsOptions, Storage, Strategy};
 use crashlab_reports::{
-    BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, RecoverySummary, Spread, Stall,
-    Verdict,
+    BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
 use crashlab_workloads::{LoadConfig, Observation, Workload, latency_histogram};
 use hdrhistogram::Histogram;
@@ -568,12 +567,7 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
     } else {
         LatencySummary { p50: ms(0.5), p95: ms(0.95), p99: ms(0.99), max: latency_us.max() as f64 / 1e3 }
     };
-    let mut recoveries: Vec<f64> = cycles.iter().filter_map(|c| c.recovery_ms).collect();
-    recoveries.sort_by(f64::total_cmp);
-    let recovery_ms = RecoverySummary {
-        p50: recoveries.get(recoveries.len().saturating_sub(1) / 2).copied().unwrap_or(0.0),
-        max: recoveries.last().copied().unwrap_or(0.0),
-    };
+    let recovery_ms = Spread::of(cycles.iter().filter_map(|c| c.recovery_ms));
     CellReport {
         workload: scenario.workload.kind.as_str().to_owned(),
         strategy: cell.strategy.to_string(),

@@ -13,23 +13,7 @@ mod common;
 use crashlab_reports::{CellReport, Verdict};
 
 async fn cells(kind: &str, args: &str, strategies: &str, faults: &str, cycles: u32) -> Vec<CellReport> {
-    let text = format!(
-        r#"
-name = "test"
-seed = 11
-[workload]
-kind = "{kind}"
-image = "{}"
-server-args = [{args}]
-clients = 4
-load = "1500ms"
-[matrix]
-strategies = [{strategies}]
-faults = [{faults}]
-cycles = {cycles}
-"#,
-        crashlab_workloads::agent::IMAGE
-    );
+    let text = common::scenario(kind, args, strategies, faults, cycles, "");
     let (outcome, _state) = common::run(&text).await;
     assert!(outcome.complete, "{:?}", outcome.report);
     outcome.report.cells

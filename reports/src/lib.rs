@@ -247,12 +247,9 @@ pub struct LatencySummary {
     pub max: f64,
 }
 
-/// Recovery time in milliseconds over the cycles of a cell.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecoverySummary {
-    pub p50: f64,
-    pub max: f64,
-}
+/// Recovery time in milliseconds over the cycles of a cell: a [`Spread`]
+/// (the name is kept for the schema's users).
+pub type RecoverySummary = Spread;
 
 /// What one load → fault → recover → verify cycle found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

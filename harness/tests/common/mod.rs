@@ -55,11 +55,7 @@ pub async fn docker_with(image: &str) -> Docker {
 
 /// The image a scenario runs: its own, or crashlab's for its kind.
 fn image_of(scenario: &Scenario) -> String {
-    scenario.workload.image.clone().unwrap_or_else(|| {
-        let kind = scenario.workload.kind.as_str();
-        let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| r.name == kind);
-        recipe.unwrap_or_else(|| panic!("no image recipe for workload {kind}")).tag.to_owned()
-    })
+    app::workload_of(scenario).container().image
 }
 
 /// Runs a scenario against the real daemon, alone, in a fresh state
