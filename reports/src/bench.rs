@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
-    /// 4 KiB sequential writes, each followed by an fsync.
+    /// 4 KiB writes at random aligned offsets of a file, each followed by
+    /// an fsync.
     Fsync4k,
     /// 1 MiB sequential writes.
     SeqWrite1m,
@@ -104,8 +105,11 @@ pub struct BenchReport {
     pub rounds: u32,
     /// Length of each timed run.
     pub seconds: f64,
-    /// File size of the random profiles.
+    /// File size of `fsync-4k` (and, in reports older than `read_size_bytes`,
+    /// of `rand-read-4k`).
     pub size_bytes: u64,
+    /// File size of `rand-read-4k`; zero in reports that predate it.
+    pub read_size_bytes: u64,
     /// Bytes `seq-write-1m` writes.
     pub seq_size_bytes: u64,
     /// Largest allowed difference between the agent's and fio's headline
@@ -120,6 +124,19 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// The files the profiles used, for the sentence above the tables.
+    pub fn files(&self) -> String {
+        let mib = |b: u64| b >> 20;
+        // Reports that predate read_size_bytes read the one size.
+        let read = if self.read_size_bytes == 0 { self.size_bytes } else { self.read_size_bytes };
+        format!(
+            "fsync-4k on a {} MiB file, rand-read-4k on a {} MiB file, seq-write-1m writing {} MiB",
+            mib(self.size_bytes),
+            mib(read),
+            mib(self.seq_size_bytes)
+        )
+    }
+
     /// Every profile that was compared agreed with fio, and nothing failed.
     pub fn passed(&self) -> bool {
         self.errors.is_empty() && self.io.iter().all(|r| r.agrees != Some(false))
@@ -149,7 +166,12 @@ pub struct IoResult {
     pub agent_rounds: Vec<IoFigures>,
     #[serde(default)]
     pub fio_rounds: Vec<IoFigures>,
-    /// Agent's headline median over fio's.
+    /// The agent's headline over fio's in each round, in round order; a
+    /// round where fio's figure was zero has none.
+    #[serde(default)]
+    pub round_ratios: Vec<f64>,
+    /// The median of `round_ratios`; absent when fio did not run or some
+    /// round has no ratio.
     #[serde(default)]
     pub ratio: Option<f64>,
     /// `ratio` is within the tolerance.
@@ -158,8 +180,8 @@ pub struct IoResult {
 }
 
 impl IoResult {
-    /// Builds the result from every round's figures, comparing the medians
-    /// when fio ran.
+    /// Builds the result from every round's figures (round `i` of each
+    /// tool ran back to back), comparing them round by round when fio ran.
     pub fn from_rounds(
         strategy: &str,
         profile: Profile,
@@ -169,7 +191,12 @@ impl IoResult {
     ) -> IoResult {
         let agent = median_figures(&agent_rounds);
         let fio = (!fio_rounds.is_empty()).then(|| median_figures(&fio_rounds));
-        let ratio = fio.and_then(|fio| ratio(profile.headline().of(&agent), profile.headline().of(&fio)));
+        let headline = profile.headline();
+        let paired: Vec<Option<f64>> =
+            agent_rounds.iter().zip(&fio_rounds).map(|(a, f)| ratio(headline.of(a), headline.of(f))).collect();
+        let complete = !paired.is_empty() && paired.iter().all(Option::is_some);
+        let round_ratios: Vec<f64> = paired.into_iter().flatten().collect();
+        let ratio = (fio.is_some() && complete).then(|| median(round_ratios.clone()));
         IoResult {
             strategy: strategy.to_owned(),
             profile,
@@ -177,6 +204,7 @@ impl IoResult {
             fio,
             agent_rounds,
             fio_rounds,
+            round_ratios,
             ratio,
             agrees: fio.map(|_| ratio.is_some_and(|r| within(r, tolerance_pct))),
         }
@@ -280,6 +308,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn rounds_are_compared_pairwise_and_the_median_ratio_is_the_check() {
+        // The backend slowed down during fio's third round: the separate
+        // medians (220 vs 200) differ by 10 %, the rounds agree.
+        let r = IoResult::from_rounds(
+            "named-volume",
+            Profile::RandRead4k,
+            vec![f(100.0, 0.0), f(220.0, 0.0), f(400.0, 0.0)],
+            vec![f(100.0, 0.0), f(200.0, 0.0), f(500.0, 0.0)],
+            5.0,
+        );
+        assert_eq!(r.round_ratios, vec![1.0, 1.1, 0.8]);
+        assert_eq!((r.ratio, r.agrees), (Some(1.0), Some(true)));
+        assert_eq!((r.agent.iops, r.fio.map(|f| f.iops)), (220.0, Some(200.0)), "medians stay the figures shown");
+        let lopsided = IoResult::from_rounds("x", Profile::RandRead4k, vec![f(1.0, 0.0); 2], vec![f(1.0, 0.0)], 5.0);
+        assert_eq!((lopsided.round_ratios.len(), lopsided.ratio), (1, Some(1.0)), "only complete pairs count");
+    }
+
+    #[test]
     fn no_fio_means_no_verdict_and_a_zero_fio_figure_never_agrees() {
         let alone = IoResult::from_rounds("x", Profile::RandRead4k, vec![f(5.0, 0.0)], vec![], 10.0);
         assert_eq!((alone.fio, alone.ratio, alone.agrees), (None, None, None));
@@ -302,6 +348,7 @@ pub(crate) mod tests {
             rounds: 3,
             seconds: 3.0,
             size_bytes: 64 << 20,
+            read_size_bytes: 1 << 30,
             seq_size_bytes: 256 << 20,
             tolerance_pct: 10.0,
             strategies: vec![

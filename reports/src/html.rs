@@ -297,13 +297,11 @@ fn bench_section(bench: &BenchReport) -> String {
     let mut out = String::from("<h2>Storage benchmark</h2>\n");
     let _ = writeln!(
         out,
-        "<p class=\"env\">{} rounds per tool, agent and fio alternating, {:.1} s a run, files of {} MiB ({} MiB \
-         for seq-write-1m), same container and mount; medians. Flagged when the agent differs from fio by more \
-         than {:.0} %.</p>",
+        "<p class=\"env\">{} rounds per tool, agent and fio back to back, {:.1} s a run, {}; same container and \
+         mount; medians. Flagged when the median of the rounds' agent/fio ratios is more than {:.0} % from 1.</p>",
         bench.rounds,
         bench.seconds,
-        bench.size_bytes >> 20,
-        bench.seq_size_bytes >> 20,
+        bench.files(),
         bench.tolerance_pct
     );
     let groups: Vec<String> = bench.strategies.iter().map(|s| s.name.clone()).collect();

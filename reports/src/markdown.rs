@@ -1,7 +1,7 @@
 //! `report.md`: the verdict matrix and the per-cell metrics as Markdown
 //! tables, readable in a terminal, a pull request or a wiki.
 
-use crate::bench::{BenchReport, Profile};
+use crate::bench::{BenchReport, IoResult, Profile};
 use crate::{CellReport, Report, Unsupported};
 use std::fmt::Write;
 
@@ -257,14 +257,13 @@ pub fn bench_section(bench: &BenchReport) -> String {
     let _ = writeln!(
         out,
         "Each IO profile ran {} times per backend with crashlab's agent and {} times with fio, alternating, \
-         {:.1} s a run, files of {} MiB ({} MiB written by seq-write-1m), in the same container on the same \
-         mount; figures are medians. A profile is flagged when the agent's headline figure differs from fio's \
-         by more than {:.0} %.\n",
+         {:.1} s a run ({}), in the same container on the same mount; figures are medians. Each round runs both tools back to back; a profile is flagged when the \
+         median over rounds of the agent's headline figure divided by fio's is more than {:.0} % from 1 \
+         (the range of the rounds' ratios is beside it).\n",
         bench.rounds,
         if bench.io.iter().any(|r| r.fio.is_some()) { bench.rounds } else { 0 },
         bench.seconds,
-        bench.size_bytes >> 20,
-        bench.seq_size_bytes >> 20,
+        bench.files(),
         bench.tolerance_pct,
     );
     out.push_str("| backend | what |\n|---|---|\n");
@@ -312,7 +311,7 @@ pub fn bench_table(bench: &BenchReport) -> String {
                 Some(r) => {
                     let _ = write!(row, " {} |", figure(r.headline()));
                     if *p == Profile::Fsync4k {
-                        let _ = write!(row, " {:.0} | {:.0} |", r.agent.p50_us, r.agent.p99_us);
+                        let _ = write!(row, " {} | {} |", figure(r.agent.p50_us), figure(r.agent.p99_us));
                     }
                 }
                 None => row.push_str(if *p == Profile::Fsync4k { " – | – | – |" } else { " – |" }),
@@ -343,10 +342,10 @@ pub fn bench_comparison(bench: &BenchReport) -> String {
         let (fio, p50, p99) = match &r.fio {
             Some(f) => (
                 format!("{} {unit}", figure(r.profile.headline().of(f))),
-                format!("{:.0} / {:.0}", r.agent.p50_us, f.p50_us),
-                format!("{:.0} / {:.0}", r.agent.p99_us, f.p99_us),
+                format!("{} / {}", figure(r.agent.p50_us), figure(f.p50_us)),
+                format!("{} / {}", figure(r.agent.p99_us), figure(f.p99_us)),
             ),
-            None => ("–".into(), format!("{:.0}", r.agent.p50_us), format!("{:.0}", r.agent.p99_us)),
+            None => ("–".into(), figure(r.agent.p50_us), figure(r.agent.p99_us)),
         };
         let check = match (r.agrees, r.ratio) {
             (Some(true), _) => "ok".to_owned(),
@@ -360,10 +359,19 @@ pub fn bench_comparison(bench: &BenchReport) -> String {
             r.strategy,
             r.profile,
             figure(r.headline()),
-            r.ratio.map_or("–".into(), |x| format!("{x:.2}")),
+            ratio_cell(r),
         );
     }
     out
+}
+
+/// The median per-round ratio, and the range of the rounds' ratios when
+/// there were several.
+fn ratio_cell(r: &IoResult) -> String {
+    let Some(ratio) = r.ratio else { return "–".into() };
+    let lo = r.round_ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = r.round_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if r.round_ratios.len() > 1 { format!("{ratio:.2} ({lo:.2}–{hi:.2})") } else { format!("{ratio:.2}") }
 }
 
 fn distinct_profiles(bench: &BenchReport) -> Vec<Profile> {

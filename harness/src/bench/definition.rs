@@ -6,7 +6,8 @@
 //! [io]
 //! profiles = ["fsync-4k", "seq-write-1m", "rand-read-4k"]
 //! seconds = "3s"         # each timed run of the random profiles
-//! size = "64MiB"         # file of the random profiles
+//! size = "64MiB"         # file of fsync-4k
+//! read-size = "1GiB"     # file of rand-read-4k
 //! seq-size = "256MiB"    # written by seq-write-1m
 //! rounds = 3             # agent and fio alternate; medians are reported
 //! fio = true             # check the agent against fio
@@ -88,8 +89,14 @@ pub struct IoSection {
     pub profiles: Vec<Profile>,
     #[serde(default = "default_seconds", deserialize_with = "seconds")]
     pub seconds: Duration,
+    /// File of `fsync-4k`.
     #[serde(default = "default_size", deserialize_with = "file_size")]
     pub size: u64,
+    /// File of `rand-read-4k`: large enough that a run's reads cannot
+    /// bring much of it into the page cache, so that they measure the
+    /// backend rather than memory.
+    #[serde(default = "default_read_size", deserialize_with = "file_size")]
+    pub read_size: u64,
     #[serde(default = "default_seq_size", deserialize_with = "file_size")]
     pub seq_size: u64,
     #[serde(default = "default_rounds", deserialize_with = "rounds")]
@@ -106,6 +113,7 @@ impl Default for IoSection {
             profiles: all_profiles(),
             seconds: default_seconds(),
             size: default_size(),
+            read_size: default_read_size(),
             seq_size: default_seq_size(),
             rounds: default_rounds(),
             fio: true,
@@ -366,6 +374,9 @@ fn default_seconds() -> Duration {
 fn default_size() -> u64 {
     64 << 20
 }
+fn default_read_size() -> u64 {
+    1 << 30
+}
 fn default_seq_size() -> u64 {
     256 << 20
 }
@@ -388,6 +399,7 @@ mod tests {
         let d = BenchDefinition::parse(DEFAULT, "bench.toml").unwrap();
         assert_eq!(d.io.profiles, Profile::ALL);
         assert!(d.io.fio && d.io.rounds >= 3);
+        assert_eq!((d.io.size, d.io.read_size), (64 << 20, 1 << 30), "rand-read-4k's file outgrows a run's caching");
         assert!(d.workload.is_some());
         assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Builtin(_))));
         assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Volume { .. })), "a volume driver example");

@@ -141,6 +141,7 @@ pub async fn execute(
         rounds: io.rounds,
         seconds: io.seconds.as_secs_f64(),
         size_bytes: io.size,
+        read_size_bytes: io.read_size,
         seq_size_bytes: io.seq_size,
         tolerance_pct: io.tolerance,
         ..Default::default()
@@ -393,7 +394,11 @@ impl Bench<'_> {
                 let job = Job {
                     profile: *profile,
                     dir: MOUNT.into(),
-                    size: if *profile == Profile::SeqWrite1m { io.seq_size } else { io.size },
+                    size: match profile {
+                        Profile::Fsync4k => io.size,
+                        Profile::RandRead4k => io.read_size,
+                        Profile::SeqWrite1m => io.seq_size,
+                    },
                     seconds: io.seconds.as_secs_f64(),
                 };
                 // Alternate which tool goes first, so that neither always
@@ -409,6 +414,10 @@ impl Bench<'_> {
                     }
                     let label = if tool == Tool::Agent { "crashlab" } else { "fio" };
                     self.bar.set_message(format!("{prefix}: round {}/{} {profile} ({label})", round + 1, io.rounds));
+                    // Neither tool should pay for the other's leftovers:
+                    // the previous run's unlinked file and its metadata go
+                    // to disk before the next one starts.
+                    self.exec(id, &["sync".into()], "sync").await?;
                     let figures = match tool {
                         Tool::Agent => {
                             let out = self.exec(id, &tools::agent_command(&agent, &job), "crashlab-agent").await?;

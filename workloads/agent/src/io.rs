@@ -10,13 +10,17 @@
 //! | `rand-read-4k` | `--rw=randread --bs=4k` (buffered) | one 4 KiB `pread` at a random aligned offset, per op |
 //!
 //! As fio does, the random profiles first lay the file out in full (and
-//! fsync it), so writes overwrite allocated blocks and reads find data; and
-//! as fio's default `invalidate=1` does, the read profile drops the file
-//! from the page cache before it starts. The file is removed at the end.
+//! fsync it), so writes overwrite allocated blocks and reads find data; as
+//! fio's defaults do, they drop the file from the page cache before they
+//! start (`invalidate=1`) and give the kernel fio's access hint
+//! (`fadvise_hint=1`: random, so no readahead; sequential for the
+//! sequential write). IO buffers start on a page boundary, as fio's do.
+//! Latencies are timed in nanoseconds around the system calls only. The
+//! file is removed at the end.
 
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -141,37 +145,29 @@ pub fn run(config: &IoConfig) -> Result<IoResult, IoError> {
 }
 
 fn fsync_4k(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
-    let file = lay_out(path, config.size)?;
+    let file = lay_out(path, config.size, true)?;
     // fio drops the file from the page cache when it opens it; left cached
     // from the lay-out, each 4 KiB overwrite can write back a whole large
     // folio, and the profile would measure that instead.
-    drop_cache(&file);
-    let mut rng = SmallRng::seed_from_u64(config.seed);
-    let buf = pattern(BLOCK_4K, config.seed);
-    let blocks = config.size / BLOCK_4K as u64;
-    let mut latency = histogram();
-    let started = Instant::now();
-    let mut ops = 0;
-    while started.elapsed() < config.duration {
-        let offset = rng.random_range(0..blocks) * BLOCK_4K as u64;
-        let op = Instant::now();
-        file.write_all_at(&buf, offset).map_err(file_err("write", path))?;
-        file.sync_all().map_err(file_err("fsync", path))?;
-        record(&mut latency, op.elapsed());
-        ops += 1;
-    }
-    Ok(result(config.profile, ops, ops * BLOCK_4K as u64, started.elapsed(), &latency))
+    forget_and_hint(&file, libc::POSIX_FADV_RANDOM);
+    let buf = PageAligned::pattern(BLOCK_4K, config.seed);
+    let (ops, elapsed, latency) = timed_random_ops(config, |offset| {
+        file.write_all_at(buf.as_slice(), offset).map_err(file_err("write", path))?;
+        file.sync_all().map_err(file_err("fsync", path))
+    })?;
+    Ok(result(config.profile, ops, ops * BLOCK_4K as u64, elapsed, &latency))
 }
 
 fn seq_write_1m(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
     let mut file = create(path)?;
-    let buf = pattern(BLOCK_1M, config.seed);
+    fadvise(&file, libc::POSIX_FADV_SEQUENTIAL);
+    let buf = PageAligned::pattern(BLOCK_1M, config.seed);
     let blocks = config.size.div_ceil(BLOCK_1M as u64);
     let mut latency = histogram();
     let started = Instant::now();
     for _ in 0..blocks {
         let op = Instant::now();
-        file.write_all(&buf).map_err(file_err("write", path))?;
+        file.write_all(buf.as_slice()).map_err(file_err("write", path))?;
         record(&mut latency, op.elapsed());
     }
     // Like fio's end_fsync: the rate counts getting the data to disk, not
@@ -181,69 +177,127 @@ fn seq_write_1m(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
 }
 
 fn rand_read_4k(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
-    let file = lay_out(path, config.size)?;
-    drop_cache(&file);
+    let file = lay_out(path, config.size, false)?;
+    forget_and_hint(&file, libc::POSIX_FADV_RANDOM);
+    let mut buf = PageAligned::zeroed(BLOCK_4K);
+    let (ops, elapsed, latency) = timed_random_ops(config, |offset| {
+        file.read_exact_at(buf.as_mut_slice(), offset).map_err(file_err("read", path))
+    })?;
+    Ok(result(config.profile, ops, ops * BLOCK_4K as u64, elapsed, &latency))
+}
+
+/// Calls `op` with uniformly drawn 4 KiB-aligned offsets of the file until
+/// `config.duration` has passed: the ops done, the time they took, and the
+/// latency of each. Two clock reads per op, the second also ending the
+/// loop, so that the loop costs little beside an op of a microsecond.
+fn timed_random_ops(
+    config: &IoConfig,
+    mut op: impl FnMut(u64) -> Result<(), IoError>,
+) -> Result<(u64, Duration, Histogram<u64>), IoError> {
     let mut rng = SmallRng::seed_from_u64(config.seed);
-    let mut buf = vec![0; BLOCK_4K];
     let blocks = config.size / BLOCK_4K as u64;
     let mut latency = histogram();
     let started = Instant::now();
+    let mut now = started;
     let mut ops = 0;
-    while started.elapsed() < config.duration {
+    while now - started < config.duration {
         let offset = rng.random_range(0..blocks) * BLOCK_4K as u64;
-        let op = Instant::now();
-        file.read_exact_at(&mut buf, offset).map_err(file_err("read", path))?;
-        record(&mut latency, op.elapsed());
+        let issued = Instant::now();
+        op(offset)?;
+        now = Instant::now();
+        record(&mut latency, now - issued);
         ops += 1;
     }
-    Ok(result(config.profile, ops, ops * BLOCK_4K as u64, started.elapsed(), &latency))
+    Ok((ops, now - started, latency))
 }
 
 /// Asks the kernel to forget the file's cached pages, as fio does before a
-/// job; the pages are clean after [`lay_out`]'s fsync, so all of them go.
+/// job (its default `invalidate=1`; the pages are clean after
+/// [`lay_out`]'s fsync, so all of them go), then gives the access hint fio
+/// gives by default (`fadvise_hint=1`): for random jobs `RANDOM`, which
+/// turns readahead off, so a read that misses the cache reads 4 KiB.
+fn forget_and_hint(file: &File, advice: libc::c_int) {
+    fadvise(file, libc::POSIX_FADV_DONTNEED);
+    fadvise(file, advice);
+}
+
 #[expect(unsafe_code, reason = "posix_fadvise has no safe wrapper in std")]
-fn drop_cache(file: &File) {
+fn fadvise(file: &File, advice: libc::c_int) {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is open for the duration of the call, and
-    // posix_fadvise only reads its arguments. A failure only means reads
-    // may hit the cache, which the caller cannot do better about.
-    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    // posix_fadvise only reads its arguments. A failure only means the
+    // cache or readahead stays as it was, which the caller cannot do
+    // better about.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
 }
 
 fn create(path: &Path) -> Result<File, IoError> {
     OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).map_err(file_err("create", path))
 }
 
-/// Writes the whole file once and fsyncs it, as fio's layout does.
-fn lay_out(path: &Path, size: u64) -> Result<File, IoError> {
+/// Writes the whole file once, fsyncs and closes it, and opens it again for
+/// the profile (read-only for reads), as fio lays out a file in one open
+/// and runs the job in another: on a FUSE filesystem the second open is
+/// where the kernel forgets the file's cached pages.
+fn lay_out(path: &Path, size: u64, write: bool) -> Result<File, IoError> {
     let mut file = create(path)?;
-    let buf = pattern(BLOCK_1M, 0);
+    let buf = PageAligned::pattern(BLOCK_1M, 0);
     let mut left = size;
     while left > 0 {
         let n = left.min(BLOCK_1M as u64) as usize;
-        file.write_all(&buf[..n]).map_err(file_err("lay out", path))?;
+        file.write_all(&buf.as_slice()[..n]).map_err(file_err("lay out", path))?;
         left -= n as u64;
     }
     file.sync_all().map_err(file_err("fsync", path))?;
-    Ok(file)
+    drop(file);
+    OpenOptions::new().read(true).write(write).open(path).map_err(file_err("open", path))
 }
 
-/// Data that no filesystem can compress or deduplicate away.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
-    (0..len).map(|_| rng.random()).collect()
+/// An IO buffer that starts on a page boundary, as fio's do: the copy to
+/// or from the page cache then moves whole aligned pages.
+struct PageAligned {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
 }
 
+impl PageAligned {
+    const PAGE: usize = 4096;
+
+    fn zeroed(len: usize) -> Self {
+        let storage = vec![0; len + Self::PAGE];
+        let start = storage.as_ptr().align_offset(Self::PAGE);
+        PageAligned { storage, start, len }
+    }
+
+    /// Data that no filesystem can compress or deduplicate away.
+    fn pattern(len: usize, seed: u64) -> Self {
+        let mut buf = Self::zeroed(len);
+        SmallRng::seed_from_u64(seed ^ 0x5eed).fill_bytes(buf.as_mut_slice());
+        buf
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+/// Latencies in nanoseconds, up to ten minutes.
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("static histogram bounds are valid")
 }
 
 fn record(h: &mut Histogram<u64>, elapsed: Duration) {
-    let _ = h.record((elapsed.as_micros() as u64).clamp(1, 600_000_000));
+    let _ = h.record((elapsed.as_nanos() as u64).clamp(1, 600_000_000_000));
 }
 
 fn result(profile: Profile, ops: u64, bytes: u64, elapsed: Duration, latency: &Histogram<u64>) -> IoResult {
     let seconds = elapsed.as_secs_f64();
+    let us = |ns: u64| ns as f64 / 1e3;
     let (p50, p99, max) = if latency.is_empty() {
         (0, 0, 0)
     } else {
@@ -256,7 +310,7 @@ fn result(profile: Profile, ops: u64, bytes: u64, elapsed: Duration, latency: &H
         seconds,
         iops: ops as f64 / seconds,
         mib_per_s: bytes as f64 / f64::from(1 << 20) / seconds,
-        latency_us: Latency { p50: p50 as f64, p99: p99 as f64, max: max as f64 },
+        latency_us: Latency { p50: us(p50), p99: us(p99), max: us(max) },
     }
 }
 
@@ -328,6 +382,29 @@ mod tests {
         assert!(matches!(run(&c), Err(IoError::Size(1000))));
         let c = config(Profile::Fsync4k, &dir.path().join("missing"));
         assert!(matches!(run(&c), Err(IoError::File { what: "create", .. })));
+    }
+
+    #[test]
+    fn io_buffers_start_on_a_page_and_hold_their_length() {
+        for len in [BLOCK_4K, BLOCK_1M] {
+            let mut buf = PageAligned::zeroed(len);
+            assert_eq!(buf.as_mut_slice().as_ptr() as usize % 4096, 0);
+            assert_eq!(buf.as_slice().len(), len);
+        }
+        let a = PageAligned::pattern(BLOCK_4K, 7);
+        assert_eq!(a.as_slice(), PageAligned::pattern(BLOCK_4K, 7).as_slice(), "the pattern is the seed's");
+        assert!(a.as_slice().iter().filter(|&&b| b == 0).count() < 64, "random bytes, not zeroes");
+    }
+
+    #[test]
+    fn latencies_keep_sub_microsecond_resolution() {
+        let mut h = histogram();
+        for ns in [700, 1_300, 1_300, 2_100] {
+            record(&mut h, Duration::from_nanos(ns));
+        }
+        let r = result(Profile::RandRead4k, 4, 4 * 4096, Duration::from_secs(1), &h);
+        assert!((r.latency_us.p50 - 1.3).abs() < 0.01, "{r:?}");
+        assert!((r.latency_us.max - 2.1).abs() < 0.01, "{r:?}");
     }
 
     #[test]
