@@ -198,22 +198,33 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 /// A grouped bar chart as an SVG string: one group per entry of `groups`,
-/// one bar per series within it.
+/// one bar per series within it. When the positive values span more than
+/// a factor of 100 (tmpfs beside a disk), the axis is logarithmic, so that
+/// the small bars stay readable; the title says so.
 pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)]) -> String {
     let mut svg = String::new();
-    let top = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
+    let values = || series.iter().flat_map(|(_, v)| v.iter().copied());
+    let top = values().fold(0.0, f64::max);
+    let bottom = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+    let log = top > 0.0 && top / bottom > 100.0;
     // Headroom above the tallest bar keeps the legend off the bars.
-    let y_max = if top > 0.0 { top * 1.5 } else { 1.0 };
+    let (y_min, y_max) = match (log, top > 0.0) {
+        (true, _) => (bottom.log10().floor(), top.log10() + 1.0),
+        (false, true) => (0.0, top * 1.5),
+        (false, false) => (0.0, 1.0),
+    };
+    let scaled = |v: f64| if log { v.max(10f64.powf(y_min)).log10() } else { v };
+    let title = if log { format!("{title}, log scale") } else { title.to_owned() };
     {
         let root = SVGBackend::with_string(&mut svg, (520, 300)).into_drawing_area();
         let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
             root.fill(&WHITE)?;
             let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 16))
+                .caption(&title, ("sans-serif", 16))
                 .margin(8)
                 .x_label_area_size(40)
                 .y_label_area_size(55)
-                .build_cartesian_2d(0f64..groups.len().max(1) as f64, 0f64..y_max)?;
+                .build_cartesian_2d(0f64..groups.len().max(1) as f64, y_min..y_max)?;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -223,7 +234,13 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)
                     let centred = (x - x.floor() - 0.5).abs() < 1e-6;
                     if centred && i < groups.len() { groups[i].clone() } else { String::new() }
                 })
-                .y_label_formatter(&|y| format!("{y:.0}"))
+                .y_labels(if log { ((y_max - y_min).ceil() as usize) + 1 } else { 10 })
+                .y_label_formatter(&|y| match log {
+                    false => format!("{y:.0}"),
+                    // Decades only: 10, 100, 1000, ...
+                    true if (y - y.round()).abs() < 1e-9 => format!("{:.0}", 10f64.powf(y.round())),
+                    true => String::new(),
+                })
                 .label_style(("sans-serif", 11))
                 .draw()?;
             let k = series.len().max(1) as f64;
@@ -233,7 +250,7 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)
                 chart
                     .draw_series(values.iter().enumerate().map(|(gi, &v)| {
                         let x0 = gi as f64 + 0.1 + si as f64 * width;
-                        Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled())
+                        Rectangle::new([(x0, y_min), (x0 + width * 0.92, scaled(v))], color.filled())
                     }))?
                     .label(name.as_str())
                     .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
@@ -482,6 +499,15 @@ mod tests {
         let html = render(&sample_report());
         assert!(html.contains("<td class=\"lost-writes miss\">lost-writes<small>expected intact</small>"));
         assert!(html.contains("<td class=\"intact\">intact"));
+    }
+
+    #[test]
+    fn charts_go_logarithmic_only_when_values_span_over_a_hundredfold() {
+        let groups = vec!["tmpfs".to_owned(), "disk".to_owned()];
+        let wide = grouped_bars("IOPS", &groups, &[("crashlab".into(), vec![500_000.0, 4_000.0])]);
+        assert!(wide.contains("IOPS, log scale") && wide.contains("\n100000\n"), "decade labels: {wide}");
+        let narrow = grouped_bars("IOPS", &groups, &[("crashlab".into(), vec![5_000.0, 4_000.0])]);
+        assert!(narrow.contains("IOPS") && !narrow.contains("log scale"));
     }
 
     #[test]
