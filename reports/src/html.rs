@@ -199,14 +199,14 @@ const PALETTE: [RGBColor; 6] = [
 
 /// A grouped bar chart as an SVG string: one group per entry of `groups`,
 /// one bar per series within it. When the positive values span more than
-/// a factor of 100 (tmpfs beside a disk), the axis is logarithmic, so that
+/// a factor of 20 (tmpfs beside a disk), the axis is logarithmic, so that
 /// the small bars stay readable; the title says so.
 pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)]) -> String {
     let mut svg = String::new();
     let values = || series.iter().flat_map(|(_, v)| v.iter().copied());
     let top = values().fold(0.0, f64::max);
     let bottom = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-    let log = top > 0.0 && top / bottom > 100.0;
+    let log = top > 0.0 && top / bottom > 20.0;
     // Headroom above the tallest bar keeps the legend off the bars.
     let (y_min, y_max) = match (log, top > 0.0) {
         (true, _) => (bottom.log10().floor(), top.log10() + 1.0),
@@ -502,7 +502,7 @@ mod tests {
     }
 
     #[test]
-    fn charts_go_logarithmic_only_when_values_span_over_a_hundredfold() {
+    fn charts_go_logarithmic_only_when_values_span_over_twentyfold() {
         let groups = vec!["tmpfs".to_owned(), "disk".to_owned()];
         let wide = grouped_bars("IOPS", &groups, &[("crashlab".into(), vec![500_000.0, 4_000.0])]);
         assert!(wide.contains("IOPS, log scale") && wide.contains("\n100000\n"), "decade labels: {wide}");
