@@ -38,6 +38,7 @@ name = "tiny"
 [io]
 seconds = "1s"
 size = "8MiB"
+read-size = "16MiB"
 seq-size = "32MiB"
 rounds = 1
 [[strategy]]

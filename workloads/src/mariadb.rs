@@ -111,6 +111,11 @@ impl crate::Quiesced for ReadLocked {
     }
 }
 
+/// MariaDB's "Lock wait timeout exceeded".
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// Tries at taking the global read lock, a second each.
+const FTWRL_ATTEMPTS: u32 = 20;
+
 fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -> WorkloadError {
     move |e| WorkloadError::Query { what, source: e.into() }
 }
@@ -181,8 +186,26 @@ impl Workload for MariaDb {
     fn quiesce(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Option<Box<dyn crate::Quiesced>>, WorkloadError>> {
         Box::pin(async move {
             let mut conn = Self::connect(addr, None).await?;
-            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(query_err("take the global read lock"))?;
-            Ok(Some(Box::new(ReadLocked(conn)) as Box<dyn crate::Quiesced>))
+            // FLUSH TABLES WITH READ LOCK can deadlock with the load in a way
+            // the server does not detect: it waits for a running UPDATE,
+            // which waits for a row lock of a transaction, whose COMMIT waits
+            // for the pending read lock. Only innodb_lock_wait_timeout (50 s)
+            // broke it, once, in CI. So the lock request gives up after a
+            // second, which lets that commit through, and is made again.
+            conn.query_drop("SET SESSION lock_wait_timeout = 1").await.map_err(query_err("limit the lock wait"))?;
+            let mut attempt = 1;
+            loop {
+                match conn.query_drop("FLUSH TABLES WITH READ LOCK").await {
+                    Ok(()) => return Ok(Some(Box::new(ReadLocked(conn)) as Box<dyn crate::Quiesced>)),
+                    Err(mysql_async::Error::Server(e))
+                        if e.code == ER_LOCK_WAIT_TIMEOUT && attempt < FTWRL_ATTEMPTS =>
+                    {
+                        tracing::debug!("FLUSH TABLES WITH READ LOCK timed out (attempt {attempt}); again");
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(query_err("take the global read lock")(e)),
+                }
+            }
         })
     }
 
