@@ -196,7 +196,7 @@ impl IoResult {
             agent_rounds.iter().zip(&fio_rounds).map(|(a, f)| ratio(headline.of(a), headline.of(f))).collect();
         let complete = !paired.is_empty() && paired.iter().all(Option::is_some);
         let round_ratios: Vec<f64> = paired.into_iter().flatten().collect();
-        let ratio = (fio.is_some() && complete).then(|| median(round_ratios.clone()));
+        let ratio = complete.then(|| median(round_ratios.clone()));
         IoResult {
             strategy: strategy.to_owned(),
             profile,

@@ -4,10 +4,11 @@
 //! driver with its options, or a directory under any host path — the bench
 //! mounts fresh storage at `/bench` in a `crashlab/fio` container, copies
 //! `crashlab-agent` into it before it starts, and runs every IO profile
-//! with the agent and with fio (see [`tools`]) `rounds` times, the two
-//! alternating which goes first so that neither always meets a colder or
-//! busier machine. The report gives the medians and flags a profile whose
-//! agent figure is more than the tolerance away from fio's. Then, when the
+//! with the agent and with fio (see [`tools`]) `rounds` times, back to
+//! back, alternating which goes first so that neither always meets a
+//! colder or busier machine. The report gives the medians and flags a
+//! profile where the median of the rounds' agent/fio ratios is more than
+//! the tolerance from 1 ([`IoResult::from_rounds`]). Then, when the
 //! definition has a `[workload]`, it deploys the workload on fresh storage
 //! of the same backend and runs one load phase without a fault, for its
 //! throughput and commit latency.

@@ -149,7 +149,7 @@ fn fsync_4k(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
     // fio drops the file from the page cache when it opens it; left cached
     // from the lay-out, each 4 KiB overwrite can write back a whole large
     // folio, and the profile would measure that instead.
-    forget_and_hint(&file, libc::POSIX_FADV_RANDOM);
+    forget_and_go_random(&file);
     let buf = PageAligned::pattern(BLOCK_4K, config.seed);
     let (ops, elapsed, latency) = timed_random_ops(config, |offset| {
         file.write_all_at(buf.as_slice(), offset).map_err(file_err("write", path))?;
@@ -178,7 +178,7 @@ fn seq_write_1m(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
 
 fn rand_read_4k(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
     let file = lay_out(path, config.size, false)?;
-    forget_and_hint(&file, libc::POSIX_FADV_RANDOM);
+    forget_and_go_random(&file);
     let mut buf = PageAligned::zeroed(BLOCK_4K);
     let (ops, elapsed, latency) = timed_random_ops(config, |offset| {
         file.read_exact_at(buf.as_mut_slice(), offset).map_err(file_err("read", path))
@@ -214,11 +214,11 @@ fn timed_random_ops(
 /// Asks the kernel to forget the file's cached pages, as fio does before a
 /// job (its default `invalidate=1`; the pages are clean after
 /// [`lay_out`]'s fsync, so all of them go), then gives the access hint fio
-/// gives by default (`fadvise_hint=1`): for random jobs `RANDOM`, which
-/// turns readahead off, so a read that misses the cache reads 4 KiB.
-fn forget_and_hint(file: &File, advice: libc::c_int) {
+/// gives random jobs by default (`fadvise_hint=1`): `RANDOM`, which turns
+/// readahead off, so a read that misses the cache reads 4 KiB.
+fn forget_and_go_random(file: &File) {
     fadvise(file, libc::POSIX_FADV_DONTNEED);
-    fadvise(file, advice);
+    fadvise(file, libc::POSIX_FADV_RANDOM);
 }
 
 #[expect(unsafe_code, reason = "posix_fadvise has no safe wrapper in std")]
