@@ -2,10 +2,10 @@
 //! strategy, crashlab's own throughput on it, and the side-by-side rounds
 //! against a reference tool (sysbench, pgbench) run on the same container.
 
-use crashlab::deployment::Deployment;
 use crashlab::docker::Docker;
+use crashlab::run::deployment::Deployment;
 use crashlab::run::{RunContext, cleanup_run};
-use crashlab::strategy::{Storage, Strategy};
+use crashlab::storage::{Storage, Strategy};
 use crashlab_workloads::{LoadConfig, Workload};
 use std::future::Future;
 use std::net::SocketAddr;

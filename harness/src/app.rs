@@ -3,11 +3,11 @@
 
 use crate::docker::{Docker, DockerError, docker_host};
 use crate::images::{self, BuildOptions, ImageError, ImageStatus};
-use crate::output::{self, Terminal};
+use crate::report::{self, Terminal};
+use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
-use crate::runner::{Runner, error_chain};
 use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
-use crate::strategy::Strategy;
+use crate::storage::Strategy;
 use crashlab_reports::{Report, SCHEMA_VERSION};
 use crashlab_workloads::Workload;
 use crashlab_workloads::agent;
@@ -58,9 +58,9 @@ pub enum AppError {
     #[error("image {0} is not present and no registry is assumed reachable")]
     MissingImage(String),
     #[error("failed to {}", error_chain(.0))]
-    Agent(#[from] crate::agent::AgentError),
+    Agent(#[from] crate::run::agent::AgentError),
     #[error("btrfs-snapshot cannot run here: failed to {}", error_chain(.0))]
-    Btrfs(#[from] crate::btrfs::BtrfsError),
+    Btrfs(#[from] crate::storage::btrfs::BtrfsError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -259,12 +259,12 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
 fn publish(report: &Report, out: Option<PathBuf>, summary: fn(&Report, bool) -> String) -> Result<(), AppError> {
     use std::io::Write as _;
     let out = out.unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
-    output::write_files(report, &out).map_err(|source| AppError::Io {
+    report::write_files(report, &out).map_err(|source| AppError::Io {
         what: "write the reports to",
         path: out.clone(),
         source,
     })?;
-    let color = output::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let color = report::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = writeln!(std::io::stdout(), "{}reports: {}", summary(report, color), out.display());
     Ok(())
 }
@@ -302,7 +302,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
             return Ok(exit::INTERRUPTED);
         }
     };
-    publish(&outcome.report, options.out.clone(), output::summary)?;
+    publish(&outcome.report, options.out.clone(), report::summary)?;
     Ok(if *cancel_rx.borrow() {
         exit::INTERRUPTED
     } else if outcome.complete && outcome.report.passed() {
@@ -343,17 +343,17 @@ pub async fn execute(
     let strategies = &scenario.matrix.strategies;
     if workload_of(scenario).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
         // Before anything is created: without the agent no cell can run.
-        crate::agent::locate()?;
+        crate::run::agent::locate()?;
     }
     if strategies.contains(&Strategy::BtrfsSnapshot) {
-        crate::btrfs::check_available()?;
+        crate::storage::btrfs::check_available()?;
     }
     let ctx = RunContext::create(state).map_err(|source| AppError::Io {
         what: "create the run directory under",
         path: state.clone(),
         source,
     })?;
-    let environment = crate::environment::capture(docker, state).await;
+    let environment = crate::report::environment::capture(docker, state).await;
     let (cells, unsupported) = scenario.plan();
     if !settings.quiet {
         note!(
@@ -441,7 +441,7 @@ pub fn load_report(path: &Path) -> Result<Report, AppError> {
 }
 
 /// `crashlab report FILE --format F [--out PATH]`: re-renders a stored run.
-pub fn render_report(path: &Path, format: output::Format, out: Option<&Path>) -> Result<(), AppError> {
+pub fn render_report(path: &Path, format: report::Format, out: Option<&Path>) -> Result<(), AppError> {
     let text = format.render(&load_report(path)?);
     write_or_print(&text, out)
 }
@@ -559,7 +559,7 @@ pub async fn doctor(mirror: &str) -> i32 {
     );
     let fuse = Path::new("/dev/fuse").exists();
     line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });
-    let btrfs = match crate::btrfs::check_available() {
+    let btrfs = match crate::storage::btrfs::check_available() {
         Ok(()) => "usable".to_owned(),
         Err(e) => format!("not usable (only needed by btrfs-snapshot): {}", error_chain(&e)),
     };
@@ -571,7 +571,7 @@ pub async fn doctor(mirror: &str) -> i32 {
         format!(
             "{} ({})",
             state.display(),
-            crate::environment::filesystem_of(state.parent().unwrap_or(&state)).unwrap_or_default()
+            crate::report::environment::filesystem_of(state.parent().unwrap_or(&state)).unwrap_or_default()
         ),
     );
     if ok { exit::PASS } else { exit::SETUP }

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use crashlab::app::{self, AppError, RunOptions, exit};
 use crashlab::images::DEFAULT_MIRROR;
-use crashlab::output::Format;
+use crashlab::report::Format;
 use crashlab_reports::compare::Thresholds;
 use std::path::PathBuf;
 

@@ -6,8 +6,8 @@
 //! `scenarios/smoke.toml` for a complete example and DESIGN.md for the
 //! contract.
 
-use crate::fault::Fault;
-use crate::strategy::Strategy;
+use crate::faults::Fault;
+use crate::storage::Strategy;
 use crashlab_faultfs::{FaultRule, TornMode};
 use crashlab_reports::{Unsupported, Verdict};
 use serde::{Deserialize, Deserializer};
@@ -124,7 +124,7 @@ fn ballast<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 /// `[faults]`: the knobs of the faults that run on the fault filesystem
-/// (see [`crate::fault`]). Every key is optional.
+/// (see [`crate::faults`]). Every key is optional.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FaultsSection {

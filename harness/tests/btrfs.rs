@@ -3,7 +3,7 @@
 //! they fail, never skip, when btrfs cannot be used, unless
 //! `CRASHLAB_SKIP_BTRFS=1` says to skip on purpose.
 
-use crashlab::btrfs::{BtrfsError, BtrfsPool, detach_btrfs_under};
+use crashlab::storage::btrfs::{BtrfsError, BtrfsPool, detach_btrfs_under};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Power loss and disk faults on the real daemon with real MariaDB, its data
 //! on the fault filesystem: write → cut the power (or fill or fail the
 //! disk) → restart → verify. Each test is named after the property it
-//! checks; see `crashlab::fault` for why MariaDB behaves as asserted.
+//! checks; see `crashlab::faults` for why MariaDB behaves as asserted.
 
 mod common;
 

@@ -30,7 +30,7 @@
 //! an error naming the key and its line.
 
 use crate::scenario::{WorkloadSection, parse_duration, parse_size};
-use crate::strategy::Strategy;
+use crate::storage::Strategy;
 use crashlab_reports::bench::Profile;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;

@@ -23,12 +23,12 @@ pub mod tools;
 
 pub use definition::{Backend, BenchDefinition, BenchDefinitionError, BenchFlags, BenchStrategy};
 
-use crate::deployment::Deployment;
 use crate::docker::Docker;
 use crate::run::RunContext;
-use crate::runner::error_chain;
+use crate::run::deployment::Deployment;
+use crate::run::runner::error_chain;
 use crate::scenario::{Scenario, WorkloadSection};
-use crate::strategy::{Storage, StorageError};
+use crate::storage::{Storage, StorageError};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bytes::Bytes;
 use crashlab_reports::bench::{BenchFailure, BenchReport, IoFigures, IoResult, Profile, WorkloadResult};
@@ -58,7 +58,7 @@ pub enum BenchError {
     #[error(transparent)]
     Definition(#[from] BenchDefinitionError),
     #[error(transparent)]
-    Agent(#[from] crate::agent::AgentError),
+    Agent(#[from] crate::run::agent::AgentError),
     #[error("read crashlab-agent at {}", path.display())]
     ReadAgent {
         path: PathBuf,
@@ -92,9 +92,9 @@ pub struct BenchSettings {
 }
 
 /// The agent binary to copy into the bench containers (see
-/// [`crate::agent::locate`]).
+/// [`crate::run::agent::locate`]).
 pub fn find_agent() -> Result<PathBuf, BenchError> {
-    Ok(crate::agent::locate()?)
+    Ok(crate::run::agent::locate()?)
 }
 
 /// The agent as a tar archive holding `crashlab-agent`, executable.
@@ -127,7 +127,7 @@ pub async fn execute(
             return Err(e);
         }
     };
-    let environment = crate::environment::capture(docker, &state_dir_of(run)).await;
+    let environment = crate::report::environment::capture(docker, &state_dir_of(run)).await;
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let io = &definition.io;

@@ -10,12 +10,12 @@
 
 use crate::backup::Backups;
 use crate::checker::check;
-use crate::deployment::Deployment;
 use crate::docker::Docker;
-use crate::fault::Fault;
+use crate::faults::Fault;
 use crate::run::RunContext;
+use crate::run::deployment::Deployment;
 use crate::scenario::{Cell, Scenario};
-use crate::strategy::{FaultFsOptions, Storage, Strategy};
+use crate::storage::{FaultFsOptions, Storage, Strategy};
 use crashlab_reports::{
     BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
@@ -227,7 +227,7 @@ impl Runner<'_> {
         if let Some(dir) = self.workload.agent_dir() {
             // Checked before the run started; this only fails if the
             // binary went away since.
-            uploads.push((dir.to_owned(), crate::agent::locate().map_err(|e| error_chain(&e))?));
+            uploads.push((dir.to_owned(), crate::run::agent::locate().map_err(|e| error_chain(&e))?));
         }
         let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name).with_uploads(uploads);
         if cell.strategy.is_backup() {

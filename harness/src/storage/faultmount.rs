@@ -1,5 +1,5 @@
 //! The fault filesystem under a cell's data: one `crashlab-faultfs` mount
-//! over a backing directory, owned by the cell's [`Storage`](crate::strategy::Storage),
+//! over a backing directory, owned by the cell's [`Storage`](crate::storage::Storage),
 //! served from the harness process, and the record of what it was told to do.
 //!
 //! Layout, under the run's state directory: `fs/<name>/backing` holds what

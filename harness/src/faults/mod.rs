@@ -61,10 +61,10 @@
 //!   PostgreSQL "fsyncgate" behaviour of retrying); the cycle is `intact`
 //!   after restart. `faultfs.injected_errors` shows whether the rule fired.
 
-use crate::deployment::{Deployment, DeploymentError};
-use crate::faultmount::FaultMountError;
+use crate::run::deployment::{Deployment, DeploymentError};
 use crate::scenario::FaultsSection;
-use crate::strategy::Strategy;
+use crate::storage::Strategy;
+use crate::storage::faultmount::FaultMountError;
 use crashlab_faultfs::FaultRule;
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +94,7 @@ pub enum FaultError {
     #[error("{fault} needs the data on the fault filesystem, and this storage has none")]
     NoFaultFs { fault: Fault },
     #[error(transparent)]
-    Storage(#[from] crate::strategy::StorageError),
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl Fault {

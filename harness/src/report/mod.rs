@@ -4,7 +4,9 @@
 //! the verdict matrix. Files are written from the finished [`Report`]:
 //! `report.json` (the model), `report.md`, `report.html` and `junit.xml`.
 
-use crate::runner::{Event, Reporter};
+pub mod environment;
+
+use crate::run::runner::{Event, Reporter};
 use crashlab_reports::{Report, markdown};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::Path;

@@ -20,17 +20,20 @@
 //! | `btrfs-snapshot` | a named volume bound to a subvolume of a loop-mounted btrfs the harness owns | read-only snapshot |
 //! | `sync-agent` | a named volume | a sidecar archives, compresses and uploads it to an object store |
 //!
-//! For the faults that need it (see [`crate::fault`]), `bind-mount` and
+//! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
 //! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over
 //! `<run dir>/fs/<name>/backing`, and the bind mount, or a local-driver
 //! named volume with `type=none,o=bind,device=<mountpoint>`, points there.
 //! Every other cell keeps the plain storage above.
 
-use crate::btrfs::{BtrfsError, BtrfsPool};
+pub mod btrfs;
+pub mod faultmount;
+
 use crate::docker::{Docker, DockerError};
-use crate::faultmount::{FaultMount, FaultMountError};
 use crate::run::RunContext;
+use crate::storage::btrfs::{BtrfsError, BtrfsPool};
+use crate::storage::faultmount::{FaultMount, FaultMountError};
 use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

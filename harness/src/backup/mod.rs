@@ -34,11 +34,11 @@
 //! survived to the fault. The stall compares commits while a backup ran
 //! with commits outside backups ([`stall`]).
 
-use crate::deployment::{Deployment, DeploymentError};
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
+use crate::run::deployment::{Deployment, DeploymentError};
 use crate::scenario::{BackupSection, QuiesceMode};
-use crate::strategy::{StorageError, Strategy};
+use crate::storage::{StorageError, Strategy};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use crashlab_reports::{BackupCycle, BackupRecord, Stall};
 use crashlab_workloads::{AckLog, Outcome, Workload, latency_histogram};
@@ -66,7 +66,7 @@ pub enum BackupError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
-    Btrfs(#[from] crate::btrfs::BtrfsError),
+    Btrfs(#[from] crate::storage::btrfs::BtrfsError),
     #[error("hold the engine still for the copy")]
     Quiesce(#[source] crashlab_workloads::WorkloadError),
     #[error("prepare backup directory {}", path.display())]
@@ -82,7 +82,7 @@ pub enum BackupError {
     #[error("`crashlab-agent restore` exited with {code}: {output}")]
     RestoreFailed { code: i64, output: String },
     #[error(transparent)]
-    Agent(#[from] crate::agent::AgentError),
+    Agent(#[from] crate::run::agent::AgentError),
     #[error("the deployment has no container")]
     NoContainer,
 }
@@ -235,7 +235,7 @@ impl Backups {
                     self.latest = Some((index, artifact));
                 }
                 Err(e) => {
-                    let error = crate::runner::error_chain(&e);
+                    let error = crate::run::runner::error_chain(&e);
                     tracing::warn!("backup failed: {error}");
                     self.records.push(BackupRecord { at_s, duration_ms, bytes: 0, error: Some(error) });
                 }
@@ -456,8 +456,8 @@ impl Backups {
         };
         let name = format!("{}-{command}-{}", self.name, self.seq);
         let id = self.docker.create_container(&name, config).await?;
-        let agent = crate::agent::locate()?;
-        let archive = crate::deployment::tar_of(&agent)
+        let agent = crate::run::agent::locate()?;
+        let archive = crate::run::deployment::tar_of(&agent)
             .map_err(|source| DeploymentError::Archive { path: agent.clone(), source })?;
         self.docker.upload(&id, crashlab_workloads::agent::BIN_DIR, archive.into()).await?;
         Ok(id)

@@ -5,7 +5,7 @@
 
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
-use crate::strategy::Storage;
+use crate::storage::Storage;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use crashlab_workloads::ContainerSpec;
 use std::collections::HashMap;
@@ -107,13 +107,13 @@ impl Deployment {
 
     /// Destroys the data, as a lost host would (`host-loss`). The container
     /// must be removed first.
-    pub async fn lose_storage(&mut self) -> Result<(), crate::strategy::StorageError> {
+    pub async fn lose_storage(&mut self) -> Result<(), crate::storage::StorageError> {
         self.storage.lose(&self.docker).await
     }
 
     /// New storage after [`Deployment::lose_storage`]; see
     /// [`Storage::reprovision`].
-    pub async fn reprovision(&mut self, from_snapshot: Option<&str>) -> Result<(), crate::strategy::StorageError> {
+    pub async fn reprovision(&mut self, from_snapshot: Option<&str>) -> Result<(), crate::storage::StorageError> {
         self.storage.reprovision(&self.docker, &self.run, from_snapshot).await
     }
 
@@ -125,7 +125,7 @@ impl Deployment {
     }
 
     /// The fault filesystem under the data, if the data is on one.
-    pub fn faultfs_mut(&mut self) -> Option<&mut crate::faultmount::FaultMount> {
+    pub fn faultfs_mut(&mut self) -> Option<&mut crate::storage::faultmount::FaultMount> {
         self.storage.faultfs_mut()
     }
 
@@ -250,7 +250,7 @@ impl Deployment {
     }
 
     /// Removes the container and the storage.
-    pub async fn teardown(mut self) -> Result<(), crate::strategy::StorageError> {
+    pub async fn teardown(mut self) -> Result<(), crate::storage::StorageError> {
         if let Some(id) = self.container.take() {
             self.docker.remove_container(&id).await?;
         }

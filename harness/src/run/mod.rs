@@ -11,6 +11,10 @@
 //! failed or was interrupted, and `crashlab clean` can remove what a killed
 //! run left.
 
+pub mod agent;
+pub mod deployment;
+pub mod runner;
+
 use crate::docker::{Docker, DockerError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -108,8 +112,8 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
         cleaned.volumes += 1;
     }
     let dir = state_dir.join("runs").join(run_id);
-    cleaned.btrfs_pools += crate::btrfs::detach_btrfs_under(&dir);
-    cleaned.mounts += crate::faultmount::detach_mounts_under(&dir);
+    cleaned.btrfs_pools += crate::storage::btrfs::detach_btrfs_under(&dir);
+    cleaned.mounts += crate::storage::faultmount::detach_mounts_under(&dir);
     if !crate::images::mounts_under(&dir).is_empty() {
         tracing::warn!("{} still has mounts; left in place", dir.display());
     } else if dir.exists() {
