@@ -5,7 +5,7 @@
 use crashlab::docker::Docker;
 use crashlab::run::deployment::Deployment;
 use crashlab::run::{RunContext, cleanup_run};
-use crashlab::storage::{Storage, Strategy};
+use crashlab::storage::{Place, ProvisionOptions, Storage, Strategy};
 use crashlab_workloads::{LoadConfig, Workload};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,7 +67,8 @@ where
 {
     let run = RunContext::create(state).expect("run dir");
     let name = run.object_name("bench");
-    let storage = Storage::provision(docker, &run, Strategy::NamedVolume, &name).await.expect("volume");
+    let place = Place::Strategy(Strategy::NamedVolume);
+    let storage = Storage::provision(docker, &run, &place, &name, ProvisionOptions::default()).await.expect("volume");
     let mut deployment = Deployment::new(docker.clone(), run.clone(), workload.container(), storage, name);
     deployment.create().await.expect("create");
     deployment.start().await.expect("start");

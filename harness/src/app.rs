@@ -55,6 +55,8 @@ pub enum AppError {
     Image(#[from] ImageError),
     #[error("read report {}: {detail}", path.display())]
     BadReport { path: PathBuf, detail: String },
+    #[error("nothing to run: every cell of scenario {scenario} is n/a ({})", reasons.join("; "))]
+    NothingToRun { scenario: String, reasons: Vec<String> },
     #[error("image {0} is not present and no registry is assumed reachable")]
     MissingImage(String),
     #[error("failed to {}", error_chain(.0))]
@@ -88,6 +90,9 @@ impl AppError {
             }
             AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build NAME` again".into()),
             AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
+            AppError::NothingToRun { .. } => {
+                Some("choose faults the strategies can take (docs/scenarios.md lists which pairs run)".into())
+            }
             AppError::Agent(e) => Some(e.hint().into()),
             AppError::Bench(crate::bench::BenchError::Definition(_)) => {
                 Some("see scenarios/bench.toml for a complete example".into())
@@ -275,6 +280,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         Some(path) => Scenario::load(path)?,
         None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
     };
+    runnable(&scenario)?;
     let docker = connect().await?;
     let settings = RunSettings { keep: options.keep, quiet: options.quiet, state_dir: run::state_dir() };
     ensure_image(&docker, &workload_of(&scenario).container().image, &options.mirror, options.quiet).await?;
@@ -312,6 +318,40 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     })
 }
 
+/// The scenario's plan: the cells that run and the `n/a` ones. An empty
+/// plan is an error: it is no evidence of anything, never "0 of 0 met".
+pub fn runnable(
+    scenario: &Scenario,
+) -> Result<(Vec<crate::scenario::Cell>, Vec<crashlab_reports::Unsupported>), AppError> {
+    let (cells, unsupported) = scenario.plan();
+    if cells.is_empty() {
+        let mut reasons: Vec<String> = Vec::new();
+        for u in &unsupported {
+            let reason = format!("{} × {}: {}", u.strategy, u.fault, u.reason);
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
+        return Err(AppError::NothingToRun { scenario: scenario.name.clone(), reasons });
+    }
+    Ok((cells, unsupported))
+}
+
+/// `crashlab validate FILE`: parses the scenario and checks that it plans
+/// something to run.
+pub fn validate(path: &Path) -> Result<i32, AppError> {
+    let scenario = Scenario::load(path)?;
+    let (cells, unsupported) = runnable(&scenario)?;
+    println!(
+        "{}: ok, {} cells × {} cycles{}",
+        path.display(),
+        cells.len(),
+        scenario.matrix.cycles,
+        if unsupported.is_empty() { String::new() } else { format!(" ({} more n/a)", unsupported.len()) }
+    );
+    Ok(exit::PASS)
+}
+
 /// How to run a scenario, apart from the scenario itself.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -341,6 +381,7 @@ pub async fn execute(
 ) -> Result<Outcome, AppError> {
     let state = &settings.state_dir;
     let strategies = &scenario.matrix.strategies;
+    let (cells, unsupported) = runnable(scenario)?;
     if workload_of(scenario).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
         // Before anything is created: without the agent no cell can run.
         crate::run::agent::locate()?;
@@ -354,7 +395,6 @@ pub async fn execute(
         source,
     })?;
     let environment = crate::report::environment::capture(docker, state).await;
-    let (cells, unsupported) = scenario.plan();
     if !settings.quiet {
         note!(
             "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each",

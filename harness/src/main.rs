@@ -2,7 +2,7 @@
 //! [`crashlab::app`]. Expected errors print one line and a hint and exit 2.
 
 use clap::{Parser, Subcommand};
-use crashlab::app::{self, AppError, RunOptions, exit};
+use crashlab::app::{self, RunOptions, exit};
 use crashlab::images::DEFAULT_MIRROR;
 use crashlab::report::Format;
 use crashlab_reports::compare::Thresholds;
@@ -174,12 +174,7 @@ async fn dispatch(command: Command) -> i32 {
             let flags = crashlab::bench::BenchFlags { strategies, profiles, seconds, rounds, no_fio, no_workload };
             app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await
         }
-        Command::Validate { scenario } => crashlab::scenario::Scenario::load(&scenario)
-            .map(|s| {
-                println!("{}: ok, {} cells × {} cycles", scenario.display(), s.cells().len(), s.matrix.cycles);
-                exit::PASS
-            })
-            .map_err(AppError::from),
+        Command::Validate { scenario } => app::validate(&scenario),
         Command::Images { command: ImagesCommand::Build { names, mirror, quiet } } => {
             app::build_images(&names, &mirror, quiet).await.map(|()| exit::PASS)
         }

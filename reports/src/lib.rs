@@ -279,6 +279,21 @@ pub struct CycleReport {
     /// absent for strategies that take none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupCycle>,
+    /// Whether the fault did what it names, and what it did; absent when
+    /// the cycle ended before the fault (e.g. the deploy failed). A cycle
+    /// whose fault did not fire is `error`, never a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired: Option<Fired>,
+}
+
+/// What a cycle's fault did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fired {
+    /// The fault did what it names: the kill landed, the rule matched, the
+    /// cut found unsynced data to drop or tear.
+    pub fired: bool,
+    /// What it did, or why it did not, in a sentence.
+    pub what: String,
 }
 
 /// Wall-clock milliseconds of a cycle's steps. `cycle_ms` runs from the
@@ -319,6 +334,10 @@ pub struct FaultFsCycle {
     pub power_cut_namespace_ops: u64,
     /// Writes the power cut tore rather than dropped whole.
     pub torn_writes: u64,
+    /// When the cut was aimed (held until a write had something to tear),
+    /// the size of the unsynced write it landed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aimed_cut_write_bytes: Option<u64>,
     /// `fsync`s (and synchronous writes) the workload issued during the
     /// cycle.
     pub fsyncs: u64,

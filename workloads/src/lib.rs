@@ -174,6 +174,20 @@ pub trait Workload: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// The newest `max` error lines of the server's output `logs`, oldest
+    /// first, for a report quoting what the server said of a fault.
+    fn server_errors(&self, logs: &str, max: usize) -> Vec<String> {
+        let mut errors: Vec<String> = logs
+            .lines()
+            .rev()
+            .filter(|l| l.contains("[ERROR]") || l.contains("[FATAL]"))
+            .take(max)
+            .map(str::to_owned)
+            .collect();
+        errors.reverse();
+        errors
+    }
+
     /// For workloads that `crashlab-agent` hosts: the directory of the
     /// container the harness must copy its agent binary into before the
     /// container starts (the agent is the container's main process).

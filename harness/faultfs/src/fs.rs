@@ -166,8 +166,20 @@ pub struct Stats {
     pub injected_errors: u64,
     /// Writes torn at a power cut.
     pub torn_writes: u64,
-    /// Whether [`crate::FaultHandle::power_cut`] has happened.
+    /// Whether the power was cut (by [`crate::FaultHandle::power_cut`] or
+    /// an aimed cut).
     pub powered_off: bool,
+    /// Unsynced bytes, files with unsynced data and directory-entry
+    /// operations that the power cut discarded (or tore); zero before it.
+    pub cut_dirty_bytes: u64,
+    /// See `cut_dirty_bytes`.
+    pub cut_dirty_files: u64,
+    /// See `cut_dirty_bytes`.
+    pub cut_namespace_ops: u64,
+    /// Whether the cut was an aimed one
+    /// ([`crate::FaultHandle::cut_at_next_write`]), and the size of the
+    /// write it landed on.
+    pub aimed_cut_write_bytes: Option<u64>,
 }
 
 /// Everything behind the lock.
@@ -189,6 +201,9 @@ pub(crate) struct State {
     backing: PathBuf,
     dead: bool,
     stats: Stats,
+    /// An armed aimed cut: the power fails right after the next write of
+    /// at least this many bytes that is not made durable at once.
+    cut_at_write: Option<u64>,
 }
 
 fn fd_path(f: &File) -> PathBuf {
@@ -250,6 +265,7 @@ impl State {
             backing: backing.to_owned(),
             dead: false,
             stats: Stats::default(),
+            cut_at_write: None,
         })
     }
 
@@ -619,6 +635,11 @@ impl State {
         if self.dead {
             return Vec::new();
         }
+        let before = self.stats();
+        self.stats.cut_dirty_bytes = before.dirty_bytes;
+        self.stats.cut_dirty_files = before.dirty_files;
+        self.stats.cut_namespace_ops = before.pending_namespace_ops;
+        self.cut_at_write = None;
         self.dead = true;
         self.stats.powered_off = true;
         self.journal.clear();
@@ -664,6 +685,13 @@ impl State {
         }
         s.pending_namespace_ops = self.journal.len() as u64;
         s
+    }
+
+    /// Arms an aimed cut; see [`crate::FaultHandle::cut_at_next_write`].
+    pub(crate) fn arm_cut_at_write(&mut self, min_bytes: u64) {
+        if !self.dead {
+            self.cut_at_write = Some(min_bytes.max(1));
+        }
     }
 
     pub(crate) fn add_rule(&mut self, rule: FaultRule) {
@@ -1163,6 +1191,14 @@ impl Filesystem for FaultFs {
         if sync {
             st.stats.fsyncs += 1;
             tri!(reply, st.flush_file(ino));
+        } else if st.cut_at_write.is_some_and(|min| data.len() as u64 >= min) {
+            // The aimed cut: the power fails with this write cached and
+            // unsynced, before the caller hears of it. The kernel's cache
+            // of the mount is left to the remount: invalidating it from
+            // here would wait on the pages this very request holds.
+            st.power_cut();
+            st.stats.aimed_cut_write_bytes = Some(data.len() as u64);
+            return reply.error(Errno::EIO);
         }
         reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
     }

@@ -178,6 +178,18 @@ impl FaultHandle {
         self.shared.power_cut();
     }
 
+    /// Arms an aimed power cut: right after the next `write` of at least
+    /// `min_bytes` that is not made durable at once (no `O_SYNC`), while
+    /// that write is cached and unsynced and before its caller is answered
+    /// (it gets `EIO`), the power fails as by [`Self::power_cut`] — torn
+    /// rules apply, so that write can be torn. Lets a harness cut exactly
+    /// when there is something to tear, rather than hope. Poll
+    /// [`Stats::powered_off`](crate::Stats::powered_off) for the cut; a
+    /// later [`Self::power_cut`] is then a no-op. Ignored after a cut.
+    pub fn cut_at_next_write(&self, min_bytes: u64) {
+        self.shared.lock().arm_cut_at_write(min_bytes);
+    }
+
     /// Makes everything durable, as if every directory and file had been
     /// `fsync`ed.
     ///

@@ -200,6 +200,53 @@ fn torn_write_persists_a_sector_prefix() {
 }
 
 #[test]
+fn aimed_cut_lands_on_the_first_large_unsynced_write_and_tears_it() {
+    if !fuse_available() {
+        return;
+    }
+    let config = FaultConfig::builder().seed(3).rule("torn:prefix".parse().unwrap()).build().unwrap();
+    let mut fx = Fixture::new(config);
+    durable_file(&fx, "wal", b"");
+    fx.fs().handle().cut_at_next_write(1024);
+    let f = OpenOptions::new().write(true).open(fx.path("wal")).unwrap();
+    // Too small to aim at: written, not cut.
+    f.write_all_at(&[0x11; 512], 0).unwrap();
+    assert!(!fx.fs().stats().powered_off);
+    // Page-aligned, so the kernel passes it on as one request.
+    let err = f.write_all_at(&[0xAB; 8192], 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "EIO: the write the cut lands on is not acknowledged");
+    let stats = fx.fs().stats();
+    assert!(stats.powered_off);
+    assert_eq!(stats.aimed_cut_write_bytes, Some(8192));
+    assert_eq!((stats.cut_dirty_files, stats.cut_dirty_bytes), (1, 512 + 8192));
+    assert_eq!(stats.torn_writes, 1);
+    drop(f);
+    fx.crash_and_remount();
+    let got = read(&fx, "wal").unwrap();
+    // The 512-byte write was not the last one, so it is dropped; of the
+    // torn write a non-empty, incomplete sector prefix survives.
+    assert!(got.len() > 4096 && got.len() < 4096 + 8192, "len {}", got.len());
+    assert!(got[..4096].iter().all(|&b| b == 0), "the first write was not durable");
+    assert!(got[4096..].iter().all(|&b| b == 0xAB));
+}
+
+#[test]
+fn aimed_cut_ignores_synchronous_writes() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    durable_file(&fx, "f", b"");
+    fx.fs().handle().cut_at_next_write(1);
+    let mut f = OpenOptions::new().write(true).custom_flags(libc_o_sync()).open(fx.path("f")).unwrap();
+    f.write_all(b"synced at once").unwrap();
+    assert!(!fx.fs().stats().powered_off, "an O_SYNC write has nothing to lose");
+    drop(f);
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "f").unwrap(), b"synced at once");
+}
+
+#[test]
 fn without_torn_rule_last_write_is_lost_whole() {
     if !fuse_available() {
         return;

@@ -52,9 +52,8 @@ const SIDECAR_READY: Duration = Duration::from_secs(15);
 /// Where the sidecar sees the data and the local object store.
 const SIDECAR_DATA: &str = "/data";
 const SIDECAR_STORE: &str = "/store";
-/// How a server stopped for a backup is polled until it answers.
-const PROBE_INTERVAL: Duration = Duration::from_millis(25);
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a server stopped for a backup may take to answer again.
+const BACK_WITHIN: Duration = Duration::from_secs(60);
 
 /// A backup or restore that could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +74,8 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the server did not answer within {0:?} of its restart after the copy")]
-    NotBack(Duration),
+    #[error("restart the server after the copy: {0}")]
+    NotBack(String),
     #[error("the sync-agent sidecar did not report ready: {0}")]
     SidecarNotReady(String),
     #[error("`crashlab-agent restore` exited with {code}: {output}")]
@@ -115,9 +114,25 @@ struct Sidecar {
     load_start_unix_ms: f64,
 }
 
+/// How a backup strategy copies the live data; a strategy names its
+/// method in [`crate::storage::TABLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// tar of the live data directory while the engine writes.
+    Hot,
+    /// tar while the engine is held still.
+    Quiesced,
+    /// tar while the container is stopped.
+    Stopped,
+    /// A read-only snapshot of the btrfs subvolume under the volume.
+    BtrfsSnapshot,
+    /// A sidecar archives and uploads the directory every interval.
+    SyncAgent,
+}
+
 /// One cell's backups.
 pub struct Backups {
-    strategy: Strategy,
+    method: Method,
     settings: BackupSection,
     docker: Docker,
     run: RunContext,
@@ -145,8 +160,8 @@ impl Backups {
         run: &RunContext,
         name: &str,
     ) -> Option<Backups> {
-        strategy.is_backup().then(|| Backups {
-            strategy,
+        strategy.def().backup.map(|method| Backups {
+            method,
             settings: settings.clone(),
             docker: docker.clone(),
             run: run.clone(),
@@ -162,24 +177,21 @@ impl Backups {
 
     /// In words, for the report.
     pub fn method(&self) -> String {
-        match self.strategy {
-            Strategy::BackupHot => {
-                "tar of the live data directory through the Docker API while the engine writes".into()
-            }
-            Strategy::BackupQuiesced => match self.settings.quiesce {
+        match self.method {
+            Method::Hot => "tar of the live data directory through the Docker API while the engine writes".into(),
+            Method::Quiesced => match self.settings.quiesce {
                 QuiesceMode::Engine => {
                     "tar through the Docker API with the engine quiesced (its own command, else the container paused)"
                         .into()
                 }
                 QuiesceMode::Pause => "tar through the Docker API with the container paused".into(),
             },
-            Strategy::BackupStopped => "container stopped, tar through the Docker API, container started".into(),
-            Strategy::BtrfsSnapshot => "read-only btrfs snapshot of the volume's subvolume".into(),
-            Strategy::SyncAgent => format!(
+            Method::Stopped => "container stopped, tar through the Docker API, container started".into(),
+            Method::BtrfsSnapshot => "read-only btrfs snapshot of the volume's subvolume".into(),
+            Method::SyncAgent => format!(
                 "sidecar archiving (tar.gz) and uploading to {} every interval, one object per application",
                 self.settings.store.as_deref().unwrap_or("a local object store")
             ),
-            _ => String::new(),
         }
     }
 
@@ -197,7 +209,7 @@ impl Backups {
                     .expect("btrfs call panicked")?;
             }
         }
-        if self.strategy == Strategy::SyncAgent {
+        if self.method == Method::SyncAgent {
             self.start_sidecar(d).await?;
         }
         Ok(())
@@ -216,7 +228,7 @@ impl Backups {
         let interval = self.settings.interval;
         let mut next = load_started + interval;
         loop {
-            let until = if self.strategy == Strategy::SyncAgent { deadline } else { next.min(deadline) };
+            let until = if self.method == Method::SyncAgent { deadline } else { next.min(deadline) };
             tokio::select! {
                 _ = tokio::time::sleep_until(until.into()) => {}
                 _ = cancel.wait_for(|c| *c) => return,
@@ -250,9 +262,9 @@ impl Backups {
     /// One backup, by the strategy's method: its size and what to restore.
     async fn take(&mut self, d: &mut Deployment, workload: &dyn Workload) -> Result<(u64, Artifact), BackupError> {
         self.seq += 1;
-        match self.strategy {
-            Strategy::BackupHot => self.copy_out(d).await,
-            Strategy::BackupQuiesced => {
+        match self.method {
+            Method::Hot => self.copy_out(d).await,
+            Method::Quiesced => {
                 let held = match (self.settings.quiesce, d.addr()) {
                     (QuiesceMode::Engine, Some(addr)) => workload.quiesce(addr).await.map_err(BackupError::Quiesce)?,
                     _ => None,
@@ -273,15 +285,15 @@ impl Backups {
                     }
                 }
             }
-            Strategy::BackupStopped => {
+            Method::Stopped => {
                 d.stop(STOP_TIMEOUT_S).await?;
                 let copied = self.copy_out(d).await;
                 d.start().await?;
-                wait_answering(d, workload, Duration::from_secs(60)).await?;
+                d.wait_ready(workload, BACK_WITHIN, None).await.map_err(|e| BackupError::NotBack(e.detail()))?;
                 tracing::debug!("server back at {:?} after the copy", d.addr());
                 copied
             }
-            Strategy::BtrfsSnapshot => {
+            Method::BtrfsSnapshot => {
                 let (pool, live) = d.storage().btrfs().expect("a btrfs-snapshot cell's storage has a pool");
                 let (pool, live) = (pool.clone(), live.to_owned());
                 let snapshot = format!("snap-{}", self.seq);
@@ -292,7 +304,7 @@ impl Backups {
                 self.snapshots.push(snapshot.clone());
                 Ok((0, Artifact::Snapshot(snapshot)))
             }
-            _ => unreachable!("the sync agent's sidecar takes its own backups"),
+            Method::SyncAgent => unreachable!("the sync agent's sidecar takes its own backups"),
         }
     }
 
@@ -504,20 +516,6 @@ impl Backups {
         self.docker.remove_container(&id).await.ok();
         result
     }
-}
-
-/// Polls the workload until it answers again after a restart.
-async fn wait_answering(d: &Deployment, workload: &dyn Workload, limit: Duration) -> Result<(), BackupError> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(addr) = d.addr()
-            && let Ok(Ok(())) = tokio::time::timeout(PROBE_TIMEOUT, workload.probe(addr)).await
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(PROBE_INTERVAL).await;
-    }
-    Err(BackupError::NotBack(limit))
 }
 
 fn unix_ms(t: SystemTime) -> f64 {

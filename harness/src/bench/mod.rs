@@ -28,15 +28,13 @@ use crate::run::RunContext;
 use crate::run::deployment::Deployment;
 use crate::run::runner::error_chain;
 use crate::scenario::{Scenario, WorkloadSection};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Place, ProvisionOptions, Storage, StorageError};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bytes::Bytes;
 use crashlab_reports::bench::{BenchFailure, BenchReport, IoFigures, IoResult, Profile, WorkloadResult};
 use crashlab_reports::{LatencySummary, Report, SCHEMA_VERSION, markdown};
 use crashlab_workloads::{LoadConfig, Workload};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -314,18 +312,12 @@ impl Bench<'_> {
     /// Fresh storage of `strategy`'s backend, named for `purpose`.
     async fn provision(&self, index: usize, strategy: &BenchStrategy, purpose: &str) -> Result<Storage, String> {
         let name = self.run.object_name(&format!("b{index}-{}-{purpose}", strategy.name));
-        match &strategy.backend {
-            Backend::Builtin(s) => {
-                Storage::provision(self.docker, self.run, *s, &name).await.map_err(|e| error_chain(&e))
-            }
-            Backend::Volume { driver, options } => {
-                let opts: HashMap<String, String> = options.clone().into_iter().collect();
-                self.docker
-                    .create_driver_volume(&name, self.run.labels(), driver, opts)
-                    .await
-                    .map_err(|e| error_chain(&e))?;
-                Ok(Storage::on_volume(name))
-            }
+        let place = match &strategy.backend {
+            Backend::Builtin(s) => Place::Strategy(*s),
+            Backend::Volume { driver, options } => Place::Volume {
+                driver: driver.clone(),
+                options: options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            },
             Backend::HostPath(root) => {
                 if !root.is_dir() {
                     return Err(format!("host path {} is not a directory", root.display()));
@@ -338,10 +330,12 @@ impl Bench<'_> {
                 listed.push_str(&format!("{}\n", dir.display()));
                 std::fs::write(&list, listed)
                     .map_err(|e| format!("record {} in {}: {e}", dir.display(), list.display()))?;
-                std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-                Ok(Storage::in_host_dir(dir))
+                Place::HostSubdir(root.clone())
             }
-        }
+        };
+        Storage::provision(self.docker, self.run, &place, &name, ProvisionOptions::default())
+            .await
+            .map_err(|e| error_chain(&e))
     }
 
     async fn teardown(&self, container: Option<&str>, storage: Storage) {
@@ -487,7 +481,7 @@ impl Bench<'_> {
     ) -> Result<WorkloadResult, String> {
         d.create().await.map_err(|e| error_chain(&e))?;
         d.start().await.map_err(|e| error_chain(&e))?;
-        let addr = wait_ready(d, workload, section.ready_timeout, &self.cancel).await?;
+        let addr = d.wait_ready(workload, section.ready_timeout, Some(&self.cancel)).await.map_err(|e| e.detail())?;
         let config = LoadConfig { clients: section.clients, accounts: section.accounts, seed: 42, reconnect: false };
         workload.setup(addr, config).await.map_err(|e| format!("create the dataset: {}", error_chain(&e)))?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -520,35 +514,6 @@ impl Bench<'_> {
             throughput_tps: acked as f64 / load_s,
             latency_ms,
         })
-    }
-}
-
-/// Polls the workload's probe until it answers, the container exits, or
-/// `timeout` passes.
-async fn wait_ready(
-    d: &Deployment,
-    workload: &dyn Workload,
-    timeout: Duration,
-    cancel: &watch::Receiver<bool>,
-) -> Result<SocketAddr, String> {
-    let deadline = Instant::now() + timeout;
-    let mut last_state_check = Instant::now();
-    loop {
-        if let Some(addr) = d.addr()
-            && let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), workload.probe(addr)).await
-        {
-            return Ok(addr);
-        }
-        if last_state_check.elapsed() > Duration::from_millis(500) {
-            last_state_check = Instant::now();
-            if !d.is_running().await.map_err(|e| error_chain(&e))? {
-                return Err(format!("the server exited instead of starting; last output: {}", d.logs_tail(8).await));
-            }
-        }
-        if Instant::now() > deadline || *cancel.borrow() {
-            return Err(format!("the server did not answer in time; last output: {}", d.logs_tail(8).await));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -1,9 +1,19 @@
-//! Faults: what happens to a running workload. Each is split into the
-//! destructive part ([`Fault::inject`]) and the way back
-//! ([`Fault::recover`]); recovery time runs from the end of the first to
-//! the first successful query after the second. Faults that act during the
-//! load rather than at its end install their rules in [`Fault::arm`], right
-//! after the workload's setup.
+//! Faults: what happens to a running workload. Each fault is one
+//! implementation of [`Behaviour`] (one file each: [`container`],
+//! [`power`], [`disk`], [`host_loss`]) with hooks the runner calls in
+//! order, with no per-fault branches of its own:
+//!
+//! 1. [`Behaviour::arm`], right after the workload's setup, for faults that
+//!    act during the load (their fault-filesystem rules);
+//! 2. [`Behaviour::inject`] at the end of the load, while clients are
+//!    mid-transaction — the destructive part;
+//! 3. [`Behaviour::fired`]: whether the fault did what it names and what,
+//!    for the report. A cycle whose fault did not fire is `error`: it is
+//!    no evidence of anything;
+//! 4. [`Behaviour::recover`]: the way back, as an operator would.
+//!
+//! Recovery time runs from the end of `inject` to the first successful
+//! query after `recover`.
 //!
 //! | fault | arm (after setup) | inject (end of load) | recover |
 //! |---|---|---|---|
@@ -11,7 +21,7 @@
 //! | `restart` | | graceful stop (SIGTERM, SIGKILL after 30 s) | start the same container |
 //! | `recreate` | | remove the container, as a redeploy does | create a new one on the same storage and start it |
 //! | `host-kill` | | freeze the container, cut the power, SIGKILL it | remount the fault filesystem over what its backing directory kept, start the container |
-//! | `torn-write` | | as `host-kill`, with a `torn:<mode>` rule installed just before the cut | as `host-kill` |
+//! | `torn-write` | | aims the cut: a `torn:<mode>` rule and a cut armed to land right after the next write of two or more sectors that is not synced at once, within [`power::AIM_DEADLINE`]; SIGKILL | as `host-kill` |
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
@@ -46,28 +56,39 @@
 //!   the last second of acknowledged commits is gone after a power cut
 //!   (`lost-writes`), while a process kill, which keeps the host's page
 //!   cache, loses nothing.
-//! - `torn-write`: the last unsynced write of every file persists only in
-//!   part. InnoDB's redo log blocks carry checksums and recovery stops at
+//! - `torn-write`: the cut is aimed (the harness holds it until a file has
+//!   an unsynced write of two or more sectors, and cuts right after it), and
+//!   the last unsynced write of every file persists only in part. InnoDB's redo log blocks carry checksums and recovery stops at
 //!   the first bad one, and a torn data page is restored from the
 //!   doublewrite buffer, so durable settings stay `intact`.
 //! - `disk-full`: once the byte budget is spent, writes fail with `ENOSPC`.
 //!   A redo-log write that fails is fatal to InnoDB, so the server aborts;
 //!   transactions in flight are in doubt and nothing acknowledged is lost:
 //!   after space is freed and the server restarted it is `intact`. A budget
-//!   the load never spends leaves the cell `intact` too, and the cycle's
-//!   `faultfs.injected_errors` of 0 says the fault did not fire.
+//!   the load never spends means the fault did not fire: the cycle is
+//!   `error`, with the bytes the load wrote beside the budget.
 //! - `io-error`: InnoDB treats a failed `fsync` as fatal and aborts rather
 //!   than acknowledge a commit it could not make durable (unlike the
 //!   PostgreSQL "fsyncgate" behaviour of retrying); the cycle is `intact`
 //!   after restart. `faultfs.injected_errors` shows whether the rule fired.
 
+pub mod container;
+pub mod disk;
+pub mod host_loss;
+pub mod power;
+
+use crate::backup::{Backups, Restored};
 use crate::run::deployment::{Deployment, DeploymentError};
 use crate::scenario::FaultsSection;
-use crate::storage::Strategy;
 use crate::storage::faultmount::FaultMountError;
-use crashlab_faultfs::FaultRule;
+use crate::storage::{Strategy, StrategyDef, UnderData};
+use crashlab_reports::Fired;
+use crashlab_workloads::Workload;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+/// A fault's identity, as scenarios and reports name it. Its behaviour is
+/// [`Fault::behaviour`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
@@ -82,7 +103,7 @@ pub enum Fault {
 }
 
 /// Seconds a graceful stop waits before Docker kills the server.
-const STOP_TIMEOUT_S: i32 = 30;
+pub const STOP_TIMEOUT_S: i32 = 30;
 
 /// A fault that could not be armed, injected or recovered from.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +116,75 @@ pub enum FaultError {
     NoFaultFs { fault: Fault },
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    #[error("restore the backup")]
+    Backup(#[from] crate::backup::BackupError),
+}
+
+/// What a fault's hooks work on.
+pub struct Cx<'a> {
+    pub deployment: &'a mut Deployment,
+    pub knobs: &'a FaultsSection,
+    pub workload: &'a dyn Workload,
+    /// The cell's backups, for strategies that take them.
+    pub backups: Option<&'a mut Backups>,
+}
+
+/// What recovery did beyond bringing the service back.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The backup restored after a host loss, when the strategy had one.
+    pub restored: Option<Restored>,
+}
+
+/// One fault's behaviour: the hooks the runner calls, in this order —
+/// [`arm`](Self::arm), [`inject`](Self::inject), [`fired`](Self::fired),
+/// [`recover`](Self::recover).
+pub trait Behaviour: Sync {
+    /// Whether the fault, on `strategy`, needs the data on the fault
+    /// filesystem.
+    fn needs_faultfs(&self, _strategy: &StrategyDef) -> bool {
+        false
+    }
+
+    /// Why `strategy` cannot take this fault, when it cannot; such cells are
+    /// reported `n/a` rather than run.
+    fn unsupported_on(&self, _strategy: &StrategyDef) -> Option<&'static str> {
+        None
+    }
+
+    /// Installs what must be active during the load. Called after the
+    /// workload's setup has been made durable.
+    fn arm(&self, _cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        Ok(())
+    }
+
+    /// Does the damage. When this returns, the server is down (or, for the
+    /// faults that act during the load, has met its fault).
+    fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>>;
+
+    /// Whether the fault did what it names, and what it did (or why not),
+    /// after `inject` and the end of the load.
+    fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired>;
+
+    /// What to add to the cycle's detail beside the checker's findings,
+    /// given what fired (e.g. what the server said of a disk fault).
+    fn detail(&self, _fired: &Fired) -> Option<String> {
+        None
+    }
+
+    /// Brings the service back as an operator would after this fault.
+    fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>>;
+}
+
+/// For the faults whose damage needs a disk under the data (power loss and
+/// disk faults): the fault filesystem where it can sit, `n/a` elsewhere.
+/// `in_memory`: the fault also runs, without it, on memory.
+fn needs_a_disk(strategy: &StrategyDef, in_memory: bool) -> Option<&'static str> {
+    match strategy.under {
+        UnderData::FaultFs => None,
+        UnderData::Memory(_) if in_memory => None,
+        UnderData::Memory(why) | UnderData::Unreachable(why) => Some(why),
+    }
 }
 
 impl Fault {
@@ -108,6 +198,20 @@ impl Fault {
         Fault::IoError,
         Fault::HostLoss,
     ];
+
+    /// The implementation of this fault.
+    pub fn behaviour(self) -> &'static dyn Behaviour {
+        match self {
+            Fault::ProcessKill => &container::ProcessKill,
+            Fault::Restart => &container::Restart,
+            Fault::Recreate => &container::Recreate,
+            Fault::HostKill => &power::HostKill,
+            Fault::TornWrite => &power::TornWrite,
+            Fault::DiskFull => &disk::DiskFull,
+            Fault::IoError => &disk::IoError,
+            Fault::HostLoss => &host_loss::HostLoss,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -125,120 +229,12 @@ impl Fault {
     /// Whether this fault, on `strategy`, needs the data on the fault
     /// filesystem.
     pub fn needs_faultfs(self, strategy: Strategy) -> bool {
-        let power_loss = matches!(self, Fault::HostKill | Fault::TornWrite | Fault::DiskFull | Fault::IoError);
-        power_loss && matches!(strategy, Strategy::BindMount | Strategy::NamedVolume)
+        self.behaviour().needs_faultfs(strategy.def())
     }
 
-    /// Why `strategy` cannot take this fault, when it cannot; such cells
-    /// are reported `n/a` rather than run.
+    /// Why `strategy` cannot take this fault, when it cannot.
     pub fn unsupported_on(self, strategy: Strategy) -> Option<&'static str> {
-        match (self, strategy) {
-            (Fault::ProcessKill | Fault::Restart | Fault::Recreate | Fault::HostLoss, _) => None,
-            (_, Strategy::BindMount | Strategy::NamedVolume) => None,
-            (Fault::HostKill, Strategy::Tmpfs) => None,
-            (_, Strategy::ContainerLayer) => Some(
-                "the writable layer belongs to Docker's storage driver; crashlab cannot put its fault filesystem \
-                 under it, so power loss and disk faults cannot be simulated there",
-            ),
-            (_, Strategy::AnonymousVolume) => Some(
-                "Docker creates an anonymous volume with the container, in its own directory; crashlab cannot put \
-                 its fault filesystem under it, so power loss and disk faults cannot be simulated there",
-            ),
-            (_, Strategy::Tmpfs) => Some(
-                "tmpfs is memory: there is no disk to tear, fill or fail (a host kill, which empties memory, is \
-                 run as `host-kill`)",
-            ),
-            (
-                _,
-                Strategy::BackupHot
-                | Strategy::BackupQuiesced
-                | Strategy::BackupStopped
-                | Strategy::BtrfsSnapshot
-                | Strategy::SyncAgent,
-            ) => Some(
-                "backup strategies keep their live data on a plain named volume, not on the fault filesystem; \
-                 run power loss and disk faults on `named-volume`, and `host-loss` to test the backups",
-            ),
-        }
-    }
-
-    /// Installs the rules that must be active during the load. Called after
-    /// the workload's setup has been made durable.
-    pub fn arm(self, deployment: &mut Deployment, knobs: &FaultsSection) -> Result<(), FaultError> {
-        let rule = match self {
-            Fault::DiskFull => FaultRule::NoSpace { after_bytes: knobs.disk_full_after },
-            Fault::IoError => knobs.io_error.clone(),
-            _ => return Ok(()),
-        };
-        let fs = deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: self })?;
-        fs.add_rule(rule)?;
-        Ok(())
-    }
-
-    /// Does the damage. When this returns, the server is down (or, for the
-    /// faults that act during the load, has met its fault).
-    pub async fn inject(self, deployment: &mut Deployment, knobs: &FaultsSection) -> Result<(), FaultError> {
-        match self {
-            Fault::ProcessKill => deployment.kill().await?,
-            Fault::Restart => deployment.stop(STOP_TIMEOUT_S).await?,
-            Fault::Recreate => deployment.remove().await?,
-            Fault::HostKill | Fault::TornWrite => {
-                // Frozen first, so that no write lands between the cut and
-                // the kill: the server's last view of its disk is what the
-                // power cut leaves.
-                deployment.pause().await?;
-                if let Some(fs) = deployment.faultfs_mut() {
-                    if self == Fault::TornWrite {
-                        fs.add_rule(FaultRule::TornWrite { mode: knobs.torn, path: None })?;
-                    }
-                    fs.power_cut()?;
-                } else if self == Fault::TornWrite {
-                    return Err(FaultError::NoFaultFs { fault: self });
-                }
-                deployment.kill().await?;
-            }
-            Fault::DiskFull | Fault::IoError => {}
-            Fault::HostLoss => {
-                // The host is gone at once: no graceful anything.
-                deployment.kill().await?;
-                deployment.remove().await?;
-                deployment.lose_storage().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Brings the service back as an operator would after this fault. For
-    /// `host-loss` on a backup strategy the runner restores the backup
-    /// instead (see [`crate::backup::Backups::restore`]); this gives the
-    /// service new, empty storage.
-    pub async fn recover(self, deployment: &mut Deployment) -> Result<(), FaultError> {
-        match self {
-            Fault::HostLoss => {
-                deployment.reprovision(None).await?;
-                deployment.create().await?;
-                deployment.start().await?;
-            }
-            Fault::ProcessKill | Fault::Restart => deployment.start().await?,
-            Fault::Recreate => {
-                deployment.create().await?;
-                deployment.start().await?;
-            }
-            Fault::HostKill | Fault::TornWrite => {
-                if let Some(fs) = deployment.faultfs_mut() {
-                    fs.remount().await?;
-                }
-                deployment.start().await?;
-            }
-            Fault::DiskFull | Fault::IoError => {
-                if let Some(fs) = deployment.faultfs_mut() {
-                    fs.clear_rules()?;
-                }
-                deployment.stop(STOP_TIMEOUT_S).await?;
-                deployment.start().await?;
-            }
-        }
-        Ok(())
+        self.behaviour().unsupported_on(strategy.def())
     }
 }
 
@@ -246,6 +242,16 @@ impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A fired fault, described.
+fn fired(what: impl Into<String>) -> Fired {
+    Fired { fired: true, what: what.into() }
+}
+
+/// A fault that did not fire, and why.
+fn not_fired(why: impl Into<String>) -> Fired {
+    Fired { fired: false, what: why.into() }
 }
 
 #[cfg(test)]
@@ -272,6 +278,12 @@ mod tests {
         assert!(Fault::TornWrite.unsupported_on(Strategy::Tmpfs).is_some());
         assert!(Fault::DiskFull.unsupported_on(Strategy::ContainerLayer).is_some());
         assert!(Fault::IoError.unsupported_on(Strategy::AnonymousVolume).is_some());
+        assert!(Fault::HostKill.unsupported_on(Strategy::BackupHot).is_some());
+        for s in [Strategy::BindMount, Strategy::NamedVolume] {
+            for f in [Fault::HostKill, Fault::TornWrite, Fault::DiskFull, Fault::IoError] {
+                assert!(f.needs_faultfs(s) && f.unsupported_on(s).is_none(), "{s}/{f}");
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct Terminal {
     overall: ProgressBar,
     current: Option<ProgressBar>,
     cycles: u32,
+    /// Runnable cells (`n/a` ones are never started), and how many started.
     total_cells: usize,
+    started: usize,
     color: bool,
 }
 
@@ -48,7 +50,7 @@ impl Terminal {
         );
         overall.set_prefix("all cells");
         let color = use_color(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-        Terminal { multi, overall, current: None, cycles, total_cells, color }
+        Terminal { multi, overall, current: None, cycles, total_cells, started: 0, color }
     }
 }
 
@@ -62,7 +64,10 @@ impl Reporter for Terminal {
                         .expect("static template")
                         .progress_chars("=> "),
                 );
-                bar.set_prefix(format!("[{}/{}] {} × {}", cell.index + 1, self.total_cells, cell.strategy, cell.fault));
+                // Counted among runnable cells: the plan's index also
+                // counts the `n/a` ones, which never start.
+                self.started += 1;
+                bar.set_prefix(format!("[{}/{}] {} × {}", self.started, self.total_cells, cell.strategy, cell.fault));
                 bar.enable_steady_tick(std::time::Duration::from_millis(250));
                 self.current = Some(bar);
             }

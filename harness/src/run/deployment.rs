@@ -191,6 +191,20 @@ impl Deployment {
         Ok(())
     }
 
+    /// SIGKILL, unless the server already exited; whether it was running.
+    pub async fn kill_if_running(&mut self) -> Result<bool, DeploymentError> {
+        if !self.is_running().await? {
+            self.port = None;
+            return Ok(false);
+        }
+        match self.kill().await {
+            Ok(()) => Ok(true),
+            // It died between the look and the kill.
+            Err(_) if !self.is_running().await? => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Freezes every process of the container (cgroup freezer).
     pub async fn pause(&mut self) -> Result<(), DeploymentError> {
         let id = self.id()?.to_owned();

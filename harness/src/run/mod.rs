@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod deployment;
+pub mod readiness;
 pub mod runner;
 
 use crate::docker::{Docker, DockerError};

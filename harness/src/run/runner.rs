@@ -11,11 +11,12 @@
 use crate::backup::Backups;
 use crate::checker::check;
 use crate::docker::Docker;
-use crate::faults::Fault;
+use crate::faults::Cx;
 use crate::run::RunContext;
 use crate::run::deployment::Deployment;
+use crate::run::readiness::NotReady;
 use crate::scenario::{Cell, Scenario};
-use crate::storage::{FaultFsOptions, Storage, Strategy};
+use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
 use crashlab_reports::{
     BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
@@ -27,9 +28,6 @@ use tokio::sync::watch;
 
 /// How long load clients get to notice a stop before they are aborted.
 const CLIENT_GRACE: Duration = Duration::from_secs(5);
-/// One readiness probe may take this long before it counts as failed.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const PROBE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// The phases of a cycle, as shown in progress output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,23 +76,6 @@ pub struct Runner<'a> {
     pub cancel: watch::Receiver<bool>,
     /// Leave each cell's last deployment in place (`--keep`).
     pub keep: bool,
-}
-
-/// Why the readiness wait gave up.
-enum NotReady {
-    Exited(String),
-    Timeout(String),
-    Docker(String),
-}
-
-impl NotReady {
-    fn detail(&self) -> String {
-        match self {
-            NotReady::Exited(logs) => format!("server exited instead of starting; last output: {logs}"),
-            NotReady::Timeout(logs) => format!("server did not answer in time; last output: {logs}"),
-            NotReady::Docker(e) => e.clone(),
-        }
-    }
 }
 
 /// A finished cycle and the latencies of its load.
@@ -195,7 +176,7 @@ impl Runner<'_> {
 
     async fn deploy(&self, cell: &Cell) -> Result<Deployment, String> {
         let spec = self.workload.container();
-        if cell.strategy == Strategy::ContainerLayer {
+        if cell.strategy.def().data_on == DataOn::WritableLayer {
             // An image that declares its data directory a VOLUME gets an
             // anonymous volume there whatever the harness asks, so the
             // writable layer is never what is tested.
@@ -213,16 +194,10 @@ impl Runner<'_> {
             seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
             fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
         });
-        let storage = Storage::provision_with(
-            &self.docker,
-            &self.run,
-            cell.strategy,
-            &name,
-            faultfs,
-            self.scenario.backup.ballast,
-        )
-        .await
-        .map_err(|e| error_chain(&e))?;
+        let options = ProvisionOptions { faultfs, ballast: self.scenario.backup.ballast };
+        let storage = Storage::provision(&self.docker, &self.run, &Place::Strategy(cell.strategy), &name, options)
+            .await
+            .map_err(|e| error_chain(&e))?;
         let mut uploads = Vec::new();
         if let Some(dir) = self.workload.agent_dir() {
             // Checked before the run started; this only fails if the
@@ -247,31 +222,8 @@ impl Runner<'_> {
         Ok(d)
     }
 
-    /// Polls the workload's probe until it answers. Fails early when the
-    /// container exits, and after the scenario's ready timeout.
     async fn wait_ready(&self, d: &Deployment) -> Result<SocketAddr, NotReady> {
-        let deadline = Instant::now() + self.scenario.workload.ready_timeout;
-        let mut last_state_check = Instant::now();
-        loop {
-            if let Some(addr) = d.addr()
-                && let Ok(Ok(())) = tokio::time::timeout(PROBE_TIMEOUT, self.workload.probe(addr)).await
-                && d.ready_log_seen().await.unwrap_or(false)
-            {
-                return Ok(addr);
-            }
-            if last_state_check.elapsed() > Duration::from_millis(500) {
-                last_state_check = Instant::now();
-                match d.is_running().await {
-                    Ok(true) => {}
-                    Ok(false) => return Err(NotReady::Exited(d.logs_tail(8).await)),
-                    Err(e) => return Err(NotReady::Docker(error_chain(&e))),
-                }
-            }
-            if Instant::now() > deadline || self.cancelled() {
-                return Err(NotReady::Timeout(d.logs_tail(8).await));
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
-        }
+        d.wait_ready(&*self.workload, self.scenario.workload.ready_timeout, Some(&self.cancel)).await
     }
 
     /// One cycle, with what the fault filesystem under the data (if any)
@@ -286,28 +238,7 @@ impl Runner<'_> {
     ) -> CycleResult {
         let mut result = self.run_cycle_steps(cell, cycle, slot, backups, reporter).await;
         if let Some(fs) = slot.as_mut().and_then(Deployment::faultfs_mut) {
-            let record = fs.end_cycle();
-            let armed = matches!(cell.fault, Fault::DiskFull | Fault::IoError);
-            if armed && record.injected_errors == 0 && result.report.verdict < Verdict::Error {
-                let note = format!(
-                    "note: the rule {} never fired during the load, so this cycle did not exercise {}",
-                    record.rules.join(", "),
-                    cell.fault
-                );
-                let detail = &mut result.report.detail;
-                *detail = if detail.is_empty() { note } else { format!("{detail}; {note}") };
-            }
-            if cell.fault == Fault::TornWrite && record.torn_writes == 0 && result.report.verdict < Verdict::Error {
-                let note = if record.power_cut_dirty_files == 0 {
-                    "note: no file had an unsynced write at the power cut, so nothing was torn"
-                } else {
-                    "note: the power cut dropped each file's last unsynced write whole and tore none \
-                     (a one-sector write has no prefix to keep)"
-                };
-                let detail = &mut result.report.detail;
-                *detail = if detail.is_empty() { note.to_owned() } else { format!("{detail}; {note}") };
-            }
-            result.report.faultfs = Some(record);
+            result.report.faultfs = Some(fs.end_cycle());
         }
         result
     }
@@ -336,6 +267,7 @@ impl Runner<'_> {
             faultfs: None,
             phases: PhaseTimes::default(),
             backup: None,
+            fired: None,
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
@@ -373,7 +305,11 @@ impl Runner<'_> {
             }
             fs.begin_cycle();
         }
-        if let Err(e) = cell.fault.arm(deployment, &self.scenario.faults) {
+        let behaviour = cell.fault.behaviour();
+        let knobs = &self.scenario.faults;
+        let workload = &*self.workload;
+        let armed = behaviour.arm(&mut Cx { deployment, knobs, workload, backups: None });
+        if let Err(e) = armed {
             return fail(report, format!("could not arm {}: {}", cell.fault, error_chain(&e)));
         }
         if let Some(b) = backups.as_deref_mut() {
@@ -394,7 +330,7 @@ impl Runner<'_> {
             let mut backups_ended = Ok(());
             if let Some(b) = backups.as_deref_mut() {
                 let deadline = load_started + self.scenario.workload.load;
-                b.run_until(deployment, &*self.workload, load_started, deadline, &mut cancel).await;
+                b.run_until(deployment, workload, load_started, deadline, &mut cancel).await;
                 backups_ended = b.end_load().await;
             } else {
                 tokio::select! {
@@ -407,7 +343,7 @@ impl Runner<'_> {
             // The fault lands while clients are mid-transaction; they are
             // told to stop only once the damage is done.
             let fault_started = Instant::now();
-            let injected = cell.fault.inject(deployment, &self.scenario.faults).await;
+            let injected = behaviour.inject(&mut Cx { deployment, knobs, workload, backups: None }).await;
             let fault_done = Instant::now();
             let _ = stop_tx.send(true);
             (injected, backups_ended, fault_started, fault_done, load_s)
@@ -432,46 +368,28 @@ impl Runner<'_> {
             return fail(report, "interrupted".into());
         }
 
-        let mut fault_note = String::new();
-        if matches!(cell.fault, Fault::DiskFull | Fault::IoError)
-            && let Some(fs) = deployment.faultfs_mut()
-            && fs.injected_errors() > 0
-        {
-            // What the server made of the error is the interesting part:
-            // say whether it went down, in its own words.
-            let failed = fs.injected_errors();
-            let running = deployment.is_running().await.unwrap_or(false);
-            let logs = deployment.logs_tail(300).await;
-            // The log spans every start of the container: the newest
-            // errors are this cycle's.
-            let mut errors: Vec<&str> =
-                logs.lines().rev().filter(|l| l.contains("[ERROR]") || l.contains("[FATAL]")).take(2).collect();
-            errors.reverse();
-            let logs =
-                if errors.is_empty() { logs.lines().last().unwrap_or_default().to_owned() } else { errors.join(" / ") };
-            let logs: String = logs.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(400).collect();
-            fault_note = format!(
-                "{} failed {failed} operation(s) during the load; the server {} at the end of the load; its last output: {logs}",
-                cell.fault,
-                if running { "was still running" } else { "had exited" },
+        // A cycle is evidence only when writes were at stake and the fault
+        // did what it names; otherwise it is `error`, never a pass.
+        let fired = behaviour.fired(&mut Cx { deployment, knobs, workload, backups: None }).await;
+        report.fired = Some(fired.clone());
+        if report.acked_writes == 0 {
+            let why = load.client_errors.first().map_or_else(
+                || "the clients ended without an error".to_owned(),
+                |e| format!("the first client error: {e}"),
             );
+            return fail(report, format!("nothing was at stake: the load acknowledged no write; {why}"));
+        }
+        if !fired.fired {
+            return fail(report, format!("{} did not fire: {}", cell.fault, fired.what));
         }
 
         phase(reporter, Phase::Recover);
-        let mut restored = None;
-        let recovered = match backups.as_deref_mut() {
-            Some(b) if cell.fault == Fault::HostLoss => match b.restore(deployment).await {
-                Ok(r) => {
-                    restored = Some(r);
-                    deployment.start().await.map_err(|e| error_chain(&e))
-                }
-                Err(e) => Err(error_chain(&e)),
-            },
-            _ => cell.fault.recover(deployment).await.map_err(|e| error_chain(&e)),
+        let recovered =
+            behaviour.recover(&mut Cx { deployment, knobs, workload, backups: backups.as_deref_mut() }).await;
+        let restored = match recovered {
+            Ok(r) => r.restored,
+            Err(e) => return fail(report, format!("could not recover from {}: {}", cell.fault, error_chain(&e))),
         };
-        if let Err(e) = recovered {
-            return fail(report, format!("could not recover from {}: {e}", cell.fault));
-        }
         let addr = match self.wait_ready(deployment).await {
             Ok(addr) => addr,
             Err(NotReady::Docker(e)) => return fail(report, e),
@@ -504,17 +422,19 @@ impl Runner<'_> {
         report.lost_acked_writes = found.lost;
         report.in_doubt_writes = found.in_doubt;
         report.invariant_violations = found.violations;
-        report.detail = match (found.detail.is_empty(), fault_note.is_empty()) {
-            (_, true) => found.detail.clone(),
-            (true, false) => fault_note,
-            (false, false) => format!("{}; {fault_note}", found.detail),
-        };
+        let notes: Vec<String> = [Some(found.detail.clone()), behaviour.detail(&fired)]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.is_empty())
+            .collect();
+        report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
         if let Some(b) = backups.as_deref() {
             let load_us = (load_s * 1e6) as u64;
             let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
             let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
-            let rpo_s = (cell.fault == Fault::HostLoss).then(|| found.rpo_s(fault_us));
+            // The recovery point is measured where a backup was restored.
+            let rpo_s = restored.is_some().then(|| found.rpo_s(fault_us));
             report.backup = Some(b.cycle_report(stall, restored, rpo_s));
         }
         report.cycle_ms = ms(started.get());

@@ -63,6 +63,8 @@ pub struct FaultMount {
     record: FaultFsCycle,
     /// Counters of the current mount when `record` last took them in.
     baseline: Stats,
+    /// Whether the current mount's power cut is in `record`.
+    cut_recorded: bool,
 }
 
 /// A seed for the `n`th mount of a cell: splitmix64 of the pair, so
@@ -93,6 +95,7 @@ impl FaultMount {
             mounted: None,
             record: FaultFsCycle::default(),
             baseline: Stats::default(),
+            cut_recorded: false,
         };
         fs.mount()?;
         Ok(fs)
@@ -108,6 +111,7 @@ impl FaultMount {
             .map_err(FaultMountError::Config)?;
         let mounted = FaultFs::mount(&self.backing, &self.mountpoint, config)?;
         self.baseline = Stats::default();
+        self.cut_recorded = false;
         self.seed = seed;
         self.record.seeds.push(seed);
         self.mounted = Some(mounted);
@@ -151,6 +155,12 @@ impl FaultMount {
         self.baseline = now;
     }
 
+    /// What this cycle did so far.
+    pub fn record(&mut self) -> &FaultFsCycle {
+        self.settle();
+        &self.record
+    }
+
     /// Operations the rules failed so far in this cycle.
     pub fn injected_errors(&mut self) -> u64 {
         self.settle();
@@ -181,15 +191,40 @@ impl FaultMount {
 
     /// Cuts the power: everything not durable is gone (or torn, under a
     /// `torn` rule) and every further operation fails until [`Self::remount`].
+    /// After an aimed cut ([`Self::cut_at_next_write`]) it only records it.
     pub fn power_cut(&mut self) -> Result<(), FaultMountError> {
-        let handle = self.handle()?;
-        let before = handle.stats();
-        handle.power_cut();
-        self.record.power_cut_dirty_bytes += before.dirty_bytes;
-        self.record.power_cut_dirty_files += before.dirty_files;
-        self.record.power_cut_namespace_ops += before.pending_namespace_ops;
-        self.settle();
+        self.handle()?.power_cut();
+        self.record_cut();
         Ok(())
+    }
+
+    /// Arms an aimed power cut at the next unsynced write of at least
+    /// `min_bytes`; see [`FaultHandle::cut_at_next_write`].
+    pub fn cut_at_next_write(&self, min_bytes: u64) -> Result<(), FaultMountError> {
+        self.handle()?.cut_at_next_write(min_bytes);
+        Ok(())
+    }
+
+    /// Whether the power is cut (an aimed cut may have landed).
+    pub fn powered_off(&self) -> bool {
+        self.handle().is_ok_and(|h| h.stats().powered_off)
+    }
+
+    /// Takes a cut that happened into the cycle's record, once per mount.
+    fn record_cut(&mut self) {
+        let Ok(handle) = self.handle() else { return };
+        let stats = handle.stats();
+        if !stats.powered_off || self.cut_recorded {
+            return;
+        }
+        self.cut_recorded = true;
+        self.record.power_cut_dirty_bytes += stats.cut_dirty_bytes;
+        self.record.power_cut_dirty_files += stats.cut_dirty_files;
+        self.record.power_cut_namespace_ops += stats.cut_namespace_ops;
+        if let Some(bytes) = stats.aimed_cut_write_bytes {
+            self.record.aimed_cut_write_bytes = Some(bytes);
+        }
+        self.settle();
     }
 
     /// Unmounts and mounts again over the same backing directory, as a host

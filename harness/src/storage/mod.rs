@@ -29,89 +29,18 @@
 
 pub mod btrfs;
 pub mod faultmount;
+mod strategy;
+
+pub use strategy::{DataOn, Strategy, StrategyDef, TABLE, UnderData};
 
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::storage::btrfs::{BtrfsError, BtrfsPool};
 use crate::storage::faultmount::{FaultMount, FaultMountError};
 use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    ContainerLayer,
-    AnonymousVolume,
-    NamedVolume,
-    BindMount,
-    Tmpfs,
-    BackupHot,
-    BackupQuiesced,
-    BackupStopped,
-    BtrfsSnapshot,
-    SyncAgent,
-}
-
-impl Strategy {
-    /// Where data can live.
-    pub const PLACES: [Strategy; 5] = [
-        Strategy::ContainerLayer,
-        Strategy::AnonymousVolume,
-        Strategy::NamedVolume,
-        Strategy::BindMount,
-        Strategy::Tmpfs,
-    ];
-
-    /// A named volume plus backups of it.
-    pub const BACKUPS: [Strategy; 5] = [
-        Strategy::BackupHot,
-        Strategy::BackupQuiesced,
-        Strategy::BackupStopped,
-        Strategy::BtrfsSnapshot,
-        Strategy::SyncAgent,
-    ];
-
-    pub const ALL: [Strategy; 10] = [
-        Strategy::ContainerLayer,
-        Strategy::AnonymousVolume,
-        Strategy::NamedVolume,
-        Strategy::BindMount,
-        Strategy::Tmpfs,
-        Strategy::BackupHot,
-        Strategy::BackupQuiesced,
-        Strategy::BackupStopped,
-        Strategy::BtrfsSnapshot,
-        Strategy::SyncAgent,
-    ];
-
-    /// Whether the strategy takes backups during the load.
-    pub fn is_backup(self) -> bool {
-        Strategy::BACKUPS.contains(&self)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::ContainerLayer => "container-layer",
-            Strategy::AnonymousVolume => "anonymous-volume",
-            Strategy::NamedVolume => "named-volume",
-            Strategy::BindMount => "bind-mount",
-            Strategy::Tmpfs => "tmpfs",
-            Strategy::BackupHot => "backup-hot",
-            Strategy::BackupQuiesced => "backup-quiesced",
-            Strategy::BackupStopped => "backup-stopped",
-            Strategy::BtrfsSnapshot => "btrfs-snapshot",
-            Strategy::SyncAgent => "sync-agent",
-        }
-    }
-}
-
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Failure to set up or tear down a strategy's storage.
 #[derive(Debug, thiserror::Error)]
@@ -150,11 +79,39 @@ pub struct FaultFsOptions {
     pub fsync_reaches_disk: bool,
 }
 
+/// What to provision: a built-in strategy, or one of `crashlab bench`'s
+/// own backends, which are provisioned the same way and differ only in
+/// where the data goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Strategy(Strategy),
+    /// A volume of any driver and options, mounted like a named volume.
+    Volume {
+        driver: String,
+        options: Vec<(String, String)>,
+    },
+    /// A new subdirectory of a host directory, bind-mounted. The caller
+    /// journals the subdirectory before provisioning, since it lies
+    /// outside the run directory.
+    HostSubdir(PathBuf),
+}
+
+/// Options of [`Storage::provision`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProvisionOptions {
+    /// Put the data on the fault filesystem (only where the strategy's
+    /// [`UnderData`] is `FaultFs`; ignored elsewhere).
+    pub faultfs: Option<FaultFsOptions>,
+    /// Bytes the workload adds to its data (`[backup] ballast`), for
+    /// sizing a `btrfs-snapshot` pool.
+    pub ballast: u64,
+}
+
 /// The storage one cell's containers use; created before the first
 /// container and removed after the last.
 #[derive(Debug)]
 pub struct Storage {
-    pub strategy: Strategy,
+    data_on: DataOn,
     /// Base of the names of what it creates.
     name: String,
     volume: Option<String>,
@@ -164,68 +121,79 @@ pub struct Storage {
     btrfs: Option<(Arc<BtrfsPool>, String)>,
     /// Times the data was provisioned again after a host loss.
     generation: u32,
-    /// `btrfs-snapshot`: the ballast the pool must hold besides the data.
-    btrfs_ballast: u64,
+    options: ProvisionOptions,
 }
 
 impl Storage {
-    /// Creates what the strategy needs outside any container: a labelled
-    /// named volume, or a host directory under the run's state directory.
+    /// Creates what `place` needs outside any container: a labelled
+    /// volume, a host directory (under the run's state directory for
+    /// strategies), a btrfs subvolume, or the fault filesystem and the
+    /// volume or directory that binds it.
     pub async fn provision(
         docker: &Docker,
         run: &RunContext,
-        strategy: Strategy,
+        place: &Place,
         name: &str,
+        options: ProvisionOptions,
     ) -> Result<Storage, StorageError> {
-        Storage::provision_with(docker, run, strategy, name, None, 0).await
-    }
-
-    /// [`Storage::provision`], with the data on the fault filesystem when
-    /// `faultfs` is given and the strategy can have it there (`bind-mount`,
-    /// `named-volume`); other strategies ignore it. `ballast`: bytes the
-    /// workload adds to its data (`[backup] ballast`), for sizing the
-    /// `btrfs-snapshot` pool.
-    pub async fn provision_with(
-        docker: &Docker,
-        run: &RunContext,
-        strategy: Strategy,
-        name: &str,
-        faultfs: Option<FaultFsOptions>,
-        ballast: u64,
-    ) -> Result<Storage, StorageError> {
+        let data_on = match place {
+            Place::Strategy(s) => s.def().data_on,
+            Place::Volume { .. } => DataOn::NamedVolume,
+            Place::HostSubdir(_) => DataOn::HostDir,
+        };
         let mut storage = Storage {
-            strategy,
+            data_on,
             name: name.to_owned(),
             volume: None,
             host_dir: None,
             faultfs: None,
             btrfs: None,
             generation: 0,
-            btrfs_ballast: ballast,
+            options,
         };
-        if let Some(options) = faultfs
-            && matches!(strategy, Strategy::BindMount | Strategy::NamedVolume)
-        {
-            let fs = FaultMount::create(&run.dir().join("fs").join(name), options.seed, options.fsync_reaches_disk)?;
-            let mountpoint = fs.mountpoint().to_owned();
-            storage.faultfs = Some(fs);
-            if strategy == Strategy::NamedVolume {
-                let device = mountpoint.display().to_string();
-                if let Err(e) = docker.create_bind_volume(name, run.labels(), &device).await {
-                    storage.teardown(docker).await.ok();
-                    return Err(e.into());
-                }
+        let created = match place {
+            Place::Strategy(s) => match options.faultfs.filter(|_| s.def().under == UnderData::FaultFs) {
+                Some(fs) => storage.create_on_faultfs(docker, run, fs).await,
+                None => storage.create_data(docker, run, None).await,
+            },
+            Place::Volume { driver, options } => {
+                let opts: HashMap<String, String> = options.iter().cloned().collect();
                 storage.volume = Some(name.to_owned());
-            } else {
-                storage.host_dir = Some(mountpoint);
+                docker.create_driver_volume(name, run.labels(), driver, opts).await.map_err(StorageError::from)
             }
-            return Ok(storage);
-        }
-        if let Err(e) = storage.create_data(docker, run, None).await {
+            Place::HostSubdir(root) => {
+                let path = root.join(name);
+                storage.host_dir = Some(path.clone());
+                std::fs::create_dir(&path).map_err(|source| StorageError::CreateDir { path, source })
+            }
+        };
+        if let Err(e) = created {
             storage.teardown(docker).await.ok();
             return Err(e);
         }
         Ok(storage)
+    }
+
+    /// Mounts the fault filesystem under the run directory and binds the
+    /// data to it, by a host-directory bind or a local volume bound to the
+    /// mountpoint.
+    async fn create_on_faultfs(
+        &mut self,
+        docker: &Docker,
+        run: &RunContext,
+        options: FaultFsOptions,
+    ) -> Result<(), StorageError> {
+        let fs = FaultMount::create(&run.dir().join("fs").join(&self.name), options.seed, options.fsync_reaches_disk)?;
+        let mountpoint = fs.mountpoint().to_owned();
+        self.faultfs = Some(fs);
+        if self.data_on == DataOn::NamedVolume {
+            let device = mountpoint.display().to_string();
+            self.volume = Some(self.name.clone());
+            docker.create_bind_volume(&self.name, run.labels(), &device).await?;
+        } else {
+            self.host_dir = Some(mountpoint);
+        }
+        Ok(())
     }
 
     /// Creates the volume, directory or subvolume the data lives on; for
@@ -241,27 +209,22 @@ impl Storage {
             0 => self.name.clone(),
             g => format!("{}-{g}", self.name),
         };
-        match self.strategy {
-            Strategy::NamedVolume
-            | Strategy::BackupHot
-            | Strategy::BackupQuiesced
-            | Strategy::BackupStopped
-            | Strategy::SyncAgent => {
+        match self.data_on {
+            DataOn::NamedVolume => {
+                self.volume = Some(name.clone());
                 docker.create_volume(&name, run.labels()).await?;
-                self.volume = Some(name);
             }
-            Strategy::BindMount => {
+            DataOn::HostDir => {
                 let path = run.dir().join("data").join(&name);
-                std::fs::create_dir_all(&path)
-                    .map_err(|source| StorageError::CreateDir { path: path.clone(), source })?;
-                self.host_dir = Some(path);
+                self.host_dir = Some(path.clone());
+                std::fs::create_dir_all(&path).map_err(|source| StorageError::CreateDir { path, source })?;
             }
-            Strategy::BtrfsSnapshot => {
+            DataOn::BtrfsSubvolume => {
                 let pool = match &self.btrfs {
                     Some((pool, _)) => pool.clone(),
                     None => {
                         let dir = run.dir().join("btrfs").join(&self.name);
-                        let size = BTRFS_POOL_BASE + 3 * self.btrfs_ballast;
+                        let size = BTRFS_POOL_BASE + 3 * self.options.ballast;
                         Arc::new(blocking(move || BtrfsPool::create(&dir, size)).await?)
                     }
                 };
@@ -276,10 +239,10 @@ impl Storage {
                 };
                 self.btrfs = Some((pool, subvolume));
                 let device = path?.display().to_string();
+                self.volume = Some(name.clone());
                 docker.create_bind_volume(&name, run.labels(), &device).await?;
-                self.volume = Some(name);
             }
-            Strategy::ContainerLayer | Strategy::AnonymousVolume | Strategy::Tmpfs => {}
+            DataOn::WritableLayer | DataOn::AnonymousVolume | DataOn::Tmpfs => {}
         }
         Ok(())
     }
@@ -303,7 +266,7 @@ impl Storage {
         Ok(())
     }
 
-    /// New, empty storage of the same strategy after [`Storage::lose`], or
+    /// New, empty storage of the same kind after [`Storage::lose`], or
     /// for `btrfs-snapshot` a writable copy of the read-only snapshot
     /// `from_snapshot`.
     pub async fn reprovision(
@@ -326,63 +289,27 @@ impl Storage {
         self.btrfs.as_ref().map(|(pool, subvolume)| (pool, subvolume.as_str()))
     }
 
-    /// Storage on a volume the caller created with any driver (`crashlab
-    /// bench`'s own backends): mounted like a named volume, and removed
-    /// with it at teardown.
-    pub fn on_volume(name: String) -> Storage {
-        Storage {
-            strategy: Strategy::NamedVolume,
-            name: name.clone(),
-            volume: Some(name),
-            host_dir: None,
-            faultfs: None,
-            btrfs: None,
-            generation: 0,
-            btrfs_ballast: 0,
-        }
-    }
-
-    /// Storage in a host directory the caller created (`crashlab bench`'s
-    /// host paths): bind-mounted, and removed at teardown.
-    pub fn in_host_dir(path: PathBuf) -> Storage {
-        Storage {
-            strategy: Strategy::BindMount,
-            name: String::new(),
-            volume: None,
-            host_dir: Some(path),
-            faultfs: None,
-            btrfs: None,
-            generation: 0,
-            btrfs_ballast: 0,
-        }
-    }
-
     /// The mounts a container on this storage gets at `data_dir`.
     pub fn mounts(&self, run: &RunContext, data_dir: &str) -> Vec<Mount> {
         let target = Some(data_dir.to_owned());
-        match self.strategy {
-            Strategy::ContainerLayer => vec![],
-            Strategy::AnonymousVolume => vec![Mount {
+        match self.data_on {
+            DataOn::WritableLayer => vec![],
+            DataOn::AnonymousVolume => vec![Mount {
                 target,
                 typ: Some(MountType::VOLUME),
                 volume_options: Some(MountVolumeOptions { labels: Some(run.labels()), ..Default::default() }),
                 ..Default::default()
             }],
-            Strategy::NamedVolume
-            | Strategy::BackupHot
-            | Strategy::BackupQuiesced
-            | Strategy::BackupStopped
-            | Strategy::BtrfsSnapshot
-            | Strategy::SyncAgent => {
+            DataOn::NamedVolume | DataOn::BtrfsSubvolume => {
                 vec![Mount { target, source: self.volume.clone(), typ: Some(MountType::VOLUME), ..Default::default() }]
             }
-            Strategy::BindMount => vec![Mount {
+            DataOn::HostDir => vec![Mount {
                 target,
                 source: self.host_dir.as_ref().map(|p| p.display().to_string()),
                 typ: Some(MountType::BIND),
                 ..Default::default()
             }],
-            Strategy::Tmpfs => vec![Mount {
+            DataOn::Tmpfs => vec![Mount {
                 target,
                 typ: Some(MountType::TMPFS),
                 tmpfs_options: Some(MountTmpfsOptions { mode: Some(0o1777), ..Default::default() }),

@@ -1,0 +1,131 @@
+//! Disk faults, acting during the load through the fault filesystem's
+//! rules: `disk-full` (`ENOSPC` once a byte budget is spent) and
+//! `io-error` (the scenario's `eio` rule). They fire when the rule failed at
+//! least one operation; the report then quotes what the server made of it,
+//! in its own words (the workload picks its error lines from its log).
+//! Recovery frees the space (clears the rules) and restarts the container.
+
+use super::{Behaviour, Cx, Fault, FaultError, Recovered, STOP_TIMEOUT_S, fired, needs_a_disk, not_fired};
+use crate::storage::{StrategyDef, UnderData};
+use crashlab_faultfs::FaultRule;
+use crashlab_reports::Fired;
+use futures_util::future::BoxFuture;
+
+/// Writes fail with `ENOSPC` once `[faults] disk-full-after` bytes were
+/// written after the setup.
+pub struct DiskFull;
+
+/// The scenario's `[faults] io-error` rule fails matching operations with
+/// `EIO`.
+pub struct IoError;
+
+impl Behaviour for DiskFull {
+    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
+        strategy.under == UnderData::FaultFs
+    }
+
+    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        needs_a_disk(strategy, false)
+    }
+
+    fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        install(cx, Fault::DiskFull, FaultRule::NoSpace { after_bytes: cx.knobs.disk_full_after })
+    }
+
+    fn inject<'a>(&'a self, _cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
+        Box::pin(async move {
+            let budget = cx.knobs.disk_full_after;
+            reaction(cx, "ENOSPC", |written| {
+                format!(
+                    "the load wrote {written} bytes, less than the disk-full budget of {budget}: the disk never filled"
+                )
+            })
+            .await
+        })
+    }
+
+    fn detail(&self, fired: &Fired) -> Option<String> {
+        Some(fired.what.clone())
+    }
+
+    fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
+        Box::pin(free_and_restart(cx))
+    }
+}
+
+impl Behaviour for IoError {
+    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
+        strategy.under == UnderData::FaultFs
+    }
+
+    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        needs_a_disk(strategy, false)
+    }
+
+    fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        install(cx, Fault::IoError, cx.knobs.io_error.clone())
+    }
+
+    fn inject<'a>(&'a self, _cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
+        Box::pin(async move {
+            let rule = cx.knobs.io_error.to_string();
+            reaction(cx, "EIO", |_| format!("the rule {rule} never matched an operation of the load")).await
+        })
+    }
+
+    fn detail(&self, fired: &Fired) -> Option<String> {
+        Some(fired.what.clone())
+    }
+
+    fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
+        Box::pin(free_and_restart(cx))
+    }
+}
+
+fn install(cx: &mut Cx<'_>, fault: Fault, rule: FaultRule) -> Result<(), FaultError> {
+    let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault })?;
+    fs.add_rule(rule)?;
+    Ok(())
+}
+
+/// Whether the rule failed anything and, if it did, what the server made
+/// of it: whether it went down, and its newest error lines. `quiet` says
+/// why not, given the bytes the load wrote.
+async fn reaction(cx: &mut Cx<'_>, errno: &str, quiet: impl FnOnce(u64) -> String) -> Fired {
+    let Some(fs) = cx.deployment.faultfs_mut() else {
+        return not_fired("the data is not on the fault filesystem");
+    };
+    let record = fs.record();
+    let (failed, written) = (record.injected_errors, record.bytes_written);
+    if failed == 0 {
+        return not_fired(quiet(written));
+    }
+    let running = cx.deployment.is_running().await.unwrap_or(false);
+    let logs = cx.deployment.logs_tail(300).await;
+    // The log spans every start of the container: the newest errors are
+    // this cycle's.
+    let errors = cx.workload.server_errors(&logs, 2);
+    let said = if errors.is_empty() { logs.lines().last().unwrap_or_default().to_owned() } else { errors.join(" / ") };
+    let said: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(400).collect();
+    fired(format!(
+        "{errno} on {failed} operation(s) during the load; the server {} at the end of the load; its last output: {said}",
+        if running { "was still running" } else { "had exited" },
+    ))
+}
+
+async fn free_and_restart(cx: &mut Cx<'_>) -> Result<Recovered, FaultError> {
+    if let Some(fs) = cx.deployment.faultfs_mut() {
+        fs.clear_rules()?;
+    }
+    cx.deployment.stop(STOP_TIMEOUT_S).await?;
+    cx.deployment.start().await?;
+    Ok(Recovered::default())
+}

@@ -1,0 +1,226 @@
+//! The strategies, each one value: what it mounts at the data directory,
+//! whether the fault filesystem can sit under it, and how it backs up.
+//! [`TABLE`] is the one place a strategy is described; everything else
+//! (provisioning, mounts, which faults can run, the backup loop, the
+//! report's words) reads it.
+
+use crate::backup::Method;
+use serde::{Deserialize, Serialize};
+
+/// A strategy's identity, as scenarios and reports name it. Its behaviour
+/// is its [`StrategyDef`] in [`TABLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    ContainerLayer,
+    AnonymousVolume,
+    NamedVolume,
+    BindMount,
+    Tmpfs,
+    BackupHot,
+    BackupQuiesced,
+    BackupStopped,
+    BtrfsSnapshot,
+    SyncAgent,
+}
+
+/// What is mounted at the workload's data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOn {
+    /// Nothing: the data lives in the container's copy-on-write writable
+    /// layer, which belongs to Docker's storage driver.
+    WritableLayer,
+    /// A volume Docker creates with each container, in its own directory.
+    AnonymousVolume,
+    /// A labelled local named volume the harness creates and reattaches.
+    NamedVolume,
+    /// A host directory under the run's state directory.
+    HostDir,
+    /// Memory, mounted at every container start.
+    Tmpfs,
+    /// A named volume bound to a subvolume of a loop-mounted btrfs pool the
+    /// harness owns.
+    BtrfsSubvolume,
+}
+
+/// Whether the fault filesystem can sit under a strategy's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderData {
+    /// It can: power loss and disk faults run on it.
+    FaultFs,
+    /// There is no disk: a host kill empties memory (run without the fault
+    /// filesystem); tearing, filling or failing a disk has no meaning.
+    Memory(&'static str),
+    /// It cannot, for the reason given (shown for `n/a` cells).
+    Unreachable(&'static str),
+}
+
+/// Everything the harness knows of a strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct StrategyDef {
+    pub strategy: Strategy,
+    /// The name in scenarios and reports.
+    pub name: &'static str,
+    pub data_on: DataOn,
+    pub under: UnderData,
+    /// How it takes backups during the load; `None` for a plain place.
+    pub backup: Option<Method>,
+    /// What the data directory is, in the words of the docs.
+    pub describes: &'static str,
+}
+
+const NO_FAULTFS_ON_BACKUPS: &str = "backup strategies keep their live data on a plain named volume, not on the \
+     fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to test the backups";
+
+/// The strategies, in the order reports list them.
+pub const TABLE: [StrategyDef; 10] = [
+    StrategyDef {
+        strategy: Strategy::ContainerLayer,
+        name: "container-layer",
+        data_on: DataOn::WritableLayer,
+        under: UnderData::Unreachable(
+            "the writable layer belongs to Docker's storage driver; crashlab cannot put its fault filesystem \
+             under it, so power loss and disk faults cannot be simulated there",
+        ),
+        backup: None,
+        describes: "the container's copy-on-write writable layer",
+    },
+    StrategyDef {
+        strategy: Strategy::AnonymousVolume,
+        name: "anonymous-volume",
+        data_on: DataOn::AnonymousVolume,
+        under: UnderData::Unreachable(
+            "Docker creates an anonymous volume with the container, in its own directory; crashlab cannot put \
+             its fault filesystem under it, so power loss and disk faults cannot be simulated there",
+        ),
+        backup: None,
+        describes: "a volume created for this container only",
+    },
+    StrategyDef {
+        strategy: Strategy::NamedVolume,
+        name: "named-volume",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::FaultFs,
+        backup: None,
+        describes: "a volume the harness creates and reattaches",
+    },
+    StrategyDef {
+        strategy: Strategy::BindMount,
+        name: "bind-mount",
+        data_on: DataOn::HostDir,
+        under: UnderData::FaultFs,
+        backup: None,
+        describes: "a host directory under the run's state directory",
+    },
+    StrategyDef {
+        strategy: Strategy::Tmpfs,
+        name: "tmpfs",
+        data_on: DataOn::Tmpfs,
+        under: UnderData::Memory(
+            "tmpfs is memory: there is no disk to tear, fill or fail (a host kill, which empties memory, is \
+             run as `host-kill`)",
+        ),
+        backup: None,
+        describes: "memory, mounted per container start",
+    },
+    StrategyDef {
+        strategy: Strategy::BackupHot,
+        name: "backup-hot",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(Method::Hot),
+        describes: "a named volume, copied with tar while the engine writes",
+    },
+    StrategyDef {
+        strategy: Strategy::BackupQuiesced,
+        name: "backup-quiesced",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(Method::Quiesced),
+        describes: "a named volume, copied with tar while the engine is held still",
+    },
+    StrategyDef {
+        strategy: Strategy::BackupStopped,
+        name: "backup-stopped",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(Method::Stopped),
+        describes: "a named volume, copied with tar while the container is stopped",
+    },
+    StrategyDef {
+        strategy: Strategy::BtrfsSnapshot,
+        name: "btrfs-snapshot",
+        data_on: DataOn::BtrfsSubvolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(Method::BtrfsSnapshot),
+        describes: "a named volume on a btrfs subvolume, with read-only snapshots",
+    },
+    StrategyDef {
+        strategy: Strategy::SyncAgent,
+        name: "sync-agent",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(Method::SyncAgent),
+        describes: "a named volume that a sidecar archives and uploads to an object store",
+    },
+];
+
+impl Strategy {
+    /// Every strategy, in [`TABLE`] order.
+    pub const ALL: [Strategy; TABLE.len()] = {
+        let mut all = [Strategy::ContainerLayer; TABLE.len()];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].strategy;
+            i += 1;
+        }
+        all
+    };
+
+    /// This strategy's description.
+    pub fn def(self) -> &'static StrategyDef {
+        // TABLE lists the variants in declaration order (checked by a test).
+        &TABLE[self as usize]
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.def().name
+    }
+
+    /// Whether the strategy takes backups during the load.
+    pub fn is_backup(self) -> bool {
+        self.def().backup.is_some()
+    }
+
+    /// Looks a strategy up by its name.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        TABLE.iter().find(|d| d.name == name).map(|d| d.strategy)
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_every_variant_in_order_under_its_serde_name() {
+        for (i, def) in TABLE.iter().enumerate() {
+            assert_eq!(def.strategy as usize, i, "{}", def.name);
+            assert_eq!(serde_json::to_string(&def.strategy).unwrap(), format!("\"{}\"", def.name));
+            assert_eq!(Strategy::from_name(def.name), Some(def.strategy));
+        }
+    }
+
+    #[test]
+    fn backups_keep_live_data_on_a_volume() {
+        for def in TABLE.iter().filter(|d| d.backup.is_some()) {
+            assert!(matches!(def.data_on, DataOn::NamedVolume | DataOn::BtrfsSubvolume), "{}", def.name);
+        }
+    }
+}
