@@ -3,8 +3,8 @@
 //!
 //! Keys are kebab-case. An unknown key or a bad value is an error that names
 //! the file, the line and the key; nothing is guessed. See
-//! `scenarios/smoke.toml` for a complete example and DESIGN.md for the
-//! contract.
+//! `scenarios/smoke.toml` for a complete example, `docs/scenarios.md` for
+//! every key and `docs/design.md` for the contract.
 
 use crate::faults::Fault;
 use crate::storage::Strategy;

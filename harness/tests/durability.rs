@@ -10,8 +10,8 @@ const DURABLE: &str = r#""--innodb-flush-log-at-trx-commit=1""#;
 const ALL_STRATEGIES: &str = r#""container-layer", "anonymous-volume", "named-volume", "bind-mount", "tmpfs""#;
 const DOCKER_FAULTS: &str = r#""process-kill", "restart", "recreate""#;
 
-/// DESIGN.md's table for durable MariaDB: (strategy, process-kill,
-/// restart, recreate).
+/// The durability table of `docs/design.md` for durable MariaDB:
+/// (strategy, process-kill, restart, recreate).
 const DESIGN_TABLE: [(&str, Verdict, Verdict, Verdict); 5] = [
     ("container-layer", Verdict::Intact, Verdict::Intact, Verdict::DataGone),
     ("anonymous-volume", Verdict::Intact, Verdict::Intact, Verdict::DataGone),
