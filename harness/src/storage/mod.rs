@@ -206,7 +206,12 @@ impl Storage {
         if let Some(options) = faultfs
             && matches!(strategy, Strategy::BindMount | Strategy::NamedVolume)
         {
-            let fs = FaultMount::create(&run.dir().join("fs").join(name), options.seed, options.fsync_reaches_disk)?;
+            let fs = FaultMount::create(
+                &run.dir().join("fs").join(name),
+                options.seed,
+                options.fsync_reaches_disk,
+                Some(run.journal()),
+            )?;
             let mountpoint = fs.mountpoint().to_owned();
             storage.faultfs = Some(fs);
             if strategy == Strategy::NamedVolume {
@@ -262,7 +267,8 @@ impl Storage {
                     None => {
                         let dir = run.dir().join("btrfs").join(&self.name);
                         let size = BTRFS_POOL_BASE + 3 * self.btrfs_ballast;
-                        Arc::new(blocking(move || BtrfsPool::create(&dir, size)).await?)
+                        let journal = run.journal().clone();
+                        Arc::new(blocking(move || BtrfsPool::create(&dir, size, Some(&journal))).await?)
                     }
                 };
                 let subvolume = format!("live-{}", self.generation);
