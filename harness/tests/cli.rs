@@ -332,18 +332,28 @@ async fn clean_refuses_labels_and_journal_paths_that_lead_outside_the_state_dire
             (STATE_LABEL.to_owned(), canonical.clone()),
         ]);
         let name = format!("crashlab-test-handmade-{}-{i}", std::process::id());
-        docker.create_volume(&name, labels).await.unwrap();
-        made.push(name);
+        docker.create_volume(&name, labels.clone()).await.unwrap();
+        let config = bollard::models::ContainerCreateBody {
+            image: Some(crashlab_workloads::mariadb::IMAGE.to_owned()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let container = docker.create_container(&name, config).await.unwrap();
+        made.push((name, container));
     }
     let out = run_ok(crashlab().arg("clean").env("CRASHLAB_STATE_DIR", &state));
-    for name in &made {
-        docker.remove_volume(name).await.unwrap();
+    for (name, container) in &made {
+        assert!(docker.remove_container_if_present(container).await.unwrap(), "clean left {name} alone");
+        assert!(docker.remove_volume_if_present(name).await.unwrap(), "clean left {name} alone");
     }
     let err = stderr(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{err}");
     for bad in ["\"..\"", "\"../../etc\"", "\"/\""] {
-        assert!(err.contains(&format!("refusing run id {bad} of volume crashlab-test-handmade-")), "{bad}: {err}");
+        for kind in ["volume", "container"] {
+            let line = format!("refusing run id {bad} of {kind} crashlab-test-handmade-");
+            assert!(err.contains(&line), "{bad}: {err}");
+        }
     }
     assert!(err.contains("not a crashlab run id (<unix seconds>-<4 hex digits>); left alone"), "{err}");
     assert!(err.contains("refusing journaled host directory") && err.contains("its root is `/`"), "{err}");
