@@ -16,8 +16,11 @@ use crashlab_workloads::mariadb::{self, MariaDb};
 use crashlab_workloads::postgres::{self, Postgres};
 use crashlab_workloads::redis::{self, Redis};
 use crashlab_workloads::sqlite;
+use futures_util::FutureExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::signal::unix::{Signal, SignalKind};
+use tokio::sync::watch;
 
 /// Writes a line to stderr, ignoring failure: a closed terminal must not
 /// abort a run before it has cleaned up.
@@ -36,8 +39,15 @@ pub mod exit {
     pub const MISS: i32 = 1;
     /// Usage or setup error: bad scenario, no daemon, missing image or tool.
     pub const SETUP: i32 = 2;
-    /// Interrupted (Ctrl-C); everything created was removed.
+    /// Interrupted by Ctrl-C (SIGINT, 128 + 2); everything created was
+    /// removed.
     pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM (128 + 15: CI cancellation, `timeout`, systemd);
+    /// everything created was removed.
+    pub const TERMINATED: i32 = 143;
+    /// Stopped by SIGHUP (128 + 1: the terminal or session went away);
+    /// everything created was removed.
+    pub const HANGUP: i32 = 129;
 }
 
 /// An error that ends a command, with the exit code and a hint.
@@ -63,6 +73,10 @@ pub enum AppError {
     Agent(#[from] crate::run::agent::AgentError),
     #[error("btrfs-snapshot cannot run here: failed to {}", error_chain(.0))]
     Btrfs(#[from] crate::storage::btrfs::BtrfsError),
+    #[error("failed to install the signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("failed to {}", error_chain(.0))]
+    Clean(#[from] run::CleanError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -195,6 +209,7 @@ pub struct BenchOptions {
 /// measured and every profile agreed with fio, 1 otherwise).
 pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
     use crate::bench::{self, BenchDefinition, BenchError, BenchSettings};
+    let mut stop = Stop::listen()?;
     let mut definition = match &options.definition {
         Some(path) => BenchDefinition::load(path).map_err(BenchError::from)?,
         None => BenchDefinition::parse(bench::definition::DEFAULT, "scenarios/bench.toml (built in)")
@@ -232,30 +247,105 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
         );
     }
     let settings = BenchSettings { quiet: options.quiet, keep: options.keep, agent };
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = cancel_tx.send(true);
-        note!("\ninterrupted: finishing the current step, then cleaning up (Ctrl-C again to stop at once)");
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let report = tokio::select! {
-        report = bench::execute(&docker, &ctx, &definition, &settings, cancel_rx.clone()) => report?,
-        () = interrupted => {
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let work = bench::execute(&docker, &ctx, &definition, &settings, cancel_rx);
+    let (report, stopped) = match supervise(&mut stop, &cancel_tx, work).await {
+        Supervised::Done { value, stopped } => (value?, stopped),
+        Supervised::Abandoned(code) => {
             if !options.keep {
                 let _ = bench::cleanup(&docker, &ctx).await;
             }
-            return Ok(exit::INTERRUPTED);
+            return Ok(code);
+        }
+        Supervised::Panicked(panic) => {
+            if !options.keep {
+                let _ = bench::cleanup(&docker, &ctx).await;
+            }
+            std::panic::resume_unwind(panic)
         }
     };
     publish(&report, options.out.clone(), bench::summary)?;
-    Ok(if *cancel_rx.borrow() {
-        exit::INTERRUPTED
-    } else if report.passed() {
-        exit::PASS
-    } else {
-        exit::MISS
+    Ok(match stopped {
+        Some(code) => code,
+        None if report.passed() => exit::PASS,
+        None => exit::MISS,
     })
+}
+
+/// The signals that stop a run or a bench: Ctrl-C (SIGINT), SIGTERM (CI
+/// cancellation, `timeout`, systemd) and SIGHUP (the terminal went away).
+/// Once listened for, none of them kills the process: the first asks the
+/// work to stop between steps, the second abandons it, and either way what
+/// it created is removed.
+struct Stop {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Stop {
+    /// Installs the handlers. Done first thing, so that a signal that comes
+    /// while the images are checked cannot kill the process the default
+    /// way once anything exists.
+    fn listen() -> Result<Stop, AppError> {
+        let install = |kind| tokio::signal::unix::signal(kind).map_err(AppError::Signals);
+        Ok(Stop {
+            int: install(SignalKind::interrupt())?,
+            term: install(SignalKind::terminate())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal: its exit code and how to name it to the user.
+    async fn next(&mut self) -> (i32, &'static str) {
+        tokio::select! {
+            _ = self.int.recv() => (exit::INTERRUPTED, "interrupted"),
+            _ = self.term.recv() => (exit::TERMINATED, "terminated (SIGTERM)"),
+            _ = self.hup.recv() => (exit::HANGUP, "hung up (SIGHUP)"),
+        }
+    }
+}
+
+/// How supervised work ended.
+enum Supervised<T> {
+    /// It returned; `stopped` is the exit code of the signal that asked it
+    /// to stop early, if one did.
+    Done { value: T, stopped: Option<i32> },
+    /// A second signal came before it returned; it was dropped (its fault
+    /// filesystems detached on drop), and the caller must clean up. The
+    /// code is the first signal's.
+    Abandoned(i32),
+    /// It panicked; the caller must clean up, then resume the panic.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Drives `work` while listening to `stop`: the first signal sends `true`
+/// on `cancel`, the second abandons the work, and a panic in it is caught
+/// so that the caller can still remove what the run created.
+async fn supervise<T>(
+    stop: &mut Stop,
+    cancel: &watch::Sender<bool>,
+    work: impl std::future::Future<Output = T>,
+) -> Supervised<T> {
+    let work = std::panic::AssertUnwindSafe(work).catch_unwind();
+    tokio::pin!(work);
+    let mut first = None;
+    loop {
+        tokio::select! {
+            result = &mut work => return match result {
+                Ok(value) => Supervised::Done { value, stopped: first },
+                Err(panic) => Supervised::Panicked(panic),
+            },
+            (code, what) = stop.next() => {
+                if let Some(first) = first {
+                    return Supervised::Abandoned(first);
+                }
+                first = Some(code);
+                let _ = cancel.send(true);
+                note!("\n{what}: finishing the current step, then cleaning up (send it again to stop at once)");
+            }
+        }
+    }
 }
 
 /// Writes every rendering of `report` to `out` (by default
@@ -276,6 +366,7 @@ fn publish(report: &Report, out: Option<PathBuf>, summary: fn(&Report, bool) -> 
 
 /// `crashlab run`: returns the exit code.
 pub async fn run(options: RunOptions) -> Result<i32, AppError> {
+    let mut stop = Stop::listen()?;
     let scenario = match &options.scenario {
         Some(path) => Scenario::load(path)?,
         None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
@@ -289,32 +380,40 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         ensure_image(&docker, crashlab_workloads::agent::IMAGE, &options.mirror, options.quiet).await?;
     }
 
-    // Ctrl-C asks the runner to stop between steps; a second one stops at
-    // once. Either way the cleanup below runs.
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = cancel_tx.send(true);
-        note!("\ninterrupted: finishing the current step, then cleaning up (Ctrl-C again to stop at once)");
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let outcome = tokio::select! {
-        outcome = execute(&docker, &scenario, &settings, cancel_rx.clone()) => outcome?,
-        () = interrupted => {
-            let run_id = latest_run(&settings.state_dir);
-            if let Some(id) = run_id.filter(|_| !settings.keep) {
-                let _ = run::cleanup_run(&docker, &settings.state_dir, &id).await;
+    // A signal asks the runner to stop between steps; a second one stops
+    // it at once, and so does a panic. Either way the run is cleaned up:
+    // by `execute` itself, or below from its journal.
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let work = execute(&docker, &scenario, &settings, cancel_rx);
+    let abandoned = |settings: &RunSettings| {
+        let run_id = latest_run(&settings.state_dir).filter(|_| !settings.keep);
+        let (docker, state) = (docker.clone(), settings.state_dir.clone());
+        async move {
+            if let Some(id) = run_id
+                && let Ok(cleaned) = run::cleanup_run(&docker, &state, &id).await
+            {
+                for refusal in cleaned.refused {
+                    note!("warning: {refusal}");
+                }
             }
-            return Ok(exit::INTERRUPTED);
+        }
+    };
+    let (outcome, stopped) = match supervise(&mut stop, &cancel_tx, work).await {
+        Supervised::Done { value, stopped } => (value?, stopped),
+        Supervised::Abandoned(code) => {
+            abandoned(&settings).await;
+            return Ok(code);
+        }
+        Supervised::Panicked(panic) => {
+            abandoned(&settings).await;
+            std::panic::resume_unwind(panic)
         }
     };
     publish(&outcome.report, options.out.clone(), report::summary)?;
-    Ok(if *cancel_rx.borrow() {
-        exit::INTERRUPTED
-    } else if outcome.complete && outcome.report.passed() {
-        exit::PASS
-    } else {
-        exit::MISS
+    Ok(match stopped {
+        Some(code) => code,
+        None if outcome.complete && outcome.report.passed() => exit::PASS,
+        None => exit::MISS,
     })
 }
 
@@ -409,7 +508,8 @@ pub async fn execute(
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut runner = Runner {
-        docker: docker.clone(),
+        // Everything the run creates goes into its journal first.
+        docker: docker.journaled(ctx.journal().clone()),
         run: ctx.clone(),
         scenario,
         workload: workload_of(scenario),
@@ -425,8 +525,11 @@ pub async fn execute(
             ctx.id(),
             ctx.dir().display()
         );
-    } else if let Err(e) = run::cleanup_run(docker, state, ctx.id()).await {
-        note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e));
+    } else {
+        match run::cleanup_run(docker, state, ctx.id()).await {
+            Ok(cleaned) => cleaned.refused.iter().for_each(|refusal| note!("warning: {refusal}")),
+            Err(e) => note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e)),
+        }
     }
     let complete = results.len() == cells.len();
     let report = Report {
@@ -444,7 +547,8 @@ pub async fn execute(
     Ok(Outcome { report, complete })
 }
 
-/// The newest run directory, which is this process's run while it lives.
+/// The newest run directory this process made (by its `pid` file, which
+/// only ever answers "is it mine", never "is it alive").
 fn latest_run(state_dir: &Path) -> Option<String> {
     let pid = std::process::id().to_string();
     std::fs::read_dir(state_dir.join("runs"))
@@ -540,16 +644,31 @@ pub async fn list_images() -> Result<(), AppError> {
     Ok(())
 }
 
-/// `crashlab clean`: removes what killed runs left behind.
+/// `crashlab clean`: removes what dead runs of the state directory left
+/// behind. Whatever it refuses to touch (a label whose run id is not
+/// crashlab's, a journaled path outside the state directory) is named on
+/// stderr, one line each.
 pub async fn clean() -> Result<(), AppError> {
     let docker = connect().await?;
     let state = run::state_dir();
     let c = run::clean_stale(&docker, &state).await?;
     let builds = images::clean_stale_builds(&state.join("build"));
+    for refusal in &c.refused {
+        note!("crashlab: {refusal}");
+    }
     println!(
-        "removed {} containers, {} volumes, {} fault-filesystem mounts, {} btrfs pools, {} run directories, {} unfinished image builds",
-        c.containers, c.volumes, c.mounts, c.btrfs_pools, c.dirs, builds
+        "removed {} containers, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools, \
+         {} host-path directories, {} run directories, {} unfinished image builds",
+        c.containers, c.volumes, c.networks, c.mounts, c.btrfs_pools, c.host_dirs, c.dirs, builds
     );
+    if c.live + c.elsewhere + c.refused.len() > 0 {
+        println!(
+            "left alone: {} live runs, {} objects of other state directories, {} refused",
+            c.live,
+            c.elsewhere,
+            c.refused.len()
+        );
+    }
     Ok(())
 }
 
@@ -615,4 +734,19 @@ pub async fn doctor(mirror: &str) -> i32 {
         ),
     );
     if ok { exit::PASS } else { exit::SETUP }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn supervised_work_that_panics_is_caught_so_the_run_can_be_cleaned() {
+        let mut stop = Stop::listen().unwrap();
+        let (cancel, _rx) = watch::channel(false);
+        let panicking = async { panic!("a bug in a fault") };
+        assert!(matches!(supervise::<()>(&mut stop, &cancel, panicking).await, Supervised::Panicked(_)));
+        let done = supervise(&mut stop, &cancel, async { 7 }).await;
+        assert!(matches!(done, Supervised::Done { value: 7, stopped: None }));
+    }
 }

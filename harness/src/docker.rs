@@ -1,20 +1,26 @@
 //! The one door to Docker. Every call to the daemon goes through [`Docker`],
 //! and every failure names the operation and its object, so an error reads
 //! "failed to start container crashlab-…: …". No other module uses bollard.
+//!
+//! A client [`Docker::journaled`] to a run writes each container, volume
+//! and network into the run's journal before it asks the daemon to create
+//! it, so that no creation site can forget to.
 
+use crate::run::journal::{Entry, Journal, JournalError};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ImageInspect, SystemInfo, SystemVersion, Volume,
-    VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ImageInspect, Network, SystemInfo, SystemVersion,
+    Volume, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 type Source = bollard::errors::Error;
 
@@ -164,6 +170,20 @@ pub enum DockerError {
         #[source]
         source: Source,
     },
+    #[error("list networks labelled {label}")]
+    ListNetworks {
+        label: String,
+        #[source]
+        source: Source,
+    },
+    #[error("remove network {name}")]
+    RemoveNetwork {
+        name: String,
+        #[source]
+        source: Source,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error("read the daemon's version")]
     Version(#[source] Source),
     #[error("read the daemon's info")]
@@ -176,6 +196,11 @@ impl DockerError {
     /// True when the daemon answered 404: the object does not exist.
     pub fn is_not_found(&self) -> bool {
         self.source_error().is_some_and(|e| matches!(e, Source::DockerResponseServerError { status_code: 404, .. }))
+    }
+
+    /// True when the daemon answered 409: e.g. a volume still in use.
+    pub fn is_conflict(&self) -> bool {
+        self.source_error().is_some_and(|e| matches!(e, Source::DockerResponseServerError { status_code: 409, .. }))
     }
 
     /// True when the daemon answered 304: already in the requested state.
@@ -206,6 +231,8 @@ pub fn docker_host() -> String {
 #[derive(Clone)]
 pub struct Docker {
     inner: bollard::Docker,
+    /// The run whose creations are journaled, if any.
+    journal: Option<Arc<Journal>>,
 }
 
 impl Docker {
@@ -217,7 +244,20 @@ impl Docker {
         let inner = bollard::Docker::connect_with_defaults().map_err(connect)?;
         let inner = inner.negotiate_version().await.map_err(connect)?;
         inner.ping().await.map_err(connect)?;
-        Ok(Docker { inner })
+        Ok(Docker { inner, journal: None })
+    }
+
+    /// The same client, writing every container, volume and network it
+    /// creates into `journal` first.
+    pub fn journaled(&self, journal: Arc<Journal>) -> Docker {
+        Docker { inner: self.inner.clone(), journal: Some(journal) }
+    }
+
+    fn record(&self, entry: Entry) -> Result<(), DockerError> {
+        match &self.journal {
+            Some(journal) => Ok(journal.record(&entry)?),
+            None => Ok(()),
+        }
     }
 
     pub fn api_version(&self) -> String {
@@ -265,6 +305,7 @@ impl Docker {
 
     /// Creates a container and returns its id.
     pub async fn create_container(&self, name: &str, config: ContainerCreateBody) -> Result<String, DockerError> {
+        self.record(Entry::Container(name.to_owned()))?;
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         let created = self
             .inner
@@ -319,12 +360,17 @@ impl Docker {
     /// Force-removes a container and its anonymous volumes. A container
     /// that is already gone is not an error.
     pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        self.remove_container_if_present(id).await.map(drop)
+    }
+
+    /// [`Docker::remove_container`], saying whether it was there.
+    pub async fn remove_container_if_present(&self, id: &str) -> Result<bool, DockerError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.inner.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(source) => {
                 let err = DockerError::RemoveContainer { id: id.to_owned(), source };
-                if err.is_not_found() { Ok(()) } else { Err(err) }
+                if err.is_not_found() { Ok(false) } else { Err(err) }
             }
         }
     }
@@ -506,6 +552,7 @@ impl Docker {
         driver: &str,
         driver_opts: HashMap<String, String>,
     ) -> Result<(), DockerError> {
+        self.record(Entry::Volume(name.to_owned()))?;
         let request = VolumeCreateRequest {
             name: Some(name.to_owned()),
             driver: Some(driver.to_owned()),
@@ -522,12 +569,38 @@ impl Docker {
 
     /// Removes a volume; one that is already gone is not an error.
     pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        self.remove_volume_if_present(name).await.map(drop)
+    }
+
+    /// [`Docker::remove_volume`], saying whether it was there.
+    pub async fn remove_volume_if_present(&self, name: &str) -> Result<bool, DockerError> {
         let options = RemoveVolumeOptionsBuilder::default().force(true).build();
         match self.inner.remove_volume(name, Some(options)).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(source) => {
                 let err = DockerError::RemoveVolume { name: name.to_owned(), source };
-                if err.is_not_found() { Ok(()) } else { Err(err) }
+                if err.is_not_found() { Ok(false) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Every network carrying `label` (`key` or `key=value`).
+    pub async fn networks_labelled(&self, label: &str) -> Result<Vec<Network>, DockerError> {
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+        self.inner
+            .list_networks(Some(options))
+            .await
+            .map_err(|source| DockerError::ListNetworks { label: label.to_owned(), source })
+    }
+
+    /// Removes a network, saying whether it was there.
+    pub async fn remove_network_if_present(&self, name: &str) -> Result<bool, DockerError> {
+        match self.inner.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(source) => {
+                let err = DockerError::RemoveNetwork { name: name.to_owned(), source };
+                if err.is_not_found() { Ok(false) } else { Err(err) }
             }
         }
     }

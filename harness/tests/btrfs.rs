@@ -23,7 +23,7 @@ fn skip_btrfs() -> bool {
 /// A pool at `<tmp>/btrfs/<name>`, or a panic saying why btrfs cannot be
 /// used here.
 fn pool(tmp: &Path, name: &str, size: u64) -> BtrfsPool {
-    BtrfsPool::create(&tmp.join("btrfs").join(name), size).unwrap_or_else(|e| {
+    BtrfsPool::create(&tmp.join("btrfs").join(name), size, None).unwrap_or_else(|e| {
         panic!("cannot make a btrfs pool: {e}\n(set CRASHLAB_SKIP_BTRFS=1 to skip btrfs tests on purpose)")
     })
 }
@@ -179,13 +179,13 @@ fn bad_requests_fail_with_what_was_run_and_why() {
     assert!(pool.delete_subvolume("nothing").is_err());
 
     let existing = pool.dir().to_owned();
-    let again = BtrfsPool::create(&existing, SMALL).unwrap_err();
+    let again = BtrfsPool::create(&existing, SMALL, None).unwrap_err();
     assert!(matches!(again, BtrfsError::Io { .. }), "{again:?}");
     assert!(mounted_at(pool.mountpoint()), "a failed create leaves another pool's directory alone");
     pool.teardown().unwrap();
 
     let too_small = tmp.path().join("btrfs/tiny");
-    let error = BtrfsPool::create(&too_small, 1 << 20).unwrap_err();
+    let error = BtrfsPool::create(&too_small, 1 << 20, None).unwrap_err();
     assert!(error.to_string().starts_with("run `mkfs.btrfs "), "{error}");
     assert!(!too_small.exists(), "a failed create removes what it made");
 }

@@ -26,6 +26,7 @@ pub use definition::{Backend, BenchDefinition, BenchDefinitionError, BenchFlags,
 use crate::docker::Docker;
 use crate::run::RunContext;
 use crate::run::deployment::Deployment;
+use crate::run::journal::Entry;
 use crate::run::runner::error_chain;
 use crate::scenario::{Scenario, WorkloadSection};
 use crate::storage::{Place, ProvisionOptions, Storage, StorageError};
@@ -45,9 +46,6 @@ const MOUNT: &str = "/bench";
 /// Where the agent is copied to in the bench container.
 const AGENT_DIR: &str = crashlab_workloads::agent::BIN_DIR;
 const AGENT_NAME: &str = crashlab_workloads::agent::BIN_NAME;
-/// The file listing host-path directories a run created, in its run
-/// directory.
-const HOST_DIRS: &str = "host-dirs";
 
 /// Why a bench could not run at all. A backend that fails is recorded in
 /// the report instead, and the others still run.
@@ -118,6 +116,8 @@ pub async fn execute(
     settings: &BenchSettings,
     cancel: watch::Receiver<bool>,
 ) -> Result<Report, BenchError> {
+    // Everything the bench creates goes into the run's journal first.
+    let docker = &docker.journaled(run.journal().clone());
     let agent = match agent_archive(&settings.agent) {
         Ok(agent) => agent,
         Err(e) => {
@@ -125,7 +125,7 @@ pub async fn execute(
             return Err(e);
         }
     };
-    let environment = crate::report::environment::capture(docker, &state_dir_of(run)).await;
+    let environment = crate::report::environment::capture(docker, run.state_dir()).await;
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let io = &definition.io;
@@ -194,30 +194,15 @@ pub async fn execute(
     })
 }
 
-/// Removes everything the run created: labelled containers and volumes,
-/// the run directory, and the directories it made under host paths.
+/// Removes everything the run created, from its journal: containers,
+/// volumes, the directories it made under host paths, and the run
+/// directory.
 pub async fn cleanup(docker: &Docker, run: &RunContext) -> Result<(), crate::docker::DockerError> {
-    let host_dirs = std::fs::read_to_string(run.dir().join(HOST_DIRS)).unwrap_or_default();
-    // Containers first: a directory or volume in use cannot go.
-    let result = crate::run::cleanup_run(docker, &state_dir_of(run), run.id()).await;
-    for dir in host_dirs.lines().filter(|l| !l.is_empty()) {
-        remove_dir(Path::new(dir));
+    let cleaned = crate::run::cleanup_run(docker, run.state_dir(), run.id()).await?;
+    for refusal in &cleaned.refused {
+        tracing::warn!("{refusal}");
     }
-    result.map(|_| ())
-}
-
-/// The state directory a run lives in: run directories are
-/// `<state dir>/runs/<id>`.
-fn state_dir_of(run: &RunContext) -> PathBuf {
-    run.dir().parent().and_then(Path::parent).unwrap_or(run.dir()).to_owned()
-}
-
-fn remove_dir(path: &Path) {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("could not remove {}: {e}", path.display()),
-    }
+    Ok(())
 }
 
 /// The scenario's workload driver for a bench's `[workload]`.
@@ -322,14 +307,15 @@ impl Bench<'_> {
                 if !root.is_dir() {
                     return Err(format!("host path {} is not a directory", root.display()));
                 }
+                // Journaled before it exists, with the root it must stay
+                // directly below, so that no interrupt can leave it unlisted
+                // and no cleanup can remove anything else.
+                let root = std::fs::canonicalize(root).map_err(|e| format!("resolve {}: {e}", root.display()))?;
                 let dir = root.join(&name);
-                // Recorded before it exists, so that no interrupt can leave
-                // it unlisted.
-                let list = self.run.dir().join(HOST_DIRS);
-                let mut listed = std::fs::read_to_string(&list).unwrap_or_default();
-                listed.push_str(&format!("{}\n", dir.display()));
-                std::fs::write(&list, listed)
-                    .map_err(|e| format!("record {} in {}: {e}", dir.display(), list.display()))?;
+                self.run
+                    .journal()
+                    .record(&Entry::HostDir { root: root.clone(), dir: dir.clone() })
+                    .map_err(|e| error_chain(&e))?;
                 Place::HostSubdir(root.clone())
             }
         };

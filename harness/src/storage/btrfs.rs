@@ -54,6 +54,7 @@
 //! (`losetup`, `mount`, `umount`) run as commands; a failed command's error
 //! carries its command line, exit status and standard error.
 
+use crate::run::journal::{Entry, Journal};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -112,6 +113,8 @@ pub enum BtrfsError {
     Busy { path: PathBuf, waited: Duration },
     #[error("detach loop device {device}: it still holds {image} after {waited:.1?}")]
     LoopBusy { device: PathBuf, image: PathBuf, waited: Duration },
+    #[error(transparent)]
+    Journal(#[from] crate::run::journal::JournalError),
 }
 
 /// A snapshot just taken and how long taking it took.
@@ -153,9 +156,13 @@ impl BtrfsPool {
     /// btrfs (mixed mode below [`MIXED_MODE_BELOW`]), attaches it to a free
     /// loop device and mounts it at `dir/mnt`. `dir` belongs to the pool
     /// from then on: [`Self::teardown`] removes it. On failure whatever was
-    /// set up is released again.
-    pub fn create(dir: &Path, size_bytes: u64) -> Result<BtrfsPool, BtrfsError> {
+    /// set up is released again. A run's pool is recorded in its `journal`
+    /// first, by its image.
+    pub fn create(dir: &Path, size_bytes: u64, journal: Option<&Journal>) -> Result<BtrfsPool, BtrfsError> {
         check_available()?;
+        if let Some(journal) = journal {
+            journal.record(&Entry::LoopImage(dir.join("image")))?;
+        }
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| BtrfsError::Io { path, source }

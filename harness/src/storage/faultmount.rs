@@ -14,6 +14,7 @@
 //! counter, so that a remount after a power cut does not replay the same
 //! choices; every seed and every rule goes into the cycle's report.
 
+use crate::run::journal::{Entry, Journal};
 use crashlab_faultfs::{FaultConfig, FaultFs, FaultHandle, FaultRule, MountError, MountedFs, Stats};
 use crashlab_reports::FaultFsCycle;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ pub enum FaultMountError {
     UnmountTimeout { path: PathBuf },
     #[error("use the fault filesystem at {path}: it is not mounted")]
     NotMounted { path: PathBuf },
+    #[error(transparent)]
+    Journal(#[from] crate::run::journal::JournalError),
 }
 
 /// A faultfs mount that can be cut, remounted and torn down.
@@ -77,10 +80,19 @@ fn mount_seed(base: u64, n: u64) -> u64 {
 }
 
 impl FaultMount {
-    /// Creates `dir/backing` and `dir/mnt` and mounts faultfs there.
-    pub fn create(dir: &Path, seed: u64, fsync_reaches_disk: bool) -> Result<FaultMount, FaultMountError> {
+    /// Creates `dir/backing` and `dir/mnt` and mounts faultfs there,
+    /// recording the mountpoint in the run's `journal` first.
+    pub fn create(
+        dir: &Path,
+        seed: u64,
+        fsync_reaches_disk: bool,
+        journal: Option<&Journal>,
+    ) -> Result<FaultMount, FaultMountError> {
         let backing = dir.join("backing");
         let mountpoint = dir.join("mnt");
+        if let Some(journal) = journal {
+            journal.record(&Entry::Mount(mountpoint.clone()))?;
+        }
         for path in [&backing, &mountpoint] {
             std::fs::create_dir_all(path)
                 .map_err(|source| FaultMountError::CreateDir { path: path.clone(), source })?;

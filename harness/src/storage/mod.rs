@@ -183,7 +183,12 @@ impl Storage {
         run: &RunContext,
         options: FaultFsOptions,
     ) -> Result<(), StorageError> {
-        let fs = FaultMount::create(&run.dir().join("fs").join(&self.name), options.seed, options.fsync_reaches_disk)?;
+        let fs = FaultMount::create(
+            &run.dir().join("fs").join(&self.name),
+            options.seed,
+            options.fsync_reaches_disk,
+            Some(run.journal()),
+        )?;
         let mountpoint = fs.mountpoint().to_owned();
         self.faultfs = Some(fs);
         if self.data_on == DataOn::NamedVolume {
@@ -225,7 +230,8 @@ impl Storage {
                     None => {
                         let dir = run.dir().join("btrfs").join(&self.name);
                         let size = BTRFS_POOL_BASE + 3 * self.options.ballast;
-                        Arc::new(blocking(move || BtrfsPool::create(&dir, size)).await?)
+                        let journal = run.journal().clone();
+                        Arc::new(blocking(move || BtrfsPool::create(&dir, size, Some(&journal))).await?)
                     }
                 };
                 let subvolume = format!("live-{}", self.generation);
