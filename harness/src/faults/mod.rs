@@ -20,7 +20,7 @@
 //! | `process-kill` | | SIGKILL to the container's main process | start the same container |
 //! | `restart` | | graceful stop (SIGTERM, SIGKILL after 30 s) | start the same container |
 //! | `recreate` | | remove the container, as a redeploy does | create a new one on the same storage and start it |
-//! | `host-kill` | | freeze the container, cut the power, SIGKILL it | remount the fault filesystem over what its backing directory kept, start the container |
+//! | `host-kill` | | on the fault filesystem, an aimed cut: faultfs cuts the power right after the next unsynced write (within [`power::AIM_DEADLINE`], the load going on), then SIGKILL; on tmpfs, freeze and SIGKILL | remount the fault filesystem over what its backing directory kept, start the container |
 //! | `torn-write` | | aims the cut: a `torn:<mode>` rule and a cut armed to land right after the next write of two or more sectors that is not synced at once, within [`power::AIM_DEADLINE`]; SIGKILL | as `host-kill` |
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |

@@ -1,5 +1,11 @@
 //! Power loss: `host-kill` (everything unsynced is gone) and `torn-write`
-//! (the same, with the cut aimed at an unsynced write and that write torn).
+//! (the same, with the last unsynced writes torn). On the fault filesystem
+//! both *aim* the cut: a power cut with nothing unsynced tests no more than
+//! a process kill, so once the load time is up faultfs is armed to cut the
+//! power itself right after the next write that is not made durable at once
+//! (for `torn-write`, one of two sectors or more, so that it can be torn),
+//! while the load goes on; the container is killed once the cut landed. A
+//! cut that found nothing unsynced within [`AIM_DEADLINE`] did not fire.
 //! Both need the data on the fault filesystem, except that a host kill on
 //! `tmpfs` runs without it: power loss empties memory, and Docker discards
 //! a tmpfs mount when the container stops, so freeze, SIGKILL and start
@@ -16,9 +22,9 @@ use std::time::{Duration, Instant};
 /// write with something to tear; the load goes on meanwhile. A cycle in
 /// which none came is `error`: its fault did not fire.
 pub const AIM_DEADLINE: Duration = Duration::from_secs(10);
-/// The smallest write a cut is aimed at: two sectors, so that a torn
-/// write can keep some and lose some.
-const AIM_MIN_BYTES: u64 = 2 * 512;
+/// The smallest write a `torn-write` cut is aimed at: two sectors, so that
+/// a torn write can keep some and lose some.
+const AIM_MIN_TORN_BYTES: u64 = 2 * 512;
 const AIM_POLL: Duration = Duration::from_millis(2);
 
 /// Freeze the container, cut the power, SIGKILL; remount the fault
@@ -36,13 +42,11 @@ impl Behaviour for HostKill {
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            // Frozen first, so that no write lands between the cut and the
-            // kill: the server's last view of its disk is what the power
-            // cut leaves.
-            cx.deployment.pause().await?;
-            if let Some(fs) = cx.deployment.faultfs_mut() {
-                fs.power_cut()?;
+            if cx.deployment.faultfs_mut().is_some() {
+                return aimed_cut(cx, Fault::HostKill, 1).await;
             }
+            // Memory: frozen, then killed, so that nothing happens between.
+            cx.deployment.pause().await?;
             cx.deployment.kill().await?;
             Ok(())
         })
@@ -50,15 +54,23 @@ impl Behaviour for HostKill {
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
         Box::pin(async move {
-            match cx.deployment.faultfs_mut() {
-                Some(fs) => {
-                    let r = fs.record();
-                    fired(format!(
-                        "the power cut dropped {} unsynced bytes in {} files and {} directory operations",
-                        r.power_cut_dirty_bytes, r.power_cut_dirty_files, r.power_cut_namespace_ops
-                    ))
+            let Some(fs) = cx.deployment.faultfs_mut() else {
+                return fired("the container was frozen and killed: its memory, and the tmpfs in it, are gone");
+            };
+            let r = fs.record();
+            let dropped = format!(
+                "{} unsynced bytes in {} files and {} directory operations",
+                r.power_cut_dirty_bytes, r.power_cut_dirty_files, r.power_cut_namespace_ops
+            );
+            match r.aimed_cut_write_bytes {
+                Some(bytes) => fired(format!("the cut landed on an unsynced {bytes}-byte write and dropped {dropped}")),
+                None if r.power_cut_dirty_bytes + r.power_cut_dirty_files + r.power_cut_namespace_ops > 0 => {
+                    fired(format!("the power cut dropped {dropped}"))
                 }
-                None => fired("the container was frozen and killed: its memory, and the tmpfs in it, are gone"),
+                None => not_fired(format!(
+                    "nothing was unsynced at the power cut: no write went unsynced within {} s after the load",
+                    AIM_DEADLINE.as_secs()
+                )),
             }
         })
     }
@@ -66,6 +78,32 @@ impl Behaviour for HostKill {
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
         Box::pin(power_back(cx))
     }
+}
+
+/// Arms faultfs to cut the power right after the next unsynced write of at
+/// least `min_bytes`, waits up to [`AIM_DEADLINE`] for it while the load
+/// goes on, and kills the server. Without such a write, cuts as a plain
+/// power cut does (frozen, cut, killed), so the cycle ends cleanly and
+/// `fired` can say what, if anything, was at stake.
+async fn aimed_cut(cx: &mut Cx<'_>, fault: Fault, min_bytes: u64) -> Result<(), FaultError> {
+    let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault })?;
+    fs.cut_at_next_write(min_bytes)?;
+    let deadline = Instant::now() + AIM_DEADLINE;
+    while !fs.powered_off() && Instant::now() < deadline {
+        tokio::time::sleep(AIM_POLL).await;
+    }
+    if fs.powered_off() {
+        fs.power_cut()?;
+        // The server may already have died of the I/O errors that follow
+        // a cut.
+        cx.deployment.kill_if_running().await?;
+        return Ok(());
+    }
+    // Frozen first, so that no write lands between the cut and the kill.
+    cx.deployment.pause().await?;
+    cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault })?.power_cut()?;
+    cx.deployment.kill().await?;
+    Ok(())
 }
 
 /// The host boots on what its disk kept.
@@ -96,27 +134,7 @@ impl Behaviour for TornWrite {
             let torn = cx.knobs.torn;
             let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::TornWrite })?;
             fs.add_rule(FaultRule::TornWrite { mode: torn, path: None })?;
-            // The cut lands inside faultfs, right after the next write
-            // worth tearing, while the load runs on.
-            fs.cut_at_next_write(AIM_MIN_BYTES)?;
-            let deadline = Instant::now() + AIM_DEADLINE;
-            while !fs.powered_off() && Instant::now() < deadline {
-                tokio::time::sleep(AIM_POLL).await;
-            }
-            if fs.powered_off() {
-                fs.power_cut()?;
-                // The server may already have died of the I/O errors that
-                // follow a cut.
-                cx.deployment.kill_if_running().await?;
-            } else {
-                // Nothing came to aim at: cut as `host-kill` does, so the
-                // cycle ends cleanly; `fired` says it did not fire.
-                cx.deployment.pause().await?;
-                let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::TornWrite })?;
-                fs.power_cut()?;
-                cx.deployment.kill().await?;
-            }
-            Ok(())
+            aimed_cut(cx, Fault::TornWrite, AIM_MIN_TORN_BYTES).await
         })
     }
 
@@ -137,7 +155,7 @@ impl Behaviour for TornWrite {
                      sector of it whole"
                 )),
                 (None, _) => not_fired(format!(
-                    "no write of {AIM_MIN_BYTES} bytes or more went unsynced within {} s after the load, so \
+                    "no write of {AIM_MIN_TORN_BYTES} bytes or more went unsynced within {} s after the load, so \
                      there was nothing to tear",
                     AIM_DEADLINE.as_secs()
                 )),
