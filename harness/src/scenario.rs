@@ -343,13 +343,11 @@ impl Scenario {
 
     /// Parses scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
-            ScenarioError::Invalid {
-                location: format!("{origin}:{line}:{column}"),
-                message: e.message().trim_end().to_owned(),
-            }
-        })
+        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+            ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: toml_message(text, &e) }
+        })?;
+        Ok(scenario)
     }
 
     /// The cells to run, in run order, and the planned pairs that are not
@@ -396,11 +394,72 @@ impl Scenario {
     }
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+/// The 1-based line and column (in bytes) of `offset` in `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
+}
+
+fn floor_boundary(text: &str, offset: usize) -> usize {
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The message of a TOML error as one line that names what it is about:
+/// the key whose value is wrong when the message does not already say it
+/// (`invalid type: integer `1`, expected a string, for key `name``), or
+/// else the text the parser stopped at.
+pub(crate) fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let mut out = message.to_owned();
+    if let Some(span) = e.span() {
+        let start = floor_boundary(text, span.start);
+        match key_of_value_at(text, start) {
+            Some(key) if !(message.contains(&format!("`{key}`")) || message.starts_with(&format!("{key} "))) => {
+                out.push_str(&format!(", for key `{key}`"));
+            }
+            Some(_) => {}
+            None if message.contains('`') => {}
+            None => match text[start..].chars().next() {
+                None => out.push_str(" at the end of the file"),
+                Some(first) => {
+                    let end = floor_boundary(text, span.end).max(start + first.len_utf8());
+                    let token: String = text[start..end].chars().take(24).collect();
+                    out.push_str(&format!(" at `{token}`"));
+                }
+            },
+        }
+    }
+    one_line(&out)
+}
+
+/// The bare key that opens the line of `offset` (`clients` of `clients =
+/// 0`), when `offset` lies in that key's value.
+fn key_of_value_at(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..offset];
+    let trimmed = before.trim_start();
+    let key_len = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))?;
+    let (key, rest) = trimmed.split_at(key_len);
+    (!key.is_empty() && rest.trim_start().starts_with('=')).then_some(key)
+}
+
+/// `text` with control characters (a newline inside a TOML string, say)
+/// escaped, so that an error quoting it stays one line.
+pub fn one_line(text: &str) -> String {
+    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        out
+    })
 }
 
 /// Parses durations such as `500ms`, `3s`, `1.5s`, `2m`.
@@ -629,7 +688,19 @@ faults = ["restart"]
                 "kind = \"mariadb\"\nclients = 0",
                 "s.toml:5:11: clients must be between 1 and 256, got 0",
             ),
-            ("name = \"t\"", "name = \"t\"\nseed = \"x\"", "s.toml:3:8: invalid type: string \"x\", expected u64"),
+            (
+                "name = \"t\"",
+                "name = \"t\"\nseed = \"x\"",
+                "s.toml:3:8: invalid type: string \"x\", expected u64, for key `seed`",
+            ),
+            (
+                "name = \"t\"",
+                "name = \"t\"\nseed = 1 2",
+                "s.toml:3:8: string values must be quoted, expected literal string, for key `seed`",
+            ),
+            ("[matrix]", "[matrix", "s.toml:5:8: unclosed table"),
+            ("name = \"t\"", "name = \"t\"\nseed =", "s.toml:3:7: string values must be quoted"),
+            ("[\"restart\"]", "[\"re\\nstart\"]", "s.toml:7:11: unknown variant `re\\nstart`"),
             ("name = \"t\"\n", "", "missing field `name`"),
         ];
         for (from, to, expected) in cases {
