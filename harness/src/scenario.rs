@@ -73,8 +73,8 @@ pub struct BackupSection {
     /// `object_store` URL (`s3://bucket/prefix`, `file:///srv/backups`); by
     /// default a directory under the run's state directory. Credentials
     /// come from the environment the sidecar is given (`sync-env`).
-    #[serde(default)]
-    pub store: Option<String>,
+    #[serde(default, deserialize_with = "store")]
+    pub store: Option<Store>,
     /// `KEY=VALUE` variables for the sync-agent sidecar (`AWS_REGION=...`).
     #[serde(default, deserialize_with = "env_vars")]
     pub sync_env: Vec<String>,
@@ -90,6 +90,106 @@ impl Default for BackupSection {
             sync_env: vec![],
         }
     }
+}
+
+/// Where the `sync-agent` sidecar keeps its backups: a `store` URL,
+/// checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// `file:///DIR`: a directory on the host, created when missing and
+    /// bind-mounted into the sync and restore sidecars.
+    Dir(PathBuf),
+    /// `s3://BUCKET[/PREFIX]`, passed to the sidecar as written; it needs
+    /// an agent built with the `s3` feature, which only the sidecar can
+    /// tell (it exits saying so).
+    S3(String),
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Dir(dir) => write!(f, "file://{}", dir.display()),
+            Store::S3(url) => f.write_str(url),
+        }
+    }
+}
+
+impl std::str::FromStr for Store {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Store, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "store `{}` needs an absolute path after file:// (three slashes, like `file:///srv/backups`)",
+                    one_line(url)
+                ));
+            }
+            if path.contains(['%', '?', '#']) {
+                return Err(format!(
+                    "store `{}`: write the directory plainly, without %-escapes, `?` or `#`",
+                    one_line(url)
+                ));
+            }
+            return host_dir("store", path).map(Store::Dir);
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let bucket = rest.split('/').next().unwrap_or_default();
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !bucket_ok || rest.contains(char::is_whitespace) {
+                return Err(format!(
+                    "store `{}` needs a bucket name of 3-63 of [a-z0-9.-] after s3://, like `s3://backups/crashlab`",
+                    one_line(url)
+                ));
+            }
+            return Ok(Store::S3(url.to_owned()));
+        }
+        Err(format!("store `{}` is neither file:///DIR (a host directory) nor s3://BUCKET[/PREFIX]", one_line(url)))
+    }
+}
+
+fn store<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Store>, D::Error> {
+    String::deserialize(d)?.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Checks a host directory that a key (`store`, `host-path`) names: an
+/// absolute path without `..`, not the root, outside crashlab's state
+/// directory (whose runs are removed), and a directory or creatable as
+/// one (its nearest existing ancestor is a directory).
+pub(crate) fn host_dir(key: &str, path: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let shown = one_line(path);
+    let dir = Path::new(path);
+    if !dir.is_absolute() {
+        return Err(format!("{key} `{shown}` must be an absolute path"));
+    }
+    if dir.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("{key} `{shown}` must not contain `..`"));
+    }
+    if dir.parent().is_none() {
+        return Err(format!("{key} `{shown}` is the root directory; give a directory for crashlab's files"));
+    }
+    if path.contains(|c: char| c.is_control()) {
+        return Err(format!("{key} `{shown}` contains a control character"));
+    }
+    let state = crate::run::state_dir();
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    if dir.starts_with(&state) || canonical(dir).starts_with(canonical(&state)) {
+        return Err(format!(
+            "{key} `{shown}` is inside crashlab's state directory {}, whose runs are removed; give a directory outside it",
+            state.display()
+        ));
+    }
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    if !existing.is_dir() {
+        return Err(if existing == dir {
+            format!("{key} `{shown}` is not a directory")
+        } else {
+            format!("{key} `{shown}` cannot be created: {} is not a directory", existing.display())
+        });
+    }
+    Ok(dir.to_owned())
 }
 
 /// How `backup-quiesced` holds the workload still.
@@ -232,8 +332,15 @@ fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Er
 
 fn data_dir<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let dir = String::deserialize(d)?;
-    if !dir.starts_with('/') || dir == "/" {
-        return Err(serde::de::Error::custom(format!("data-dir must be an absolute path below /, got `{dir}`")));
+    let fail = |why: &str| Err(serde::de::Error::custom(format!("data-dir {why}, got `{}`", one_line(&dir))));
+    if !dir.starts_with('/') || dir.trim_end_matches('/').is_empty() {
+        return fail("must be an absolute path below / in the container");
+    }
+    if dir.split('/').any(|part| part == "..") {
+        return fail("must not contain `..`");
+    }
+    if dir.contains(|c: char| c.is_control()) {
+        return fail("must not contain control characters");
     }
     Ok(Some(dir))
 }
@@ -739,12 +846,50 @@ faults = ["restart"]
             ("env = [\"NOEQUALS\"]", "s.toml:5:7: `NOEQUALS` is not of the form KEY=VALUE"),
             ("command = []", "s.toml:5:11: the command is empty"),
             ("data-dir = \"data\"", "s.toml:5:12: data-dir must be an absolute path"),
+            ("data-dir = \"/\"", "s.toml:5:12: data-dir must be an absolute path below /"),
+            ("data-dir = \"/var/../etc\"", "s.toml:5:12: data-dir must not contain `..`, got `/var/../etc`"),
+            ("data-dir = \"/a\\nb\"", "s.toml:5:12: data-dir must not contain control characters, got `/a\\nb`"),
             ("port = 70000", "s.toml:5:8: port must be between 1 and 65535, got 70000"),
             ("ready-log = \" \"", "s.toml:5:13: ready-log is empty"),
         ];
         for (extra, expected) in cases {
             let err = error_of(&with(extra));
             assert!(err.contains(expected), "for {extra:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn store_urls_are_a_host_directory_or_s3() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |url: &str| format!("{MINIMAL}[backup]\nstore = \"{url}\"\n");
+        let store_of = |url: &str| Scenario::parse(&with(url), "s.toml").map(|s| s.backup.store.unwrap());
+        let fresh = dir.path().join("new/store");
+        let url = format!("file://{}", fresh.display());
+        assert_eq!(store_of(&url).unwrap(), Store::Dir(fresh.clone()), "a missing directory is created at run time");
+        assert_eq!(store_of(&url).unwrap().to_string(), url);
+        assert_eq!(store_of("s3://backups/crashlab").unwrap(), Store::S3("s3://backups/crashlab".into()));
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let state = crate::run::state_dir();
+        let bad = [
+            (
+                "file://srv/backups".to_owned(),
+                "s.toml:9:9: store `file://srv/backups` needs an absolute path after file://",
+            ),
+            ("file:///".to_owned(), "store `/` is the root directory"),
+            ("file:///srv/../etc".to_owned(), "store `/srv/../etc` must not contain `..`"),
+            ("file:///srv/a%20b".to_owned(), "without %-escapes"),
+            (format!("file://{}", file.display()), "is not a directory"),
+            (format!("file://{}/x", file.display()), "cannot be created"),
+            (format!("file://{}/runs", state.display()), "is inside crashlab's state directory"),
+            ("s3://".to_owned(), "store `s3://` needs a bucket name"),
+            ("s3://Bad_Bucket/x".to_owned(), "needs a bucket name"),
+            ("/srv/backups".to_owned(), "store `/srv/backups` is neither file:///DIR (a host directory) nor s3://"),
+            ("gs://bucket".to_owned(), "is neither file:///DIR"),
+        ];
+        for (url, expected) in bad {
+            let err = store_of(&url).unwrap_err().to_string();
+            assert!(err.contains(expected), "for {url:?}: got {err:?}, wanted {expected:?}");
         }
     }
 

@@ -223,11 +223,7 @@ fn builtin(name: &str) -> Result<Backend, String> {
 }
 
 fn host_path(path: &str) -> Result<Backend, String> {
-    let path = Path::new(path);
-    if !path.is_absolute() {
-        return Err(format!("host-path `{}` must be absolute", path.display()));
-    }
-    Ok(Backend::HostPath(path.to_owned()))
+    crate::scenario::host_dir("host-path", path).map(Backend::HostPath)
 }
 
 /// Names go into Docker object names and file names.
@@ -446,7 +442,19 @@ host-path = "/var/tmp/x"
             ),
             (
                 "[[strategy]]\nname = \"x\"\nhost-path = \"rel/dir\"\n",
-                "b.toml:5:8: strategy: host-path `rel/dir` must be absolute",
+                "b.toml:5:8: strategy: host-path `rel/dir` must be an absolute path",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"/\"\n",
+                "b.toml:5:8: strategy: host-path `/` is the root directory",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"/var/../tmp\"\n",
+                "b.toml:5:8: strategy: host-path `/var/../tmp` must not contain `..`",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"/proc/version/x\"\n",
+                "b.toml:5:8: strategy: host-path `/proc/version/x` cannot be created: /proc/version is not a directory",
             ),
             (
                 "[[strategy]]\nname = \"x\"\ndriver = \"local\"\nhostpath = \"/a\"\n",
@@ -479,7 +487,19 @@ host-path = "/var/tmp/x"
             BenchStrategy::parse_flag("ssd=path:/mnt/ssd").unwrap().backend,
             Backend::HostPath("/mnt/ssd".into())
         );
-        for bad in ["nvme", "x=volume:", "x=path:rel", "x=nfs:server", "bad name=path:/a", "x=volume:local,novalue"] {
+        let state = crate::run::state_dir();
+        let inside = format!("x=path:{}/runs", state.display());
+        assert!(BenchStrategy::parse_flag(&inside).unwrap_err().contains("inside crashlab's state directory"));
+        for bad in [
+            "nvme",
+            "x=volume:",
+            "x=path:rel",
+            "x=path:/",
+            "x=path:/a/../b",
+            "x=nfs:server",
+            "bad name=path:/a",
+            "x=volume:local,novalue",
+        ] {
             assert!(BenchStrategy::parse_flag(bad).is_err(), "{bad}");
         }
     }

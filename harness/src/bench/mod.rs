@@ -327,9 +327,8 @@ impl Bench<'_> {
                 Ok(Storage::on_volume(name))
             }
             Backend::HostPath(root) => {
-                if !root.is_dir() {
-                    return Err(format!("host path {} is not a directory", root.display()));
-                }
+                // Validation saw a directory or a path that can become one.
+                std::fs::create_dir_all(root).map_err(|e| format!("create host path {}: {e}", root.display()))?;
                 let dir = root.join(&name);
                 // Recorded before it exists, so that no interrupt can leave
                 // it unlisted.
