@@ -454,6 +454,22 @@ impl Scenario {
             let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
             ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: toml_message(text, &e) }
         })?;
+        if let Some(Store::S3(url)) = &scenario.backup.store
+            && scenario.matrix.strategies.contains(&Strategy::SyncAgent)
+            && let Ok(agent) = crate::run::agent::locate()
+            && let Ok(false) = crate::run::agent::has_s3(&agent)
+        {
+            let (line, column) = line_column(text, key_offset(text, "backup", "store").unwrap_or(0));
+            return Err(ScenarioError::Invalid {
+                location: format!("{origin}:{line}:{column}"),
+                message: format!(
+                    "store `{}` needs a crashlab-agent built with S3, and {} has file stores only \
+                     (build it with `cargo build --release -p crashlab-agent --features s3`)",
+                    one_line(url),
+                    agent.display()
+                ),
+            });
+        }
         Ok(scenario)
     }
 
@@ -499,6 +515,26 @@ impl Scenario {
             .find(|e| e.strategy.matches(&strategy) && e.fault.matches(&fault))
             .map_or(Verdict::Intact, |e| e.verdict)
     }
+}
+
+/// Where `key = ...` is written in `[table]`, for errors found after
+/// parsing.
+fn key_offset(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    let mut current = "";
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            current = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
+        } else if current == table
+            && let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(offset + line.len() - line.trim_start().len());
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// The 1-based line and column (in bytes) of `offset` in `text`.
@@ -868,6 +904,7 @@ faults = ["restart"]
         assert_eq!(store_of(&url).unwrap(), Store::Dir(fresh.clone()), "a missing directory is created at run time");
         assert_eq!(store_of(&url).unwrap().to_string(), url);
         assert_eq!(store_of("s3://backups/crashlab").unwrap(), Store::S3("s3://backups/crashlab".into()));
+        assert_eq!(key_offset(&with("s3://b/p"), "backup", "store"), with("s3://b/p").find("store"));
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
         let state = crate::run::state_dir();
@@ -891,6 +928,28 @@ faults = ["restart"]
             let err = store_of(&url).unwrap_err().to_string();
             assert!(err.contains(expected), "for {url:?}: got {err:?}, wanted {expected:?}");
         }
+    }
+
+    #[test]
+    fn an_s3_store_needs_an_agent_built_with_s3() {
+        let text = MINIMAL.replace("[\"named-volume\"]", "[\"sync-agent\"]")
+            + "[backup]\ninterval = \"1s\"\nstore = \"s3://backups/crashlab\"\n";
+        let Ok(agent) = crate::run::agent::locate() else {
+            eprintln!("no crashlab-agent built: the check is skipped, as it is for a run without one");
+            return;
+        };
+        match (crate::run::agent::has_s3(&agent).unwrap(), Scenario::parse(&text, "s.toml")) {
+            (true, parsed) => assert!(parsed.is_ok(), "{parsed:?}"),
+            (false, parsed) => {
+                let err = parsed.unwrap_err().to_string();
+                assert!(
+                    err.starts_with("s.toml:10:1: store `s3://backups/crashlab` needs a crashlab-agent built with S3"),
+                    "{err}"
+                );
+            }
+        }
+        let other = text.replace("[\"sync-agent\"]", "[\"backup-hot\"]");
+        assert!(Scenario::parse(&other, "s.toml").is_ok(), "only the sync agent uses the store");
     }
 
     #[test]
