@@ -73,8 +73,8 @@ pub struct BackupSection {
     /// `object_store` URL (`s3://bucket/prefix`, `file:///srv/backups`); by
     /// default a directory under the run's state directory. Credentials
     /// come from the environment the sidecar is given (`sync-env`).
-    #[serde(default)]
-    pub store: Option<String>,
+    #[serde(default, deserialize_with = "store")]
+    pub store: Option<Store>,
     /// `KEY=VALUE` variables for the sync-agent sidecar (`AWS_REGION=...`).
     #[serde(default, deserialize_with = "env_vars")]
     pub sync_env: Vec<String>,
@@ -90,6 +90,106 @@ impl Default for BackupSection {
             sync_env: vec![],
         }
     }
+}
+
+/// Where the `sync-agent` sidecar keeps its backups: a `store` URL,
+/// checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// `file:///DIR`: a directory on the host, created when missing and
+    /// bind-mounted into the sync and restore sidecars.
+    Dir(PathBuf),
+    /// `s3://BUCKET[/PREFIX]`, passed to the sidecar as written; it needs
+    /// an agent built with the `s3` feature, which only the sidecar can
+    /// tell (it exits saying so).
+    S3(String),
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Dir(dir) => write!(f, "file://{}", dir.display()),
+            Store::S3(url) => f.write_str(url),
+        }
+    }
+}
+
+impl std::str::FromStr for Store {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Store, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "store `{}` needs an absolute path after file:// (three slashes, like `file:///srv/backups`)",
+                    one_line(url)
+                ));
+            }
+            if path.contains(['%', '?', '#']) {
+                return Err(format!(
+                    "store `{}`: write the directory plainly, without %-escapes, `?` or `#`",
+                    one_line(url)
+                ));
+            }
+            return host_dir("store", path).map(Store::Dir);
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let bucket = rest.split('/').next().unwrap_or_default();
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !bucket_ok || rest.contains(char::is_whitespace) {
+                return Err(format!(
+                    "store `{}` needs a bucket name of 3-63 of [a-z0-9.-] after s3://, like `s3://backups/crashlab`",
+                    one_line(url)
+                ));
+            }
+            return Ok(Store::S3(url.to_owned()));
+        }
+        Err(format!("store `{}` is neither file:///DIR (a host directory) nor s3://BUCKET[/PREFIX]", one_line(url)))
+    }
+}
+
+fn store<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Store>, D::Error> {
+    String::deserialize(d)?.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Checks a host directory that a key (`store`, `host-path`) names: an
+/// absolute path without `..`, not the root, outside crashlab's state
+/// directory (whose runs are removed), and a directory or creatable as
+/// one (its nearest existing ancestor is a directory).
+pub(crate) fn host_dir(key: &str, path: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let shown = one_line(path);
+    let dir = Path::new(path);
+    if !dir.is_absolute() {
+        return Err(format!("{key} `{shown}` must be an absolute path"));
+    }
+    if dir.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("{key} `{shown}` must not contain `..`"));
+    }
+    if dir.parent().is_none() {
+        return Err(format!("{key} `{shown}` is the root directory; give a directory for crashlab's files"));
+    }
+    if path.contains(|c: char| c.is_control()) {
+        return Err(format!("{key} `{shown}` contains a control character"));
+    }
+    let state = crate::run::state_dir();
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    if dir.starts_with(&state) || canonical(dir).starts_with(canonical(&state)) {
+        return Err(format!(
+            "{key} `{shown}` is inside crashlab's state directory {}, whose runs are removed; give a directory outside it",
+            state.display()
+        ));
+    }
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    if !existing.is_dir() {
+        return Err(if existing == dir {
+            format!("{key} `{shown}` is not a directory")
+        } else {
+            format!("{key} `{shown}` cannot be created: {} is not a directory", existing.display())
+        });
+    }
+    Ok(dir.to_owned())
 }
 
 /// How `backup-quiesced` holds the workload still.
@@ -232,8 +332,15 @@ fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Er
 
 fn data_dir<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let dir = String::deserialize(d)?;
-    if !dir.starts_with('/') || dir == "/" {
-        return Err(serde::de::Error::custom(format!("data-dir must be an absolute path below /, got `{dir}`")));
+    let fail = |why: &str| Err(serde::de::Error::custom(format!("data-dir {why}, got `{}`", one_line(&dir))));
+    if !dir.starts_with('/') || dir.trim_end_matches('/').is_empty() {
+        return fail("must be an absolute path below / in the container");
+    }
+    if dir.split('/').any(|part| part == "..") {
+        return fail("must not contain `..`");
+    }
+    if dir.contains(|c: char| c.is_control()) {
+        return fail("must not contain control characters");
     }
     Ok(Some(dir))
 }
@@ -343,13 +450,27 @@ impl Scenario {
 
     /// Parses scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_column(text, s.start)).unwrap_or((1, 1));
-            ScenarioError::Invalid {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+            ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: toml_message(text, &e) }
+        })?;
+        if let Some(Store::S3(url)) = &scenario.backup.store
+            && scenario.matrix.strategies.contains(&Strategy::SyncAgent)
+            && let Ok(agent) = crate::run::agent::locate()
+            && let Ok(false) = crate::run::agent::has_s3(&agent)
+        {
+            let (line, column) = line_column(text, key_offset(text, "backup", "store").unwrap_or(0));
+            return Err(ScenarioError::Invalid {
                 location: format!("{origin}:{line}:{column}"),
-                message: e.message().trim_end().to_owned(),
-            }
-        })
+                message: format!(
+                    "store `{}` needs a crashlab-agent built with S3, and {} has file stores only \
+                     (build it with `cargo build --release -p crashlab-agent --features s3`)",
+                    one_line(url),
+                    agent.display()
+                ),
+            });
+        }
+        Ok(scenario)
     }
 
     /// The cells to run, in run order, and the planned pairs that are not
@@ -396,11 +517,92 @@ impl Scenario {
     }
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+/// Where `key = ...` is written in `[table]`, for errors found after
+/// parsing.
+fn key_offset(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    let mut current = "";
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            current = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
+        } else if current == table
+            && let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(offset + line.len() - line.trim_start().len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The 1-based line and column (in bytes) of `offset` in `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
+}
+
+fn floor_boundary(text: &str, offset: usize) -> usize {
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The message of a TOML error as one line that names what it is about:
+/// the key whose value is wrong when the message does not already say it
+/// (`invalid type: integer `1`, expected a string, for key `name``), or
+/// else the text the parser stopped at.
+pub(crate) fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let mut out = message.to_owned();
+    if let Some(span) = e.span() {
+        let start = floor_boundary(text, span.start);
+        match key_of_value_at(text, start) {
+            Some(key) if !(message.contains(&format!("`{key}`")) || message.starts_with(&format!("{key} "))) => {
+                out.push_str(&format!(", for key `{key}`"));
+            }
+            Some(_) => {}
+            None if message.contains('`') => {}
+            None => match text[start..].chars().next() {
+                None => out.push_str(" at the end of the file"),
+                Some(first) => {
+                    let end = floor_boundary(text, span.end).max(start + first.len_utf8());
+                    let token: String = text[start..end].chars().take(24).collect();
+                    out.push_str(&format!(" at `{token}`"));
+                }
+            },
+        }
+    }
+    one_line(&out)
+}
+
+/// The bare key that opens the line of `offset` (`clients` of `clients =
+/// 0`), when `offset` lies in that key's value.
+fn key_of_value_at(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..offset];
+    let trimmed = before.trim_start();
+    let key_len = trimmed.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))?;
+    let (key, rest) = trimmed.split_at(key_len);
+    (!key.is_empty() && rest.trim_start().starts_with('=')).then_some(key)
+}
+
+/// `text` with control characters (a newline inside a TOML string, say)
+/// escaped, so that an error quoting it stays one line.
+pub fn one_line(text: &str) -> String {
+    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        out
+    })
 }
 
 /// Parses durations such as `500ms`, `3s`, `1.5s`, `2m`.
@@ -629,7 +831,19 @@ faults = ["restart"]
                 "kind = \"mariadb\"\nclients = 0",
                 "s.toml:5:11: clients must be between 1 and 256, got 0",
             ),
-            ("name = \"t\"", "name = \"t\"\nseed = \"x\"", "s.toml:3:8: invalid type: string \"x\", expected u64"),
+            (
+                "name = \"t\"",
+                "name = \"t\"\nseed = \"x\"",
+                "s.toml:3:8: invalid type: string \"x\", expected u64, for key `seed`",
+            ),
+            (
+                "name = \"t\"",
+                "name = \"t\"\nseed = 1 2",
+                "s.toml:3:8: string values must be quoted, expected literal string, for key `seed`",
+            ),
+            ("[matrix]", "[matrix", "s.toml:5:8: unclosed table"),
+            ("name = \"t\"", "name = \"t\"\nseed =", "s.toml:3:7: string values must be quoted"),
+            ("[\"restart\"]", "[\"re\\nstart\"]", "s.toml:7:11: unknown variant `re\\nstart`"),
             ("name = \"t\"\n", "", "missing field `name`"),
         ];
         for (from, to, expected) in cases {
@@ -668,6 +882,9 @@ faults = ["restart"]
             ("env = [\"NOEQUALS\"]", "s.toml:5:7: `NOEQUALS` is not of the form KEY=VALUE"),
             ("command = []", "s.toml:5:11: the command is empty"),
             ("data-dir = \"data\"", "s.toml:5:12: data-dir must be an absolute path"),
+            ("data-dir = \"/\"", "s.toml:5:12: data-dir must be an absolute path below /"),
+            ("data-dir = \"/var/../etc\"", "s.toml:5:12: data-dir must not contain `..`, got `/var/../etc`"),
+            ("data-dir = \"/a\\nb\"", "s.toml:5:12: data-dir must not contain control characters, got `/a\\nb`"),
             ("port = 70000", "s.toml:5:8: port must be between 1 and 65535, got 70000"),
             ("ready-log = \" \"", "s.toml:5:13: ready-log is empty"),
         ];
@@ -675,6 +892,64 @@ faults = ["restart"]
             let err = error_of(&with(extra));
             assert!(err.contains(expected), "for {extra:?}: got {err:?}, wanted {expected:?}");
         }
+    }
+
+    #[test]
+    fn store_urls_are_a_host_directory_or_s3() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |url: &str| format!("{MINIMAL}[backup]\nstore = \"{url}\"\n");
+        let store_of = |url: &str| Scenario::parse(&with(url), "s.toml").map(|s| s.backup.store.unwrap());
+        let fresh = dir.path().join("new/store");
+        let url = format!("file://{}", fresh.display());
+        assert_eq!(store_of(&url).unwrap(), Store::Dir(fresh.clone()), "a missing directory is created at run time");
+        assert_eq!(store_of(&url).unwrap().to_string(), url);
+        assert_eq!(store_of("s3://backups/crashlab").unwrap(), Store::S3("s3://backups/crashlab".into()));
+        assert_eq!(key_offset(&with("s3://b/p"), "backup", "store"), with("s3://b/p").find("store"));
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let state = crate::run::state_dir();
+        let bad = [
+            (
+                "file://srv/backups".to_owned(),
+                "s.toml:9:9: store `file://srv/backups` needs an absolute path after file://",
+            ),
+            ("file:///".to_owned(), "store `/` is the root directory"),
+            ("file:///srv/../etc".to_owned(), "store `/srv/../etc` must not contain `..`"),
+            ("file:///srv/a%20b".to_owned(), "without %-escapes"),
+            (format!("file://{}", file.display()), "is not a directory"),
+            (format!("file://{}/x", file.display()), "cannot be created"),
+            (format!("file://{}/runs", state.display()), "is inside crashlab's state directory"),
+            ("s3://".to_owned(), "store `s3://` needs a bucket name"),
+            ("s3://Bad_Bucket/x".to_owned(), "needs a bucket name"),
+            ("/srv/backups".to_owned(), "store `/srv/backups` is neither file:///DIR (a host directory) nor s3://"),
+            ("gs://bucket".to_owned(), "is neither file:///DIR"),
+        ];
+        for (url, expected) in bad {
+            let err = store_of(&url).unwrap_err().to_string();
+            assert!(err.contains(expected), "for {url:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn an_s3_store_needs_an_agent_built_with_s3() {
+        let text = MINIMAL.replace("[\"named-volume\"]", "[\"sync-agent\"]")
+            + "[backup]\ninterval = \"1s\"\nstore = \"s3://backups/crashlab\"\n";
+        let Ok(agent) = crate::run::agent::locate() else {
+            eprintln!("no crashlab-agent built: the check is skipped, as it is for a run without one");
+            return;
+        };
+        match (crate::run::agent::has_s3(&agent).unwrap(), Scenario::parse(&text, "s.toml")) {
+            (true, parsed) => assert!(parsed.is_ok(), "{parsed:?}"),
+            (false, parsed) => {
+                let err = parsed.unwrap_err().to_string();
+                assert!(
+                    err.starts_with("s.toml:10:1: store `s3://backups/crashlab` needs a crashlab-agent built with S3"),
+                    "{err}"
+                );
+            }
+        }
+        let other = text.replace("[\"sync-agent\"]", "[\"backup-hot\"]");
+        assert!(Scenario::parse(&other, "s.toml").is_ok(), "only the sync agent uses the store");
     }
 
     #[test]

@@ -125,3 +125,32 @@ async fn live_copies_are_restored_once_and_judged_whatever_they_hold() {
     let sync = cell(report, "sync-agent").backup.as_ref().unwrap();
     assert!(sync.method.contains("sidecar"), "{}", sync.method);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_store_on_the_host_receives_the_sync_agents_archive_and_restores_from_it() {
+    if common::skip_docker() {
+        return;
+    }
+    // A directory that does not exist yet, as in the README's example.
+    let host = tempfile::tempdir().unwrap();
+    let store = host.path().join("backups");
+    let text = scenario(r#""sync-agent""#, "")
+        .replace("[backup]\n", &format!("[backup]\nstore = \"file://{}\"\n", store.display()));
+    let (outcome, _state) = common::run(&text).await;
+    let c = cell(&outcome.report, "sync-agent");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let b = c.backup.as_ref().expect("backup summary");
+    assert!(b.method.contains(&format!("file://{}", store.display())), "{}", b.method);
+    assert!(last_completed(c).is_some(), "the sidecar completed a backup into the store: {detail}");
+    assert_eq!(cycle.backup.as_ref().unwrap().restored, last_completed(c), "restored from the store: {detail}");
+    assert_eq!(b.restores, 1, "{detail}");
+    let archives: Vec<String> = std::fs::read_dir(&store)
+        .expect("the store directory was created on the host")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archives.len() == 1 && archives[0].ends_with(".tar.gz"),
+        "one archive, the application's, lands in the host directory: {archives:?}"
+    );
+}

@@ -35,6 +35,36 @@ fn a_wrong_scenario_key_exits_2_naming_the_key_and_line() {
 }
 
 #[test]
+fn bad_values_exit_2_with_one_line_naming_the_key_or_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = crashlab::scenario::SMOKE;
+    let cases = [
+        ("load = \"2s\"", "load = 2", "bad.toml:11:8: invalid type: integer `2`, expected a string, for key `load`"),
+        ("kind = \"mariadb\"", "kind = \"maria\\ndb\"", "bad.toml:8:8: unknown variant `maria\\ndb`"),
+        ("[matrix]", "[matrix", "bad.toml:13:8: unclosed table"),
+        ("cycles = 2", "cycles = 2\n[faults]\nio-error = \"eio:fsync:0\"", "`0` is not a positive operation count"),
+        (
+            "cycles = 2",
+            "cycles = 2\n[backup]\nstore = \"ftp://host/dir\"",
+            "bad.toml:18:9: store `ftp://host/dir` is neither file:///DIR (a host directory) nor s3://",
+        ),
+        ("cycles = 2", "cycles = 2\n[backup]\nstore = \"file://srv\"", "needs an absolute path after file://"),
+        ("load = \"2s\"", "load = \"2s\"\ndata-dir = \"/var/../x\"", "data-dir must not contain `..`"),
+    ];
+    for (from, to, expected) in cases {
+        assert!(smoke.contains(from), "{from}");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, smoke.replacen(from, to, 1)).unwrap();
+        let out = run_ok(crashlab().arg("validate").arg(&path));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{to}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("crashlab:")).collect();
+        assert_eq!(lines.len(), 1, "one error line: {err}");
+        assert!(lines[0].contains(expected), "{to}: got {err:?}, wanted {expected:?}");
+    }
+}
+
+#[test]
 fn a_missing_scenario_file_exits_2() {
     let out = run_ok(crashlab().args(["run", "/nonexistent/scenario.toml"]));
     assert_eq!(out.status.code(), Some(2));

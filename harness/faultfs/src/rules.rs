@@ -207,10 +207,10 @@ pub enum RuleError {
     #[error("parse fault rule: empty rule")]
     Empty,
     /// The text before the first `:` is not a rule kind.
-    #[error("parse fault rule: unknown kind `{0}` (expected eio, enospc, latency or torn)")]
+    #[error("parse fault rule: unknown kind `{}` (expected eio, enospc, latency or torn)", shown(.0))]
     UnknownKind(String),
     /// A required field is absent.
-    #[error("parse fault rule `{rule}`: missing {field}")]
+    #[error("parse fault rule `{}`: missing {field}", shown(rule))]
     Missing {
         /// The whole rule text.
         rule: String,
@@ -218,23 +218,36 @@ pub enum RuleError {
         field: &'static str,
     },
     /// A field that takes no further `:` parts had some.
-    #[error("parse fault rule `{0}`: unexpected trailing fields")]
+    #[error("parse fault rule `{}`: unexpected trailing fields", shown(.0))]
     Trailing(String),
     /// Not an operation name.
-    #[error("parse fault rule: unknown operation `{0}`")]
+    #[error("parse fault rule: unknown operation `{}`", shown(.0))]
     UnknownOp(String),
     /// A count was not a positive integer.
-    #[error("parse fault rule: `{0}` is not a positive operation count")]
+    #[error("parse fault rule: `{}` is not a positive operation count", shown(.0))]
     BadCount(String),
     /// A size was not an integer with an optional k/m/g suffix.
-    #[error("parse fault rule: `{0}` is not a size (bytes, or with k, m or g suffix)")]
+    #[error("parse fault rule: `{}` is not a size (bytes, or with k, m or g suffix)", shown(.0))]
     BadSize(String),
     /// A duration was not an integer with a unit.
-    #[error("parse fault rule: `{0}` is not a duration (like 500us, 5ms or 1s)")]
+    #[error("parse fault rule: `{}` is not a duration (like 500us, 5ms or 1s)", shown(.0))]
     BadDuration(String),
     /// Not a torn-write mode.
-    #[error("parse fault rule: unknown torn-write mode `{0}` (expected prefix or sectors)")]
+    #[error("parse fault rule: unknown torn-write mode `{}` (expected prefix or sectors)", shown(.0))]
     BadTornMode(String),
+}
+
+/// Rule text as an error quotes it: control characters (a newline in a
+/// scenario string) escaped, so that the message stays one line.
+fn shown(text: &str) -> String {
+    text.chars().fold(String::with_capacity(text.len()), |mut out, c| {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        out
+    })
 }
 
 fn parse_size(s: &str) -> Result<u64, RuleError> {
@@ -535,6 +548,8 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(&text.parse::<FaultRule>().unwrap_err(), want, "{text}");
         }
+        let quoted = "e\nio:1".parse::<FaultRule>().unwrap_err().to_string();
+        assert_eq!(quoted, "parse fault rule: unknown kind `e\\nio` (expected eio, enospc, latency or torn)");
     }
 
     #[test]

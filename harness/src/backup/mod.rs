@@ -37,7 +37,7 @@
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::run::deployment::{Deployment, DeploymentError};
-use crate::scenario::{BackupSection, QuiesceMode};
+use crate::scenario::{BackupSection, QuiesceMode, Store};
 use crate::storage::{StorageError, Strategy};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use crashlab_reports::{BackupCycle, BackupRecord, Stall};
@@ -190,7 +190,7 @@ impl Backups {
             Method::BtrfsSnapshot => "read-only btrfs snapshot of the volume's subvolume".into(),
             Method::SyncAgent => format!(
                 "sidecar archiving (tar.gz) and uploading to {} every interval, one object per application",
-                self.settings.store.as_deref().unwrap_or("a local object store")
+                self.settings.store.as_ref().map_or_else(|| "a local object store".to_owned(), Store::to_string)
             ),
         }
     }
@@ -413,19 +413,7 @@ impl Backups {
     /// Where the sidecar's object store is, and the mount that puts a local
     /// one in its container.
     fn store(&self) -> (String, Option<Mount>) {
-        match &self.settings.store {
-            Some(url) => (url.clone(), None),
-            None => {
-                let store = self.dir.join("store");
-                let mount = Mount {
-                    target: Some(SIDECAR_STORE.into()),
-                    source: Some(store.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    ..Default::default()
-                };
-                (format!("file://{SIDECAR_STORE}"), Some(mount))
-            }
-        }
+        sidecar_store(self.settings.store.as_ref(), &self.dir.join("store"))
     }
 
     /// A container running `crashlab-agent COMMAND --dir … --store … --key
@@ -516,6 +504,25 @@ impl Backups {
         self.docker.remove_container(&id).await.ok();
         result
     }
+}
+
+/// The store URL the sidecar is given and the bind mount it needs: a
+/// directory on the host (`store`'s `file:///DIR`, else `default_dir`)
+/// is mounted at [`SIDECAR_STORE`], since the sidecar sees only its own
+/// filesystem; an S3 URL is passed as written.
+fn sidecar_store(store: Option<&Store>, default_dir: &std::path::Path) -> (String, Option<Mount>) {
+    let dir = match store {
+        Some(Store::S3(url)) => return (url.clone(), None),
+        Some(Store::Dir(dir)) => dir,
+        None => default_dir,
+    };
+    let mount = Mount {
+        target: Some(SIDECAR_STORE.into()),
+        source: Some(dir.display().to_string()),
+        typ: Some(MountType::BIND),
+        ..Default::default()
+    };
+    (format!("file://{SIDECAR_STORE}"), Some(mount))
 }
 
 fn unix_ms(t: SystemTime) -> f64 {
@@ -654,6 +661,21 @@ mod tests {
         assert_eq!(s.window_s, 0.001);
         assert_eq!(s.outside_s, 0.0);
         assert_eq!(s.throughput_drop_pct(), None, "no time outside the windows to compare with");
+    }
+
+    #[test]
+    fn a_host_directory_store_is_mounted_into_the_sidecar() {
+        let default = std::path::Path::new("/state/runs/r/backups/c/store");
+        let given = Store::Dir("/srv/backups".into());
+        for (store, source) in [(None, default.to_str().unwrap()), (Some(&given), "/srv/backups")] {
+            let (url, mount) = sidecar_store(store, default);
+            assert_eq!(url, "file:///store");
+            let mount = mount.expect("a bind mount");
+            assert_eq!((mount.source.as_deref(), mount.target.as_deref()), (Some(source), Some("/store")));
+            assert_eq!(mount.typ, Some(MountType::BIND));
+        }
+        let s3 = Store::S3("s3://bucket/prefix".into());
+        assert_eq!(sidecar_store(Some(&s3), default), ("s3://bucket/prefix".to_owned(), None));
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! As in scenarios, keys are kebab-case and an unknown key or a bad value is
 //! an error naming the key and its line.
 
-use crate::scenario::{WorkloadSection, parse_duration, parse_size};
+use crate::scenario::{WorkloadSection, line_column, one_line, parse_duration, parse_size, toml_message};
 use crate::storage::Strategy;
 use crashlab_reports::bench::Profile;
 use serde::{Deserialize, Deserializer};
@@ -157,6 +157,10 @@ impl BenchStrategy {
     /// Parses a `--strategy` flag: a built-in name, `NAME=volume:DRIVER[,KEY=VALUE...]`
     /// or `NAME=path:/DIR`.
     pub fn parse_flag(text: &str) -> Result<BenchStrategy, String> {
+        Self::parse_flag_text(text).map_err(|e| one_line(&e))
+    }
+
+    fn parse_flag_text(text: &str) -> Result<BenchStrategy, String> {
         let Some((name, spec)) = text.split_once('=') else {
             return builtin(text).map(|backend| BenchStrategy { name: text.to_owned(), backend });
         };
@@ -219,11 +223,7 @@ fn builtin(name: &str) -> Result<Backend, String> {
 }
 
 fn host_path(path: &str) -> Result<Backend, String> {
-    let path = Path::new(path);
-    if !path.is_absolute() {
-        return Err(format!("host-path `{}` must be absolute", path.display()));
-    }
-    Ok(Backend::HostPath(path.to_owned()))
+    crate::scenario::host_dir("host-path", path).map(Backend::HostPath)
 }
 
 /// Names go into Docker object names and file names.
@@ -246,12 +246,12 @@ impl BenchDefinition {
     pub fn parse(text: &str, origin: &str) -> Result<BenchDefinition, BenchDefinitionError> {
         let invalid = |offset: usize, message: String| {
             let (line, column) = line_column(text, offset);
-            BenchDefinitionError::Invalid { location: format!("{origin}:{line}:{column}"), message }
+            BenchDefinitionError::Invalid { location: format!("{origin}:{line}:{column}"), message: one_line(&message) }
         };
-        let raw: RawDefinition = toml::from_str(text)
-            .map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().trim_end().to_owned()))?;
+        let raw: RawDefinition =
+            toml::from_str(text).map_err(|e| invalid(e.span().map_or(0, |s| s.start), toml_message(text, &e)))?;
         if raw.strategies.is_empty() {
-            return Err(invalid(text.len(), "no [[strategy]] is given".into()));
+            return Err(invalid(text.len(), "no `[[strategy]]` is given".into()));
         }
         let mut strategies: Vec<BenchStrategy> = Vec::new();
         for strategy in raw.strategies {
@@ -311,13 +311,6 @@ pub struct BenchFlags {
     pub rounds: Option<u32>,
     pub no_fio: bool,
     pub no_workload: bool,
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
 }
 
 fn profiles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Profile>, D::Error> {
@@ -449,7 +442,19 @@ host-path = "/var/tmp/x"
             ),
             (
                 "[[strategy]]\nname = \"x\"\nhost-path = \"rel/dir\"\n",
-                "b.toml:5:8: strategy: host-path `rel/dir` must be absolute",
+                "b.toml:5:8: strategy: host-path `rel/dir` must be an absolute path",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"/\"\n",
+                "b.toml:5:8: strategy: host-path `/` is the root directory",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"/var/../tmp\"\n",
+                "b.toml:5:8: strategy: host-path `/var/../tmp` must not contain `..`",
+            ),
+            (
+                "[[strategy]]\nname = \"x\"\nhost-path = \"/proc/version/x\"\n",
+                "b.toml:5:8: strategy: host-path `/proc/version/x` cannot be created: /proc/version is not a directory",
             ),
             (
                 "[[strategy]]\nname = \"x\"\ndriver = \"local\"\nhostpath = \"/a\"\n",
@@ -467,7 +472,7 @@ host-path = "/var/tmp/x"
         let err = BenchDefinition::parse("name = \"b\"\nseed = 1\n", "b.toml").unwrap_err().to_string();
         assert!(err.starts_with("b.toml:2:1: unknown field `seed`"), "{err}");
         let err = BenchDefinition::parse("name = \"b\"\n", "b.toml").unwrap_err().to_string();
-        assert!(err.contains("no [[strategy]] is given"), "{err}");
+        assert!(err.contains("no `[[strategy]]` is given"), "{err}");
     }
 
     #[test]
@@ -482,7 +487,19 @@ host-path = "/var/tmp/x"
             BenchStrategy::parse_flag("ssd=path:/mnt/ssd").unwrap().backend,
             Backend::HostPath("/mnt/ssd".into())
         );
-        for bad in ["nvme", "x=volume:", "x=path:rel", "x=nfs:server", "bad name=path:/a", "x=volume:local,novalue"] {
+        let state = crate::run::state_dir();
+        let inside = format!("x=path:{}/runs", state.display());
+        assert!(BenchStrategy::parse_flag(&inside).unwrap_err().contains("inside crashlab's state directory"));
+        for bad in [
+            "nvme",
+            "x=volume:",
+            "x=path:rel",
+            "x=path:/",
+            "x=path:/a/../b",
+            "x=nfs:server",
+            "bad name=path:/a",
+            "x=volume:local,novalue",
+        ] {
             assert!(BenchStrategy::parse_flag(bad).is_err(), "{bad}");
         }
     }

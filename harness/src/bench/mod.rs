@@ -304,9 +304,8 @@ impl Bench<'_> {
                 options: options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             },
             Backend::HostPath(root) => {
-                if !root.is_dir() {
-                    return Err(format!("host path {} is not a directory", root.display()));
-                }
+                // Validation saw a directory or a path that can become one.
+                std::fs::create_dir_all(root).map_err(|e| format!("create host path {}: {e}", root.display()))?;
                 // Journaled before it exists, with the root it must stay
                 // directly below, so that no interrupt can leave it unlisted
                 // and no cleanup can remove anything else.

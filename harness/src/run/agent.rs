@@ -46,3 +46,13 @@ pub fn locate() -> Result<PathBuf, AgentError> {
     }
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| AgentError::Missing(dir.to_owned()))
 }
+
+/// Whether `agent` can use `s3://` stores: its `--version` line lists the
+/// stores it was built with (`crashlab-agent 0.1.0 (stores: file, s3)`);
+/// an agent too old to list them has file stores only.
+pub fn has_s3(agent: &Path) -> std::io::Result<bool> {
+    let out = std::process::Command::new(agent).arg("--version").output()?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let stores = line.split_once("(stores: ").map_or("", |(_, rest)| rest.trim_end().trim_end_matches(')'));
+    Ok(stores.split(", ").any(|s| s == "s3"))
+}

@@ -29,8 +29,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The version line names the object stores this build can use, so that
+/// the harness can refuse an `s3://` store before a run rather than have
+/// every sidecar fail.
+const VERSION: &str = if cfg!(feature = "s3") {
+    concat!(env!("CARGO_PKG_VERSION"), " (stores: file, s3)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (stores: file)")
+};
+
 #[derive(Debug, Parser)]
-#[command(name = "crashlab-agent", version, about = "crashlab's in-container agent")]
+#[command(name = "crashlab-agent", version = VERSION, about = "crashlab's in-container agent")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
