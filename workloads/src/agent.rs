@@ -220,7 +220,7 @@ pub(crate) async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadErr
         Some(why) => Err(why.to_owned()),
         None => return Err(bad(&check)),
     };
-    Ok(Observation::Present { ledger, balances, engine_check })
+    Ok(Observation::Present { ledger, balances, engine_check, engine_notes: vec![] })
 }
 
 fn parse_row(line: &str) -> Option<Transfer> {
@@ -290,7 +290,9 @@ mod tests {
     #[tokio::test]
     async fn observations_are_parsed() {
         let addr = agent_replying("PRESENT 2 1\n7 1 2 30\n8 2 1 0\n0 999\nCHECK OK\n").await;
-        let Observation::Present { ledger, balances, engine_check } = observe(addr).await.unwrap() else { panic!() };
+        let Observation::Present { ledger, balances, engine_check, .. } = observe(addr).await.unwrap() else {
+            panic!()
+        };
         assert_eq!(
             ledger,
             [Transfer { id: 7, src: 1, dst: 2, amount: 30 }, Transfer { id: 8, src: 2, dst: 1, amount: 0 }]

@@ -102,6 +102,10 @@ pub enum Observation {
         balances: Vec<(u32, i64)>,
         /// The engine's own integrity check: `Err` carries what it said.
         engine_check: Result<(), String>,
+        /// What the check could not cover this time and why, one sentence
+        /// each (`data checksums: not checked (...)`). Notes do not fail
+        /// the cycle; the checker quotes them in the verdict's detail.
+        engine_notes: Vec<String>,
     },
     /// The server answers but cannot read its own data (a table it lists
     /// but cannot open, an I/O error reading pages).

@@ -252,7 +252,7 @@ impl Workload for MariaDb {
                 Err(e) => Err(format!("CHECK TABLE failed: {e}")),
             };
             let _ = conn.disconnect().await;
-            Ok(Observation::Present { ledger, balances, engine_check })
+            Ok(Observation::Present { ledger, balances, engine_check, engine_notes: vec![] })
         })
     }
 }

@@ -202,7 +202,7 @@ impl Workload for Redis {
                 Ok(other) => Err(format!("INFO persistence answered {other:?}")),
                 Err(e) => Err(format!("INFO persistence failed: {e}")),
             };
-            Ok(Observation::Present { ledger, balances, engine_check })
+            Ok(Observation::Present { ledger, balances, engine_check, engine_notes: vec![] })
         })
     }
 }
