@@ -72,15 +72,6 @@ impl Engine {
             Engine::FsyncLog => "fsync-log",
         }
     }
-
-    /// How the engine's transfers are shaped: the log probe's records move
-    /// no money, so its ledger never changes a balance.
-    fn shape(self) -> fn(Transfer) -> Transfer {
-        match self {
-            Engine::Sqlite => |t| t,
-            Engine::FsyncLog => |t| Transfer { amount: 0, ..t },
-        }
-    }
 }
 
 /// A workload the agent hosts inside its container.
@@ -120,7 +111,7 @@ impl Workload for Hosted {
         stop: watch::Receiver<bool>,
         grace: Duration,
     ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
-        Box::pin(load(addr, config, stop, grace, self.engine.shape()))
+        Box::pin(load(addr, config, stop, grace))
     }
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
@@ -153,16 +144,14 @@ pub(crate) async fn setup(addr: SocketAddr, load: LoadConfig) -> Result<(), Work
     conn.expect_ok(&format!("SETUP {} {INITIAL_BALANCE}", load.accounts), "create the dataset").await
 }
 
-/// Runs the load; `map` turns each transfer into what is sent (the
-/// fsync-log probe sends amounts of 0).
+/// Runs the load, one agent connection per client.
 pub(crate) async fn load(
     addr: SocketAddr,
     load: LoadConfig,
     stop: watch::Receiver<bool>,
     grace: Duration,
-    map: fn(Transfer) -> Transfer,
 ) -> Result<LoadOutcome, WorkloadError> {
-    run_clients(load, stop, grace, move |ctx| run_client(addr, ctx.shaped(map))).await
+    run_clients(load, stop, grace, move |ctx| run_client(addr, ctx)).await
 }
 
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
