@@ -17,7 +17,7 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Transfer, Workload,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, Transfer, Workload,
     WorkloadError,
 };
 use futures_util::future::BoxFuture;
@@ -94,6 +94,10 @@ impl Workload for Hosted {
 
     fn agent_dir(&self) -> Option<&str> {
         Some(BIN_DIR)
+    }
+
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
     }
 
     fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
@@ -259,6 +263,15 @@ impl Conn {
     }
 }
 
+/// What the agent prints: it reports a transfer's failure to the driver,
+/// not to its output, and writes a line only when it is ready, when it
+/// shuts down on a signal, and when it gives up (`crashlab-agent: failed to
+/// ...`, then exits non-zero) or panics; the last two are fatal.
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    let panicked = line.starts_with("thread '") && line.contains(" panicked at ");
+    (panicked || line.starts_with("crashlab-agent: failed to ")).then_some(LogSeverity::Fatal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +317,25 @@ mod tests {
         let spec = container(IMAGE, "sqlite", &["--synchronous=off".into()]);
         assert_eq!(spec.cmd, ["sqlite", "--port", "7878", "--data-dir", "/data", "--synchronous=off"]);
         assert_eq!((spec.port, spec.data_dir.as_str()), (PORT, DATA_DIR));
+    }
+
+    /// Lines the agent printed, run by hand: an unusable data directory, a
+    /// start and a SIGTERM; and a panic as Rust prints it.
+    #[test]
+    fn agent_output_is_fatal_only_when_it_gives_up() {
+        for (line, severity) in [
+            (
+                "crashlab-agent: failed to create /proc/nope: No such file or directory (os error 2)",
+                Some(LogSeverity::Fatal),
+            ),
+            ("crashlab-agent: sqlite on /tmp/checks-agent-x ready on port 47811", None),
+            ("crashlab-agent: signal 15, shutting down", None),
+            (
+                "thread 'fsync_log::tests::the_log_grows_past_its_first_layout' (6755) panicked at workloads/agent/src/fsync_log.rs:546:9:",
+                Some(LogSeverity::Fatal),
+            ),
+        ] {
+            assert_eq!(log_severity(line), severity, "{line}");
+        }
     }
 }

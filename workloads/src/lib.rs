@@ -112,6 +112,18 @@ pub enum Observation {
     Unreadable { detail: String },
 }
 
+/// How bad a line of a server's output is, as its engine's log format says.
+/// Ordered: `Warning < Error < Fatal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogSeverity {
+    /// Worth knowing, not a failure (`[Warning]`, `WARNING:`).
+    Warning,
+    /// An operation failed; the server goes on (`[ERROR]`, `ERROR:`).
+    Error,
+    /// The server stops or crashes (`[FATAL]`, `PANIC:`, a signal).
+    Fatal,
+}
+
 /// Errors a driver reports. Messages read well after "failed to".
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -176,6 +188,28 @@ pub trait Workload: Send + Sync {
     /// and the harness pauses the container instead.
     fn quiesce(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<Box<dyn Quiesced>>, WorkloadError>> {
         Box::pin(async { Ok(None) })
+    }
+
+    /// The severity of one line of the server's output, by the engine's own
+    /// log format. `None` for lines below a warning, lines of no known
+    /// format (a stack trace, a banner) and, by default, every line: a
+    /// workload that does not know its server's format claims nothing.
+    fn log_severity(&self, _line: &str) -> Option<LogSeverity> {
+        None
+    }
+
+    /// The newest `max` lines of `logs` that [`Self::log_severity`] rates
+    /// an error or worse, oldest first: what the server said about a fault.
+    fn server_errors(&self, logs: &str, max: usize) -> Vec<String> {
+        let mut found: Vec<String> = logs
+            .lines()
+            .rev()
+            .filter(|line| self.log_severity(line).is_some_and(|s| s >= LogSeverity::Error))
+            .take(max)
+            .map(str::to_owned)
+            .collect();
+        found.reverse();
+        found
     }
 
     /// For workloads that `crashlab-agent` hosts: the directory of the

@@ -49,8 +49,8 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
-    WorkloadError,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
+    Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
@@ -165,6 +165,10 @@ fn query_err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Worklo
 impl Workload for Postgres {
     fn name(&self) -> &str {
         "postgres"
+    }
+
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
     }
 
     fn container(&self) -> ContainerSpec {
@@ -422,6 +426,23 @@ async fn transfer(
     client.batch_execute("COMMIT").await
 }
 
+/// PostgreSQL's format: `2026-12-01 13:42:06.777 UTC [39] ERROR:  division
+/// by zero`, the level being the word before the first colon followed by
+/// two spaces; and its programs' `initdb: error: ...` (the entrypoint
+/// prints initdb's output when it fails).
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    let level = match line.split_once(":  ") {
+        Some((head, _)) => head.rsplit(' ').next()?,
+        None => line.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")).map(|(level, _)| level)?,
+    };
+    match level {
+        "WARNING" => Some(LogSeverity::Warning),
+        "ERROR" | "error" => Some(LogSeverity::Error),
+        "FATAL" | "PANIC" => Some(LogSeverity::Fatal),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +455,51 @@ mod tests {
         assert!(spec.env.contains(&"POSTGRES_INITDB_ARGS=--data-checksums".to_string()));
         assert_eq!(spec.cmd, ["-c", "fsync=on"]);
         assert_eq!(spec.data_dir, "/var/lib/postgresql/data");
+    }
+
+    /// Lines from crashlab/postgres (15.18): a division by zero, a missing
+    /// database, a stray `ROLLBACK`, WAL filling a 64 MiB tmpfs, and initdb
+    /// on a directory that is not empty.
+    #[test]
+    fn server_log_lines_are_classified_by_their_level() {
+        use LogSeverity::*;
+        for (line, severity) in [
+            ("2026-12-01 13:42:03.809 UTC [1] LOG:  database system is ready to accept connections", None),
+            ("2026-12-01 13:42:06.777 UTC [39] ERROR:  division by zero", Some(Error)),
+            ("2026-12-01 13:42:06.777 UTC [39] STATEMENT:  SELECT 1/0", None),
+            ("2026-12-01 13:42:07.048 UTC [46] FATAL:  database \"nosuchdb\" does not exist", Some(Fatal)),
+            ("2026-12-01 13:42:07.578 UTC [53] WARNING:  there is no transaction in progress", Some(Warning)),
+            (
+                "2026-12-01 13:42:08.081 UTC [60] PANIC:  could not write to file \"pg_wal/xlogtemp.60\": No space left on device",
+                Some(Fatal),
+            ),
+            ("2026-12-01 13:42:08.108 UTC [1] LOG:  server process (PID 60) was terminated by signal 6: Aborted", None),
+            (
+                "2026-12-01 13:42:08.108 UTC [1] DETAIL:  Failed process was running: CREATE TABLE big AS SELECT g, repeat('x', 1000) FROM generate_series(1, 200000) g",
+                None,
+            ),
+            (
+                "2026-12-01 13:42:08.192 UTC [61] FATAL:  could not write to file \"pg_wal/xlogtemp.61\": No space left on device",
+                Some(Fatal),
+            ),
+            ("initdb: error: directory \"/tmp/d\" exists but is not empty", Some(Error)),
+            (
+                "initdb: hint: If you want to create a new database system, either remove or empty the directory \"/tmp/d\" or run initdb with an argument other than \"/tmp/d\".",
+                None,
+            ),
+        ] {
+            assert_eq!(log_severity(line), severity, "{line}");
+        }
+        let logs = "2026-12-01 13:42:06.777 UTC [39] ERROR:  division by zero
+2026-12-01 13:42:07.578 UTC [53] WARNING:  there is no transaction in progress
+2026-12-01 13:42:08.081 UTC [60] PANIC:  could not write to file \"pg_wal/xlogtemp.60\": No space left on device
+2026-12-01 13:42:08.108 UTC [1] LOG:  terminating any other active server processes
+2026-12-01 13:42:08.192 UTC [61] FATAL:  could not write to file \"pg_wal/xlogtemp.61\": No space left on device
+2026-12-01 13:42:08.275 UTC [1] LOG:  database system is shut down";
+        let w = Postgres { image: IMAGE.into(), server_args: vec![] };
+        let newest: Vec<&str> = logs.lines().filter(|l| l.contains("xlogtemp")).collect();
+        assert_eq!(w.server_errors(logs, 2), newest, "the newest two, oldest first");
+        assert_eq!(w.server_errors(logs, 9).len(), 3);
+        assert!(w.server_errors("", 2).is_empty());
     }
 }
