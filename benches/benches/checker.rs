@@ -28,7 +28,10 @@ fn history(n: u64) -> (AckLog, Observation) {
         }
     }
     let balances = balances.into_iter().enumerate().map(|(id, b)| (id as u32, b)).collect();
-    (AckLog { entries, times: vec![] }, Observation::Present { ledger, balances, engine_check: Ok(()) })
+    (
+        AckLog { entries, times: vec![] },
+        Observation::Present { ledger, balances, engine_check: Ok(()), engine_notes: vec![] },
+    )
 }
 
 fn bench(c: &mut Criterion) {

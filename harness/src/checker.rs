@@ -15,6 +15,9 @@
 //!
 //! Transactions whose commit was in flight when the fault hit are in doubt:
 //! present or absent, both are correct.
+//!
+//! What the engine's check could not cover (its notes) closes the detail
+//! whatever the verdict, so that an `intact` says what it was not based on.
 
 use crashlab_reports::Verdict;
 use crashlab_workloads::{AckLog, INITIAL_BALANCE, Observation, Outcome};
@@ -60,7 +63,8 @@ pub struct Check {
     pub lost: u64,
     pub in_doubt: u64,
     pub violations: u64,
-    /// Why, in a sentence; empty when intact.
+    /// Why, in a sentence, then what the engine's check left out; empty
+    /// when intact and fully checked.
     pub detail: String,
     /// When the last acknowledged commit that is present was acknowledged
     /// (microseconds since the load began); `None` when none is present or
@@ -90,7 +94,7 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
         detail: String::new(),
         last_surviving_ack_us: None,
     };
-    let (ledger, balances, engine_check) = match observation {
+    let (ledger, balances, engine_check, engine_notes) = match observation {
         Observation::Gone { detail } => {
             result.verdict = Verdict::DataGone;
             result.lost = acked;
@@ -102,7 +106,9 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
             result.detail = format!("data unreadable: {detail}");
             return result;
         }
-        Observation::Present { ledger, balances, engine_check } => (ledger, balances, engine_check),
+        Observation::Present { ledger, balances, engine_check, engine_notes } => {
+            (ledger, balances, engine_check, engine_notes)
+        }
     };
 
     let index: IdMap<u64, usize> = log.entries.iter().enumerate().map(|(i, (t, _))| (t.id, i)).collect();
@@ -180,6 +186,7 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     } else if result.lost > 0 {
         result.verdict = Verdict::LostWrites;
     }
+    problems.extend(engine_notes.iter().cloned());
     result.detail = problems.join("; ");
     result
 }
@@ -203,7 +210,7 @@ mod tests {
             balances[row.src as usize].1 -= row.amount;
             balances[row.dst as usize].1 += row.amount;
         }
-        Observation::Present { ledger: kept.to_vec(), balances, engine_check: Ok(()) }
+        Observation::Present { ledger: kept.to_vec(), balances, engine_check: Ok(()), engine_notes: vec![] }
     }
 
     fn log(entries: &[(Transfer, Outcome)]) -> AckLog {
@@ -283,6 +290,21 @@ mod tests {
         let c = check(&l, &bad, ACCOUNTS);
         assert_eq!(c.verdict, Verdict::Corrupt);
         assert!(c.detail.starts_with("integrity check failed: Index PRIMARY"));
+    }
+
+    #[test]
+    fn what_the_engine_check_left_out_is_in_the_detail_but_not_the_verdict() {
+        let a = t(1, 0, 1, 10);
+        let note = "data checksums: not checked (cluster made without --data-checksums)";
+        let mut noted = observe(&[a]);
+        if let Observation::Present { engine_notes, .. } = &mut noted {
+            engine_notes.push(note.into());
+        }
+        let c = check(&log(&[(a, Outcome::Acked)]), &noted, ACCOUNTS);
+        assert_eq!((c.verdict, c.detail.as_str()), (Verdict::Intact, note));
+        let c = check(&log(&[(a, Outcome::Acked), (t(2, 1, 2, 5), Outcome::Acked)]), &noted, ACCOUNTS);
+        assert_eq!(c.verdict, Verdict::LostWrites);
+        assert_eq!(c.detail, format!("1 of 2 acknowledged commits missing; {note}"));
     }
 
     fn outcome() -> impl Strategy<Value = Outcome> {

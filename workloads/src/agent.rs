@@ -17,7 +17,7 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, Transfer, Workload,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, Transfer, Workload,
     WorkloadError,
 };
 use futures_util::future::BoxFuture;
@@ -72,15 +72,6 @@ impl Engine {
             Engine::FsyncLog => "fsync-log",
         }
     }
-
-    /// How the engine's transfers are shaped: the log probe's records move
-    /// no money, so its ledger never changes a balance.
-    fn shape(self) -> fn(Transfer) -> Transfer {
-        match self {
-            Engine::Sqlite => |t| t,
-            Engine::FsyncLog => |t| Transfer { amount: 0, ..t },
-        }
-    }
 }
 
 /// A workload the agent hosts inside its container.
@@ -105,6 +96,10 @@ impl Workload for Hosted {
         Some(BIN_DIR)
     }
 
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
+    }
+
     fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
         Box::pin(probe(addr))
     }
@@ -120,7 +115,7 @@ impl Workload for Hosted {
         stop: watch::Receiver<bool>,
         grace: Duration,
     ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
-        Box::pin(load(addr, config, stop, grace, self.engine.shape()))
+        Box::pin(load(addr, config, stop, grace))
     }
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
@@ -153,16 +148,14 @@ pub(crate) async fn setup(addr: SocketAddr, load: LoadConfig) -> Result<(), Work
     conn.expect_ok(&format!("SETUP {} {INITIAL_BALANCE}", load.accounts), "create the dataset").await
 }
 
-/// Runs the load; `map` turns each transfer into what is sent (the
-/// fsync-log probe sends amounts of 0).
+/// Runs the load, one agent connection per client.
 pub(crate) async fn load(
     addr: SocketAddr,
     load: LoadConfig,
     stop: watch::Receiver<bool>,
     grace: Duration,
-    map: fn(Transfer) -> Transfer,
 ) -> Result<LoadOutcome, WorkloadError> {
-    run_clients(load, stop, grace, move |ctx| run_client(addr, ctx.shaped(map))).await
+    run_clients(load, stop, grace, move |ctx| run_client(addr, ctx)).await
 }
 
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
@@ -220,7 +213,7 @@ pub(crate) async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadErr
         Some(why) => Err(why.to_owned()),
         None => return Err(bad(&check)),
     };
-    Ok(Observation::Present { ledger, balances, engine_check })
+    Ok(Observation::Present { ledger, balances, engine_check, engine_notes: vec![] })
 }
 
 fn parse_row(line: &str) -> Option<Transfer> {
@@ -270,6 +263,15 @@ impl Conn {
     }
 }
 
+/// What the agent prints: it reports a transfer's failure to the driver,
+/// not to its output, and writes a line only when it is ready, when it
+/// shuts down on a signal, and when it gives up (`crashlab-agent: failed to
+/// ...`, then exits non-zero) or panics; the last two are fatal.
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    let panicked = line.starts_with("thread '") && line.contains(" panicked at ");
+    (panicked || line.starts_with("crashlab-agent: failed to ")).then_some(LogSeverity::Fatal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +292,9 @@ mod tests {
     #[tokio::test]
     async fn observations_are_parsed() {
         let addr = agent_replying("PRESENT 2 1\n7 1 2 30\n8 2 1 0\n0 999\nCHECK OK\n").await;
-        let Observation::Present { ledger, balances, engine_check } = observe(addr).await.unwrap() else { panic!() };
+        let Observation::Present { ledger, balances, engine_check, .. } = observe(addr).await.unwrap() else {
+            panic!()
+        };
         assert_eq!(
             ledger,
             [Transfer { id: 7, src: 1, dst: 2, amount: 30 }, Transfer { id: 8, src: 2, dst: 1, amount: 0 }]
@@ -313,5 +317,25 @@ mod tests {
         let spec = container(IMAGE, "sqlite", &["--synchronous=off".into()]);
         assert_eq!(spec.cmd, ["sqlite", "--port", "7878", "--data-dir", "/data", "--synchronous=off"]);
         assert_eq!((spec.port, spec.data_dir.as_str()), (PORT, DATA_DIR));
+    }
+
+    /// Lines the agent printed, run by hand: an unusable data directory, a
+    /// start and a SIGTERM; and a panic as Rust prints it.
+    #[test]
+    fn agent_output_is_fatal_only_when_it_gives_up() {
+        for (line, severity) in [
+            (
+                "crashlab-agent: failed to create /proc/nope: No such file or directory (os error 2)",
+                Some(LogSeverity::Fatal),
+            ),
+            ("crashlab-agent: sqlite on /tmp/checks-agent-x ready on port 47811", None),
+            ("crashlab-agent: signal 15, shutting down", None),
+            (
+                "thread 'fsync_log::tests::the_log_grows_past_its_first_layout' (6755) panicked at workloads/agent/src/fsync_log.rs:546:9:",
+                Some(LogSeverity::Fatal),
+            ),
+        ] {
+            assert_eq!(log_severity(line), severity, "{line}");
+        }
     }
 }

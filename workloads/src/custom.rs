@@ -106,6 +106,11 @@ impl Workload for Custom {
         self.inner.agent_dir()
     }
 
+    /// The driver's engine's format: a user's image runs the same server.
+    fn log_severity(&self, line: &str) -> Option<crate::LogSeverity> {
+        self.inner.log_severity(line)
+    }
+
     /// None: a user's image need not carry the engine's command-line tools,
     /// nor keep its files where the driver's tool would look. The
     /// protocol-level checks (ledger, balances, and the engine's own check
@@ -143,5 +148,14 @@ mod tests {
         let none = ContainerOverrides::default();
         assert!(none.is_empty());
         assert_eq!(none.apply(inner.container()), inner.container());
+    }
+
+    #[test]
+    fn the_wrapped_driver_classifies_the_server_log() {
+        let inner = MariaDb { image: "mariadb:11".into(), server_args: vec![] };
+        let w = Custom { inner: Box::new(inner), overrides: ContainerOverrides::default() };
+        let line = "2026-12-01 13:42:40 22 [ERROR] [FATAL] InnoDB: Error (Out of disk space) in rollback.";
+        assert_eq!(w.log_severity(line), Some(crate::LogSeverity::Fatal));
+        assert_eq!(w.server_errors(line, 2), [line]);
     }
 }

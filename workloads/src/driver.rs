@@ -89,7 +89,6 @@ pub(crate) struct Transfers {
     client: u32,
     accounts: u32,
     seq: u64,
-    shape: fn(Transfer) -> Transfer,
 }
 
 impl Transfers {
@@ -101,7 +100,7 @@ impl Transfers {
     /// connects again: ledger ids go on from where its log stopped, so they
     /// stay unique.
     fn resume(client: u32, accounts: u32, seed: u64, sent: u64) -> Transfers {
-        Transfers { rng: SmallRng::seed_from_u64(seed ^ sent), client, accounts, seq: sent, shape: |t| t }
+        Transfers { rng: SmallRng::seed_from_u64(seed ^ sent), client, accounts, seq: sent }
     }
 
     pub(crate) fn next_transfer(&mut self) -> Transfer {
@@ -111,12 +110,7 @@ impl Transfers {
         if dst >= src {
             dst += 1;
         }
-        (self.shape)(Transfer {
-            id: ledger_id(self.client, self.seq),
-            src,
-            dst,
-            amount: self.rng.random_range(1..=100),
-        })
+        Transfer { id: ledger_id(self.client, self.seq), src, dst, amount: self.rng.random_range(1..=100) }
     }
 }
 
@@ -186,13 +180,6 @@ impl ClientContext {
             connect.await
         };
         connected.map_err(|e| format!("client {client}: connect: {e}"))
-    }
-
-    /// Sends every transfer through `shape` first (the log probe's records
-    /// move no money), so that the log holds what is actually sent.
-    pub(crate) fn shaped(mut self, shape: fn(Transfer) -> Transfer) -> ClientContext {
-        self.transfers.shape = shape;
-        self
     }
 
     /// The client's loop, the same for every protocol: take the next

@@ -4,13 +4,17 @@
 //! every N records (`server-args = ["--fsync-every=N"]`, default 1; 0
 //! never) and acknowledges a record once an fsync covering it returned.
 //!
-//! It fits the checker's model as a ledger that moves no money: the driver
-//! sends every transfer with an amount of 0, so each record is a ledger
-//! row, balances never change, a missing acknowledged record is a lost
-//! write and a record never sent is `inconsistent`. The agent's integrity
-//! check reads the log back: a torn record at the tail is what a crash
-//! leaves and is dropped; a damaged record or a hole followed by valid
-//! records, or a gap in the sequence numbers, fails the check (`corrupt`).
+//! Each record is a ledger row, and the agent recomputes every balance from
+//! the header's initial balance and the surviving records' own accounts
+//! and amounts: a missing acknowledged record is a lost write, a record
+//! that differs from what was sent or was never sent is `inconsistent`,
+//! and a header that claims other accounts or another initial balance than
+//! the harness set up shows as balances that disagree (`inconsistent`).
+//! The agent's integrity check reads the log back: a torn record at the
+//! tail is what a crash leaves and is dropped; a damaged record or a hole
+//! followed by valid records, a gap in the sequence numbers, or a record
+//! naming an account the header does not have, fails the check
+//! (`corrupt`).
 //!
 //! Durable: `--fsync-every=1` (or any N ≥ 1: acknowledgements wait for the
 //! fsync). Unsafe: `--fsync-every=0`, acknowledged on `pwrite`: a process

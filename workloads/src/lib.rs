@@ -102,10 +102,26 @@ pub enum Observation {
         balances: Vec<(u32, i64)>,
         /// The engine's own integrity check: `Err` carries what it said.
         engine_check: Result<(), String>,
+        /// What the check could not cover this time and why, one sentence
+        /// each (`data checksums: not checked (...)`). Notes do not fail
+        /// the cycle; the checker quotes them in the verdict's detail.
+        engine_notes: Vec<String>,
     },
     /// The server answers but cannot read its own data (a table it lists
     /// but cannot open, an I/O error reading pages).
     Unreadable { detail: String },
+}
+
+/// How bad a line of a server's output is, as its engine's log format says.
+/// Ordered: `Warning < Error < Fatal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogSeverity {
+    /// Worth knowing, not a failure (`[Warning]`, `WARNING:`).
+    Warning,
+    /// An operation failed; the server goes on (`[ERROR]`, `ERROR:`).
+    Error,
+    /// The server stops or crashes (`[FATAL]`, `PANIC:`, a signal).
+    Fatal,
 }
 
 /// Errors a driver reports. Messages read well after "failed to".
@@ -174,18 +190,26 @@ pub trait Workload: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
-    /// The newest `max` error lines of the server's output `logs`, oldest
-    /// first, for a report quoting what the server said of a fault.
+    /// The severity of one line of the server's output, by the engine's own
+    /// log format. `None` for lines below a warning, lines of no known
+    /// format (a stack trace, a banner) and, by default, every line: a
+    /// workload that does not know its server's format claims nothing.
+    fn log_severity(&self, _line: &str) -> Option<LogSeverity> {
+        None
+    }
+
+    /// The newest `max` lines of `logs` that [`Self::log_severity`] rates
+    /// an error or worse, oldest first: what the server said about a fault.
     fn server_errors(&self, logs: &str, max: usize) -> Vec<String> {
-        let mut errors: Vec<String> = logs
+        let mut found: Vec<String> = logs
             .lines()
             .rev()
-            .filter(|l| l.contains("[ERROR]") || l.contains("[FATAL]"))
+            .filter(|line| self.log_severity(line).is_some_and(|s| s >= LogSeverity::Error))
             .take(max)
             .map(str::to_owned)
             .collect();
-        errors.reverse();
-        errors
+        found.reverse();
+        found
     }
 
     /// For workloads that `crashlab-agent` hosts: the directory of the

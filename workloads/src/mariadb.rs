@@ -9,8 +9,8 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
-    WorkloadError,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
+    Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
@@ -123,6 +123,10 @@ fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -> WorkloadE
 impl Workload for MariaDb {
     fn name(&self) -> &str {
         "mariadb"
+    }
+
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
     }
 
     fn container(&self) -> ContainerSpec {
@@ -252,7 +256,7 @@ impl Workload for MariaDb {
                 Err(e) => Err(format!("CHECK TABLE failed: {e}")),
             };
             let _ = conn.disconnect().await;
-            Ok(Observation::Present { ledger, balances, engine_check })
+            Ok(Observation::Present { ledger, balances, engine_check, engine_notes: vec![] })
         })
     }
 }
@@ -332,6 +336,21 @@ async fn transfer(conn: &mut Conn, t: &Transfer, in_doubt: &InDoubt) -> Result<(
     conn.query_drop("COMMIT").await
 }
 
+/// MariaDB's format: `2026-12-01 13:42:40 22 [ERROR] InnoDB: ...`, the
+/// first bracketed tag being the level (`[Note]`, `[Warning]`, `[ERROR]`).
+/// An `[ERROR] [FATAL]` and the `[ERROR] mariadbd got signal` that opens a
+/// crash report are fatal.
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    let (_, rest) = line.split_once('[')?;
+    let (level, message) = rest.split_once(']')?;
+    match level {
+        "Warning" => Some(LogSeverity::Warning),
+        "ERROR" if message.starts_with(" [FATAL]") || message.contains(" got signal ") => Some(LogSeverity::Fatal),
+        "ERROR" => Some(LogSeverity::Error),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +381,34 @@ mod tests {
         assert!(spec.env.contains(&"MARIADB_ROOT_PASSWORD=crashlab".to_string()));
         assert_eq!(spec.cmd, ["--x=1"]);
         assert_eq!(spec.data_dir, "/var/lib/mysql");
+    }
+
+    /// Lines from crashlab/mariadb (10.11.18), on a 160 MiB tmpfs that an
+    /// `INSERT ... SELECT` filled.
+    #[test]
+    fn server_log_lines_are_classified_by_their_tag() {
+        use LogSeverity::*;
+        for (line, severity) in [
+            ("2026-12-01 13:42:16 0 [Note] mariadbd: ready for connections.", None),
+            (
+                "2026-12-01 13:42:16 0 [Warning] Could not increase number of max_open_files to more than 20000 (request: 32184)",
+                Some(Warning),
+            ),
+            (
+                "2026-12-01 13:42:27 4 [Warning] Access denied for user 'root'@'localhost' (using password: YES)",
+                Some(Warning),
+            ),
+            (
+                "2026-12-01 13:42:39 22 [ERROR] InnoDB: preallocating 37748736 bytes for file ./t/big.ibd failed with error 28",
+                Some(Error),
+            ),
+            ("2026-12-01 13:42:40 22 [ERROR] [FATAL] InnoDB: Error (Out of disk space) in rollback.", Some(Fatal)),
+            ("261201 13:42:40 [ERROR] mariadbd got signal 6 ;", Some(Fatal)),
+            ("Version: '10.11.18-MariaDB-0+deb12u1'  socket: '/run/mysqld/mysqld.sock'  port: 3306  Debian 12", None),
+            ("mariadbd(_Z10do_commandP3THDb+0x13f)[0x55e3f354ec3f]", None),
+            ("Status: NOT_KILLED", None),
+        ] {
+            assert_eq!(log_severity(line), severity, "{line}");
+        }
     }
 }

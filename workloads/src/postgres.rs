@@ -16,6 +16,12 @@
 //! every relation of the dataset, so each page that was not already in
 //! shared buffers is checksum-verified on the way in; the check then fails
 //! if any database recorded a checksum failure since the server started.
+//! The check asks the server first (`SHOW data_checksums`): a cluster made
+//! without checksums (a data directory initialised elsewhere, an image
+//! whose entrypoint ignores `POSTGRES_INITDB_ARGS`) verifies nothing on
+//! read and its counters stay at zero, so the checksum part is then
+//! reported as not checked, in the cycle's detail
+//! (the observation's `engine_notes`), rather than as passed.
 //! Pages that crash recovery itself rebuilt from WAL (full-page images,
 //! whose records carry CRCs) are in shared buffers by then and are not
 //! re-read from disk: their on-disk copies are overwritten from WAL at the
@@ -43,8 +49,8 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
-    WorkloadError,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
+    Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
@@ -161,6 +167,10 @@ impl Workload for Postgres {
         "postgres"
     }
 
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
+    }
+
     fn container(&self) -> ContainerSpec {
         ContainerSpec {
             image: self.image.clone(),
@@ -263,15 +273,20 @@ impl Workload for Postgres {
                     .collect(),
                 Err(e) => return Ok(Observation::Unreadable { detail: format!("reading ledger: {}", db_error(&e)) }),
             };
-            let engine_check = engine_check(&client).await;
-            Ok(Observation::Present { ledger, balances, engine_check })
+            let mut engine_notes = Vec::new();
+            let engine_check = engine_check(&client, &mut engine_notes).await;
+            Ok(Observation::Present { ledger, balances, engine_check, engine_notes })
         })
     }
 }
 
-/// amcheck on every index and heap of the dataset, then the checksum
-/// failure counters; see the module docs for what that covers.
-async fn engine_check(client: &Client) -> Result<(), String> {
+/// What the check says when the cluster has no page checksums to verify.
+const CHECKSUMS_OFF: &str = "data checksums: not checked (cluster made without --data-checksums)";
+
+/// amcheck on every index and heap of the dataset, then, when the cluster
+/// has data checksums, their failure counters; see the module docs for what
+/// that covers. `notes` gets what could not be checked.
+async fn engine_check(client: &Client, notes: &mut Vec<String>) -> Result<(), String> {
     let fail = |what: &str, e: tokio_postgres::Error| format!("{what}: {}", db_error(&e));
     client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
@@ -306,17 +321,30 @@ async fn engine_check(client: &Client) -> Result<(), String> {
             problems.push(format!("{table}: {} more heap problems", rows.len() - 3));
         }
     }
-    let checksums = client
-        .query_one(
-            "SELECT current_setting('data_checksums'), \
-             coalesce(sum(checksum_failures), 0)::bigint FROM pg_stat_database",
-            &[],
-        )
+    // With checksums off a torn or zeroed page reads back without
+    // complaint and the failure counter stays at zero whatever the disk
+    // did: zero then means "not looked at", not "no failures".
+    let enabled = client
+        .simple_query("SHOW data_checksums")
         .await
-        .map_err(|e| fail("read the checksum failure counters", e))?;
-    let failures: i64 = checksums.get(1);
-    if failures > 0 {
-        problems.push(format!("{failures} data page checksum failure(s) (pg_stat_database.checksum_failures)"));
+        .map_err(|e| fail("SHOW data_checksums", e))?
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "on"),
+            _ => None,
+        })
+        .ok_or("SHOW data_checksums returned no row")?;
+    if enabled {
+        let failures: i64 = client
+            .query_one("SELECT coalesce(sum(checksum_failures), 0)::bigint FROM pg_stat_database", &[])
+            .await
+            .map_err(|e| fail("read the checksum failure counters", e))?
+            .get(0);
+        if failures > 0 {
+            problems.push(format!("{failures} data page checksum failure(s) (pg_stat_database.checksum_failures)"));
+        }
+    } else {
+        notes.push(CHECKSUMS_OFF.to_owned());
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
@@ -398,6 +426,23 @@ async fn transfer(
     client.batch_execute("COMMIT").await
 }
 
+/// PostgreSQL's format: `2026-12-01 13:42:06.777 UTC [39] ERROR:  division
+/// by zero`, the level being the word before the first colon followed by
+/// two spaces; and its programs' `initdb: error: ...` (the entrypoint
+/// prints initdb's output when it fails).
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    let level = match line.split_once(":  ") {
+        Some((head, _)) => head.rsplit(' ').next()?,
+        None => line.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")).map(|(level, _)| level)?,
+    };
+    match level {
+        "WARNING" => Some(LogSeverity::Warning),
+        "ERROR" | "error" => Some(LogSeverity::Error),
+        "FATAL" | "PANIC" => Some(LogSeverity::Fatal),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +455,51 @@ mod tests {
         assert!(spec.env.contains(&"POSTGRES_INITDB_ARGS=--data-checksums".to_string()));
         assert_eq!(spec.cmd, ["-c", "fsync=on"]);
         assert_eq!(spec.data_dir, "/var/lib/postgresql/data");
+    }
+
+    /// Lines from crashlab/postgres (15.18): a division by zero, a missing
+    /// database, a stray `ROLLBACK`, WAL filling a 64 MiB tmpfs, and initdb
+    /// on a directory that is not empty.
+    #[test]
+    fn server_log_lines_are_classified_by_their_level() {
+        use LogSeverity::*;
+        for (line, severity) in [
+            ("2026-12-01 13:42:03.809 UTC [1] LOG:  database system is ready to accept connections", None),
+            ("2026-12-01 13:42:06.777 UTC [39] ERROR:  division by zero", Some(Error)),
+            ("2026-12-01 13:42:06.777 UTC [39] STATEMENT:  SELECT 1/0", None),
+            ("2026-12-01 13:42:07.048 UTC [46] FATAL:  database \"nosuchdb\" does not exist", Some(Fatal)),
+            ("2026-12-01 13:42:07.578 UTC [53] WARNING:  there is no transaction in progress", Some(Warning)),
+            (
+                "2026-12-01 13:42:08.081 UTC [60] PANIC:  could not write to file \"pg_wal/xlogtemp.60\": No space left on device",
+                Some(Fatal),
+            ),
+            ("2026-12-01 13:42:08.108 UTC [1] LOG:  server process (PID 60) was terminated by signal 6: Aborted", None),
+            (
+                "2026-12-01 13:42:08.108 UTC [1] DETAIL:  Failed process was running: CREATE TABLE big AS SELECT g, repeat('x', 1000) FROM generate_series(1, 200000) g",
+                None,
+            ),
+            (
+                "2026-12-01 13:42:08.192 UTC [61] FATAL:  could not write to file \"pg_wal/xlogtemp.61\": No space left on device",
+                Some(Fatal),
+            ),
+            ("initdb: error: directory \"/tmp/d\" exists but is not empty", Some(Error)),
+            (
+                "initdb: hint: If you want to create a new database system, either remove or empty the directory \"/tmp/d\" or run initdb with an argument other than \"/tmp/d\".",
+                None,
+            ),
+        ] {
+            assert_eq!(log_severity(line), severity, "{line}");
+        }
+        let logs = "2026-12-01 13:42:06.777 UTC [39] ERROR:  division by zero
+2026-12-01 13:42:07.578 UTC [53] WARNING:  there is no transaction in progress
+2026-12-01 13:42:08.081 UTC [60] PANIC:  could not write to file \"pg_wal/xlogtemp.60\": No space left on device
+2026-12-01 13:42:08.108 UTC [1] LOG:  terminating any other active server processes
+2026-12-01 13:42:08.192 UTC [61] FATAL:  could not write to file \"pg_wal/xlogtemp.61\": No space left on device
+2026-12-01 13:42:08.275 UTC [1] LOG:  database system is shut down";
+        let w = Postgres { image: IMAGE.into(), server_args: vec![] };
+        let newest: Vec<&str> = logs.lines().filter(|l| l.contains("xlogtemp")).collect();
+        assert_eq!(w.server_errors(logs, 2), newest, "the newest two, oldest first");
+        assert_eq!(w.server_errors(logs, 9).len(), 3);
+        assert!(w.server_errors("", 2).is_empty());
     }
 }

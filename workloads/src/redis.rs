@@ -33,8 +33,8 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, Observation, RecipeFile, Transfer, Workload,
-    WorkloadError,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
+    Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
@@ -108,6 +108,10 @@ impl Redis {
 impl Workload for Redis {
     fn name(&self) -> &str {
         "redis"
+    }
+
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
     }
 
     fn container(&self) -> ContainerSpec {
@@ -202,7 +206,7 @@ impl Workload for Redis {
                 Ok(other) => Err(format!("INFO persistence answered {other:?}")),
                 Err(e) => Err(format!("INFO persistence failed: {e}")),
             };
-            Ok(Observation::Present { ledger, balances, engine_check })
+            Ok(Observation::Present { ledger, balances, engine_check, engine_notes: vec![] })
         })
     }
 }
@@ -435,6 +439,46 @@ fn encode(out: &mut Vec<u8>, args: &[&str]) {
     }
 }
 
+/// What in a `#` line says the server stops, and what says something
+/// failed; compared in lower case. Redis logs both at its warning level, as
+/// it does the start-up banner (`# Server initialized`), so the level alone
+/// says no more than "warning".
+const FATAL_MARKS: [&str; 8] = [
+    "exiting",
+    "fatal",
+    "unrecoverable",
+    "bad file format",
+    "unexpected end of file",
+    "crashed by signal",
+    "bug report start",
+    "guru meditation",
+];
+const ERROR_MARKS: [&str; 5] = ["error", "failed", "can't", "unable to", "short write"];
+
+/// Redis's format: `1:M 01 Dec 2026 13:43:01.946 # Short write ...`, the
+/// level being the character after the time (`.` debug, `-` verbose, `*`
+/// notice, `#` warning); and the `*** FATAL CONFIG FILE ERROR` block that
+/// `redis-server` prints without a prefix when its arguments are wrong.
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    if line.starts_with("*** FATAL CONFIG FILE ERROR") {
+        return Some(LogSeverity::Fatal);
+    }
+    let mut parts = line.splitn(7, ' ');
+    let role = parts.next()?;
+    let level = parts.nth(4)?;
+    let message = parts.next()?.to_lowercase();
+    if !role.contains(':') || level != "#" {
+        return None;
+    }
+    Some(if FATAL_MARKS.iter().any(|m| message.contains(m)) {
+        LogSeverity::Fatal
+    } else if ERROR_MARKS.iter().any(|m| message.contains(m)) {
+        LogSeverity::Error
+    } else {
+        LogSeverity::Warning
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,5 +533,52 @@ mod tests {
         assert_eq!(parse_ledger_row("7", "1 2 3 4"), None);
         assert_eq!(persistence_verdict("aof_enabled:1\r\naof_last_write_status:ok\r\n"), Ok(()));
         assert!(persistence_verdict("aof_last_write_status:err\r\n").is_err());
+    }
+
+    /// Lines from crashlab/redis (7.0.15): start-up, an AOF with
+    /// `appendfsync always` filling an 8 MiB tmpfs, an AOF with a truncated
+    /// and with a garbled tail, and a bad argument.
+    #[test]
+    fn server_log_lines_are_classified_by_level_and_message() {
+        use LogSeverity::*;
+        for (line, severity) in [
+            ("1:C 01 Dec 2026 13:42:53.824 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo", Some(Warning)),
+            ("1:M 01 Dec 2026 13:42:53.826 # Server initialized", Some(Warning)),
+            (
+                "1:M 01 Dec 2026 13:42:53.826 # WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. Being disabled, it can can also cause failures without low memory condition, see https://github.com/jemalloc/jemalloc/issues/1328. To fix this issue add 'vm.overcommit_memory = 1' to /etc/sysctl.conf and then reboot or run the command 'sysctl vm.overcommit_memory=1' for this to take effect.",
+                Some(Warning),
+            ),
+            ("1:M 01 Dec 2026 13:42:53.832 * Ready to accept connections", None),
+            (
+                "1:M 01 Dec 2026 13:43:01.946 # Short write while writing to the AOF file: (nwritten=379742, expected=400033)",
+                Some(Error),
+            ),
+            (
+                "1:M 01 Dec 2026 13:43:01.946 # Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...",
+                Some(Fatal),
+            ),
+            (
+                "20:M 01 Dec 2026 13:43:15.907 # !!! Warning: short read while loading the AOF file appendonly.aof.1.incr.aof!!!",
+                Some(Warning),
+            ),
+            (
+                "20:M 01 Dec 2026 13:43:15.907 # AOF appendonly.aof.1.incr.aof loaded anyway because aof-load-truncated is enabled",
+                Some(Warning),
+            ),
+            (
+                "22:M 01 Dec 2026 13:43:08.523 # Unexpected end of file reading the append only file appendonly.aof.1.incr.aof. You can: 1) Make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively you can set the 'aof-load-truncated' configuration option to yes and restart the server.",
+                Some(Fatal),
+            ),
+            (
+                "28:M 01 Dec 2026 13:43:08.538 # Bad file format reading the append only file appendonly.aof.1.incr.aof: make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>",
+                Some(Fatal),
+            ),
+            ("20:M 01 Dec 2026 13:43:17.929 # Redis is now ready to exit, bye bye...", Some(Warning)),
+            ("*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***", Some(Fatal)),
+            (">>> 'appendfsync \"sometimes\"'", None),
+            ("ERR unknown command 'NOSUCHCMD', with args beginning with: ", None),
+        ] {
+            assert_eq!(log_severity(line), severity, "{line}");
+        }
     }
 }

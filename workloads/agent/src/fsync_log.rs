@@ -29,9 +29,16 @@
 //! file was reordered or damaged in the middle: the integrity check fails
 //! and the verdict is `corrupt`.
 //!
-//! The harness's checker sees each record as a ledger row that moves no
-//! money (the driver sends amounts of 0) over accounts that never change:
-//! lost records are lost writes, a record never sent is `inconsistent`.
+//! Balances are not stored: the reader recomputes each account's balance
+//! from the header's initial balance and the surviving records' own source,
+//! destination and amount, as a database's tables are the sum of its log.
+//! A record naming an account the header does not have, or moving money
+//! from an account to itself, fails the integrity check (`corrupt`). The
+//! harness's checker then compares every record with the transfer it sent
+//! (an amount or account that differs is `inconsistent`) and the balances
+//! with its own from the accounts and initial balance it set up (a header
+//! that claims other ones is `inconsistent`): lost records are lost writes,
+//! a record never sent is `inconsistent`.
 
 use crate::serve::{Engine, Observed, Transfer, TransferError};
 use std::fs::{File, OpenOptions};
@@ -177,6 +184,39 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
     Ok(Scan { accounts, balance, records, damage })
 }
 
+/// Each of the header's accounts at the header's initial balance plus what
+/// the records moved, in account order, and why the records do not fit the
+/// header, if they do not: an account it does not have, a transfer from an
+/// account to itself, or amounts beyond what a balance can hold. Such a
+/// record passed its checksum, so it was written that way (a misdirected
+/// or stale write, or damage the checksum missed): it is left out of the
+/// balances and fails the check.
+fn balances(scan: &Scan) -> (Vec<(u32, i64)>, Option<String>) {
+    let mut balances = vec![scan.balance; scan.accounts as usize];
+    let mut misfits = Vec::new();
+    for r in &scan.records {
+        let Transfer { src, dst, amount, .. } = r.t;
+        let (s, d) = (src as usize, dst as usize);
+        let moved = (src != dst && src < scan.accounts && dst < scan.accounts)
+            .then(|| Some((balances[s].checked_sub(amount)?, balances[d].checked_add(amount)?)))
+            .flatten();
+        if let Some(after) = moved {
+            (balances[s], balances[d]) = after;
+        } else {
+            misfits.push(format!(
+                "record {} moves {amount} from account {src} to {dst} (the header has {} accounts)",
+                r.seq, scan.accounts
+            ));
+        }
+    }
+    let misfit = match misfits.len() {
+        0 => None,
+        1..=3 => Some(misfits.join("; ")),
+        n => Some(format!("{}; {} more records that do not fit the header", misfits[..3].join("; "), n - 3)),
+    };
+    ((0..scan.accounts).zip(balances).collect(), misfit)
+}
+
 impl FsyncLog {
     /// Opens the log in `data_dir` and finds where appending resumes. A
     /// missing log is fine: the harness's setup creates it.
@@ -309,11 +349,11 @@ impl Engine for FsyncLog {
             Ok(found) => found,
             Err(e) => return Observed::Unreadable(e),
         };
-        let balances = (0..found.accounts).map(|id| (id, found.balance)).collect();
+        let (balances, misfit) = balances(&found);
         let ledger = found.records.iter().map(|r| r.t).collect();
-        let check = match found.damage {
-            Some(why) => Err(format!("{LOG_FILE}: {why}")),
-            None => Ok(()),
+        let check = match found.damage.into_iter().chain(misfit).collect::<Vec<_>>() {
+            problems if problems.is_empty() => Ok(()),
+            problems => Err(format!("{LOG_FILE}: {}", problems.join("; "))),
         };
         Observed::Present { ledger, balances, check }
     }
@@ -414,6 +454,76 @@ mod tests {
         assert!(check.unwrap_err().contains("sequence number 7"));
     }
 
+    /// Rewrites the log with `edit`, then reads it back.
+    fn edited(log: &FsyncLog, dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> Observed {
+        let path = dir.join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        edit(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+        log.observe()
+    }
+
+    #[test]
+    fn balances_are_recomputed_from_the_records_own_accounts_and_amounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FsyncLog::open(dir.path(), 0).unwrap();
+        log.setup(3, 100).unwrap();
+        let sent = [Transfer { id: 1, src: 0, dst: 1, amount: 30 }, Transfer { id: 2, src: 2, dst: 0, amount: 5 }];
+        for t in sent {
+            log.transfer(t).unwrap();
+        }
+        let Observed::Present { balances, check, .. } = log.observe() else { panic!() };
+        assert_eq!((balances, check), (vec![(0, 75), (1, 130), (2, 95)], Ok(())));
+
+        // An amount rewritten under a valid checksum (a stale or misdirected
+        // write): the balances follow the record, whose difference from
+        // what was sent is the harness's checker's to find.
+        let amount = |b: &mut Vec<u8>| {
+            let r = Record { seq: 1, t: Transfer { amount: 31, ..sent[0] } }.encode();
+            b[slot(0)].copy_from_slice(&r);
+        };
+        let Observed::Present { ledger, balances, check } = edited(&log, dir.path(), amount) else { panic!() };
+        assert_eq!(ledger[0].amount, 31);
+        assert_eq!((balances, check), (vec![(0, 74), (1, 131), (2, 95)], Ok(())));
+
+        // An account the header does not have fails the check and moves
+        // nothing.
+        let account = |b: &mut Vec<u8>| {
+            let r = Record { seq: 2, t: Transfer { src: 7, ..sent[1] } }.encode();
+            b[slot(1)].copy_from_slice(&r);
+        };
+        let Observed::Present { balances, check, .. } = edited(&log, dir.path(), account) else { panic!() };
+        assert_eq!(balances, [(0, 69), (1, 131), (2, 100)]);
+        assert_eq!(
+            check.unwrap_err(),
+            "crashlab.log: record 2 moves 5 from account 7 to 0 (the header has 3 accounts)"
+        );
+    }
+
+    #[test]
+    fn a_header_that_claims_other_accounts_or_balances_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FsyncLog::open(dir.path(), 0).unwrap();
+        log.setup(3, 100).unwrap();
+        log.transfer(Transfer { id: 1, src: 2, dst: 0, amount: 5 }).unwrap();
+        // A valid header for 2 accounts at 50: the balances start from what
+        // it claims, so they disagree with the harness's 3 accounts at 100,
+        // and the record naming account 2 does not fit it.
+        let wrong = |b: &mut Vec<u8>| b[..HEADER as usize].copy_from_slice(&header(2, 50));
+        let Observed::Present { balances, check, .. } = edited(&log, dir.path(), wrong) else { panic!() };
+        assert_eq!(balances, [(0, 50), (1, 50)]);
+        assert!(check.unwrap_err().contains("from account 2 to 0 (the header has 2 accounts)"));
+        // Amounts no balance can hold fail the check too.
+        let huge = |b: &mut Vec<u8>| {
+            b[..HEADER as usize].copy_from_slice(&header(3, 100));
+            let r = Record { seq: 1, t: Transfer { id: 1, src: 2, dst: 0, amount: i64::MAX } }.encode();
+            b[slot(0)].copy_from_slice(&r);
+        };
+        let Observed::Present { balances, check, .. } = edited(&log, dir.path(), huge) else { panic!() };
+        assert_eq!(balances, [(0, 100), (1, 100), (2, 100)]);
+        assert!(check.is_err());
+    }
+
     #[test]
     fn a_damaged_header_is_unreadable() {
         let dir = tempfile::tempdir().unwrap();
@@ -430,7 +540,7 @@ mod tests {
     fn the_log_grows_past_its_first_layout() {
         let dir = tempfile::tempdir().unwrap();
         let log = FsyncLog::open(dir.path(), 0).unwrap();
-        log.setup(1, 0).unwrap();
+        log.setup(2, 0).unwrap();
         let n = GROW / RECORD as u64 + 10;
         for id in 1..=n {
             log.transfer(t(id)).unwrap();
