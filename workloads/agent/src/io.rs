@@ -129,7 +129,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Runs a profile in `config.dir` and removes its file, whatever happened.
 pub fn run(config: &IoConfig) -> Result<IoResult, IoError> {
-    if config.size == 0 || config.size % BLOCK_4K as u64 != 0 {
+    if config.size == 0 || !config.size.is_multiple_of(BLOCK_4K as u64) {
         return Err(IoError::Size(config.size));
     }
     let path = config.dir.join(format!("crashlab-io-{}.{}", config.profile.name(), std::process::id()));
