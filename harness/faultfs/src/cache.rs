@@ -194,7 +194,7 @@ impl FileCache {
 
     /// Reads what the application sees in `[offset, offset + len)`, clipped at
     /// the visible size.
-    pub(crate) fn read(&self, backing: &mut impl Backing, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    pub(crate) fn read(&self, backing: &mut (impl Backing + ?Sized), offset: u64, len: u64) -> io::Result<Vec<u8>> {
         let end = offset.saturating_add(len).min(self.size);
         if end <= offset {
             return Ok(Vec::new());
@@ -210,6 +210,27 @@ impl FileCache {
             buf[at..at + data.len()].copy_from_slice(data);
         }
         Ok(buf)
+    }
+
+    /// How many leading bytes still come from the durable object: below
+    /// both the durable length and any pending truncate, and within the size.
+    pub(crate) fn base_visible_len(&self) -> u64 {
+        self.durable_len.min(self.trunc_floor).min(self.size)
+    }
+
+    /// Whether any cached byte lies in `[start, end)`.
+    pub(crate) fn has_cached_in(&self, start: u64, end: u64) -> bool {
+        self.cached_in(start, end).next().is_some()
+    }
+
+    /// The byte ranges that are dirty, in offset order.
+    pub(crate) fn dirty_ranges(&self) -> Vec<(u64, u64)> {
+        self.extents.iter().map(|(&off, e)| (off, off + e.data.len() as u64)).collect()
+    }
+
+    /// The size when it differs from what is durable.
+    pub(crate) fn pending_size(&self) -> Option<u64> {
+        (self.size != self.durable_len).then_some(self.size)
     }
 
     /// Cached slices that intersect `[start, end)`, clipped to it.

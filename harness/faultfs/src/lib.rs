@@ -104,7 +104,9 @@
 
 mod cache;
 mod config;
+pub mod explore;
 mod fs;
+pub mod history;
 mod mount;
 mod rng;
 pub mod rules;
@@ -112,6 +114,8 @@ mod sys;
 
 pub use cache::TornMode;
 pub use config::{ConfigError, FaultConfig, FaultConfigBuilder};
+pub use explore::{Base, CrashState, Exploration, ExploreConfig, ExploreError, StateId, explore, materialise};
 pub use fs::Stats;
+pub use history::{Barrier, Event, FileId, History, Op};
 pub use mount::{ControlError, FaultFs, FaultHandle, MountError, MountedFs, unmount_stale};
 pub use rules::{FaultRule, OpKind, PathPattern, RuleError};
