@@ -330,6 +330,37 @@ impl History {
         self.normalise();
     }
 
+    /// After a failed `fsync` of `file`: its writes will never persist, so
+    /// they leave the history (its truncates too when `truncates`), and the
+    /// size still pending, if any, becomes one final size change.
+    pub(crate) fn forget_writes(&mut self, file: FileId, truncates: bool, pending_size: Option<u64>) {
+        if self.per_file.contains_key(&file) {
+            let mut freed = 0;
+            let mut left = 0;
+            self.events.retain(|e| match e {
+                Event::Op(Op::Write { file: f, data, .. }) if *f == file => {
+                    freed += data.len() as u64;
+                    false
+                }
+                Event::Op(Op::Truncate { file: f, .. }) if *f == file => {
+                    left += usize::from(!truncates);
+                    !truncates
+                }
+                _ => true,
+            });
+            self.bytes -= freed;
+            if left == 0 {
+                self.per_file.remove(&file);
+            } else {
+                self.per_file.insert(file, left);
+            }
+            self.normalise();
+        }
+        if let Some(size) = pending_size {
+            self.push_op(Op::Truncate { file, size });
+        }
+    }
+
     /// Removes barriers that separate nothing: leading ones and all but the
     /// last of a run.
     fn normalise(&mut self) {

@@ -113,7 +113,7 @@ pub mod rules;
 mod sys;
 
 pub use cache::TornMode;
-pub use config::{ConfigError, FaultConfig, FaultConfigBuilder};
+pub use config::{ConfigError, FaultConfig, FaultConfigBuilder, FsyncFailure};
 pub use explore::{Base, CrashState, Exploration, ExploreConfig, ExploreError, StateId, explore, materialise};
 pub use fs::Stats;
 pub use history::{Barrier, Event, FileId, History, Op};
