@@ -221,11 +221,6 @@ impl FileCache {
         self.durable_len.min(self.trunc_floor).min(self.size)
     }
 
-    /// Whether any cached byte lies in `[start, end)`.
-    pub(crate) fn has_cached_in(&self, start: u64, end: u64) -> bool {
-        self.cached_in(start, end).next().is_some()
-    }
-
     /// The byte ranges that are dirty, in offset order.
     pub(crate) fn dirty_ranges(&self) -> Vec<(u64, u64)> {
         self.extents.iter().map(|(&off, e)| (off, off + e.data.len() as u64)).collect()

@@ -435,6 +435,34 @@ impl Digest {
     }
 }
 
+/// A base file's chunk digests and the running sums of their terms.
+#[derive(Debug)]
+struct BaseChunks {
+    hashes: Vec<u64>,
+    /// `prefix[k]` is the sum of the terms of chunks `0..k`.
+    prefix: Vec<(u64, u64)>,
+}
+
+/// A file's digest sums one term per chunk, so a state whose writes touch
+/// few chunks of a large file costs only those chunks: the untouched ones
+/// come from the base's precomputed sums.
+fn term(c: u64, h: u64) -> (u64, u64) {
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    (mix(h ^ c.wrapping_mul(0x9E37_79B9_7F4A_7C15)), mix(h.rotate_left(29) ^ c.wrapping_add(0x632B_E59B_D9B4_E019)))
+}
+
+fn add(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+    (a.0.wrapping_add(b.0), a.1.wrapping_add(b.1))
+}
+
+fn sub(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+    (a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1))
+}
+
 fn chunk_digest(data: &[u8]) -> u64 {
     let mut d = Digest::new(1);
     d.bytes(data);
@@ -451,7 +479,7 @@ struct Hasher<'a> {
     /// Files some operation of the history writes or truncates.
     touched: HashSet<FileId>,
     namespaces: HashMap<usize, Arc<Namespace>>,
-    chunks: HashMap<FileKey, Arc<Vec<u64>>>,
+    chunks: HashMap<FileKey, Arc<BaseChunks>>,
     files: HashMap<FileOps, u128>,
 }
 
@@ -475,7 +503,7 @@ impl<'a> Hasher<'a> {
         ns
     }
 
-    fn base_chunks(&mut self, key: FileKey) -> Result<Arc<Vec<u64>>, ExploreError> {
+    fn base_chunks(&mut self, key: FileKey) -> Result<Arc<BaseChunks>, ExploreError> {
         if let Some(c) = self.chunks.get(&key) {
             return Ok(Arc::clone(c));
         }
@@ -491,7 +519,14 @@ impl<'a> Hasher<'a> {
                 off += n as u64;
             }
         }
-        let out = Arc::new(out);
+        let mut prefix = Vec::with_capacity(out.len() + 1);
+        let mut sum = (0u64, 0u64);
+        prefix.push(sum);
+        for (c, &h) in out.iter().enumerate() {
+            sum = add(sum, term(c as u64, h));
+            prefix.push(sum);
+        }
+        let out = Arc::new(BaseChunks { hashes: out, prefix });
         self.chunks.insert(key, Arc::clone(&out));
         Ok(out)
     }
@@ -521,25 +556,31 @@ impl<'a> Hasher<'a> {
                     Box::new(Vec::new())
                 };
                 let size = cache.size();
-                let visible = cache.base_visible_len();
+                // Whole chunks below this come from the base unless a kept
+                // write touches them; their terms are summed in advance.
+                let full =
+                    usize::try_from(cache.base_visible_len() / CHUNK).unwrap_or(usize::MAX).min(chunks.hashes.len());
+                let mut sum = chunks.prefix[full];
+                let mut read_term = |c: u64| -> Result<(u64, u64), ExploreError> {
+                    let lo = c * CHUNK;
+                    let bytes = cache.read(&mut *backing, lo, CHUNK).map_err(io_err("read base file", &path))?;
+                    Ok(term(c, chunk_digest(&bytes)))
+                };
+                let mut touched = BTreeSet::new();
+                for (lo, hi) in cache.dirty_ranges() {
+                    touched.extend((lo / CHUNK..hi.div_ceil(CHUNK)).filter(|&c| c < full as u64));
+                }
+                for c in touched {
+                    sum = sub(sum, term(c, chunks.hashes[c as usize]));
+                    sum = add(sum, read_term(c)?);
+                }
+                for c in full as u64..size.div_ceil(CHUNK) {
+                    sum = add(sum, read_term(c)?);
+                }
                 let mut d = Digest::new(2);
                 d.word(size);
-                let mut lo = 0;
-                while lo < size {
-                    let hi = (lo + CHUNK).min(size);
-                    let c = usize::try_from(lo / CHUNK).unwrap_or(usize::MAX);
-                    let same_as_base =
-                        hi <= visible && hi == (lo + CHUNK).min(base_len) && !cache.has_cached_in(lo, hi);
-                    match chunks.get(c) {
-                        Some(&h) if same_as_base => d.word(h),
-                        _ => {
-                            let bytes =
-                                cache.read(&mut *backing, lo, hi - lo).map_err(io_err("read base file", &path))?;
-                            d.word(chunk_digest(&bytes));
-                        }
-                    }
-                    lo = hi;
-                }
+                d.word(sum.0);
+                d.word(sum.1);
                 d.finish()
             }
         };

@@ -144,7 +144,7 @@ fn materialise_speed_64mib_base_100_writes() {
         t.elapsed()
     );
     let t = Instant::now();
-    let n = 20;
+    let n = 8;
     for (i, s) in found.states.iter().take(n).enumerate() {
         materialise(&base, &history, &s.id, &dir.path().join(format!("s{i}"))).unwrap();
     }
