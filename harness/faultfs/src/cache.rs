@@ -476,7 +476,7 @@ mod tests {
         cache.write(4096, &[2; 4096], 2);
         let pieces = cache.torn_pieces(TornMode::Prefix, 512, &mut rng);
         let total: usize = pieces.iter().map(|(_, d)| d.len()).sum();
-        assert!(total > 0 && total < 4096 && total % 512 == 0, "{total}");
+        assert!(total > 0 && total < 4096 && total.is_multiple_of(512), "{total}");
         assert!(pieces.iter().all(|(off, d)| *off >= 4096 && d.iter().all(|&b| b == 2)));
     }
 }

@@ -258,6 +258,9 @@ impl Base {
     }
 }
 
+/// Which operations a state keeps, and its torn write `(op, bytes kept)`.
+type Kept = (Vec<bool>, Option<(usize, u64)>);
+
 /// The model's order on one history: which operation must persist before
 /// which, and the epochs.
 struct Model<'h> {
@@ -319,7 +322,7 @@ impl<'h> Model<'h> {
     }
 
     /// Which operations a state keeps, and the torn write `(op, bytes kept)`.
-    fn kept(&self, id: &StateId) -> Result<(Vec<bool>, Option<(usize, u64)>), ExploreError> {
+    fn kept(&self, id: &StateId) -> Result<Kept, ExploreError> {
         let n = self.ops.len();
         let none = || ExploreError::NoSuchState(id.clone());
         match id {

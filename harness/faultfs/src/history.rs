@@ -4,7 +4,7 @@
 //! faultfs records it as it serves requests and trims it as operations
 //! become durable, so at any moment it describes exactly the difference
 //! between the backing directory (the durable base) and what the
-//! application sees. The [`crate::explore`] module turns it into the set of
+//! application sees. The [`explore`](mod@crate::explore) module turns it into the set of
 //! crash states the persistence model allows. This module knows nothing
 //! about FUSE: tests and tools can build histories by hand.
 

@@ -179,6 +179,7 @@ fn brute_tree(case: &Case, keep: &[bool], torn: Option<(usize, usize)>) -> Tree 
 
 /// Every state of the model by brute force: all subsets, filtered by the
 /// epoch rule and the transitive closure of the direct orderings.
+#[expect(clippy::needless_range_loop, reason = "the naive matrix form is the point")]
 fn brute_force(case: &Case) -> BTreeSet<Tree> {
     let n = case.ops.len();
     let file = |op: &Op| match op {
