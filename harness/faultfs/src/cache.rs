@@ -469,6 +469,33 @@ mod tests {
     }
 
     #[test]
+    fn failed_pages_stay_readable_but_are_never_written() {
+        let mut backing = b"0123456789".to_vec();
+        let mut cache = FileCache::new(10);
+        cache.write(2, b"ab", 1);
+        cache.fail_clean();
+        assert_eq!(visible(&cache, &mut backing), b"01ab456789");
+        assert!(!cache.is_dirty());
+        cache.write(3, b"X", 2);
+        cache.write(8, b"Y", 3);
+        assert_eq!(visible(&cache, &mut backing), b"01aX4567Y9");
+        cache.flush(&mut backing).unwrap();
+        assert_eq!(backing, b"012X4567Y9", "only the later writes reached the object");
+        assert_eq!(visible(&cache, &mut backing), b"01aX4567Y9", "the failed byte is still cached");
+    }
+
+    #[test]
+    fn revert_returns_to_durable_contents() {
+        let mut backing = b"0123".to_vec();
+        let mut cache = FileCache::new(4);
+        cache.truncate(1);
+        cache.write(6, b"z", 1);
+        cache.revert();
+        assert_eq!(visible(&cache, &mut backing), b"0123");
+        assert!(!cache.is_dirty());
+    }
+
+    #[test]
     fn torn_pieces_come_from_the_last_write() {
         let mut rng = SplitMix64::new(1);
         let mut cache = FileCache::new(0);

@@ -375,3 +375,71 @@ impl History {
         self.events = out;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(file: FileId, offset: u64, data: &[u8]) -> Op {
+        Op::Write { file, offset, data: data.into() }
+    }
+
+    fn unlink(path: &str) -> Op {
+        Op::Unlink { path: path.into() }
+    }
+
+    #[test]
+    fn barriers_that_separate_nothing_are_not_kept() {
+        let mut h = History::new();
+        h.push_barrier(Barrier::Fsync(1));
+        h.push_op(write(1, 0, b"a"));
+        h.push_barrier(Barrier::Fsync(2));
+        h.push_barrier(Barrier::DirFsync("".into()));
+        h.push_op(write(2, 0, b"b"));
+        assert_eq!(h.events().len(), 3, "{h:?}");
+        assert_eq!(h.events()[1], Event::Barrier(Barrier::DirFsync("".into())));
+        assert_eq!(h.epochs(), [0, 1]);
+    }
+
+    #[test]
+    fn persisting_a_file_removes_its_data_ops_and_leaves_the_barrier() {
+        let mut h = History::new();
+        h.push_op(write(1, 0, b"aaaa"));
+        h.push_op(unlink("x"));
+        h.push_op(Op::Truncate { file: 1, size: 2 });
+        h.push_op(write(2, 0, b"bb"));
+        h.persist_file(1, Barrier::Fsync(1));
+        assert_eq!(h.ops(), [&unlink("x"), &write(2, 0, b"bb")]);
+        assert_eq!(h.bytes(), 2);
+        assert!(matches!(h.events().last(), Some(Event::Barrier(Barrier::Fsync(1)))));
+        h.commit_namespace(1, Barrier::DirFsync("".into()));
+        assert_eq!(h.ops(), [&write(2, 0, b"bb")]);
+        assert_eq!(h.epochs(), [0], "barriers before every op separate nothing");
+    }
+
+    #[test]
+    fn writeback_trims_writes_to_what_is_still_dirty() {
+        let mut h = History::new();
+        h.push_op(write(1, 0, b"aaaaaaaa"));
+        h.push_op(Op::Truncate { file: 1, size: 20 });
+        h.push_op(write(1, 10, b"bbbb"));
+        h.trim_file(1, &[(6, 12)], Some(20));
+        assert_eq!(h.ops(), [&write(1, 6, b"aa"), &write(1, 10, b"bb"), &Op::Truncate { file: 1, size: 20 }]);
+        assert_eq!(h.bytes(), 4);
+    }
+
+    #[test]
+    fn a_failed_fsync_forgets_the_writes() {
+        let mut h = History::new();
+        h.push_op(Op::Truncate { file: 1, size: 0 });
+        h.push_op(write(1, 0, b"aaaa"));
+        h.push_op(write(2, 0, b"b"));
+        h.forget_writes(1, false, Some(4));
+        assert_eq!(
+            h.ops(),
+            [&Op::Truncate { file: 1, size: 0 }, &write(2, 0, b"b"), &Op::Truncate { file: 1, size: 4 }]
+        );
+        h.forget_writes(1, true, None);
+        assert_eq!(h.ops(), [&write(2, 0, b"b")]);
+    }
+}

@@ -225,9 +225,10 @@ impl FaultHandle {
     /// links; `copy_file_range`, so a reflink on btrfs and XFS) into `into`,
     /// which must not exist, and returns the history that applies to it.
     /// [`crate::explore()`] and [`crate::materialise()`] take the two.
+    /// After a power cut it captures the state at the cut.
     ///
     /// # Errors
-    /// [`ControlError::CrashPoint`] if the copy fails or the power is off.
+    /// [`ControlError::CrashPoint`] if the copy fails.
     pub fn crash_point(&self, into: &Path) -> Result<History, ControlError> {
         self.shared
             .lock()
