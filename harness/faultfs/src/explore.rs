@@ -832,6 +832,27 @@ pub fn explore(base: &Base, history: &History, config: &ExploreConfig) -> Result
     Ok(Exploration { states: distinct, candidates: ids.len(), distinct: count, sampled })
 }
 
+/// What a state keeps of a history, by operation index: for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptOps {
+    /// Operations persisted whole, ascending.
+    pub kept: Vec<usize>,
+    /// Operations lost, ascending (a torn write counts as lost).
+    pub dropped: Vec<usize>,
+    /// The torn write and how many of its bytes persisted.
+    pub torn: Option<(usize, u64)>,
+}
+
+/// Resolves `id` against `history`.
+///
+/// # Errors
+/// [`ExploreError::NoSuchState`] for an id that names no state of it.
+pub fn kept_ops(history: &History, id: &StateId) -> Result<KeptOps, ExploreError> {
+    let (keep, torn) = Model::new(history).kept(id)?;
+    let (kept, dropped) = (0..keep.len()).partition(|&i| keep[i]);
+    Ok(KeptOps { kept, dropped, torn })
+}
+
 /// Writes the file tree of state `id` into `out` (created if missing; it
 /// should be empty): the base's names, with the kept namespace operations
 /// applied, and each file's durable bytes with its kept writes and truncates

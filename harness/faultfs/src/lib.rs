@@ -226,7 +226,9 @@ mod sys;
 
 pub use cache::TornMode;
 pub use config::{ConfigError, FaultConfig, FaultConfigBuilder, FsyncFailure};
-pub use explore::{Base, CrashState, Exploration, ExploreConfig, ExploreError, StateId, explore, materialise};
+pub use explore::{
+    Base, CrashState, Exploration, ExploreConfig, ExploreError, KeptOps, StateId, explore, kept_ops, materialise,
+};
 pub use fs::Stats;
 pub use history::{Barrier, Event, FileId, History, Op};
 pub use mount::{ControlError, FaultFs, FaultHandle, MountError, MountedFs, unmount_stale};

@@ -320,6 +320,8 @@ fn state_ids_name_what_they_keep() {
     let found = explore(&base, &case.history, &ExploreConfig::default()).unwrap();
     let ids: Vec<String> = found.states.iter().map(|s| s.id.to_string()).collect();
     assert_eq!(ids, ["p0", "p1", "p2", "p3", "e0-drop{0}", "t0@1/2"]);
+    let k = crashlab_faultfs::kept_ops(&case.history, &"e0-drop{0}".parse().unwrap()).unwrap();
+    assert_eq!((k.kept, k.dropped, k.torn), (vec![1], vec![0, 2], None));
     let out = dir.path().join("drop");
     materialise(&base, &case.history, &"e0-drop{0}".parse().unwrap(), &out).unwrap();
     assert_eq!(fs::read(out.join("a")).unwrap(), b"0123", "the write was dropped");
