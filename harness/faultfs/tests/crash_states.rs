@@ -151,3 +151,29 @@ fn materialise_speed_64mib_base_100_writes() {
     let per = t.elapsed() / n as u32;
     eprintln!("materialise: {per:?} per state, {:.1} states/s", 1.0 / per.as_secs_f64());
 }
+
+/// Cost of recording on the write path: 32 MiB in 4 KiB writes through the
+/// mount, with the history on and off. Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn write_path_cost_of_recording() {
+    if !fuse_available() {
+        return;
+    }
+    for history in [0, FaultConfig::DEFAULT_MAX_HISTORY] {
+        let fx = Fixture::new(FaultConfig::builder().max_history_bytes(history).build().unwrap());
+        let f = File::create(fx.path("f")).unwrap();
+        let block = vec![1u8; 4096];
+        let t = Instant::now();
+        for i in 0..8192u64 {
+            f.write_all_at(&block, i * 4096).unwrap();
+        }
+        let el = t.elapsed();
+        eprintln!(
+            "history budget {history}: {:?} for 32 MiB, {:.0} MiB/s, {} ops recorded",
+            el,
+            32.0 / el.as_secs_f64(),
+            fx.fs().history().ops().len()
+        );
+    }
+}
