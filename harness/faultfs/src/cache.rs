@@ -99,6 +99,10 @@ pub(crate) struct FileCache {
     dirty_bytes: u64,
     /// Offset and length of the most recent unsynced write, for torn writes.
     last_write: Option<(u64, u64)>,
+    /// Data of writes whose `fsync` failed under
+    /// [`FsyncFailure::Ext4`](crate::FsyncFailure::Ext4): readable, below
+    /// the dirty extents, but never written to the object.
+    stale: BTreeMap<u64, Extent>,
 }
 
 impl FileCache {
@@ -110,6 +114,7 @@ impl FileCache {
             extents: BTreeMap::new(),
             dirty_bytes: 0,
             last_write: None,
+            stale: BTreeMap::new(),
         }
     }
 
@@ -146,35 +151,32 @@ impl FileCache {
         self.extents.insert(offset, Extent { data: data.to_vec(), seq });
     }
 
-    /// Removes cached bytes in `[start, end)`, splitting extents at the edges.
+    /// Removes cached bytes in `[start, end)`, dirty and stale.
     fn punch(&mut self, start: u64, end: u64) {
-        let mut pieces = Vec::new();
-        let first = self.extents.range(..start).next_back().map_or(start, |(&off, _)| off);
-        let overlapping: Vec<u64> = self
-            .extents
-            .range(first..end)
-            .filter(|(off, ext)| **off + ext.data.len() as u64 > start)
-            .map(|(&off, _)| off)
-            .collect();
-        for off in overlapping {
-            let Some(ext) = self.extents.remove(&off) else {
-                continue;
-            };
-            let ext_end = off + ext.data.len() as u64;
-            self.dirty_bytes -= ext.data.len() as u64;
-            if off < start {
-                let keep = usize::try_from(start - off).unwrap_or(usize::MAX);
-                pieces.push((off, ext.data[..keep].to_vec(), ext.seq));
-            }
-            if ext_end > end {
-                let skip = usize::try_from(end - off).unwrap_or(usize::MAX);
-                pieces.push((end, ext.data[skip..].to_vec(), ext.seq));
-            }
+        let (removed, added) = punch_extents(&mut self.extents, start, end);
+        self.dirty_bytes = self.dirty_bytes - removed + added;
+        if !self.stale.is_empty() {
+            punch_extents(&mut self.stale, start, end);
         }
-        for (off, data, seq) in pieces {
-            self.dirty_bytes += data.len() as u64;
-            self.extents.insert(off, Extent { data, seq });
+    }
+
+    /// A failed `fsync` under ext4/XFS semantics: the dirty data is marked
+    /// clean without reaching the object. It stays readable until the power
+    /// is cut or the file system unmounted, and no later `fsync` writes it.
+    /// Size changes stay pending, as the inode is still dirty.
+    pub(crate) fn fail_clean(&mut self) {
+        for (off, ext) in std::mem::take(&mut self.extents) {
+            punch_extents(&mut self.stale, off, off + ext.data.len() as u64);
+            self.stale.insert(off, ext);
         }
+        self.dirty_bytes = 0;
+        self.last_write = None;
+    }
+
+    /// A failed `fsync` under btrfs semantics: the file reverts to its
+    /// durable contents and size.
+    pub(crate) fn revert(&mut self) {
+        *self = FileCache::new(self.durable_len);
     }
 
     /// Changes the visible size, as `ftruncate` does.
@@ -194,7 +196,7 @@ impl FileCache {
 
     /// Reads what the application sees in `[offset, offset + len)`, clipped at
     /// the visible size.
-    pub(crate) fn read(&self, backing: &mut impl Backing, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    pub(crate) fn read(&self, backing: &mut (impl Backing + ?Sized), offset: u64, len: u64) -> io::Result<Vec<u8>> {
         let end = offset.saturating_add(len).min(self.size);
         if end <= offset {
             return Ok(Vec::new());
@@ -205,26 +207,33 @@ impl FileCache {
             let n = usize::try_from(base_end - offset).map_err(|_| io::ErrorKind::InvalidInput)?;
             backing.read_at(offset, &mut buf[..n])?;
         }
-        for (off, data) in self.cached_in(offset, end) {
+        let stale = slices_in(&self.stale, offset, end);
+        for (off, data) in stale.chain(self.cached_in(offset, end)) {
             let at = usize::try_from(off - offset).map_err(|_| io::ErrorKind::InvalidInput)?;
             buf[at..at + data.len()].copy_from_slice(data);
         }
         Ok(buf)
     }
 
-    /// Cached slices that intersect `[start, end)`, clipped to it.
+    /// How many leading bytes still come from the durable object: below
+    /// both the durable length and any pending truncate, and within the size.
+    pub(crate) fn base_visible_len(&self) -> u64 {
+        self.durable_len.min(self.trunc_floor).min(self.size)
+    }
+
+    /// The byte ranges that are dirty, in offset order.
+    pub(crate) fn dirty_ranges(&self) -> Vec<(u64, u64)> {
+        self.extents.iter().map(|(&off, e)| (off, off + e.data.len() as u64)).collect()
+    }
+
+    /// The size when it differs from what is durable.
+    pub(crate) fn pending_size(&self) -> Option<u64> {
+        (self.size != self.durable_len).then_some(self.size)
+    }
+
+    /// Dirty slices that intersect `[start, end)`, clipped to it.
     fn cached_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &[u8])> {
-        let first = self.extents.range(..=start).next_back().map_or(start, |(&off, _)| off);
-        self.extents.range(first..end).filter_map(move |(&off, ext)| {
-            let ext_end = off + ext.data.len() as u64;
-            let lo = off.max(start);
-            let hi = ext_end.min(end);
-            (lo < hi).then(|| {
-                let a = usize::try_from(lo - off).unwrap_or(usize::MAX);
-                let b = usize::try_from(hi - off).unwrap_or(usize::MAX);
-                (lo, &ext.data[a..b])
-            })
-        })
+        slices_in(&self.extents, start, end)
     }
 
     /// Applies a pending truncate to the backing object.
@@ -299,6 +308,51 @@ impl FileCache {
         }
         out
     }
+}
+
+/// Slices of `map` that intersect `[start, end)`, clipped to it.
+fn slices_in(map: &BTreeMap<u64, Extent>, start: u64, end: u64) -> impl Iterator<Item = (u64, &[u8])> {
+    let first = map.range(..=start).next_back().map_or(start, |(&off, _)| off);
+    map.range(first..end).filter_map(move |(&off, ext)| {
+        let ext_end = off + ext.data.len() as u64;
+        let lo = off.max(start);
+        let hi = ext_end.min(end);
+        (lo < hi).then(|| {
+            let a = usize::try_from(lo - off).unwrap_or(usize::MAX);
+            let b = usize::try_from(hi - off).unwrap_or(usize::MAX);
+            (lo, &ext.data[a..b])
+        })
+    })
+}
+
+/// Removes the bytes in `[start, end)` from `map`, splitting extents at the
+/// edges. Returns the bytes removed and the bytes of the pieces re-added.
+fn punch_extents(map: &mut BTreeMap<u64, Extent>, start: u64, end: u64) -> (u64, u64) {
+    let (mut removed, mut added) = (0, 0);
+    let mut pieces = Vec::new();
+    let first = map.range(..start).next_back().map_or(start, |(&off, _)| off);
+    let overlapping: Vec<u64> =
+        map.range(first..end).filter(|(off, ext)| **off + ext.data.len() as u64 > start).map(|(&off, _)| off).collect();
+    for off in overlapping {
+        let Some(ext) = map.remove(&off) else {
+            continue;
+        };
+        let ext_end = off + ext.data.len() as u64;
+        removed += ext.data.len() as u64;
+        if off < start {
+            let keep = usize::try_from(start - off).unwrap_or(usize::MAX);
+            pieces.push((off, ext.data[..keep].to_vec(), ext.seq));
+        }
+        if ext_end > end {
+            let skip = usize::try_from(end - off).unwrap_or(usize::MAX);
+            pieces.push((end, ext.data[skip..].to_vec(), ext.seq));
+        }
+    }
+    for (off, data, seq) in pieces {
+        added += data.len() as u64;
+        map.insert(off, Extent { data, seq });
+    }
+    (removed, added)
 }
 
 /// Splits `[offset, offset + len)` at `sector`-aligned boundaries and picks
@@ -412,6 +466,33 @@ mod tests {
             assert_eq!(ranges[0], (100, 512));
         }
         assert!(torn_ranges(0, 100, 512, TornMode::Prefix, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn failed_pages_stay_readable_but_are_never_written() {
+        let mut backing = b"0123456789".to_vec();
+        let mut cache = FileCache::new(10);
+        cache.write(2, b"ab", 1);
+        cache.fail_clean();
+        assert_eq!(visible(&cache, &mut backing), b"01ab456789");
+        assert!(!cache.is_dirty());
+        cache.write(3, b"X", 2);
+        cache.write(8, b"Y", 3);
+        assert_eq!(visible(&cache, &mut backing), b"01aX4567Y9");
+        cache.flush(&mut backing).unwrap();
+        assert_eq!(backing, b"012X4567Y9", "only the later writes reached the object");
+        assert_eq!(visible(&cache, &mut backing), b"01aX4567Y9", "the failed byte is still cached");
+    }
+
+    #[test]
+    fn revert_returns_to_durable_contents() {
+        let mut backing = b"0123".to_vec();
+        let mut cache = FileCache::new(4);
+        cache.truncate(1);
+        cache.write(6, b"z", 1);
+        cache.revert();
+        assert_eq!(visible(&cache, &mut backing), b"0123");
+        assert!(!cache.is_dirty());
     }
 
     #[test]

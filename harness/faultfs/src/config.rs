@@ -1,6 +1,49 @@
 //! The knobs of one faultfs mount, in one range-checked struct.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::rules::FaultRule;
+
+/// What a failed `fsync` (an `EIO` injected by an `eio:fsync` rule) does to
+/// the file's unsynced data; see the crate docs ("Failed fsync"). Text
+/// forms: `keep-dirty`, `ext4`, `btrfs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FsyncFailure {
+    /// The data stays dirty: a retried `fsync`, a checkpoint or a clean
+    /// unmount still persists it. Kinder than any Linux file system.
+    #[default]
+    KeepDirty,
+    /// ext4 and XFS: the failed pages are marked clean. They stay readable,
+    /// are never written, and are lost at a power cut or unmount; a retried
+    /// `fsync` succeeds without persisting them.
+    Ext4,
+    /// btrfs: the file reverts to its durable contents and size.
+    Btrfs,
+}
+
+impl fmt::Display for FsyncFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsyncFailure::KeepDirty => "keep-dirty",
+            FsyncFailure::Ext4 => "ext4",
+            FsyncFailure::Btrfs => "btrfs",
+        })
+    }
+}
+
+impl FromStr for FsyncFailure {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep-dirty" => Ok(FsyncFailure::KeepDirty),
+            "ext4" | "xfs" => Ok(FsyncFailure::Ext4),
+            "btrfs" => Ok(FsyncFailure::Btrfs),
+            _ => Err(ConfigError::FsyncFailure(s.to_owned())),
+        }
+    }
+}
 
 /// Configuration of a faultfs mount. Build it with [`FaultConfig::builder`];
 /// every value is range-checked there, so a `FaultConfig` is always valid.
@@ -21,6 +64,8 @@ pub struct FaultConfig {
     max_dirty_bytes_per_file: u64,
     fsync_reaches_disk: bool,
     sector_size: u64,
+    fsync_failure: FsyncFailure,
+    max_history_bytes: u64,
     rules: Vec<FaultRule>,
 }
 
@@ -31,6 +76,8 @@ impl Default for FaultConfig {
             max_dirty_bytes_per_file: FaultConfig::DEFAULT_MAX_DIRTY,
             fsync_reaches_disk: false,
             sector_size: 512,
+            fsync_failure: FsyncFailure::KeepDirty,
+            max_history_bytes: FaultConfig::DEFAULT_MAX_HISTORY,
             rules: Vec::new(),
         }
     }
@@ -43,6 +90,8 @@ impl FaultConfig {
     pub const MIN_MAX_DIRTY: u64 = 4 << 10;
     /// Largest accepted dirty bound: 16 GiB, far above any test's memory.
     pub const MAX_MAX_DIRTY: u64 = 16 << 30;
+    /// Default budget of the unsynced history: 256 MiB of write data.
+    pub const DEFAULT_MAX_HISTORY: u64 = 256 << 20;
 
     /// A builder starting from the defaults: seed 0, 64 MiB dirty bound per
     /// file, `fsync_reaches_disk = false`, 512-byte sectors, no rules.
@@ -76,6 +125,19 @@ impl FaultConfig {
     /// Granularity, in bytes, at which writes are torn.
     pub fn sector_size(&self) -> u64 {
         self.sector_size
+    }
+
+    /// What a failed `fsync` does to the file's unsynced data.
+    pub fn fsync_failure(&self) -> FsyncFailure {
+        self.fsync_failure
+    }
+
+    /// Most bytes of write data the unsynced history
+    /// ([`crate::FaultHandle::history`]) holds. Beyond it recording stops
+    /// until everything is durable again and the history reports itself
+    /// incomplete; 0 disables recording.
+    pub fn max_history_bytes(&self) -> u64 {
+        self.max_history_bytes
     }
 
     /// Rules installed at mount time.
@@ -117,6 +179,18 @@ impl FaultConfigBuilder {
         self
     }
 
+    /// See [`FaultConfig::fsync_failure`].
+    pub fn fsync_failure(mut self, mode: FsyncFailure) -> Self {
+        self.config.fsync_failure = mode;
+        self
+    }
+
+    /// See [`FaultConfig::max_history_bytes`].
+    pub fn max_history_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_history_bytes = bytes;
+        self
+    }
+
     /// Adds a rule installed at mount time.
     pub fn rule(mut self, rule: FaultRule) -> Self {
         self.config.rules.push(rule);
@@ -152,6 +226,9 @@ pub enum ConfigError {
     /// See [`FaultConfigBuilder::sector_size`].
     #[error("build faultfs config: sector-size {0} is not a power of two from 512 to 65536")]
     SectorSize(u64),
+    /// See [`FsyncFailure`].
+    #[error("parse fsync-failure {0:?}: expected keep-dirty, ext4 or btrfs")]
+    FsyncFailure(String),
 }
 
 #[cfg(test)]
@@ -168,5 +245,14 @@ mod tests {
         assert_eq!(FaultConfig::builder().max_dirty_bytes_per_file(10).build(), Err(ConfigError::MaxDirty(10)));
         assert_eq!(FaultConfig::builder().sector_size(1000).build(), Err(ConfigError::SectorSize(1000)));
         assert_eq!(FaultConfig::builder().sector_size(256).build(), Err(ConfigError::SectorSize(256)));
+    }
+
+    #[test]
+    fn fsync_failure_modes_round_trip() {
+        for mode in [FsyncFailure::KeepDirty, FsyncFailure::Ext4, FsyncFailure::Btrfs] {
+            assert_eq!(mode.to_string().parse::<FsyncFailure>(), Ok(mode));
+        }
+        assert_eq!("xfs".parse::<FsyncFailure>(), Ok(FsyncFailure::Ext4));
+        assert_eq!("zfs".parse::<FsyncFailure>(), Err(ConfigError::FsyncFailure("zfs".into())));
     }
 }

@@ -31,7 +31,8 @@ use fuser::{
 };
 
 use crate::cache::FileCache;
-use crate::config::FaultConfig;
+use crate::config::{FaultConfig, FsyncFailure};
+use crate::history::{Barrier, History, Op};
 use crate::rng::SplitMix64;
 use crate::rules::{FaultRule, OpKind, RuleSet};
 use crate::sys;
@@ -204,6 +205,8 @@ pub(crate) struct State {
     /// An armed aimed cut: the power fails right after the next write of
     /// at least this many bytes that is not made durable at once.
     cut_at_write: Option<u64>,
+    /// The operations not durable yet, for crash-state exploration.
+    history: History,
 }
 
 fn fd_path(f: &File) -> PathBuf {
@@ -249,6 +252,8 @@ impl State {
         root.mtime = meta.modified()?;
         root.ctime = ctime_of(&meta);
         let rules = RuleSet::new(config.rules().iter().cloned());
+        let mut history = History::with_sector_size(config.sector_size());
+        history.reset(config.max_history_bytes() == 0);
         Ok(State {
             staging,
             nodes: BTreeMap::from([(1, root)]),
@@ -266,6 +271,7 @@ impl State {
             dead: false,
             stats: Stats::default(),
             cut_at_write: None,
+            history,
         })
     }
 
@@ -453,9 +459,113 @@ impl State {
         if let Ok(entries) = self.entries_mut(parent) {
             entries.insert(name.to_owned(), ino);
         }
-        self.journal.push_back(NsOp::Create { parent, name: name.to_owned(), ino });
+        self.push_journal(NsOp::Create { parent, name: name.to_owned(), ino });
         self.touch_dir(parent);
         ino
+    }
+
+    /// A visible path relative to the root, as the history records it.
+    fn rel_path(&self, mut ino: Ino) -> PathBuf {
+        let mut parts = Vec::new();
+        while ino != 1 {
+            let Some(node) = self.nodes.get(&ino) else {
+                break;
+            };
+            parts.push(node.name.as_os_str());
+            ino = node.parent;
+        }
+        parts.iter().rev().collect()
+    }
+
+    /// Appends to the journal, and to the history the same operation by path.
+    fn push_journal(&mut self, op: NsOp) {
+        let at = |st: &State, parent: Ino, name: &OsStr| st.rel_path(parent).join(name);
+        let recorded = match &op {
+            NsOp::Create { parent, name, ino } => {
+                let path = at(self, *parent, name);
+                match self.nodes.get(ino).map(|n| (&n.kind, n)) {
+                    Some((Kind::File, _)) => Some(Op::Create { path, file: *ino }),
+                    Some((Kind::Dir, n)) => Some(Op::Mkdir { path, perm: u32::from(n.perm), uid: n.uid, gid: n.gid }),
+                    Some((Kind::Symlink(target), _)) => Some(Op::Symlink { path, target: target.clone() }),
+                    _ => None,
+                }
+            }
+            NsOp::Link { parent, name, ino } => {
+                Some(Op::Link { path: at(self, *parent, name), file: *ino }).filter(|_| self.is_recorded(&op))
+            }
+            NsOp::Remove { parent, name, ino } => {
+                let path = at(self, *parent, name);
+                Some(match self.nodes.get(ino).map(|n| &n.kind) {
+                    Some(Kind::Dir) => Op::Rmdir { path },
+                    _ => Op::Unlink { path },
+                })
+            }
+            NsOp::Rename { parent, name, newparent, newname, .. } => {
+                Some(Op::Rename { from: at(self, *parent, name), to: at(self, *newparent, newname) })
+            }
+        };
+        if let Some(h) = recorded {
+            self.record(h);
+        }
+        self.journal.push_back(op);
+    }
+
+    /// Whether a journal entry has its counterpart in the history: FIFOs and
+    /// other special nodes are never durable, so their creation is not.
+    fn is_recorded(&self, op: &NsOp) -> bool {
+        match op {
+            NsOp::Create { ino, .. } => !matches!(self.nodes.get(ino).map(|n| &n.kind), Some(Kind::Special(..)) | None),
+            NsOp::Link { ino, .. } => matches!(self.nodes.get(ino).map(|n| &n.kind), Some(Kind::File)),
+            NsOp::Remove { .. } | NsOp::Rename { .. } => true,
+        }
+    }
+
+    /// Appends to the history, unless the power is off or recording has
+    /// stopped; stops it when the history outgrows its budget.
+    fn record(&mut self, op: Op) {
+        if self.dead || !self.history.is_complete() {
+            return;
+        }
+        self.history.push_op(op);
+        if self.history.bytes() > self.config.max_history_bytes() {
+            tracing::warn!(
+                limit = self.config.max_history_bytes(),
+                "faultfs history outgrew its budget; crash-state exploration is off until the next checkpoint"
+            );
+            self.history.reset(true);
+        }
+    }
+
+    /// An `fsync` of `ino` failed by a rule: apply [`FsyncFailure`].
+    fn fsync_failed(&mut self, ino: Ino) {
+        let mode = self.config.fsync_failure();
+        let Some(cache) = self.nodes.get_mut(&ino).and_then(|n| n.cache.as_mut()) else {
+            return;
+        };
+        match mode {
+            FsyncFailure::KeepDirty => {}
+            FsyncFailure::Ext4 => {
+                cache.fail_clean();
+                let size = cache.pending_size();
+                self.history.forget_writes(ino, false, size);
+            }
+            FsyncFailure::Btrfs => {
+                cache.revert();
+                self.history.forget_writes(ino, true, None);
+            }
+        }
+    }
+
+    /// A snapshot of the unsynced history.
+    pub(crate) fn history(&self) -> History {
+        self.history.clone()
+    }
+
+    /// Copies the backing directory (the durable base, with its backing
+    /// objects) into `into`, keeping hard links, and returns the history.
+    pub(crate) fn crash_point(&self, into: &Path) -> io::Result<History> {
+        crate::explore::copy_tree(&self.backing, into)?;
+        Ok(self.history.clone())
     }
 
     fn touch_dir(&mut self, dir: Ino) {
@@ -626,6 +736,7 @@ impl State {
         for ino in dirty {
             self.flush_file(ino).map_err(|e| io::Error::from_raw_os_error(e.code()))?;
         }
+        self.history.reset(self.config.max_history_bytes() == 0);
         Ok(())
     }
 
@@ -746,9 +857,14 @@ impl Shared {
     /// pages fail too instead of showing data that no longer exists.
     pub(crate) fn power_cut(&self) {
         let inos = self.lock().power_cut();
+        self.invalidate(&inos);
+    }
+
+    /// Drops the kernel's cached pages and attributes of `inos`.
+    pub(crate) fn invalidate(&self, inos: &[Ino]) {
         let notifier = self.notifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         if let Some(n) = notifier {
-            for ino in inos {
+            for &ino in inos {
                 // ENOENT just means the kernel had nothing cached.
                 let _ = n.inval_inode(INodeNo(ino), 0, -1);
             }
@@ -766,6 +882,17 @@ impl FaultFs {
     /// Locks the state for one request: fails it if the power is off,
     /// applies latency and error rules.
     fn begin(&self, op: OpKind, path: impl FnOnce(&State) -> Option<String>) -> Result<MutexGuard<'_, State>, Errno> {
+        self.begin_or(op, path, |_| {})
+    }
+
+    /// [`Self::begin`], calling `injected` on the state when a rule fails
+    /// the operation.
+    fn begin_or(
+        &self,
+        op: OpKind,
+        path: impl FnOnce(&State) -> Option<String>,
+        injected: impl FnOnce(&mut State),
+    ) -> Result<MutexGuard<'_, State>, Errno> {
         let mut st = self.shared.lock();
         st.stats.ops += 1;
         if st.dead {
@@ -775,6 +902,7 @@ impl FaultFs {
         let verdict = st.rules.check(op, path.as_deref());
         if verdict.fail {
             st.stats.injected_errors += 1;
+            injected(&mut st);
             return Err(Errno::EIO);
         }
         if !verdict.delay.is_zero() {
@@ -895,6 +1023,9 @@ impl Filesystem for FaultFs {
                 st.node_mut(ino)?.mtime = now;
                 if sync {
                     st.flush_file(ino)?;
+                    st.history.persist_file(ino, Barrier::OSync(ino));
+                } else {
+                    st.record(Op::Truncate { file: ino, size });
                 }
             }
             if atime.is_some() || mtime.is_some() {
@@ -974,7 +1105,7 @@ impl Filesystem for FaultFs {
             return reply.error(Errno::EISDIR);
         }
         tri!(reply, st.entries_mut(parent)).remove(name);
-        st.journal.push_back(NsOp::Remove { parent, name: name.to_owned(), ino });
+        st.push_journal(NsOp::Remove { parent, name: name.to_owned(), ino });
         st.touch_dir(parent);
         let n = tri!(reply, st.node_mut(ino));
         n.nlink = n.nlink.saturating_sub(1);
@@ -1001,7 +1132,7 @@ impl Filesystem for FaultFs {
             return reply.error(Errno::ENOTEMPTY);
         }
         tri!(reply, st.entries_mut(parent)).remove(name);
-        st.journal.push_back(NsOp::Remove { parent, name: name.to_owned(), ino });
+        st.push_journal(NsOp::Remove { parent, name: name.to_owned(), ino });
         st.touch_dir(parent);
         if let Ok(n) = st.node_mut(ino) {
             n.nlink = 0;
@@ -1087,13 +1218,7 @@ impl Filesystem for FaultFs {
         n.parent = newparent;
         n.name = newname.to_owned();
         n.ctime = SystemTime::now();
-        st.journal.push_back(NsOp::Rename {
-            parent,
-            name: name.to_owned(),
-            newparent,
-            newname: newname.to_owned(),
-            ino,
-        });
+        st.push_journal(NsOp::Rename { parent, name: name.to_owned(), newparent, newname: newname.to_owned(), ino });
         st.touch_dir(parent);
         st.touch_dir(newparent);
         reply.ok();
@@ -1109,7 +1234,7 @@ impl Filesystem for FaultFs {
             return reply.error(Errno::EEXIST);
         }
         tri!(reply, st.entries_mut(newparent)).insert(newname.to_owned(), ino);
-        st.journal.push_back(NsOp::Link { parent: newparent, name: newname.to_owned(), ino });
+        st.push_journal(NsOp::Link { parent: newparent, name: newname.to_owned(), ino });
         st.touch_dir(newparent);
         let n = tri!(reply, st.node_mut(ino));
         n.nlink += 1;
@@ -1180,6 +1305,13 @@ impl Filesystem for FaultFs {
         } else {
             0
         };
+        let still_dirty = (writeback > 0).then(|| (cache.dirty_ranges(), cache.pending_size()));
+        if !sync {
+            st.record(Op::Write { file: ino, offset, data: data.into() });
+            if let Some((ranges, size)) = still_dirty {
+                st.history.trim_file(ino, &ranges, size);
+            }
+        }
         st.stats.writeback_bytes += writeback;
         st.stats.writes += 1;
         st.stats.bytes_written += data.len() as u64;
@@ -1191,6 +1323,7 @@ impl Filesystem for FaultFs {
         if sync {
             st.stats.fsyncs += 1;
             tri!(reply, st.flush_file(ino));
+            st.history.persist_file(ino, Barrier::OSync(ino));
         } else if st.cut_at_write.is_some_and(|min| data.len() as u64 >= min) {
             // The aimed cut: the power fails with this write cached and
             // unsynced, before the caller hears of it. The kernel's cache
@@ -1233,10 +1366,34 @@ impl Filesystem for FaultFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let mut st = tri!(reply, self.begin_ino(OpKind::Fsync, ino.0));
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let ino = ino.0;
+        let mut injected = false;
+        let begun = self.begin_or(
+            OpKind::Fsync,
+            |st| Some(st.path_of(ino)),
+            |st| {
+                st.fsync_failed(ino);
+                injected = true;
+            },
+        );
+        let mut st = match begun {
+            Ok(st) => st,
+            Err(e) => {
+                let revert = injected && self.shared.lock().config.fsync_failure() == FsyncFailure::Btrfs;
+                reply.error(e);
+                if revert {
+                    // The reverted contents must not be served from the
+                    // kernel's page cache; done after the reply, so no
+                    // request of ours holds the pages.
+                    self.shared.invalidate(&[ino]);
+                }
+                return;
+            }
+        };
         st.stats.fsyncs += 1;
-        tri!(reply, st.flush_file(ino.0));
+        tri!(reply, st.flush_file(ino));
+        st.history.persist_file(ino, if datasync { Barrier::Fdatasync(ino) } else { Barrier::Fsync(ino) });
         reply.ok();
     }
 
@@ -1285,9 +1442,13 @@ impl Filesystem for FaultFs {
         // Commit in journal order up to the last entry that touches this
         // directory: the backing directory then always equals a prefix of
         // the operation history, which is a state the application has seen.
-        if let Some(last) = st.journal.iter().rposition(|op| op.touches(ino)) {
-            tri!(reply, io_tri(st.commit_through(last + 1)));
+        let committed = st.journal.iter().rposition(|op| op.touches(ino)).map_or(0, |last| last + 1);
+        let recorded = st.journal.iter().take(committed).filter(|op| st.is_recorded(op)).count();
+        if committed > 0 {
+            tri!(reply, io_tri(st.commit_through(committed)));
         }
+        let path = st.rel_path(ino);
+        st.history.commit_namespace(recorded, Barrier::DirFsync(path));
         if st.config.fsync_reaches_disk()
             && let Some(h) = st.nodes.get(&ino).and_then(|n| n.dir_handle.as_ref())
         {
@@ -1355,6 +1516,7 @@ impl Filesystem for FaultFs {
                     }
                     let (cache, _) = tri!(reply, st.file_parts(ino));
                     cache.truncate(end);
+                    st.record(Op::Truncate { file: ino, size: end });
                 }
                 reply.ok();
             }

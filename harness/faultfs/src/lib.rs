@@ -65,6 +65,118 @@
 //! again over the same backing directory; the kernel's page cache for the
 //! mount is dropped so cached pages cannot be read either.
 //!
+//! # Failed fsync
+//!
+//! When an `eio:fsync` rule fails an `fsync` or `fdatasync`, what happens to
+//! the file's unsynced data is [`FaultConfig::fsync_failure`]
+//! ([`FsyncFailure`]), after Rebello et al., "Can applications recover from
+//! fsync failures?" (USENIX ATC '20):
+//!
+//! * [`FsyncFailure::KeepDirty`] (the default, for compatibility): nothing
+//!   changes; the data stays dirty, so a retried `fsync`, a checkpoint or a
+//!   clean unmount persists it. No Linux file system is this kind.
+//! * [`FsyncFailure::Ext4`] (ext4 and XFS): the dirty data is marked clean
+//!   without being written. Reads still return it (the pages stay cached),
+//!   but no later `fsync`, checkpoint or clean unmount writes it, and a power
+//!   cut or an unmount loses it. A retried `fsync` succeeds. Size changes
+//!   stay pending (the inode is still dirty), so a later `fsync` can extend
+//!   the file over the lost bytes, which then read as what was durable there
+//!   (zeros past the old end).
+//! * [`FsyncFailure::Btrfs`]: the file reverts to its durable contents and
+//!   size at once; the kernel's cached pages of it are dropped.
+//!
+//! Only injected errors follow this model; failed `fsync` of a directory
+//! leaves its pending entries pending.
+//!
+//! # Unsynced history
+//!
+//! faultfs records every operation that is not durable yet, in order, as a
+//! [`History`] ([`FaultHandle::history`], [`FaultHandle::crash_point`]),
+//! relative to the backing directory (the *durable base*, including the
+//! backing objects under `.crashlab-faultfs`, which hold the durable bytes
+//! of files whose names are not durable yet):
+//!
+//! * [`Op::Write`] (file, offset, bytes) and [`Op::Truncate`] (`ftruncate`,
+//!   `fallocate` growing the file), by file id (the backing object's name);
+//! * [`Op::Create`], [`Op::Link`], [`Op::Mkdir`], [`Op::Symlink`],
+//!   [`Op::Unlink`], [`Op::Rmdir`], [`Op::Rename`], by path relative to the
+//!   root, as the application saw the namespace at the call;
+//! * [`Barrier`]s: `fsync`, `fdatasync`, `O_SYNC` writes and truncates, and
+//!   directory `fsync` that returned successfully.
+//!
+//! Operations leave the history when they become durable: a file's data
+//! operations at its `fsync`/`fdatasync`/`O_SYNC` write (the barrier stays
+//! where the call was), the namespace operations a directory `fsync`
+//! commits, the parts of writes that early writeback persists, and
+//! everything at a checkpoint. Writes whose `fsync` failed under
+//! [`FsyncFailure::Ext4`] or [`FsyncFailure::Btrfs`] leave it too, since
+//! they can never persist. Recording is an append under the existing lock
+//! plus a copy of the written bytes, bounded by
+//! [`FaultConfig::max_history_bytes`]; beyond it the history is marked
+//! incomplete until the next checkpoint. After a power cut the history is
+//! the one at the cut (torn rules write into the backing directory at the
+//! cut: explore without them).
+//!
+//! # Crash states
+//!
+//! The live power cut produces one crash state: the durable base, i.e. the
+//! empty prefix of the history. [`explore()`] enumerates the others the
+//! following model allows, and [`materialise()`] writes one out as a
+//! directory tree. Number the history's operations `0..n` in order; the
+//! barriers split them into *epochs* `0, 1, ..` (a barrier with no
+//! operation since the previous one starts no new epoch). Within an epoch,
+//! operation `i` is *ordered before* `j > i` when
+//!
+//! 1. both are namespace operations: the namespace persists in journal
+//!    order, as faultfs's own directory `fsync` does (its backing namespace
+//!    is always a prefix of the namespace operations); or
+//! 2. both change the same file and one of them, or a truncate of that file
+//!    between them, is a truncate: truncates are ordered with the file's
+//!    writes on either side.
+//!
+//! Nothing else is ordered within an epoch: writes to one file, to
+//! different files, and data against names persist in any combination, so
+//! a create or rename can persist without the data written before it
+//! (ALICE's classic "rename without fsync" state).
+//!
+//! A crash state is a set `K` of kept operations such that, for every kept
+//! operation, every operation of an earlier epoch and every operation
+//! ordered before it is kept; in addition, torn states keep operations
+//! `0..i` and, of write `i` split at sector boundaries
+//! ([`History::sector_size`], from [`FaultConfig::sector_size`]; boundaries
+//! at multiples of it in the file), a proper non-empty prefix of its
+//! sectors. The model thus treats a barrier as ordering *every* earlier
+//! pending operation before every later one, as an fsync that commits the
+//! journal transaction holding them does; it does not produce a later
+//! epoch's operation surviving an earlier epoch's loss. A state's content is
+//! the durable base with the kept namespace operations applied by path
+//! (operations on a missing name, e.g. of a FIFO, do nothing) and each
+//! file's kept data operations applied in order.
+//!
+//! [`explore()`] enumerates three families, each exhaustive when its bound
+//! in [`ExploreConfig`] is large enough, so that together they are the
+//! model (a property test checks this against a brute-force enumeration):
+//!
+//! * `p<m>`, **prefixes** (in-order persistence): operations `0..m` kept,
+//!   for every `m` in `0..=n`;
+//! * `e<k>-drop{i,j,..}`, **reorderings**: every operation of epochs before
+//!   `k` kept, and of epoch `k` all but `i, j, ..` and what is ordered after
+//!   them, at most [`ExploreConfig::max_drop`] (Chipmunk's `k`) named, none
+//!   ordered before another; later epochs dropped;
+//! * `t<i>@<s>/<n>`, **torn writes**: `0..i` kept plus the first `s` of the
+//!   `n` sectors of write `i`, for at most [`ExploreConfig::max_torn_splits`]
+//!   evenly spaced `s`.
+//!
+//! States with identical trees (names, kinds, file bytes, symlink targets)
+//! are one: each keeps the first id in that order, and a 128-bit content
+//! digest, computed per 4 KiB chunk so that unchanged chunks of large
+//! files cost nothing. Files no operation writes are compared by identity.
+//! Beyond [`ExploreConfig::max_candidates`] candidates the reorderings and
+//! torn states are a sample seeded by [`ExploreConfig::seed`] (prefixes
+//! evenly spaced); beyond [`ExploreConfig::max_states`] distinct states all
+//! prefixes are kept and the rest sampled. Ids are stable for a given
+//! history and parse back with [`StateId::from_str`](std::str::FromStr).
+//!
 //! # Fault rules
 //!
 //! [`FaultRule`]s inject `EIO` on the `n`th matching operation, `ENOSPC`
@@ -104,14 +216,20 @@
 
 mod cache;
 mod config;
+pub mod explore;
 mod fs;
+pub mod history;
 mod mount;
 mod rng;
 pub mod rules;
 mod sys;
 
 pub use cache::TornMode;
-pub use config::{ConfigError, FaultConfig, FaultConfigBuilder};
+pub use config::{ConfigError, FaultConfig, FaultConfigBuilder, FsyncFailure};
+pub use explore::{
+    Base, CrashState, Exploration, ExploreConfig, ExploreError, KeptOps, StateId, explore, kept_ops, materialise,
+};
 pub use fs::Stats;
+pub use history::{Barrier, Event, FileId, History, Op};
 pub use mount::{ControlError, FaultFs, FaultHandle, MountError, MountedFs, unmount_stale};
 pub use rules::{FaultRule, OpKind, PathPattern, RuleError};

@@ -8,6 +8,7 @@ use fuser::{BackgroundSession, MountOption, SessionACL};
 
 use crate::config::FaultConfig;
 use crate::fs::{self, Shared, State, Stats};
+use crate::history::History;
 use crate::rules::FaultRule;
 use crate::sys;
 
@@ -49,6 +50,15 @@ pub enum ControlError {
     /// Writing cached data or names to the backing directory failed.
     #[error("checkpoint faultfs")]
     Checkpoint(#[source] io::Error),
+    /// Copying the durable base for a crash point failed.
+    #[error("copy faultfs backing directory to {}", path.display())]
+    CrashPoint {
+        /// The destination.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Entry point: mounts faultfs.
@@ -198,6 +208,32 @@ impl FaultHandle {
     /// or after a power cut.
     pub fn checkpoint(&self) -> Result<(), ControlError> {
         self.shared.lock().checkpoint().map_err(ControlError::Checkpoint)
+    }
+
+    /// The unsynced history: every operation not durable yet, in order,
+    /// with the barriers between them (see the crate docs, "Crash states").
+    /// After a power cut it is the history at the cut, and the backing
+    /// directory, until unmount, is the durable base it applies to: copy
+    /// both (e.g. `cp -a --reflink`, keeping hard links) before unmounting,
+    /// since the backing objects under `.crashlab-faultfs` go at unmount.
+    pub fn history(&self) -> History {
+        self.shared.lock().history()
+    }
+
+    /// A crash point now: with every request held off, copies the backing
+    /// directory (the durable base, with its backing objects, keeping hard
+    /// links; `copy_file_range`, so a reflink on btrfs and XFS) into `into`,
+    /// which must not exist, and returns the history that applies to it.
+    /// [`crate::explore()`] and [`crate::materialise()`] take the two.
+    /// After a power cut it captures the state at the cut.
+    ///
+    /// # Errors
+    /// [`ControlError::CrashPoint`] if the copy fails.
+    pub fn crash_point(&self, into: &Path) -> Result<History, ControlError> {
+        self.shared
+            .lock()
+            .crash_point(into)
+            .map_err(|source| ControlError::CrashPoint { path: into.to_owned(), source })
     }
 
     /// Current counters and dirty-data gauges.

@@ -1,6 +1,9 @@
 //! Model check: random operation sequences run against a mounted faultfs
 //! and against a small in-memory model of the persistence rules documented
 //! in the crate docs; after every power cut the surviving files must match.
+//! Before each cut, the recorded history is checked too: over a copy of the
+//! backing directory, its full prefix must materialise to what the
+//! application sees and its empty prefix to what the cut leaves.
 
 mod common;
 
@@ -10,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use common::{Fixture, fuse_available};
-use crashlab_faultfs::FaultConfig;
+use crashlab_faultfs::{Base, FaultConfig, StateId, materialise};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -205,6 +208,39 @@ fn check_all(fx: &Fixture, model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every name under `root` with its contents (`None` for a directory).
+fn tree(root: &std::path::Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let name = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(name.clone());
+                out.insert(name, None);
+            } else {
+                out.insert(name, Some(fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Takes a crash point and checks its full prefix against the mount;
+/// returns the tree of its empty prefix, which the cut must leave.
+fn check_history(fx: &Fixture) -> Result<BTreeMap<PathBuf, Option<Vec<u8>>>, TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let history = fx.fs().crash_point(&dir.path().join("base")).unwrap();
+    let base = Base::open(&dir.path().join("base")).unwrap();
+    let all = dir.path().join("all");
+    materialise(&base, &history, &StateId::Prefix(history.ops().len()), &all).unwrap();
+    prop_assert_eq!(tree(&all), tree(&fx.mnt), "full prefix of {:?}", history);
+    let none = dir.path().join("none");
+    materialise(&base, &history, &StateId::Prefix(0), &none).unwrap();
+    Ok(tree(&none))
+}
+
 #[test]
 fn faultfs_matches_the_persistence_model() {
     if !fuse_available() {
@@ -220,9 +256,13 @@ fn faultfs_matches_the_persistence_model() {
             let mut model = Model::default();
             for op in &ops {
                 model.apply(op);
+                let cut_leaves = matches!(op, Op::PowerCut).then(|| check_history(&fx)).transpose()?;
                 run_real(&mut fx, op);
                 match *op {
-                    Op::PowerCut => check_all(&fx, &model)?,
+                    Op::PowerCut => {
+                        check_all(&fx, &model)?;
+                        prop_assert_eq!(Some(tree(&fx.mnt)), cut_leaves, "the empty prefix is the cut");
+                    }
                     Op::Create(a) | Op::Write(a, ..) | Op::Truncate(a, _) | Op::Unlink(a) => {
                         prop_assert_eq!(fs::read(path(&fx, a)).ok(), model.contents(a), "after {:?}", op);
                     }
@@ -230,9 +270,12 @@ fn faultfs_matches_the_persistence_model() {
                 }
             }
             check_all(&fx, &model)?;
+            let cut_leaves = check_history(&fx)?;
             model.apply(&Op::PowerCut);
             fx.crash_and_remount();
-            check_all(&fx, &model)
+            check_all(&fx, &model)?;
+            prop_assert_eq!(tree(&fx.mnt), cut_leaves, "the empty prefix is the cut");
+            Ok(())
         })
         .unwrap();
 }
