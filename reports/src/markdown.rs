@@ -26,6 +26,14 @@ pub fn render(report: &Report) -> String {
         env.cpus,
         env.crashlab_version,
     );
+    if let Some(execution) = &report.execution
+        && report.merged.is_none()
+    {
+        let _ = writeln!(out, "{}\n", execution_line(execution, report.cells.len()));
+    }
+    if let Some(merged) = &report.merged {
+        out.push_str(&merged_section(merged));
+    }
     let workloads =
         report.cells.iter().map(|c| c.workload.as_str()).chain(report.unsupported.iter().map(|u| u.workload.as_str()));
     for workload in distinct(workloads) {
@@ -64,6 +72,60 @@ pub fn render(report: &Report) -> String {
                 }
             }
         }
+    }
+    out
+}
+
+/// How the run executed its cells, in a sentence.
+pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
+    let limits = match (e.cpus, e.memory_bytes) {
+        (None, None) => "no CPU or memory limit per container".to_owned(),
+        (cpus, memory) => format!(
+            "each workload container limited to {}",
+            [cpus.map(|c| format!("{c} CPUs")), memory.map(|m| format!("{} MiB of memory", m >> 20))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    };
+    let shard = match &e.partition {
+        Some(p) => format!("; shard `{p}`: {cells} of the plan's {} cells", e.plan.len()),
+        None => String::new(),
+    };
+    format!("{} cells at a time, {limits}{shard}.", e.jobs)
+}
+
+/// The shards a merged report was made of, and what is missing.
+fn merged_section(m: &crate::merge::Merged) -> String {
+    let mut out =
+        String::from("## Shards\n\n| shard | run | cells | s | how | environment |\n|---|---|---|---|---|---|\n");
+    for s in &m.shards {
+        let env = &s.environment;
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} | {:.1} | {} | Docker {}, kernel {}, {}, {}, {} CPUs |",
+            s.partition.as_deref().unwrap_or("whole plan"),
+            s.run_id,
+            s.cells.len(),
+            s.duration_s,
+            execution_line(&s.execution, s.cells.len()).trim_end_matches('.'),
+            env.docker_version,
+            env.kernel,
+            env.storage_driver,
+            env.host_filesystem,
+            env.cpus
+        );
+    }
+    out.push('\n');
+    let list = |what: &str, items: &[String]| {
+        if items.is_empty() { String::new() } else { format!("- **{what}**: {}\n", items.join(", ")) }
+    };
+    out.push_str(&list("missing shards", &m.missing_shards));
+    out.push_str(&list("missing cells", &m.missing_cells));
+    out.push_str(&list("cells reported by more than one shard", &m.duplicate_cells));
+    if !m.complete() {
+        out.push('\n');
     }
     out
 }
@@ -465,6 +527,8 @@ pub(crate) mod tests {
                 reason: "tmpfs is memory: there is no disk to fill".into(),
             }],
             bench: None,
+            execution: None,
+            merged: None,
         }
     }
 
