@@ -82,7 +82,7 @@ pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
         (None, None) => "no CPU or memory limit per container".to_owned(),
         (cpus, memory) => format!(
             "each workload container limited to {}",
-            [cpus.map(|c| format!("{c} CPUs")), memory.map(|m| format!("{} MiB of memory", m >> 20))]
+            [cpus.map(|c| format!("{c} CPU{}", if c == 1.0 { "" } else { "s" })), memory.map(|m| format!("{} MiB of memory", m >> 20))]
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>()
@@ -93,7 +93,8 @@ pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
         Some(p) => format!("; shard `{p}`: {cells} of the plan's {} cells", e.plan.len()),
         None => String::new(),
     };
-    format!("{} cells at a time, {limits}{shard}.", e.jobs)
+    let jobs = if e.jobs <= 1 { "one cell at a time".to_owned() } else { format!("{} cells at a time", e.jobs) };
+    format!("{jobs}, {limits}{shard}.")
 }
 
 /// The shards a merged report was made of, and what is missing.
@@ -109,7 +110,7 @@ fn merged_section(m: &crate::merge::Merged) -> String {
             s.run_id,
             s.cells.len(),
             s.duration_s,
-            execution_line(&s.execution, s.cells.len()).trim_end_matches('.'),
+            execution_line(&crate::Execution { partition: None, ..s.execution.clone() }, 0).trim_end_matches('.'),
             env.docker_version,
             env.kernel,
             env.storage_driver,
@@ -542,6 +543,30 @@ pub(crate) mod tests {
         assert!(md.contains("| tmpfs | data-gone |  | n/a |"), "{md}");
         assert!(md.contains("\n- n/a (tmpfs × disk-full): tmpfs is memory: there is no disk to fill\n"), "{md}");
         assert!(md.contains("cycle 1: **lost-writes**: 7 of 1000 acknowledged commits missing"));
+    }
+
+    #[test]
+    fn the_header_says_how_cells_ran_and_a_merge_lists_its_shards() {
+        let mut report = sample_report();
+        let plan = report.cells.iter().map(CellReport::id).collect();
+        report.execution = Some(crate::Execution {
+            jobs: 2,
+            cpus: Some(1.0),
+            memory_bytes: Some(1 << 30),
+            partition: Some("hash:1/2".into()),
+            plan,
+        });
+        let md = render(&report);
+        assert!(
+            md.contains(
+                "\n2 cells at a time, each workload container limited to 1 CPU and 1024 MiB of memory; shard `hash:1/2`: 3 of the plan's 3 cells.\n"
+            ),
+            "{md}"
+        );
+        let merged = crate::merge::merge(vec![("a".into(), report)]).unwrap();
+        let md = render(&merged);
+        assert!(md.contains("| hash:1/2 | `r1` | 3 | 12.0 | 2 cells at a time, each workload container limited to 1 CPU and 1024 MiB of memory |"), "{md}");
+        assert!(md.contains("- **missing shards**: hash:2/2\n"), "{md}");
     }
 
     #[test]

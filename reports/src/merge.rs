@@ -13,6 +13,7 @@ use crate::partition::{Partition, PartitionError};
 use crate::{Environment, Execution, Report};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 /// What a merged report was made of.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -133,13 +134,15 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
     let mut records = Vec::new();
     for (origin, shard) in &shards {
         for cell in &shard.cells {
-            let id = cell.id();
-            if by_id.contains_key(&id) {
-                if !duplicate_cells.contains(&id) {
-                    duplicate_cells.push(id);
+            match by_id.entry(cell.id()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(cell.clone());
                 }
-            } else {
-                by_id.insert(id, cell.clone());
+                Entry::Occupied(seen) => {
+                    if !duplicate_cells.contains(seen.key()) {
+                        duplicate_cells.push(seen.key().clone());
+                    }
+                }
             }
         }
         let mut execution = shard.execution.clone().unwrap_or_default();
