@@ -82,11 +82,14 @@ pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
         (None, None) => "no CPU or memory limit per container".to_owned(),
         (cpus, memory) => format!(
             "each workload container limited to {}",
-            [cpus.map(|c| format!("{c} CPU{}", if c == 1.0 { "" } else { "s" })), memory.map(|m| format!("{} MiB of memory", m >> 20))]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" and ")
+            [
+                cpus.map(|c| format!("{c} CPU{}", if c == 1.0 { "" } else { "s" })),
+                memory.map(|m| format!("{} MiB of memory", m >> 20))
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
         ),
     };
     let shard = match &e.partition {
