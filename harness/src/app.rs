@@ -829,6 +829,15 @@ pub async fn doctor(mirror: &str) -> i32 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn jobs_are_a_positive_count_or_auto() {
+        assert_eq!(parse_jobs("3"), Ok(3));
+        assert_eq!(parse_jobs("auto"), Ok(std::thread::available_parallelism().unwrap().get()));
+        for bad in ["0", "-1", "two", ""] {
+            assert!(parse_jobs(bad).unwrap_err().contains("nor `auto`"), "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn supervised_work_that_panics_is_caught_so_the_run_can_be_cleaned() {
         let mut stop = Stop::listen().unwrap();
