@@ -98,10 +98,24 @@ impl Deployment {
     /// that reconnect after the harness stopped the server on purpose
     /// (`backup-stopped`) find it again. The port is one the kernel had
     /// free a moment ago.
+    ///
+    /// Cells run side by side (`--jobs`) each probe for a port; a port this
+    /// process already pinned is never handed out again, so two cells
+    /// cannot be given the same one between the probe and the daemon's
+    /// bind.
     pub fn with_pinned_port(mut self) -> std::io::Result<Deployment> {
-        let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        self.pinned_port = Some(probe.local_addr()?.port());
-        Ok(self)
+        static PINNED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+        let mut pinned = PINNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for _ in 0..64 {
+            let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+            let port = probe.local_addr()?.port();
+            if !pinned.contains(&port) {
+                pinned.push(port);
+                self.pinned_port = Some(port);
+                return Ok(self);
+            }
+        }
+        Err(std::io::Error::other("the kernel kept offering ports already pinned by this run"))
     }
 
     /// Copies each host file into the given directory of every container
