@@ -177,3 +177,29 @@ impl Format {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Fault;
+    use crate::run::runner::Phase;
+    use crate::scenario::Cell;
+    use crate::storage::Strategy;
+    use crashlab_reports::Verdict;
+
+    #[test]
+    fn every_running_cell_has_its_own_bar() {
+        let mut terminal = Terminal::new(true, 2, 3);
+        let cell = |index, strategy| Cell { index, strategy, fault: Fault::Restart, expected: Verdict::Intact };
+        let (a, b) = (cell(0, Strategy::NamedVolume), cell(4, Strategy::Tmpfs));
+        terminal.on_event(&Event::CellStarted { cell: &a });
+        terminal.on_event(&Event::CellStarted { cell: &b });
+        terminal.on_event(&Event::Phase { cell: &b, cycle: 1, phase: Phase::Load });
+        terminal.on_event(&Event::Phase { cell: &a, cycle: 0, phase: Phase::Verify });
+        assert_eq!(terminal.bars.len(), 2);
+        assert_eq!(terminal.bars[&0].prefix(), "[1/3] named-volume × restart");
+        assert_eq!(terminal.bars[&0].message(), "cycle 1: verify");
+        assert_eq!(terminal.bars[&4].prefix(), "[2/3] tmpfs × restart");
+        assert_eq!(terminal.bars[&4].message(), "cycle 2: load");
+    }
+}
