@@ -8,7 +8,9 @@ use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
 use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
 use crate::storage::Strategy;
-use crashlab_reports::{Report, SCHEMA_VERSION};
+use crashlab_reports::merge::MergeError;
+use crashlab_reports::partition::Partition;
+use crashlab_reports::{Execution, Report, SCHEMA_VERSION};
 use crashlab_workloads::Workload;
 use crashlab_workloads::agent;
 use crashlab_workloads::fsync_log;
@@ -77,6 +79,8 @@ pub enum AppError {
     Signals(#[source] std::io::Error),
     #[error("failed to {}", error_chain(.0))]
     Clean(#[from] run::CleanError),
+    #[error("failed to {}", error_chain(.0))]
+    Merge(#[from] MergeError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -108,6 +112,11 @@ impl AppError {
                 Some("choose faults the strategies can take (docs/scenarios.md lists which pairs run)".into())
             }
             AppError::Agent(e) => Some(e.hint().into()),
+            AppError::Merge(MergeError::Empty) => None,
+            AppError::Merge(_) => Some(
+                "merge the shards of one scenario file and seed, all run with the same --partition scheme and count"
+                    .into(),
+            ),
             AppError::Bench(crate::bench::BenchError::Definition(_)) => {
                 Some("see scenarios/bench.toml for a complete example".into())
             }
@@ -133,6 +142,22 @@ pub struct RunOptions {
     pub keep: bool,
     pub quiet: bool,
     pub mirror: String,
+    /// Cells run at once (`--jobs`).
+    pub jobs: usize,
+    /// Run only this shard of the plan (`--partition`).
+    pub partition: Option<Partition>,
+}
+
+/// Parses `--jobs`: a count of at least 1, or `auto` for the number of
+/// CPUs this process may use.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of cells of at least 1, nor `auto`")),
+    }
 }
 
 fn build_options(mirror: &str, quiet: bool) -> BuildOptions {
@@ -373,7 +398,13 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     };
     runnable(&scenario)?;
     let docker = connect().await?;
-    let settings = RunSettings { keep: options.keep, quiet: options.quiet, state_dir: run::state_dir() };
+    let settings = RunSettings {
+        keep: options.keep,
+        quiet: options.quiet,
+        state_dir: run::state_dir(),
+        jobs: options.jobs,
+        partition: options.partition,
+    };
     ensure_image(&docker, &workload_of(&scenario).container().image, &options.mirror, options.quiet).await?;
     if scenario.matrix.strategies.contains(&Strategy::SyncAgent) {
         // The sync agent's sidecar runs the agent's image.
@@ -459,6 +490,17 @@ pub struct RunSettings {
     pub quiet: bool,
     /// Where run directories (and bind mounts) go.
     pub state_dir: PathBuf,
+    /// Cells run at once; 1 runs them one after the other.
+    pub jobs: usize,
+    /// Run only this shard of the plan.
+    pub partition: Option<Partition>,
+}
+
+impl RunSettings {
+    /// One cell at a time, the whole plan, progress shown, nothing kept.
+    pub fn new(state_dir: PathBuf) -> RunSettings {
+        RunSettings { keep: false, quiet: false, state_dir, jobs: 1, partition: None }
+    }
 }
 
 /// A finished (or interrupted) run.
@@ -481,6 +523,20 @@ pub async fn execute(
     let state = &settings.state_dir;
     let strategies = &scenario.matrix.strategies;
     let (cells, unsupported) = runnable(scenario)?;
+    // The plan is recorded whole in every shard's report, so that `merge`
+    // can tell which cells no shard ran.
+    let plan: Vec<String> = cells.iter().map(|c| crate::run::runner::cell_id(scenario, c)).collect();
+    let cells: Vec<_> = match settings.partition {
+        Some(p) => cells
+            .into_iter()
+            .zip(&plan)
+            .enumerate()
+            .filter(|(i, (_, id))| p.contains(*i, id))
+            .map(|(_, (c, _))| c)
+            .collect(),
+        None => cells,
+    };
+    let jobs = settings.jobs.max(1);
     if workload_of(scenario).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
         // Before anything is created: without the agent no cell can run.
         crate::run::agent::locate()?;
@@ -495,8 +551,17 @@ pub async fn execute(
     })?;
     let environment = crate::report::environment::capture(docker, state).await;
     if !settings.quiet {
+        let shard = settings.partition.map_or(String::new(), |p| format!(", shard {p} of {} cells", plan.len()));
+        let limits = [
+            scenario.matrix.cpus.map(|c| format!("{c} CPUs")),
+            scenario.matrix.memory.map(|m| format!("{} MiB", m >> 20)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        let limits = if limits.is_empty() { String::new() } else { format!(", {} per cell", limits.join(" and ")) };
         note!(
-            "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each",
+            "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each, {jobs} at a time{limits}{shard}",
             ctx.id(),
             scenario.name,
             scenario.seed,
@@ -507,7 +572,7 @@ pub async fn execute(
     }
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut runner = Runner {
+    let runner = Runner {
         // Everything the run creates goes into its journal first.
         docker: docker.journaled(ctx.journal().clone()),
         run: ctx.clone(),
@@ -517,7 +582,7 @@ pub async fn execute(
         keep: settings.keep,
     };
     let mut terminal = Terminal::new(settings.quiet, scenario.matrix.cycles, cells.len());
-    let results = runner.run(&cells, &mut terminal).await;
+    let results = runner.run(&cells, jobs, &mut terminal).await;
 
     if settings.keep {
         note!(
@@ -543,6 +608,14 @@ pub async fn execute(
         cells: results,
         unsupported,
         bench: None,
+        execution: Some(Execution {
+            jobs: jobs as u32,
+            cpus: scenario.matrix.cpus,
+            memory_bytes: scenario.matrix.memory,
+            partition: settings.partition.map(|p| p.to_string()),
+            plan,
+        }),
+        merged: None,
     };
     Ok(Outcome { report, complete })
 }
@@ -616,6 +689,22 @@ pub fn compare_reports(
     let text = compare::render_markdown(&comparison, &base.display().to_string(), &new.display().to_string());
     write_or_print(&text, out)?;
     Ok(if comparison.regressed() { exit::MISS } else { exit::PASS })
+}
+
+/// `crashlab merge SHARD... --out DIR`: joins shard reports (each a
+/// `report.json` or a directory holding one) into one report in `out`,
+/// rendered like a run's. Returns 0 when every cell of the plan is there
+/// once and met its expectation, 1 otherwise; shards that are not of one
+/// scenario, seed and partitioning are refused (exit 2).
+pub fn merge(shards: &[PathBuf], out: &Path) -> Result<i32, AppError> {
+    let mut reports = Vec::new();
+    for path in shards {
+        let file = if path.is_dir() { path.join("report.json") } else { path.clone() };
+        reports.push((file.display().to_string(), load_report(&file)?));
+    }
+    let merged = crashlab_reports::merge::merge(reports)?;
+    publish(&merged, Some(out.to_owned()), report::summary)?;
+    Ok(if merged.passed() { exit::PASS } else { exit::MISS })
 }
 
 /// `crashlab images build NAME...`.
@@ -739,6 +828,15 @@ pub async fn doctor(mirror: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_are_a_positive_count_or_auto() {
+        assert_eq!(parse_jobs("3"), Ok(3));
+        assert_eq!(parse_jobs("auto"), Ok(std::thread::available_parallelism().unwrap().get()));
+        for bad in ["0", "-1", "two", ""] {
+            assert!(parse_jobs(bad).unwrap_err().contains("nor `auto`"), "{bad}");
+        }
+    }
 
     #[tokio::test]
     async fn supervised_work_that_panics_is_caught_so_the_run_can_be_cleaned() {

@@ -6,6 +6,7 @@ use crashlab::app::{self, RunOptions, exit};
 use crashlab::images::DEFAULT_MIRROR;
 use crashlab::report::Format;
 use crashlab_reports::compare::Thresholds;
+use crashlab_reports::partition::Partition;
 use std::path::PathBuf;
 
 /// Crash- and application-consistency tests for containerised data.
@@ -22,8 +23,27 @@ enum Command {
     Run {
         /// Scenario file (TOML).
         scenario: Option<PathBuf>,
+        /// Cells to run at once on this host: a number, or `auto` for the
+        /// CPU count.
+        #[arg(long, short, default_value = "1", value_parser = app::parse_jobs)]
+        jobs: usize,
+        /// Run one shard of the plan, as cargo-nextest does: `hash:K/N`
+        /// (by each cell's identity; a cell keeps its shard when others
+        /// are added) or `slice:K/N` (round-robin in plan order).
+        #[arg(long, value_name = "hash:K/N|slice:K/N", value_parser = parse_partition)]
+        partition: Option<Partition>,
         #[command(flatten)]
         run: RunFlags,
+    },
+    /// Join shard reports (report.json files, or directories holding one)
+    /// into one report; exit 1 when a cell missed its expectation or a
+    /// shard or cell is missing.
+    Merge {
+        #[arg(required = true, value_name = "SHARD")]
+        shards: Vec<PathBuf>,
+        /// Directory for the merged reports.
+        #[arg(long, required = true)]
+        out: PathBuf,
     },
     /// Benchmark storage backends: IO profiles (checked against fio) and
     /// the workload's throughput on each, side by side.
@@ -152,15 +172,20 @@ struct RunFlags {
     mirror: String,
 }
 
+fn parse_partition(s: &str) -> Result<Partition, String> {
+    s.parse().map_err(|e: crashlab_reports::partition::PartitionError| e.to_string())
+}
+
 fn parse_profile(s: &str) -> Result<crashlab_reports::bench::Profile, String> {
     s.parse()
 }
 
 async fn dispatch(command: Command) -> i32 {
     let result = match command {
-        Command::Run { scenario, run: RunFlags { out, keep, quiet, mirror } } => {
-            app::run(RunOptions { scenario, out, keep, quiet, mirror }).await
+        Command::Run { scenario, jobs, partition, run: RunFlags { out, keep, quiet, mirror } } => {
+            app::run(RunOptions { scenario, out, keep, quiet, mirror, jobs, partition }).await
         }
+        Command::Merge { shards, out } => app::merge(&shards, &out),
         Command::Bench {
             definition,
             strategies,

@@ -389,6 +389,15 @@ pub struct Matrix {
     pub faults: Vec<Fault>,
     #[serde(default = "default_cycles", deserialize_with = "cycles")]
     pub cycles: u32,
+    /// CPUs each cell's workload container may use (Docker's `--cpus`),
+    /// so that cells run side by side (`--jobs`) do not distort each
+    /// other's throughput; unlimited when absent.
+    #[serde(default, deserialize_with = "cpus")]
+    pub cpus: Option<f64>,
+    /// Memory each cell's workload container may use (`--memory`), e.g.
+    /// `"1GiB"`; unlimited when absent.
+    #[serde(default, deserialize_with = "memory")]
+    pub memory: Option<u64>,
 }
 
 /// `[[expect]]`: the verdict a cell may reach at worst. Later entries
@@ -699,6 +708,25 @@ fn accounts<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 fn cycles<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     in_range(d, "cycles", 1, 10_000)
+}
+
+fn cpus<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let cpus = f64::deserialize(d)?;
+    // Docker counts CPUs in billionths; below a hundredth a server barely runs.
+    if !(0.01..=1024.0).contains(&cpus) {
+        return Err(serde::de::Error::custom(format!("cpus must be between 0.01 and 1024, got {cpus}")));
+    }
+    Ok(Some(cpus))
+}
+
+fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    const MIN: u64 = 32 << 20;
+    let s = String::deserialize(d)?;
+    let bytes = parse_size(&s).map_err(serde::de::Error::custom)?;
+    if bytes < MIN {
+        return Err(serde::de::Error::custom(format!("memory must be at least 32MiB, got `{s}`")));
+    }
+    Ok(Some(bytes))
 }
 
 fn non_empty_unique<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
@@ -1057,5 +1085,18 @@ faults = ["restart"]
     fn line_and_column_count_from_one() {
         assert_eq!(line_column("ab\ncd", 0), (1, 1));
         assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn per_cell_limits_parse_and_are_range_checked() {
+        let with =
+            |keys: &str| MINIMAL.replacen("faults = [\"restart\"]", &format!("faults = [\"restart\"]\n{keys}"), 1);
+        let s = Scenario::parse(&with("cpus = 1.5\nmemory = \"1GiB\""), "s.toml").unwrap();
+        assert_eq!((s.matrix.cpus, s.matrix.memory), (Some(1.5), Some(1 << 30)));
+        let s = Scenario::parse(MINIMAL, "s.toml").unwrap();
+        assert_eq!((s.matrix.cpus, s.matrix.memory), (None, None));
+        assert!(error_of(&with("cpus = 0")).contains("s.toml:8:8: cpus must be between 0.01 and 1024, got 0"));
+        assert!(error_of(&with("memory = \"1MiB\"")).contains("memory must be at least 32MiB"));
+        assert!(error_of(&with("memory = \"1G\"")).contains("unknown unit `G`"));
     }
 }

@@ -46,6 +46,21 @@ pub struct Comparison {
     /// In the new run only.
     pub added: Vec<String>,
     pub thresholds: Thresholds,
+    /// How the two runs executed their cells, when that differs (`--jobs`,
+    /// `[matrix] cpus` or `memory`): their throughput and latency then
+    /// measure contention as much as the change.
+    pub execution_differs: Option<String>,
+}
+
+/// `--jobs`, CPUs and memory of a run (of its first shard, for a merge).
+fn execution_of(report: &Report) -> Option<String> {
+    let e = match &report.merged {
+        Some(m) => &m.shards.first()?.execution,
+        None => report.execution.as_ref()?,
+    };
+    let cpus = e.cpus.map_or("unlimited".to_owned(), |c| c.to_string());
+    let memory = e.memory_bytes.map_or("unlimited".to_owned(), |m| format!("{} MiB", m >> 20));
+    Some(format!("--jobs {}, cpus {cpus}, memory {memory}", e.jobs))
 }
 
 impl Comparison {
@@ -98,7 +113,11 @@ pub fn compare(base: &Report, new: &Report, thresholds: Thresholds) -> Compariso
         cells.push(CellDiff { key: key(b), base: b.clone(), new: n.clone(), regressions });
     }
     let added = new.cells.iter().map(key).filter(|k| !base.cells.iter().any(|b| key(b) == *k)).collect();
-    Comparison { cells, missing, added, thresholds }
+    let execution_differs = match (execution_of(base), execution_of(new)) {
+        (Some(b), Some(n)) if b != n => Some(format!("{n} here, {b} in the baseline")),
+        _ => None,
+    };
+    Comparison { cells, missing, added, thresholds, execution_differs }
 }
 
 /// A Markdown diff suitable for a pull-request comment.
@@ -117,6 +136,12 @@ pub fn render_markdown(c: &Comparison, base_name: &str, new_name: &str) -> Strin
         "Thresholds: throughput drop {}%, p99 rise {}%, recovery rise {}%.\n",
         t.max_throughput_drop, t.max_p99_rise, t.max_recovery_rise
     );
+    if let Some(how) = &c.execution_differs {
+        let _ = writeln!(
+            out,
+            "Note: the runs executed their cells differently ({how}); cells run side by side compete for the host, so throughput and latency compare contention as much as the change.\n"
+        );
+    }
     out.push_str("| cell | verdict | tps | p99 ms | recovery p50 ms | regression |\n|---|---|---:|---:|---:|---|\n");
     for d in &c.cells {
         let verdict = if d.base.verdict == d.new.verdict {
@@ -162,6 +187,23 @@ mod tests {
         let c = compare(&r, &r, Thresholds::default());
         assert!(!c.regressed(), "{c:?}");
         assert!(render_markdown(&c, "base", "new").contains("no regressions"));
+    }
+
+    #[test]
+    fn runs_with_other_jobs_or_limits_are_flagged_but_not_failed() {
+        let mut base = sample_report();
+        base.execution = Some(crate::Execution { jobs: 1, ..Default::default() });
+        let mut new = base.clone();
+        assert_eq!(compare(&base, &new, Thresholds::default()).execution_differs, None);
+        new.execution = Some(crate::Execution { jobs: 4, cpus: Some(1.0), ..Default::default() });
+        let c = compare(&base, &new, Thresholds::default());
+        assert!(!c.regressed());
+        let how = "--jobs 4, cpus 1, memory unlimited here, --jobs 1, cpus unlimited, memory unlimited in the baseline";
+        assert_eq!(c.execution_differs.as_deref(), Some(how));
+        assert!(
+            render_markdown(&c, "base", "new")
+                .contains(&format!("Note: the runs executed their cells differently ({how})"))
+        );
     }
 
     #[test]

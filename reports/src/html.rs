@@ -10,6 +10,42 @@ use crate::{CellReport, Report, markdown};
 use plotters::prelude::*;
 use std::fmt::Write;
 
+/// The shards of a merged report, and what is missing or duplicated.
+fn shards_section(m: &crate::merge::Merged) -> String {
+    let mut out = String::from(
+        "<h2>Shards</h2>\n<table><tr><th>shard</th><th>run</th><th>cells</th><th>s</th><th>how</th><th>environment</th></tr>\n",
+    );
+    for s in &m.shards {
+        let env = &s.environment;
+        let how = markdown::execution_line(&crate::Execution { partition: None, ..s.execution.clone() }, 0);
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{:.1}</td><td>{}</td><td>Docker {}, kernel {}, {}, {}, {} CPUs</td></tr>",
+            esc(s.partition.as_deref().unwrap_or("whole plan")),
+            esc(&s.run_id),
+            s.cells.len(),
+            s.duration_s,
+            esc(how.trim_end_matches('.')),
+            esc(&env.docker_version),
+            esc(&env.kernel),
+            esc(&env.storage_driver),
+            esc(&env.host_filesystem),
+            env.cpus
+        );
+    }
+    out.push_str("</table>\n");
+    for (what, items) in [
+        ("missing shards", &m.missing_shards),
+        ("missing cells", &m.missing_cells),
+        ("cells reported by more than one shard", &m.duplicate_cells),
+    ] {
+        if !items.is_empty() {
+            let _ = writeln!(out, "<p class=\"miss\"><b>{what}</b>: {}</p>", esc(&items.join(", ")));
+        }
+    }
+    out
+}
+
 /// Renders the whole page.
 pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(64 * 1024);
@@ -42,6 +78,12 @@ pub fn render(report: &Report) -> String {
         cpus = env.cpus,
         version = esc(&env.crashlab_version),
     );
+    if let Some(execution) = report.execution.as_ref().filter(|_| report.merged.is_none()) {
+        let _ = writeln!(out, "<p class=\"env\">{}</p>", esc(&markdown::execution_line(execution, report.cells.len())));
+    }
+    if let Some(merged) = &report.merged {
+        out.push_str(&shards_section(merged));
+    }
     for workload in distinct(report.cells.iter().map(|c| c.workload.as_str())) {
         let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == workload).collect();
         let _ = writeln!(out, "<h2>{}: verdicts</h2>", esc(workload));
@@ -508,6 +550,18 @@ mod tests {
         assert!(wide.contains("IOPS, log scale") && wide.contains("\n100000\n"), "decade labels: {wide}");
         let narrow = grouped_bars("IOPS", &groups, &[("crashlab".into(), vec![5_000.0, 4_000.0])]);
         assert!(narrow.contains("IOPS") && !narrow.contains("log scale"));
+    }
+
+    #[test]
+    fn a_merged_page_lists_its_shards_and_what_is_missing() {
+        let mut shard = sample_report();
+        let plan = shard.cells.iter().map(CellReport::id).collect();
+        shard.execution =
+            Some(crate::Execution { jobs: 2, partition: Some("slice:1/2".into()), plan, ..Default::default() });
+        let page = render(&crate::merge::merge(vec![("s1".into(), shard)]).unwrap());
+        assert!(page.contains("<h2>Shards</h2>"), "{page}");
+        assert!(page.contains("<td>slice:1/2</td><td><code>r1</code></td><td>3</td>"), "{page}");
+        assert!(page.contains("<b>missing shards</b>: slice:2/2"), "{page}");
     }
 
     #[test]

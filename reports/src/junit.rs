@@ -11,10 +11,12 @@ use std::time::Duration;
 pub fn render(report: &Report) -> String {
     let mut junit = quick_junit::Report::new(format!("crashlab {}", report.scenario));
     junit.set_time(Duration::from_secs_f64(report.duration_s.max(0.0)));
+    let missing = report.merged.as_ref().map_or(&[][..], |m| &m.missing_cells[..]);
+    let missing: Vec<[&str; 3]> = missing.iter().filter_map(|id| split_id(id)).collect();
     let mut workloads: Vec<&str> = Vec::new();
-    for cell in &report.cells {
-        if !workloads.contains(&cell.workload.as_str()) {
-            workloads.push(&cell.workload);
+    for workload in report.cells.iter().map(|c| c.workload.as_str()).chain(missing.iter().map(|m| m[0])) {
+        if !workloads.contains(&workload) {
+            workloads.push(workload);
         }
     }
     for workload in workloads {
@@ -24,9 +26,28 @@ pub fn render(report: &Report) -> String {
         for cell in report.cells.iter().filter(|c| c.workload == workload) {
             suite.add_test_case(test_case(report, cell));
         }
+        for &[_, strategy, fault] in missing.iter().filter(|m| m[0] == workload) {
+            // A cell no shard reported fails: CI must not read a lost
+            // runner as a pass.
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_type("missing");
+            status.set_message(format!(
+                "no shard reported this cell (missing shards: {})",
+                report.merged.as_ref().map_or(String::new(), |m| m.missing_shards.join(", "))
+            ));
+            let mut case = TestCase::new(format!("{strategy} × {fault}"), status);
+            case.set_classname(format!("crashlab.{workload}.{strategy}"));
+            suite.add_test_case(case);
+        }
         junit.add_test_suite(suite);
     }
     junit.to_string().expect("JUnit serialisation of in-memory strings cannot fail")
+}
+
+/// `workload/strategy/fault` split into its parts.
+fn split_id(id: &str) -> Option<[&str; 3]> {
+    let mut parts = id.splitn(3, '/');
+    Some([parts.next()?, parts.next()?, parts.next()?])
 }
 
 fn test_case(report: &Report, cell: &CellReport) -> TestCase {
@@ -82,6 +103,21 @@ mod tests {
             "verdict lost-writes is worse than expected intact: 7 of 1000 acknowledged writes lost, 0 invariant violations (seed 42)"
         ));
         assert!(xml.contains(r#"name="named-volume × restart""#));
+    }
+
+    #[test]
+    fn cells_no_shard_reported_fail() {
+        let mut report = sample_report();
+        report.merged = Some(crate::merge::Merged {
+            missing_shards: vec!["hash:2/3".into()],
+            missing_cells: vec!["mariadb/bind-mount/recreate".into()],
+            ..Default::default()
+        });
+        let xml = render(&report);
+        assert!(xml.contains(r#"tests="4""#), "{xml}");
+        assert!(xml.contains(r#"failures="2""#), "{xml}");
+        assert!(xml.contains(r#"name="bind-mount × recreate""#), "{xml}");
+        assert!(xml.contains("no shard reported this cell (missing shards: hash:2/3)"), "{xml}");
     }
 
     #[test]

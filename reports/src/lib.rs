@@ -14,6 +14,8 @@ pub mod compare;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
+pub mod partition;
 mod verdict;
 
 pub use verdict::{ParseVerdictError, Verdict};
@@ -47,13 +49,54 @@ pub struct Report {
     /// reports, whose cells it leaves empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bench: Option<bench::BenchReport>,
+    /// How the cells were run: side by side, under which limits, which
+    /// shard of the plan; absent from reports written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Execution>,
+    /// Present when `crashlab merge` joined shard reports into this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<merge::Merged>,
 }
 
 impl Report {
-    /// True when every cell met its expectation (and, for a bench, every
-    /// backend was measured and agreed with fio).
+    /// True when every cell met its expectation (for a bench, every
+    /// backend was measured and agreed with fio; for a merge, every cell of
+    /// the plan is there exactly once).
     pub fn passed(&self) -> bool {
-        self.cells.iter().all(|c| c.passed) && self.bench.as_ref().is_none_or(bench::BenchReport::passed)
+        self.cells.iter().all(|c| c.passed)
+            && self.bench.as_ref().is_none_or(bench::BenchReport::passed)
+            && self.merged.as_ref().is_none_or(merge::Merged::complete)
+    }
+}
+
+/// How a run executed its cells.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Cells run at once on this host (`--jobs`).
+    pub jobs: u32,
+    /// CPUs each workload container was limited to (`[matrix] cpus`);
+    /// absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory each workload container was limited to, in bytes (`[matrix]
+    /// memory`); absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// The shard this run was (`--partition`, e.g. `hash:2/3`); absent
+    /// when it ran the whole plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Every runnable cell of the whole plan, as [`partition::cell_id`]s in
+    /// plan order, whichever shard this is: what `merge` checks the shards
+    /// against for missing cells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
+}
+
+impl CellReport {
+    /// The cell's identity across runs and shards: `workload/strategy/fault`.
+    pub fn id(&self) -> String {
+        partition::cell_id(&self.workload, &self.strategy, &self.fault)
     }
 }
 

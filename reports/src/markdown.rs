@@ -26,6 +26,14 @@ pub fn render(report: &Report) -> String {
         env.cpus,
         env.crashlab_version,
     );
+    if let Some(execution) = &report.execution
+        && report.merged.is_none()
+    {
+        let _ = writeln!(out, "{}\n", execution_line(execution, report.cells.len()));
+    }
+    if let Some(merged) = &report.merged {
+        out.push_str(&merged_section(merged));
+    }
     let workloads =
         report.cells.iter().map(|c| c.workload.as_str()).chain(report.unsupported.iter().map(|u| u.workload.as_str()));
     for workload in distinct(workloads) {
@@ -64,6 +72,64 @@ pub fn render(report: &Report) -> String {
                 }
             }
         }
+    }
+    out
+}
+
+/// How the run executed its cells, in a sentence.
+pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
+    let limits = match (e.cpus, e.memory_bytes) {
+        (None, None) => "no CPU or memory limit per container".to_owned(),
+        (cpus, memory) => format!(
+            "each workload container limited to {}",
+            [
+                cpus.map(|c| format!("{c} CPU{}", if c == 1.0 { "" } else { "s" })),
+                memory.map(|m| format!("{} MiB of memory", m >> 20))
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ")
+        ),
+    };
+    let shard = match &e.partition {
+        Some(p) => format!("; shard `{p}`: {cells} of the plan's {} cells", e.plan.len()),
+        None => String::new(),
+    };
+    let jobs = if e.jobs <= 1 { "one cell at a time".to_owned() } else { format!("{} cells at a time", e.jobs) };
+    format!("{jobs}, {limits}{shard}.")
+}
+
+/// The shards a merged report was made of, and what is missing.
+fn merged_section(m: &crate::merge::Merged) -> String {
+    let mut out =
+        String::from("## Shards\n\n| shard | run | cells | s | how | environment |\n|---|---|---|---|---|---|\n");
+    for s in &m.shards {
+        let env = &s.environment;
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} | {:.1} | {} | Docker {}, kernel {}, {}, {}, {} CPUs |",
+            s.partition.as_deref().unwrap_or("whole plan"),
+            s.run_id,
+            s.cells.len(),
+            s.duration_s,
+            execution_line(&crate::Execution { partition: None, ..s.execution.clone() }, 0).trim_end_matches('.'),
+            env.docker_version,
+            env.kernel,
+            env.storage_driver,
+            env.host_filesystem,
+            env.cpus
+        );
+    }
+    out.push('\n');
+    let list = |what: &str, items: &[String]| {
+        if items.is_empty() { String::new() } else { format!("- **{what}**: {}\n", items.join(", ")) }
+    };
+    out.push_str(&list("missing shards", &m.missing_shards));
+    out.push_str(&list("missing cells", &m.missing_cells));
+    out.push_str(&list("cells reported by more than one shard", &m.duplicate_cells));
+    if !m.complete() {
+        out.push('\n');
     }
     out
 }
@@ -465,6 +531,8 @@ pub(crate) mod tests {
                 reason: "tmpfs is memory: there is no disk to fill".into(),
             }],
             bench: None,
+            execution: None,
+            merged: None,
         }
     }
 
@@ -478,6 +546,30 @@ pub(crate) mod tests {
         assert!(md.contains("| tmpfs | data-gone |  | n/a |"), "{md}");
         assert!(md.contains("\n- n/a (tmpfs × disk-full): tmpfs is memory: there is no disk to fill\n"), "{md}");
         assert!(md.contains("cycle 1: **lost-writes**: 7 of 1000 acknowledged commits missing"));
+    }
+
+    #[test]
+    fn the_header_says_how_cells_ran_and_a_merge_lists_its_shards() {
+        let mut report = sample_report();
+        let plan = report.cells.iter().map(CellReport::id).collect();
+        report.execution = Some(crate::Execution {
+            jobs: 2,
+            cpus: Some(1.0),
+            memory_bytes: Some(1 << 30),
+            partition: Some("hash:1/2".into()),
+            plan,
+        });
+        let md = render(&report);
+        assert!(
+            md.contains(
+                "\n2 cells at a time, each workload container limited to 1 CPU and 1024 MiB of memory; shard `hash:1/2`: 3 of the plan's 3 cells.\n"
+            ),
+            "{md}"
+        );
+        let merged = crate::merge::merge(vec![("a".into(), report)]).unwrap();
+        let md = render(&merged);
+        assert!(md.contains("| hash:1/2 | `r1` | 3 | 12.0 | 2 cells at a time, each workload container limited to 1 CPU and 1024 MiB of memory |"), "{md}");
+        assert!(md.contains("- **missing shards**: hash:2/2\n"), "{md}");
     }
 
     #[test]

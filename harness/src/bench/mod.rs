@@ -191,6 +191,8 @@ pub async fn execute(
         cells: vec![],
         unsupported: vec![],
         bench: Some(report),
+        execution: None,
+        merged: None,
     })
 }
 
@@ -519,6 +521,8 @@ mod tests {
             cells: vec![],
             unsupported: vec![],
             bench: Some(bench),
+            execution: None,
+            merged: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Reporters: the live terminal view and the report files.
 //!
-//! The terminal view shows a bar per cell (cycles done, current phase), then
-//! the verdict matrix. Files are written from the finished [`Report`]:
+//! The terminal view shows a bar per running cell (cycles done, current
+//! phase; with `--jobs N` up to N at once), then the verdict matrix. Files are written from the finished [`Report`]:
 //! `report.json` (the model), `report.md`, `report.html` and `junit.xml`.
 
 pub mod environment;
@@ -9,6 +9,7 @@ pub mod environment;
 use crate::run::runner::{Event, Reporter};
 use crashlab_reports::{Report, markdown};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Whether to colour output: only on a terminal, and never when `NO_COLOR`
@@ -26,11 +27,12 @@ fn paint(text: &str, ok: bool, color: bool) -> String {
 }
 
 /// Live progress on the terminal (stderr): an overall bar with the time
-/// left, and a bar per cell.
+/// left, and a bar per cell, as many running at once as `--jobs` allows.
 pub struct Terminal {
     multi: MultiProgress,
     overall: ProgressBar,
-    current: Option<ProgressBar>,
+    /// The bars of started cells, by plan index.
+    bars: HashMap<usize, ProgressBar>,
     cycles: u32,
     /// Runnable cells (`n/a` ones are never started), and how many started.
     total_cells: usize,
@@ -50,7 +52,7 @@ impl Terminal {
         );
         overall.set_prefix("all cells");
         let color = use_color(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-        Terminal { multi, overall, current: None, cycles, total_cells, started: 0, color }
+        Terminal { multi, overall, bars: HashMap::new(), cycles, total_cells, started: 0, color }
     }
 }
 
@@ -69,16 +71,16 @@ impl Reporter for Terminal {
                 self.started += 1;
                 bar.set_prefix(format!("[{}/{}] {} × {}", self.started, self.total_cells, cell.strategy, cell.fault));
                 bar.enable_steady_tick(std::time::Duration::from_millis(250));
-                self.current = Some(bar);
+                self.bars.insert(cell.index, bar);
             }
-            Event::Phase { cycle, phase, .. } => {
-                if let Some(bar) = &self.current {
+            Event::Phase { cell, cycle, phase } => {
+                if let Some(bar) = self.bars.get(&cell.index) {
                     bar.set_message(format!("cycle {}: {}", cycle + 1, phase.as_str()));
                 }
             }
-            Event::CycleFinished { report, .. } => {
+            Event::CycleFinished { cell, report, .. } => {
                 self.overall.inc(1);
-                if let Some(bar) = &self.current {
+                if let Some(bar) = self.bars.get(&cell.index) {
                     bar.inc(1);
                     bar.set_message(format!(
                         "{} ({} acked, {} lost)",
@@ -86,8 +88,8 @@ impl Reporter for Terminal {
                     ));
                 }
             }
-            Event::CellFinished { report, .. } => {
-                if let Some(bar) = self.current.take() {
+            Event::CellFinished { cell, report } => {
+                if let Some(bar) = self.bars.remove(&cell.index) {
                     let mark = paint(if report.passed { "ok" } else { "MISS" }, report.passed, self.color);
                     bar.finish_with_message(format!(
                         "{mark}: {} (expected {}), {:.0} tps, {} acked, {} lost, recovery {:.0} ms",
@@ -125,6 +127,17 @@ pub fn summary(report: &Report, color: bool) -> String {
         if missed == 0 { String::new() } else { format!("; {missed} did not") }
     );
     out.push_str(&format!("\n{}\n", paint(&line, missed == 0, color)));
+    if let Some(m) = &report.merged {
+        for (what, items) in [
+            ("missing shards", &m.missing_shards),
+            ("missing cells", &m.missing_cells),
+            ("cells reported by more than one shard", &m.duplicate_cells),
+        ] {
+            if !items.is_empty() {
+                out.push_str(&paint(&format!("{what}: {}\n", items.join(", ")), false, color));
+            }
+        }
+    }
     out
 }
 
@@ -162,5 +175,31 @@ impl Format {
             Format::Html => "report.html",
             Format::Junit => "junit.xml",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::Fault;
+    use crate::run::runner::Phase;
+    use crate::scenario::Cell;
+    use crate::storage::Strategy;
+    use crashlab_reports::Verdict;
+
+    #[test]
+    fn every_running_cell_has_its_own_bar() {
+        let mut terminal = Terminal::new(true, 2, 3);
+        let cell = |index, strategy| Cell { index, strategy, fault: Fault::Restart, expected: Verdict::Intact };
+        let (a, b) = (cell(0, Strategy::NamedVolume), cell(4, Strategy::Tmpfs));
+        terminal.on_event(&Event::CellStarted { cell: &a });
+        terminal.on_event(&Event::CellStarted { cell: &b });
+        terminal.on_event(&Event::Phase { cell: &b, cycle: 1, phase: Phase::Load });
+        terminal.on_event(&Event::Phase { cell: &a, cycle: 0, phase: Phase::Verify });
+        assert_eq!(terminal.bars.len(), 2);
+        assert_eq!(terminal.bars[&0].prefix(), "[1/3] named-volume × restart");
+        assert_eq!(terminal.bars[&0].message(), "cycle 1: verify");
+        assert_eq!(terminal.bars[&4].prefix(), "[2/3] tmpfs × restart");
+        assert_eq!(terminal.bars[&4].message(), "cycle 2: load");
     }
 }

@@ -55,6 +55,18 @@ pub struct Deployment {
     /// A host port chosen once, so that the server answers on the same
     /// address after every start (see [`Deployment::with_pinned_port`]).
     pinned_port: Option<u16>,
+    /// CPU and memory limits of every container it creates.
+    limits: Limits,
+}
+
+/// Resource limits of a workload container (`[matrix] cpus` and `memory`),
+/// so that cells run side by side do not distort each other's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// CPUs, as Docker's `--cpus` (a CFS quota, not a pinned core).
+    pub cpus: Option<f64>,
+    /// Bytes of memory; swap is not allowed beyond it.
+    pub memory: Option<u64>,
 }
 
 impl Deployment {
@@ -71,7 +83,14 @@ impl Deployment {
             ready_mark: 0,
             uploads: vec![],
             pinned_port: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// Limits every container this deployment creates.
+    pub fn with_limits(mut self, limits: Limits) -> Deployment {
+        self.limits = limits;
+        self
     }
 
     /// Publishes the server on one host port for the deployment's whole
@@ -79,10 +98,24 @@ impl Deployment {
     /// that reconnect after the harness stopped the server on purpose
     /// (`backup-stopped`) find it again. The port is one the kernel had
     /// free a moment ago.
+    ///
+    /// Cells run side by side (`--jobs`) each probe for a port; a port this
+    /// process already pinned is never handed out again, so two cells
+    /// cannot be given the same one between the probe and the daemon's
+    /// bind.
     pub fn with_pinned_port(mut self) -> std::io::Result<Deployment> {
-        let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        self.pinned_port = Some(probe.local_addr()?.port());
-        Ok(self)
+        static PINNED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+        let mut pinned = PINNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for _ in 0..64 {
+            let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+            let port = probe.local_addr()?.port();
+            if !pinned.contains(&port) {
+                pinned.push(port);
+                self.pinned_port = Some(port);
+                return Ok(self);
+            }
+        }
+        Err(std::io::Error::other("the kernel kept offering ports already pinned by this run"))
     }
 
     /// Copies each host file into the given directory of every container
@@ -151,6 +184,11 @@ impl Deployment {
             host_config: Some(HostConfig {
                 mounts: Some(self.storage.mounts(&self.run, &self.spec.data_dir)),
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
+                nano_cpus: self.limits.cpus.map(|c| (c * 1e9).round() as i64),
+                memory: self.limits.memory.map(|m| m as i64),
+                // Equal to `memory`: no swap on top, so the limit is the
+                // limit.
+                memory_swap: self.limits.memory.map(|m| m as i64),
                 ..Default::default()
             }),
             ..Default::default()

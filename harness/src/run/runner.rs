@@ -1,6 +1,15 @@
-//! The runner: walks the plan cell by cell and, per cell, cycle by cycle:
-//! load → fault → recover → verify. Every step is announced as an
-//! [`Event`]; reporters turn events into a terminal view and files.
+//! The runner: runs the plan's cells, up to `jobs` at once, and, per cell,
+//! cycle by cycle: load → fault → recover → verify. Every step is announced
+//! as an [`Event`]; reporters turn events into a terminal view and files.
+//!
+//! Cells run side by side share nothing but the daemon and the host: each
+//! has its own containers, volumes, fault-filesystem mounts and btrfs pool
+//! (all named after the cell), its own host port (picked by the daemon, or
+//! by the kernel for backup strategies) and its own seeds, which derive
+//! from its place in the plan and not from what runs beside it. They do
+//! share the host's CPUs and disk, which is what `[matrix] cpus` and
+//! `memory` are for. They run as futures of one task; the load clients,
+//! the fault filesystems and blocking work run on their own threads.
 //!
 //! A cycle starts from a fresh dataset on the cell's deployment. When a
 //! cycle ends with the server down or the harness unsure of its state (a
@@ -13,7 +22,7 @@ use crate::checker::check;
 use crate::docker::Docker;
 use crate::faults::Cx;
 use crate::run::RunContext;
-use crate::run::deployment::Deployment;
+use crate::run::deployment::{Deployment, Limits};
 use crate::run::readiness::NotReady;
 use crate::scenario::{Cell, Scenario};
 use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
@@ -21,7 +30,9 @@ use crashlab_reports::{
     BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
 use crashlab_workloads::{LoadConfig, Observation, Workload, latency_histogram};
+use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -62,9 +73,30 @@ pub enum Event<'a> {
     CellFinished { cell: &'a Cell, report: &'a CellReport },
 }
 
-/// A sink for runner events.
+/// A sink for runner events. Events of cells run side by side
+/// interleave; each names its cell.
 pub trait Reporter {
     fn on_event(&mut self, event: &Event<'_>);
+}
+
+/// One reporter lent to every running cell in turn: events are delivered
+/// synchronously, so no borrow outlives a call.
+struct Shared<'a, 'r>(&'a RefCell<&'r mut dyn Reporter>);
+
+impl Reporter for Shared<'_, '_> {
+    fn on_event(&mut self, event: &Event<'_>) {
+        self.0.borrow_mut().on_event(event);
+    }
+}
+
+/// The identity of a cell across runs and shards, as its report will
+/// carry it: `workload/strategy/fault`.
+pub fn cell_id(scenario: &Scenario, cell: &Cell) -> String {
+    crashlab_reports::partition::cell_id(
+        scenario.workload.kind.as_str(),
+        &cell.strategy.to_string(),
+        &cell.fault.to_string(),
+    )
 }
 
 /// Drives one scenario.
@@ -91,26 +123,36 @@ impl Runner<'_> {
         *self.cancel.borrow()
     }
 
-    /// Runs every cell in plan order. Stops early, between steps, once
-    /// cancelled; the cells finished by then are returned.
-    pub async fn run(&mut self, cells: &[Cell], reporter: &mut dyn Reporter) -> Vec<CellReport> {
-        let mut reports = Vec::new();
-        for cell in cells {
-            if self.cancelled() {
-                break;
-            }
-            reporter.on_event(&Event::CellStarted { cell });
-            let report = self.run_cell(cell, reporter).await;
-            if self.cancelled() && report.verdicts.len() < self.scenario.matrix.cycles as usize {
-                break;
-            }
-            reporter.on_event(&Event::CellFinished { cell, report: &report });
-            reports.push(report);
-        }
-        reports
+    /// Runs every cell, up to `jobs` at once, starting them in plan order;
+    /// the reports come back in plan order. Stops early, between steps,
+    /// once cancelled: cells not started by then never start, and only
+    /// the cells that finished every cycle are returned.
+    pub async fn run(&self, cells: &[Cell], jobs: usize, reporter: &mut dyn Reporter) -> Vec<CellReport> {
+        let shared = RefCell::new(reporter);
+        let shared = &shared;
+        let mut finished: Vec<(usize, CellReport)> = futures_util::stream::iter(cells.iter().enumerate())
+            .map(|(position, cell)| async move {
+                if self.cancelled() {
+                    return None;
+                }
+                let mut reporter = Shared(shared);
+                reporter.on_event(&Event::CellStarted { cell });
+                let report = self.run_cell(cell, &mut reporter).await;
+                if self.cancelled() && report.verdicts.len() < self.scenario.matrix.cycles as usize {
+                    return None;
+                }
+                reporter.on_event(&Event::CellFinished { cell, report: &report });
+                Some((position, report))
+            })
+            .buffer_unordered(jobs.max(1))
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        finished.sort_by_key(|(position, _)| *position);
+        finished.into_iter().map(|(_, report)| report).collect()
     }
 
-    async fn run_cell(&mut self, cell: &Cell, reporter: &mut dyn Reporter) -> CellReport {
+    async fn run_cell(&self, cell: &Cell, reporter: &mut dyn Reporter) -> CellReport {
         let mut deployment: Option<Deployment> = None;
         let mut backups =
             Backups::new(cell.strategy, &self.scenario.backup, &self.docker, &self.run, &self.cell_name(cell));
@@ -204,7 +246,10 @@ impl Runner<'_> {
             // binary went away since.
             uploads.push((dir.to_owned(), crate::run::agent::locate().map_err(|e| error_chain(&e))?));
         }
-        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name).with_uploads(uploads);
+        let limits = Limits { cpus: self.scenario.matrix.cpus, memory: self.scenario.matrix.memory };
+        let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name)
+            .with_uploads(uploads)
+            .with_limits(limits);
         if cell.strategy.is_backup() {
             d = match d.with_pinned_port() {
                 Ok(d) => d,

@@ -61,11 +61,18 @@ fn image_of(scenario: &Scenario) -> String {
 /// Runs a scenario against the real daemon, alone, in a fresh state
 /// directory, and returns the outcome and the state directory.
 pub async fn run(text: &str) -> (Outcome, tempfile::TempDir) {
+    run_with(text, |_| {}).await
+}
+
+/// [`run`], with settings changed by `tune` (e.g. `jobs`, `partition`).
+pub async fn run_with(text: &str, tune: impl FnOnce(&mut RunSettings)) -> (Outcome, tempfile::TempDir) {
     let scenario = Scenario::parse(text, "test scenario").expect("test scenarios are valid");
     let _guard = exclusive().await;
     let docker = docker_with(&image_of(&scenario)).await;
     let state = tempfile::tempdir().expect("tempdir");
-    let settings = RunSettings { keep: false, quiet: true, state_dir: state.path().to_owned() };
+    let mut settings = RunSettings::new(state.path().to_owned());
+    settings.quiet = true;
+    tune(&mut settings);
     let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let outcome = app::execute(&docker, &scenario, &settings, cancel_rx).await.expect("run completes");
     assert_nothing_left(&docker, &outcome.report.run_id).await;
