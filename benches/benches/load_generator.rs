@@ -45,7 +45,7 @@ faults = ["process-kill"]
 cycles = 5
 "#;
     let scenario = Scenario::parse(text, "bench").expect("scenario");
-    let settings = RunSettings { keep: false, quiet: true, state_dir: state.to_owned() };
+    let settings = RunSettings { quiet: true, ..RunSettings::new(state.to_owned()) };
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let outcome = app::execute(docker, &scenario, &settings, rx).await.expect("run");
     let cell = &outcome.report.cells[0];
