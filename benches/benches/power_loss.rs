@@ -58,7 +58,7 @@ cycles = {CYCLES}
             .await
             .expect("image");
         let state = tempfile::tempdir().expect("tempdir");
-        let settings = RunSettings { keep: false, quiet: true, state_dir: state.path().to_owned() };
+        let settings = RunSettings { quiet: true, ..RunSettings::new(state.path().to_owned()) };
         let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
         app::execute(&docker, &scenario, &settings, cancel_rx).await.expect("run").report
     });
