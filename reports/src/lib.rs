@@ -14,6 +14,7 @@ pub mod compare;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod summary;
 mod verdict;
 
 pub use verdict::{ParseVerdictError, Verdict};

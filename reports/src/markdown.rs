@@ -26,6 +26,7 @@ pub fn render(report: &Report) -> String {
         env.cpus,
         env.crashlab_version,
     );
+    out.push_str(&crate::summary::markdown(report));
     let workloads =
         report.cells.iter().map(|c| c.workload.as_str()).chain(report.unsupported.iter().map(|u| u.workload.as_str()));
     for workload in distinct(workloads) {
