@@ -383,12 +383,8 @@ impl Docker {
             .map_err(|source| DockerError::ArchiveFile { path: archive.to_owned(), source })?;
         let chunks = file_chunks(file);
         let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
-        let progress: Vec<_> = self
-            .inner
-            .import_image_stream(options, chunks, None)
-            .try_collect()
-            .await
-            .map_err(load_err)?;
+        let progress: Vec<_> =
+            self.inner.import_image_stream(options, chunks, None).try_collect().await.map_err(load_err)?;
         // The daemon reports a bad archive in the stream, not the status.
         if let Some(error) = progress.iter().find_map(|p| p.error_detail.as_ref().and_then(|e| e.message.clone())) {
             return Err(load_err(Source::DockerStreamError { error }));

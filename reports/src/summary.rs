@@ -26,8 +26,7 @@ pub fn lines(report: &Report) -> Vec<StrategyLine> {
         let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == *workload).collect();
         for strategy in crate::markdown::distinct(cells.iter().map(|c| c.strategy.as_str())) {
             let of: Vec<&CellReport> = cells.iter().copied().filter(|c| c.strategy == strategy).collect();
-            let name =
-                if workloads.len() > 1 { format!("{workload} / {strategy}") } else { strategy.to_owned() };
+            let name = if workloads.len() > 1 { format!("{workload} / {strategy}") } else { strategy.to_owned() };
             out.push(StrategyLine { name, text: describe(&of) });
         }
     }
@@ -82,7 +81,8 @@ fn describe(cells: &[&CellReport]) -> String {
     text
 }
 
-/// RPO and RTO of a cell that restored a backup, in words.
+/// RPO and RTO of a cell that restored a backup, and a failed check by
+/// the backup tool of its own store, in words.
 fn recovery(c: &CellReport) -> Option<String> {
     let b = c.backup.as_ref()?;
     let mut parts = Vec::new();
@@ -91,6 +91,10 @@ fn recovery(c: &CellReport) -> Option<String> {
     }
     if b.restores > 0 {
         parts.push(format!("RTO {:.1} s (median)", b.rto_ms.p50 / 1e3));
+    }
+    let failed = b.tool_checks.saturating_sub(b.tool_checks_passed);
+    if failed > 0 {
+        parts.push(format!("the backup tool's own check failed in {failed} of {} cycles", b.tool_checks));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
@@ -155,6 +159,9 @@ mod tests {
             lines[0].text
         );
         assert_eq!(lines[2].name, "redis / named-volume");
+        report.cells[1].backup.as_mut().unwrap().tool_checks = 2;
+        let text = &super::lines(&report)[0].text;
+        assert!(text.ends_with(", the backup tool's own check failed in 2 of 2 cycles"), "{text}");
     }
 
     #[test]
