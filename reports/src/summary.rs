@@ -45,7 +45,7 @@ fn describe(cells: &[&CellReport]) -> String {
                 if lost && c.lost_acked_writes > 0 {
                     notes.push(format!("{} of {} acknowledged commits", c.lost_acked_writes, c.acked_writes));
                 }
-                if c.verdict >= Verdict::Inconsistent {
+                if matches!(c.verdict, Verdict::Inconsistent | Verdict::Corrupt) {
                     notes.push(c.verdict.to_string());
                 }
                 if c.verdicts.len() > 1 && hit < c.verdicts.len() {

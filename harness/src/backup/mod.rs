@@ -182,8 +182,8 @@ pub struct Backups {
     sidecar: Option<Sidecar>,
     /// `backup-restic`'s sidecar while the load runs.
     restic: Option<String>,
-    /// `commit-image`: every image id committed or loaded over the cell's
-    /// life, removed at its end.
+    /// `commit-image`: every image id committed over the cell's life, in
+    /// order, removed at its end (a loaded image has its commit's id).
     images: Vec<String>,
     /// Counts every backup and helper container, for unique names.
     seq: u32,
@@ -475,8 +475,9 @@ impl Backups {
         }
         if self.method == Method::CommitImage {
             // The host's image store went with the host: what comes back
-            // is what the archive holds.
-            for image in &self.images {
+            // is what the archive holds. Newest first: a commit of a
+            // container run from a loaded image is that image's child.
+            for image in self.images.iter().rev() {
                 self.docker.remove_image(image).await?;
             }
             if let Some((_, Artifact::Image { tag, archive })) = &latest {
@@ -537,8 +538,8 @@ impl Backups {
         if let Some(id) = self.restic.take() {
             self.docker.remove_container(&id).await.ok();
         }
-        for image in std::mem::take(&mut self.images) {
-            if let Err(e) = self.docker.remove_image(&image).await {
+        for image in std::mem::take(&mut self.images).iter().rev() {
+            if let Err(e) = self.docker.remove_image(image).await {
                 tracing::warn!("could not remove image {image}: {e}");
             }
         }
