@@ -429,7 +429,7 @@ impl Runner<'_> {
             .collect();
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
-        if let Some(b) = backups.as_deref_mut() {
+        if let Some(b) = backups {
             let load_us = (load_s * 1e6) as u64;
             let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
             let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
