@@ -410,6 +410,9 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         // The sync agent's sidecar runs the agent's image.
         ensure_image(&docker, crashlab_workloads::agent::IMAGE, &options.mirror, options.quiet).await?;
     }
+    if scenario.matrix.strategies.contains(&Strategy::BackupRestic) {
+        ensure_image(&docker, crashlab_workloads::restic::IMAGE, &options.mirror, options.quiet).await?;
+    }
 
     // A signal asks the runner to stop between steps; a second one stops
     // it at once, and so does a panic. Either way the run is cleaned up:
@@ -746,9 +749,9 @@ pub async fn clean() -> Result<(), AppError> {
         note!("crashlab: {refusal}");
     }
     println!(
-        "removed {} containers, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools, \
+        "removed {} containers, {} images, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools, \
          {} host-path directories, {} run directories, {} unfinished image builds",
-        c.containers, c.volumes, c.networks, c.mounts, c.btrfs_pools, c.host_dirs, c.dirs, builds
+        c.containers, c.images, c.volumes, c.networks, c.mounts, c.btrfs_pools, c.host_dirs, c.dirs, builds
     );
     if c.live + c.elsewhere + c.refused.len() > 0 {
         println!(

@@ -2,8 +2,8 @@
 //! and every failure names the operation and its object, so an error reads
 //! "failed to start container crashlab-…: …". No other module uses bollard.
 //!
-//! A client [`Docker::journaled`] to a run writes each container, volume
-//! and network into the run's journal before it asks the daemon to create
+//! A client [`Docker::journaled`] to a run writes each container, volume,
+//! network and committed image into the run's journal before it asks the daemon to create
 //! it, so that no creation site can forget to.
 
 use crate::run::journal::{Entry, Journal, JournalError};
@@ -120,6 +120,37 @@ pub enum DockerError {
     #[error("import image {tag}")]
     ImportImage {
         tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("commit container {id} to image {tag}")]
+    CommitContainer {
+        id: String,
+        tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("save image {tag} to an archive")]
+    SaveImage {
+        tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("load images from the archive {}", path.display())]
+    LoadImage {
+        path: std::path::PathBuf,
+        #[source]
+        source: Source,
+    },
+    #[error("remove image {tag}")]
+    RemoveImage {
+        tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("list images labelled {label}")]
+    ListImages {
+        label: String,
         #[source]
         source: Source,
     },
@@ -303,6 +334,89 @@ impl Docker {
         Ok(())
     }
 
+    /// Commits container `id`'s filesystem (its writable layer over its
+    /// image) and configuration as image `tag` (`repo:version`), paused
+    /// by the daemon for the commit so the layer does not change under it;
+    /// returns the image id. The image carries the container's labels.
+    pub async fn commit_container(&self, id: &str, tag: &str) -> Result<String, DockerError> {
+        self.record(Entry::Image(tag.to_owned()))?;
+        let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = bollard::query_parameters::CommitContainerOptionsBuilder::default()
+            .container(id)
+            .repo(repo)
+            .tag(version)
+            .pause(true)
+            .build();
+        let committed = self
+            .inner
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .map_err(|source| DockerError::CommitContainer { id: id.to_owned(), tag: tag.to_owned(), source })?;
+        Ok(committed.id)
+    }
+
+    /// Writes image `tag` with all its layers to a tar archive at `dest`,
+    /// as `docker image save` does; returns the archive's size.
+    pub async fn save_image(&self, tag: &str, dest: &std::path::Path) -> Result<u64, DockerError> {
+        use tokio::io::AsyncWriteExt;
+        let file_err = |source| DockerError::ArchiveFile { path: dest.to_owned(), source };
+        let mut file = tokio::fs::File::create(dest).await.map_err(file_err)?;
+        let mut stream = std::pin::pin!(self.inner.export_image(tag));
+        let mut bytes = 0u64;
+        while let Some(chunk) =
+            stream.try_next().await.map_err(|source| DockerError::SaveImage { tag: tag.to_owned(), source })?
+        {
+            file.write_all(&chunk).await.map_err(file_err)?;
+            bytes += chunk.len() as u64;
+        }
+        file.flush().await.map_err(file_err)?;
+        Ok(bytes)
+    }
+
+    /// Loads the image of an archive written by [`Docker::save_image`]
+    /// (`docker image load`), under `tag`, the tag it was saved with.
+    pub async fn load_image(&self, archive: &std::path::Path, tag: &str) -> Result<(), DockerError> {
+        self.record(Entry::Image(tag.to_owned()))?;
+        let load_err = |source| DockerError::LoadImage { path: archive.to_owned(), source };
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|source| DockerError::ArchiveFile { path: archive.to_owned(), source })?;
+        let chunks = file_chunks(file);
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
+        let progress: Vec<_> =
+            self.inner.import_image_stream(options, chunks, None).try_collect().await.map_err(load_err)?;
+        // The daemon reports a bad archive in the stream, not the status.
+        if let Some(error) = progress.iter().find_map(|p| p.error_detail.as_ref().and_then(|e| e.message.clone())) {
+            return Err(load_err(Source::DockerStreamError { error }));
+        }
+        Ok(())
+    }
+
+    /// Removes image `tag` (a tag or an id), forcibly; one that is
+    /// already gone is not an error. Layers no other image uses go too.
+    pub async fn remove_image(&self, tag: &str) -> Result<bool, DockerError> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+        match self.inner.remove_image(tag, Some(options), None).await {
+            Ok(_) => Ok(true),
+            Err(source) => {
+                let err = DockerError::RemoveImage { tag: tag.to_owned(), source };
+                if err.is_not_found() { Ok(false) } else { Err(err) }
+            }
+        }
+    }
+
+    /// The ids of every image carrying `label` (`key` or `key=value`).
+    pub async fn images_labelled(&self, label: &str) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = bollard::query_parameters::ListImagesOptionsBuilder::default().filters(&filters).build();
+        let images = self
+            .inner
+            .list_images(Some(options))
+            .await
+            .map_err(|source| DockerError::ListImages { label: label.to_owned(), source })?;
+        Ok(images.into_iter().map(|i| i.id).collect())
+    }
+
     /// Creates a container and returns its id.
     pub async fn create_container(&self, name: &str, config: ContainerCreateBody) -> Result<String, DockerError> {
         self.record(Entry::Container(name.to_owned()))?;
@@ -442,13 +556,7 @@ impl Docker {
         let file = tokio::fs::File::open(tar)
             .await
             .map_err(|source| DockerError::ArchiveFile { path: tar.to_owned(), source })?;
-        let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 1 << 20];
-            let n = file.read(&mut buf).await?;
-            buf.truncate(n);
-            Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
-        });
+        let chunks = file_chunks(file);
         let options = UploadToContainerOptionsBuilder::default().path(dest_dir).build();
         self.inner
             .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
@@ -615,4 +723,15 @@ impl Docker {
             .map_err(|source| DockerError::ListVolumes { label: label.to_owned(), source })?;
         Ok(response.volumes.unwrap_or_default())
     }
+}
+
+/// A file as a stream of 1 MiB chunks, for a request body.
+fn file_chunks(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 20];
+        let n = file.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+    })
 }

@@ -75,9 +75,67 @@ pub struct BackupSection {
     /// come from the environment the sidecar is given (`sync-env`).
     #[serde(default, deserialize_with = "store")]
     pub store: Option<Store>,
-    /// `KEY=VALUE` variables for the sync-agent sidecar (`AWS_REGION=...`).
+    /// `KEY=VALUE` variables for the backup sidecars: the sync agent's
+    /// and restic's (`AWS_REGION=...`, `RESTIC_PASSWORD=...`).
     #[serde(default, deserialize_with = "env_vars")]
     pub sync_env: Vec<String>,
+    /// `backup-restic`: the repository, as restic names one: an absolute
+    /// host directory (created if missing, bind-mounted into the restic
+    /// containers) or any restic backend (`sftp:…`, `rest:…`, `s3:…`);
+    /// by default a directory under the run's state directory.
+    #[serde(default, deserialize_with = "repository")]
+    pub repository: Option<Repository>,
+}
+
+/// Where `backup-restic` keeps its repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repository {
+    /// A host directory, bind-mounted into the restic containers.
+    Dir(PathBuf),
+    /// A restic backend, given to restic as written.
+    Backend(String),
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Repository::Dir(dir) => write!(f, "{}", dir.display()),
+            Repository::Backend(url) => f.write_str(url),
+        }
+    }
+}
+
+/// restic's backends other than a local directory, by their prefix.
+const RESTIC_BACKENDS: [&str; 9] = ["sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:", "local:"];
+
+impl std::str::FromStr for Repository {
+    type Err = String;
+
+    fn from_str(repo: &str) -> Result<Repository, String> {
+        if repo.starts_with('/') {
+            return host_dir("repository", repo).map(Repository::Dir);
+        }
+        if repo.starts_with("local:") {
+            return Err(format!(
+                "repository `{}`: write a local repository as its absolute path, without `local:`",
+                one_line(repo)
+            ));
+        }
+        if RESTIC_BACKENDS.iter().any(|b| repo.starts_with(b) && repo.len() > b.len())
+            && !repo.contains(char::is_whitespace)
+        {
+            return Ok(Repository::Backend(repo.to_owned()));
+        }
+        Err(format!(
+            "repository `{}` is neither an absolute host directory nor a restic backend ({}…)",
+            one_line(repo),
+            RESTIC_BACKENDS[..8].join("…, ")
+        ))
+    }
+}
+
+fn repository<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Repository>, D::Error> {
+    String::deserialize(d)?.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 impl Default for BackupSection {
@@ -88,6 +146,7 @@ impl Default for BackupSection {
             quiesce: QuiesceMode::Engine,
             store: None,
             sync_env: vec![],
+            repository: None,
         }
     }
 }
@@ -957,6 +1016,30 @@ faults = ["restart"]
         for (url, expected) in bad {
             let err = store_of(&url).unwrap_err().to_string();
             assert!(err.contains(expected), "for {url:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn a_restic_repository_is_a_host_directory_or_a_restic_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |repo: &str| format!("{MINIMAL}[backup]\nrepository = \"{repo}\"\n");
+        let repo_of = |repo: &str| Scenario::parse(&with(repo), "s.toml").map(|s| s.backup.repository.unwrap());
+        let fresh = dir.path().join("new/repo");
+        let path = fresh.display().to_string();
+        assert_eq!(repo_of(&path).unwrap(), Repository::Dir(fresh.clone()));
+        for backend in ["sftp:backup@host:/srv/restic", "rest:http://127.0.0.1:8000/", "s3:s3.example/bucket"] {
+            assert_eq!(repo_of(backend).unwrap(), Repository::Backend(backend.into()));
+        }
+        let bad = [
+            ("relative/dir", "repository `relative/dir` is neither an absolute host directory nor a restic backend"),
+            ("/", "repository `/` is the root directory"),
+            ("local:/srv/r", "without `local:`"),
+            ("sftp:", "is neither"),
+            ("file:///srv/r", "is neither"),
+        ];
+        for (repo, expected) in bad {
+            let err = repo_of(repo).unwrap_err().to_string();
+            assert!(err.contains(expected), "for {repo:?}: got {err:?}, wanted {expected:?}");
         }
     }
 

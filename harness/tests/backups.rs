@@ -158,3 +158,85 @@ async fn a_file_store_on_the_host_receives_the_sync_agents_archive_and_restores_
         "one archive, the application's, lands in the host directory: {archives:?}"
     );
 }
+
+/// A short MariaDB load with a backup every second on one strategy.
+fn quick(strategy: &str, load: &str, cycles: u32) -> String {
+    format!(
+        r#"
+name = "backups-quick"
+seed = 13
+[workload]
+kind = "mariadb"
+server-args = ["--innodb-flush-log-at-trx-commit=1", "--innodb-log-file-size=16M"]
+clients = 4
+load = "{load}"
+[backup]
+interval = "1s"
+[matrix]
+strategies = ["{strategy}"]
+faults = ["host-loss"]
+cycles = {cycles}
+[[expect]]
+strategy = "*"
+verdict = "lost-writes"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restic_restores_its_latest_snapshot_within_an_interval_and_its_repository_checks() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::restic::IMAGE).await);
+    let (outcome, _state) = common::run(&quick("backup-restic", "3500ms", 1)).await;
+    let c = cell(&outcome.report, "backup-restic");
+    let cycle = &c.cycle_details[0];
+    let backup = cycle.backup.as_ref().expect("a backup strategy reports its backups");
+    let b = c.backup.as_ref().expect("backup summary");
+    let detail = format!("{cycle:#?}");
+    assert!(c.verdict <= Verdict::LostWrites, "a restic snapshot of a durable engine restores: {detail}");
+    assert!(b.backups >= 2, "backups every second of the load: {detail}");
+    assert_eq!((b.restores, b.consistent_restores), (1, 1), "{detail}");
+    assert_eq!(backup.restored, last_completed(c), "the cycle's latest snapshot was restored: {detail}");
+    let rpo = b.rpo_s_max.expect("a host loss has a recovery point");
+    let bound = 1.0 + b.duration_ms.max / 1e3 + 0.25;
+    assert!(rpo <= bound, "RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s): {detail}");
+    // The repository is the backup's own judge.
+    let check = backup.tool_check.as_ref().expect("restic check ran");
+    assert!(check.passed && check.command == "restic check", "{check:?}");
+    assert_eq!((b.tool_checks, b.tool_checks_passed), (1, 1));
+    // Incremental: the repository grows by what changed, which is less
+    // than the first backup's whole dataset.
+    let done: Vec<_> = backup.backups.iter().filter(|r| r.error.is_none()).collect();
+    let repo: Vec<u64> = done.iter().map(|r| r.repo_bytes.expect("a local repository is measured")).collect();
+    assert!(repo.windows(2).all(|w| w[0] <= w[1]), "a repository only grows: {repo:?}");
+    assert!(done[1].bytes < done[0].bytes, "the second backup adds less than the first: {done:?}");
+    assert_eq!(b.repo_bytes_max, repo.last().map(|&r| r as f64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_image_brings_the_writable_layers_data_back_after_host_loss() {
+    if common::skip_docker() {
+        return;
+    }
+    // Two cycles: the second commits a container run from the image the
+    // first loaded back.
+    let (outcome, _state) = common::run(&quick("commit-image", "3s", 2)).await;
+    let c = cell(&outcome.report, "commit-image");
+    let b = c.backup.as_ref().expect("backup summary");
+    let detail = format!("{:#?}", c.cycle_details);
+    // The container and its layer are gone with the host; the data comes
+    // back only from the image loaded from the archive.
+    assert!(c.verdict <= Verdict::LostWrites, "the committed layer restores: {detail}");
+    assert!(b.backups >= 2, "{detail}");
+    assert_eq!((b.restores, b.consistent_restores), (2, 2), "{detail}");
+    for cycle in &c.cycle_details {
+        let backup = cycle.backup.as_ref().expect("a backup strategy reports its backups");
+        assert_eq!(backup.restored, backup.backups.iter().rposition(|b| b.error.is_none()), "{detail}");
+        assert!(cycle.acked_writes > cycle.lost_acked_writes, "what the image held survived: {detail}");
+    }
+    // The archive holds the whole image, not only the data.
+    assert!(b.bytes.max > 100e6, "{detail}");
+    assert!(b.method.contains("committed"), "{}", b.method);
+}

@@ -84,6 +84,7 @@ pub fn render(report: &Report) -> String {
     if let Some(merged) = &report.merged {
         out.push_str(&shards_section(merged));
     }
+    out.push_str(&summary(report));
     for workload in distinct(report.cells.iter().map(|c| c.workload.as_str())) {
         let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == workload).collect();
         let _ = writeln!(out, "<h2>{}: verdicts</h2>", esc(workload));
@@ -418,6 +419,20 @@ fn bench_section(bench: &BenchReport) -> String {
         }
         out.push_str("</ul>\n");
     }
+    out
+}
+
+/// The plain-language summary per strategy ([`crate::summary`]).
+fn summary(report: &Report) -> String {
+    let lines = crate::summary::lines(report);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h2>Summary</h2>\n<ul class=\"summary\">\n");
+    for l in &lines {
+        let _ = writeln!(out, "<li><b>{}</b> — {}.</li>", esc(&l.name), esc(&l.text));
+    }
+    out.push_str("</ul>\n");
     out
 }
 

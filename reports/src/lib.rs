@@ -16,6 +16,7 @@ pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod partition;
+pub mod summary;
 mod verdict;
 
 pub use verdict::{ParseVerdictError, Verdict};
@@ -221,6 +222,18 @@ pub struct BackupSummary {
     pub consistent_restores: u32,
     /// The stall the backups caused, over all cycles.
     pub stall: Stall,
+    /// For methods that add each backup to a repository (`backup-restic`):
+    /// the largest size the repository reached; `bytes` is then what one
+    /// backup added to it (its growth), not a whole copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_bytes_max: Option<f64>,
+    /// The backup tool's own integrity checks of what it stored (`restic
+    /// check`), run over the cycles, and those that passed; zero for
+    /// methods without one.
+    #[serde(default)]
+    pub tool_checks: u32,
+    #[serde(default)]
+    pub tool_checks_passed: u32,
 }
 
 /// Commits while a backup ran against commits outside backups, over the
@@ -266,6 +279,21 @@ pub struct BackupCycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo_s: Option<f64>,
     pub stall: Stall,
+    /// The backup tool's own check of what it stored, after the cycle's
+    /// backups; absent for methods without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_check: Option<ToolCheck>,
+}
+
+/// A backup tool checking its own store (`restic check`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCheck {
+    /// The command, as run.
+    pub command: String,
+    pub passed: bool,
+    /// The tail of its output when it failed or could not run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// One backup.
@@ -274,8 +302,13 @@ pub struct BackupRecord {
     /// Start, seconds since the load began.
     pub at_s: f64,
     pub duration_ms: f64,
-    /// Size as stored; 0 for a snapshot, which shares its blocks.
+    /// Size as stored; 0 for a snapshot, which shares its blocks. For a
+    /// backup into a repository (`backup-restic`), what it added to the
+    /// repository.
     pub bytes: u64,
+    /// The repository's size after this backup, for methods that keep one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_bytes: Option<u64>,
     /// Why the backup failed; absent when it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

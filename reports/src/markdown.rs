@@ -2,7 +2,7 @@
 //! tables, readable in a terminal, a pull request or a wiki.
 
 use crate::bench::{BenchReport, IoResult, Profile};
-use crate::{CellReport, Report, Unsupported};
+use crate::{BackupSummary, CellReport, Report, Unsupported};
 use std::fmt::Write;
 
 /// Renders the whole report.
@@ -34,6 +34,7 @@ pub fn render(report: &Report) -> String {
     if let Some(merged) = &report.merged {
         out.push_str(&merged_section(merged));
     }
+    out.push_str(&crate::summary::markdown(report));
     let workloads =
         report.cells.iter().map(|c| c.workload.as_str()).chain(report.unsupported.iter().map(|u| u.workload.as_str()));
     for workload in distinct(workloads) {
@@ -247,8 +248,8 @@ pub fn backups_section(cells: &[CellReport]) -> String {
 /// The table of [`backups_section`].
 pub fn backups_table(cells: &[&CellReport]) -> String {
     let mut out = String::from(
-        "| workload | strategy | fault | verdict | RPO commits | RPO s | restore ms | RTO ms p50 / max | backups | backup ms p50 / max | backup size | tps in / out backups | p99 ms in / out | max ms in / out | consistent restores |\n\
-         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| workload | strategy | fault | verdict | RPO commits | RPO s | restore ms | RTO ms p50 / max | backups | backup ms p50 / max | backup size | tps in / out backups | p99 ms in / out | max ms in / out | consistent restores | tool check |\n\
+         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cells {
         let Some(b) = &c.backup else { continue };
@@ -257,7 +258,7 @@ pub fn backups_table(cells: &[&CellReport]) -> String {
         let restored = b.restores > 0;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{failed} | {:.0} / {:.0} | {} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{failed} | {:.0} / {:.0} | {} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
             c.workload,
             c.strategy,
             c.fault,
@@ -269,11 +270,7 @@ pub fn backups_table(cells: &[&CellReport]) -> String {
             b.backups,
             b.duration_ms.p50,
             b.duration_ms.max,
-            if b.bytes.max > 0.0 {
-                format!("{} MiB", figure(b.bytes.p50 / f64::from(1 << 20)))
-            } else {
-                "shared".into()
-            },
+            backup_size(b),
             b.stall.window_tps,
             b.stall.outside_tps,
             b.stall.window_p99_ms,
@@ -281,9 +278,31 @@ pub fn backups_table(cells: &[&CellReport]) -> String {
             b.stall.window_max_ms,
             b.stall.outside_max_ms,
             or_dash(restored.then(|| format!("{} of {}", b.consistent_restores, b.restores))),
+            tool_check(b),
         );
     }
     out
+}
+
+/// A backup's size: a whole copy's median, a repository's growth per
+/// backup (median / largest) and its final size, or `shared` for a
+/// snapshot that copies nothing.
+fn backup_size(b: &BackupSummary) -> String {
+    let mib = |bytes: f64| figure(bytes / f64::from(1 << 20));
+    match b.repo_bytes_max {
+        Some(repo) => format!("+{} / +{} MiB a backup, repo {} MiB", mib(b.bytes.p50), mib(b.bytes.max), mib(repo)),
+        None if b.bytes.max > 0.0 => format!("{} MiB", mib(b.bytes.p50)),
+        None => "shared".into(),
+    }
+}
+
+/// The backup tool's own checks: `–` without one, a flag when one failed.
+fn tool_check(b: &BackupSummary) -> String {
+    match (b.tool_checks, b.tool_checks - b.tool_checks_passed.min(b.tool_checks)) {
+        (0, _) => "–".into(),
+        (n, 0) => format!("{n} of {n} passed"),
+        (n, failed) => format!("**✗ {failed} of {n} failed**"),
+    }
 }
 
 /// Which backup methods were application-consistent in practice: every
@@ -575,6 +594,30 @@ pub(crate) mod tests {
     #[test]
     fn markdown_snapshot() {
         insta::assert_snapshot!(render(&sample_report()));
+    }
+
+    #[test]
+    fn a_repository_shows_its_growth_and_a_failed_tool_check_is_flagged() {
+        let mut restic = cell("backup-restic", "host-loss", Verdict::LostWrites, Verdict::LostWrites, 3);
+        let mib = f64::from(1 << 20);
+        restic.backup = Some(BackupSummary {
+            backups: 3,
+            bytes: Spread { p50: 0.5 * mib, max: 40.0 * mib },
+            repo_bytes_max: Some(41.0 * mib),
+            tool_checks: 2,
+            tool_checks_passed: 1,
+            ..BackupSummary::default()
+        });
+        let mut tar = cell("backup-hot", "host-loss", Verdict::LostWrites, Verdict::LostWrites, 3);
+        tar.backup = Some(BackupSummary {
+            backups: 3,
+            bytes: Spread { p50: 45.0 * mib, max: 45.0 * mib },
+            ..Default::default()
+        });
+        let table = backups_table(&[&restic, &tar]);
+        assert!(table.contains("| +0.50 / +40.00 MiB a backup, repo 41.00 MiB |"), "{table}");
+        assert!(table.contains("| **✗ 1 of 2 failed** |"), "{table}");
+        assert!(table.contains("| 45.00 MiB |") && table.ends_with("| – |\n"), "{table}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod mariadb;
 pub mod postgres;
 mod recipe;
 pub mod redis;
+pub mod restic;
 pub mod sqlite;
 
 pub use ack::{AckLog, Outcome, Span, Transfer};
@@ -36,8 +37,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 5] =
-    [&mariadb::RECIPE, &postgres::RECIPE, &redis::RECIPE, &fio::RECIPE, &agent::RECIPE];
+pub const RECIPES: [&ImageRecipe; 6] =
+    [&mariadb::RECIPE, &postgres::RECIPE, &redis::RECIPE, &fio::RECIPE, &agent::RECIPE, &restic::RECIPE];
 
 /// How a workload's container is to be created; the harness adds the
 /// strategy's mounts, labels and the published port.

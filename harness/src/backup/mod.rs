@@ -1,4 +1,4 @@
-//! Backups: the five backup strategies, how each takes a copy of the live
+//! Backups: the seven backup strategies, how each takes a copy of the live
 //! data during the load, and how the copy comes back after a host loss.
 //!
 //! Every backup strategy keeps the live data on a named volume. From one
@@ -13,6 +13,8 @@
 //! | `backup-stopped` | the container stopped (graceful), the copy taken, the container started again — what docker-volume-backup does | as `backup-hot` |
 //! | `btrfs-snapshot` | a read-only snapshot of the btrfs subvolume the volume binds | a writable snapshot of the latest read-only one becomes the new volume |
 //! | `sync-agent` | a sidecar container (`crashlab-agent sync`) mounting the volume read-only archives and gzips the directory every interval and uploads it to an object store, one object per application | a one-shot `crashlab-agent restore` container unpacks the object into a new volume |
+//! | `backup-restic` | a restic sidecar (Debian's `restic`) mounting the volume read-only runs `restic backup` (by Docker exec) into a repository: incremental and deduplicated, so an unchanged file costs a metadata lookup and nothing stored | a one-shot restic container restores this cycle's latest snapshot into a new volume; `restic check` checks the repository after every cycle |
+//! | `commit-image` | the data lives in the container's writable layer; the container is committed to an image (paused by the daemon for the commit) and the image saved as an archive, as a container-only setup carries a container to another host | the host's images are gone: the archive is loaded and a new container created from its image |
 //!
 //! Only the latest backup of the current cycle is ever restored, once: a
 //! restore that does not start or fails the engine's integrity check makes
@@ -20,11 +22,21 @@
 //! tried in its place. Each cycle starts a fresh dataset, so a backup from
 //! an earlier cycle is never restored into a later one.
 //!
-//! What `host-loss` leaves: the tar archives and the local object store
-//! live under the run directory and the btrfs snapshots in the harness's
-//! pool — they stand for storage off the lost host (a backup server, an S3
-//! bucket, a volume plugin's snapshots). The live volume, its subvolume and
-//! the containers are destroyed.
+//! What `host-loss` leaves: the tar and image archives, the local object
+//! store and the restic repository live under the run directory and the
+//! btrfs snapshots in the harness's pool — they stand for storage off the
+//! lost host (a backup server, an S3 bucket, a volume plugin's snapshots).
+//! The live volume, its subvolume, the containers and the images committed
+//! on the host are destroyed.
+//!
+//! What a committed image keeps: the container's files as its processes
+//! left them at the pause, in the page cache or not (a process kill at
+//! that instant, as far as the data is concerned), and its configuration.
+//! What it loses: anything mounted (volumes, bind mounts, tmpfs), which
+//! commit never includes, and the processes' memory. Its archive holds
+//! every layer of the image beneath, so each backup is the whole image;
+//! loading it where the base layers are present (the same daemon, here)
+//! skips them, which a fresh host could not.
 //!
 //! The measures: a backup's duration runs from its start until the copy is
 //! complete and the engine writing again (for `backup-stopped`, until the
@@ -37,10 +49,10 @@
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::run::deployment::{Deployment, DeploymentError};
-use crate::scenario::{BackupSection, QuiesceMode, Store};
+use crate::scenario::{BackupSection, QuiesceMode, Repository, Store};
 use crate::storage::{StorageError, Strategy};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use crashlab_reports::{BackupCycle, BackupRecord, Stall};
+use crashlab_reports::{BackupCycle, BackupRecord, Stall, ToolCheck};
 use crashlab_workloads::{AckLog, Outcome, Workload, latency_histogram};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,6 +64,15 @@ const SIDECAR_READY: Duration = Duration::from_secs(15);
 /// Where the sidecar sees the data and the local object store.
 const SIDECAR_DATA: &str = "/data";
 const SIDECAR_STORE: &str = "/store";
+/// Where the restic containers see a repository on the host.
+const RESTIC_REPO: &str = "/repo";
+/// The repository's password unless `sync-env` gives `RESTIC_PASSWORD`:
+/// the repository stands for a backup server, not a secret.
+const RESTIC_PASSWORD: &str = "RESTIC_PASSWORD=crashlab";
+/// The host name restic records: the sidecar's changes every cycle, and
+/// restic picks a backup's parent snapshot (the one whose unchanged files
+/// it skips) by host and paths.
+const RESTIC_HOST: &str = "crashlab";
 /// How long a server stopped for a backup may take to answer again.
 const BACK_WITHIN: Duration = Duration::from_secs(60);
 
@@ -80,6 +101,10 @@ pub enum BackupError {
     SidecarNotReady(String),
     #[error("`crashlab-agent restore` exited with {code}: {output}")]
     RestoreFailed { code: i64, output: String },
+    #[error("`{command}` exited with {code:?}: {output}")]
+    Restic { command: String, code: Option<i64>, output: String },
+    #[error("`restic backup` printed no summary: {0}")]
+    NoResticSummary(String),
     #[error(transparent)]
     Agent(#[from] crate::run::agent::AgentError),
     #[error("the deployment has no container")]
@@ -104,6 +129,11 @@ enum Artifact {
     Snapshot(String),
     /// The application's object in the store.
     Object,
+    /// A snapshot in the restic repository, and the repository's size
+    /// after it when the repository is a host directory.
+    Restic { snapshot: String, repo_bytes: Option<u64> },
+    /// A committed image, saved to an archive on the host.
+    Image { tag: String, archive: PathBuf },
 }
 
 /// The sync-agent sidecar while it runs.
@@ -128,6 +158,10 @@ pub enum Method {
     BtrfsSnapshot,
     /// A sidecar archives and uploads the directory every interval.
     SyncAgent,
+    /// A restic sidecar backs the volume up into a repository.
+    Restic,
+    /// The container committed to an image, saved as an archive.
+    CommitImage,
 }
 
 /// One cell's backups.
@@ -146,6 +180,11 @@ pub struct Backups {
     /// Snapshots taken over the cell's life, deleted at the next cycle.
     snapshots: Vec<String>,
     sidecar: Option<Sidecar>,
+    /// `backup-restic`'s sidecar while the load runs.
+    restic: Option<String>,
+    /// `commit-image`: every image id committed over the cell's life, in
+    /// order, removed at its end (a loaded image has its commit's id).
+    images: Vec<String>,
     /// Counts every backup and helper container, for unique names.
     seq: u32,
 }
@@ -171,6 +210,8 @@ impl Backups {
             latest: None,
             snapshots: vec![],
             sidecar: None,
+            restic: None,
+            images: vec![],
             seq: 0,
         })
     }
@@ -192,6 +233,16 @@ impl Backups {
                 "sidecar archiving (tar.gz) and uploading to {} every interval, one object per application",
                 self.settings.store.as_ref().map_or_else(|| "a local object store".to_owned(), Store::to_string)
             ),
+            Method::Restic => format!(
+                "restic sidecar backing the volume up every interval into {} (incremental, deduplicated)",
+                self.settings
+                    .repository
+                    .as_ref()
+                    .map_or_else(|| "a repository in a local directory".to_owned(), |r| format!("repository {r}"))
+            ),
+            Method::CommitImage => {
+                "container committed to an image (paused for the commit), image saved as an archive".into()
+            }
         }
     }
 
@@ -211,6 +262,9 @@ impl Backups {
         }
         if self.method == Method::SyncAgent {
             self.start_sidecar(d).await?;
+        }
+        if self.method == Method::Restic {
+            self.start_restic(d).await?;
         }
         Ok(())
     }
@@ -243,13 +297,17 @@ impl Backups {
             let index = self.records.len();
             match taken {
                 Ok((bytes, artifact)) => {
-                    self.records.push(BackupRecord { at_s, duration_ms, bytes, error: None });
+                    let repo_bytes = match &artifact {
+                        Artifact::Restic { repo_bytes, .. } => *repo_bytes,
+                        _ => None,
+                    };
+                    self.records.push(BackupRecord { at_s, duration_ms, bytes, repo_bytes, error: None });
                     self.latest = Some((index, artifact));
                 }
                 Err(e) => {
                     let error = crate::run::runner::error_chain(&e);
                     tracing::warn!("backup failed: {error}");
-                    self.records.push(BackupRecord { at_s, duration_ms, bytes: 0, error: Some(error) });
+                    self.records.push(BackupRecord { at_s, duration_ms, error: Some(error), ..Default::default() });
                 }
             }
             // Ticks missed while a long backup ran are skipped, not made up.
@@ -305,7 +363,52 @@ impl Backups {
                 Ok((0, Artifact::Snapshot(snapshot)))
             }
             Method::SyncAgent => unreachable!("the sync agent's sidecar takes its own backups"),
+            Method::Restic => self.restic_backup().await,
+            Method::CommitImage => self.commit(d).await,
         }
+    }
+
+    /// `restic backup` in the sidecar: what it added to the repository and
+    /// the snapshot it made.
+    async fn restic_backup(&self) -> Result<(u64, Artifact), BackupError> {
+        let id = self.restic.as_deref().ok_or(BackupError::NoContainer)?;
+        let before = self.local_repo().map(|dir| dir_size(&dir));
+        let cmd = ["restic", "backup", "--json", "--quiet", "--host", RESTIC_HOST, SIDECAR_DATA].map(str::to_owned);
+        let run = self.docker.exec(id, &cmd).await?;
+        let output = one_line(&run.output);
+        if run.exit_code != Some(0) {
+            return Err(BackupError::Restic { command: cmd.join(" "), code: run.exit_code, output });
+        }
+        let summary = ResticSummary::parse(&run.output).ok_or(BackupError::NoResticSummary(output))?;
+        let repo_bytes = self.local_repo().map(|dir| dir_size(&dir));
+        // A repository on the host is measured; a remote one is taken at
+        // restic's word for what it added.
+        let added = match (before, repo_bytes) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => summary.data_added,
+        };
+        Ok((added, Artifact::Restic { snapshot: summary.snapshot_id, repo_bytes }))
+    }
+
+    /// Commits the container (paused by the daemon for the commit) and
+    /// saves the image to `latest-image.tar`, replacing the previous
+    /// archive only once the save is whole.
+    async fn commit(&mut self, d: &Deployment) -> Result<(u64, Artifact), BackupError> {
+        let id = d.container_id().ok_or(BackupError::NoContainer)?;
+        let tag = format!("{}-commit:{}", self.name, self.seq);
+        let image = self.docker.commit_container(id, &tag).await?;
+        self.images.push(image);
+        let partial = self.dir.join("partial-image.tar");
+        let bytes = self.docker.save_image(&tag, &partial).await?;
+        let archive = self.dir.join("latest-image.tar");
+        std::fs::rename(&partial, &archive).map_err(|source| BackupError::Dir { path: archive.clone(), source })?;
+        // Only the latest is kept, as for the tar copies.
+        if let Some((_, Artifact::Image { tag: previous, .. })) = &self.latest
+            && let Err(e) = self.docker.remove_image(previous).await
+        {
+            tracing::debug!("could not remove the superseded image {previous}: {e}");
+        }
+        Ok((bytes, Artifact::Image { tag, archive }))
     }
 
     /// Copies the data directory out of the container into `latest.tar`,
@@ -322,6 +425,10 @@ impl Backups {
     /// Ends the cycle's backups at the fault: the sync agent's sidecar is
     /// stopped and its report read.
     pub async fn end_load(&mut self) -> Result<(), BackupError> {
+        if let Some(id) = self.restic.take() {
+            // Gone with the host; a backup in flight was let finish.
+            self.docker.remove_container(&id).await?;
+        }
         let Some(sidecar) = self.sidecar.take() else { return Ok(()) };
         // Killed, not stopped: the host goes down with everything on it,
         // and an upload in flight must not finish after the fault.
@@ -338,10 +445,13 @@ impl Backups {
             let index = self.records.len();
             match event.error {
                 None => {
-                    self.records.push(BackupRecord { at_s, duration_ms, bytes: event.bytes, error: None });
+                    let record = BackupRecord { at_s, duration_ms, bytes: event.bytes, ..Default::default() };
+                    self.records.push(record);
                     self.latest = Some((index, Artifact::Object));
                 }
-                Some(error) => self.records.push(BackupRecord { at_s, duration_ms, bytes: 0, error: Some(error) }),
+                Some(error) => {
+                    self.records.push(BackupRecord { at_s, duration_ms, error: Some(error), ..Default::default() })
+                }
             }
         }
         Ok(())
@@ -358,8 +468,22 @@ impl Backups {
             _ => None,
         };
         d.reprovision(snapshot).await?;
-        if let Some((_, Artifact::Object)) = &latest {
-            self.restore_object(d).await?;
+        match &latest {
+            Some((_, Artifact::Object)) => self.restore_object(d).await?,
+            Some((_, Artifact::Restic { snapshot, .. })) => self.restore_restic(d, snapshot).await?,
+            _ => {}
+        }
+        if self.method == Method::CommitImage {
+            // The host's image store went with the host: what comes back
+            // is what the archive holds. Newest first: a commit of a
+            // container run from a loaded image is that image's child.
+            for image in self.images.iter().rev() {
+                self.docker.remove_image(image).await?;
+            }
+            if let Some((_, Artifact::Image { tag, archive })) = &latest {
+                self.docker.load_image(archive, tag).await?;
+                d.set_image(tag.clone());
+            }
         }
         d.create().await?;
         if let Some((_, Artifact::Tar(archive))) = &latest {
@@ -374,14 +498,22 @@ impl Backups {
         Ok(Restored { backup: latest.map(|(i, _)| i), restore_ms: started.elapsed().as_secs_f64() * 1e3 })
     }
 
-    /// The cycle's backups, with the recovery point when the host was lost.
-    pub fn cycle_report(&self, stall: Stall, restored: Option<Restored>, rpo_s: Option<f64>) -> BackupCycle {
+    /// The cycle's backups, with the recovery point when the host was
+    /// lost and, for `backup-restic`, `restic check` of the repository
+    /// (run here, after the cycle's restore and verification, so that it
+    /// counts in neither).
+    pub async fn cycle_report(&mut self, stall: Stall, restored: Option<Restored>, rpo_s: Option<f64>) -> BackupCycle {
+        let tool_check = match self.method {
+            Method::Restic if self.records.iter().any(|r| r.error.is_none()) => Some(self.restic_check().await),
+            _ => None,
+        };
         BackupCycle {
             backups: self.records.clone(),
             restored: restored.and_then(|r| r.backup),
             restore_ms: restored.map(|r| r.restore_ms),
             rpo_s,
             stall,
+            tool_check,
         }
     }
 
@@ -402,6 +534,14 @@ impl Backups {
     pub async fn teardown(mut self) {
         if let Some(sidecar) = self.sidecar.take() {
             self.docker.remove_container(&sidecar.id).await.ok();
+        }
+        if let Some(id) = self.restic.take() {
+            self.docker.remove_container(&id).await.ok();
+        }
+        for image in std::mem::take(&mut self.images).iter().rev() {
+            if let Err(e) = self.docker.remove_image(image).await {
+                tracing::warn!("could not remove image {image}: {e}");
+            }
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -484,6 +624,118 @@ impl Backups {
         }
     }
 
+    /// The repository's host directory, when it is one.
+    fn local_repo(&self) -> Option<PathBuf> {
+        match &self.settings.repository {
+            None => Some(self.dir.join("restic")),
+            Some(Repository::Dir(dir)) => Some(dir.clone()),
+            Some(Repository::Backend(_)) => None,
+        }
+    }
+
+    /// A container of the restic image with the repository (and, given a
+    /// deployment, its volume at [`SIDECAR_DATA`]), created, not started.
+    /// Without `cmd` it idles (the sidecar); with it, it runs `restic CMD…`.
+    async fn restic_container(
+        &mut self,
+        what: &str,
+        data: Option<(&Deployment, bool)>,
+        cmd: Option<Vec<String>>,
+    ) -> Result<String, BackupError> {
+        self.seq += 1;
+        let mut mounts = Vec::new();
+        if let Some((d, read_only)) = data {
+            mounts.push(Mount {
+                target: Some(SIDECAR_DATA.into()),
+                source: d.storage().volume().map(str::to_owned),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(read_only),
+                ..Default::default()
+            });
+        }
+        let repository = match (&self.settings.repository, self.local_repo()) {
+            (Some(Repository::Backend(url)), _) => url.clone(),
+            (_, Some(dir)) => {
+                std::fs::create_dir_all(&dir).map_err(|source| BackupError::Dir { path: dir.clone(), source })?;
+                mounts.push(Mount {
+                    target: Some(RESTIC_REPO.into()),
+                    source: Some(dir.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    ..Default::default()
+                });
+                RESTIC_REPO.to_owned()
+            }
+            (_, None) => unreachable!("a repository is a directory or a backend"),
+        };
+        // Later entries win: `sync-env` may set its own password.
+        let mut env = vec![RESTIC_PASSWORD.to_owned(), format!("RESTIC_REPOSITORY={repository}")];
+        env.extend(self.settings.sync_env.iter().cloned());
+        let config = ContainerCreateBody {
+            image: Some(crashlab_workloads::restic::IMAGE.into()),
+            entrypoint: cmd.is_some().then(|| vec!["restic".to_owned()]),
+            cmd,
+            env: Some(env),
+            labels: Some(self.run.labels()),
+            host_config: Some(HostConfig { mounts: Some(mounts), ..Default::default() }),
+            ..Default::default()
+        };
+        let name = format!("{}-restic-{what}-{}", self.name, self.seq);
+        Ok(self.docker.create_container(&name, config).await?)
+    }
+
+    /// Starts the restic sidecar on the deployment's volume, creating the
+    /// repository the first time.
+    async fn start_restic(&mut self, d: &Deployment) -> Result<(), BackupError> {
+        let id = self.restic_container("sidecar", Some((d, true)), None).await?;
+        self.restic = Some(id.clone());
+        self.docker.start(&id).await?;
+        let init = "restic cat config >/dev/null 2>&1 || restic init";
+        let run = self.docker.exec(&id, &["sh".to_owned(), "-c".to_owned(), init.to_owned()]).await?;
+        if run.exit_code != Some(0) {
+            return Err(BackupError::Restic {
+                command: init.into(),
+                code: run.exit_code,
+                output: one_line(&run.output),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `restic ARGS…` in a one-shot container and waits for it.
+    async fn restic_once(&mut self, what: &str, data: Option<&Deployment>, args: &[&str]) -> Result<(), BackupError> {
+        let cmd: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let id = self.restic_container(what, data.map(|d| (d, false)), Some(cmd)).await?;
+        let result = async {
+            self.docker.start(&id).await?;
+            let code = self.docker.wait(&id).await?;
+            if code != 0 {
+                let output = self.docker.logs_tail(&id, 8).await.unwrap_or_default();
+                let command = format!("restic {}", args.join(" "));
+                return Err(BackupError::Restic { command, code: Some(code), output: one_line(&output) });
+            }
+            Ok(())
+        }
+        .await;
+        self.docker.remove_container(&id).await.ok();
+        result
+    }
+
+    /// Restores `snapshot` into the deployment's new volume: its path was
+    /// [`SIDECAR_DATA`], so restoring at `/` puts it there.
+    async fn restore_restic(&mut self, d: &Deployment, snapshot: &str) -> Result<(), BackupError> {
+        self.restic_once("restore", Some(d), &["restore", snapshot, "--target", "/"]).await
+    }
+
+    /// `restic check` of the repository: its own view of whether what it
+    /// stored is whole.
+    async fn restic_check(&mut self) -> ToolCheck {
+        let command = "restic check".to_owned();
+        match self.restic_once("check", None, &["check"]).await {
+            Ok(()) => ToolCheck { command, passed: true, detail: String::new() },
+            Err(e) => ToolCheck { command, passed: false, detail: crate::run::runner::error_chain(&e) },
+        }
+    }
+
     /// Unpacks the application's object into the deployment's new volume
     /// with a one-shot `crashlab-agent restore` container.
     async fn restore_object(&mut self, d: &Deployment) -> Result<(), BackupError> {
@@ -556,6 +808,48 @@ impl SidecarEvent {
             error,
         })
     }
+}
+
+/// What `restic backup --json` said it did.
+#[derive(Debug, Clone, PartialEq)]
+struct ResticSummary {
+    snapshot_id: String,
+    /// Bytes the backup added to the repository, as restic counts them.
+    data_added: u64,
+}
+
+impl ResticSummary {
+    /// The `summary` line of restic's JSON output, among its others.
+    fn parse(output: &str) -> Option<ResticSummary> {
+        output.lines().rev().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line.get(line.find('{')?..)?).ok()?;
+            (v.get("message_type")?.as_str()? == "summary").then_some(())?;
+            Some(ResticSummary {
+                snapshot_id: v.get("snapshot_id")?.as_str()?.to_owned(),
+                data_added: v.get("data_added").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            })
+        })
+    }
+}
+
+/// Bytes of the files under `dir`, as stored (0 where it cannot be read).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Output on one line, its last 600 characters.
+fn one_line(output: &str) -> String {
+    let joined = output.split_whitespace().collect::<Vec<_>>().join(" ");
+    let skip = joined.chars().count().saturating_sub(600);
+    joined.chars().skip(skip).collect()
 }
 
 /// Commits inside backup windows against commits outside them, over a
@@ -676,6 +970,28 @@ mod tests {
         }
         let s3 = Store::S3("s3://bucket/prefix".into());
         assert_eq!(sidecar_store(Some(&s3), default), ("s3://bucket/prefix".to_owned(), None));
+    }
+
+    #[test]
+    fn restics_summary_is_found_among_its_other_lines() {
+        let output = "using parent snapshot 63ab8408\n\
+            {\"message_type\":\"status\",\"percent_done\":1}\n\
+            {\"message_type\":\"summary\",\"files_new\":0,\"data_added\":1234,\"snapshot_id\":\"286a8d6e\"}\n";
+        assert_eq!(
+            ResticSummary::parse(output),
+            Some(ResticSummary { snapshot_id: "286a8d6e".into(), data_added: 1234 })
+        );
+        assert_eq!(ResticSummary::parse("Fatal: unable to open repository"), None);
+    }
+
+    #[test]
+    fn a_directory_measures_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data/00")).unwrap();
+        std::fs::write(dir.path().join("config"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("data/00/pack"), [0u8; 4000]).unwrap();
+        assert_eq!(dir_size(dir.path()), 4100);
+        assert_eq!(dir_size(&dir.path().join("absent")), 0);
     }
 
     #[test]

@@ -106,7 +106,8 @@ impl Reporter for Terminal {
     }
 }
 
-/// The final summary printed to stdout: the matrix per workload, and a
+/// The final summary printed to stdout: the matrix per workload, the
+/// plain-language line per strategy ([`crashlab_reports::summary`]) and a
 /// count line coloured by outcome when `color` is set.
 pub fn summary(report: &Report, color: bool) -> String {
     let mut out = String::new();
@@ -118,6 +119,13 @@ pub fn summary(report: &Report, color: bool) -> String {
         let unsupported: Vec<_> = report.unsupported.iter().filter(|u| u.workload == workload).collect();
         out.push_str(&markdown::matrix_with(&cells, &unsupported));
         out.push_str(&markdown::unsupported_reasons(&unsupported));
+    }
+    let lines = crashlab_reports::summary::lines(report);
+    if !lines.is_empty() {
+        out.push('\n');
+    }
+    for l in lines {
+        out.push_str(&format!("{} — {}\n", l.name, l.text));
     }
     let missed = report.cells.iter().filter(|c| !c.passed).count();
     let line = format!(

@@ -52,6 +52,9 @@ pub struct Deployment {
     /// Host files copied into every new container before it starts:
     /// (directory in the container, file on the host).
     uploads: Vec<(String, PathBuf)>,
+    /// The image new containers are created from instead of the spec's:
+    /// a committed image loaded back after a host loss (`commit-image`).
+    image: Option<String>,
     /// A host port chosen once, so that the server answers on the same
     /// address after every start (see [`Deployment::with_pinned_port`]).
     pinned_port: Option<u16>,
@@ -82,6 +85,7 @@ impl Deployment {
             port: None,
             ready_mark: 0,
             uploads: vec![],
+            image: None,
             pinned_port: None,
             limits: Limits::default(),
         }
@@ -124,6 +128,12 @@ impl Deployment {
     pub fn with_uploads(mut self, uploads: Vec<(String, PathBuf)>) -> Deployment {
         self.uploads = uploads;
         self
+    }
+
+    /// Creates every later container from `image` rather than the
+    /// workload's own (a committed image loaded back after a host loss).
+    pub fn set_image(&mut self, image: String) {
+        self.image = Some(image);
     }
 
     pub fn storage(&self) -> &Storage {
@@ -175,7 +185,7 @@ impl Deployment {
         let host_port = self.pinned_port.map(|p| p.to_string()).unwrap_or_default();
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
         let config = ContainerCreateBody {
-            image: Some(self.spec.image.clone()),
+            image: Some(self.image.clone().unwrap_or_else(|| self.spec.image.clone())),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
             stop_signal: self.spec.stop_signal.clone(),
             env: Some(self.spec.env.clone()),

@@ -4,8 +4,8 @@
 //! The journal is `<run dir>/journal`, one JSON object a line, appended and
 //! synced before the object it names is created, so that no interrupt or
 //! `kill -9` can leave an object the journal does not list (at worst it
-//! lists one that was never made, which cleanup skips). Docker objects are
-//! journaled by [`crate::docker::Docker`] once a run's journal is attached
+//! lists one that was never made, which cleanup skips). Docker objects
+//! (containers, volumes, networks, committed images) are journaled by [`crate::docker::Docker`] once a run's journal is attached
 //! to it; fault-filesystem mounts and btrfs pools by their constructors;
 //! bench host-path directories, the one thing a run creates outside its
 //! run directory, by the bench with the root the user gave.
@@ -41,6 +41,8 @@ pub enum Entry {
     Container(String),
     Volume(String),
     Network(String),
+    /// An image a run commits (or loads back), by its `repo:tag`.
+    Image(String),
     /// A fault-filesystem mountpoint, under the run directory.
     Mount(PathBuf),
     /// A btrfs pool's image file, under the run directory; whichever loop
@@ -61,6 +63,7 @@ impl std::fmt::Display for Entry {
             Entry::Container(name) => write!(f, "container {name}"),
             Entry::Volume(name) => write!(f, "volume {name}"),
             Entry::Network(name) => write!(f, "network {name}"),
+            Entry::Image(tag) => write!(f, "image {tag}"),
             Entry::Mount(path) => write!(f, "mount {}", path.display()),
             Entry::LoopImage(path) => write!(f, "btrfs image {}", path.display()),
             Entry::HostDir { dir, .. } => write!(f, "host directory {}", dir.display()),
@@ -279,6 +282,7 @@ mod tests {
             Entry::Container("crashlab-1-abcd-c0".into()),
             Entry::Volume("crashlab-1-abcd-v\n\"odd\"".into()),
             Entry::Network("crashlab-1-abcd-n".into()),
+            Entry::Image("crashlab-1-abcd-c0-commit:1".into()),
             Entry::Mount(dir.path().join("fs/a b/mnt")),
             Entry::LoopImage(dir.path().join("btrfs/p/image")),
             Entry::HostDir { root: "/srv/bench".into(), dir: "/srv/bench/crashlab-1-abcd-b0".into() },

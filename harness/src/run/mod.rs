@@ -117,6 +117,8 @@ pub struct Cleaned {
     pub containers: usize,
     pub volumes: usize,
     pub networks: usize,
+    /// Images the run committed or loaded (`commit-image`).
+    pub images: usize,
     /// Run directories removed.
     pub dirs: usize,
     /// Bench host-path directories removed.
@@ -139,6 +141,7 @@ impl Cleaned {
         self.containers += other.containers;
         self.volumes += other.volumes;
         self.networks += other.networks;
+        self.images += other.images;
         self.dirs += other.dirs;
         self.host_dirs += other.host_dirs;
         self.mounts += other.mounts;
@@ -179,7 +182,7 @@ fn run_dir(state: &Path, run_id: &str) -> Result<Option<PathBuf>, Refusal> {
 }
 
 /// Removes everything run `run_id` of `state_dir` created: containers,
-/// volumes and networks (by journal and by label), btrfs pools, fault
+/// images, volumes and networks (by journal and by label), btrfs pools, fault
 /// filesystem mounts, bench host-path directories and the run directory,
 /// in that order. Containers go first: a volume in use cannot be removed,
 /// and a container keeps the fault filesystem it binds alive. Mounts go
@@ -223,9 +226,10 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
         }
         ok
     };
-    let (mut containers, mut volumes, mut networks) = (vec![], vec![], vec![]);
+    let (mut containers, mut volumes, mut networks, mut images) = (vec![], vec![], vec![], vec![]);
     for entry in &entries {
         match entry {
+            Entry::Image(tag) if named("journaled image", tag) => images.push(tag.clone()),
             Entry::Container(name) if named("journaled container", name) => containers.push(name.clone()),
             Entry::Volume(name) if named("journaled volume", name) => volumes.push(name.clone()),
             Entry::Network(name) if named("journaled network", name) => networks.push(name.clone()),
@@ -259,6 +263,11 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
             }
             result => break result?,
         }
+    }
+    // Images after the containers that may run them; by label too, since
+    // an image whose tag moved on (a later commit) keeps only its id.
+    for image in docker.images_labelled(&label).await?.iter().chain(&images) {
+        cleaned.images += usize::from(docker.remove_image(image).await?);
     }
     let listed: Vec<String> =
         docker.networks_labelled(&label).await?.into_iter().filter_map(|n| n.name.or(n.id)).collect();

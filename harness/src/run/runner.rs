@@ -441,9 +441,9 @@ impl Runner<'_> {
             Err(e) => {
                 // The engine does not come back on its own data (or on the
                 // backup restored for it: no older one is tried instead).
-                if let Some(b) = backups.as_deref() {
+                if let Some(b) = backups.as_deref_mut() {
                     let stall = crate::backup::stall(&load.log, &b.windows_us(), (load_s * 1e6) as u64);
-                    report.backup = Some(b.cycle_report(stall, restored, None));
+                    report.backup = Some(b.cycle_report(stall, restored, None).await);
                 }
                 let mut result = fail(report, format!("after {}: {}", cell.fault, e.detail()));
                 result.report.verdict = Verdict::Corrupt;
@@ -474,13 +474,13 @@ impl Runner<'_> {
             .collect();
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
-        if let Some(b) = backups.as_deref() {
+        if let Some(b) = backups {
             let load_us = (load_s * 1e6) as u64;
             let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
             let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
             // The recovery point is measured where a backup was restored.
             let rpo_s = restored.is_some().then(|| found.rpo_s(fault_us));
-            report.backup = Some(b.cycle_report(stall, restored, rpo_s));
+            report.backup = Some(b.cycle_report(stall, restored, rpo_s).await);
         }
         report.cycle_ms = ms(started.get());
         let discard = report.verdict >= Verdict::Corrupt;
@@ -615,6 +615,10 @@ fn summarise_backups(method: String, interval: Duration, cycles: &[CycleReport])
         restores: restores.len() as u32,
         consistent_restores: restores.iter().filter(|(c, _)| c.verdict <= Verdict::LostWrites).count() as u32,
         stall,
+        repo_bytes_max: done().filter_map(|r| r.repo_bytes).max().map(|b| b as f64),
+        tool_checks: with_backups.iter().filter(|(_, b)| b.tool_check.is_some()).count() as u32,
+        tool_checks_passed: with_backups.iter().filter(|(_, b)| b.tool_check.as_ref().is_some_and(|t| t.passed)).count()
+            as u32,
     }
 }
 

@@ -8,9 +8,10 @@
 //! | `bind-mount` | a host directory under the run's state directory | kill, restart, a new container |
 //! | `tmpfs` | memory, mounted per container start | nothing that stops the container |
 //!
-//! The backup strategies keep the live data on a named volume and take
-//! backups of it during the load (see [`crate::backup`] for how each copies
-//! and restores):
+//! The backup strategies keep the live data on a named volume (but
+//! `commit-image`, whose point is the writable layer) and take backups of
+//! it during the load (see [`crate::backup`] for how each copies and
+//! restores):
 //!
 //! | strategy | live data on | backup |
 //! |---|---|---|
@@ -19,6 +20,8 @@
 //! | `backup-stopped` | a named volume | tar while the container is stopped |
 //! | `btrfs-snapshot` | a named volume bound to a subvolume of a loop-mounted btrfs the harness owns | read-only snapshot |
 //! | `sync-agent` | a named volume | a sidecar archives, compresses and uploads it to an object store |
+//! | `backup-restic` | a named volume | a restic sidecar backs it up, incrementally, into a repository |
+//! | `commit-image` | the container's writable layer | the container committed to an image, saved as an archive |
 //!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness

@@ -22,6 +22,8 @@ pub enum Strategy {
     BackupStopped,
     BtrfsSnapshot,
     SyncAgent,
+    BackupRestic,
+    CommitImage,
 }
 
 /// What is mounted at the workload's data directory.
@@ -73,7 +75,7 @@ const NO_FAULTFS_ON_BACKUPS: &str = "backup strategies keep their live data on a
      fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to test the backups";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 10] = [
+pub const TABLE: [StrategyDef; 12] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -163,6 +165,25 @@ pub const TABLE: [StrategyDef; 10] = [
         backup: Some(Method::SyncAgent),
         describes: "a named volume that a sidecar archives and uploads to an object store",
     },
+    StrategyDef {
+        strategy: Strategy::BackupRestic,
+        name: "backup-restic",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(Method::Restic),
+        describes: "a named volume that a restic sidecar backs up, incrementally, into a repository",
+    },
+    StrategyDef {
+        strategy: Strategy::CommitImage,
+        name: "commit-image",
+        data_on: DataOn::WritableLayer,
+        under: UnderData::Unreachable(
+            "the writable layer belongs to Docker's storage driver; crashlab cannot put its fault filesystem \
+             under it; run `host-loss` to test the committed images",
+        ),
+        backup: Some(Method::CommitImage),
+        describes: "the container's writable layer, committed to an image and saved as an archive",
+    },
 ];
 
 impl Strategy {
@@ -218,9 +239,12 @@ mod tests {
     }
 
     #[test]
-    fn backups_keep_live_data_on_a_volume() {
+    fn backups_keep_live_data_on_a_volume_except_the_image_commit() {
         for def in TABLE.iter().filter(|d| d.backup.is_some()) {
-            assert!(matches!(def.data_on, DataOn::NamedVolume | DataOn::BtrfsSubvolume), "{}", def.name);
+            let on_volume = matches!(def.data_on, DataOn::NamedVolume | DataOn::BtrfsSubvolume);
+            // Committing a container keeps its writable layer, nothing mounted.
+            let on_layer = def.backup == Some(Method::CommitImage) && def.data_on == DataOn::WritableLayer;
+            assert!(on_volume || on_layer, "{}", def.name);
         }
     }
 }

@@ -79,13 +79,15 @@ pub async fn run_with(text: &str, tune: impl FnOnce(&mut RunSettings)) -> (Outco
     (outcome, state)
 }
 
-/// Asserts that no container or volume of `run_id` is left.
+/// Asserts that no container, volume or image of `run_id` is left.
 pub async fn assert_nothing_left(docker: &Docker, run_id: &str) {
     let label = format!("crashlab.run={run_id}");
     let containers = docker.containers_labelled(&label).await.unwrap();
     let volumes = docker.volumes_labelled(&label).await.unwrap();
     assert!(containers.is_empty(), "containers left behind: {containers:?}");
     assert!(volumes.is_empty(), "volumes left behind: {volumes:?}");
+    let images = docker.images_labelled(&label).await.unwrap();
+    assert!(images.is_empty(), "images left behind: {images:?}");
 }
 
 /// A MariaDB scenario over the given strategies and faults.

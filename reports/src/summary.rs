@@ -1,0 +1,178 @@
+//! The reader's question answered first: for each strategy, in plain
+//! words, which faults it came through intact, under which it lost
+//! acknowledged writes or everything, and, where it took backups, the
+//! recovery point and time. Every word is derived from the report's cells;
+//! `report.md`, `report.html` and the terminal summary open with it.
+
+use crate::{CellReport, Report, Verdict};
+use std::fmt::Write;
+
+/// One strategy's line: who it is, and what happened to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyLine {
+    /// `named-volume`, or `mariadb / named-volume` when the report has
+    /// several workloads.
+    pub name: String,
+    /// `survived: …; lost acknowledged writes under: …` and what else
+    /// applies, without a final full stop.
+    pub text: String,
+}
+
+/// One line per (workload, strategy), in the order the cells ran.
+pub fn lines(report: &Report) -> Vec<StrategyLine> {
+    let workloads = crate::markdown::distinct(report.cells.iter().map(|c| c.workload.as_str()));
+    let mut out = Vec::new();
+    for workload in &workloads {
+        let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == *workload).collect();
+        for strategy in crate::markdown::distinct(cells.iter().map(|c| c.strategy.as_str())) {
+            let of: Vec<&CellReport> = cells.iter().copied().filter(|c| c.strategy == strategy).collect();
+            let name = if workloads.len() > 1 { format!("{workload} / {strategy}") } else { strategy.to_owned() };
+            out.push(StrategyLine { name, text: describe(&of) });
+        }
+    }
+    out
+}
+
+/// The clauses for one strategy's cells.
+fn describe(cells: &[&CellReport]) -> String {
+    let under = |pick: fn(Verdict) -> bool, lost: bool| -> Vec<String> {
+        cells
+            .iter()
+            .filter(|c| pick(c.verdict))
+            .map(|c| {
+                let hit = c.verdicts.iter().filter(|v| **v == c.verdict).count();
+                let mut notes = Vec::new();
+                if lost && c.lost_acked_writes > 0 {
+                    notes.push(format!("{} of {} acknowledged commits", c.lost_acked_writes, c.acked_writes));
+                }
+                if matches!(c.verdict, Verdict::Inconsistent | Verdict::Corrupt) {
+                    notes.push(c.verdict.to_string());
+                }
+                if c.verdicts.len() > 1 && hit < c.verdicts.len() {
+                    notes.push(format!("in {hit} of {} cycles", c.verdicts.len()));
+                }
+                if notes.is_empty() { c.fault.clone() } else { format!("{} ({})", c.fault, notes.join(", ")) }
+            })
+            .collect()
+    };
+    let list = |v: Vec<String>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+    let mut text = format!(
+        "survived: {}; lost acknowledged writes under: {}",
+        list(under(|v| v == Verdict::Intact, false)),
+        list(under(|v| v == Verdict::LostWrites, true)),
+    );
+    let gone = under(|v| v == Verdict::DataGone, false);
+    if !gone.is_empty() {
+        let _ = write!(text, "; lost everything under: {}", gone.join(", "));
+    }
+    let broken = under(|v| matches!(v, Verdict::Inconsistent | Verdict::Corrupt), true);
+    if !broken.is_empty() {
+        let _ = write!(text, "; came back broken under: {}", broken.join(", "));
+    }
+    let errors = under(|v| v == Verdict::Error, false);
+    if !errors.is_empty() {
+        let _ = write!(text, "; not judged (the harness failed) under: {}", errors.join(", "));
+    }
+    for c in cells {
+        if let Some(figures) = recovery(c) {
+            let _ = write!(text, "; {}: {figures}", c.fault);
+        }
+    }
+    text
+}
+
+/// RPO and RTO of a cell that restored a backup, and a failed check by
+/// the backup tool of its own store, in words.
+fn recovery(c: &CellReport) -> Option<String> {
+    let b = c.backup.as_ref()?;
+    let mut parts = Vec::new();
+    if let (Some(commits), Some(s)) = (b.rpo_commits_max, b.rpo_s_max) {
+        parts.push(format!("RPO {commits} commits / {s:.2} s (worst cycle)"));
+    }
+    if b.restores > 0 {
+        parts.push(format!("RTO {:.1} s (median)", b.rto_ms.p50 / 1e3));
+    }
+    let failed = b.tool_checks.saturating_sub(b.tool_checks_passed);
+    if failed > 0 {
+        parts.push(format!("the backup tool's own check failed in {failed} of {} cycles", b.tool_checks));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The summary as a Markdown list, with a heading.
+pub fn markdown(report: &Report) -> String {
+    let lines = lines(report);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Summary\n\n");
+    for l in &lines {
+        let _ = writeln!(out, "- **{}** — {}.", l.name, l.text);
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::markdown::tests::sample_report;
+    use crate::{BackupSummary, Spread};
+
+    #[test]
+    fn each_strategy_says_what_it_survived_and_what_it_lost() {
+        let lines = lines(&sample_report());
+        let text: Vec<String> = lines.iter().map(|l| format!("{} — {}", l.name, l.text)).collect();
+        assert_eq!(
+            text,
+            [
+                "named-volume — survived: process-kill; lost acknowledged writes under: restart (7 of 1000 \
+                 acknowledged commits)",
+                "tmpfs — survived: none; lost acknowledged writes under: none; lost everything under: process-kill",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restored_backup_gives_its_recovery_point_and_time() {
+        let mut report = sample_report();
+        let cell = &mut report.cells[1];
+        cell.fault = "host-loss".into();
+        cell.verdicts = vec![Verdict::LostWrites, Verdict::Intact];
+        cell.backup = Some(BackupSummary {
+            rpo_commits_max: Some(7),
+            rpo_s_max: Some(1.234),
+            restores: 2,
+            rto_ms: Spread { p50: 1600.0, max: 1700.0 },
+            ..BackupSummary::default()
+        });
+        report.cells.push(report.cells[0].clone());
+        report.cells[3].workload = "redis".into();
+        let lines = lines(&report);
+        assert_eq!(lines[0].name, "mariadb / named-volume", "several workloads name theirs");
+        assert!(
+            lines[0].text.ends_with(
+                "lost acknowledged writes under: host-loss (7 of 1000 acknowledged commits, in 1 of 2 cycles); \
+                 host-loss: RPO 7 commits / 1.23 s (worst cycle), RTO 1.6 s (median)"
+            ),
+            "{}",
+            lines[0].text
+        );
+        assert_eq!(lines[2].name, "redis / named-volume");
+        report.cells[1].backup.as_mut().unwrap().tool_checks = 2;
+        let text = &super::lines(&report)[0].text;
+        assert!(text.ends_with(", the backup tool's own check failed in 2 of 2 cycles"), "{text}");
+    }
+
+    #[test]
+    fn broken_and_unjudged_cells_are_named() {
+        let mut report = sample_report();
+        report.cells[0].verdict = Verdict::Corrupt;
+        report.cells[0].verdicts = vec![Verdict::Corrupt];
+        report.cells[1].verdict = Verdict::Error;
+        let text = &lines(&report)[0].text;
+        assert!(text.contains("came back broken under: process-kill (corrupt)"), "{text}");
+        assert!(text.contains("not judged (the harness failed) under: restart"), "{text}");
+        assert!(text.starts_with("survived: none; lost acknowledged writes under: none"), "{text}");
+    }
+}
