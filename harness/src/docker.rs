@@ -9,7 +9,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
@@ -114,6 +114,18 @@ pub enum DockerError {
     #[error("import image {tag}")]
     ImportImage {
         tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("remove image {tag}")]
+    RemoveImage {
+        tag: String,
+        #[source]
+        source: Source,
+    },
+    #[error("export the file system of container {id}")]
+    ExportContainer {
+        id: String,
         #[source]
         source: Source,
     },
@@ -261,6 +273,26 @@ impl Docker {
             .await
             .map_err(|source| DockerError::ImportImage { tag: tag.to_owned(), source })?;
         Ok(())
+    }
+
+    /// Removes image `tag` (and its layers no other image uses). An image
+    /// that is already gone is not an error.
+    pub async fn remove_image(&self, tag: &str) -> Result<(), DockerError> {
+        let options = RemoveImageOptionsBuilder::default().force(true).build();
+        match self.inner.remove_image(tag, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(source) => {
+                let err = DockerError::RemoveImage { tag: tag.to_owned(), source };
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    /// The whole file system of container `id` as one tar stream, its
+    /// image's layers and its own flattened together (`docker export`).
+    pub fn export_container(&self, id: &str) -> impl Stream<Item = Result<Bytes, DockerError>> + Send + 'static {
+        let id = id.to_owned();
+        self.inner.export_container(&id).map_err(move |source| DockerError::ExportContainer { id: id.clone(), source })
     }
 
     /// Creates a container and returns its id.
