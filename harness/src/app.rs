@@ -2,7 +2,7 @@
 //! binary only parses arguments and calls in here.
 
 use crate::docker::{Docker, DockerError, docker_host};
-use crate::images::{self, BuildOptions, ImageError, ImageStatus};
+use crate::images::{self, BuildOptions, ImageError, ImageStatus, Via};
 use crate::report::{self, Terminal};
 use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
@@ -116,13 +116,14 @@ pub struct RunOptions {
     pub mirror: String,
 }
 
-fn build_options(mirror: &str, quiet: bool) -> BuildOptions {
+fn build_options(mirror: &str, quiet: bool, via: Via) -> BuildOptions {
     let state = run::state_dir();
     BuildOptions {
         mirror: mirror.to_owned(),
-        cache_dir: state.join("debootstrap-cache"),
+        cache_dir: state.join("packages"),
         work_dir: state.join("build"),
         quiet,
+        via,
     }
 }
 
@@ -152,7 +153,7 @@ fn protocol_driver(scenario: &Scenario) -> Box<dyn Workload> {
 /// Makes sure the workload's image exists: crashlab's own images are built
 /// when missing; any other image must already be there.
 pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: bool) -> Result<(), AppError> {
-    let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| r.tag == image);
+    let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| images::tag(r) == image);
     match recipe {
         Some(recipe) => {
             match images::status(docker, recipe).await? {
@@ -165,7 +166,7 @@ pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: boo
                 }
                 ImageStatus::Missing => {
                     note!("{image} is missing; building it from Debian packages (about a minute)");
-                    images::build(docker, recipe, &build_options(mirror, quiet)).await?;
+                    images::build(docker, recipe, &build_options(mirror, quiet, Via::Archive)).await?;
                 }
             }
             Ok(())
@@ -475,13 +476,13 @@ pub fn compare_reports(
 }
 
 /// `crashlab images build NAME...`.
-pub async fn build_images(names: &[String], mirror: &str, quiet: bool) -> Result<(), AppError> {
+pub async fn build_images(names: &[String], mirror: &str, quiet: bool, via: Via) -> Result<(), AppError> {
     let recipes = names.iter().map(|n| images::recipe(n)).collect::<Result<Vec<_>, _>>()?;
     let docker = connect().await?;
     for recipe in recipes {
         let started = Instant::now();
-        images::build(&docker, recipe, &build_options(mirror, quiet)).await?;
-        note!("built {} in {:.0} s", recipe.tag, started.elapsed().as_secs_f64());
+        images::build(&docker, recipe, &build_options(mirror, quiet, via)).await?;
+        note!("built {} in {:.1} s", images::tag(recipe), started.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -495,7 +496,7 @@ pub async fn list_images() -> Result<(), AppError> {
             ImageStatus::Stale => "built from an older recipe",
             ImageStatus::Missing => "missing",
         };
-        println!("{:10} {:28} {status}", recipe.name, recipe.tag);
+        println!("{:10} {:28} {status}", recipe.name, images::tag(recipe));
     }
     Ok(())
 }
@@ -543,14 +544,10 @@ pub async fn doctor(mirror: &str) -> i32 {
                     Ok(ImageStatus::Missing) => (true, format!("missing; `crashlab run` builds it from {mirror}")),
                     Err(e) => (false, error_chain(&e)),
                 };
-                line(good, &format!("image {}", recipe.tag), detail);
+                line(good, &format!("image {}", images::tag(recipe)), detail);
             }
         }
         Err(e) => line(false, "docker daemon", format!("{e}; {}", e.hint().unwrap_or_default())),
-    }
-    match images::which("debootstrap") {
-        Some(p) => line(true, "debootstrap", p.display().to_string()),
-        None => line(false, "debootstrap", "not installed: `apt-get install debootstrap`".into()),
     }
     line(
         images::is_root(),
