@@ -21,7 +21,7 @@
 
 use super::archive::{self, Mirror, Packages};
 use super::deb::RootfsWriter;
-use super::{BuildOptions, ChannelWriter, ImageError, import_changes, spinner, tag, tokio_stream};
+use super::{BuildOptions, ChannelWriter, ImageError, import_changes, spinner, tokio_stream};
 use crate::docker::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bytes::Bytes;
@@ -51,8 +51,13 @@ struct Plan {
     debs: HashMap<String, PathBuf>,
 }
 
-pub(super) async fn build(docker: &Docker, recipe: &ImageRecipe, options: &BuildOptions) -> Result<(), ImageError> {
-    let image = tag(recipe);
+pub(super) async fn build(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+    image: &str,
+    options: &BuildOptions,
+) -> Result<(), ImageError> {
+    let image = image.to_owned();
     let archive_err = |source| ImageError::Archive { image: image.clone(), source };
     let bar = spinner(options.quiet, format!("building {image}"));
 

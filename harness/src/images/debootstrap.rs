@@ -4,7 +4,7 @@
 //! `crashlab images build --via debootstrap` to compare build times.
 
 use super::{
-    BuildOptions, CHUNK, ChannelWriter, ImageError, import_changes, is_root, remove_rootfs, spinner, tag, tokio_stream,
+    BuildOptions, CHUNK, ChannelWriter, ImageError, import_changes, is_root, remove_rootfs, spinner, tokio_stream,
     which,
 };
 use crate::docker::Docker;
@@ -16,7 +16,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Builds `recipe`'s image and imports it into the daemon.
-pub(super) async fn build(docker: &Docker, recipe: &ImageRecipe, options: &BuildOptions) -> Result<(), ImageError> {
+pub(super) async fn build(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+    image: &str,
+    options: &BuildOptions,
+) -> Result<(), ImageError> {
     if which("debootstrap").is_none() {
         return Err(ImageError::NoDebootstrap);
     }
@@ -24,7 +29,7 @@ pub(super) async fn build(docker: &Docker, recipe: &ImageRecipe, options: &Build
         return Err(ImageError::NotRoot);
     }
     let rootfs = options.work_dir.join(format!("{}-rootfs-{}", recipe.name, std::process::id()));
-    let result = build_in(docker, recipe, options, &rootfs).await;
+    let result = build_in(docker, recipe, image, options, &rootfs).await;
     remove_rootfs(&rootfs);
     result
 }
@@ -32,6 +37,7 @@ pub(super) async fn build(docker: &Docker, recipe: &ImageRecipe, options: &Build
 async fn build_in(
     docker: &Docker,
     recipe: &ImageRecipe,
+    image: &str,
     options: &BuildOptions,
     rootfs: &Path,
 ) -> Result<(), ImageError> {
@@ -42,17 +48,18 @@ async fn build_in(
     let cache_dir = options.cache_dir.join("debootstrap");
     std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
     std::fs::create_dir_all(rootfs).map_err(io(rootfs))?;
-    let bar = spinner(options.quiet, format!("building {}", recipe.tag));
+    let bar = spinner(options.quiet, format!("building {}", image));
 
     let recipe_owned = recipe.clone();
     let (rootfs_owned, options_owned, bar_owned) = (rootfs.to_owned(), options.clone(), bar.clone());
+    let image_owned = image.to_owned();
     tokio::task::spawn_blocking(move || {
-        debootstrap(&recipe_owned, &options_owned.mirror, &cache_dir, &rootfs_owned, &bar_owned)
+        debootstrap(&recipe_owned, &image_owned, &options_owned.mirror, &cache_dir, &rootfs_owned, &bar_owned)
     })
     .await
     .map_err(|e| ImageError::Tar(std::io::Error::other(e)))??;
 
-    bar.set_message(format!("{}: adding crashlab's files", recipe.tag));
+    bar.set_message(format!("{}: adding crashlab's files", image));
     for file in recipe.files {
         let path = rootfs.join(file.path);
         if let Some(parent) = path.parent() {
@@ -70,7 +77,7 @@ async fn build_in(
         }
     }
 
-    bar.set_message(format!("{}: importing into Docker", recipe.tag));
+    bar.set_message(format!("{}: importing into Docker", image));
     let changes = import_changes(recipe);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let tar_root = rootfs.to_owned();
@@ -87,18 +94,19 @@ async fn build_in(
         result
     });
     let stream = tokio_stream(rx);
-    let imported = docker.import_image(&tag(recipe), changes, stream).await;
+    let imported = docker.import_image(image, changes, stream).await;
     let tarred = tar_task.await.map_err(|e| ImageError::Tar(std::io::Error::other(e)))?;
     // A daemon that refuses the import stops reading, so the tar side sees
     // only a broken pipe; the daemon's answer says why.
     imported?;
     tarred.map_err(ImageError::Tar)?;
-    bar.finish_with_message(format!("built {}", tag(recipe)));
+    bar.finish_with_message(format!("built {}", image));
     Ok(())
 }
 
 fn debootstrap(
     recipe: &ImageRecipe,
+    image: &str,
     mirror: &str,
     cache_dir: &Path,
     rootfs: &Path,
@@ -122,7 +130,7 @@ fn debootstrap(
         std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let mut tail: Vec<String> = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
-        bar.set_message(format!("{}: debootstrap: {}", recipe.tag, line.trim_start_matches("I: ")));
+        bar.set_message(format!("{}: debootstrap: {}", image, line.trim_start_matches("I: ")));
         tail.push(line);
         if tail.len() > 20 {
             tail.remove(0);
@@ -133,11 +141,7 @@ fn debootstrap(
     if status.success() {
         Ok(())
     } else {
-        Err(ImageError::Debootstrap {
-            image: recipe.tag.to_owned(),
-            status: status.to_string(),
-            output: tail.join("\n"),
-        })
+        Err(ImageError::Debootstrap { image: image.to_owned(), status: status.to_string(), output: tail.join("\n") })
     }
 }
 

@@ -128,9 +128,19 @@ pub enum ImageStatus {
 /// Builds `recipe`'s image and imports it into the daemon as
 /// [`tag`]`(recipe)`.
 pub async fn build(docker: &Docker, recipe: &ImageRecipe, options: &BuildOptions) -> Result<(), ImageError> {
+    build_as(docker, recipe, &tag(recipe), options).await
+}
+
+/// Builds `recipe`'s image as `image`.
+pub async fn build_as(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+    image: &str,
+    options: &BuildOptions,
+) -> Result<(), ImageError> {
     match options.via {
-        Via::Archive => bootstrap::build(docker, recipe, options).await,
-        Via::Debootstrap => debootstrap::build(docker, recipe, options).await,
+        Via::Archive => bootstrap::build(docker, recipe, image, options).await,
+        Via::Debootstrap => debootstrap::build(docker, recipe, image, options).await,
     }
 }
 
