@@ -506,7 +506,8 @@ pub async fn clean() -> Result<(), AppError> {
     let docker = connect().await?;
     let state = run::state_dir();
     let c = run::clean_stale(&docker, &state).await?;
-    let builds = images::clean_stale_builds(&state.join("build"));
+    let builds =
+        images::clean_stale_builds(&state.join("build")) + images::clean_stale_build_containers(&docker).await?;
     println!(
         "removed {} containers, {} volumes, {} fault-filesystem mounts, {} btrfs pools, {} run directories, {} unfinished image builds",
         c.containers, c.volumes, c.mounts, c.btrfs_pools, c.dirs, builds

@@ -390,9 +390,14 @@ pub async fn fetch_debs(
         let file_name = package.filename.rsplit('/').next().unwrap_or(&package.filename);
         let path = cache.join(file_name);
         async move {
-            if let Ok(data) = tokio::fs::read(&path).await
-                && check_sha256(&path.display().to_string(), &data, &package.sha256).is_ok()
-            {
+            // Hashing is CPU work: off the runtime's threads, in parallel.
+            let cached = {
+                let (path, sha256) = (path.clone(), package.sha256.clone());
+                tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path).is_ok_and(|data| check_sha256("", &data, &sha256).is_ok())
+                })
+            };
+            if cached.await.unwrap_or(false) {
                 return Ok((package.name.clone(), path));
             }
             let data = mirror.get(&package.filename).await?;

@@ -32,8 +32,19 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-/// Where stage 2's script, packages and files live in the base image.
+/// Labels of a build container: the image it builds, the pid of the
+/// crashlab that runs it, and its base image, so `crashlab clean` can
+/// remove what a killed build left.
+pub(super) const BUILD_LABEL: &str = "crashlab.build";
+pub(super) const BUILD_PID_LABEL: &str = "crashlab.build-pid";
+pub(super) const BUILD_BASE_LABEL: &str = "crashlab.build-base";
+
+/// Where stage 2's script and files live in the base image.
 const STAGE_DIR: &str = "crashlab-bootstrap";
+
+/// Where stage 2 sees the package cache: a directory every Debian system
+/// has empty, so the mount point leaves no trace in the image.
+const DEBS_DIR: &str = "/mnt";
 
 /// Installed one at a time, in this order, before anything else (as
 /// debootstrap's `x_core_install`): they make dpkg and maintainer scripts
@@ -58,6 +69,8 @@ pub(super) async fn build(
     options: &BuildOptions,
 ) -> Result<(), ImageError> {
     let image = image.to_owned();
+    let started = std::time::Instant::now();
+    let phase = |what: &str| tracing::info!("{image}: {what} after {:.1} s", started.elapsed().as_secs_f64());
     let archive_err = |source| ImageError::Archive { image: image.clone(), source };
     let bar = spinner(options.quiet, format!("building {image}"));
 
@@ -68,13 +81,17 @@ pub(super) async fn build(
     let index = archive::packages(&mirror, recipe.suite, &release, arch, &options.cache_dir.join("indexes"))
         .await
         .map_err(archive_err)?;
+    phase("read the index");
     let (required, base) = package_sets(&index, recipe.packages).map_err(archive_err)?;
     let all: BTreeSet<String> = required.union(&base).cloned().collect();
-    let debs = archive::fetch_debs(&mirror, &index, &all, &options.cache_dir.join("debs"), |done, total| {
+    let debs_dir = std::path::absolute(options.cache_dir.join("debs"))
+        .map_err(|source| ImageError::Rootfs { path: options.cache_dir.clone(), source })?;
+    let debs = archive::fetch_debs(&mirror, &index, &all, &debs_dir, |done, total| {
         bar.set_message(format!("{image}: {done}/{total} packages fetched"))
     })
     .await
     .map_err(archive_err)?;
+    phase("fetched and checked the packages");
     let plan = Plan { required, base, debs };
     let script = install_script(&index, &plan, recipe, &options.mirror);
     let available: String = all.iter().map(|name| index.stanza(name).to_owned() + "\n").collect();
@@ -83,6 +100,7 @@ pub(super) async fn build(
         index.by_name.get("dpkg").map_or("", |p| p.version.as_str())
     );
     drop(index);
+    phase("wrote the install script");
 
     let id = std::process::id();
     let base_tag = format!("crashlab-build/{}:{id}", recipe.name);
@@ -90,11 +108,13 @@ pub(super) async fn build(
     bar.set_message(format!("{image}: unpacking {} required packages into a base image", plan.required.len()));
     let result = async {
         import_base(docker, &base_tag, &image, &plan, recipe, script, available, dpkg_status).await?;
+        phase("imported the base image");
         bar.set_message(format!(
             "{image}: installing {} packages in {container}",
             plan.required.len() + plan.base.len()
         ));
-        install(docker, &base_tag, &container, &image).await?;
+        install(docker, &base_tag, &container, &image, &debs_dir).await?;
+        phase("installed the packages");
         bar.set_message(format!("{image}: importing into Docker"));
         let rootfs = docker.export_container(&container).map_err(std::io::Error::other);
         docker.import_image(&image, import_changes(recipe), rootfs).await?;
@@ -106,6 +126,7 @@ pub(super) async fn build(
         docker.remove_image(&base_tag).await
     }
     .await;
+    phase("imported the image");
     result?;
     cleanup?;
     bar.finish_with_message(format!("built {image}"));
@@ -144,7 +165,6 @@ async fn import_base(
 ) -> Result<(), ImageError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let required: Vec<(String, PathBuf)> = plan.required.iter().map(|n| (n.clone(), plan.debs[n].clone())).collect();
-    let all: Vec<(String, PathBuf)> = plan.debs.iter().map(|(n, p)| (n.clone(), p.clone())).collect();
     let files: Vec<(u32, &'static str)> = recipe.files.iter().map(|f| (f.mode, f.contents)).collect();
     let image_owned = image.to_owned();
     let writer = tokio::task::spawn_blocking(move || -> Result<(), ImageError> {
@@ -167,9 +187,6 @@ async fn import_base(
             for (i, (mode, contents)) in files.iter().enumerate() {
                 rootfs.add_file(&format!("{STAGE_DIR}/files/{i}"), *mode, contents.as_bytes()).map_err(tar)?;
             }
-            for (name, path) in &all {
-                rootfs.add_host_file(&format!("{STAGE_DIR}/debs/{name}.deb"), path).map_err(tar)?;
-            }
             rootfs.finish().and_then(|mut w| w.flush()).map_err(tar)
         })();
         if let Err(e) = &result {
@@ -185,8 +202,16 @@ async fn import_base(
     Ok(())
 }
 
-/// Runs stage 2 in a container of the base image and waits for it.
-async fn install(docker: &Docker, base_tag: &str, container: &str, image: &str) -> Result<(), ImageError> {
+/// Runs stage 2 in a container of the base image and waits for it. The
+/// package cache is mounted read-only rather than copied into the base
+/// image: the daemon is local, as it is for crashlab's bind mounts.
+async fn install(
+    docker: &Docker,
+    base_tag: &str,
+    container: &str,
+    image: &str,
+    debs_dir: &std::path::Path,
+) -> Result<(), ImageError> {
     let config = ContainerCreateBody {
         image: Some(base_tag.to_owned()),
         entrypoint: Some(vec!["/bin/sh".into(), format!("/{STAGE_DIR}/install")]),
@@ -196,8 +221,16 @@ async fn install(docker: &Docker, base_tag: &str, container: &str, image: &str) 
             "LC_ALL=C".into(),
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         ]),
-        labels: Some(HashMap::from([("crashlab.build".to_owned(), image.to_owned())])),
-        host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+        labels: Some(HashMap::from([
+            (BUILD_LABEL.to_owned(), image.to_owned()),
+            (BUILD_PID_LABEL.to_owned(), std::process::id().to_string()),
+            (BUILD_BASE_LABEL.to_owned(), base_tag.to_owned()),
+        ])),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            binds: Some(vec![format!("{}:{DEBS_DIR}:ro", debs_dir.display())]),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     // A container left by a killed build of the same name would block this one.
@@ -230,19 +263,22 @@ set -e
 S=/{STAGE_DIR}
 REQUIRED="{required}"
 BASE="{base}"
-debs() {{ for p; do printf '%s/debs/%s.deb ' "$S" "$p"; done; }}
+debs() {{ for p; do printf '{DEBS_DIR}/%s ' "$(deb_file "$p")"; done; }}
 without() {{ for x in $1; do case " $2 " in *" $x "*) ;; *) printf '%s ' "$x" ;; esac; done; }}
 # dpkg syncs every file it writes; the image is committed from the
 # export, so a crash midway only means building again.
 dpkg() {{ yes '' | command dpkg --force-unsafe-io "$@"; }}
 core() {{ echo "I: installing $1"; dpkg --force-depends --install $(debs "$@"); }}
-
-/sbin/ldconfig
-ln -sf mawk /usr/bin/awk
 "#,
         required = list(&plan.required),
         base = list(&plan.base),
     ));
+    s.push_str("deb_file() {\n  case $1 in\n");
+    for name in plan.required.iter().chain(&plan.base) {
+        let file = plan.debs.get(name).and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned());
+        let _ = writeln!(s, "    {name}) echo '{}' ;;", file.unwrap_or_else(|| format!("{name}.deb")));
+    }
+    s.push_str("  esac\n}\n\n/sbin/ldconfig\nln -sf mawk /usr/bin/awk\n");
     for core in CORE.iter().filter(|c| plan.required.contains(**c)) {
         if *core == "mawk" {
             s.push_str("rm /usr/bin/awk\n");

@@ -127,16 +127,6 @@ impl<W: Write> RootfsWriter<W> {
         self.builder.append_data(&mut header, path, contents)
     }
 
-    /// Adds the file at `source` on the host as `path`.
-    pub fn add_host_file(&mut self, path: &str, source: &std::path::Path) -> std::io::Result<()> {
-        let mut file = std::fs::File::open(source)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_size(file.metadata()?.len());
-        self.builder.append_data(&mut header, path, &mut file)
-    }
-
     /// Adds the `/bin → usr/bin` style links for the merged directories
     /// packages shipped files in, then ends the archive.
     pub fn finish(mut self) -> std::io::Result<W> {

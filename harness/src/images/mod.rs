@@ -187,9 +187,6 @@ fn tokio_stream(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Removes a build's root filesystem, first detaching anything debootstrap
-/// left mounted inside it (a failed run can leave /proc mounted there, and
-/// deleting through it would be a disaster).
 /// Removes root filesystems that builds killed midway left under
 /// `work_dir` (their owner, named by the directory's pid suffix, is gone).
 /// Returns how many it removed.
@@ -208,6 +205,29 @@ pub fn clean_stale_builds(work_dir: &Path) -> usize {
     removed
 }
 
+/// Removes the install containers and base images of builds whose
+/// crashlab process is gone. Returns how many builds it cleaned up.
+pub async fn clean_stale_build_containers(docker: &Docker) -> Result<usize, DockerError> {
+    let mut removed = 0;
+    for container in docker.containers_labelled(bootstrap::BUILD_PID_LABEL).await? {
+        let labels = container.labels.unwrap_or_default();
+        let pid = labels.get(bootstrap::BUILD_PID_LABEL).map(String::as_str).unwrap_or_default();
+        if pid == std::process::id().to_string() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let Some(id) = container.id else { continue };
+        docker.remove_container(&id).await?;
+        if let Some(base) = labels.get(bootstrap::BUILD_BASE_LABEL) {
+            docker.remove_image(base).await?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Removes a build's root filesystem, first detaching anything debootstrap
+/// left mounted inside it (a failed run can leave /proc mounted there, and
+/// deleting through it would be a disaster).
 fn remove_rootfs(rootfs: &Path) {
     if !rootfs.exists() {
         return;
