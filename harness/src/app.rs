@@ -2,7 +2,7 @@
 //! binary only parses arguments and calls in here.
 
 use crate::docker::{Docker, DockerError, docker_host};
-use crate::images::{self, BuildOptions, ImageError, ImageStatus, Via};
+use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, Via};
 use crate::report::{self, Terminal};
 use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
@@ -87,6 +87,19 @@ impl AppError {
                 Some(format!("pull or load {tag} into the daemon first, or drop `image` to use crashlab's own"))
             }
             AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build NAME` again".into()),
+            AppError::Image(ImageError::Archive {
+                source: ArchiveError::Fetch { .. } | ArchiveError::Status { .. },
+                ..
+            }) => Some(
+                "check that the Debian mirror is reachable, or name another with --mirror or CRASHLAB_DEBIAN_MIRROR"
+                    .into(),
+            ),
+            AppError::Image(ImageError::Archive {
+                source: ArchiveError::Signature { .. } | ArchiveError::Hash { .. },
+                ..
+            }) => {
+                Some("the mirror served files Debian's archive keys do not vouch for; try another with --mirror".into())
+            }
             AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
             AppError::Agent(e) => Some(e.hint().into()),
             AppError::Bench(crate::bench::BenchError::Definition(_)) => {
@@ -553,7 +566,7 @@ pub async fn doctor(mirror: &str) -> i32 {
     line(
         images::is_root(),
         "root",
-        if images::is_root() { "yes".into() } else { "image builds and bind mounts need root".into() },
+        if images::is_root() { "yes".into() } else { "bind mounts and fault filesystems need root".into() },
     );
     let fuse = Path::new("/dev/fuse").exists();
     line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });
