@@ -172,7 +172,8 @@ pub async fn packages(
         .sha256
         .get(&name)
         .ok_or_else(|| ArchiveError::Release { url: url.clone(), what: format!("it does not list {name}") })?;
-    let cached = cache.join(format!("Packages-{expected}"));
+    let prefix = format!("Packages-{suite}-{arch}-");
+    let cached = cache.join(format!("{prefix}{expected}"));
     if let Ok(text) = std::fs::read_to_string(&cached) {
         return Ok(Packages::parse(text));
     }
@@ -189,6 +190,12 @@ pub async fn packages(
     std::fs::create_dir_all(cache).map_err(cache_err)?;
     let partial = cached.with_extension("partial");
     std::fs::write(&partial, &text).and_then(|()| std::fs::rename(&partial, &cached)).map_err(cache_err)?;
+    // An index a newer point release replaced is never read again.
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        if entry.path() != cached && entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     Ok(Packages::parse(text))
 }
 
@@ -233,9 +240,12 @@ fn relations(value: &str) -> Vec<Vec<String>> {
             group
                 .split('|')
                 .filter_map(|alt| {
-                    let name = alt.trim().split([' ', '(', '[']).next().unwrap_or("");
-                    let name = name.split(':').next().unwrap_or("");
-                    (!name.is_empty()).then(|| name.to_owned())
+                    // A name is what policy allows in one (letters, digits,
+                    // `+-.`); a version, `:any` or `[arch]` ends it.
+                    let alt = alt.trim();
+                    let end =
+                        alt.find(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c))).unwrap_or(alt.len());
+                    (end > 0).then(|| alt[..end].to_owned())
                 })
                 .collect::<Vec<_>>()
         })
@@ -536,6 +546,26 @@ SHA256: 11
             with_server.into_iter().collect::<Vec<_>>(),
             ["gcc-12-base", "libc6", "libgcc-s1", "mawk", "server"]
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn relation_names_carry_no_version_or_qualifier(value in "[a-z0-9:,|() <>=.~+-]{0,60}") {
+            for alternatives in relations(&value) {
+                for name in alternatives {
+                    proptest::prop_assert!(!name.is_empty());
+                    proptest::prop_assert!(!name.contains([' ', '(', ')', ':', ',', '|']), "{name}");
+                }
+            }
+        }
+
+        #[test]
+        fn any_index_text_parses_without_panicking(text in "(Package|Depends|Provides|Filename|SHA256|\\n| |: |[a-z|,]){0,200}") {
+            let index = Packages::parse(text);
+            let names: Vec<String> = index.by_name.keys().cloned().collect();
+            let _ = index.resolve(names.iter().map(String::as_str), &[]);
+            let _ = index.required();
+        }
     }
 
     #[test]

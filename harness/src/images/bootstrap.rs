@@ -5,9 +5,10 @@
 //!    and their dependencies) and the `base` set (`apt` and the recipe's
 //!    packages with theirs, less `required`), fetch every `.deb`, and
 //!    stream a tar of the required packages' unpacked files (merged
-//!    `/usr`), all the `.deb`s and an install script into the daemon's
-//!    image import as a temporary base image.
-//! 2. In a container of that base (no network): the script does what
+//!    `/usr`) and an install script into the daemon's image import as a
+//!    temporary base image.
+//! 2. In a container of that base, with no network and the package cache
+//!    mounted read-only at `/mnt`, the script does what
 //!    debootstrap's `second_stage_install` does for `--variant=minbase`
 //!    with `--include`: install the core packages one by one, unpack and
 //!    configure the rest of `required`, install pre-dependencies of
@@ -62,6 +63,7 @@ struct Plan {
     debs: HashMap<String, PathBuf>,
 }
 
+/// Builds `recipe`'s image as `image`; see the module docs for the steps.
 pub(super) async fn build(
     docker: &Docker,
     recipe: &ImageRecipe,
@@ -118,6 +120,7 @@ pub(super) async fn build(
         bar.set_message(format!("{image}: importing into Docker"));
         let rootfs = docker.export_container(&container).map_err(std::io::Error::other);
         docker.import_image(&image, import_changes(recipe), rootfs).await?;
+        phase("imported the image");
         Ok::<(), ImageError>(())
     }
     .await;
@@ -126,7 +129,6 @@ pub(super) async fn build(
         docker.remove_image(&base_tag).await
     }
     .await;
-    phase("imported the image");
     result?;
     cleanup?;
     bar.finish_with_message(format!("built {image}"));
