@@ -2,7 +2,7 @@
 //! binary only parses arguments and calls in here.
 
 use crate::docker::{Docker, DockerError, docker_host};
-use crate::images::{self, BuildOptions, ImageError, ImageStatus};
+use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, Via};
 use crate::report::{self, Terminal};
 use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
@@ -107,6 +107,19 @@ impl AppError {
                 Some(format!("pull or load {tag} into the daemon first, or drop `image` to use crashlab's own"))
             }
             AppError::Image(ImageError::NoDebootstrap) => Some("then run `crashlab images build NAME` again".into()),
+            AppError::Image(ImageError::Archive {
+                source: ArchiveError::Fetch { .. } | ArchiveError::Status { .. },
+                ..
+            }) => Some(
+                "check that the Debian mirror is reachable, or name another with --mirror or CRASHLAB_DEBIAN_MIRROR"
+                    .into(),
+            ),
+            AppError::Image(ImageError::Archive {
+                source: ArchiveError::Signature { .. } | ArchiveError::Hash { .. },
+                ..
+            }) => {
+                Some("the mirror served files Debian's archive keys do not vouch for; try another with --mirror".into())
+            }
             AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
             AppError::NothingToRun { .. } => {
                 Some("choose faults the strategies can take (docs/scenarios.md lists which pairs run)".into())
@@ -160,13 +173,14 @@ pub fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-fn build_options(mirror: &str, quiet: bool) -> BuildOptions {
+fn build_options(mirror: &str, quiet: bool, via: Via) -> BuildOptions {
     let state = run::state_dir();
     BuildOptions {
         mirror: mirror.to_owned(),
-        cache_dir: state.join("debootstrap-cache"),
+        cache_dir: state.join("packages"),
         work_dir: state.join("build"),
         quiet,
+        via,
     }
 }
 
@@ -196,7 +210,7 @@ fn protocol_driver(scenario: &Scenario) -> Box<dyn Workload> {
 /// Makes sure the workload's image exists: crashlab's own images are built
 /// when missing; any other image must already be there.
 pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: bool) -> Result<(), AppError> {
-    let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| r.tag == image);
+    let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| images::tag(r) == image);
     match recipe {
         Some(recipe) => {
             match images::status(docker, recipe).await? {
@@ -209,7 +223,7 @@ pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: boo
                 }
                 ImageStatus::Missing => {
                     note!("{image} is missing; building it from Debian packages (about a minute)");
-                    images::build(docker, recipe, &build_options(mirror, quiet)).await?;
+                    images::build(docker, recipe, &build_options(mirror, quiet, Via::Archive)).await?;
                 }
             }
             Ok(())
@@ -711,13 +725,13 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<i32, AppError> {
 }
 
 /// `crashlab images build NAME...`.
-pub async fn build_images(names: &[String], mirror: &str, quiet: bool) -> Result<(), AppError> {
+pub async fn build_images(names: &[String], mirror: &str, quiet: bool, via: Via) -> Result<(), AppError> {
     let recipes = names.iter().map(|n| images::recipe(n)).collect::<Result<Vec<_>, _>>()?;
     let docker = connect().await?;
     for recipe in recipes {
         let started = Instant::now();
-        images::build(&docker, recipe, &build_options(mirror, quiet)).await?;
-        note!("built {} in {:.0} s", recipe.tag, started.elapsed().as_secs_f64());
+        images::build(&docker, recipe, &build_options(mirror, quiet, via)).await?;
+        note!("built {} in {:.1} s", images::tag(recipe), started.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -731,7 +745,7 @@ pub async fn list_images() -> Result<(), AppError> {
             ImageStatus::Stale => "built from an older recipe",
             ImageStatus::Missing => "missing",
         };
-        println!("{:10} {:28} {status}", recipe.name, recipe.tag);
+        println!("{:10} {:28} {status}", recipe.name, images::tag(recipe));
     }
     Ok(())
 }
@@ -744,7 +758,8 @@ pub async fn clean() -> Result<(), AppError> {
     let docker = connect().await?;
     let state = run::state_dir();
     let c = run::clean_stale(&docker, &state).await?;
-    let builds = images::clean_stale_builds(&state.join("build"));
+    let builds =
+        images::clean_stale_builds(&state.join("build")) + images::clean_stale_build_containers(&docker).await?;
     for refusal in &c.refused {
         note!("crashlab: {refusal}");
     }
@@ -794,19 +809,15 @@ pub async fn doctor(mirror: &str) -> i32 {
                     Ok(ImageStatus::Missing) => (true, format!("missing; `crashlab run` builds it from {mirror}")),
                     Err(e) => (false, error_chain(&e)),
                 };
-                line(good, &format!("image {}", recipe.tag), detail);
+                line(good, &format!("image {}", images::tag(recipe)), detail);
             }
         }
         Err(e) => line(false, "docker daemon", format!("{e}; {}", e.hint().unwrap_or_default())),
     }
-    match images::which("debootstrap") {
-        Some(p) => line(true, "debootstrap", p.display().to_string()),
-        None => line(false, "debootstrap", "not installed: `apt-get install debootstrap`".into()),
-    }
     line(
         images::is_root(),
         "root",
-        if images::is_root() { "yes".into() } else { "image builds and bind mounts need root".into() },
+        if images::is_root() { "yes".into() } else { "bind mounts and fault filesystems need root".into() },
     );
     let fuse = Path::new("/dev/fuse").exists();
     line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });

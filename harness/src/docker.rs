@@ -154,6 +154,12 @@ pub enum DockerError {
         #[source]
         source: Source,
     },
+    #[error("export the file system of container {id}")]
+    ExportContainer {
+        id: String,
+        #[source]
+        source: Source,
+    },
     #[error("create an exec of `{command}` in container {id}")]
     CreateExec {
         id: String,
@@ -415,6 +421,13 @@ impl Docker {
             .await
             .map_err(|source| DockerError::ListImages { label: label.to_owned(), source })?;
         Ok(images.into_iter().map(|i| i.id).collect())
+    }
+
+    /// The whole file system of container `id` as one tar stream, its
+    /// image's layers and its own flattened together (`docker export`).
+    pub fn export_container(&self, id: &str) -> impl Stream<Item = Result<Bytes, DockerError>> + Send + 'static {
+        let id = id.to_owned();
+        self.inner.export_container(&id).map_err(move |source| DockerError::ExportContainer { id: id.clone(), source })
     }
 
     /// Creates a container and returns its id.

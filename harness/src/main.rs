@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use crashlab::app::{self, RunOptions, exit};
-use crashlab::images::DEFAULT_MIRROR;
+use crashlab::images::{DEFAULT_MIRROR, Via};
 use crashlab::report::Format;
 use crashlab_reports::compare::Thresholds;
 use crashlab_reports::partition::Partition;
@@ -111,7 +111,7 @@ enum Command {
     },
     /// Remove containers, volumes and directories left by killed runs.
     Clean,
-    /// Check the daemon, its API version, debootstrap, /dev/fuse and images.
+    /// Check the daemon, its API version, root, /dev/fuse and images.
     Doctor {
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
@@ -120,7 +120,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImagesCommand {
-    /// Build images from Debian packages (debootstrap, then import).
+    /// Build images from Debian packages (read from the mirror, installed
+    /// in a container, then imported).
     Build {
         /// Image names: mariadb, postgres, redis, fio (the bench container), agent.
         #[arg(required = true)]
@@ -129,9 +130,19 @@ enum ImagesCommand {
         mirror: String,
         #[arg(long, short)]
         quiet: bool,
+        /// How to bootstrap the base system: crashlab itself, or the host's
+        /// debootstrap (needs it installed and root; kept for comparison).
+        #[arg(long, value_enum, default_value = "archive")]
+        via: ViaArg,
     },
     /// Show each image and whether it is built.
     List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ViaArg {
+    Archive,
+    Debootstrap,
 }
 
 fn main() {
@@ -200,8 +211,12 @@ async fn dispatch(command: Command) -> i32 {
             app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await
         }
         Command::Validate { scenario } => app::validate(&scenario),
-        Command::Images { command: ImagesCommand::Build { names, mirror, quiet } } => {
-            app::build_images(&names, &mirror, quiet).await.map(|()| exit::PASS)
+        Command::Images { command: ImagesCommand::Build { names, mirror, quiet, via } } => {
+            let via = match via {
+                ViaArg::Archive => Via::Archive,
+                ViaArg::Debootstrap => Via::Debootstrap,
+            };
+            app::build_images(&names, &mirror, quiet, via).await.map(|()| exit::PASS)
         }
         Command::Report { report, format, out } => {
             app::render_report(&report, format, out.as_deref()).map(|()| exit::PASS)

@@ -1,6 +1,6 @@
 //! Image recipes: what a workload's image is made of, built by the harness
-//! from Debian packages with debootstrap and imported through the Docker
-//! API, since no registry can be assumed.
+//! from Debian packages (read from a mirror and installed in a container)
+//! and imported through the Docker API, since no registry can be assumed.
 
 /// A file written into the root filesystem before import.
 #[derive(Debug, Clone, PartialEq, Eq)]

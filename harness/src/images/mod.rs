@@ -1,17 +1,32 @@
-//! Workload images built without a registry: debootstrap a Debian root
-//! filesystem with the recipe's packages, add the recipe's files, prune
-//! what a server does not need, and stream it as a tar archive into the
-//! daemon's image import. The recipe's fingerprint is stored in the image
-//! (`CRASHLAB_RECIPE` in its environment), so a stale image can be told
-//! from a current one.
+//! Workload images built without a registry and without host tools: read
+//! a Debian archive over HTTP (its `InRelease` checked against the Debian
+//! archive keys shipped with crashlab, every index and package against
+//! the hashes it signs), unpack the essential packages into a root
+//! filesystem streamed into the daemon's image import, finish the install
+//! with dpkg in a container of that base as debootstrap's second stage
+//! does, and import the container's file system as the image. The
+//! recipe's fingerprint is stored in the image (`CRASHLAB_RECIPE` in its
+//! environment), so a stale image can be told from a current one.
+//!
+//! The debootstrap path (`--via debootstrap`) is kept to measure the two
+//! side by side; it needs the host tool and root.
+
+mod archive;
+mod bootstrap;
+mod deb;
+mod debootstrap;
+mod openpgp;
+
+pub use archive::ArchiveError;
+pub use deb::DebError;
 
 use crate::docker::{Docker, DockerError};
 use bytes::Bytes;
 use crashlab_workloads::ImageRecipe;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// The Debian mirror used unless `--mirror` or `CRASHLAB_DEBIAN_MIRROR`
@@ -19,6 +34,11 @@ use std::time::Duration;
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
 const FINGERPRINT_ENV: &str = "CRASHLAB_RECIPE";
+
+/// Names another repository for crashlab's images (`crashlab-test` builds
+/// `crashlab-test/mariadb:latest`), to try a build beside the images in
+/// use.
+pub const REPO_ENV: &str = "CRASHLAB_IMAGE_REPO";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -28,6 +48,20 @@ pub enum ImageError {
     NotRoot,
     #[error("run debootstrap for {image} (exit status {status}); its last output:\n{output}")]
     Debootstrap { image: String, status: String, output: String },
+    #[error("read the Debian archive for {image}")]
+    Archive {
+        image: String,
+        #[source]
+        source: ArchiveError,
+    },
+    #[error("unpack the base system for {image}")]
+    Unpack {
+        image: String,
+        #[source]
+        source: DebError,
+    },
+    #[error("install packages for {image} in container {container} (exit code {code}); its last output:\n{output}")]
+    Install { image: String, container: String, code: i64, output: String },
     #[error("prepare the root filesystem at {path}")]
     Rootfs {
         path: PathBuf,
@@ -46,16 +80,39 @@ pub enum ImageError {
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub mirror: String,
-    /// Where debootstrap keeps downloaded packages between builds.
+    /// Where downloaded packages and indexes are kept between builds.
     pub cache_dir: PathBuf,
-    /// Where the root filesystem is assembled; removed afterwards.
+    /// Where debootstrap assembles the root filesystem; removed afterwards.
     pub work_dir: PathBuf,
     pub quiet: bool,
+    pub via: Via,
+}
+
+/// How the base system is bootstrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// crashlab reads the archive itself and installs in a container.
+    #[default]
+    Archive,
+    /// The host's debootstrap, kept for comparison.
+    Debootstrap,
+}
+
+/// The tag `recipe`'s image is built and looked up as: its own, or under
+/// the repository `CRASHLAB_IMAGE_REPO` names.
+pub fn tag(recipe: &ImageRecipe) -> String {
+    match std::env::var(REPO_ENV) {
+        Ok(repo) if !repo.is_empty() => {
+            let name = recipe.tag.split_once('/').map_or(recipe.tag, |(_, name)| name);
+            format!("{repo}/{name}")
+        }
+        _ => recipe.tag.to_owned(),
+    }
 }
 
 /// Whether the daemon has `recipe`'s image, and whether it is current.
 pub async fn status(docker: &Docker, recipe: &ImageRecipe) -> Result<ImageStatus, DockerError> {
-    let Some(image) = docker.image(recipe.tag).await? else { return Ok(ImageStatus::Missing) };
+    let Some(image) = docker.image(&tag(recipe)).await? else { return Ok(ImageStatus::Missing) };
     let env = image.config.and_then(|c| c.env).unwrap_or_default();
     let wanted = format!("{FINGERPRINT_ENV}={}", recipe.fingerprint());
     Ok(if env.contains(&wanted) { ImageStatus::Current } else { ImageStatus::Stale })
@@ -68,127 +125,31 @@ pub enum ImageStatus {
     Current,
 }
 
-/// Builds `recipe`'s image and imports it into the daemon.
+/// Builds `recipe`'s image and imports it into the daemon as
+/// [`tag`]`(recipe)`.
 pub async fn build(docker: &Docker, recipe: &ImageRecipe, options: &BuildOptions) -> Result<(), ImageError> {
-    if which("debootstrap").is_none() {
-        return Err(ImageError::NoDebootstrap);
-    }
-    if !is_root() {
-        return Err(ImageError::NotRoot);
-    }
-    let rootfs = options.work_dir.join(format!("{}-rootfs-{}", recipe.name, std::process::id()));
-    let result = build_in(docker, recipe, options, &rootfs).await;
-    remove_rootfs(&rootfs);
-    result
+    build_as(docker, recipe, &tag(recipe), options).await
 }
 
-async fn build_in(
+/// Builds `recipe`'s image as `image`.
+pub async fn build_as(
     docker: &Docker,
     recipe: &ImageRecipe,
+    image: &str,
     options: &BuildOptions,
-    rootfs: &Path,
 ) -> Result<(), ImageError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ImageError::Rootfs { path, source }
-    };
-    std::fs::create_dir_all(&options.cache_dir).map_err(io(&options.cache_dir))?;
-    std::fs::create_dir_all(rootfs).map_err(io(rootfs))?;
-    let bar = spinner(options.quiet, format!("building {}", recipe.tag));
-
-    let recipe_owned = recipe.clone();
-    let (rootfs_owned, options_owned, bar_owned) = (rootfs.to_owned(), options.clone(), bar.clone());
-    tokio::task::spawn_blocking(move || debootstrap(&recipe_owned, &options_owned, &rootfs_owned, &bar_owned))
-        .await
-        .map_err(|e| ImageError::Tar(std::io::Error::other(e)))??;
-
-    bar.set_message(format!("{}: adding crashlab's files", recipe.tag));
-    for file in recipe.files {
-        let path = rootfs.join(file.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(&path, file.contents).map_err(io(&path))?;
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(file.mode)).map_err(io(&path))?;
+    match options.via {
+        Via::Archive => bootstrap::build(docker, recipe, image, options).await,
+        Via::Debootstrap => debootstrap::build(docker, recipe, image, options).await,
     }
-    // Docker provides /dev, /proc and /sys; the pruned paths are caches and
-    // documentation a server never reads.
-    for dir in ["dev", "proc", "sys"].iter().chain(recipe.prune) {
-        let path = rootfs.join(dir);
-        if path.is_dir() {
-            empty_dir(&path).map_err(io(&path))?;
-        }
-    }
-
-    bar.set_message(format!("{}: importing into Docker", recipe.tag));
-    let mut changes: Vec<String> = recipe.changes.iter().map(|c| c.to_string()).collect();
-    changes.push(format!("ENV {FINGERPRINT_ENV}={}", recipe.fingerprint()));
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let tar_root = rootfs.to_owned();
-    let tar_task = tokio::task::spawn_blocking(move || {
-        let mut builder = tar::Builder::new(ChannelWriter { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) });
-        builder.follow_symlinks(false);
-        // Docker's importer rejects GNU sparse entries (type S).
-        builder.sparse(false);
-        let result =
-            builder.append_dir_all(".", &tar_root).and_then(|()| builder.into_inner()).and_then(|mut w| w.flush());
-        if let Err(e) = &result {
-            let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
-        }
-        result
-    });
-    let stream = tokio_stream(rx);
-    let imported = docker.import_image(recipe.tag, changes, stream).await;
-    let tarred = tar_task.await.map_err(|e| ImageError::Tar(std::io::Error::other(e)))?;
-    // A daemon that refuses the import stops reading, so the tar side sees
-    // only a broken pipe; the daemon's answer says why.
-    imported?;
-    tarred.map_err(ImageError::Tar)?;
-    bar.finish_with_message(format!("built {}", recipe.tag));
-    Ok(())
 }
 
-fn debootstrap(
-    recipe: &ImageRecipe,
-    options: &BuildOptions,
-    rootfs: &Path,
-    bar: &ProgressBar,
-) -> Result<(), ImageError> {
-    let mut child = Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={}", recipe.packages.join(",")))
-        .arg(format!("--cache-dir={}", options.cache_dir.display()))
-        .arg(recipe.suite)
-        .arg(rootfs)
-        .arg(&options.mirror)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| ImageError::Rootfs { path: rootfs.to_owned(), source })?;
-    // debootstrap reports progress as "I: Retrieving foo" lines on stdout
-    // and warnings on stderr; both feed the spinner and the error report.
-    let stderr = child.stderr.take().expect("piped");
-    let stderr_lines =
-        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
-    let mut tail: Vec<String> = Vec::new();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
-        bar.set_message(format!("{}: debootstrap: {}", recipe.tag, line.trim_start_matches("I: ")));
-        tail.push(line);
-        if tail.len() > 20 {
-            tail.remove(0);
-        }
-    }
-    let status = child.wait().map_err(|source| ImageError::Rootfs { path: rootfs.to_owned(), source })?;
-    tail.extend(stderr_lines.join().unwrap_or_default());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(ImageError::Debootstrap {
-            image: recipe.tag.to_owned(),
-            status: status.to_string(),
-            output: tail.join("\n"),
-        })
-    }
+/// The Dockerfile-style changes the image is imported with: the recipe's,
+/// and the fingerprint.
+fn import_changes(recipe: &ImageRecipe) -> Vec<String> {
+    let mut changes: Vec<String> = recipe.changes.iter().map(|c| c.to_string()).collect();
+    changes.push(format!("ENV {FINGERPRINT_ENV}={}", recipe.fingerprint()));
+    changes
 }
 
 const CHUNK: usize = 1 << 20;
@@ -226,21 +187,6 @@ fn tokio_stream(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn empty_dir(path: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes a build's root filesystem, first detaching anything debootstrap
-/// left mounted inside it (a failed run can leave /proc mounted there, and
-/// deleting through it would be a disaster).
 /// Removes root filesystems that builds killed midway left under
 /// `work_dir` (their owner, named by the directory's pid suffix, is gone).
 /// Returns how many it removed.
@@ -259,6 +205,29 @@ pub fn clean_stale_builds(work_dir: &Path) -> usize {
     removed
 }
 
+/// Removes the install containers and base images of builds whose
+/// crashlab process is gone. Returns how many builds it cleaned up.
+pub async fn clean_stale_build_containers(docker: &Docker) -> Result<usize, DockerError> {
+    let mut removed = 0;
+    for container in docker.containers_labelled(bootstrap::BUILD_PID_LABEL).await? {
+        let labels = container.labels.unwrap_or_default();
+        let pid = labels.get(bootstrap::BUILD_PID_LABEL).map(String::as_str).unwrap_or_default();
+        if pid == std::process::id().to_string() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let Some(id) = container.id else { continue };
+        docker.remove_container(&id).await?;
+        if let Some(base) = labels.get(bootstrap::BUILD_BASE_LABEL) {
+            docker.remove_image(base).await?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Removes a build's root filesystem, first detaching anything debootstrap
+/// left mounted inside it (a failed run can leave /proc mounted there, and
+/// deleting through it would be a disaster).
 fn remove_rootfs(rootfs: &Path) {
     if !rootfs.exists() {
         return;
