@@ -4,9 +4,11 @@
 //!
 //! Once the load time is up, the fault waits (up to
 //! [`AIM_DEADLINE`](super::power::AIM_DEADLINE), the load going on) until
-//! something is unsynced, freezes the container, captures the crash point
-//! (a copy of the durable base and the unsynced history, with every
-//! filesystem request held off), cuts the power and kills the server. The
+//! something is unsynced, freezes the container and captures the crash
+//! point (a copy of the durable base and the unsynced history, with every
+//! filesystem request held off); if everything was synced by the time the
+//! freeze took hold, it thaws the container and tries again. Then it cuts
+//! the power and kills the server. The
 //! freeze is what makes the crash point exact: no process of the container
 //! runs between it and the kill, so every acknowledgement the clients ever
 //! receive was sent before the point. Recovery is `host-kill`'s, and the
@@ -41,14 +43,28 @@ impl Behaviour for CrashStates {
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let no_fs = || FaultError::NoFaultFs { fault: Fault::CrashStates };
-            let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
             let deadline = Instant::now() + AIM_DEADLINE;
-            while fs.unsynced() == 0 && Instant::now() < deadline {
-                tokio::time::sleep(AIM_POLL).await;
+            loop {
+                let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
+                while fs.unsynced() == 0 && Instant::now() < deadline {
+                    tokio::time::sleep(AIM_POLL).await;
+                }
+                cx.deployment.pause().await?;
+                let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
+                let empty = fs.capture_crash_point()?.history.ops().is_empty();
+                // What was unsynced when looked at may have been synced
+                // before the freeze took hold: look again while time is left.
+                if !empty || Instant::now() >= deadline {
+                    break;
+                }
+                for point in fs.take_crash_points() {
+                    if let Err(e) = std::fs::remove_dir_all(&point.base) {
+                        tracing::warn!("could not remove the empty crash point {}: {e}", point.base.display());
+                    }
+                }
+                cx.deployment.unpause().await?;
             }
-            cx.deployment.pause().await?;
             let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
-            fs.capture_crash_point()?;
             fs.power_cut()?;
             cx.deployment.kill().await?;
             Ok(())
