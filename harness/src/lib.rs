@@ -36,6 +36,7 @@ pub mod backup;
 pub mod bench;
 pub mod checker;
 pub mod docker;
+pub mod explore;
 pub mod faults;
 pub mod images;
 pub mod report;

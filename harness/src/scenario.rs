@@ -47,7 +47,75 @@ pub struct Scenario {
     #[serde(default)]
     pub backup: BackupSection,
     #[serde(default)]
+    pub explore: ExploreSection,
+    #[serde(default)]
     pub expect: Vec<Expectation>,
+}
+
+/// `[explore]`: the bounds of the `crash-states` fault's exploration (see
+/// [`crate::explore`]). Every key is optional; the sample's seed derives
+/// from the scenario's.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExploreSection {
+    /// Most distinct crash states checked per crash point; beyond it the
+    /// prefix states are kept and the rest is a seeded sample. Default 16.
+    #[serde(default = "default_max_states", deserialize_with = "max_states")]
+    pub max_states: u32,
+    /// Most operations of one epoch a reordered state drops (Chipmunk's
+    /// `k`). Default 2.
+    #[serde(default = "default_k", deserialize_with = "explore_k")]
+    pub k: u32,
+    /// Most split points per torn write; 0 explores no torn writes.
+    /// Default 3.
+    #[serde(default = "default_torn_splits", deserialize_with = "torn_splits")]
+    pub torn_splits: u32,
+    /// States checked at once, each in its own container. Default 1.
+    #[serde(default = "default_parallel", deserialize_with = "explore_parallel")]
+    pub parallel: u32,
+}
+
+impl Default for ExploreSection {
+    fn default() -> Self {
+        ExploreSection {
+            max_states: default_max_states(),
+            k: default_k(),
+            torn_splits: default_torn_splits(),
+            parallel: default_parallel(),
+        }
+    }
+}
+
+fn default_max_states() -> u32 {
+    16
+}
+
+fn default_k() -> u32 {
+    2
+}
+
+fn default_torn_splits() -> u32 {
+    3
+}
+
+fn default_parallel() -> u32 {
+    1
+}
+
+fn explore_parallel<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "parallel", 1, 16)
+}
+
+fn max_states<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "max-states", 1, 4096)
+}
+
+fn explore_k<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "k", 0, 8)
+}
+
+fn torn_splits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "torn-splits", 0, 64)
 }
 
 /// `[backup]`: how the backup strategies (see [`crate::backup`]) take

@@ -360,6 +360,100 @@ pub struct CycleReport {
     /// whose fault did not fire is `error`, never a pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired: Option<Fired>,
+    /// The crash states explored beside the live recovery (`crash-states`);
+    /// absent for other faults. The cycle's verdict is the worst of the
+    /// live one and every state's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explore: Option<Exploration>,
+}
+
+/// The crash states a cycle explored: one entry per crash point.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    pub points: Vec<PointReport>,
+}
+
+impl Exploration {
+    /// States checked, over every point.
+    pub fn states(&self) -> u64 {
+        self.points.iter().map(|p| p.states.len() as u64).sum()
+    }
+
+    /// States whose verdict was worse than `intact`.
+    pub fn failed(&self) -> u64 {
+        self.points.iter().map(|p| p.failed()).sum()
+    }
+
+    /// The worst verdict of any state, `error` when a point could not be
+    /// explored; `None` when nothing was checked.
+    pub fn worst(&self) -> Option<Verdict> {
+        let errors = self.points.iter().filter(|p| p.error.is_some()).map(|_| Verdict::Error);
+        Verdict::worst(self.points.iter().flat_map(|p| p.states.iter().map(|s| s.verdict)).chain(errors))
+    }
+}
+
+/// One crash point: the unsynced history captured there, how many distinct
+/// crash states it allows (as far as the bounds let the exploration see),
+/// and the verdict of each state checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PointReport {
+    /// Where the point is, e.g. `end of load`.
+    pub at: String,
+    /// Milliseconds after the load began: acknowledgements later than this
+    /// are in doubt when a state is checked.
+    pub at_ms: f64,
+    /// Unsynced operations in the history at the point.
+    pub ops: u64,
+    /// Bytes of unsynced writes in it.
+    pub bytes: u64,
+    /// Candidate states hashed, and how many distinct contents they had.
+    pub candidates: u64,
+    pub distinct: u64,
+    /// Whether the states checked are a seeded sample rather than all.
+    pub sampled: bool,
+    /// Each state checked, in exploration order.
+    pub states: Vec<StateReport>,
+    /// The first state whose verdict was worse than `intact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure: Option<StateFailure>,
+    /// Why the point could not be explored (or its checks not finished);
+    /// makes the cycle `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall clock of the whole point: capture, exploration and checks.
+    pub ms: f64,
+}
+
+impl PointReport {
+    pub fn failed(&self) -> u64 {
+        self.states.iter().filter(|s| s.verdict > Verdict::Intact).count() as u64
+    }
+}
+
+/// One crash state checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateReport {
+    /// The state's id in the fault filesystem's grammar (`p12`,
+    /// `e0-drop{3}`, `t5@1/8`).
+    pub id: String,
+    pub verdict: Verdict,
+    /// Materialise, start, recover, read back and check.
+    pub ms: f64,
+}
+
+/// The first failing state of a point, described for a reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateFailure {
+    pub id: String,
+    pub verdict: Verdict,
+    /// The checker's findings (or why the server did not come back).
+    pub detail: String,
+    /// Which unsynced operations the state dropped or tore, in words.
+    pub dropped: String,
+    /// How to look at exactly this state again, when the harness kept what
+    /// it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
 }
 
 /// What a cycle's fault did.

@@ -2,7 +2,7 @@
 //! tables, readable in a terminal, a pull request or a wiki.
 
 use crate::bench::{BenchReport, IoResult, Profile};
-use crate::{BackupSummary, CellReport, Report, Unsupported};
+use crate::{BackupSummary, CellReport, Report, Unsupported, Verdict};
 use std::fmt::Write;
 
 /// Renders the whole report.
@@ -53,6 +53,7 @@ pub fn render(report: &Report) -> String {
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
+    out.push_str(&crash_states_section(&report.cells));
     let failing: Vec<&CellReport> =
         report.cells.iter().filter(|c| c.cycle_details.iter().any(|d| !d.detail.is_empty())).collect();
     if !failing.is_empty() {
@@ -131,6 +132,74 @@ fn merged_section(m: &crate::merge::Merged) -> String {
     out.push_str(&list("cells reported by more than one shard", &m.duplicate_cells));
     if !m.complete() {
         out.push('\n');
+    }
+    out
+}
+
+/// The crash states each cycle explored (`crash-states`): per crash point,
+/// states checked and failed, and the first failing state described.
+/// Empty when no cycle explored any.
+pub fn crash_states_section(cells: &[CellReport]) -> String {
+    let mut rows = String::new();
+    let mut failures = String::new();
+    for cell in cells {
+        for (i, cycle) in cell.cycle_details.iter().enumerate() {
+            let Some(explore) = &cycle.explore else { continue };
+            for point in &explore.points {
+                let worst = match &point.error {
+                    Some(e) => format!("error: {e}"),
+                    None => Verdict::worst(point.states.iter().map(|s| s.verdict))
+                        .map_or_else(|| "none checked".to_owned(), |v| v.to_string()),
+                };
+                let per_state = if point.states.is_empty() { 0.0 } else { point.ms / point.states.len() as f64 };
+                let _ = writeln!(
+                    rows,
+                    "| {}/{}/{} | {} | {} ({:.0} ms) | {} | {}{} | {} | {} | {} | {:.0} |",
+                    cell.workload,
+                    cell.strategy,
+                    cell.fault,
+                    i + 1,
+                    point.at,
+                    point.at_ms,
+                    point.ops,
+                    point.distinct,
+                    if point.sampled { " (sampled)" } else { "" },
+                    point.states.len(),
+                    point.failed(),
+                    worst,
+                    per_state
+                );
+                if let Some(f) = &point.first_failure {
+                    let _ = writeln!(
+                        failures,
+                        "- {}/{}/{} cycle {}, {}: state `{}` is **{}**: {}; {}",
+                        cell.workload,
+                        cell.strategy,
+                        cell.fault,
+                        i + 1,
+                        point.at,
+                        f.id,
+                        f.verdict,
+                        f.detail,
+                        f.dropped
+                    );
+                    if let Some(replay) = &f.replay {
+                        let _ = writeln!(failures, "  - replay: `{replay}`");
+                    }
+                }
+            }
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n## Crash states\n\n| cell | cycle | crash point | unsynced ops | distinct states | checked | failed | worst | ms per state |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    out.push_str(&rows);
+    if !failures.is_empty() {
+        out.push_str("\nFirst failing state of each point:\n\n");
+        out.push_str(&failures);
     }
     out
 }
@@ -523,6 +592,7 @@ pub(crate) mod tests {
                 phases: PhaseTimes { ready_ms: 300.0, setup_ms: 40.0, inject_ms: 60.0, drain_ms: 5.0, verify_ms: 30.0 },
                 backup: None,
                 fired: None,
+                explore: None,
             }],
             fault_rules: vec![],
             backup: None,
@@ -618,6 +688,49 @@ pub(crate) mod tests {
         assert!(table.contains("| +0.50 / +40.00 MiB a backup, repo 41.00 MiB |"), "{table}");
         assert!(table.contains("| **✗ 1 of 2 failed** |"), "{table}");
         assert!(table.contains("| 45.00 MiB |") && table.ends_with("| – |\n"), "{table}");
+    }
+
+    #[test]
+    fn crash_states_list_each_point_and_describe_its_first_failure() {
+        let mut report = sample_report();
+        assert_eq!(crash_states_section(&report.cells), "", "no cycle explored");
+        let state = |id: &str, verdict| StateReport { id: id.into(), verdict, ms: 1500.0 };
+        report.cells[0].fault = "crash-states".into();
+        report.cells[0].cycle_details[0].explore = Some(Exploration {
+            points: vec![PointReport {
+                at: "end of load".into(),
+                at_ms: 1500.0,
+                ops: 12,
+                bytes: 40960,
+                candidates: 30,
+                distinct: 9,
+                sampled: false,
+                states: vec![state("p0", Verdict::Intact), state("e0-drop{3}", Verdict::LostWrites)],
+                first_failure: Some(StateFailure {
+                    id: "e0-drop{3}".into(),
+                    verdict: Verdict::LostWrites,
+                    detail: "1 of 40 acknowledged commits missing".into(),
+                    dropped: "drops unlink test.db-journal".into(),
+                    replay: None,
+                }),
+                error: None,
+                ms: 3000.0,
+            }],
+        });
+        let md = render(&report);
+        assert!(
+            md.contains("| mariadb/named-volume/crash-states | 1 | end of load (1500 ms) | 12 | 9 | 2 | 1 | lost-writes | 1500 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- mariadb/named-volume/crash-states cycle 1, end of load: state `e0-drop{3}` is **lost-writes**: 1 of \
+                 40 acknowledged commits missing; drops unlink test.db-journal"
+            ),
+            "{md}"
+        );
+        let explore = report.cells[0].cycle_details[0].explore.as_ref().unwrap();
+        assert_eq!((explore.states(), explore.failed(), explore.worst()), (2, 1, Some(Verdict::LostWrites)));
     }
 
     #[test]

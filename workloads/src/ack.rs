@@ -70,6 +70,21 @@ impl AckLog {
     pub fn span(&self, index: usize) -> Option<Span> {
         self.times.get(index).copied()
     }
+
+    /// The log as it stood at a crash `at_us` microseconds after the load
+    /// began: a commit acknowledged later was, at the crash, only in
+    /// flight, so it becomes in doubt (present or absent, both correct).
+    /// Aborted transactions stay aborted, since nothing could commit them.
+    /// Without times (a log built by hand) the log is returned whole.
+    pub fn cut_at(&self, at_us: u64) -> AckLog {
+        let mut cut = self.clone();
+        for ((_, outcome), span) in cut.entries.iter_mut().zip(&self.times) {
+            if *outcome == Outcome::Acked && span.end_us > at_us {
+                *outcome = Outcome::InDoubt;
+            }
+        }
+        cut
+    }
 }
 
 /// Ledger ids are unique across clients without coordination: the client
@@ -97,5 +112,26 @@ mod tests {
         assert_eq!(log.acked(), 2);
         assert_eq!(log.count(Outcome::InDoubt), 1);
         assert_eq!(log.count(Outcome::Aborted), 0);
+    }
+
+    #[test]
+    fn a_commit_acknowledged_after_the_crash_point_is_in_doubt() {
+        let t = |id| Transfer { id, src: 0, dst: 1, amount: 5 };
+        let span = |end_us| Span { start_us: 0, end_us };
+        let log = AckLog {
+            entries: vec![
+                (t(1), Outcome::Acked),
+                (t(2), Outcome::Acked),
+                (t(3), Outcome::Aborted),
+                (t(4), Outcome::InDoubt),
+            ],
+            times: vec![span(100), span(200), span(300), span(0)],
+        };
+        let cut = log.cut_at(150);
+        let outcomes: Vec<Outcome> = cut.entries.iter().map(|(_, o)| *o).collect();
+        assert_eq!(outcomes, [Outcome::Acked, Outcome::InDoubt, Outcome::Aborted, Outcome::InDoubt]);
+        assert_eq!(log.cut_at(200), log, "an acknowledgement at the crash point counts");
+        let untimed = AckLog { entries: log.entries.clone(), times: vec![] };
+        assert_eq!(untimed.cut_at(0), untimed);
     }
 }

@@ -86,8 +86,24 @@ impl Behaviour for IoError {
     }
 
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
-        Box::pin(free_and_restart(cx))
+        Box::pin(cut_and_reboot(cx))
     }
+}
+
+/// After a failed `fsync` what the server believed durable is what counts,
+/// and only a power cut shows it: a restart would let the page cache (the
+/// data the failed `fsync` left behind, ext4-style, readable but never to
+/// be written) hide what a crash loses. So: the rule cleared, the server
+/// frozen if it still runs, the power cut, SIGKILL, remount, start.
+async fn cut_and_reboot(cx: &mut Cx<'_>) -> Result<Recovered, FaultError> {
+    let no_fs = || FaultError::NoFaultFs { fault: Fault::IoError };
+    cx.deployment.faultfs_mut().ok_or_else(no_fs)?.clear_rules()?;
+    if cx.deployment.is_running().await? {
+        cx.deployment.pause().await?;
+    }
+    cx.deployment.faultfs_mut().ok_or_else(no_fs)?.power_cut()?;
+    cx.deployment.kill_if_running().await?;
+    super::power::power_back(cx).await
 }
 
 fn install(cx: &mut Cx<'_>, fault: Fault, rule: FaultRule) -> Result<(), FaultError> {

@@ -23,7 +23,8 @@
 //! | `host-kill` | | on the fault filesystem, an aimed cut: faultfs cuts the power right after the next unsynced write (within [`power::AIM_DEADLINE`], the load going on), then SIGKILL; on tmpfs, freeze and SIGKILL | remount the fault filesystem over what its backing directory kept, start the container |
 //! | `torn-write` | | aims the cut: a `torn:<mode>` rule and a cut armed to land right after the next write of two or more sectors that is not synced at once, within [`power::AIM_DEADLINE`]; SIGKILL | as `host-kill` |
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
-//! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |
+//! | `io-error` | the scenario's `eio` rule; a failed `fsync` behaves as on ext4 (the unwritten data is marked clean, lost at a cut) | nothing more: the error hit during the load | clear the rules, freeze the server if it runs, cut the power, SIGKILL, remount, start: what the server believed durable is checked |
+//! | `crash-states` | | once something is unsynced: freeze the container, capture the crash point (a copy of the durable base and the unsynced history), cut the power, SIGKILL | as `host-kill`; then every explored crash state of the point is checked on its own storage ([`crate::explore`]) |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
@@ -69,10 +70,12 @@
 //!   `error`, with the bytes the load wrote beside the budget.
 //! - `io-error`: InnoDB treats a failed `fsync` as fatal and aborts rather
 //!   than acknowledge a commit it could not make durable (unlike the
-//!   PostgreSQL "fsyncgate" behaviour of retrying); the cycle is `intact`
-//!   after restart. `faultfs.injected_errors` shows whether the rule fired.
+//!   PostgreSQL "fsyncgate" behaviour of retrying); the cycle is expected
+//!   `intact` after the power cut that ends it.
+//!   `faultfs.injected_errors` shows whether the rule fired.
 
 pub mod container;
+pub mod crash_states;
 pub mod disk;
 pub mod host_loss;
 pub mod power;
@@ -100,6 +103,7 @@ pub enum Fault {
     DiskFull,
     IoError,
     HostLoss,
+    CrashStates,
 }
 
 /// Seconds a graceful stop waits before Docker kills the server.
@@ -174,6 +178,18 @@ pub trait Behaviour: Sync {
 
     /// Brings the service back as an operator would after this fault.
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>>;
+
+    /// After the live recovery has been verified: checks the crash states
+    /// the fault captured, each on fresh storage in a fresh container,
+    /// against `oracle` (see [`crate::explore`]). `None` for faults that
+    /// capture none, which is all but `crash-states`: they pay nothing.
+    fn explore<'a>(
+        &'a self,
+        _cx: &'a mut Cx<'_>,
+        _oracle: &'a crate::explore::Oracle<'a>,
+    ) -> BoxFuture<'a, Option<crashlab_reports::Exploration>> {
+        Box::pin(async { None })
+    }
 }
 
 /// For the faults whose damage needs a disk under the data (power loss and
@@ -188,7 +204,7 @@ fn needs_a_disk(strategy: &StrategyDef, in_memory: bool) -> Option<&'static str>
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::ProcessKill,
         Fault::Restart,
         Fault::Recreate,
@@ -197,6 +213,7 @@ impl Fault {
         Fault::DiskFull,
         Fault::IoError,
         Fault::HostLoss,
+        Fault::CrashStates,
     ];
 
     /// The implementation of this fault.
@@ -210,6 +227,7 @@ impl Fault {
             Fault::DiskFull => &disk::DiskFull,
             Fault::IoError => &disk::IoError,
             Fault::HostLoss => &host_loss::HostLoss,
+            Fault::CrashStates => &crash_states::CrashStates,
         }
     }
 
@@ -223,6 +241,7 @@ impl Fault {
             Fault::DiskFull => "disk-full",
             Fault::IoError => "io-error",
             Fault::HostLoss => "host-loss",
+            Fault::CrashStates => "crash-states",
         }
     }
 

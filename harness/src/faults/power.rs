@@ -25,7 +25,7 @@ pub const AIM_DEADLINE: Duration = Duration::from_secs(10);
 /// The smallest write a `torn-write` cut is aimed at: two sectors, so that
 /// a torn write can keep some and lose some.
 const AIM_MIN_TORN_BYTES: u64 = 2 * 512;
-const AIM_POLL: Duration = Duration::from_millis(2);
+pub(super) const AIM_POLL: Duration = Duration::from_millis(2);
 
 /// Freeze the container, cut the power, SIGKILL; remount the fault
 /// filesystem over what its backing directory kept and start again.
@@ -107,7 +107,7 @@ async fn aimed_cut(cx: &mut Cx<'_>, fault: Fault, min_bytes: u64) -> Result<(), 
 }
 
 /// The host boots on what its disk kept.
-async fn power_back(cx: &mut Cx<'_>) -> Result<Recovered, FaultError> {
+pub(super) async fn power_back(cx: &mut Cx<'_>) -> Result<Recovered, FaultError> {
     if let Some(fs) = cx.deployment.faultfs_mut() {
         fs.remount().await?;
     }

@@ -148,6 +148,20 @@ impl Deployment {
         &self.docker
     }
 
+    pub fn run(&self) -> &RunContext {
+        &self.run
+    }
+
+    /// The base of the names of its containers.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host files copied into each of its containers.
+    pub fn uploads(&self) -> &[(String, PathBuf)] {
+        &self.uploads
+    }
+
     /// Destroys the data, as a lost host would (`host-loss`). The container
     /// must be removed first.
     pub async fn lose_storage(&mut self) -> Result<(), crate::storage::StorageError> {

@@ -313,6 +313,7 @@ impl Runner<'_> {
             phases: PhaseTimes::default(),
             backup: None,
             fired: None,
+            explore: None,
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
@@ -474,6 +475,19 @@ impl Runner<'_> {
             .collect();
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
+        let oracle = crate::explore::Oracle {
+            log: &load.log,
+            epoch: load.epoch,
+            accounts: config.accounts,
+            ready_timeout: self.scenario.workload.ready_timeout,
+            cancel: &self.cancel,
+            bounds: &self.scenario.explore,
+            seed: config.seed,
+        };
+        if let Some(explored) = behaviour.explore(&mut Cx { deployment, knobs, workload, backups: None }, &oracle).await
+        {
+            crate::explore::fold(&mut report, explored);
+        }
         if let Some(b) = backups {
             let load_us = (load_s * 1e6) as u64;
             let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);

@@ -15,7 +15,9 @@
 //! choices; every seed and every rule goes into the cycle's report.
 
 use crate::run::journal::{Entry, Journal};
-use crashlab_faultfs::{FaultConfig, FaultFs, FaultHandle, FaultRule, MountError, MountedFs, Stats};
+use crashlab_faultfs::{
+    FaultConfig, FaultFs, FaultHandle, FaultRule, FsyncFailure, History, MountError, MountedFs, Stats,
+};
 use crashlab_reports::FaultFsCycle;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +47,12 @@ pub enum FaultMountError {
     },
     #[error("unmount the fault filesystem at {path}: still busy after {UNMOUNT_TIMEOUT:?}")]
     UnmountTimeout { path: PathBuf },
+    #[error("capture a crash point of the fault filesystem at {path}")]
+    CrashPoint {
+        path: PathBuf,
+        #[source]
+        source: crashlab_faultfs::ControlError,
+    },
     #[error("use the fault filesystem at {path}: it is not mounted")]
     NotMounted { path: PathBuf },
     #[error(transparent)]
@@ -68,6 +76,21 @@ pub struct FaultMount {
     baseline: Stats,
     /// Whether the current mount's power cut is in `record`.
     cut_recorded: bool,
+    /// Crash points captured and not yet taken for checking.
+    points: Vec<CrashPoint>,
+    /// Crash points captured so far, for unique directory names.
+    captured: u64,
+}
+
+/// A crash point: a copy of the durable base (the backing directory, with
+/// its hidden backing objects) and the unsynced history that applies to it,
+/// captured at `at`. [`crashlab_faultfs::explore()`] takes the two.
+#[derive(Debug)]
+pub struct CrashPoint {
+    /// The copy of the backing directory; removed by whoever checks it.
+    pub base: PathBuf,
+    pub history: History,
+    pub at: std::time::Instant,
 }
 
 /// A seed for the `n`th mount of a cell: splitmix64 of the pair, so
@@ -108,6 +131,8 @@ impl FaultMount {
             record: FaultFsCycle::default(),
             baseline: Stats::default(),
             cut_recorded: false,
+            points: vec![],
+            captured: 0,
         };
         fs.mount()?;
         Ok(fs)
@@ -119,6 +144,10 @@ impl FaultMount {
         let config = FaultConfig::builder()
             .seed(seed)
             .fsync_reaches_disk(self.fsync_reaches_disk)
+            // A failed fsync (only the `io-error` fault's rules fail one)
+            // behaves as on ext4 and XFS, the filesystems databases run on:
+            // the data it did not write is marked clean and lost at a cut.
+            .fsync_failure(FsyncFailure::Ext4)
             .build()
             .map_err(FaultMountError::Config)?;
         let mounted = FaultFs::mount(&self.backing, &self.mountpoint, config)?;
@@ -215,6 +244,49 @@ impl FaultMount {
     pub fn cut_at_next_write(&self, min_bytes: u64) -> Result<(), FaultMountError> {
         self.handle()?.cut_at_next_write(min_bytes);
         Ok(())
+    }
+
+    /// Captures a crash point now, with every filesystem request held off:
+    /// copies the durable base into a new directory beside the backing
+    /// directory (removed with the mount's directories at teardown, if the
+    /// checker has not removed it first) and keeps it with the history for
+    /// [`Self::take_crash_points`].
+    pub fn capture_crash_point(&mut self) -> Result<&CrashPoint, FaultMountError> {
+        let dir = self.backing.with_file_name(format!("crash-point-{}", self.captured));
+        self.captured += 1;
+        // The copy holds every request off from its start: the state is
+        // the one at this instant or later, never earlier.
+        let at = std::time::Instant::now();
+        let history = self
+            .handle()?
+            .crash_point(&dir)
+            .map_err(|source| FaultMountError::CrashPoint { path: self.mountpoint.clone(), source })?;
+        self.points.push(CrashPoint { base: dir, history, at });
+        Ok(self.points.last().expect("pushed above"))
+    }
+
+    /// The crash points captured and not yet taken.
+    pub fn crash_points(&self) -> &[CrashPoint] {
+        &self.points
+    }
+
+    /// The crash points captured since the last call.
+    pub fn take_crash_points(&mut self) -> Vec<CrashPoint> {
+        std::mem::take(&mut self.points)
+    }
+
+    /// Where states of this mount's crash points are written out: beside
+    /// the backing directory, so that they go with the mount at teardown.
+    pub fn states_dir(&self) -> PathBuf {
+        self.backing.with_file_name("states")
+    }
+
+    /// Currently unsynced bytes and directory operations (zero after a cut).
+    pub fn unsynced(&self) -> u64 {
+        self.handle().map_or(0, |h| {
+            let s = h.stats();
+            s.dirty_bytes + s.pending_namespace_ops
+        })
     }
 
     /// Whether the power is cut (an aimed cut may have landed).

@@ -1,0 +1,119 @@
+//! `crash-states`: a power cut at the end of the load, and beside it every
+//! crash state the fault filesystem's model allows at that point, each
+//! checked on its own storage in its own container ([`crate::explore`]).
+//!
+//! Once the load time is up, the fault waits (up to
+//! [`AIM_DEADLINE`](super::power::AIM_DEADLINE), the load going on) until
+//! something is unsynced, freezes the container and captures the crash
+//! point (a copy of the durable base and the unsynced history, with every
+//! filesystem request held off); if everything was synced by the time the
+//! freeze took hold, it thaws the container and tries again. Then it cuts
+//! the power and kills the server. The
+//! freeze is what makes the crash point exact: no process of the container
+//! runs between it and the kill, so every acknowledgement the clients ever
+//! receive was sent before the point. Recovery is `host-kill`'s, and the
+//! live cycle is judged as one: that is the crash state that keeps none
+//! of the unsynced operations. Then [`Behaviour::explore`] checks the
+//! others. A point with nothing unsynced did not fire.
+
+use super::power::{AIM_DEADLINE, AIM_POLL, power_back};
+use super::{Behaviour, Cx, Fault, FaultError, Recovered, fired, needs_a_disk, not_fired};
+use crate::explore::{Oracle, check_point};
+use crate::storage::{StrategyDef, UnderData};
+use crashlab_reports::{Exploration, Fired};
+use futures_util::future::BoxFuture;
+use std::time::Instant;
+
+/// Where the one crash point of a cycle is taken.
+const END_OF_LOAD: &str = "end of load";
+
+/// Freeze at the end of the load, capture the crash point, cut the power,
+/// SIGKILL; recover as `host-kill`; then check every explored state.
+pub struct CrashStates;
+
+impl Behaviour for CrashStates {
+    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
+        strategy.under == UnderData::FaultFs
+    }
+
+    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        needs_a_disk(strategy, false)
+    }
+
+    fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async move {
+            let no_fs = || FaultError::NoFaultFs { fault: Fault::CrashStates };
+            let deadline = Instant::now() + AIM_DEADLINE;
+            loop {
+                let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
+                while fs.unsynced() == 0 && Instant::now() < deadline {
+                    tokio::time::sleep(AIM_POLL).await;
+                }
+                cx.deployment.pause().await?;
+                let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
+                let empty = fs.capture_crash_point()?.history.ops().is_empty();
+                // What was unsynced when looked at may have been synced
+                // before the freeze took hold: look again while time is left.
+                if !empty || Instant::now() >= deadline {
+                    break;
+                }
+                for point in fs.take_crash_points() {
+                    if let Err(e) = std::fs::remove_dir_all(&point.base) {
+                        tracing::warn!("could not remove the empty crash point {}: {e}", point.base.display());
+                    }
+                }
+                cx.deployment.unpause().await?;
+            }
+            let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
+            fs.power_cut()?;
+            cx.deployment.kill().await?;
+            Ok(())
+        })
+    }
+
+    fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
+        Box::pin(async move {
+            let Some(fs) = cx.deployment.faultfs_mut() else {
+                return not_fired("the data is not on the fault filesystem");
+            };
+            let Some(point) = fs.crash_points().last() else {
+                return not_fired("no crash point was captured");
+            };
+            let (ops, bytes) = (point.history.ops().len(), point.history.bytes());
+            if !point.history.is_complete() {
+                return not_fired(
+                    "the unsynced history outgrew the fault filesystem's budget (max-history-bytes), so the crash \
+                     point cannot be explored",
+                );
+            }
+            if ops == 0 {
+                return not_fired(format!(
+                    "nothing was unsynced at the crash point: no write went unsynced within {} s after the load",
+                    AIM_DEADLINE.as_secs()
+                ));
+            }
+            fired(format!(
+                "captured a crash point at the end of the load with {ops} unsynced operations ({bytes} bytes of \
+                 writes), then cut the power"
+            ))
+        })
+    }
+
+    fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
+        Box::pin(power_back(cx))
+    }
+
+    fn explore<'a>(&'a self, cx: &'a mut Cx<'_>, oracle: &'a Oracle<'a>) -> BoxFuture<'a, Option<Exploration>> {
+        Box::pin(async move {
+            let fs = cx.deployment.faultfs_mut()?;
+            let points = fs.take_crash_points();
+            let states_dir = fs.states_dir();
+            let mut explored = Exploration::default();
+            for point in points {
+                let report = check_point(cx.deployment, cx.workload, point, END_OF_LOAD, &states_dir, oracle).await;
+                explored.points.push(report);
+            }
+            Some(explored)
+        })
+    }
+}
