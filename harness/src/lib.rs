@@ -11,6 +11,8 @@
 //! - [`faults`] damages a deployment and brings it back, one implementation
 //!   per fault;
 //! - [`backup`] takes and restores the backup strategies' copies;
+//! - [`hosts`] spans a deployment over several hosts on a private network:
+//!   a primary and a replica, and the failover when a host is lost;
 //! - [`run`] owns a run's lifecycle: its id, journal and cleanup, the
 //!   deployments (containers on storage), readiness, and the [`run::runner`]
 //!   that drives load → fault → recover → verify;
@@ -37,6 +39,7 @@ pub mod bench;
 pub mod checker;
 pub mod docker;
 pub mod faults;
+pub mod hosts;
 pub mod images;
 pub mod report;
 pub mod run;

@@ -284,6 +284,63 @@ pub struct CycleReport {
     /// whose fault did not fire is `error`, never a pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fired: Option<Fired>,
+    /// A replicated strategy's replica lag, synchronous replication state
+    /// and failover; absent for single-host strategies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationCycle>,
+}
+
+/// What replication did during a cycle of a replicated strategy. Lags are
+/// counted in transactions committed on the primary and not yet received
+/// (lost with the primary's host) or not yet applied by the replica.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationCycle {
+    /// `async` or `sync`.
+    pub mode: String,
+    /// Lag samples taken during the load (every 200 ms).
+    pub lag_samples: u32,
+    pub lag_max_unreceived: u64,
+    pub lag_max_unapplied: u64,
+    /// The lag measured just before the fault.
+    pub at_fault_unreceived: Option<u64>,
+    pub at_fault_unapplied: Option<u64>,
+    /// Synchronous replication as the primary counted it just before the
+    /// fault; absent for asynchronous replication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncCycle>,
+    /// The failover after the primary's host was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverTimes>,
+    /// Seconds of acknowledged writes lost: from the last acknowledged
+    /// commit that survived on the new primary to the fault.
+    pub rpo_s: Option<f64>,
+}
+
+/// Synchronous replication's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncCycle {
+    /// Still in force at the fault.
+    pub on: bool,
+    /// Commits a replica acknowledged before the client was answered.
+    pub acknowledged: u64,
+    /// Commits answered without it (after a timeout): a fallback.
+    pub unacknowledged: u64,
+    pub fell_back: bool,
+}
+
+/// The recovery time of a failover and its parts, measured back to back:
+/// the harness's monitor seeing the primary gone, the database promoting
+/// the replica, a client's first acknowledged write on the new primary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FailoverTimes {
+    pub detection_ms: f64,
+    pub promotion_ms: f64,
+    pub reconnection_ms: f64,
+    /// The sum: fault to first acknowledged write on the new primary.
+    pub rto_ms: f64,
 }
 
 /// What a cycle's fault did.

@@ -438,6 +438,7 @@ pub(crate) mod tests {
                 phases: PhaseTimes { ready_ms: 300.0, setup_ms: 40.0, inject_ms: 60.0, drain_ms: 5.0, verify_ms: 30.0 },
                 backup: None,
                 fired: None,
+                replication: None,
             }],
             fault_rules: vec![],
             backup: None,

@@ -25,6 +25,7 @@
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
+//! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::hosts`]) |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
 //! strategy keeps away from the host (tar files and the object store under
@@ -118,6 +119,8 @@ pub enum FaultError {
     Storage(#[from] crate::storage::StorageError),
     #[error("restore the backup")]
     Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
 }
 
 /// What a fault's hooks work on.
@@ -134,6 +137,8 @@ pub struct Cx<'a> {
 pub struct Recovered {
     /// The backup restored after a host loss, when the strategy had one.
     pub restored: Option<Restored>,
+    /// A replicated strategy's lag, synchronous state and failover times.
+    pub replication: Option<crashlab_reports::ReplicationCycle>,
 }
 
 /// One fault's behaviour: the hooks the runner calls, in this order —

@@ -1,12 +1,14 @@
 //! A deployment: the workload's container on a strategy's storage, as an
 //! operator would run it. It can be killed, stopped, removed and created
 //! again on the same storage, and it knows the loopback port the server
-//! answers on.
+//! answers on. A replicated deployment is the primary's, on a private
+//! network, with the other hosts in its [`Cluster`].
 
 use crate::docker::{Docker, DockerError};
+use crate::hosts::Cluster;
 use crate::run::RunContext;
 use crate::storage::Storage;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding};
 use crashlab_workloads::ContainerSpec;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -55,6 +57,11 @@ pub struct Deployment {
     /// A host port chosen once, so that the server answers on the same
     /// address after every start (see [`Deployment::with_pinned_port`]).
     pinned_port: Option<u16>,
+    /// The private network its containers join instead of the default
+    /// bridge, and the host name they answer to there.
+    network: Option<(String, String)>,
+    /// The other hosts, when the deployment spans several.
+    cluster: Option<Box<Cluster>>,
 }
 
 impl Deployment {
@@ -71,7 +78,67 @@ impl Deployment {
             ready_mark: 0,
             uploads: vec![],
             pinned_port: None,
+            network: None,
+            cluster: None,
         }
+    }
+
+    /// Puts every container of the deployment on the private `network`
+    /// only (published ports still reach loopback), as host `alias`.
+    pub fn on_network(mut self, network: &str, alias: &str) -> Deployment {
+        self.network = Some((network.to_owned(), alias.to_owned()));
+        self
+    }
+
+    /// Adds server flags after the workload's own.
+    pub fn with_args(mut self, args: Vec<String>) -> Deployment {
+        self.spec.cmd.extend(args);
+        self
+    }
+
+    /// The base of its containers' names.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The private network and the host name there, when it has one.
+    pub fn network(&self) -> Option<(&str, &str)> {
+        self.network.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
+    }
+
+    /// The other hosts of a replicated deployment.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
+    pub fn cluster_mut(&mut self) -> Option<&mut Cluster> {
+        self.cluster.as_deref_mut()
+    }
+
+    pub(crate) fn set_cluster(&mut self, cluster: Cluster) {
+        self.cluster = Some(Box::new(cluster));
+    }
+
+    /// Whether the deployment lost a host (and failed over): it serves,
+    /// but with less than it was built with, and is rebuilt before
+    /// another cycle runs on it.
+    pub fn degraded(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.lost_a_host())
+    }
+
+    /// Failover: the replica's deployment becomes this one (the service),
+    /// and the lost primary's is kept in the cluster until teardown.
+    /// False when there is no replica to promote.
+    pub(crate) fn promote_replica(&mut self) -> bool {
+        let Some(mut cluster) = self.cluster.take() else { return false };
+        let Some(mut replica) = cluster.take_replica() else {
+            self.cluster = Some(cluster);
+            return false;
+        };
+        std::mem::swap(self, &mut replica);
+        cluster.keep_lost(replica);
+        self.cluster = Some(cluster);
+        true
     }
 
     /// Publishes the server on one host port for the deployment's whole
@@ -141,7 +208,21 @@ impl Deployment {
         // harness never talks to the bridge network's private addresses.
         let host_port = self.pinned_port.map(|p| p.to_string()).unwrap_or_default();
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
+        let (network_mode, networking_config, hostname) = match &self.network {
+            Some((network, alias)) => {
+                let endpoint = EndpointSettings { aliases: Some(vec![alias.clone()]), ..Default::default() };
+                let endpoints = HashMap::from([(network.clone(), endpoint)]);
+                (
+                    Some(network.clone()),
+                    Some(NetworkingConfig { endpoints_config: Some(endpoints) }),
+                    Some(alias.clone()),
+                )
+            }
+            None => (None, None, None),
+        };
         let config = ContainerCreateBody {
+            hostname,
+            networking_config,
             image: Some(self.spec.image.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
             stop_signal: self.spec.stop_signal.clone(),
@@ -151,6 +232,7 @@ impl Deployment {
             host_config: Some(HostConfig {
                 mounts: Some(self.storage.mounts(&self.run, &self.spec.data_dir)),
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
+                network_mode,
                 ..Default::default()
             }),
             ..Default::default()
@@ -261,13 +343,26 @@ impl Deployment {
     /// exits: FUSE mounts cannot outlive their server.
     pub fn leak(self) {
         tracing::info!("keeping container {:?} and its storage", self.container);
+        if let Some(cluster) = self.cluster {
+            cluster.leak();
+        }
     }
 
-    /// Removes the container and the storage.
+    /// Removes the container and the storage, then the other hosts and
+    /// their network.
     pub async fn teardown(mut self) -> Result<(), crate::storage::StorageError> {
+        let cluster = self.cluster.take();
+        let mut torn = Ok(());
         if let Some(id) = self.container.take() {
-            self.docker.remove_container(&id).await?;
+            torn = self.docker.remove_container(&id).await.map_err(Into::into);
         }
-        self.storage.teardown(&self.docker).await
+        if torn.is_ok() {
+            torn = self.storage.teardown(&self.docker).await;
+        }
+        if let Some(cluster) = cluster {
+            let rest = cluster.teardown(&self.docker).await;
+            torn = torn.and(rest);
+        }
+        torn
     }
 }

@@ -211,6 +211,12 @@ impl Runner<'_> {
                 Err(e) => return Err(format!("could not pick a host port: {e}")),
             };
         }
+        if let Some(mode) = cell.strategy.def().data_on.replication() {
+            let ready = self.scenario.workload.ready_timeout;
+            return crate::hosts::deploy(&self.docker, &self.run, &*self.workload, d, mode, ready)
+                .await
+                .map_err(|e| error_chain(&e));
+        }
         if let Err(e) = d.create().await {
             self.teardown(Some(d)).await;
             return Err(error_chain(&e));
@@ -268,6 +274,7 @@ impl Runner<'_> {
             phases: PhaseTimes::default(),
             backup: None,
             fired: None,
+            replication: None,
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
@@ -387,7 +394,10 @@ impl Runner<'_> {
         let recovered =
             behaviour.recover(&mut Cx { deployment, knobs, workload, backups: backups.as_deref_mut() }).await;
         let restored = match recovered {
-            Ok(r) => r.restored,
+            Ok(r) => {
+                report.replication = r.replication;
+                r.restored
+            }
             Err(e) => return fail(report, format!("could not recover from {}: {}", cell.fault, error_chain(&e))),
         };
         let addr = match self.wait_ready(deployment).await {
@@ -429,6 +439,9 @@ impl Runner<'_> {
             .collect();
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
+        if let Some(r) = report.replication.as_mut() {
+            r.rpo_s = Some(found.rpo_s(fault_started.saturating_duration_since(load.epoch).as_micros() as u64));
+        }
         if let Some(b) = backups.as_deref() {
             let load_us = (load_s * 1e6) as u64;
             let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
@@ -438,7 +451,8 @@ impl Runner<'_> {
             report.backup = Some(b.cycle_report(stall, restored, rpo_s));
         }
         report.cycle_ms = ms(started.get());
-        let discard = report.verdict >= Verdict::Corrupt;
+        // A deployment that lost a host is rebuilt whole for the next cycle.
+        let discard = report.verdict >= Verdict::Corrupt || deployment.degraded();
         CycleResult { report, latency_us: Some(load.latency_us), discard }
     }
 }

@@ -20,6 +20,14 @@
 //! | `btrfs-snapshot` | a named volume bound to a subvolume of a loop-mounted btrfs the harness owns | read-only snapshot |
 //! | `sync-agent` | a named volume | a sidecar archives, compresses and uploads it to an object store |
 //!
+//! The replicated strategies put each host's data on its own named volume
+//! and replicate from the primary's host to the replica's ([`crate::hosts`]):
+//!
+//! | strategy | data on | a commit is acknowledged |
+//! |---|---|---|
+//! | `replica-async` | a named volume per host | once durable on the primary; the replica follows |
+//! | `replica-semisync` | a named volume per host | once a replica has it too (MariaDB semi-sync, `AFTER_SYNC`) |
+//!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
 //! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over
@@ -215,7 +223,7 @@ impl Storage {
             g => format!("{}-{g}", self.name),
         };
         match self.data_on {
-            DataOn::NamedVolume => {
+            DataOn::NamedVolume | DataOn::Replicated(_) => {
                 self.volume = Some(name.clone());
                 docker.create_volume(&name, run.labels()).await?;
             }
@@ -306,7 +314,7 @@ impl Storage {
                 volume_options: Some(MountVolumeOptions { labels: Some(run.labels()), ..Default::default() }),
                 ..Default::default()
             }],
-            DataOn::NamedVolume | DataOn::BtrfsSubvolume => {
+            DataOn::NamedVolume | DataOn::BtrfsSubvolume | DataOn::Replicated(_) => {
                 vec![Mount { target, source: self.volume.clone(), typ: Some(MountType::VOLUME), ..Default::default() }]
             }
             DataOn::HostDir => vec![Mount {

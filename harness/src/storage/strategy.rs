@@ -5,6 +5,7 @@
 //! report's words) reads it.
 
 use crate::backup::Method;
+pub use crashlab_workloads::replication::Mode as Replication;
 use serde::{Deserialize, Serialize};
 
 /// A strategy's identity, as scenarios and reports name it. Its behaviour
@@ -22,6 +23,8 @@ pub enum Strategy {
     BackupStopped,
     BtrfsSnapshot,
     SyncAgent,
+    ReplicaAsync,
+    ReplicaSemisync,
 }
 
 /// What is mounted at the workload's data directory.
@@ -41,6 +44,19 @@ pub enum DataOn {
     /// A named volume bound to a subvolume of a loop-mounted btrfs pool the
     /// harness owns.
     BtrfsSubvolume,
+    /// A named volume on the primary's host, replicated to a replica on
+    /// another host with its own named volume ([`crate::hosts`]).
+    Replicated(Replication),
+}
+
+impl DataOn {
+    /// How the data is replicated to another host, when it is.
+    pub fn replication(self) -> Option<Replication> {
+        match self {
+            DataOn::Replicated(mode) => Some(mode),
+            _ => None,
+        }
+    }
 }
 
 /// Whether the fault filesystem can sit under a strategy's data.
@@ -72,8 +88,11 @@ pub struct StrategyDef {
 const NO_FAULTFS_ON_BACKUPS: &str = "backup strategies keep their live data on a plain named volume, not on the \
      fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to test the backups";
 
+const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's data on a plain named volume, not on \
+     the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
+
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 10] = [
+pub const TABLE: [StrategyDef; 12] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -163,6 +182,22 @@ pub const TABLE: [StrategyDef; 10] = [
         backup: Some(Method::SyncAgent),
         describes: "a named volume that a sidecar archives and uploads to an object store",
     },
+    StrategyDef {
+        strategy: Strategy::ReplicaAsync,
+        name: "replica-async",
+        data_on: DataOn::Replicated(Replication::Async),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host, replicated asynchronously to a replica on another host",
+    },
+    StrategyDef {
+        strategy: Strategy::ReplicaSemisync,
+        name: "replica-semisync",
+        data_on: DataOn::Replicated(Replication::Sync),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host; a commit is acknowledged once a replica on another host has it",
+    },
 ];
 
 impl Strategy {
@@ -222,5 +257,12 @@ mod tests {
         for def in TABLE.iter().filter(|d| d.backup.is_some()) {
             assert!(matches!(def.data_on, DataOn::NamedVolume | DataOn::BtrfsSubvolume), "{}", def.name);
         }
+    }
+
+    #[test]
+    fn replicated_strategies_name_their_mode() {
+        assert_eq!(Strategy::ReplicaAsync.def().data_on.replication(), Some(Replication::Async));
+        assert_eq!(Strategy::ReplicaSemisync.def().data_on.replication(), Some(Replication::Sync));
+        assert!(TABLE.iter().filter(|d| d.data_on.replication().is_some()).all(|d| d.backup.is_none()));
     }
 }
