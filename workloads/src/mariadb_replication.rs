@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 /// How long a semi-sync primary waits for a replica's acknowledgement
 /// before it falls back to asynchronous: 10 minutes.
 pub const SEMI_SYNC_TIMEOUT_MS: u64 = 600_000;
+/// Seconds without a word from the primary after which a replica
+/// reconnects (MariaDB's default is 60).
+const SLAVE_NET_TIMEOUT_S: u32 = 2;
 /// How long the replica gets to start streaming, and a promotion to apply
 /// what the replica received.
 const REPLICATION_DEADLINE: Duration = Duration::from_secs(60);
@@ -68,6 +71,10 @@ impl Replication for MariaDbReplication {
             "--log-slave-updates=ON".into(),
             "--binlog-format=ROW".into(),
             "--skip-slave-start".into(),
+            // A replica cut off its primary notices within this many
+            // seconds (heartbeats every half of it) and reconnects, every
+            // MASTER_CONNECT_RETRY second, once the network heals.
+            format!("--slave-net-timeout={SLAVE_NET_TIMEOUT_S}"),
         ];
         match (role, mode) {
             (_, Mode::Async) => {}

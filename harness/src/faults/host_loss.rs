@@ -40,20 +40,7 @@ impl Behaviour for HostLoss {
             let Some(record) = cx.deployment.cluster().map(|c| c.record()) else {
                 return fired("the server was killed, its container removed and its data destroyed");
             };
-            let mut what = String::from("the primary's host was lost (killed, removed, its volume destroyed)");
-            if let Some(n) = record.at_fault_unreceived {
-                what.push_str(&format!("; the replica had not yet received {n} committed transaction(s)"));
-            }
-            if let Some(s) = &record.sync {
-                what.push_str(&match s.fell_back {
-                    false => format!("; semi-sync held: {} commit(s) acknowledged by the replica", s.acknowledged),
-                    true => format!(
-                        "; semi-sync FELL BACK to asynchronous (on: {}, {} commit(s) answered without the replica)",
-                        s.on, s.unacknowledged
-                    ),
-                });
-            }
-            fired(what)
+            fired(hosts::describe(record, "the primary's host was lost (killed, removed, its volume destroyed)"))
         })
     }
 

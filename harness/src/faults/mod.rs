@@ -25,6 +25,8 @@
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
+//! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for [`partition::PARTITION_FOR`], the load going on; read the lag; heal | wait until the replica applied everything |
+//! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
 //! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::hosts`]) |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
@@ -76,6 +78,7 @@
 pub mod container;
 pub mod disk;
 pub mod host_loss;
+pub mod partition;
 pub mod power;
 
 use crate::backup::{Backups, Restored};
@@ -101,6 +104,8 @@ pub enum Fault {
     DiskFull,
     IoError,
     HostLoss,
+    Partition,
+    PartitionFailover,
 }
 
 /// Seconds a graceful stop waits before Docker kills the server.
@@ -193,7 +198,7 @@ fn needs_a_disk(strategy: &StrategyDef, in_memory: bool) -> Option<&'static str>
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 10] = [
         Fault::ProcessKill,
         Fault::Restart,
         Fault::Recreate,
@@ -202,6 +207,8 @@ impl Fault {
         Fault::DiskFull,
         Fault::IoError,
         Fault::HostLoss,
+        Fault::Partition,
+        Fault::PartitionFailover,
     ];
 
     /// The implementation of this fault.
@@ -215,6 +222,8 @@ impl Fault {
             Fault::DiskFull => &disk::DiskFull,
             Fault::IoError => &disk::IoError,
             Fault::HostLoss => &host_loss::HostLoss,
+            Fault::Partition => &partition::Partition,
+            Fault::PartitionFailover => &partition::PartitionFailover,
         }
     }
 
@@ -228,6 +237,8 @@ impl Fault {
             Fault::DiskFull => "disk-full",
             Fault::IoError => "io-error",
             Fault::HostLoss => "host-loss",
+            Fault::Partition => "partition",
+            Fault::PartitionFailover => "partition-failover",
         }
     }
 
@@ -284,6 +295,11 @@ mod tests {
         assert!(Fault::DiskFull.unsupported_on(Strategy::ContainerLayer).is_some());
         assert!(Fault::IoError.unsupported_on(Strategy::AnonymousVolume).is_some());
         assert!(Fault::HostKill.unsupported_on(Strategy::BackupHot).is_some());
+        for f in [Fault::Partition, Fault::PartitionFailover] {
+            assert!(f.unsupported_on(Strategy::NamedVolume).is_some());
+            assert!(f.unsupported_on(Strategy::ReplicaAsync).is_none());
+            assert!(f.unsupported_on(Strategy::ReplicaSemisync).is_none());
+        }
         for s in [Strategy::BindMount, Strategy::NamedVolume] {
             for f in [Fault::HostKill, Fault::TornWrite, Fault::DiskFull, Fault::IoError] {
                 assert!(f.needs_faultfs(s) && f.unsupported_on(s).is_none(), "{s}/{f}");

@@ -75,6 +75,8 @@ pub enum HostsError {
     },
     #[error("fail over: {0}")]
     Failover(&'static str),
+    #[error("wait for the replica to catch up after the heal: still behind after {0:?}")]
+    CatchUp(Duration),
     #[error("write on the new primary: no answer within {0:?}")]
     FirstWriteTimeout(Duration),
 }
@@ -88,6 +90,8 @@ pub struct Cluster {
     /// Deployments of lost hosts, kept for teardown.
     lost: Vec<Deployment>,
     sampler: Option<Sampler>,
+    /// When the current cycle's fault began.
+    fault_started: Option<Instant>,
     /// What replication did in the current cycle.
     record: ReplicationCycle,
 }
@@ -122,9 +126,47 @@ impl Cluster {
         self.lost.push(lost);
     }
 
+    /// Cuts the replica's host off the primary's: its container leaves the
+    /// private network, so neither resolves nor reaches the other, while
+    /// the harness still reaches both on their published ports.
+    pub async fn cut(&self) -> Result<(), HostsError> {
+        let replica = self.replica.as_ref().ok_or(HostsError::Failover("no replica to cut off"))?;
+        let id = replica.container_id().ok_or(HostsError::Failover("the replica has no container"))?;
+        Ok(replica.docker().disconnect_network(&self.network, id).await?)
+    }
+
+    /// Ends a [`Cluster::cut`]: the replica joins the network again under
+    /// its host name.
+    pub async fn heal(&self) -> Result<(), HostsError> {
+        let replica = self.replica.as_ref().ok_or(HostsError::Failover("no replica to reconnect"))?;
+        let id = replica.container_id().ok_or(HostsError::Failover("the replica has no container"))?;
+        Ok(replica.docker().connect_network(&self.network, id, REPLICA_HOST).await?)
+    }
+
+    /// Reads the replica's lag behind `primary` into the record as the
+    /// lag at the fault.
+    async fn lag_at_fault(&mut self, primary: SocketAddr) {
+        let Some(replica) = self.replica.as_ref().and_then(Deployment::addr) else { return };
+        if let Ok(Ok(lag)) = tokio::time::timeout(QUERY_TIMEOUT, self.replication.lag(primary, replica)).await {
+            self.record.at_fault_unreceived = Some(lag.unreceived);
+            self.record.at_fault_unapplied = Some(lag.unapplied);
+        }
+    }
+
+    /// Reads the primary's synchronous replication counters into the
+    /// record.
+    async fn sync_at_fault(&mut self, primary: SocketAddr) {
+        if let Ok(Ok(Some(s))) = tokio::time::timeout(QUERY_TIMEOUT, self.replication.sync_state(primary)).await {
+            let fell_back = s.fell_back();
+            self.record.sync =
+                Some(SyncCycle { on: s.on, acknowledged: s.acknowledged, unacknowledged: s.unacknowledged, fell_back });
+        }
+    }
+
     /// Starts sampling the replica's lag behind `primary`, for this cycle.
     pub fn start_sampling(&mut self, primary: SocketAddr) {
         self.stop_sampling();
+        self.fault_started = None;
         self.record = ReplicationCycle { mode: self.mode.as_str().to_owned(), ..Default::default() };
         let Some(replica) = self.replica.as_ref().and_then(Deployment::addr) else { return };
         let samples = Arc::new(Mutex::new(Vec::new()));
@@ -207,6 +249,7 @@ pub async fn deploy(
         replica: None,
         lost: vec![],
         sampler: None,
+        fault_started: None,
         record: ReplicationCycle::default(),
     });
     match build(docker, run, workload, &mut d, spec, &*replication, mode, ready_timeout).await {
@@ -263,20 +306,12 @@ async fn build(
 pub async fn lose_primary(d: &mut Deployment, workload: &dyn Workload) -> Result<(), HostsError> {
     let primary = d.addr().ok_or(HostsError::Failover("the primary is not running"))?;
     let cluster = d.cluster_mut().ok_or(HostsError::Failover("the deployment has one host"))?;
+    let fault_started = *cluster.fault_started.get_or_insert_with(Instant::now);
     cluster.stop_sampling();
-    if let Some(replica) = cluster.replica.as_ref().and_then(Deployment::addr) {
-        let replication = cluster.replication.clone();
-        if let Ok(Ok(lag)) = tokio::time::timeout(QUERY_TIMEOUT, replication.lag(primary, replica)).await {
-            cluster.record.at_fault_unreceived = Some(lag.unreceived);
-            cluster.record.at_fault_unapplied = Some(lag.unapplied);
-        }
-        if let Ok(Ok(Some(s))) = tokio::time::timeout(QUERY_TIMEOUT, replication.sync_state(primary)).await {
-            let fell_back = s.fell_back();
-            cluster.record.sync =
-                Some(SyncCycle { on: s.on, acknowledged: s.acknowledged, unacknowledged: s.unacknowledged, fell_back });
-        }
-    }
+    cluster.lag_at_fault(primary).await;
+    cluster.sync_at_fault(primary).await;
     let killed = Instant::now();
+    cluster.record.host_lost_after_ms = Some(killed.duration_since(fault_started).as_secs_f64() * 1e3);
     let monitor = async {
         loop {
             match tokio::time::timeout(QUERY_TIMEOUT, workload.probe(primary)).await {
@@ -331,4 +366,73 @@ pub async fn fail_over(d: &mut Deployment) -> Result<ReplicationCycle, HostsErro
     times.reconnection_ms = reconnection.as_secs_f64() * 1e3;
     times.rto_ms = times.detection_ms + times.promotion_ms + times.reconnection_ms;
     Ok(cluster.record.clone())
+}
+
+/// `partition`: cuts the replica off the primary for `duration` while the
+/// load goes on, reads the lag and the synchronous replication counters
+/// just before the heal, and heals.
+pub async fn partition(d: &mut Deployment, duration: Duration) -> Result<(), HostsError> {
+    let primary = d.addr().ok_or(HostsError::Failover("the primary is not running"))?;
+    let cluster = d.cluster_mut().ok_or(HostsError::Failover("the deployment has one host"))?;
+    cluster.fault_started = Some(Instant::now());
+    cluster.cut().await?;
+    tokio::time::sleep(duration).await;
+    cluster.stop_sampling();
+    cluster.lag_at_fault(primary).await;
+    cluster.sync_at_fault(primary).await;
+    cluster.heal().await
+}
+
+/// After a healed [`partition`]: waits until the replica applied
+/// everything the primary committed, and returns the cycle's record.
+pub async fn catch_up(d: &mut Deployment, limit: Duration) -> Result<ReplicationCycle, HostsError> {
+    let primary = d.addr().ok_or(HostsError::Failover("the primary is not running"))?;
+    let cluster = d.cluster().ok_or(HostsError::Failover("the deployment has one host"))?;
+    let replica = cluster
+        .replica
+        .as_ref()
+        .and_then(Deployment::addr)
+        .ok_or(HostsError::Failover("the replica is not running"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout(QUERY_TIMEOUT, cluster.replication.lag(primary, replica)).await {
+            Ok(Ok(lag)) if lag.unapplied == 0 => return Ok(cluster.record.clone()),
+            _ if Instant::now() > deadline => return Err(HostsError::CatchUp(limit)),
+            _ => tokio::time::sleep(LAG_INTERVAL).await,
+        }
+    }
+}
+
+/// `partition-failover`: cuts the replica off, lets the load go on for
+/// `duration`, then loses the primary's host ([`lose_primary`]) and
+/// reconnects the replica, ready for [`fail_over`].
+pub async fn partition_then_lose_primary(
+    d: &mut Deployment,
+    workload: &dyn Workload,
+    duration: Duration,
+) -> Result<(), HostsError> {
+    let cluster = d.cluster_mut().ok_or(HostsError::Failover("the deployment has one host"))?;
+    cluster.fault_started = Some(Instant::now());
+    cluster.cut().await?;
+    tokio::time::sleep(duration).await;
+    lose_primary(d, workload).await?;
+    d.cluster().expect("checked above").heal().await
+}
+
+/// What a fault that lost or cut a host did, for the cycle's `fired`.
+pub fn describe(record: &ReplicationCycle, what: &str) -> String {
+    let mut text = what.to_owned();
+    if let Some(n) = record.at_fault_unreceived {
+        text.push_str(&format!("; the replica had not yet received {n} committed transaction(s)"));
+    }
+    if let Some(s) = &record.sync {
+        text.push_str(&match s.fell_back {
+            false => format!("; semi-sync held: {} commit(s) acknowledged by the replica", s.acknowledged),
+            true => format!(
+                "; semi-sync FELL BACK to asynchronous (on: {}, {} commit(s) answered without the replica)",
+                s.on, s.unacknowledged
+            ),
+        });
+    }
+    text
 }

@@ -8,7 +8,7 @@ use crate::docker::{Docker, DockerError};
 use crate::hosts::Cluster;
 use crate::run::RunContext;
 use crate::storage::Storage;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use crashlab_workloads::ContainerSpec;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -83,8 +83,8 @@ impl Deployment {
         }
     }
 
-    /// Puts every container of the deployment on the private `network`
-    /// only (published ports still reach loopback), as host `alias`.
+    /// Attaches every container of the deployment to the private
+    /// `network` as host `alias`, where its peers find it by that name.
     pub fn on_network(mut self, network: &str, alias: &str) -> Deployment {
         self.network = Some((network.to_owned(), alias.to_owned()));
         self
@@ -208,21 +208,8 @@ impl Deployment {
         // harness never talks to the bridge network's private addresses.
         let host_port = self.pinned_port.map(|p| p.to_string()).unwrap_or_default();
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
-        let (network_mode, networking_config, hostname) = match &self.network {
-            Some((network, alias)) => {
-                let endpoint = EndpointSettings { aliases: Some(vec![alias.clone()]), ..Default::default() };
-                let endpoints = HashMap::from([(network.clone(), endpoint)]);
-                (
-                    Some(network.clone()),
-                    Some(NetworkingConfig { endpoints_config: Some(endpoints) }),
-                    Some(alias.clone()),
-                )
-            }
-            None => (None, None, None),
-        };
         let config = ContainerCreateBody {
-            hostname,
-            networking_config,
+            hostname: self.network.as_ref().map(|(_, alias)| alias.clone()),
             image: Some(self.spec.image.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
             stop_signal: self.spec.stop_signal.clone(),
@@ -232,7 +219,6 @@ impl Deployment {
             host_config: Some(HostConfig {
                 mounts: Some(self.storage.mounts(&self.run, &self.spec.data_dir)),
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
-                network_mode,
                 ..Default::default()
             }),
             ..Default::default()
@@ -241,6 +227,11 @@ impl Deployment {
         let id = self.docker.create_container(&name, config).await?;
         self.container = Some(id.clone());
         self.port = None;
+        if let Some((network, alias)) = &self.network {
+            // Beside the default bridge, which publishes the port and
+            // resolves no names: hosts reach one another only here.
+            self.docker.connect_network(network, &id, alias).await?;
+        }
         for (dest_dir, file) in &self.uploads {
             let archive = tar_of(file).map_err(|source| DeploymentError::Archive { path: file.clone(), source })?;
             self.docker.upload(&id, dest_dir, archive.into()).await?;

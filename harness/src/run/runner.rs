@@ -440,7 +440,8 @@ impl Runner<'_> {
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
         if let Some(r) = report.replication.as_mut() {
-            r.rpo_s = Some(found.rpo_s(fault_started.saturating_duration_since(load.epoch).as_micros() as u64));
+            let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
+            r.rpo_s = Some(found.rpo_s(fault_us + (r.host_lost_after_ms.unwrap_or(0.0) * 1e3) as u64));
         }
         if let Some(b) = backups.as_deref() {
             let load_us = (load_s * 1e6) as u64;
