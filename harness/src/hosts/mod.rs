@@ -252,7 +252,7 @@ pub async fn deploy(
         fault_started: None,
         record: ReplicationCycle::default(),
     });
-    match build(docker, run, workload, &mut d, spec, &*replication, mode, ready_timeout).await {
+    match build(docker, run, workload, &mut d, spec, ready_timeout).await {
         Ok(()) => Ok(d),
         Err(e) => {
             if let Err(torn) = d.teardown().await {
@@ -269,10 +269,10 @@ async fn build(
     workload: &dyn Workload,
     d: &mut Deployment,
     spec: crashlab_workloads::ContainerSpec,
-    replication: &dyn Replication,
-    mode: Mode,
     ready_timeout: Duration,
 ) -> Result<(), HostsError> {
+    let cluster = d.cluster().expect("set by deploy");
+    let (replication, mode) = (cluster.replication.clone(), cluster.mode);
     let (network, _) = d.network().expect("set above");
     let network = network.to_owned();
     let name = format!("{}-{REPLICA_HOST}", d.name());
