@@ -315,9 +315,10 @@ pub struct ReplicationCycle {
     /// When the primary's host was lost, in milliseconds after the fault
     /// began (later than 0 when a partition came first).
     pub host_lost_after_ms: Option<f64>,
-    /// Seconds of acknowledged writes lost: from the last acknowledged
-    /// commit that survived on the new primary to the loss of the
-    /// primary's host (to the fault, when no host was lost).
+    /// Seconds of acknowledged writes lost: 0 when none was; otherwise
+    /// from the last acknowledged commit that survived on the new primary
+    /// to the loss of the primary's host (to the fault, when no host was
+    /// lost).
     pub rpo_s: Option<f64>,
 }
 

@@ -441,7 +441,10 @@ impl Runner<'_> {
         report.phases.verify_ms = ms(verify_started);
         if let Some(r) = report.replication.as_mut() {
             let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
-            r.rpo_s = Some(found.rpo_s(fault_us + (r.host_lost_after_ms.unwrap_or(0.0) * 1e3) as u64));
+            // A semi-sync primary cut off its replica acknowledges
+            // nothing: the last surviving commit is old, yet none was lost.
+            let lost_at = fault_us + (r.host_lost_after_ms.unwrap_or(0.0) * 1e3) as u64;
+            r.rpo_s = Some(if found.lost == 0 { 0.0 } else { found.rpo_s(lost_at) });
         }
         if let Some(b) = backups.as_deref() {
             let load_us = (load_s * 1e6) as u64;
