@@ -298,6 +298,9 @@ pub struct CycleReport {
 pub struct ReplicationCycle {
     /// `async` or `sync`.
     pub mode: String,
+    /// What the lags count: `transactions` (MariaDB), `WAL bytes`
+    /// (PostgreSQL).
+    pub lag_unit: String,
     /// Lag samples taken during the load (every 200 ms).
     pub lag_samples: u32,
     pub lag_max_unreceived: u64,

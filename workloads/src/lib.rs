@@ -24,6 +24,7 @@ pub mod fsync_log;
 pub mod mariadb;
 pub mod mariadb_replication;
 pub mod postgres;
+pub mod postgres_replication;
 mod recipe;
 pub mod redis;
 pub mod replication;

@@ -69,8 +69,31 @@ impl SyncState {
     }
 }
 
+/// How a replica's data directory is made from the primary's, when the
+/// engine cannot start empty and fetch everything itself (PostgreSQL's
+/// `pg_basebackup`): `command` runs in the primary's container, then the
+/// directory `copy` there is extracted into directory `into` of the
+/// replica's new container, before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub command: Vec<String>,
+    pub copy: String,
+    pub into: String,
+}
+
 /// A workload's replication, driven over its own protocol.
 pub trait Replication: Send + Sync {
+    /// What a [`Lag`] counts (`transactions`, `WAL bytes`).
+    fn lag_unit(&self) -> &'static str {
+        "transactions"
+    }
+
+    /// How to seed the replica named `replica_host` from the primary at
+    /// `primary_host:primary_port`; `None`: it starts empty and follows.
+    fn seed(&self, _primary_host: &str, _primary_port: u16, _replica_host: &str) -> Option<Seed> {
+        None
+    }
+
     /// Server flags for a server in `role` (on top of the scenario's
     /// `server-args`); `server_id` is unique within the pair.
     fn server_args(&self, role: Role, mode: Mode, server_id: u32) -> Vec<String>;

@@ -35,7 +35,7 @@ use crate::run::deployment::{Deployment, DeploymentError};
 use crate::run::readiness::NotReady;
 use crate::storage::{Place, ProvisionOptions, Storage, StorageError, Strategy};
 use crashlab_reports::{FailoverTimes, ReplicationCycle, SyncCycle};
-use crashlab_workloads::replication::{Lag, Mode, Replication, Role};
+use crashlab_workloads::replication::{Lag, Mode, Replication, Role, Seed};
 use crashlab_workloads::{Workload, WorkloadError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,8 @@ pub enum HostsError {
         #[source]
         source: WorkloadError,
     },
+    #[error("seed the replica from the primary: the command exited with {code:?}: {output}")]
+    Seed { code: Option<i64>, output: String },
     #[error("fail over: {0}")]
     Failover(&'static str),
     #[error("wait for the replica to catch up after the heal: still behind after {0:?}")]
@@ -167,7 +169,11 @@ impl Cluster {
     pub fn start_sampling(&mut self, primary: SocketAddr) {
         self.stop_sampling();
         self.fault_started = None;
-        self.record = ReplicationCycle { mode: self.mode.as_str().to_owned(), ..Default::default() };
+        self.record = ReplicationCycle {
+            mode: self.mode.as_str().to_owned(),
+            lag_unit: self.replication.lag_unit().to_owned(),
+            ..Default::default()
+        };
         let Some(replica) = self.replica.as_ref().and_then(Deployment::addr) else { return };
         let samples = Arc::new(Mutex::new(Vec::new()));
         let (replication, into) = (self.replication.clone(), samples.clone());
@@ -282,15 +288,21 @@ async fn build(
     let replica = Deployment::new(docker.clone(), run.clone(), spec, storage, name)
         .on_network(&network, REPLICA_HOST)
         .with_args(replication.server_args(Role::Replica, mode, 2));
-    let cluster = d.cluster_mut().expect("set by deploy");
-    cluster.replica = Some(replica);
-    let replica = cluster.replica.as_mut().expect("set above");
-    replica.create().await?;
-    replica.start().await?;
+    let seed = replication.seed(PRIMARY_HOST, d.spec().port, REPLICA_HOST);
+    d.cluster_mut().expect("set by deploy").replica = Some(replica);
+    let ready = |host, e: NotReady| HostsError::NotReady { host, detail: e.detail() };
     d.create().await?;
     d.start().await?;
-    let ready = |host, e: NotReady| HostsError::NotReady { host, detail: e.detail() };
     let primary = d.wait_ready(workload, ready_timeout, None).await.map_err(|e| ready(PRIMARY_HOST, e))?;
+    let replica = d.cluster_mut().and_then(|c| c.replica.as_mut()).expect("set above");
+    replica.create().await?;
+    if let Some(seed) = seed {
+        let primary_id = d.container_id().ok_or(HostsError::Failover("the primary has no container"))?.to_owned();
+        let replica = d.cluster_mut().and_then(|c| c.replica.as_mut()).expect("set above");
+        seed_replica(docker, run, &primary_id, replica, &seed).await?;
+    }
+    let replica = d.cluster_mut().and_then(|c| c.replica.as_mut()).expect("set above");
+    replica.start().await?;
     let replica = d.cluster().and_then(|c| c.replica.as_ref()).expect("set above");
     let replica = replica.wait_ready(workload, ready_timeout, None).await.map_err(|e| ready(REPLICA_HOST, e))?;
     let port = d.spec().port;
@@ -298,6 +310,29 @@ async fn build(
         .start_replica(primary, replica, PRIMARY_HOST.to_owned(), port, mode)
         .await
         .map_err(|source| HostsError::Workload { what: "start replication", source })
+}
+
+/// Makes the replica's data directory from the primary's, before the
+/// replica's container (created, not started) runs: the seed's command in
+/// the primary's container, its directory copied across as a tar under
+/// the run directory.
+async fn seed_replica(
+    docker: &Docker,
+    run: &RunContext,
+    primary_id: &str,
+    replica: &Deployment,
+    seed: &Seed,
+) -> Result<(), HostsError> {
+    let done = docker.exec(primary_id, &seed.command).await?;
+    if done.exit_code != Some(0) {
+        return Err(HostsError::Seed { code: done.exit_code, output: done.output.trim().to_owned() });
+    }
+    let tar = run.dir().join(format!("{}-seed.tar", replica.name()));
+    docker.download(primary_id, &seed.copy, &tar).await?;
+    let replica_id = replica.container_id().ok_or(HostsError::Failover("the replica has no container"))?;
+    let uploaded = docker.upload_file(replica_id, &seed.into, &tar).await;
+    let _ = std::fs::remove_file(&tar);
+    Ok(uploaded?)
 }
 
 /// `host-loss` of the primary's host: reads the lag and the synchronous
@@ -423,15 +458,18 @@ pub async fn partition_then_lose_primary(
 pub fn describe(record: &ReplicationCycle, what: &str) -> String {
     let mut text = what.to_owned();
     if let Some(n) = record.at_fault_unreceived {
-        text.push_str(&format!("; the replica had not yet received {n} committed transaction(s)"));
+        text.push_str(&format!("; the replica had not yet received {n} {} the primary committed", record.lag_unit));
     }
     if let Some(s) = &record.sync {
-        text.push_str(&match s.fell_back {
-            false => format!("; semi-sync held: {} commit(s) acknowledged by the replica", s.acknowledged),
-            true => format!(
+        text.push_str(&if s.fell_back {
+            format!(
                 "; semi-sync FELL BACK to asynchronous (on: {}, {} commit(s) answered without the replica)",
                 s.on, s.unacknowledged
-            ),
+            )
+        } else if s.acknowledged > 0 {
+            format!("; semi-sync held: {} commit(s) acknowledged by the replica", s.acknowledged)
+        } else {
+            "; synchronous replication in force".to_owned()
         });
     }
     text

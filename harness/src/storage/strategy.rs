@@ -25,6 +25,8 @@ pub enum Strategy {
     SyncAgent,
     ReplicaAsync,
     ReplicaSemisync,
+    StreamingAsync,
+    StreamingSync,
 }
 
 /// What is mounted at the workload's data directory.
@@ -92,7 +94,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 12] = [
+pub const TABLE: [StrategyDef; 14] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -197,6 +199,24 @@ pub const TABLE: [StrategyDef; 12] = [
         under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
         backup: None,
         describes: "a named volume on the primary's host; a commit is acknowledged once a replica on another host has it",
+    },
+    // PostgreSQL's names for the same two topologies: the workload's own
+    // replication decides what runs.
+    StrategyDef {
+        strategy: Strategy::StreamingAsync,
+        name: "streaming-async",
+        data_on: DataOn::Replicated(Replication::Async),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host, streamed asynchronously to a standby on another host",
+    },
+    StrategyDef {
+        strategy: Strategy::StreamingSync,
+        name: "streaming-sync",
+        data_on: DataOn::Replicated(Replication::Sync),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host; a commit waits for a synchronous standby on another host",
     },
 ];
 
