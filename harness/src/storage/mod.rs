@@ -27,6 +27,8 @@
 //! |---|---|---|
 //! | `replica-async` | a named volume per host | once durable on the primary; the replica follows |
 //! | `replica-semisync` | a named volume per host | once a replica has it too (MariaDB semi-sync, `AFTER_SYNC`) |
+//! | `streaming-async` | a named volume per host | once durable on the primary; the standby streams it (PostgreSQL) |
+//! | `streaming-sync` | a named volume per host | once the standby flushed it too (`synchronous_standby_names`) |
 //!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
