@@ -8,9 +8,9 @@
 //! synchronous primary's commits wait for ever. So its [`SyncState`] has
 //! no counters, and `on` means the setting is in force. Lag is in WAL bytes.
 
+use crate::WorkloadError;
 use crate::postgres::{Postgres, connect, query_err};
 use crate::replication::{Lag, Mode, Replication, Role, Seed, SyncState};
-use crate::WorkloadError;
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -149,10 +149,8 @@ echo "primary_conninfo = 'host={primary_host} port={primary_port} user=postgres 
             let client = client(replica).await?;
             // pg_promote replays every WAL record received, then ends
             // recovery; with wait, it returns once the server takes writes.
-            let row = client
-                .query_one("SELECT pg_promote(true, 60)", &[])
-                .await
-                .map_err(query_err("promote the standby"))?;
+            let row =
+                client.query_one("SELECT pg_promote(true, 60)", &[]).await.map_err(query_err("promote the standby"))?;
             if !row.get::<_, bool>(0) {
                 return Err(stalled("promote the standby", "pg_promote returned false within 60 s".into()));
             }
