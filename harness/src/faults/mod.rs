@@ -25,7 +25,7 @@
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule | nothing more: the error hit during the load | clear the rules, restart the container |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
-//! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for [`partition::PARTITION_FOR`], the load going on; read the lag; heal | wait until the replica applied everything |
+//! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for `[faults] partition` (1 s), the load going on; read the lag; heal | wait until the replica applied everything |
 //! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
 //! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::hosts`]) |
 //!

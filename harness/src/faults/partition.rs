@@ -1,8 +1,8 @@
 //! Faults across hosts of a replicated deployment ([`crate::hosts`]):
 //!
 //! - `partition`: the replica's host is cut off the primary's (its
-//!   container leaves the private network) for [`PARTITION_FOR`] while the
-//!   load goes on, then the network heals; recovery waits until the
+//!   container leaves the private network) for `[faults] partition` (1 s
+//!   by default) while the load goes on, then the network heals; recovery waits until the
 //!   replica has applied everything the primary committed, and the
 //!   primary is verified. Asynchronous replication keeps acknowledging
 //!   commits through the cut; semi-sync makes them wait for the replica.
@@ -19,8 +19,6 @@ use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
 use std::time::Duration;
 
-/// How long the replica stays cut off while the load goes on.
-pub const PARTITION_FOR: Duration = Duration::from_secs(1);
 /// How long a healed replica gets to catch up.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
@@ -60,7 +58,7 @@ impl Behaviour for Partition {
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(async move { Ok(hosts::partition(cx.deployment, PARTITION_FOR).await?) })
+        Box::pin(async move { Ok(hosts::partition(cx.deployment, cx.knobs.partition).await?) })
     }
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
@@ -89,9 +87,9 @@ impl Behaviour for PartitionFailover {
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(
-            async move { Ok(hosts::partition_then_lose_primary(cx.deployment, cx.workload, PARTITION_FOR).await?) },
-        )
+        Box::pin(async move {
+            Ok(hosts::partition_then_lose_primary(cx.deployment, cx.workload, cx.knobs.partition).await?)
+        })
     }
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
