@@ -8,8 +8,9 @@
 
 use crate::run::journal::{Entry, Journal, JournalError};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ImageInspect, Network, SystemInfo, SystemVersion,
-    Volume, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, ImageInspect, Network,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, SystemInfo, SystemVersion, Volume,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
@@ -210,6 +211,26 @@ pub enum DockerError {
     #[error("list networks labelled {label}")]
     ListNetworks {
         label: String,
+        #[source]
+        source: Source,
+    },
+    #[error("create network {name}")]
+    CreateNetwork {
+        name: String,
+        #[source]
+        source: Source,
+    },
+    #[error("connect container {id} to network {network}")]
+    ConnectNetwork {
+        id: String,
+        network: String,
+        #[source]
+        source: Source,
+    },
+    #[error("disconnect container {id} from network {network}")]
+    DisconnectNetwork {
+        id: String,
+        network: String,
         #[source]
         source: Source,
     },
@@ -713,6 +734,47 @@ impl Docker {
             .list_networks(Some(options))
             .await
             .map_err(|source| DockerError::ListNetworks { label: label.to_owned(), source })
+    }
+
+    /// Creates a private bridge network with the run's labels. Containers
+    /// on it reach each other by their aliases; nothing else joins it.
+    pub async fn create_network(&self, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
+        self.record(Entry::Network(name.to_owned()))?;
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.inner
+            .create_network(request)
+            .await
+            .map_err(|source| DockerError::CreateNetwork { name: name.to_owned(), source })?;
+        Ok(())
+    }
+
+    /// Attaches container `id` to `network`, reachable there as `alias`.
+    pub async fn connect_network(&self, network: &str, id: &str, alias: &str) -> Result<(), DockerError> {
+        let request = NetworkConnectRequest {
+            container: id.to_owned(),
+            endpoint_config: Some(EndpointSettings { aliases: Some(vec![alias.to_owned()]), ..Default::default() }),
+        };
+        self.inner.connect_network(network, request).await.map_err(|source| DockerError::ConnectNetwork {
+            id: id.to_owned(),
+            network: network.to_owned(),
+            source,
+        })
+    }
+
+    /// Detaches container `id` from `network`: its connections over it
+    /// break and its peers there no longer resolve or reach it.
+    pub async fn disconnect_network(&self, network: &str, id: &str) -> Result<(), DockerError> {
+        let request = NetworkDisconnectRequest { container: id.to_owned(), force: Some(true) };
+        self.inner.disconnect_network(network, request).await.map_err(|source| DockerError::DisconnectNetwork {
+            id: id.to_owned(),
+            network: network.to_owned(),
+            source,
+        })
     }
 
     /// Removes a network, saying whether it was there.

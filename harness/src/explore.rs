@@ -424,6 +424,7 @@ mod tests {
             backup: None,
             fired: None,
             explore: None,
+            replication: None,
         };
         let state = |id: &str, verdict| StateReport { id: id.into(), verdict, ms: 1.0 };
         let point = PointReport {

@@ -11,6 +11,8 @@
 //! - [`faults`] damages a deployment and brings it back, one implementation
 //!   per fault;
 //! - [`backup`] takes and restores the backup strategies' copies;
+//! - [`hosts`] spans a deployment over several hosts on a private network:
+//!   a primary and a replica, and the failover when a host is lost;
 //! - [`run`] owns a run's lifecycle: its id, journal and cleanup, the
 //!   deployments (containers on storage), readiness, and the [`run::runner`]
 //!   that drives load → fault → recover → verify;
@@ -38,6 +40,7 @@ pub mod checker;
 pub mod docker;
 pub mod explore;
 pub mod faults;
+pub mod hosts;
 pub mod images;
 pub mod report;
 pub mod run;

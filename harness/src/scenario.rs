@@ -373,6 +373,10 @@ pub struct FaultsSection {
     /// stays cheap. Turn it on where the host itself may lose power.
     #[serde(default)]
     pub fsync_reaches_disk: bool,
+    /// `partition`, `partition-failover`: how long the replica stays cut
+    /// off its primary while the load goes on (`"1s"`), 100ms–60s.
+    #[serde(default = "default_partition", deserialize_with = "partition_length")]
+    pub partition: Duration,
 }
 
 impl Default for FaultsSection {
@@ -382,8 +386,22 @@ impl Default for FaultsSection {
             io_error: default_io_error(),
             torn: default_torn(),
             fsync_reaches_disk: false,
+            partition: default_partition(),
         }
     }
+}
+
+fn default_partition() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn partition_length<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let length = parse_duration(&s).map_err(serde::de::Error::custom)?;
+    if length < Duration::from_millis(100) || length > Duration::from_secs(60) {
+        return Err(serde::de::Error::custom(format!("partition must be between 100ms and 60s, got `{s}`")));
+    }
+    Ok(length)
 }
 
 /// `[workload]`: which driver, which image, how hard to load it.
@@ -1160,6 +1178,7 @@ faults = ["restart"]
             ("io-error = \"eio:fsync:3:ib_logfile\"", |f| f.io_error.to_string() == "eio:fsync:3:ib_logfile"),
             ("torn = \"sectors\"", |f| f.torn == TornMode::Sectors),
             ("fsync-reaches-disk = true", |f| f.fsync_reaches_disk),
+            ("partition = \"2500ms\"", |f| f.partition == Duration::from_millis(2500)),
         ];
         for (body, holds) in ok {
             let s = Scenario::parse(&with(body), "s.toml").unwrap_or_else(|e| panic!("{body}: {e}"));

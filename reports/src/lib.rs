@@ -365,6 +365,10 @@ pub struct CycleReport {
     /// live one and every state's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explore: Option<Exploration>,
+    /// A replicated strategy's replica lag, synchronous replication state
+    /// and failover; absent for single-host strategies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationCycle>,
 }
 
 /// The crash states a cycle explored: one entry per crash point.
@@ -454,6 +458,67 @@ pub struct StateFailure {
     /// it needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<String>,
+}
+
+/// What replication did during a cycle of a replicated strategy. Lags are
+/// counted in transactions committed on the primary and not yet received
+/// (lost with the primary's host) or not yet applied by the replica.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicationCycle {
+    /// `async` or `sync`.
+    pub mode: String,
+    /// What the lags count: `transactions` (MariaDB), `WAL bytes`
+    /// (PostgreSQL).
+    pub lag_unit: String,
+    /// Lag samples taken during the load (every 200 ms).
+    pub lag_samples: u32,
+    pub lag_max_unreceived: u64,
+    pub lag_max_unapplied: u64,
+    /// The lag measured just before the fault.
+    pub at_fault_unreceived: Option<u64>,
+    pub at_fault_unapplied: Option<u64>,
+    /// Synchronous replication as the primary counted it just before the
+    /// fault; absent for asynchronous replication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncCycle>,
+    /// The failover after the primary's host was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverTimes>,
+    /// When the primary's host was lost, in milliseconds after the fault
+    /// began (later than 0 when a partition came first).
+    pub host_lost_after_ms: Option<f64>,
+    /// Seconds of acknowledged writes lost: 0 when none was; otherwise
+    /// from the last acknowledged commit that survived on the new primary
+    /// to the loss of the primary's host (to the fault, when no host was
+    /// lost).
+    pub rpo_s: Option<f64>,
+}
+
+/// Synchronous replication's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncCycle {
+    /// Still in force at the fault.
+    pub on: bool,
+    /// Commits a replica acknowledged before the client was answered.
+    pub acknowledged: u64,
+    /// Commits answered without it (after a timeout): a fallback.
+    pub unacknowledged: u64,
+    pub fell_back: bool,
+}
+
+/// The recovery time of a failover and its parts, measured back to back:
+/// the harness's monitor seeing the primary gone, the database promoting
+/// the replica, a client's first acknowledged write on the new primary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FailoverTimes {
+    pub detection_ms: f64,
+    pub promotion_ms: f64,
+    pub reconnection_ms: f64,
+    /// The sum: fault to first acknowledged write on the new primary.
+    pub rto_ms: f64,
 }
 
 /// What a cycle's fault did.

@@ -593,6 +593,7 @@ pub(crate) mod tests {
                 backup: None,
                 fired: None,
                 explore: None,
+                replication: None,
             }],
             fault_rules: vec![],
             backup: None,

@@ -22,9 +22,12 @@ mod driver;
 pub mod fio;
 pub mod fsync_log;
 pub mod mariadb;
+pub mod mariadb_replication;
 pub mod postgres;
+pub mod postgres_replication;
 mod recipe;
 pub mod redis;
+pub mod replication;
 pub mod restic;
 pub mod sqlite;
 
@@ -218,6 +221,13 @@ pub trait Workload: Send + Sync {
     /// container starts (the agent is the container's main process).
     /// `None`: the image has everything it runs.
     fn agent_dir(&self) -> Option<&str> {
+        None
+    }
+
+    /// How two servers of this workload replicate, for the replicated
+    /// strategies; `None`: the workload has no replication, and those
+    /// strategies cannot deploy it.
+    fn replication(&self) -> Option<std::sync::Arc<dyn replication::Replication>> {
         None
     }
 }

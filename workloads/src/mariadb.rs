@@ -22,7 +22,7 @@ use tokio::sync::watch;
 /// Image crashlab builds for this workload.
 pub const IMAGE: &str = "crashlab/mariadb:latest";
 
-const PASSWORD: &str = "crashlab";
+pub(crate) const PASSWORD: &str = "crashlab";
 
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # crashlab's MariaDB entrypoint: initialise an empty data directory, then
@@ -76,7 +76,7 @@ pub struct MariaDb {
 }
 
 impl MariaDb {
-    fn opts(addr: SocketAddr, db: Option<&str>) -> OptsBuilder {
+    pub(crate) fn opts(addr: SocketAddr, db: Option<&str>) -> OptsBuilder {
         OptsBuilder::default()
             .ip_or_hostname(addr.ip().to_string())
             .tcp_port(addr.port())
@@ -86,7 +86,7 @@ impl MariaDb {
             .prefer_socket(false)
     }
 
-    async fn connect(addr: SocketAddr, db: Option<&str>) -> Result<Conn, WorkloadError> {
+    pub(crate) async fn connect(addr: SocketAddr, db: Option<&str>) -> Result<Conn, WorkloadError> {
         Conn::new(Self::opts(addr, db)).await.map_err(|e| WorkloadError::Connect { addr, source: e.into() })
     }
 }
@@ -116,7 +116,7 @@ const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 /// Tries at taking the global read lock, a second each.
 const FTWRL_ATTEMPTS: u32 = 20;
 
-fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -> WorkloadError {
+pub(crate) fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -> WorkloadError {
     move |e| WorkloadError::Query { what, source: e.into() }
 }
 
@@ -127,6 +127,10 @@ impl Workload for MariaDb {
 
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {
         log_severity(line)
+    }
+
+    fn replication(&self) -> Option<std::sync::Arc<dyn crate::replication::Replication>> {
+        Some(std::sync::Arc::new(crate::mariadb_replication::MariaDbReplication))
     }
 
     fn container(&self) -> ContainerSpec {

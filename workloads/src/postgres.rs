@@ -65,6 +65,9 @@ pub const IMAGE: &str = "crashlab/postgres:latest";
 
 const USER: &str = "postgres";
 const PASSWORD: &str = "crashlab";
+/// The host name of a replicated deployment's standby, and its
+/// `application_name` towards the primary (see `crate::postgres_replication`).
+pub(crate) const REPLICA_NAME: &str = "h2";
 /// Where the cluster lives in the container, as in the official image.
 pub const DATA_DIR: &str = "/var/lib/postgresql/data";
 
@@ -132,7 +135,7 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    fn config(addr: SocketAddr) -> Config {
+    pub(crate) fn config(addr: SocketAddr) -> Config {
         let mut config = Config::new();
         config
             .host(addr.ip().to_string())
@@ -148,7 +151,7 @@ impl Postgres {
 
 /// Connects and drives the connection on its own task, which ends when the
 /// client is dropped or the server goes away.
-async fn connect(config: &Config, addr: SocketAddr) -> Result<Client, tokio_postgres::Error> {
+pub(crate) async fn connect(config: &Config, addr: SocketAddr) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -158,7 +161,7 @@ async fn connect(config: &Config, addr: SocketAddr) -> Result<Client, tokio_post
     Ok(client)
 }
 
-fn query_err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WorkloadError {
+pub(crate) fn query_err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WorkloadError {
     move |e| WorkloadError::Query { what, source: e.into() }
 }
 
@@ -169,6 +172,10 @@ impl Workload for Postgres {
 
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {
         log_severity(line)
+    }
+
+    fn replication(&self) -> Option<std::sync::Arc<dyn crate::replication::Replication>> {
+        Some(std::sync::Arc::new(crate::postgres_replication::PostgresReplication))
     }
 
     fn container(&self) -> ContainerSpec {

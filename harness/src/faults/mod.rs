@@ -26,6 +26,9 @@
 //! | `io-error` | the scenario's `eio` rule; a failed `fsync` behaves as on ext4 (the unwritten data is marked clean, lost at a cut) | nothing more: the error hit during the load | clear the rules, freeze the server if it runs, cut the power, SIGKILL, remount, start: what the server believed durable is checked |
 //! | `crash-states` | | once something is unsynced: freeze the container, capture the crash point (a copy of the durable base and the unsynced history), cut the power, SIGKILL | as `host-kill`; then every explored crash state of the point is checked on its own storage ([`crate::explore`]) |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
+//! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for `[faults] partition` (1 s), the load going on; read the lag; heal | wait until the replica applied everything |
+//! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
+//! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::hosts`]) |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
 //! strategy keeps away from the host (tar files and the object store under
@@ -78,6 +81,7 @@ pub mod container;
 pub mod crash_states;
 pub mod disk;
 pub mod host_loss;
+pub mod partition;
 pub mod power;
 
 use crate::backup::{Backups, Restored};
@@ -104,6 +108,8 @@ pub enum Fault {
     IoError,
     HostLoss,
     CrashStates,
+    Partition,
+    PartitionFailover,
 }
 
 /// Seconds a graceful stop waits before Docker kills the server.
@@ -122,6 +128,8 @@ pub enum FaultError {
     Storage(#[from] crate::storage::StorageError),
     #[error("restore the backup")]
     Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
 }
 
 /// What a fault's hooks work on.
@@ -138,6 +146,8 @@ pub struct Cx<'a> {
 pub struct Recovered {
     /// The backup restored after a host loss, when the strategy had one.
     pub restored: Option<Restored>,
+    /// A replicated strategy's lag, synchronous state and failover times.
+    pub replication: Option<crashlab_reports::ReplicationCycle>,
 }
 
 /// One fault's behaviour: the hooks the runner calls, in this order —
@@ -204,7 +214,7 @@ fn needs_a_disk(strategy: &StrategyDef, in_memory: bool) -> Option<&'static str>
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 11] = [
         Fault::ProcessKill,
         Fault::Restart,
         Fault::Recreate,
@@ -214,6 +224,8 @@ impl Fault {
         Fault::IoError,
         Fault::HostLoss,
         Fault::CrashStates,
+        Fault::Partition,
+        Fault::PartitionFailover,
     ];
 
     /// The implementation of this fault.
@@ -228,6 +240,8 @@ impl Fault {
             Fault::IoError => &disk::IoError,
             Fault::HostLoss => &host_loss::HostLoss,
             Fault::CrashStates => &crash_states::CrashStates,
+            Fault::Partition => &partition::Partition,
+            Fault::PartitionFailover => &partition::PartitionFailover,
         }
     }
 
@@ -242,6 +256,8 @@ impl Fault {
             Fault::IoError => "io-error",
             Fault::HostLoss => "host-loss",
             Fault::CrashStates => "crash-states",
+            Fault::Partition => "partition",
+            Fault::PartitionFailover => "partition-failover",
         }
     }
 
@@ -298,6 +314,11 @@ mod tests {
         assert!(Fault::DiskFull.unsupported_on(Strategy::ContainerLayer).is_some());
         assert!(Fault::IoError.unsupported_on(Strategy::AnonymousVolume).is_some());
         assert!(Fault::HostKill.unsupported_on(Strategy::BackupHot).is_some());
+        for f in [Fault::Partition, Fault::PartitionFailover] {
+            assert!(f.unsupported_on(Strategy::NamedVolume).is_some());
+            assert!(f.unsupported_on(Strategy::ReplicaAsync).is_none());
+            assert!(f.unsupported_on(Strategy::ReplicaSemisync).is_none());
+        }
         for s in [Strategy::BindMount, Strategy::NamedVolume] {
             for f in [Fault::HostKill, Fault::TornWrite, Fault::DiskFull, Fault::IoError] {
                 assert!(f.needs_faultfs(s) && f.unsupported_on(s).is_none(), "{s}/{f}");

@@ -1,9 +1,11 @@
 //! A deployment: the workload's container on a strategy's storage, as an
 //! operator would run it. It can be killed, stopped, removed and created
 //! again on the same storage, and it knows the loopback port the server
-//! answers on.
+//! answers on. A replicated deployment is the primary's, on a private
+//! network, with the other hosts in its [`Cluster`].
 
 use crate::docker::{Docker, DockerError};
+use crate::hosts::Cluster;
 use crate::run::RunContext;
 use crate::storage::Storage;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
@@ -60,6 +62,11 @@ pub struct Deployment {
     pinned_port: Option<u16>,
     /// CPU and memory limits of every container it creates.
     limits: Limits,
+    /// The private network its containers join instead of the default
+    /// bridge, and the host name they answer to there.
+    network: Option<(String, String)>,
+    /// The other hosts, when the deployment spans several.
+    cluster: Option<Box<Cluster>>,
 }
 
 /// Resource limits of a workload container (`[matrix] cpus` and `memory`),
@@ -88,6 +95,8 @@ impl Deployment {
             image: None,
             pinned_port: None,
             limits: Limits::default(),
+            network: None,
+            cluster: None,
         }
     }
 
@@ -95,6 +104,64 @@ impl Deployment {
     pub fn with_limits(mut self, limits: Limits) -> Deployment {
         self.limits = limits;
         self
+    }
+
+    /// Attaches every container of the deployment to the private
+    /// `network` as host `alias`, where its peers find it by that name.
+    pub fn on_network(mut self, network: &str, alias: &str) -> Deployment {
+        self.network = Some((network.to_owned(), alias.to_owned()));
+        self
+    }
+
+    /// Adds server flags after the workload's own.
+    pub fn with_args(mut self, args: Vec<String>) -> Deployment {
+        self.spec.cmd.extend(args);
+        self
+    }
+
+    /// The base of its containers' names.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The private network and the host name there, when it has one.
+    pub fn network(&self) -> Option<(&str, &str)> {
+        self.network.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
+    }
+
+    /// The other hosts of a replicated deployment.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
+    pub fn cluster_mut(&mut self) -> Option<&mut Cluster> {
+        self.cluster.as_deref_mut()
+    }
+
+    pub(crate) fn set_cluster(&mut self, cluster: Cluster) {
+        self.cluster = Some(Box::new(cluster));
+    }
+
+    /// Whether the deployment lost a host (and failed over): it serves,
+    /// but with less than it was built with, and is rebuilt before
+    /// another cycle runs on it.
+    pub fn degraded(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.lost_a_host())
+    }
+
+    /// Failover: the replica's deployment becomes this one (the service),
+    /// and the lost primary's is kept in the cluster until teardown.
+    /// False when there is no replica to promote.
+    pub(crate) fn promote_replica(&mut self) -> bool {
+        let Some(mut cluster) = self.cluster.take() else { return false };
+        let Some(mut replica) = cluster.take_replica() else {
+            self.cluster = Some(cluster);
+            return false;
+        };
+        std::mem::swap(self, &mut replica);
+        cluster.keep_lost(replica);
+        self.cluster = Some(cluster);
+        true
     }
 
     /// Publishes the server on one host port for the deployment's whole
@@ -152,11 +219,6 @@ impl Deployment {
         &self.run
     }
 
-    /// The base of the names of its containers.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The host files copied into each of its containers.
     pub fn uploads(&self) -> &[(String, PathBuf)] {
         &self.uploads
@@ -200,6 +262,7 @@ impl Deployment {
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
         let config = ContainerCreateBody {
             image: Some(self.image.clone().unwrap_or_else(|| self.spec.image.clone())),
+            hostname: self.network.as_ref().map(|(_, alias)| alias.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
             stop_signal: self.spec.stop_signal.clone(),
             env: Some(self.spec.env.clone()),
@@ -221,6 +284,11 @@ impl Deployment {
         let id = self.docker.create_container(&name, config).await?;
         self.container = Some(id.clone());
         self.port = None;
+        if let Some((network, alias)) = &self.network {
+            // Beside the default bridge, which publishes the port and
+            // resolves no names: hosts reach one another only here.
+            self.docker.connect_network(network, &id, alias).await?;
+        }
         for (dest_dir, file) in &self.uploads {
             let archive = tar_of(file).map_err(|source| DeploymentError::Archive { path: file.clone(), source })?;
             self.docker.upload(&id, dest_dir, archive.into()).await?;
@@ -323,13 +391,26 @@ impl Deployment {
     /// exits: FUSE mounts cannot outlive their server.
     pub fn leak(self) {
         tracing::info!("keeping container {:?} and its storage", self.container);
+        if let Some(cluster) = self.cluster {
+            cluster.leak();
+        }
     }
 
-    /// Removes the container and the storage.
+    /// Removes the container and the storage, then the other hosts and
+    /// their network.
     pub async fn teardown(mut self) -> Result<(), crate::storage::StorageError> {
+        let cluster = self.cluster.take();
+        let mut torn = Ok(());
         if let Some(id) = self.container.take() {
-            self.docker.remove_container(&id).await?;
+            torn = self.docker.remove_container(&id).await.map_err(Into::into);
         }
-        self.storage.teardown(&self.docker).await
+        if torn.is_ok() {
+            torn = self.storage.teardown(&self.docker).await;
+        }
+        if let Some(cluster) = cluster {
+            let rest = cluster.teardown(&self.docker).await;
+            torn = torn.and(rest);
+        }
+        torn
     }
 }

@@ -256,6 +256,12 @@ impl Runner<'_> {
                 Err(e) => return Err(format!("could not pick a host port: {e}")),
             };
         }
+        if let Some(mode) = cell.strategy.def().data_on.replication() {
+            let ready = self.scenario.workload.ready_timeout;
+            return crate::hosts::deploy(&self.docker, &self.run, &*self.workload, d, mode, ready)
+                .await
+                .map_err(|e| error_chain(&e));
+        }
         if let Err(e) = d.create().await {
             self.teardown(Some(d)).await;
             return Err(error_chain(&e));
@@ -314,6 +320,7 @@ impl Runner<'_> {
             backup: None,
             fired: None,
             explore: None,
+            replication: None,
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
@@ -433,7 +440,10 @@ impl Runner<'_> {
         let recovered =
             behaviour.recover(&mut Cx { deployment, knobs, workload, backups: backups.as_deref_mut() }).await;
         let restored = match recovered {
-            Ok(r) => r.restored,
+            Ok(r) => {
+                report.replication = r.replication;
+                r.restored
+            }
             Err(e) => return fail(report, format!("could not recover from {}: {}", cell.fault, error_chain(&e))),
         };
         let addr = match self.wait_ready(deployment).await {
@@ -488,6 +498,13 @@ impl Runner<'_> {
         {
             crate::explore::fold(&mut report, explored);
         }
+        if let Some(r) = report.replication.as_mut() {
+            let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
+            // A semi-sync primary cut off its replica acknowledges
+            // nothing: the last surviving commit is old, yet none was lost.
+            let lost_at = fault_us + (r.host_lost_after_ms.unwrap_or(0.0) * 1e3) as u64;
+            r.rpo_s = Some(if found.lost == 0 { 0.0 } else { found.rpo_s(lost_at) });
+        }
         if let Some(b) = backups {
             let load_us = (load_s * 1e6) as u64;
             let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
@@ -497,7 +514,8 @@ impl Runner<'_> {
             report.backup = Some(b.cycle_report(stall, restored, rpo_s).await);
         }
         report.cycle_ms = ms(started.get());
-        let discard = report.verdict >= Verdict::Corrupt;
+        // A deployment that lost a host is rebuilt whole for the next cycle.
+        let discard = report.verdict >= Verdict::Corrupt || deployment.degraded();
         CycleResult { report, latency_us: Some(load.latency_us), discard }
     }
 }

@@ -23,6 +23,16 @@
 //! | `backup-restic` | a named volume | a restic sidecar backs it up, incrementally, into a repository |
 //! | `commit-image` | the container's writable layer | the container committed to an image, saved as an archive |
 //!
+//! The replicated strategies put each host's data on its own named volume
+//! and replicate from the primary's host to the replica's ([`crate::hosts`]):
+//!
+//! | strategy | data on | a commit is acknowledged |
+//! |---|---|---|
+//! | `replica-async` | a named volume per host | once durable on the primary; the replica follows |
+//! | `replica-semisync` | a named volume per host | once a replica has it too (MariaDB semi-sync, `AFTER_SYNC`) |
+//! | `streaming-async` | a named volume per host | once durable on the primary; the standby streams it (PostgreSQL) |
+//! | `streaming-sync` | a named volume per host | once the standby flushed it too (`synchronous_standby_names`) |
+//!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
 //! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over
@@ -218,7 +228,7 @@ impl Storage {
             g => format!("{}-{g}", self.name),
         };
         match self.data_on {
-            DataOn::NamedVolume => {
+            DataOn::NamedVolume | DataOn::Replicated(_) => {
                 self.volume = Some(name.clone());
                 docker.create_volume(&name, run.labels()).await?;
             }
@@ -309,7 +319,7 @@ impl Storage {
                 volume_options: Some(MountVolumeOptions { labels: Some(run.labels()), ..Default::default() }),
                 ..Default::default()
             }],
-            DataOn::NamedVolume | DataOn::BtrfsSubvolume => {
+            DataOn::NamedVolume | DataOn::BtrfsSubvolume | DataOn::Replicated(_) => {
                 vec![Mount { target, source: self.volume.clone(), typ: Some(MountType::VOLUME), ..Default::default() }]
             }
             DataOn::HostDir => vec![Mount {

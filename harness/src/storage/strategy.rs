@@ -5,6 +5,7 @@
 //! report's words) reads it.
 
 use crate::backup::Method;
+pub use crashlab_workloads::replication::Mode as Replication;
 use serde::{Deserialize, Serialize};
 
 /// A strategy's identity, as scenarios and reports name it. Its behaviour
@@ -24,6 +25,10 @@ pub enum Strategy {
     SyncAgent,
     BackupRestic,
     CommitImage,
+    ReplicaAsync,
+    ReplicaSemisync,
+    StreamingAsync,
+    StreamingSync,
 }
 
 /// What is mounted at the workload's data directory.
@@ -43,6 +48,19 @@ pub enum DataOn {
     /// A named volume bound to a subvolume of a loop-mounted btrfs pool the
     /// harness owns.
     BtrfsSubvolume,
+    /// A named volume on the primary's host, replicated to a replica on
+    /// another host with its own named volume ([`crate::hosts`]).
+    Replicated(Replication),
+}
+
+impl DataOn {
+    /// How the data is replicated to another host, when it is.
+    pub fn replication(self) -> Option<Replication> {
+        match self {
+            DataOn::Replicated(mode) => Some(mode),
+            _ => None,
+        }
+    }
 }
 
 /// Whether the fault filesystem can sit under a strategy's data.
@@ -74,8 +92,11 @@ pub struct StrategyDef {
 const NO_FAULTFS_ON_BACKUPS: &str = "backup strategies keep their live data on a plain named volume, not on the \
      fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to test the backups";
 
+const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's data on a plain named volume, not on \
+     the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
+
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 12] = [
+pub const TABLE: [StrategyDef; 16] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -184,6 +205,40 @@ pub const TABLE: [StrategyDef; 12] = [
         backup: Some(Method::CommitImage),
         describes: "the container's writable layer, committed to an image and saved as an archive",
     },
+    StrategyDef {
+        strategy: Strategy::ReplicaAsync,
+        name: "replica-async",
+        data_on: DataOn::Replicated(Replication::Async),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host, replicated asynchronously to a replica on another host",
+    },
+    StrategyDef {
+        strategy: Strategy::ReplicaSemisync,
+        name: "replica-semisync",
+        data_on: DataOn::Replicated(Replication::Sync),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host; a commit is acknowledged once a replica on another host has it",
+    },
+    // PostgreSQL's names for the same two topologies: the workload's own
+    // replication decides what runs.
+    StrategyDef {
+        strategy: Strategy::StreamingAsync,
+        name: "streaming-async",
+        data_on: DataOn::Replicated(Replication::Async),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host, streamed asynchronously to a standby on another host",
+    },
+    StrategyDef {
+        strategy: Strategy::StreamingSync,
+        name: "streaming-sync",
+        data_on: DataOn::Replicated(Replication::Sync),
+        under: UnderData::Unreachable(NO_FAULTFS_ON_REPLICAS),
+        backup: None,
+        describes: "a named volume on the primary's host; a commit waits for a synchronous standby on another host",
+    },
 ];
 
 impl Strategy {
@@ -246,5 +301,12 @@ mod tests {
             let on_layer = def.backup == Some(Method::CommitImage) && def.data_on == DataOn::WritableLayer;
             assert!(on_volume || on_layer, "{}", def.name);
         }
+    }
+
+    #[test]
+    fn replicated_strategies_name_their_mode() {
+        assert_eq!(Strategy::ReplicaAsync.def().data_on.replication(), Some(Replication::Async));
+        assert_eq!(Strategy::ReplicaSemisync.def().data_on.replication(), Some(Replication::Sync));
+        assert!(TABLE.iter().filter(|d| d.data_on.replication().is_some()).all(|d| d.backup.is_none()));
     }
 }

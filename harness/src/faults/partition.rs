@@ -1,0 +1,107 @@
+//! Faults across hosts of a replicated deployment ([`crate::hosts`]):
+//!
+//! - `partition`: the replica's host is cut off the primary's (its
+//!   container leaves the private network) for `[faults] partition` (1 s
+//!   by default) while the load goes on, then the network heals; recovery waits until the
+//!   replica has applied everything the primary committed, and the
+//!   primary is verified. Asynchronous replication keeps acknowledging
+//!   commits through the cut; semi-sync makes them wait for the replica.
+//! - `partition-failover`: the same cut, and at its end the primary's
+//!   host is lost and the service fails over to the replica, which never
+//!   received what the primary acknowledged after the cut.
+//!
+//! Both are `n/a` on single-host strategies.
+
+use super::{Behaviour, Cx, FaultError, Recovered, fired};
+use crate::hosts;
+use crate::storage::StrategyDef;
+use crashlab_reports::Fired;
+use futures_util::future::BoxFuture;
+use std::time::Duration;
+
+/// How long a healed replica gets to catch up.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+fn one_host(strategy: &StrategyDef) -> Option<&'static str> {
+    strategy.data_on.replication().is_none().then_some(
+        "a partition cuts one host off another, and this strategy keeps its data on one host; run it on \
+         `replica-async` or `replica-semisync`",
+    )
+}
+
+fn start_sampling(cx: &mut Cx<'_>) {
+    if let Some(primary) = cx.deployment.addr()
+        && let Some(cluster) = cx.deployment.cluster_mut()
+    {
+        cluster.start_sampling(primary);
+    }
+}
+
+fn described(cx: &Cx<'_>, what: &str) -> Fired {
+    match cx.deployment.cluster() {
+        Some(c) => fired(hosts::describe(c.record(), what)),
+        None => super::not_fired("the deployment has one host"),
+    }
+}
+
+/// Cut, load on, heal, catch up, verify the primary.
+pub struct Partition;
+
+impl Behaviour for Partition {
+    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        one_host(strategy)
+    }
+
+    fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        start_sampling(cx);
+        Ok(())
+    }
+
+    fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async move { Ok(hosts::partition(cx.deployment, cx.knobs.partition).await?) })
+    }
+
+    fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
+        Box::pin(async move { described(cx, "the replica was cut off the primary while the load ran, then healed") })
+    }
+
+    fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
+        Box::pin(async move {
+            let replication = hosts::catch_up(cx.deployment, CATCH_UP).await?;
+            Ok(Recovered { restored: None, replication: Some(replication) })
+        })
+    }
+}
+
+/// Cut, load on, lose the primary's host, fail over to the replica.
+pub struct PartitionFailover;
+
+impl Behaviour for PartitionFailover {
+    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        one_host(strategy)
+    }
+
+    fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        start_sampling(cx);
+        Ok(())
+    }
+
+    fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async move {
+            Ok(hosts::partition_then_lose_primary(cx.deployment, cx.workload, cx.knobs.partition).await?)
+        })
+    }
+
+    fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
+        Box::pin(async move {
+            described(cx, "the replica was cut off the primary while the load ran, then the primary's host was lost")
+        })
+    }
+
+    fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
+        Box::pin(async move {
+            let replication = hosts::fail_over(cx.deployment).await?;
+            Ok(Recovered { restored: None, replication: Some(replication) })
+        })
+    }
+}
