@@ -29,7 +29,7 @@ use crate::storage::faultmount::CrashPoint;
 use crate::storage::{Place, ProvisionOptions, Storage};
 use crashlab_faultfs::{Base, ExploreConfig, FileId, History, Op, StateId};
 use crashlab_reports::{CycleReport, Exploration, PointReport, StateFailure, StateReport, Verdict};
-use crashlab_workloads::{AckLog, Observation, Workload};
+use crashlab_workloads::{AckLog, Workload};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -255,32 +255,9 @@ async fn judge(
     };
     let mut observation =
         workload.observe(addr).await.map_err(|e| format!("could not read the data back: {}", error_chain(&e)))?;
-    engine_check_command(d, workload, &mut observation).await?;
+    d.run_engine_check(workload, &mut observation).await?;
     let found = check(log, &observation, oracle.accounts);
     Ok((found.verdict, found.detail))
-}
-
-/// The workload's in-container integrity tool, as the live cycle runs it.
-async fn engine_check_command(
-    d: &Deployment,
-    workload: &dyn Workload,
-    observation: &mut Observation,
-) -> Result<(), String> {
-    let (Some(cmd), Observation::Present { engine_check, .. }) = (workload.engine_check_command(), observation) else {
-        return Ok(());
-    };
-    let id = d.container_id().ok_or("the deployment has no container")?;
-    let run = d.docker().exec(id, &cmd).await.map_err(|e| error_chain(&e))?;
-    if run.exit_code != Some(0) {
-        let output: String = run.output.split_whitespace().collect::<Vec<_>>().join(" ");
-        let tail: String = output.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
-        let failed = format!("`{}` exited with {:?}: {tail}", cmd.join(" "), run.exit_code);
-        *engine_check = match engine_check {
-            Ok(()) => Err(failed),
-            Err(e) => Err(format!("{e}; {failed}")),
-        };
-    }
-    Ok(())
 }
 
 /// A name for each file the history writes: its path in the base (found by

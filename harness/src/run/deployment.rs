@@ -386,6 +386,33 @@ impl Deployment {
         }
     }
 
+    /// Runs `workload`'s in-container integrity tool, if it has one and the
+    /// dataset is there, and folds a failure into the observation's engine
+    /// check. `Err` only when the tool could not be run at all.
+    pub async fn run_engine_check(
+        &self,
+        workload: &dyn crashlab_workloads::Workload,
+        observation: &mut crashlab_workloads::Observation,
+    ) -> Result<(), String> {
+        use crashlab_workloads::Observation;
+        let (Some(cmd), Observation::Present { engine_check, .. }) = (workload.engine_check_command(), observation)
+        else {
+            return Ok(());
+        };
+        let id = self.container_id().ok_or("the deployment has no container")?;
+        let run = self.docker.exec(id, &cmd).await.map_err(|e| crate::run::runner::error_chain(&e))?;
+        if run.exit_code != Some(0) {
+            let output: String = run.output.split_whitespace().collect::<Vec<_>>().join(" ");
+            let tail: String = output.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            let failed = format!("`{}` exited with {:?}: {tail}", cmd.join(" "), run.exit_code);
+            *engine_check = match engine_check {
+                Ok(()) => Err(failed),
+                Err(e) => Err(format!("{e}; {failed}")),
+            };
+        }
+        Ok(())
+    }
+
     /// Gives up the deployment without removing anything, for `--keep`.
     /// A fault filesystem under it is still unmounted when this process
     /// exits: FUSE mounts cannot outlive their server.

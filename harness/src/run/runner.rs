@@ -29,7 +29,7 @@ use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
 use crashlab_reports::{
     BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
-use crashlab_workloads::{LoadConfig, Observation, Workload, latency_histogram};
+use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -470,7 +470,7 @@ impl Runner<'_> {
             Ok(o) => o,
             Err(e) => return fail(report, format!("could not read the data back: {}", error_chain(&e))),
         };
-        if let Err(e) = self.engine_check_command(deployment, &mut observation).await {
+        if let Err(e) = deployment.run_engine_check(workload, &mut observation).await {
             return fail(report, format!("could not run the engine's integrity tool: {e}"));
         }
         let found = check(&load.log, &observation, config.accounts);
@@ -517,31 +517,6 @@ impl Runner<'_> {
         // A deployment that lost a host is rebuilt whole for the next cycle.
         let discard = report.verdict >= Verdict::Corrupt || deployment.degraded();
         CycleResult { report, latency_us: Some(load.latency_us), discard }
-    }
-}
-
-impl Runner<'_> {
-    /// Runs the workload's in-container integrity tool, if it has one and
-    /// the dataset is there, and folds a failure into the observation's
-    /// engine check. `Err` only when the tool could not be run at all.
-    async fn engine_check_command(&self, d: &Deployment, observation: &mut Observation) -> Result<(), String> {
-        let (Some(cmd), Observation::Present { engine_check, .. }) =
-            (self.workload.engine_check_command(), observation)
-        else {
-            return Ok(());
-        };
-        let id = d.container_id().ok_or("the deployment has no container")?;
-        let run = self.docker.exec(id, &cmd).await.map_err(|e| error_chain(&e))?;
-        if run.exit_code != Some(0) {
-            let output: String = run.output.split_whitespace().collect::<Vec<_>>().join(" ");
-            let tail: String = output.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
-            let failed = format!("`{}` exited with {:?}: {tail}", cmd.join(" "), run.exit_code);
-            *engine_check = match engine_check {
-                Ok(()) => Err(failed),
-                Err(e) => Err(format!("{e}; {failed}")),
-            };
-        }
-        Ok(())
     }
 }
 
