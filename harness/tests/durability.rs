@@ -36,7 +36,7 @@ async fn durable_mariadb_reproduces_the_design_table() {
             assert!(cell.acked_writes > 100, "{strategy}/{fault}: too little load to judge: {cell:?}");
             if cell.verdict != expected {
                 mismatches.push(format!(
-                    "{strategy}/{fault}: got {}, DESIGN.md says {expected}: {:?}",
+                    "{strategy}/{fault}: got {}, docs/design.md's durability table says {expected}: {:?}",
                     cell.verdict, cell.cycle_details
                 ));
             }
