@@ -17,9 +17,8 @@
 //! others. A point with nothing unsynced did not fire.
 
 use super::power::{AIM_DEADLINE, AIM_POLL, power_back};
-use super::{Behaviour, Cx, Fault, FaultError, Recovered, fired, needs_a_disk, not_fired};
+use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
 use crate::explore::{Oracle, check_point};
-use crate::storage::{StrategyDef, UnderData};
 use crashlab_reports::{Exploration, Fired};
 use futures_util::future::BoxFuture;
 use std::time::Instant;
@@ -32,12 +31,12 @@ const END_OF_LOAD: &str = "end of load";
 pub struct CrashStates;
 
 impl Behaviour for CrashStates {
-    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
-        strategy.under == UnderData::FaultFs
+    fn disk(&self) -> Disk {
+        Disk::Needed { on_memory: false }
     }
 
-    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
-        needs_a_disk(strategy, false)
+    fn records_history(&self) -> bool {
+        true
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {

@@ -5,8 +5,7 @@
 //! in its own words (the workload picks its error lines from its log).
 //! Recovery frees the space (clears the rules) and restarts the container.
 
-use super::{Behaviour, Cx, Fault, FaultError, Recovered, STOP_TIMEOUT_S, fired, needs_a_disk, not_fired};
-use crate::storage::{StrategyDef, UnderData};
+use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, STOP_TIMEOUT_S, fired, not_fired};
 use crashlab_faultfs::FaultRule;
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
@@ -20,12 +19,8 @@ pub struct DiskFull;
 pub struct IoError;
 
 impl Behaviour for DiskFull {
-    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
-        strategy.under == UnderData::FaultFs
-    }
-
-    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
-        needs_a_disk(strategy, false)
+    fn disk(&self) -> Disk {
+        Disk::Needed { on_memory: false }
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
@@ -58,12 +53,8 @@ impl Behaviour for DiskFull {
 }
 
 impl Behaviour for IoError {
-    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
-        strategy.under == UnderData::FaultFs
-    }
-
-    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
-        needs_a_disk(strategy, false)
+    fn disk(&self) -> Disk {
+        Disk::Needed { on_memory: false }
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {

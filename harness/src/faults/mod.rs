@@ -154,16 +154,32 @@ pub struct Recovered {
 /// [`arm`](Self::arm), [`inject`](Self::inject), [`fired`](Self::fired),
 /// [`recover`](Self::recover).
 pub trait Behaviour: Sync {
-    /// Whether the fault, on `strategy`, needs the data on the fault
-    /// filesystem.
-    fn needs_faultfs(&self, _strategy: &StrategyDef) -> bool {
+    /// Whether the damage needs a disk under the data (power loss, disk
+    /// faults); the default, a fault of containers or hosts, needs none.
+    fn disk(&self) -> Disk {
+        Disk::NotNeeded
+    }
+
+    /// Whether the fault reads the unsynced history at its crash points
+    /// (exploration); the fault filesystem records it only then.
+    fn records_history(&self) -> bool {
         false
     }
 
+    /// Whether the fault, on `strategy`, needs the data on the fault
+    /// filesystem: a disk fault, where the filesystem can sit.
+    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
+        self.disk() != Disk::NotNeeded && strategy.under == UnderData::FaultFs
+    }
+
     /// Why `strategy` cannot take this fault, when it cannot; such cells are
-    /// reported `n/a` rather than run.
-    fn unsupported_on(&self, _strategy: &StrategyDef) -> Option<&'static str> {
-        None
+    /// reported `n/a` rather than run. A disk fault runs where the fault
+    /// filesystem can sit (and on memory when it says so).
+    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        match self.disk() {
+            Disk::NotNeeded => None,
+            Disk::Needed { on_memory } => needs_a_disk(strategy, on_memory),
+        }
     }
 
     /// Installs what must be active during the load. Called after the
@@ -200,6 +216,17 @@ pub trait Behaviour: Sync {
     ) -> BoxFuture<'a, Option<crashlab_reports::Exploration>> {
         Box::pin(async { None })
     }
+}
+
+/// Whether a fault's damage needs a disk under the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disk {
+    NotNeeded,
+    /// The fault filesystem where it can sit, `n/a` elsewhere; `on_memory`:
+    /// the fault also runs, without it, on memory (a host kill on tmpfs).
+    Needed {
+        on_memory: bool,
+    },
 }
 
 /// For the faults whose damage needs a disk under the data (power loss and
@@ -265,6 +292,12 @@ impl Fault {
     /// filesystem.
     pub fn needs_faultfs(self, strategy: Strategy) -> bool {
         self.behaviour().needs_faultfs(strategy.def())
+    }
+
+    /// Whether this fault reads the unsynced history (see
+    /// [`Behaviour::records_history`]).
+    pub fn records_history(self) -> bool {
+        self.behaviour().records_history()
     }
 
     /// Why `strategy` cannot take this fault, when it cannot.

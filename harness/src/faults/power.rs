@@ -11,8 +11,7 @@
 //! a tmpfs mount when the container stops, so freeze, SIGKILL and start
 //! lose exactly what a power cut would (everything).
 
-use super::{Behaviour, Cx, Fault, FaultError, Recovered, fired, needs_a_disk, not_fired};
-use crate::storage::{StrategyDef, UnderData};
+use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
 use crashlab_faultfs::FaultRule;
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
@@ -32,12 +31,8 @@ pub(super) const AIM_POLL: Duration = Duration::from_millis(2);
 pub struct HostKill;
 
 impl Behaviour for HostKill {
-    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
-        strategy.under == UnderData::FaultFs
-    }
-
-    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
-        needs_a_disk(strategy, true)
+    fn disk(&self) -> Disk {
+        Disk::Needed { on_memory: true }
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
@@ -121,12 +116,8 @@ pub(super) async fn power_back(cx: &mut Cx<'_>) -> Result<Recovered, FaultError>
 pub struct TornWrite;
 
 impl Behaviour for TornWrite {
-    fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
-        strategy.under == UnderData::FaultFs
-    }
-
-    fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
-        needs_a_disk(strategy, false)
+    fn disk(&self) -> Disk {
+        Disk::Needed { on_memory: false }
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {

@@ -235,6 +235,7 @@ impl Runner<'_> {
         let faultfs = cell.fault.needs_faultfs(cell.strategy).then(|| FaultFsOptions {
             seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
             fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
+            record_history: cell.fault.records_history(),
         });
         let options = ProvisionOptions { faultfs, ballast: self.scenario.backup.ballast };
         let storage = Storage::provision(&self.docker, &self.run, &Place::Strategy(cell.strategy), &name, options)

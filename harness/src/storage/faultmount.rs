@@ -69,6 +69,8 @@ pub struct FaultMount {
     /// Seed of the current mount.
     seed: u64,
     fsync_reaches_disk: bool,
+    /// Whether the mounts record the unsynced history.
+    record_history: bool,
     mounted: Option<MountedFs>,
     /// What this cycle did so far.
     record: FaultFsCycle,
@@ -107,8 +109,7 @@ impl FaultMount {
     /// recording the mountpoint in the run's `journal` first.
     pub fn create(
         dir: &Path,
-        seed: u64,
-        fsync_reaches_disk: bool,
+        options: super::FaultFsOptions,
         journal: Option<&Journal>,
     ) -> Result<FaultMount, FaultMountError> {
         let backing = dir.join("backing");
@@ -123,10 +124,11 @@ impl FaultMount {
         let mut fs = FaultMount {
             backing,
             mountpoint,
-            base_seed: seed,
+            base_seed: options.seed,
             mounts: 0,
             seed: 0,
-            fsync_reaches_disk,
+            fsync_reaches_disk: options.fsync_reaches_disk,
+            record_history: options.record_history,
             mounted: None,
             record: FaultFsCycle::default(),
             baseline: Stats::default(),
@@ -148,6 +150,9 @@ impl FaultMount {
             // behaves as on ext4 and XFS, the filesystems databases run on:
             // the data it did not write is marked clean and lost at a cut.
             .fsync_failure(FsyncFailure::Ext4)
+            // Only a fault that explores crash states reads the history:
+            // without it, no write keeps a copy of its data.
+            .max_history_bytes(if self.record_history { FaultConfig::DEFAULT_MAX_HISTORY } else { 0 })
             .build()
             .map_err(FaultMountError::Config)?;
         let mounted = FaultFs::mount(&self.backing, &self.mountpoint, config)?;

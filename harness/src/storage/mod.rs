@@ -90,6 +90,9 @@ pub struct FaultFsOptions {
     pub seed: u64,
     /// See `[faults] fsync-reaches-disk` in the scenario.
     pub fsync_reaches_disk: bool,
+    /// Record the unsynced history (for faults that explore crash states);
+    /// off, the write path keeps no copy of the data it caches.
+    pub record_history: bool,
 }
 
 /// What to provision: a built-in strategy, or one of `crashlab bench`'s
@@ -196,12 +199,7 @@ impl Storage {
         run: &RunContext,
         options: FaultFsOptions,
     ) -> Result<(), StorageError> {
-        let fs = FaultMount::create(
-            &run.dir().join("fs").join(&self.name),
-            options.seed,
-            options.fsync_reaches_disk,
-            Some(run.journal()),
-        )?;
+        let fs = FaultMount::create(&run.dir().join("fs").join(&self.name), options, Some(run.journal()))?;
         let mountpoint = fs.mountpoint().to_owned();
         self.faultfs = Some(fs);
         if self.data_on == DataOn::NamedVolume {
