@@ -72,10 +72,16 @@ impl Oracle<'_> {
 /// Folds an exploration into its cycle: the worst state's verdict if worse
 /// than the live one, and a sentence in the detail.
 pub fn fold(report: &mut CycleReport, explored: Exploration) {
-    if let Some(worst) = explored.worst() {
-        report.verdict = report.verdict.max(worst);
-    }
     let mut notes = Vec::new();
+    match explored.worst() {
+        Some(worst) => report.verdict = report.verdict.max(worst),
+        // A crash point whose states were never checked is no evidence:
+        // the live recovery alone must not pass for an exploration.
+        None => {
+            report.verdict = Verdict::Error;
+            notes.push("no crash state was checked".to_owned());
+        }
+    }
     for point in &explored.points {
         if let Some(e) = &point.error {
             notes.push(format!("crash states at {}: {e}", point.at));
@@ -427,5 +433,10 @@ mod tests {
         let broken = PointReport { error: Some("could not explore".into()), ..PointReport::default() };
         fold(&mut errored, Exploration { points: vec![broken] });
         assert_eq!(errored.verdict, Verdict::Error, "a point that could not be explored is no evidence");
+        let mut unchecked = report.clone();
+        unchecked.verdict = Verdict::Intact;
+        fold(&mut unchecked, Exploration { points: vec![PointReport::default()] });
+        assert_eq!(unchecked.verdict, Verdict::Error, "a point with no state checked is no evidence");
+        assert!(unchecked.detail.ends_with("no crash state was checked"), "{}", unchecked.detail);
     }
 }
