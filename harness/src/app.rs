@@ -6,7 +6,7 @@ use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, V
 use crate::report::{self, Terminal};
 use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
-use crate::scenario::{Scenario, ScenarioError, WorkloadKind};
+use crate::scenario::{Scenario, ScenarioError, WorkloadKind, WorkloadSection};
 use crate::storage::Strategy;
 use crashlab_reports::merge::MergeError;
 use crashlab_reports::partition::Partition;
@@ -57,6 +57,8 @@ pub mod exit {
 pub enum AppError {
     #[error("invalid scenario: {0}")]
     Scenario(#[from] ScenarioError),
+    #[error("{0}")]
+    Compose(#[from] crate::compose::ComposeError),
     #[error("{}", .0.describe())]
     Bench(#[from] crate::bench::BenchError),
     #[error("cannot reach the Docker daemon at {host}: {detail}")]
@@ -81,6 +83,8 @@ pub enum AppError {
     Clean(#[from] run::CleanError),
     #[error("failed to {}", error_chain(.0))]
     Merge(#[from] MergeError),
+    #[error("failed to {}", error_chain(.0))]
+    Replay(#[from] crate::replay::ReplayError),
     #[error("failed to {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -121,6 +125,9 @@ impl AppError {
                 Some("the mirror served files Debian's archive keys do not vouch for; try another with --mirror".into())
             }
             AppError::Scenario(_) => Some("see scenarios/smoke.toml for a complete example".into()),
+            AppError::Compose(_) => {
+                Some("see scenarios/compose/docker-compose.yml and docs/compose.md for what a service needs".into())
+            }
             AppError::NothingToRun { .. } => {
                 Some("choose faults the strategies can take (docs/scenarios.md lists which pairs run)".into())
             }
@@ -134,6 +141,11 @@ impl AppError {
                 Some("see scenarios/bench.toml for a complete example".into())
             }
             AppError::Bench(crate::bench::BenchError::Agent(e)) => Some(e.hint().into()),
+            AppError::Replay(crate::replay::ReplayError::NotKept { .. }) => Some(
+                "copy the command from the report's crash-states section (report.md: `replay:`); only the first \
+                 failing crash point of a cycle is kept, in the state directory of the run (CRASHLAB_STATE_DIR)"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -159,6 +171,19 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Run only this shard of the plan (`--partition`).
     pub partition: Option<Partition>,
+    /// Test a service of a Compose file instead of a scenario
+    /// (`--compose FILE --service S`).
+    pub compose: Option<ComposeTarget>,
+}
+
+/// `--compose FILE [--service S]`.
+#[derive(Debug, Clone)]
+pub struct ComposeTarget {
+    pub file: PathBuf,
+    /// The service; the file's only one when absent.
+    pub service: Option<String>,
+    /// `--env-file`: the file's variables from here instead of `.env`.
+    pub env_file: Option<PathBuf>,
 }
 
 /// Parses `--jobs`: a count of at least 1, or `auto` for the number of
@@ -185,8 +210,13 @@ fn build_options(mirror: &str, quiet: bool, via: Via) -> BuildOptions {
 }
 
 pub fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
-    let overrides = scenario.workload.overrides();
-    let driver = protocol_driver(scenario);
+    workload_for(&scenario.workload)
+}
+
+/// The workload a scenario's `[workload]` section describes.
+pub fn workload_for(section: &WorkloadSection) -> Box<dyn Workload> {
+    let overrides = section.overrides();
+    let driver = protocol_driver(section);
     if overrides.is_empty() {
         driver
     } else {
@@ -194,11 +224,19 @@ pub fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
     }
 }
 
-fn protocol_driver(scenario: &Scenario) -> Box<dyn Workload> {
-    let w = &scenario.workload;
-    let image = |default: &str| w.image.clone().unwrap_or_else(|| default.to_owned());
-    let server_args = w.server_args.clone();
-    match w.kind {
+fn protocol_driver(w: &WorkloadSection) -> Box<dyn Workload> {
+    driver(w.kind, w.image.clone(), w.server_args.clone())
+}
+
+/// The container a kind's driver asks for on crashlab's own image, before
+/// any scenario changes it: its data directory, port and environment.
+pub fn default_container(kind: WorkloadKind) -> crashlab_workloads::ContainerSpec {
+    driver(kind, None, vec![]).container()
+}
+
+fn driver(kind: WorkloadKind, image: Option<String>, server_args: Vec<String>) -> Box<dyn Workload> {
+    let image = |default: &str| image.clone().unwrap_or_else(|| default.to_owned());
+    match kind {
         WorkloadKind::Mariadb => Box::new(MariaDb { image: image(mariadb::IMAGE), server_args }),
         WorkloadKind::Postgres => Box::new(Postgres { image: image(postgres::IMAGE), server_args }),
         WorkloadKind::Redis => Box::new(Redis { image: image(redis::IMAGE), server_args }),
@@ -406,12 +444,52 @@ fn publish(report: &Report, out: Option<PathBuf>, summary: fn(&Report, bool) -> 
 /// `crashlab run`: returns the exit code.
 pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     let mut stop = Stop::listen()?;
-    let scenario = match &options.scenario {
-        Some(path) => Scenario::load(path)?,
-        None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
+    let compose = match &options.compose {
+        Some(target) => {
+            let plan = crate::compose::load(&target.file, target.service.as_deref(), target.env_file.as_deref())?;
+            // Every error the translation can find, before the daemon is
+            // asked anything; the image's volumes only move the strategy.
+            plan.translate(&[])?;
+            Some(plan)
+        }
+        None => None,
     };
-    runnable(&scenario)?;
-    let docker = connect().await?;
+    let docker;
+    let mut translation = None;
+    let scenario = match (&compose, &options.scenario) {
+        (Some(plan), _) => {
+            docker = connect().await?;
+            // The image decides where unmounted data lives (its VOLUMEs),
+            // so it must be there before the translation.
+            ensure_image(&docker, &plan.image, &options.mirror, options.quiet).await?;
+            let volumes =
+                docker.image(&plan.image).await?.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
+            let t = plan.translate(&volumes)?;
+            note!(
+                "compose: service `{}` of {} keeps its data on {} (your configuration); beside it: {}",
+                plan.service,
+                plan.origin,
+                t.yours,
+                t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            );
+            for n in &t.notes {
+                note!("compose: note: {n}");
+            }
+            let scenario = t.scenario.clone();
+            translation = Some(t);
+            runnable(&scenario)?;
+            scenario
+        }
+        (None, path) => {
+            let scenario = match path {
+                Some(path) => Scenario::load(path)?,
+                None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
+            };
+            runnable(&scenario)?;
+            docker = connect().await?;
+            scenario
+        }
+    };
     let settings = RunSettings {
         keep: options.keep,
         quiet: options.quiet,
@@ -426,6 +504,10 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     }
     if scenario.matrix.strategies.contains(&Strategy::BackupRestic) {
         ensure_image(&docker, crashlab_workloads::restic::IMAGE, &options.mirror, options.quiet).await?;
+    }
+    if scenario.matrix.strategies.contains(&Strategy::GlusterfsReplica) {
+        // Its storage hosts run the GlusterFS server's image.
+        ensure_image(&docker, crashlab_workloads::glusterfs::IMAGE, &options.mirror, options.quiet).await?;
     }
 
     // A signal asks the runner to stop between steps; a second one stops
@@ -457,10 +539,132 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
             std::panic::resume_unwind(panic)
         }
     };
-    publish(&outcome.report, options.out.clone(), report::summary)?;
+    let mut report = outcome.report;
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
+    if let (Some(plan), Some(t)) = (&compose, &translation) {
+        report.compose = Some(crashlab_reports::ComposeOrigin {
+            file: plan.origin.clone(),
+            service: plan.service.clone(),
+            strategy: t.yours.to_string(),
+            notes: t.notes.clone(),
+        });
+    }
+    publish(&report, Some(out.clone()), report::summary)?;
+    if let Some(t) = &translation {
+        // The equivalent scenario beside the reports, to rerun or edit.
+        let path = out.join("scenario.toml");
+        std::fs::write(&path, &t.toml).map_err(|source| AppError::Io { what: "write", path, source })?;
+    }
     Ok(match stopped {
         Some(code) => code,
-        None if outcome.complete && outcome.report.passed() => exit::PASS,
+        None if outcome.complete && report.passed() => exit::PASS,
+        None => exit::MISS,
+    })
+}
+
+/// Options of `crashlab replay`.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// A run's replay directory or a run id.
+    pub target: String,
+    pub cell: Option<String>,
+    pub cycle: u32,
+    pub point: u32,
+    /// The state to replay; the point's first failing one by default.
+    pub state: Option<String>,
+    pub keep: bool,
+    pub mirror: String,
+}
+
+/// `crashlab replay`: checks one crash state of a kept crash point again
+/// in a run of its own, prints the verdict and returns 0 when the state is
+/// intact, 1 when it is not. With `keep` the container stays up.
+pub async fn replay(options: ReplayOptions) -> Result<i32, AppError> {
+    let mut stop = Stop::listen()?;
+    let state = run::state_dir();
+    let dir = crate::replay::locate(&options.target, &state, options.cell.as_deref(), options.cycle, options.point)?;
+    let meta = crate::replay::read_meta(&dir)?;
+    let workload = meta
+        .workload
+        .section()
+        .map(|s| workload_for(&s))
+        .map_err(|detail| AppError::BadReport { path: dir.join("replay.json"), detail })?;
+    let docker = connect().await?;
+    ensure_image(&docker, &workload.container().image, &options.mirror, false).await?;
+    if workload.agent_dir().is_some() {
+        crate::run::agent::locate()?;
+    }
+    let ctx = RunContext::create(&state).map_err(|source| AppError::Io {
+        what: "create the run directory under",
+        path: state.clone(),
+        source,
+    })?;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let journaled = docker.journaled(ctx.journal().clone());
+    let work = crate::replay::replay(&journaled, &ctx, &dir, options.state.as_deref(), options.keep, &cancel_rx);
+    let supervised = supervise(&mut stop, &cancel_tx, work).await;
+    let clean = |keep: bool| {
+        let (docker, state, id) = (docker.clone(), state.clone(), ctx.id().to_owned());
+        async move {
+            if keep {
+                return;
+            }
+            match run::cleanup_run(&docker, &state, &id).await {
+                Ok(cleaned) => cleaned.refused.iter().for_each(|refusal| note!("warning: {refusal}")),
+                Err(e) => note!("warning: cleanup of run {id} failed: {}; run `crashlab clean`", error_chain(&e)),
+            }
+        }
+    };
+    let (replayed, stopped) = match supervised {
+        Supervised::Done { value, stopped } => {
+            clean(options.keep).await;
+            (value?, stopped)
+        }
+        Supervised::Abandoned(code) => {
+            clean(false).await;
+            return Ok(code);
+        }
+        Supervised::Panicked(panic) => {
+            clean(false).await;
+            std::panic::resume_unwind(panic)
+        }
+    };
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "state `{}` of {} cycle {}, crash point {} ({}) of run {}: {}{}{}",
+        replayed.state,
+        meta.cell,
+        meta.cycle,
+        meta.point,
+        meta.at,
+        meta.run_id,
+        replayed.verdict,
+        if replayed.detail.is_empty() { "" } else { ": " },
+        replayed.detail
+    );
+    if replayed.state == meta.state {
+        let same = if replayed.verdict == meta.verdict { "reproduced" } else { "NOT reproduced" };
+        let _ = writeln!(out, "the run found it {}: {} ({same})", meta.verdict, meta.detail);
+    }
+    if let Some((container, addr)) = &replayed.kept {
+        let _ = writeln!(out, "--keep: container {container} of run {} is left running", ctx.id());
+        if let Some(addr) = addr {
+            let _ = writeln!(out, "  the server listens on {addr}");
+        }
+        for line in crate::replay::how_to_enter(&meta.workload.kind, container) {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = writeln!(
+            out,
+            "  remove it with `crashlab clean` (with CRASHLAB_STATE_DIR={} if that is not the default)",
+            state.display()
+        );
+    }
+    Ok(match stopped {
+        Some(code) => code,
+        None if replayed.verdict == crashlab_reports::Verdict::Intact => exit::PASS,
         None => exit::MISS,
     })
 }
@@ -633,6 +837,7 @@ pub async fn execute(
             plan,
         }),
         merged: None,
+        compose: None,
     };
     Ok(Outcome { report, complete })
 }
@@ -754,7 +959,7 @@ pub async fn list_images() -> Result<(), AppError> {
 /// behind. Whatever it refuses to touch (a label whose run id is not
 /// crashlab's, a journaled path outside the state directory) is named on
 /// stderr, one line each.
-pub async fn clean() -> Result<(), AppError> {
+pub async fn clean(replays: bool) -> Result<(), AppError> {
     let docker = connect().await?;
     let state = run::state_dir();
     let c = run::clean_stale(&docker, &state).await?;
@@ -775,6 +980,22 @@ pub async fn clean() -> Result<(), AppError> {
             c.elsewhere,
             c.refused.len()
         );
+    }
+    let kept = crate::replay::clean_kept(&state, replays).map_err(|source| AppError::Io {
+        what: "clean the kept crash points under",
+        path: state.join(crate::replay::DIR),
+        source,
+    })?;
+    if kept.runs > 0 {
+        let mib = kept.bytes as f64 / (1024.0 * 1024.0);
+        if replays {
+            println!("removed the crash points kept for replay by {} run(s) ({mib:.1} MiB)", kept.runs);
+        } else {
+            println!(
+                "kept for replay: crash points of {} run(s) ({mib:.1} MiB); `crashlab clean --replays` removes them",
+                kept.runs
+            );
+        }
     }
     Ok(())
 }
@@ -826,6 +1047,12 @@ pub async fn doctor(mirror: &str) -> i32 {
         Err(e) => format!("not usable (only needed by btrfs-snapshot): {}", error_chain(&e)),
     };
     line(true, "btrfs pools", btrfs);
+    let gluster = if crate::storage::gluster::client_installed() {
+        "installed".to_owned()
+    } else {
+        "missing (only needed by glusterfs-replica): `apt-get install glusterfs-client`".to_owned()
+    };
+    line(true, "GlusterFS FUSE client", gluster);
     let state = run::state_dir();
     line(
         true,
@@ -849,6 +1076,23 @@ mod tests {
         assert_eq!(parse_jobs("auto"), Ok(std::thread::available_parallelism().unwrap().get()));
         for bad in ["0", "-1", "two", ""] {
             assert!(parse_jobs(bad).unwrap_err().contains("nor `auto`"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_plan_knows_which_workloads_have_replicas_and_leaves_the_others_na() {
+        for kind in ["mariadb", "postgres", "redis", "sqlite", "fsync-log"] {
+            let text = format!(
+                "name = \"r\"\n[workload]\nkind = \"{kind}\"\n[matrix]\n\
+                 strategies = [\"replica-async\", \"named-volume\"]\nfaults = [\"host-loss\"]\n"
+            );
+            let scenario = Scenario::parse(&text, "test").unwrap();
+            let has = workload_of(&scenario).replication().is_some();
+            assert_eq!(scenario.workload.kind.replicates(), has, "{kind}");
+            let (run, na) = scenario.plan();
+            let replica_runs = run.iter().any(|c| c.strategy == crate::storage::Strategy::ReplicaAsync);
+            assert_eq!(replica_runs, has, "{kind}");
+            assert_eq!(na.iter().any(|u| u.reason.contains("replicas of MariaDB and PostgreSQL")), !has, "{kind}");
         }
     }
 

@@ -20,7 +20,6 @@
 //! and verdict and, for the first failing state, which unsynced operations
 //! it dropped or tore.
 
-use crate::checker::check;
 use crate::run::deployment::Deployment;
 use crate::run::readiness::NotReady;
 use crate::run::runner::error_chain;
@@ -55,6 +54,8 @@ pub struct Oracle<'a> {
     pub bounds: &'a ExploreSection,
     /// Seed of the exploration's samples (the cycle's).
     pub seed: u64,
+    /// Keeps the cycle's first failing point for `crashlab replay`.
+    pub replay: Option<&'a crate::replay::Keeper>,
 }
 
 impl Oracle<'_> {
@@ -110,7 +111,8 @@ pub fn fold(report: &mut CycleReport, explored: Exploration) {
 /// container of the workload beside the deployment `live` (whose image,
 /// uploads, run and names it borrows). `label` names the point in the
 /// report; `states_dir` is where states are written out. The point's base
-/// copy is removed at the end.
+/// copy is removed at the end, unless the oracle's keeper keeps it for a
+/// replay of its first failing state.
 pub async fn check_point(
     live: &Deployment,
     workload: &dyn Workload,
@@ -129,8 +131,15 @@ pub async fn check_point(
         ..PointReport::default()
     };
     let log = oracle.log.cut_at(at_us);
+    let number = oracle.replay.map(|k| k.next_point());
     if let Err(e) = check_states(live, workload, &point, states_dir, oracle, &log, &mut report).await {
         report.error = Some(e);
+    }
+    if let (Some(keeper), Some(n), Some(failure)) = (oracle.replay, number, report.first_failure.as_mut()) {
+        match keeper.keep(n, (label, report.at_ms), &point.base, &point.history, &log, failure) {
+            Ok(command) => failure.replay = command,
+            Err(e) => tracing::warn!("could not keep the crash point for a replay: {}", error_chain(&e)),
+        }
     }
     let base = point.base.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || remove_tree(&base)).await.expect("removal panicked") {
@@ -245,7 +254,10 @@ async fn check_state(
     judged
 }
 
-async fn judge(
+/// Starts the state's server in `d`, awaits its recovery, reads the data
+/// back, runs the engine's check and judges it against `log`. The
+/// deployment is left as it is; `crashlab replay` judges with this too.
+pub(crate) async fn judge(
     d: &mut Deployment,
     workload: &dyn Workload,
     oracle: &Oracle<'_>,
@@ -259,10 +271,7 @@ async fn judge(
         // The engine does not come back on this state.
         Err(e) => return Ok((Verdict::Corrupt, e.detail())),
     };
-    let mut observation =
-        workload.observe(addr).await.map_err(|e| format!("could not read the data back: {}", error_chain(&e)))?;
-    d.run_engine_check(workload, &mut observation).await?;
-    let found = check(log, &observation, oracle.accounts);
+    let found = d.verify(workload, addr, log, oracle.accounts).await?;
     Ok((found.verdict, found.detail))
 }
 

@@ -17,6 +17,8 @@
 //!   deployments (containers on storage), readiness, and the [`run::runner`]
 //!   that drives load → fault → recover → verify;
 //! - [`checker`] turns the ack log and what the server kept into a verdict;
+//! - [`replay`] keeps a failing crash point and checks one of its states
+//!   again (`crashlab replay`);
 //! - [`report`] renders events and reports; [`app`] ties it together for
 //!   the binary; [`docker`] is the one door to the daemon.
 //!
@@ -37,11 +39,13 @@ pub mod app;
 pub mod backup;
 pub mod bench;
 pub mod checker;
+pub mod compose;
 pub mod docker;
 pub mod explore;
 pub mod faults;
 pub mod hosts;
 pub mod images;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -22,7 +22,20 @@ enum Command {
     /// Run a scenario (the built-in smoke scenario when none is given).
     Run {
         /// Scenario file (TOML).
+        #[arg(conflicts_with = "compose")]
         scenario: Option<PathBuf>,
+        /// Test a service of a Compose file as the file deploys it, beside
+        /// the other strategies under the smoke scenario's faults.
+        #[arg(long, value_name = "FILE")]
+        compose: Option<PathBuf>,
+        /// The Compose file's service to test (its only one when left out).
+        #[arg(long, value_name = "SERVICE", requires = "compose")]
+        service: Option<String>,
+        /// Take the Compose file's variables from FILE instead of the
+        /// `.env` beside it (after crashlab's environment, as `docker
+        /// compose --env-file` does).
+        #[arg(long, value_name = "FILE", requires = "compose")]
+        env_file: Option<PathBuf>,
         /// Cells to run at once on this host: a number, or `auto` for the
         /// CPU count.
         #[arg(long, short, default_value = "1", value_parser = app::parse_jobs)]
@@ -57,7 +70,7 @@ enum Command {
         #[arg(long = "strategy", value_name = "SPEC")]
         strategies: Vec<String>,
         /// IO profile to run, replacing the definition's (repeatable):
-        /// fsync-4k, seq-write-1m, rand-read-4k.
+        /// fsync-4k, seq-write-1m, rand-read-4k, etcd-fdatasync.
         #[arg(long = "profile", value_name = "PROFILE", value_parser = parse_profile)]
         profiles: Vec<crashlab_reports::bench::Profile>,
         /// Length of each timed IO run, e.g. 3s.
@@ -74,6 +87,34 @@ enum Command {
         no_workload: bool,
         #[command(flatten)]
         run: RunFlags,
+    },
+    /// Check one crash state of a failing crash point again, as the run
+    /// checked it, in a fresh container: the command is in the report.
+    /// Exits 0 when the state is intact, 1 when it is not.
+    Replay {
+        /// The run's replay directory (<state dir>/replays/<run id>), or
+        /// the run id.
+        run: String,
+        /// The cell, workload/strategy/fault; needed when the run kept
+        /// points of several cells.
+        #[arg(long)]
+        cell: Option<String>,
+        /// The cycle, from 1.
+        #[arg(long, default_value_t = 1)]
+        cycle: u32,
+        /// The crash point of the cycle, from 1.
+        #[arg(long, default_value_t = 1)]
+        point: u32,
+        /// The state's id (`p0`, `e1-drop{3}`, `t2@1/4`); the point's first
+        /// failing state by default.
+        #[arg(long)]
+        state: Option<String>,
+        /// Leave the container running on the state, to look into it.
+        #[arg(long)]
+        keep: bool,
+        /// Debian mirror for building a missing image.
+        #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+        mirror: String,
     },
     /// Re-render a stored report.json as Markdown, HTML or JUnit.
     Report {
@@ -110,7 +151,12 @@ enum Command {
         command: ImagesCommand,
     },
     /// Remove containers, volumes and directories left by killed runs.
-    Clean,
+    Clean {
+        /// Also remove the crash points kept for `crashlab replay` (of runs
+        /// that are over).
+        #[arg(long)]
+        replays: bool,
+    },
     /// Check the daemon, its API version, root, /dev/fuse and images.
     Doctor {
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
@@ -193,10 +239,22 @@ fn parse_profile(s: &str) -> Result<crashlab_reports::bench::Profile, String> {
 
 async fn dispatch(command: Command) -> i32 {
     let result = match command {
-        Command::Run { scenario, jobs, partition, run: RunFlags { out, keep, quiet, mirror } } => {
-            app::run(RunOptions { scenario, out, keep, quiet, mirror, jobs, partition }).await
+        Command::Run {
+            scenario,
+            compose,
+            service,
+            env_file,
+            jobs,
+            partition,
+            run: RunFlags { out, keep, quiet, mirror },
+        } => {
+            let compose = compose.map(|file| app::ComposeTarget { file, service, env_file });
+            app::run(RunOptions { scenario, out, keep, quiet, mirror, jobs, partition, compose }).await
         }
         Command::Merge { shards, out } => app::merge(&shards, &out),
+        Command::Replay { run, cell, cycle, point, state, keep, mirror } => {
+            app::replay(app::ReplayOptions { target: run, cell, cycle, point, state, keep, mirror }).await
+        }
         Command::Bench {
             definition,
             strategies,
@@ -226,7 +284,7 @@ async fn dispatch(command: Command) -> i32 {
             app::compare_reports(&base, &new, thresholds, out.as_deref())
         }
         Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
-        Command::Clean => app::clean().await.map(|()| exit::PASS),
+        Command::Clean { replays } => app::clean(replays).await.map(|()| exit::PASS),
         Command::Doctor { mirror } => Ok(app::doctor(&mirror).await),
     };
     result.unwrap_or_else(|e| {

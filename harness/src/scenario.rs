@@ -59,7 +59,8 @@ pub struct Scenario {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ExploreSection {
     /// Most distinct crash states checked per crash point; beyond it the
-    /// prefix states are kept and the rest is a seeded sample. Default 16.
+    /// prefix states take at most half (evenly spaced) and the rest is a
+    /// seeded sample of the reorderings and torn writes. Default 16.
     #[serde(default = "default_max_states", deserialize_with = "max_states")]
     pub max_states: u32,
     /// Most operations of one epoch a reordered state drops (Chipmunk's
@@ -73,6 +74,69 @@ pub struct ExploreSection {
     /// States checked at once, each in its own container. Default 1.
     #[serde(default = "default_parallel", deserialize_with = "explore_parallel")]
     pub parallel: u32,
+    /// Where crash points are taken: `"end-of-load"` (the default: one
+    /// point, once the load time is up) or a trigger of the fault
+    /// filesystem (`"fsync"`, `"fsync:*.ibd"`, `"rename"`, see
+    /// [`crashlab_faultfs::capture`]): points inside the load, at matching
+    /// calls, when they arrive and before they take effect.
+    #[serde(default, deserialize_with = "points")]
+    pub points: Points,
+    /// Most crash points per cycle with a trigger. Default 4.
+    #[serde(default = "default_max_points", deserialize_with = "max_points")]
+    pub max_points: u32,
+    /// With a trigger: capture every `point-every`th candidate call, after
+    /// an offset seeded by the cycle, so that points spread over a load
+    /// with many candidates. Default 1 (the first `max-points`).
+    #[serde(default = "default_point_every", deserialize_with = "point_every")]
+    pub point_every: u32,
+}
+
+/// Where the `crash-states` fault takes its crash points.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Points {
+    /// One point once the load time is up, as soon as something is unsynced.
+    #[default]
+    EndOfLoad,
+    /// Points inside the load, at calls the trigger matches.
+    At(crashlab_faultfs::Trigger),
+}
+
+impl std::fmt::Display for Points {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Points::EndOfLoad => f.write_str("end-of-load"),
+            Points::At(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+fn points<'de, D: Deserializer<'de>>(d: D) -> Result<Points, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "end-of-load" {
+        return Ok(Points::EndOfLoad);
+    }
+    s.parse::<crashlab_faultfs::Trigger>().map(Points::At).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "points takes `end-of-load` or a trigger like `fsync` or `fsync:*.ibd`: {}",
+            e.to_string().trim_start_matches("parse fault rule: ")
+        ))
+    })
+}
+
+fn default_max_points() -> u32 {
+    4
+}
+
+fn default_point_every() -> u32 {
+    1
+}
+
+fn max_points<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "max-points", 1, 64)
+}
+
+fn point_every<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "point-every", 1, 1_000_000)
 }
 
 impl Default for ExploreSection {
@@ -82,6 +146,9 @@ impl Default for ExploreSection {
             k: default_k(),
             torn_splits: default_torn_splits(),
             parallel: default_parallel(),
+            points: Points::EndOfLoad,
+            max_points: default_max_points(),
+            point_every: default_point_every(),
         }
     }
 }
@@ -440,6 +507,14 @@ pub struct WorkloadSection {
     /// A line the server prints once ready, awaited after every start.
     #[serde(default, deserialize_with = "ready_log")]
     pub ready_log: Option<String>,
+    /// The user the server runs as (`name|uid[:group|gid]`), instead of the
+    /// image's.
+    #[serde(default, deserialize_with = "user")]
+    pub user: Option<String>,
+    /// Host files or directories bound read-only into the container
+    /// besides the data, `HOST:CONTAINER` (a configuration file).
+    #[serde(default, deserialize_with = "binds")]
+    pub binds: Vec<crashlab_workloads::HostBind>,
 }
 
 impl WorkloadSection {
@@ -452,8 +527,51 @@ impl WorkloadSection {
             data_dir: self.data_dir.clone(),
             port: self.port,
             ready_log: self.ready_log.clone(),
+            user: self.user.clone(),
+            binds: self.binds.clone(),
         }
     }
+}
+
+fn user<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let user = String::deserialize(d)?;
+    let part_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let ok = match user.split_once(':') {
+        Some((name, group)) => part_ok(name) && part_ok(group),
+        None => part_ok(&user),
+    };
+    if !ok {
+        return Err(serde::de::Error::custom(format!(
+            "user `{}` is not a user[:group] of names or ids",
+            one_line(&user)
+        )));
+    }
+    Ok(Some(user))
+}
+
+fn binds<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<crashlab_workloads::HostBind>, D::Error> {
+    let mut out = Vec::new();
+    for bind in Vec::<String>::deserialize(d)? {
+        let parsed = bind.split_once(':').filter(|(host, target)| {
+            [host, target].iter().all(|p| {
+                p.starts_with('/')
+                    && !p.trim_end_matches('/').is_empty()
+                    && !p.split('/').any(|part| part == "..")
+                    && !p.contains(|c: char| c.is_control() || c == ':')
+            })
+        });
+        let Some((source, target)) = parsed else {
+            return Err(serde::de::Error::custom(format!(
+                "bind `{}` is not HOST:CONTAINER with both absolute paths below /, without `..`",
+                one_line(&bind)
+            )));
+        };
+        if !Path::new(source).exists() {
+            return Err(serde::de::Error::custom(format!("bind `{}`: {source} does not exist", one_line(&bind))));
+        }
+        out.push(crashlab_workloads::HostBind { source: source.to_owned(), target: target.to_owned() });
+    }
+    Ok(out)
 }
 
 fn env_vars<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -521,6 +639,13 @@ impl WorkloadKind {
             WorkloadKind::Sqlite => "sqlite",
             WorkloadKind::FsyncLog => "fsync-log",
         }
+    }
+
+    /// Whether crashlab drives a replica of this engine (the replicated
+    /// strategies' primary and standby). A test holds it to the workloads'
+    /// own [`crashlab_workloads::Workload::replication`].
+    pub fn replicates(self) -> bool {
+        matches!(self, WorkloadKind::Mariadb | WorkloadKind::Postgres)
     }
 }
 
@@ -635,7 +760,9 @@ impl Scenario {
         let mut run = Vec::new();
         let mut unsupported = Vec::new();
         for cell in self.cells() {
-            match cell.fault.unsupported_on(cell.strategy) {
+            let no_replica = (cell.strategy.def().data_on.replication().is_some() && !self.workload.kind.replicates())
+                .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none");
+            match no_replica.or_else(|| cell.fault.unsupported_on(cell.strategy)) {
                 None => run.push(cell),
                 Some(reason) => unsupported.push(Unsupported {
                     workload: self.workload.kind.as_str().to_owned(),
@@ -1053,6 +1180,12 @@ faults = ["restart"]
         assert_eq!((o.data_dir.as_deref(), o.port), (Some("/data"), Some(3307)));
         assert!(!o.is_empty());
         assert!(Scenario::parse(MINIMAL, "s.toml").unwrap().workload.overrides().is_empty());
+        let s = Scenario::parse(&with("user = \"mysql:999\"\nbinds = [\"/etc/hostname:/etc/mysql/x.cnf\"]"), "s.toml")
+            .unwrap();
+        let o = s.workload.overrides();
+        assert_eq!(o.user.as_deref(), Some("mysql:999"));
+        assert_eq!(o.binds[0].source, "/etc/hostname");
+        assert_eq!(o.binds[0].target, "/etc/mysql/x.cnf");
         let cases = [
             ("env = [\"NOEQUALS\"]", "s.toml:5:7: `NOEQUALS` is not of the form KEY=VALUE"),
             ("command = []", "s.toml:5:11: the command is empty"),
@@ -1062,6 +1195,14 @@ faults = ["restart"]
             ("data-dir = \"/a\\nb\"", "s.toml:5:12: data-dir must not contain control characters, got `/a\\nb`"),
             ("port = 70000", "s.toml:5:8: port must be between 1 and 65535, got 70000"),
             ("ready-log = \" \"", "s.toml:5:13: ready-log is empty"),
+            ("user = \"a b\"", "s.toml:5:8: user `a b` is not a user[:group]"),
+            ("user = \"a:\"", "s.toml:5:8: user `a:` is not a user[:group]"),
+            ("binds = [\"x.cnf:/etc/x.cnf\"]", "s.toml:5:9: bind `x.cnf:/etc/x.cnf` is not HOST:CONTAINER"),
+            ("binds = [\"/etc/hostname\"]", "s.toml:5:9: bind `/etc/hostname` is not HOST:CONTAINER"),
+            (
+                "binds = [\"/nonexistent-x:/etc/x\"]",
+                "s.toml:5:9: bind `/nonexistent-x:/etc/x`: /nonexistent-x does not exist",
+            ),
         ];
         for (extra, expected) in cases {
             let err = error_of(&with(extra));
@@ -1195,6 +1336,66 @@ faults = ["restart"]
             ("io-error = \"eio:scribble:1\"", "unknown operation `scribble`"),
             ("torn = \"middle\"", "s.toml:9:8: unknown torn mode `middle`"),
             ("tron = \"prefix\"", "s.toml:9:1: unknown field `tron`"),
+        ];
+        for (body, expected) in bad {
+            let err = error_of(&with(body));
+            assert!(err.contains(expected), "for {body:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn the_torn_page_scenarios_take_points_inside_the_load() {
+        for (name, text, trigger) in [
+            ("torn-pages.toml", include_str!("../../scenarios/torn-pages.toml"), "fsync:*.ibd"),
+            ("torn-pages-postgres.toml", include_str!("../../scenarios/torn-pages-postgres.toml"), "fsync"),
+        ] {
+            let s = Scenario::parse(text, name).unwrap();
+            assert_eq!(s.explore.points.to_string(), trigger, "{name}");
+            assert_eq!(s.expected(Strategy::BindMount, Fault::CrashStates), Verdict::Corrupt, "{name}");
+        }
+        let crash_states = Scenario::parse(include_str!("../../scenarios/crash-states.toml"), "c.toml").unwrap();
+        assert_eq!(crash_states.explore.points, Points::EndOfLoad, "the default stays the end of the load");
+    }
+
+    #[test]
+    fn explore_keys_parse_with_defaults_and_range_checks() {
+        let s = Scenario::parse(MINIMAL, "m.toml").unwrap();
+        assert_eq!(s.explore, ExploreSection::default());
+        assert_eq!((&s.explore.points, s.explore.max_points, s.explore.point_every), (&Points::EndOfLoad, 4, 1));
+
+        let with = |body: &str| format!("{MINIMAL}[explore]\n{body}\n");
+        type Holds = fn(&ExploreSection) -> bool;
+        let ok: &[(&str, Holds)] = &[
+            ("points = \"end-of-load\"", |e| e.points == Points::EndOfLoad),
+            ("points = \"fsync\"", |e| e.points.to_string() == "fsync"),
+            ("points = \"fsync:*.ibd\"", |e| e.points.to_string() == "fsync:*.ibd"),
+            ("points = \"rename:/pg_wal/\"", |e| e.points.to_string() == "rename:/pg_wal/"),
+            ("max-points = 64", |e| e.max_points == 64),
+            ("point-every = 10", |e| e.point_every == 10),
+            ("max-states = 8\nk = 0\ntorn-splits = 0\nparallel = 2", |e| {
+                (e.max_states, e.k, e.torn_splits, e.parallel) == (8, 0, 0, 2)
+            }),
+        ];
+        for (body, holds) in ok {
+            let s = Scenario::parse(&with(body), "s.toml").unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert!(holds(&s.explore), "{body}: {:?}", s.explore);
+        }
+        let bad: &[(&str, &str)] = &[
+            (
+                "points = \"fsink\"",
+                "s.toml:9:10: points takes `end-of-load` or a trigger like `fsync` or `fsync:*.ibd`: unknown operation \
+                 `fsink`",
+            ),
+            ("points = \"\"", "s.toml:9:10: points takes `end-of-load` or a trigger"),
+            ("points = 3", "s.toml:9:10: invalid type: integer `3`, expected a string"),
+            ("max-points = 0", "s.toml:9:14: max-points must be between 1 and 64, got 0"),
+            ("max-points = 65", "max-points must be between 1 and 64, got 65"),
+            ("point-every = 0", "s.toml:9:15: point-every must be between 1 and 1000000, got 0"),
+            ("max-states = 0", "s.toml:9:14: max-states must be between 1 and 4096, got 0"),
+            ("k = 9", "s.toml:9:5: k must be between 0 and 8, got 9"),
+            ("torn-splits = 65", "torn-splits must be between 0 and 64, got 65"),
+            ("parallel = 0", "parallel must be between 1 and 16, got 0"),
+            ("max-point = 3", "s.toml:9:1: unknown field `max-point`"),
         ];
         for (body, expected) in bad {
             let err = error_of(&with(body));

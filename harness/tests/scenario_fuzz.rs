@@ -26,14 +26,22 @@ use std::time::Instant;
 
 /// Every scenario shipped, as the seeds of the mutations.
 const SCENARIOS: &[(&str, &str)] = &[
+    ("across-hosts.toml", include_str!("../../scenarios/across-hosts.toml")),
     ("backup-bench.toml", include_str!("../../scenarios/backup-bench.toml")),
     ("backups.toml", include_str!("../../scenarios/backups.toml")),
+    ("crash-states-postgres.toml", include_str!("../../scenarios/crash-states-postgres.toml")),
+    ("crash-states-redis.toml", include_str!("../../scenarios/crash-states-redis.toml")),
+    ("crash-states-sqlite.toml", include_str!("../../scenarios/crash-states-sqlite.toml")),
     ("fsync-log.toml", include_str!("../../scenarios/fsync-log.toml")),
     ("postgres.toml", include_str!("../../scenarios/postgres.toml")),
+    ("postgres-data-sync-retry-off.toml", include_str!("../../scenarios/postgres-data-sync-retry-off.toml")),
+    ("postgres-data-sync-retry-on.toml", include_str!("../../scenarios/postgres-data-sync-retry-on.toml")),
     ("power-loss.toml", include_str!("../../scenarios/power-loss.toml")),
     ("redis.toml", include_str!("../../scenarios/redis.toml")),
     ("smoke.toml", include_str!("../../scenarios/smoke.toml")),
     ("sqlite.toml", include_str!("../../scenarios/sqlite.toml")),
+    ("torn-pages.toml", include_str!("../../scenarios/torn-pages.toml")),
+    ("torn-pages-postgres.toml", include_str!("../../scenarios/torn-pages-postgres.toml")),
     (
         "every-key.toml",
         r#"name = "every-key"
@@ -66,6 +74,14 @@ ballast = "1MiB"
 quiesce = "engine"
 store = "file:///srv/backups"
 sync-env = ["AWS_REGION=eu-west-1"]
+[explore]
+max-states = 16
+k = 2
+torn-splits = 3
+parallel = 1
+points = "fsync:*.ibd"
+max-points = 4
+point-every = 2
 [[expect]]
 strategy = "*"
 fault = "host-loss"
@@ -155,10 +171,19 @@ const TOKENS: &[&str] = &[
     "driver",
     "driver-opts",
     "host-path",
+    "max-states",
+    "torn-splits",
+    "parallel",
+    "points",
+    "max-points",
+    "point-every",
+    "end-of-load",
+    "fsync:*.ibd",
     "[workload]",
     "[matrix]",
     "[faults]",
     "[backup]",
+    "[explore]",
     "[[expect]]",
     "[io]",
     "[[strategy]]",

@@ -6,7 +6,9 @@
 //!
 //! The agent's figures are the product; fio's are the check. Each profile
 //! has one headline figure ([`Profile::headline`]): IOPS for the 4 KiB
-//! profiles, MiB/s for the sequential write. Both tools run `rounds` times,
+//! profiles and etcd's check, MiB/s for the sequential write. etcd's check
+//! is also judged against etcd's own guidance for its disk, a 99th
+//! percentile `fdatasync` latency under [`ETCD_P99_LIMIT_MS`]. Both tools run `rounds` times,
 //! alternating, and the medians are compared: a profile whose agent median
 //! differs from fio's by more than the tolerance is flagged.
 
@@ -24,23 +26,32 @@ pub enum Profile {
     SeqWrite1m,
     /// 4 KiB reads at random aligned offsets of a file.
     RandRead4k,
+    /// etcd's disk check: 2,300-byte sequential writes, each followed by
+    /// an fdatasync.
+    EtcdFdatasync,
 }
 
+/// etcd's guidance for its disk: the 99th percentile of `fdatasync`
+/// latency in its check should be under 10 ms (etcd's documentation,
+/// "Hardware recommendations" and its FAQ on the fio job).
+pub const ETCD_P99_LIMIT_MS: f64 = 10.0;
+
 impl Profile {
-    pub const ALL: [Profile; 3] = [Profile::Fsync4k, Profile::SeqWrite1m, Profile::RandRead4k];
+    pub const ALL: [Profile; 4] = [Profile::Fsync4k, Profile::SeqWrite1m, Profile::RandRead4k, Profile::EtcdFdatasync];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Fsync4k => "fsync-4k",
             Profile::SeqWrite1m => "seq-write-1m",
             Profile::RandRead4k => "rand-read-4k",
+            Profile::EtcdFdatasync => "etcd-fdatasync",
         }
     }
 
     /// The figure the profile is judged by.
     pub fn headline(self) -> Headline {
         match self {
-            Profile::Fsync4k | Profile::RandRead4k => Headline::Iops,
+            Profile::Fsync4k | Profile::RandRead4k | Profile::EtcdFdatasync => Headline::Iops,
             Profile::SeqWrite1m => Headline::MibPerS,
         }
     }
@@ -91,10 +102,14 @@ pub struct IoFigures {
     pub iops: f64,
     pub mib_per_s: f64,
     /// Latency of one operation in microseconds; for `fsync-4k`, of the
-    /// fsync.
+    /// fsync, for `etcd-fdatasync` of the fdatasync.
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// fsyncs and fdatasyncs the run timed; zero in reports that predate
+    /// it.
+    #[serde(default)]
+    pub syncs: u64,
 }
 
 /// Everything one `crashlab bench` found.
@@ -112,6 +127,8 @@ pub struct BenchReport {
     pub read_size_bytes: u64,
     /// Bytes `seq-write-1m` writes.
     pub seq_size_bytes: u64,
+    /// Bytes `etcd-fdatasync` writes; zero in reports that predate it.
+    pub etcd_size_bytes: u64,
     /// Largest allowed difference between the agent's and fio's headline
     /// medians, in percent of fio's.
     pub tolerance_pct: f64,
@@ -129,12 +146,16 @@ impl BenchReport {
         let mib = |b: u64| b >> 20;
         // Reports that predate read_size_bytes read the one size.
         let read = if self.read_size_bytes == 0 { self.size_bytes } else { self.read_size_bytes };
-        format!(
+        let mut files = format!(
             "fsync-4k on a {} MiB file, rand-read-4k on a {} MiB file, seq-write-1m writing {} MiB",
             mib(self.size_bytes),
             mib(read),
             mib(self.seq_size_bytes)
-        )
+        );
+        if self.io.iter().any(|r| r.profile == Profile::EtcdFdatasync) {
+            files.push_str(&format!(", etcd-fdatasync writing {} MiB", mib(self.etcd_size_bytes)));
+        }
+        files
     }
 
     /// Every profile that was compared agreed with fio, and nothing failed.
@@ -179,7 +200,27 @@ pub struct IoResult {
     pub agrees: Option<bool>,
 }
 
+/// How a backend did against etcd's guidance for its disk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EtcdCheck {
+    /// The agent's fdatasync p99, and fio's when it ran, in milliseconds.
+    pub p99_ms: f64,
+    pub fio_p99_ms: Option<f64>,
+    /// The agent's p99 is under [`ETCD_P99_LIMIT_MS`].
+    pub passes: bool,
+}
+
 impl IoResult {
+    /// etcd's verdict on this backend, for an `etcd-fdatasync` result that
+    /// timed some fdatasync.
+    pub fn etcd_check(&self) -> Option<EtcdCheck> {
+        (self.profile == Profile::EtcdFdatasync && self.agent.p99_us > 0.0).then(|| EtcdCheck {
+            p99_ms: self.agent.p99_us / 1e3,
+            fio_p99_ms: self.fio.map(|f| f.p99_us / 1e3),
+            passes: self.agent.p99_us / 1e3 < ETCD_P99_LIMIT_MS,
+        })
+    }
+
     /// Builds the result from every round's figures (round `i` of each
     /// tool ran back to back), comparing them round by round when fio ran.
     pub fn from_rounds(
@@ -237,6 +278,7 @@ pub fn median_figures(rounds: &[IoFigures]) -> IoFigures {
         p50_us: m(|f| f.p50_us),
         p99_us: m(|f| f.p99_us),
         max_us: m(|f| f.max_us),
+        syncs: m(|f| f.syncs as f64).round() as u64,
     }
 }
 
@@ -278,7 +320,7 @@ pub(crate) mod tests {
     use super::*;
 
     fn f(iops: f64, mib: f64) -> IoFigures {
-        IoFigures { iops, mib_per_s: mib, p50_us: iops / 10.0, p99_us: iops / 5.0, max_us: iops }
+        IoFigures { iops, mib_per_s: mib, p50_us: iops / 10.0, p99_us: iops / 5.0, max_us: iops, syncs: 0 }
     }
 
     #[test]
@@ -338,10 +380,31 @@ pub(crate) mod tests {
         for p in Profile::ALL {
             assert_eq!(p.as_str().parse::<Profile>(), Ok(p));
         }
-        assert!("fsync".parse::<Profile>().unwrap_err().contains("fsync-4k, seq-write-1m, rand-read-4k"));
+        assert!(
+            "fsync".parse::<Profile>().unwrap_err().contains("fsync-4k, seq-write-1m, rand-read-4k, etcd-fdatasync")
+        );
     }
 
-    /// Two backends, two profiles, one flagged, one workload row and one
+    #[test]
+    fn etcds_check_passes_under_10_ms_of_fdatasync_p99() {
+        let etcd = |p99_us: f64| {
+            let figures = IoFigures { iops: 500.0, p99_us, syncs: 9000, ..IoFigures::default() };
+            IoResult::from_rounds("x", Profile::EtcdFdatasync, vec![figures], vec![figures], 10.0)
+        };
+        let fast = etcd(2_500.0).etcd_check().unwrap();
+        assert_eq!((fast.p99_ms, fast.fio_p99_ms, fast.passes), (2.5, Some(2.5), true));
+        assert!(!etcd(10_000.0).etcd_check().unwrap().passes, "10 ms is not under 10 ms");
+        assert_eq!(etcd(0.0).etcd_check(), None, "nothing timed, no verdict");
+        let other = IoResult::from_rounds("x", Profile::Fsync4k, vec![f(1.0, 1.0)], vec![], 10.0);
+        assert_eq!(other.etcd_check(), None);
+        assert_eq!(median_figures(&[etcd(1.0).agent, IoFigures::default(), etcd(1.0).agent]).syncs, 9000);
+    }
+
+    fn etcd(iops: f64, p50_us: f64, p99_us: f64, syncs: u64) -> IoFigures {
+        IoFigures { iops, mib_per_s: iops * 2300.0 / 1_048_576.0, p50_us, p99_us, max_us: p99_us * 2.0, syncs }
+    }
+
+    /// Two backends, three profiles, one flagged, one failing etcd's check, one workload row and one
     /// failure: every part of the bench section.
     pub(crate) fn sample_bench() -> BenchReport {
         BenchReport {
@@ -350,6 +413,7 @@ pub(crate) mod tests {
             size_bytes: 64 << 20,
             read_size_bytes: 1 << 30,
             seq_size_bytes: 256 << 20,
+            etcd_size_bytes: 22 << 20,
             tolerance_pct: 10.0,
             strategies: vec![
                 BenchStrategy { name: "named-volume".into(), kind: "built-in".into() },
@@ -375,6 +439,20 @@ pub(crate) mod tests {
                     Profile::Fsync4k,
                     vec![f(600_000.0, 2300.0)],
                     vec![f(480_000.0, 1900.0)],
+                    10.0,
+                ),
+                IoResult::from_rounds(
+                    "named-volume",
+                    Profile::EtcdFdatasync,
+                    vec![etcd(450.0, 2_000.0, 12_000.0, 10_029)],
+                    vec![etcd(440.0, 1_900.0, 11_500.0, 10_029)],
+                    10.0,
+                ),
+                IoResult::from_rounds(
+                    "ram",
+                    Profile::EtcdFdatasync,
+                    vec![etcd(300_000.0, 0.4, 3.0, 10_029)],
+                    vec![etcd(250_000.0, 0.3, 2.0, 10_029)],
                     10.0,
                 ),
             ],
@@ -407,8 +485,14 @@ pub(crate) mod tests {
     fn markdown_puts_backends_side_by_side_and_flags_disagreement() {
         let md = crate::markdown::render(&bench_only_report());
         assert!(!md.contains("## Metrics"), "no cells, no cell metrics: {md}");
-        assert!(md.contains("| named-volume | 4100 | 410 | 820 | 350 | 2200 | 1.50 | 3.50 |"), "{md}");
-        assert!(md.contains("| ram | 600000 | 60000 | 120000 | – | – | – | – |"), "{md}");
+        assert!(md.contains("| named-volume | 4100 | 410 | 820 | 350 | 450 | 12.00 | 2200 | 1.50 | 3.50 |"), "{md}");
+        assert!(md.contains("| ram | 600000 | 60000 | 120000 | – | 300000 | 0.003 | – | – | – |"), "{md}");
+        assert!(
+            md.contains("| named-volume | 10029 / 10029 | 450 | 2.00 | 12.00 / 11.50 | 24.00 | **fail (12.00 ms)** |"),
+            "{md}"
+        );
+        assert!(md.contains("| ram | 10029 / 10029 | 300000 | 0.000 | 0.003 / 0.002 | 0.006 | pass |"), "{md}");
+        assert!(md.contains("etcd-fdatasync writing 22 MiB"), "{md}");
         assert!(md.contains("| named-volume | fsync-4k | 4100 IOPS | 4000 IOPS | 1.02 |"), "{md}");
         assert!(
             md.contains("| ram | fsync-4k | 600000 IOPS | 480000 IOPS | 1.25 |") && md.contains("**✗ +25 %**"),
@@ -422,7 +506,11 @@ pub(crate) mod tests {
     fn html_draws_a_chart_per_profile_and_the_same_tables() {
         let html = crate::html::render(&bench_only_report());
         assert!(html.contains("<h2>Storage benchmark</h2>"));
-        assert_eq!(html.matches("<svg").count(), 3, "fsync-4k, seq-write-1m, mariadb");
+        assert_eq!(html.matches("<svg").count(), 4, "fsync-4k, seq-write-1m, etcd-fdatasync, mariadb");
+        assert!(
+            html.contains("<h3>etcd disk check</h3>")
+                && html.contains("<td class=\"inconsistent\">fail (12.00 ms)</td>")
+        );
         assert!(html.contains("<code>bench.io[profile=fsync-4k].agent.iops and .fio.iops</code>"));
         assert!(html.contains("<td class=\"inconsistent\">✗ +25 %</td>"), "flag cells are marked");
         assert!(!html.contains("<h2>Metrics</h2>"));

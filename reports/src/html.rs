@@ -96,7 +96,10 @@ pub fn render(report: &Report) -> String {
         out.push_str("<h2>Metrics</h2>\n");
         out.push_str(&metrics_table(&report.cells));
     }
+    out.push_str(&hosts_section(report));
+    out.push_str(&replication_section(report));
     out.push_str(&backups_section(&report.cells));
+    out.push_str(&crash_states_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
@@ -241,9 +244,10 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 /// A grouped bar chart as an SVG string: one group per entry of `groups`,
-/// one bar per series within it. When the positive values span more than
-/// a factor of 20 (tmpfs beside a disk), the axis is logarithmic, so that
-/// the small bars stay readable; the title says so.
+/// one bar per series within it (none for a NaN: no figure). When the
+/// positive values span more than a factor of 20 (tmpfs beside a disk),
+/// the axis is logarithmic, so that the small bars stay readable; the
+/// title says so.
 pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)]) -> String {
     let mut svg = String::new();
     let values = || series.iter().flat_map(|(_, v)| v.iter().copied());
@@ -291,7 +295,7 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)
             for (si, (name, values)) in series.iter().enumerate() {
                 let color = PALETTE[si % PALETTE.len()];
                 chart
-                    .draw_series(values.iter().enumerate().map(|(gi, &v)| {
+                    .draw_series(values.iter().enumerate().filter(|(_, v)| !v.is_nan()).map(|(gi, &v)| {
                         let x0 = gi as f64 + 0.1 + si as f64 * width;
                         Rectangle::new([(x0, y_min), (x0 + width * 0.92, scaled(v))], color.filled())
                     }))?
@@ -412,6 +416,11 @@ fn bench_section(bench: &BenchReport) -> String {
     out.push_str(&md_table(&markdown::bench_table(bench)));
     out.push_str("<h3>crashlab agent vs fio</h3>\n");
     out.push_str(&md_table(&markdown::bench_comparison(bench)));
+    let etcd = markdown::etcd_check(bench);
+    if let Some((sentence, table)) = etcd.split_once("\n\n") {
+        let _ = writeln!(out, "<h3>etcd disk check</h3>\n<p>{}</p>", inline(sentence));
+        out.push_str(&md_table(table));
+    }
     if !bench.errors.is_empty() {
         out.push_str("<h3>Failures</h3>\n<ul class=\"details\">\n");
         for e in &bench.errors {
@@ -428,7 +437,11 @@ fn summary(report: &Report) -> String {
     if lines.is_empty() {
         return String::new();
     }
-    let mut out = String::from("<h2>Summary</h2>\n<ul class=\"summary\">\n");
+    let mut out = String::from("<h2>Summary</h2>\n");
+    if let Some(sentence) = crate::summary::compose_sentence(report) {
+        let _ = writeln!(out, "<p>{}.</p>", esc(&sentence));
+    }
+    out.push_str("<ul class=\"summary\">\n");
     for l in &lines {
         let _ = writeln!(out, "<li><b>{}</b> — {}.</li>", esc(&l.name), esc(&l.text));
     }
@@ -470,6 +483,154 @@ fn backups_section(cells: &[CellReport]) -> String {
     out.push_str("</div>\n");
     out.push_str(&md_table(&markdown::backups_table(&cells)));
     let _ = writeln!(out, "<p>{}</p>", esc(&markdown::consistency_sentence(&cells)));
+    out
+}
+
+/// The crash states explored: the same table as `report.md`, and under it
+/// each point's first failing state, what it dropped, and the command that
+/// replays it when the run kept it.
+fn crash_states_section(cells: &[CellReport]) -> String {
+    let md = markdown::crash_states_section(cells);
+    if md.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h2>Crash states</h2>\n");
+    out.push_str(&md_table(&md));
+    let mut failures = String::new();
+    for cell in cells {
+        for (i, cycle) in cell.cycle_details.iter().enumerate() {
+            let points = cycle.explore.iter().flat_map(|e| &e.points);
+            for (point, f) in points.filter_map(|p| p.first_failure.as_ref().map(|f| (p, f))) {
+                let _ = write!(
+                    failures,
+                    "<li><b>{}/{}/{}</b> cycle {}, {}: state <code>{}</code> is <span class=\"v {}\">{}</span>: {}; {}",
+                    esc(&cell.workload),
+                    esc(&cell.strategy),
+                    esc(&cell.fault),
+                    i + 1,
+                    esc(&point.at),
+                    esc(&f.id),
+                    f.verdict,
+                    f.verdict,
+                    esc(&f.detail),
+                    esc(&f.dropped)
+                );
+                if let Some(replay) = &f.replay {
+                    let _ = write!(failures, "<br>replay: <code>{}</code>", esc(replay));
+                }
+                failures.push_str("</li>\n");
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let _ = write!(out, "<p>First failing state of each point:</p>\n<ul class=\"details\">\n{failures}</ul>\n");
+    }
+    out
+}
+
+/// The strategies under the loss of the primary's host, side by side
+/// ([`crate::hosts`]): the same table and notes as `report.md`.
+fn hosts_section(report: &Report) -> String {
+    let cells = crate::hosts::cells(report);
+    if cells.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h2>Across hosts</h2>\n");
+    let _ = writeln!(out, "<p>{}</p>", inline(crate::hosts::INTRO));
+    out.push_str(&md_table(&crate::hosts::table(&report.cells, &cells)));
+    out.push_str(&hosts_charts(&cells));
+    out.push_str(&notes_list(&crate::hosts::notes(&report.cells, &cells)));
+    out
+}
+
+/// The section's recovery point and recovery time, grouped by strategy
+/// with a bar per fault; cells whose data was gone have neither and are
+/// left out (the table says `all`), as is a figure nothing measured:
+/// those have no bar, unlike a measured zero, which has one of no height.
+fn hosts_charts(cells: &[&CellReport]) -> String {
+    let rows = crate::hosts::chart_rows(cells);
+    let strategies = distinct(rows.iter().map(|r| r.strategy.as_str()));
+    let faults = distinct(rows.iter().map(|r| r.fault.as_str()));
+    let groups: Vec<String> = strategies.iter().map(|s| s.to_string()).collect();
+    let chart = |title: &str, source: &str, pick: fn(&crate::hosts::ChartRow) -> Option<f64>| {
+        let series: Vec<(String, Vec<f64>)> = faults
+            .iter()
+            .map(|f| {
+                let value = |s: &str| rows.iter().find(|r| r.strategy == s && r.fault == *f).and_then(pick);
+                (f.to_string(), strategies.iter().map(|s| value(s).unwrap_or(f64::NAN)).collect())
+            })
+            .collect();
+        if series.iter().all(|(_, v)| v.iter().all(|x| x.is_nan())) {
+            return String::new();
+        }
+        figure(title, source, &groups, &series)
+    };
+    let rpo = chart(
+        "Recovery point: writes lost (ms, worst cycle)",
+        "cycle_details[].replication.rpo_s or .backup.rpo_s; data-gone cells left out",
+        |r| r.rpo_ms,
+    );
+    let rto = chart(
+        "Recovery time, p50 (ms)",
+        "cycle_details[].replication.failover.rto_ms, else .recovery_ms; data-gone cells left out",
+        |r| r.rto_ms,
+    );
+    if rpo.is_empty() && rto.is_empty() {
+        return String::new();
+    }
+    format!("<div class=\"charts\">\n{rpo}{rto}</div>\n")
+}
+
+/// The replicas' lag and synchronous replication state
+/// ([`crate::replication`]): the same table and notes as `report.md`.
+fn replication_section(report: &Report) -> String {
+    let cells = crate::replication::cells(report);
+    if cells.is_empty() {
+        return String::new();
+    }
+    let (lagged, shared) = crate::replication::split(&cells);
+    let mut out = String::from("<h2>Replication</h2>\n");
+    if !lagged.is_empty() {
+        out.push_str(&md_table(&crate::replication::table(&lagged)));
+    }
+    out.push_str(&notes_list(&crate::replication::notes(&lagged, &shared)));
+    out
+}
+
+/// A Markdown list of notes (`- …` lines) as an HTML list; empty for none.
+fn notes_list(notes: &str) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<ul class=\"details\">\n");
+    for note in notes.lines() {
+        let _ = writeln!(out, "<li>{}</li>", inline(note.trim_start_matches("- ")));
+    }
+    out.push_str("</ul>\n");
+    out
+}
+
+/// Markdown's `**bold**` and `` `code` `` as HTML, the rest escaped.
+fn inline(md: &str) -> String {
+    let mut out = String::new();
+    let (mut bold, mut code) = (false, false);
+    let mut rest = md;
+    while let Some(i) = rest.find(['*', '`']) {
+        out.push_str(&esc(&rest[..i]));
+        if rest[i..].starts_with("**") {
+            out.push_str(if bold { "</b>" } else { "<b>" });
+            bold = !bold;
+            rest = &rest[i + 2..];
+        } else if rest[i..].starts_with('`') {
+            out.push_str(if code { "</code>" } else { "<code>" });
+            code = !code;
+            rest = &rest[i + 1..];
+        } else {
+            out.push('*');
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(&esc(rest));
     out
 }
 
@@ -580,6 +741,65 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_crash_state_shows_under_the_table_with_its_replay_command() {
+        use crate::{Exploration, PointReport, StateFailure, StateReport};
+        let mut report = sample_report();
+        assert!(!render(&report).contains("Crash states"), "no cycle explored");
+        report.cells[0].fault = "crash-states".into();
+        report.cells[0].cycle_details[0].explore = Some(Exploration {
+            points: vec![PointReport {
+                at: "end of load".into(),
+                ops: 3,
+                distinct: 4,
+                states: vec![StateReport { id: "p0".into(), verdict: Verdict::LostWrites, ms: 1500.0 }],
+                first_failure: Some(StateFailure {
+                    id: "p0".into(),
+                    verdict: Verdict::LostWrites,
+                    detail: "1 of 40 acknowledged commits missing".into(),
+                    dropped: "drops 3: #2 unlink db-journal".into(),
+                    replay: Some(
+                        "crashlab replay /s/replays/1-abcd --cell a/b/c --cycle 1 --point 1 --state 'p0'".into(),
+                    ),
+                }),
+                ..PointReport::default()
+            }],
+        });
+        let html = render(&report);
+        assert!(html.contains("<h2>Crash states</h2>"), "{html}");
+        assert!(html.contains("<td>end of load (0 ms)</td><td class=\"n\">3</td><td class=\"n\">4</td>"), "{html}");
+        assert!(
+            html.contains(
+                "state <code>p0</code> is <span class=\"v lost-writes\">lost-writes</span>: 1 of 40 acknowledged \
+                 commits missing; drops 3: #2 unlink db-journal<br>replay: <code>crashlab replay /s/replays/1-abcd \
+                 --cell a/b/c --cycle 1 --point 1 --state &#39;p0&#39;</code></li>"
+            ),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn strategies_under_host_loss_share_one_table_with_the_markdown_notes() {
+        let html = render(&crate::hosts::tests::host_loss_report());
+        assert!(html.contains("<h2>Across hosts</h2>"), "{html}");
+        assert!(html.contains("<b>single-host</b> keeps the data on that host only"), "{html}");
+        assert!(
+            html.contains("<td>replica-semisync</td><td>replicated</td><td>host-loss</td><td>intact ×2</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<li>Where <code>named-volume</code> could not take the fault (n/a), the ratio is to its <code>host-loss</code> cell"),
+            "{html}"
+        );
+        let section = &html[html.find("<h2>Across hosts</h2>").unwrap()..];
+        let charts = &section[section.find("<div class=\"charts\">").unwrap()..section.find("<ul").unwrap()];
+        assert_eq!(charts.matches("<svg").count(), 2, "recovery point and recovery time: {charts}");
+        assert!(charts.contains("Recovery point: writes lost (ms, worst cycle)"), "{charts}");
+        assert!(charts.contains("partition-failover") && !charts.contains("named-volume"), "{charts}");
+        assert!(!render(&sample_report()).contains("Across hosts"), "no host lost, no section");
+        assert_eq!(inline("a **b** `c` * d"), "a <b>b</b> <code>c</code> * d");
+    }
+
+    #[test]
     fn text_is_escaped() {
         let mut r = sample_report();
         r.scenario = "<b>&".into();
@@ -590,7 +810,10 @@ mod tests {
     fn charts_draw_bars_for_the_values() {
         let svg = grouped_bars("t", &["a".into(), "b".into()], &[("s".into(), vec![1.0, 2.0])]);
         assert!(svg.contains("<svg"), "{svg}");
-        assert!(svg.matches("<rect").count() >= 3, "background and two bars: {svg}");
+        let rects = svg.matches("<rect").count();
+        assert!(rects >= 3, "background and two bars: {svg}");
+        let gap = grouped_bars("t", &["a".into(), "b".into()], &[("s".into(), vec![f64::NAN, 2.0])]);
+        assert_eq!(gap.matches("<rect").count(), rects - 1, "no bar where there is no figure: {gap}");
         // No data at all still gives a chart, not a panic.
         assert!(grouped_bars("t", &[], &[]).contains("<svg"));
     }

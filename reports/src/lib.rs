@@ -11,11 +11,13 @@
 
 pub mod bench;
 pub mod compare;
+pub mod hosts;
 pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod merge;
 pub mod partition;
+pub mod replication;
 pub mod summary;
 mod verdict;
 
@@ -57,6 +59,36 @@ pub struct Report {
     /// Present when `crashlab merge` joined shard reports into this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<merge::Merged>,
+    /// Present when the run tested one service of a Compose file
+    /// (`crashlab run --compose`): which, and the strategy the file keeps
+    /// its data on, whose cells come first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeOrigin>,
+}
+
+/// The Compose service a run tested, and "your configuration": the
+/// strategy its file implies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComposeOrigin {
+    /// The Compose file, as named on the command line.
+    pub file: String,
+    pub service: String,
+    /// The strategy the file deploys the service's data on.
+    pub strategy: String,
+    /// What the file says that the test did not carry over, one sentence
+    /// each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// How the report names a strategy: the user's own marked as such.
+    pub fn strategy_label(&self, strategy: &str) -> String {
+        match &self.compose {
+            Some(c) if c.strategy == strategy => format!("{strategy} (your configuration)"),
+            _ => strategy.to_owned(),
+        }
+    }
 }
 
 impl Report {
@@ -166,6 +198,46 @@ pub struct CellReport {
     /// absent for strategies that take none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSummary>,
+    /// How the strategy protects the data against the loss of its host,
+    /// from the strategy's definition; absent from reports written before
+    /// it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+}
+
+/// How a strategy protects its data against the loss of the host: the
+/// groups the "Across hosts" section ([`hosts`]) puts side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// The live data and nothing else on one host: its loss is the data's.
+    SingleHost,
+    /// The live data on one host, copies taken during the load elsewhere;
+    /// restored after the host's loss.
+    Backup,
+    /// A second server on another host receives every commit; it is
+    /// promoted after the primary's host is lost.
+    Replicated,
+    /// The data on storage several hosts reach; the database starts on
+    /// another host on the same data.
+    Shared,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::SingleHost => "single-host",
+            Family::Backup => "backup",
+            Family::Replicated => "replicated",
+            Family::Shared => "shared",
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A median and a maximum over a cell's cycles or backups.
@@ -493,6 +565,11 @@ pub struct ReplicationCycle {
     /// to the loss of the primary's host (to the fault, when no host was
     /// lost).
     pub rpo_s: Option<f64>,
+    /// Commits the load had acknowledged after the host was lost, counted
+    /// from the ack log: after a storage host's loss, the writes the
+    /// volume kept taking without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_after_loss: Option<u64>,
 }
 
 /// Synchronous replication's own counters.
@@ -501,10 +578,14 @@ pub struct ReplicationCycle {
 pub struct SyncCycle {
     /// Still in force at the fault.
     pub on: bool,
-    /// Commits a replica acknowledged before the client was answered.
-    pub acknowledged: u64,
-    /// Commits answered without it (after a timeout): a fallback.
-    pub unacknowledged: u64,
+    /// Commits a replica acknowledged before the client was answered;
+    /// absent where the engine counts none (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<u64>,
+    /// Commits answered without it (after a timeout): a fallback; absent
+    /// where the engine counts none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unacknowledged: Option<u64>,
     pub fell_back: bool,
 }
 

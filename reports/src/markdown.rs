@@ -1,7 +1,7 @@
 //! `report.md`: the verdict matrix and the per-cell metrics as Markdown
 //! tables, readable in a terminal, a pull request or a wiki.
 
-use crate::bench::{BenchReport, IoResult, Profile};
+use crate::bench::{BenchReport, ETCD_P99_LIMIT_MS, IoResult, Profile};
 use crate::{BackupSummary, CellReport, Report, Unsupported, Verdict};
 use std::fmt::Write;
 
@@ -49,6 +49,8 @@ pub fn render(report: &Report) -> String {
         out.push_str("## Metrics\n\n");
         out.push_str(&metrics(&report.cells));
     }
+    out.push_str(&crate::hosts::markdown(report));
+    out.push_str(&crate::replication::markdown(report));
     out.push_str(&backups_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
@@ -428,6 +430,11 @@ pub fn bench_section(bench: &BenchReport) -> String {
     out.push_str(&bench_table(bench));
     out.push_str("\n### crashlab agent vs fio\n\n");
     out.push_str(&bench_comparison(bench));
+    let etcd = etcd_check(bench);
+    if !etcd.is_empty() {
+        out.push_str("\n### etcd disk check\n\n");
+        out.push_str(&etcd);
+    }
     if !bench.errors.is_empty() {
         out.push_str("\n### Failures\n\n");
         for e in &bench.errors {
@@ -451,6 +458,10 @@ pub fn bench_table(bench: &BenchReport) -> String {
             head.push_str(" fsync p50 µs | fsync p99 µs |");
             rule.push_str("---:|---:|");
         }
+        if *p == Profile::EtcdFdatasync {
+            head.push_str(" fdatasync p99 ms |");
+            rule.push_str("---:|");
+        }
     }
     for w in &workloads {
         let _ = write!(head, " {w} tps | {w} p50 ms | {w} p99 ms |");
@@ -467,8 +478,15 @@ pub fn bench_table(bench: &BenchReport) -> String {
                     if *p == Profile::Fsync4k {
                         let _ = write!(row, " {} | {} |", figure(r.agent.p50_us), figure(r.agent.p99_us));
                     }
+                    if *p == Profile::EtcdFdatasync {
+                        let _ = write!(row, " {} |", ms(r.agent.p99_us / 1e3));
+                    }
                 }
-                None => row.push_str(if *p == Profile::Fsync4k { " – | – | – |" } else { " – |" }),
+                None => row.push_str(match p {
+                    Profile::Fsync4k => " – | – | – |",
+                    Profile::EtcdFdatasync => " – | – |",
+                    _ => " – |",
+                }),
             }
         }
         for w in &workloads {
@@ -519,6 +537,44 @@ pub fn bench_comparison(bench: &BenchReport) -> String {
     out
 }
 
+/// etcd's verdict on each backend that ran its check: the fdatasync
+/// latencies both tools measured and whether the agent's p99 is under
+/// etcd's limit; empty when no backend ran it.
+pub fn etcd_check(bench: &BenchReport) -> String {
+    let rows: Vec<&IoResult> = bench.io.iter().filter(|r| r.profile == Profile::EtcdFdatasync).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "etcd's guidance: the 99th percentile of fdatasync latency in this check under {ETCD_P99_LIMIT_MS:.0} ms \
+         (2,300-byte writes, each followed by fdatasync, as etcd's documentation runs fio: \
+         `--rw=write --ioengine=sync --fdatasync=1 --bs=2300`).\n\n\
+         | backend | fdatasyncs crashlab / fio | writes/s | fdatasync p50 ms | p99 ms crashlab / fio | max ms | etcd (p99 < {ETCD_P99_LIMIT_MS:.0} ms) |\n\
+         |---|---:|---:|---:|---:|---:|---|\n"
+    );
+    for r in rows {
+        let fio = |get: fn(&crate::bench::IoFigures) -> String| r.fio.as_ref().map_or("–".to_owned(), get);
+        let verdict = match r.etcd_check() {
+            Some(c) if c.passes => "pass".to_owned(),
+            Some(c) => format!("**fail ({} ms)**", ms(c.p99_ms)),
+            None => "–".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} | {} | {} | {} / {} | {} | {verdict} |",
+            r.strategy,
+            r.agent.syncs,
+            fio(|f| f.syncs.to_string()),
+            figure(r.agent.iops),
+            ms(r.agent.p50_us / 1e3),
+            ms(r.agent.p99_us / 1e3),
+            fio(|f| ms(f.p99_us / 1e3)),
+            ms(r.agent.max_us / 1e3),
+        );
+    }
+    out
+}
+
 /// The median per-round ratio, and the range of the rounds' ratios when
 /// there were several.
 fn ratio_cell(r: &IoResult) -> String {
@@ -542,6 +598,19 @@ fn distinct_profiles(bench: &BenchReport) -> Vec<Profile> {
 /// below.
 fn figure(x: f64) -> String {
     if x >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") }
+}
+
+/// Milliseconds of a sync: microseconds still show below 1 ms, where
+/// memory-backed storage answers.
+fn ms(x: f64) -> String {
+    if x < 1.0 { format!("{x:.3}") } else { figure(x) }
+}
+
+/// How a section's rows name their cells: the strategy, after the
+/// workload when `cells` are of more than one workload.
+pub(crate) fn strategy_names(cells: &[&CellReport]) -> impl Fn(&CellReport) -> String + use<> {
+    let several = distinct(cells.iter().map(|c| c.workload.as_str())).len() > 1;
+    move |c| if several { format!("{} / {}", c.workload, c.strategy) } else { c.strategy.clone() }
 }
 
 /// Distinct values in first-seen order, so tables follow the scenario's
@@ -597,6 +666,7 @@ pub(crate) mod tests {
             }],
             fault_rules: vec![],
             backup: None,
+            family: None,
         }
     }
 
@@ -623,6 +693,7 @@ pub(crate) mod tests {
             bench: None,
             execution: None,
             merged: None,
+            compose: None,
         }
     }
 
@@ -712,7 +783,7 @@ pub(crate) mod tests {
                     verdict: Verdict::LostWrites,
                     detail: "1 of 40 acknowledged commits missing".into(),
                     dropped: "drops unlink test.db-journal".into(),
-                    replay: None,
+                    replay: Some("crashlab replay /s/replays/1-abcd --cycle 1 --point 1 --state 'e0-drop{3}'".into()),
                 }),
                 error: None,
                 ms: 3000.0,
@@ -728,6 +799,10 @@ pub(crate) mod tests {
                 "- mariadb/named-volume/crash-states cycle 1, end of load: state `e0-drop{3}` is **lost-writes**: 1 of \
                  40 acknowledged commits missing; drops unlink test.db-journal"
             ),
+            "{md}"
+        );
+        assert!(
+            md.contains("  - replay: `crashlab replay /s/replays/1-abcd --cycle 1 --point 1 --state 'e0-drop{3}'`\n"),
             "{md}"
         );
         let explore = report.cells[0].cycle_details[0].explore.as_ref().unwrap();

@@ -192,6 +192,7 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
             missing_cells,
             duplicate_cells,
         }),
+        compose: first.compose.clone(),
     })
 }
 

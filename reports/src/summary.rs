@@ -26,7 +26,8 @@ pub fn lines(report: &Report) -> Vec<StrategyLine> {
         let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == *workload).collect();
         for strategy in crate::markdown::distinct(cells.iter().map(|c| c.strategy.as_str())) {
             let of: Vec<&CellReport> = cells.iter().copied().filter(|c| c.strategy == strategy).collect();
-            let name = if workloads.len() > 1 { format!("{workload} / {strategy}") } else { strategy.to_owned() };
+            let label = report.strategy_label(strategy);
+            let name = if workloads.len() > 1 { format!("{workload} / {label}") } else { label };
             out.push(StrategyLine { name, text: describe(&of) });
         }
     }
@@ -99,6 +100,17 @@ fn recovery(c: &CellReport) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
+/// For a run of a Compose service: which service, where its file keeps
+/// the data, and that the other strategies are the alternatives.
+pub fn compose_sentence(report: &Report) -> Option<String> {
+    let c = report.compose.as_ref()?;
+    Some(format!(
+        "Service `{}` of `{}` keeps its data on {} (your configuration); the other strategies are the \
+         alternatives, under the same faults",
+        c.service, c.file, c.strategy
+    ))
+}
+
 /// The summary as a Markdown list, with a heading.
 pub fn markdown(report: &Report) -> String {
     let lines = lines(report);
@@ -106,6 +118,15 @@ pub fn markdown(report: &Report) -> String {
         return String::new();
     }
     let mut out = String::from("## Summary\n\n");
+    if let Some(sentence) = compose_sentence(report) {
+        let _ = writeln!(out, "{sentence}.\n");
+        for note in report.compose.iter().flat_map(|c| &c.notes) {
+            let _ = writeln!(out, "- note: {note}.");
+        }
+        if report.compose.as_ref().is_some_and(|c| !c.notes.is_empty()) {
+            out.push('\n');
+        }
+    }
     for l in &lines {
         let _ = writeln!(out, "- **{}** — {}.", l.name, l.text);
     }
@@ -162,6 +183,29 @@ mod tests {
         report.cells[1].backup.as_mut().unwrap().tool_checks = 2;
         let text = &super::lines(&report)[0].text;
         assert!(text.ends_with(", the backup tool's own check failed in 2 of 2 cycles"), "{text}");
+    }
+
+    #[test]
+    fn a_compose_service_s_own_strategy_is_marked_and_named_first() {
+        let mut report = sample_report();
+        report.compose = Some(crate::ComposeOrigin {
+            file: "docker-compose.yml".into(),
+            service: "db".into(),
+            strategy: "named-volume".into(),
+            notes: vec!["not carried over: `healthcheck`".into()],
+        });
+        let lines = lines(&report);
+        assert_eq!(lines[0].name, "named-volume (your configuration)");
+        assert_eq!(lines[1].name, "tmpfs");
+        let md = markdown(&report);
+        assert!(
+            md.starts_with(
+                "## Summary\n\nService `db` of `docker-compose.yml` keeps its data on named-volume (your \
+                 configuration); the other strategies are the alternatives, under the same faults.\n\n\
+                 - note: not carried over: `healthcheck`.\n\n- **named-volume (your configuration)** — survived:"
+            ),
+            "{md}"
+        );
     }
 
     #[test]

@@ -118,6 +118,13 @@ impl Workload for Hosted {
         Box::pin(load(addr, config, stop, grace))
     }
 
+    /// The agent serves once its engine is open: SQLite rolls a hot
+    /// journal back, or reads its WAL, when the database is opened, and
+    /// the fsync-log probe has nothing to recover.
+    fn recovering(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        Box::pin(async { Ok(Some(false)) })
+    }
+
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
         Box::pin(observe(addr))
     }
@@ -135,6 +142,8 @@ pub(crate) fn container(image: &str, engine: &str, server_args: &[String]) -> Co
         // SIGTERM: the agent makes what it acknowledged durable and exits.
         stop_signal: None,
         ready_log: None,
+        user: None,
+        binds: vec![],
     }
 }
 

@@ -31,6 +31,10 @@ pub struct ContainerOverrides {
     /// A line the server prints when it is ready, awaited after every start
     /// before the protocol probe counts.
     pub ready_log: Option<String>,
+    /// The user the server runs as, instead of the image's.
+    pub user: Option<String>,
+    /// Host paths bound read-only into the container besides the data.
+    pub binds: Vec<crate::HostBind>,
 }
 
 impl ContainerOverrides {
@@ -40,6 +44,8 @@ impl ContainerOverrides {
             && self.data_dir.is_none()
             && self.port.is_none()
             && self.ready_log.is_none()
+            && self.user.is_none()
+            && self.binds.is_empty()
     }
 
     /// The workload's container with these changes applied.
@@ -57,6 +63,10 @@ impl ContainerOverrides {
         if self.ready_log.is_some() {
             spec.ready_log = self.ready_log.clone();
         }
+        if self.user.is_some() {
+            spec.user = self.user.clone();
+        }
+        spec.binds.extend(self.binds.iter().cloned());
         spec
     }
 }
@@ -92,6 +102,10 @@ impl Workload for Custom {
         grace: Duration,
     ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
         self.inner.load(addr, load, stop, grace)
+    }
+
+    fn recovering(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        self.inner.recovering(addr)
     }
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
@@ -135,6 +149,8 @@ mod tests {
             data_dir: Some("/data".into()),
             port: Some(3307),
             ready_log: Some("ready for connections".into()),
+            user: Some("999:999".into()),
+            binds: vec![crate::HostBind { source: "/etc/my.cnf".into(), target: "/etc/mysql/my.cnf".into() }],
         };
         let w = Custom { inner: Box::new(inner.clone()), overrides: overrides.clone() };
         let spec = w.container();
@@ -142,6 +158,8 @@ mod tests {
         assert_eq!(spec.data_dir, "/data");
         assert_eq!(spec.port, 3307);
         assert_eq!(spec.ready_log.as_deref(), Some("ready for connections"));
+        assert_eq!(spec.user.as_deref(), Some("999:999"));
+        assert_eq!(spec.binds, overrides.binds);
         // The user's variable comes last, so it wins over the driver's.
         assert_eq!(spec.env.last().map(String::as_str), Some("MARIADB_ROOT_PASSWORD=other"));
         assert_eq!(spec.image, "mariadb:11");

@@ -21,6 +21,7 @@ pub mod custom;
 mod driver;
 pub mod fio;
 pub mod fsync_log;
+pub mod glusterfs;
 pub mod mariadb;
 pub mod mariadb_replication;
 pub mod postgres;
@@ -40,8 +41,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 6] =
-    [&mariadb::RECIPE, &postgres::RECIPE, &redis::RECIPE, &fio::RECIPE, &agent::RECIPE, &restic::RECIPE];
+pub const RECIPES: [&ImageRecipe; 7] = [
+    &mariadb::RECIPE,
+    &postgres::RECIPE,
+    &redis::RECIPE,
+    &fio::RECIPE,
+    &agent::RECIPE,
+    &restic::RECIPE,
+    &glusterfs::RECIPE,
+];
 
 /// How a workload's container is to be created; the harness adds the
 /// strategy's mounts, labels and the published port.
@@ -61,6 +69,22 @@ pub struct ContainerSpec {
     /// A line the server prints once ready; when set, readiness after each
     /// start also waits for a new occurrence of it.
     pub ready_log: Option<String>,
+    /// The user the server runs as (Docker's `--user`, `name|uid[:group|gid]`);
+    /// the image's when absent.
+    pub user: Option<String>,
+    /// Host files or directories the container sees besides its data (a
+    /// configuration file a Compose file binds in), always read-only.
+    pub binds: Vec<HostBind>,
+}
+
+/// A host path bind-mounted read-only into the workload's container, so
+/// that a run can see the user's files and never change them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBind {
+    /// An absolute path on the host.
+    pub source: String,
+    /// An absolute path in the container.
+    pub target: String,
 }
 
 /// Parameters of the load phase that every transfer workload shares.
@@ -184,6 +208,14 @@ pub trait Workload: Send + Sync {
     /// when the command exits non-zero. `None`: nothing to run.
     fn engine_check_command(&self) -> Option<Vec<String>> {
         None
+    }
+
+    /// Whether the engine is still finishing its own crash recovery, in the
+    /// background, after it began to answer: InnoDB, for one, accepts
+    /// connections while it rolls back the transactions it recovered
+    /// uncommitted. `Ok(None)`: the workload cannot tell.
+    fn recovering(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// Brings the engine to a state in which copying its files gives a

@@ -144,6 +144,8 @@ impl Workload for MariaDb {
             port: 3306,
             stop_signal: None,
             ready_log: None,
+            user: None,
+            binds: vec![],
         }
     }
 
@@ -214,6 +216,20 @@ impl Workload for MariaDb {
                     Err(e) => return Err(query_err("take the global read lock")(e)),
                 }
             }
+        })
+    }
+
+    fn recovering(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        Box::pin(async move {
+            let mut conn = Self::connect(addr, None).await?;
+            // A transaction InnoDB recovered uncommitted belongs to no
+            // connection (thread id 0) until its background rollback ends.
+            let recovered: Option<i64> = conn
+                .query_first("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = 0")
+                .await
+                .map_err(query_err("count the recovered transactions"))?;
+            let _ = conn.disconnect().await;
+            Ok(Some(recovered.unwrap_or(0) > 0))
         })
     }
 

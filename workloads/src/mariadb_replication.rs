@@ -184,8 +184,8 @@ impl Replication for MariaDbReplication {
             let get = |name: &str| status.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
             Ok(Some(SyncState {
                 on: get("Rpl_semi_sync_master_status") == "ON",
-                acknowledged: get("Rpl_semi_sync_master_yes_tx").parse().unwrap_or(0),
-                unacknowledged: get("Rpl_semi_sync_master_no_tx").parse().unwrap_or(0),
+                acknowledged: get("Rpl_semi_sync_master_yes_tx").parse().ok(),
+                unacknowledged: get("Rpl_semi_sync_master_no_tx").parse().ok(),
             }))
         })
     }

@@ -192,6 +192,8 @@ impl Workload for Postgres {
             // under load would end in SIGKILL after Docker's timeout.
             stop_signal: Some("SIGINT".into()),
             ready_log: None,
+            user: None,
+            binds: vec![],
         }
     }
 
@@ -239,6 +241,13 @@ impl Workload for Postgres {
             let config = Self::config(addr);
             run_clients(load, stop, grace, |ctx| run_client(config.clone(), addr, ctx)).await
         })
+    }
+
+    /// PostgreSQL answers only once its crash recovery is over (before, a
+    /// connection is refused with "the database system is starting up"):
+    /// it has no background rollback; uncommitted work is simply invisible.
+    fn recovering(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        Box::pin(async { Ok(Some(false)) })
     }
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {

@@ -140,7 +140,7 @@ echo "primary_conninfo = 'host={primary_host} port={primary_port} user=postgres 
                 .await
                 .map_err(query_err("read synchronous_standby_names"))?;
             let names: String = row.get(0);
-            Ok((!names.is_empty()).then_some(SyncState { on: true, acknowledged: 0, unacknowledged: 0 }))
+            Ok((!names.is_empty()).then_some(SyncState { on: true, acknowledged: None, unacknowledged: None }))
         })
     }
 

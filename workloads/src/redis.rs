@@ -124,6 +124,8 @@ impl Workload for Redis {
             // SIGTERM: Redis saves (if configured to) and exits.
             stop_signal: None,
             ready_log: None,
+            user: None,
+            binds: vec![],
         }
     }
 
@@ -177,6 +179,12 @@ impl Workload for Redis {
         grace: Duration,
     ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
         Box::pin(run_clients(load, stop, grace, move |ctx| run_client(addr, ctx)))
+    }
+
+    /// Redis answers queries only once it has loaded its files (`LOADING`
+    /// before): nothing of its recovery goes on after it answers.
+    fn recovering(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        Box::pin(async { Ok(Some(false)) })
     }
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {

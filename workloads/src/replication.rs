@@ -55,17 +55,19 @@ pub struct SyncState {
     /// Synchronous replication is in force right now (it has not fallen
     /// back to asynchronous).
     pub on: bool,
-    /// Commits a replica acknowledged before the client was answered.
-    pub acknowledged: u64,
+    /// Commits a replica acknowledged before the client was answered;
+    /// `None` where the engine keeps no such counter (PostgreSQL).
+    pub acknowledged: Option<u64>,
     /// Commits answered without a replica's acknowledgement (after a
-    /// timeout, or while it was off): each one could be lost.
-    pub unacknowledged: u64,
+    /// timeout, or while it was off): each one could be lost. `None` where
+    /// the engine keeps no such counter.
+    pub unacknowledged: Option<u64>,
 }
 
 impl SyncState {
     /// Whether it fell back to asynchronous at any time.
     pub fn fell_back(&self) -> bool {
-        !self.on || self.unacknowledged > 0
+        !self.on || self.unacknowledged.is_some_and(|n| n > 0)
     }
 }
 

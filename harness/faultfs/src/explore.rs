@@ -123,9 +123,9 @@ fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> E
 /// large enough; see the crate docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExploreConfig {
-    /// Most distinct states returned; beyond it, all prefix states are kept
-    /// (evenly sampled if even they are too many) and the rest is a seeded
-    /// sample. Default 256.
+    /// Most distinct states returned; beyond it, prefix states take at most
+    /// half of it (evenly spaced, from `p0`) and the reorderings and torn
+    /// writes the rest, a seeded sample. Default 256.
     pub max_states: usize,
     /// `k`: most operations a `Drop` state names (Chipmunk's bound on
     /// reordering). Default 2.
@@ -804,15 +804,18 @@ pub fn explore(base: &Base, history: &History, config: &ExploreConfig) -> Result
     let count = distinct.len();
     if count > config.max_states {
         sampled = true;
-        let (mut prefixes, mut rest): (Vec<_>, Vec<_>) =
+        let (mut prefixes, rest): (Vec<_>, Vec<_>) =
             distinct.into_iter().partition(|s| matches!(s.id, StateId::Prefix(_)));
-        if prefixes.len() > config.max_states {
+        // A crash point inside a load may have hundreds of operations: were
+        // every prefix kept first, no torn write or reordering would ever
+        // be checked, and those are where ordering and torn-page bugs are.
+        let prefix_room = if rest.is_empty() { config.max_states } else { config.max_states.div_ceil(2) };
+        if prefixes.len() > prefix_room {
             let n = prefixes.len();
-            let keep = config.max_states;
+            let keep = prefix_room;
             let picks: BTreeSet<usize> =
                 (0..keep).map(|j| if keep == 1 { 0 } else { j * (n - 1) / (keep - 1) }).collect();
             prefixes = prefixes.into_iter().enumerate().filter(|(i, _)| picks.contains(i)).map(|(_, s)| s).collect();
-            rest.clear();
         }
         let room = config.max_states - prefixes.len();
         // A seeded partial Fisher-Yates shuffle picks `room` of the rest,

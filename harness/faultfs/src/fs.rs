@@ -31,6 +31,7 @@ use fuser::{
 };
 
 use crate::cache::FileCache;
+use crate::capture::{Armed, Capture, CaptureCounts, CapturePlan};
 use crate::config::{FaultConfig, FsyncFailure};
 use crate::history::{Barrier, History, Op};
 use crate::rng::SplitMix64;
@@ -207,6 +208,10 @@ pub(crate) struct State {
     cut_at_write: Option<u64>,
     /// The operations not durable yet, for crash-state exploration.
     history: History,
+    /// An armed plan of crash points inside the load.
+    capture: Option<Armed>,
+    /// Crash points captured and not yet taken.
+    captures: Vec<Capture>,
 }
 
 fn fd_path(f: &File) -> PathBuf {
@@ -272,6 +277,8 @@ impl State {
             stats: Stats::default(),
             cut_at_write: None,
             history,
+            capture: None,
+            captures: Vec::new(),
         })
     }
 
@@ -566,6 +573,71 @@ impl State {
     pub(crate) fn crash_point(&self, into: &Path) -> io::Result<History> {
         crate::explore::copy_tree(&self.backing, into)?;
         Ok(self.history.clone())
+    }
+
+    /// Whether a call of kind `op` (`sync`: an `O_SYNC` write or truncate)
+    /// may be a crash point of the armed plan, before its path is known.
+    fn capture_wanted(&self, op: OpKind, sync: bool) -> bool {
+        self.capture.as_ref().is_some_and(|a| a.plan.trigger.may_match(op, sync))
+    }
+
+    /// A call of kind `op` (`sync`: an `O_SYNC` write or truncate) on
+    /// `path` arrived and has not taken effect: if it is a candidate of the
+    /// armed plan and selected, copy the durable base and keep it with the
+    /// history. Every other request waits, since the caller holds the
+    /// state's lock and faultfs serves one request at a time. A failed copy
+    /// is kept as a point with an error rather than failing the call: the
+    /// application must not see the harness's trouble.
+    /// `file`: for an `fsync`/`fdatasync`, the file synced, which must have
+    /// unsynced writes for the call to be a candidate (an fsync that
+    /// persists only a size change, as after a file is extended, is not).
+    fn consider_capture(&mut self, op: OpKind, sync: bool, call: &str, path: Option<&str>, file: Option<Ino>) {
+        let pending = match file {
+            Some(f) => self.history.has_writes_of(f),
+            None => self.history.has_ops(),
+        };
+        let candidate = self.history.is_complete() && pending;
+        let Some(armed) = self.capture.as_mut() else { return };
+        // Candidates are counted past the last capture too, so that a
+        // report can say how many points there were to choose from.
+        if !armed.plan.trigger.matches(op, sync, path) {
+            return;
+        }
+        if !candidate {
+            armed.counts.skipped_empty += 1;
+            return;
+        }
+        let Some(n) = armed.select() else { return };
+        let dir = armed.plan.into.join(armed.counts.captured.to_string());
+        armed.counts.captured += 1;
+        let at = std::time::Instant::now();
+        let label = match path {
+            Some(p) => format!("{call} #{n} of {p}"),
+            None => format!("{call} #{n}"),
+        };
+        let copied = fs::create_dir_all(&armed.plan.into).and_then(|()| crate::explore::copy_tree(&self.backing, &dir));
+        let error = copied.err().map(|e| format!("copy the durable base to {}: {e}", dir.display()));
+        self.captures.push(Capture { base: dir, history: self.history.clone(), at, label, error });
+    }
+
+    /// Arms a plan; see [`crate::FaultHandle::capture_at`].
+    pub(crate) fn capture_at(&mut self, plan: CapturePlan) {
+        self.capture = Some(Armed::new(plan));
+    }
+
+    /// Disarms the plan and returns what it saw.
+    pub(crate) fn stop_capture(&mut self) -> CaptureCounts {
+        self.capture.take().map(|a| a.counts).unwrap_or_default()
+    }
+
+    /// The armed plan's counters so far.
+    pub(crate) fn capture_counts(&self) -> CaptureCounts {
+        self.capture.as_ref().map(|a| a.counts).unwrap_or_default()
+    }
+
+    /// The points captured since the last call.
+    pub(crate) fn take_captures(&mut self) -> Vec<Capture> {
+        std::mem::take(&mut self.captures)
     }
 
     fn touch_dir(&mut self, dir: Ino) {
@@ -898,7 +970,11 @@ impl FaultFs {
         if st.dead {
             return Err(Errno::EIO);
         }
-        let path = if st.rules.needs_path() { path(&st) } else { None };
+        // A crash point's label names the call's path, so it is built for
+        // every call that may be one.
+        // fsync considers its point itself, knowing which file it syncs.
+        let capture = op != OpKind::Fsync && st.capture_wanted(op, false);
+        let path = if st.rules.needs_path() || capture { path(&st) } else { None };
         let verdict = st.rules.check(op, path.as_deref());
         if verdict.fail {
             st.stats.injected_errors += 1;
@@ -912,6 +988,9 @@ impl FaultFs {
             if st.dead {
                 return Err(Errno::EIO);
             }
+        }
+        if capture {
+            st.consider_capture(op, false, &op.to_string(), path.as_deref(), None);
         }
         Ok(st)
     }
@@ -1018,6 +1097,13 @@ impl Filesystem for FaultFs {
                     return Err(Errno::EISDIR);
                 }
                 let sync = fh.is_some_and(|fh| st.handles.get(&fh.0).is_some_and(|h| h.sync));
+                if sync
+                    && st.capture.as_ref().is_some_and(|a| a.plan.trigger.op.is_none())
+                    && st.capture_wanted(OpKind::Setattr, true)
+                {
+                    let path = st.path_of(ino);
+                    st.consider_capture(OpKind::Setattr, true, "O_SYNC truncate", Some(&path), None);
+                }
                 let (cache, _) = st.file_parts(ino)?;
                 cache.truncate(size);
                 st.node_mut(ino)?.mtime = now;
@@ -1293,6 +1379,15 @@ impl Filesystem for FaultFs {
             return reply.error(Errno::ENOSPC);
         }
         let sync = flags.0 & libc::O_DSYNC != 0 || st.handles.get(&fh.0).is_some_and(|h| h.sync);
+        // An `O_SYNC` write is an fsync-family call; a trigger naming
+        // `write` itself was considered when the request began.
+        if sync
+            && st.capture.as_ref().is_some_and(|a| a.plan.trigger.op.is_none())
+            && st.capture_wanted(OpKind::Write, true)
+        {
+            let path = st.path_of(ino);
+            st.consider_capture(OpKind::Write, true, "O_SYNC write", Some(&path), None);
+        }
         st.write_seq += 1;
         let seq = st.write_seq;
         let max_dirty = st.config.max_dirty_bytes_per_file();
@@ -1391,6 +1486,11 @@ impl Filesystem for FaultFs {
                 return;
             }
         };
+        if st.capture_wanted(OpKind::Fsync, false) {
+            let path = st.path_of(ino);
+            let call = if datasync { "fdatasync" } else { "fsync" };
+            st.consider_capture(OpKind::Fsync, false, call, Some(&path), Some(ino));
+        }
         st.stats.fsyncs += 1;
         tri!(reply, st.flush_file(ino));
         st.history.persist_file(ino, if datasync { Barrier::Fdatasync(ino) } else { Barrier::Fsync(ino) });

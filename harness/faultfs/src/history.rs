@@ -184,6 +184,17 @@ impl History {
         }
     }
 
+    /// Whether any operation is pending (barriers alone separate nothing).
+    pub fn has_ops(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, Event::Op(_)))
+    }
+
+    /// Whether `file` has a pending write (not only size changes).
+    pub fn has_writes_of(&self, file: FileId) -> bool {
+        self.per_file.contains_key(&file)
+            && self.events.iter().any(|e| matches!(e, Event::Op(Op::Write { file: f, .. }) if *f == file))
+    }
+
     /// Entries in order.
     pub fn events(&self) -> &[Event] {
         &self.events

@@ -173,9 +173,20 @@
 //! files cost nothing. Files no operation writes are compared by identity.
 //! Beyond [`ExploreConfig::max_candidates`] candidates the reorderings and
 //! torn states are a sample seeded by [`ExploreConfig::seed`] (prefixes
-//! evenly spaced); beyond [`ExploreConfig::max_states`] distinct states all
-//! prefixes are kept and the rest sampled. Ids are stable for a given
+//! evenly spaced); beyond [`ExploreConfig::max_states`] distinct states the
+//! prefixes take at most half the budget (evenly spaced, from `p0`) and
+//! the rest is a seeded sample of the other states. Ids are stable for a given
 //! history and parse back with [`StateId::from_str`](std::str::FromStr).
+//!
+//! # Crash points inside the load
+//!
+//! [`FaultHandle::crash_point`] captures a point when the harness asks;
+//! [`FaultHandle::capture_at`] arms a [`CapturePlan`] under which faultfs
+//! captures points itself, in the handler of each selected call a
+//! [`Trigger`] matches (the fsync family, or any operation of the rules'
+//! grammar, optionally by path), when the call arrives and before it takes
+//! effect. The [`capture`] module states which calls are candidates and
+//! how the seeded sample is drawn.
 //!
 //! # Fault rules
 //!
@@ -215,6 +226,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+pub mod capture;
 mod config;
 pub mod explore;
 mod fs;
@@ -225,6 +237,7 @@ pub mod rules;
 mod sys;
 
 pub use cache::TornMode;
+pub use capture::{Capture, CaptureCounts, CapturePlan, Trigger};
 pub use config::{ConfigError, FaultConfig, FaultConfigBuilder, FsyncFailure};
 pub use explore::{
     Base, CrashState, Exploration, ExploreConfig, ExploreError, KeptOps, StateId, explore, kept_ops, materialise,

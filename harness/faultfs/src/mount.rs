@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use fuser::{BackgroundSession, MountOption, SessionACL};
 
+use crate::capture::{Capture, CaptureCounts, CapturePlan};
 use crate::config::FaultConfig;
 use crate::fs::{self, Shared, State, Stats};
 use crate::history::History;
@@ -234,6 +235,33 @@ impl FaultHandle {
             .lock()
             .crash_point(into)
             .map_err(|source| ControlError::CrashPoint { path: into.to_owned(), source })
+    }
+
+    /// Arms crash points inside the load (see [`crate::capture`]): from now
+    /// on, each call the plan's trigger matches while something is unsynced
+    /// is a candidate, and the selected ones are captured in the request's
+    /// handler, when the call arrives and before it takes effect, exactly
+    /// as [`Self::crash_point`] captures (the durable base copied into
+    /// `<plan.into>/<n>`, every request held off meanwhile). Replaces an
+    /// armed plan, keeping what it captured; take the points with
+    /// [`Self::take_captures`].
+    pub fn capture_at(&self, plan: CapturePlan) {
+        self.shared.lock().capture_at(plan);
+    }
+
+    /// Disarms the plan; returns how many candidates it saw and captured.
+    pub fn stop_capture(&self) -> CaptureCounts {
+        self.shared.lock().stop_capture()
+    }
+
+    /// The armed plan's counters so far (zero when none is armed).
+    pub fn capture_counts(&self) -> CaptureCounts {
+        self.shared.lock().capture_counts()
+    }
+
+    /// The crash points captured by the plan since the last call, in order.
+    pub fn take_captures(&self) -> Vec<Capture> {
+        self.shared.lock().take_captures()
     }
 
     /// Current counters and dirty-data gauges.

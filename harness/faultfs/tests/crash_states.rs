@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{Fixture, fuse_available};
-use crashlab_faultfs::{Barrier, Base, Event, ExploreConfig, FaultConfig, Op, StateId, explore, materialise};
+use crashlab_faultfs::{
+    Barrier, Base, CapturePlan, Event, ExploreConfig, FaultConfig, Op, StateId, Trigger, explore, materialise,
+};
 
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -107,6 +109,79 @@ fn fsync_and_checkpoint_trim_the_history() {
     assert!(matches!(h.ops()[..], [Op::Write { .. }]), "the creates were committed: {h:?}");
     fx.fs().checkpoint().unwrap();
     assert!(fx.fs().history().events().is_empty());
+}
+
+/// A crash point at an fsync is taken when the call arrives, before it
+/// takes effect: the writes it was about to make durable are still in the
+/// history, so the states include the file torn, old and new, while the
+/// live filesystem goes on to make them durable. Calls that do not match
+/// the trigger's path, or would persist no data, are no points.
+#[test]
+fn a_point_at_an_fsync_holds_the_writes_it_was_about_to_make_durable() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = Fixture::new(FaultConfig::builder().build().unwrap());
+    let db = File::create(fx.path("t.ibd")).unwrap();
+    db.write_all_at(&[b'o'; 2048], 0).unwrap();
+    db.sync_all().unwrap();
+    let log = File::create(fx.path("log")).unwrap();
+    log.sync_all().unwrap();
+    File::open(&fx.mnt).unwrap().sync_all().unwrap();
+    assert!(fx.fs().history().ops().is_empty(), "everything is durable");
+
+    let dir = tempfile::tempdir().unwrap();
+    let plan = CapturePlan {
+        trigger: "fsync:*.ibd".parse::<Trigger>().unwrap(),
+        max_points: 1,
+        every: 1,
+        seed: 0,
+        into: dir.path().join("points"),
+    };
+    fx.fs().capture_at(plan);
+    db.sync_all().unwrap(); // nothing unsynced: no candidate
+    log.write_all_at(b"redo", 0).unwrap();
+    log.sync_all().unwrap(); // not an .ibd: no candidate
+    db.write_all_at(&[b'n'; 2048], 0).unwrap();
+    let before = Instant::now();
+    db.sync_data().unwrap(); // the point
+    db.write_all_at(&[b'x'; 2048], 0).unwrap();
+    db.sync_all().unwrap(); // past max-points
+    db.set_len(4096).unwrap();
+    db.sync_all().unwrap(); // persists only a size: no candidate
+    let counts = fx.fs().stop_capture();
+    assert_eq!((counts.candidates, counts.captured, counts.skipped_empty), (2, 1, 2), "{counts:?}");
+
+    let points = fx.fs().take_captures();
+    assert_eq!(points.len(), 1);
+    let point = &points[0];
+    assert!(point.error.is_none(), "{point:?}");
+    assert_eq!(point.label, "fdatasync #0 of /t.ibd");
+    assert!(point.at >= before);
+    assert!(
+        matches!(point.history.ops()[..], [Op::Write { offset: 0, data, .. }] if data.len() == 2048 && data[0] == b'n'),
+        "the write the fsync was about to make durable: {:?}",
+        point.history
+    );
+    let base = Base::open(&point.base).unwrap();
+    let found = explore(&base, &point.history, &ExploreConfig::default()).unwrap();
+    let mut contents = Vec::new();
+    for (i, s) in found.states.iter().enumerate() {
+        let out = dir.path().join(format!("s{i}"));
+        materialise(&base, &point.history, &s.id, &out).unwrap();
+        contents.push((s.id.to_string(), fs::read(out.join("t.ibd")).unwrap()));
+    }
+    let old = vec![b'o'; 2048];
+    let new = vec![b'n'; 2048];
+    assert_eq!(contents[0], ("p0".to_owned(), old.clone()), "{contents:?}");
+    assert_eq!(contents[1], ("p1".to_owned(), new.clone()));
+    let torn: Vec<&Vec<u8>> = contents.iter().filter(|(id, _)| id.starts_with('t')).map(|(_, c)| c).collect();
+    assert!(!torn.is_empty());
+    for c in torn {
+        let split = c.iter().position(|&b| b == b'o').unwrap();
+        assert!(split % 512 == 0 && split > 0 && c[split..].iter().all(|&b| b == b'o'), "torn at a sector");
+    }
+    assert_eq!(fs::read(fx.path("t.ibd")).unwrap()[..2048], [b'x'; 2048], "the live file went on");
 }
 
 /// Materialisation speed for the report: a 64 MiB base file and ~100

@@ -116,28 +116,34 @@ fn build(raws: &[Raw], a_len: usize, b_len: usize) -> Case {
             _ => None,
         };
         let Some(op) = op else { continue };
-        match &op {
-            Op::Create { path, file } | Op::Link { path, file } => {
-                names.insert(path.to_string_lossy().into(), Some(*file));
-            }
-            Op::Rename { from, to } => {
-                let f = names.remove(&*from.to_string_lossy()).flatten();
-                names.insert(to.to_string_lossy().into(), f);
-            }
-            Op::Unlink { path } => {
-                names.remove(&*path.to_string_lossy());
-            }
-            Op::Mkdir { path, .. } => {
-                names.insert(path.to_string_lossy().into(), None);
-            }
-            _ => {}
-        }
+        apply_name(&mut names, &op);
         history.push_op(op.clone());
         ops.push(op);
         epochs.push(epoch);
         op_since_barrier = true;
     }
     Case { base, history, ops, epochs }
+}
+
+/// Applies a namespace operation to a name → file map (`None` for a
+/// directory); other operations leave it alone.
+fn apply_name(names: &mut BTreeMap<String, Option<u64>>, op: &Op) {
+    match op {
+        Op::Create { path, file } | Op::Link { path, file } => {
+            names.insert(path.to_string_lossy().into(), Some(*file));
+        }
+        Op::Rename { from, to } => {
+            let f = names.remove(&*from.to_string_lossy()).flatten();
+            names.insert(to.to_string_lossy().into(), f);
+        }
+        Op::Unlink { path } => {
+            names.remove(&*path.to_string_lossy());
+        }
+        Op::Mkdir { path, .. } => {
+            names.insert(path.to_string_lossy().into(), None);
+        }
+        _ => {}
+    }
 }
 
 /// The tree a kept set leaves, computed naively from the base contents.
@@ -158,18 +164,8 @@ fn brute_tree(case: &Case, keep: &[bool], torn: Option<(usize, usize)>) -> Tree 
                 f[*offset as usize..end].copy_from_slice(data);
             }
             Op::Truncate { file, size } => files.get_mut(file).unwrap().resize(*size as usize, 0),
-            Op::Create { path, file } | Op::Link { path, file } => {
-                names.insert(path.to_string_lossy().into(), Some(*file));
-            }
-            Op::Rename { from, to } => {
-                let f = names.remove(&*from.to_string_lossy()).flatten();
-                names.insert(to.to_string_lossy().into(), f);
-            }
-            Op::Unlink { path } => {
-                names.remove(&*path.to_string_lossy());
-            }
-            Op::Mkdir { path, .. } => {
-                names.insert(path.to_string_lossy().into(), None);
+            op @ (Op::Create { .. } | Op::Link { .. } | Op::Rename { .. } | Op::Unlink { .. } | Op::Mkdir { .. }) => {
+                apply_name(&mut names, op)
             }
             other => panic!("not generated: {other:?}"),
         }
@@ -328,4 +324,29 @@ fn state_ids_name_what_they_keep() {
     assert_eq!(fs::read(out.join("c")).unwrap(), b"3", "the create persisted without it");
     let err = materialise(&base, &case.history, &"e1-drop{0}".parse().unwrap(), &out).unwrap_err();
     assert!(err.to_string().contains("not a state of this history"), "{err}");
+}
+
+/// Beyond `max_states`, prefixes take at most half the budget, so that a
+/// crash point with many operations still gets torn writes checked.
+#[test]
+fn a_long_history_still_gets_torn_states_within_a_small_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    fs::create_dir_all(base_dir.join(".crashlab-faultfs")).unwrap();
+    fs::write(base_dir.join("f"), vec![0u8; 64 * 16]).unwrap();
+    fs::hard_link(base_dir.join("f"), base_dir.join(".crashlab-faultfs/1")).unwrap();
+    let mut history = History::with_sector_size(512);
+    for i in 0..40u64 {
+        history.push_op(Op::Write { file: 1, offset: i * 2048, data: vec![i as u8 + 1; 2048].into() });
+    }
+    let base = Base::open(&base_dir).unwrap();
+    let config = ExploreConfig { max_states: 8, max_drop: 0, ..ExploreConfig::default() };
+    let found = explore(&base, &history, &config).unwrap();
+    assert!(found.sampled);
+    let ids: Vec<String> = found.states.iter().map(|s| s.id.to_string()).collect();
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    let prefixes = ids.iter().filter(|id| id.starts_with('p')).count();
+    assert_eq!(prefixes, 4, "{ids:?}");
+    assert_eq!((ids[0].as_str(), ids[3].as_str()), ("p0", "p40"), "evenly spaced from p0 to the whole history");
+    assert!(ids.iter().filter(|id| id.starts_with('t')).count() == 4, "{ids:?}");
 }

@@ -372,7 +372,7 @@ impl Backups {
     /// the snapshot it made.
     async fn restic_backup(&self) -> Result<(u64, Artifact), BackupError> {
         let id = self.restic.as_deref().ok_or(BackupError::NoContainer)?;
-        let before = self.local_repo().map(|dir| dir_size(&dir));
+        let before = self.local_repo().map(|dir| crate::storage::dir_size(&dir));
         let cmd = ["restic", "backup", "--json", "--quiet", "--host", RESTIC_HOST, SIDECAR_DATA].map(str::to_owned);
         let run = self.docker.exec(id, &cmd).await?;
         let output = one_line(&run.output);
@@ -380,7 +380,7 @@ impl Backups {
             return Err(BackupError::Restic { command: cmd.join(" "), code: run.exit_code, output });
         }
         let summary = ResticSummary::parse(&run.output).ok_or(BackupError::NoResticSummary(output))?;
-        let repo_bytes = self.local_repo().map(|dir| dir_size(&dir));
+        let repo_bytes = self.local_repo().map(|dir| crate::storage::dir_size(&dir));
         // A repository on the host is measured; a remote one is taken at
         // restic's word for what it added.
         let added = match (before, repo_bytes) {
@@ -832,19 +832,6 @@ impl ResticSummary {
     }
 }
 
-/// Bytes of the files under `dir`, as stored (0 where it cannot be read).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
-}
-
 /// Output on one line, its last 600 characters.
 fn one_line(output: &str) -> String {
     let joined = output.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -982,16 +969,6 @@ mod tests {
             Some(ResticSummary { snapshot_id: "286a8d6e".into(), data_added: 1234 })
         );
         assert_eq!(ResticSummary::parse("Fatal: unable to open repository"), None);
-    }
-
-    #[test]
-    fn a_directory_measures_its_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("data/00")).unwrap();
-        std::fs::write(dir.path().join("config"), [0u8; 100]).unwrap();
-        std::fs::write(dir.path().join("data/00/pack"), [0u8; 4000]).unwrap();
-        assert_eq!(dir_size(dir.path()), 4100);
-        assert_eq!(dir_size(&dir.path().join("absent")), 0);
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! ```toml
 //! name = "bench"
 //! [io]
-//! profiles = ["fsync-4k", "seq-write-1m", "rand-read-4k"]
+//! profiles = ["fsync-4k", "seq-write-1m", "rand-read-4k", "etcd-fdatasync"]
 //! seconds = "3s"         # each timed run of the random profiles
 //! size = "64MiB"         # file of fsync-4k
 //! read-size = "1GiB"     # file of rand-read-4k
 //! seq-size = "256MiB"    # written by seq-write-1m
+//! etcd-size = "22MiB"    # written by etcd-fdatasync, 2,300 bytes at a time
 //! rounds = 3             # agent and fio alternate; medians are reported
 //! fio = true             # check the agent against fio
 //! tolerance = 10         # percent
@@ -99,6 +100,9 @@ pub struct IoSection {
     pub read_size: u64,
     #[serde(default = "default_seq_size", deserialize_with = "file_size")]
     pub seq_size: u64,
+    /// Written by `etcd-fdatasync`; etcd's documentation writes 22 MiB.
+    #[serde(default = "default_etcd_size", deserialize_with = "file_size")]
+    pub etcd_size: u64,
     #[serde(default = "default_rounds", deserialize_with = "rounds")]
     pub rounds: u32,
     #[serde(default = "default_true")]
@@ -115,6 +119,7 @@ impl Default for IoSection {
             size: default_size(),
             read_size: default_read_size(),
             seq_size: default_seq_size(),
+            etcd_size: default_etcd_size(),
             rounds: default_rounds(),
             fio: true,
             tolerance: default_tolerance(),
@@ -373,6 +378,9 @@ fn default_read_size() -> u64 {
 fn default_seq_size() -> u64 {
     256 << 20
 }
+fn default_etcd_size() -> u64 {
+    22 << 20
+}
 fn default_rounds() -> u32 {
     3
 }
@@ -393,6 +401,7 @@ mod tests {
         assert_eq!(d.io.profiles, Profile::ALL);
         assert!(d.io.fio && d.io.rounds >= 3);
         assert_eq!((d.io.size, d.io.read_size), (64 << 20, 1 << 30), "rand-read-4k's file outgrows a run's caching");
+        assert_eq!(d.io.etcd_size, 22 << 20, "etcd's documented job");
         assert!(d.workload.is_some());
         assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Builtin(_))));
         assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Volume { .. })), "a volume driver example");

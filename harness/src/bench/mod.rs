@@ -142,6 +142,7 @@ pub async fn execute(
         size_bytes: io.size,
         read_size_bytes: io.read_size,
         seq_size_bytes: io.seq_size,
+        etcd_size_bytes: io.etcd_size,
         tolerance_pct: io.tolerance,
         ..Default::default()
     };
@@ -193,6 +194,7 @@ pub async fn execute(
         bench: Some(report),
         execution: None,
         merged: None,
+        compose: None,
     })
 }
 
@@ -231,6 +233,11 @@ pub fn summary(report: &Report, color: bool) -> String {
     out.push_str(&markdown::bench_table(bench));
     out.push('\n');
     out.push_str(&markdown::bench_comparison(bench));
+    let etcd = markdown::etcd_check(bench);
+    if !etcd.is_empty() {
+        out.push('\n');
+        out.push_str(&etcd);
+    }
     for e in &bench.errors {
         out.push_str(&format!("\nfailed: {} ({}): {}", e.strategy, e.stage, e.detail));
     }
@@ -380,6 +387,7 @@ impl Bench<'_> {
                         Profile::Fsync4k => io.size,
                         Profile::RandRead4k => io.read_size,
                         Profile::SeqWrite1m => io.seq_size,
+                        Profile::EtcdFdatasync => io.etcd_size,
                     },
                     seconds: io.seconds.as_secs_f64(),
                 };
@@ -523,11 +531,12 @@ mod tests {
             bench: Some(bench),
             execution: None,
             merged: None,
+            compose: None,
         }
     }
 
     fn figures(iops: f64) -> IoFigures {
-        IoFigures { iops, mib_per_s: iops / 256.0, p50_us: 1.0, p99_us: 2.0, max_us: 3.0 }
+        IoFigures { iops, mib_per_s: iops / 256.0, p50_us: 1.0, p99_us: 2.0, max_us: 3.0, syncs: 0 }
     }
 
     #[test]

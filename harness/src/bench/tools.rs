@@ -8,8 +8,10 @@
 //! | `fsync-4k` | 4 KiB `pwrite` at a random offset of a laid-out file, then `fsync`, for `seconds` | `--rw=randwrite --bs=4k --fsync=1 --overwrite=1`, time-based |
 //! | `seq-write-1m` | `seq-size` in 1 MiB writes to a new file, then one `fsync` | `--rw=write --bs=1M --end_fsync=1` |
 //! | `rand-read-4k` | 4 KiB `pread` at random offsets of a laid-out file (`read-size`, 1 GiB by default), for `seconds` | `--rw=randread --bs=4k`, time-based |
+//! | `etcd-fdatasync` | `etcd-size` (22 MiB by default) in 2,300-byte `write`s to a new file, each followed by `fdatasync` | `--rw=write --ioengine=sync --bs=2300 --fdatasync=1`, etcd's own disk check |
 //!
-//! Both use synchronous calls (`--ioengine=psync`), one job, queue depth
+//! Both use synchronous calls (`--ioengine=psync`; `sync`, plain `write`,
+//! for etcd's check, as etcd's documentation runs it), one job, queue depth
 //! one, page-aligned buffers, and neither preallocates
 //! (`--fallocate=none`), so the same system calls reach the same
 //! filesystem. Both drop the file from the page cache before a random
@@ -27,7 +29,11 @@
 //! the agent's `seq-write-1m` rate does. Latencies are fio's completion
 //! latencies; for `fsync-4k`, fio's fsync latency, against the agent's
 //! write-plus-fsync per operation (the write to the page cache is a few
-//! microseconds of it).
+//! microseconds of it); for `etcd-fdatasync`, fio's sync latency against
+//! the agent's timing of the `fdatasync` call alone. fio's own run of
+//! etcd's job would preallocate the file (`fallocate=native`, its
+//! default); here both tools write without preallocating, as for every
+//! profile, so that they make the same calls.
 //!
 //! Where an operation costs about a microsecond (tmpfs, or a file the page
 //! cache holds), the tools' own work per operation is a visible part of
@@ -78,10 +84,13 @@ pub fn agent_command(agent: &str, job: &Job) -> Vec<String> {
 
 /// fio's command line for the job that matches the agent's `job`.
 pub fn fio_command(job: &Job) -> Vec<String> {
+    // etcd's documentation runs its job with `write` (`sync`); the
+    // others use `pwrite`/`pread` (`psync`), as the agent does for them.
+    let engine = if job.profile == Profile::EtcdFdatasync { "--ioengine=sync" } else { "--ioengine=psync" };
     let mut cmd: Vec<String> = [
         "fio",
         "--output-format=json",
-        "--ioengine=psync",
+        engine,
         "--numjobs=1",
         "--iodepth=1",
         "--fallocate=none",
@@ -116,6 +125,7 @@ pub fn fio_command(job: &Job) -> Vec<String> {
             cmd.extend(["--rw=randread", "--bs=4k"].map(String::from));
             timed(&mut cmd);
         }
+        Profile::EtcdFdatasync => cmd.extend(["--rw=write", "--bs=2300", "--fdatasync=1"].map(String::from)),
     }
     cmd
 }
@@ -124,6 +134,9 @@ pub fn fio_command(job: &Job) -> Vec<String> {
 #[derive(Deserialize)]
 struct AgentLine {
     profile: String,
+    /// Absent from agents that predate it.
+    #[serde(default)]
+    syncs: u64,
     iops: f64,
     mib_per_s: f64,
     latency_us: AgentLatency,
@@ -159,6 +172,7 @@ pub fn parse_agent(output: &str, profile: Profile) -> Result<IoFigures, ToolOutp
         p50_us: parsed.latency_us.p50,
         p99_us: parsed.latency_us.p99,
         max_us: parsed.latency_us.max,
+        syncs: parsed.syncs,
     })
 }
 
@@ -187,15 +201,26 @@ struct FioDirection {
 #[derive(Deserialize)]
 struct FioSync {
     /// fsyncs issued; fio prints the section with zeros when there were none.
+    /// fio 3.33 counts its `--fdatasync` calls only in `lat_ns.N`.
     #[serde(default)]
     total_ios: u64,
     lat_ns: FioLatency,
+}
+
+impl FioSync {
+    /// fsyncs and fdatasyncs timed.
+    fn count(&self) -> u64 {
+        self.total_ios.max(self.lat_ns.samples)
+    }
 }
 
 #[derive(Deserialize)]
 struct FioLatency {
     #[serde(default)]
     max: f64,
+    /// Operations timed.
+    #[serde(default, rename = "N")]
+    samples: u64,
     /// Keyed by percentile with six decimals (`"99.000000"`); absent when
     /// nothing was measured.
     #[serde(default)]
@@ -228,10 +253,12 @@ pub fn parse_fio(output: &str, profile: Profile) -> Result<IoFigures, ToolOutput
         });
     }
     let direction = if profile == Profile::RandRead4k { &job.read } else { &job.write };
-    let latency = match (profile, &job.sync) {
-        (Profile::Fsync4k, Some(sync)) if sync.total_ios > 0 => &sync.lat_ns,
-        (Profile::Fsync4k, _) => {
-            return Err(ToolOutputError::Missing { tool: "fio", detail: "no fsync latencies for fsync-4k".into() });
+    let syncing = matches!(profile, Profile::Fsync4k | Profile::EtcdFdatasync);
+    let latency = match &job.sync {
+        Some(sync) if syncing && sync.count() > 0 => &sync.lat_ns,
+        _ if syncing => {
+            let detail = format!("no fsync or fdatasync latencies for {profile}");
+            return Err(ToolOutputError::Missing { tool: "fio", detail });
         }
         _ => &direction.clat_ns,
     };
@@ -241,6 +268,7 @@ pub fn parse_fio(output: &str, profile: Profile) -> Result<IoFigures, ToolOutput
         p50_us: latency.us("50.000000"),
         p99_us: latency.us("99.000000"),
         max_us: latency.max / 1000.0,
+        syncs: job.sync.as_ref().map_or(0, FioSync::count),
     })
 }
 
@@ -261,6 +289,9 @@ mod tests {
     const FSYNC: &str = include_str!("fixtures/fio-fsync-4k.json");
     const SEQ: &str = include_str!("fixtures/fio-seq-write-1m.json");
     const RAND: &str = include_str!("fixtures/fio-rand-read-4k.json");
+    // etcd's job on 1 MiB, in crashlab/fio's writable layer: fio counts
+    // its fdatasyncs in `sync.lat_ns.N`, leaving `total_ios` zero.
+    const ETCD: &str = include_str!("fixtures/fio-etcd-fdatasync.json");
 
     #[test]
     fn fio_fsync_job_reports_write_iops_and_fsync_latency() {
@@ -269,6 +300,16 @@ mod tests {
         assert!((f.mib_per_s - 5_008_495.0 / 1_048_576.0).abs() < 1e-9, "{f:?}");
         assert!((f.p50_us - 160.768).abs() < 1e-9, "{f:?}");
         assert!(f.p50_us <= f.p99_us && f.p99_us <= f.max_us, "{f:?}");
+    }
+
+    #[test]
+    fn fio_etcd_job_counts_each_fdatasync_and_reports_its_latency() {
+        let f = parse_fio(ETCD, Profile::EtcdFdatasync).unwrap();
+        assert_eq!(f.syncs, 455, "one fdatasync per whole 2,300-byte block of 1 MiB: {f:?}");
+        assert!((f.iops - 201.684397).abs() < 1e-6, "{f:?}");
+        assert!((f.p99_us - 18_219.008).abs() < 1e-9, "{f:?}");
+        assert!(f.p50_us <= f.p99_us && f.p99_us <= f.max_us, "{f:?}");
+        assert_eq!(parse_fio(FSYNC, Profile::Fsync4k).unwrap().syncs, 1224, "fsync-4k counts in total_ios");
     }
 
     #[test]
@@ -288,14 +329,16 @@ mod tests {
         let err = parse_fio("fio: unrecognized option '--bogus'", Profile::Fsync4k).unwrap_err();
         assert!(err.to_string().contains("no JSON in: fio: unrecognized option"), "{err}");
         assert!(parse_fio("{\"jobs\": 3}", Profile::Fsync4k).is_err());
-        assert!(parse_fio(SEQ, Profile::Fsync4k).unwrap_err().to_string().contains("no fsync latencies"));
+        assert!(parse_fio(SEQ, Profile::Fsync4k).unwrap_err().to_string().contains("no fsync or fdatasync latencies"));
     }
 
     #[test]
     fn agent_line_parses_and_must_be_the_profile_asked_for() {
         let line = r#"{"profile":"fsync-4k","ops":10,"bytes":40960,"seconds":2.0,"iops":5.0,"mib_per_s":0.02,"latency_us":{"p50":1.0,"p99":2.0,"max":3.0}}"#;
         let f = parse_agent(&format!("warming up\n{line}\n"), Profile::Fsync4k).unwrap();
-        assert_eq!(f, IoFigures { iops: 5.0, mib_per_s: 0.02, p50_us: 1.0, p99_us: 2.0, max_us: 3.0 });
+        assert_eq!(f, IoFigures { iops: 5.0, mib_per_s: 0.02, p50_us: 1.0, p99_us: 2.0, max_us: 3.0, syncs: 0 });
+        let counted = line.replace(r#""bytes":40960,"#, r#""bytes":40960,"syncs":10,"#);
+        assert_eq!(parse_agent(&counted, Profile::Fsync4k).unwrap().syncs, 10);
         assert!(parse_agent(line, Profile::RandRead4k).unwrap_err().to_string().contains("instead of rand-read-4k"));
         let err = parse_agent("crashlab-agent: failed to create /x: No such file", Profile::Fsync4k).unwrap_err();
         assert!(err.to_string().contains("failed to create /x"), "{err}");
@@ -318,7 +361,12 @@ mod tests {
         assert!(fio.contains("--disable_lat=1") && fio.contains("--scramble_buffers=0"), "{fio}");
         let seq = fio_command(&Job { profile: Profile::SeqWrite1m, ..job.clone() }).join(" ");
         assert!(seq.contains("--end_fsync=1") && !seq.contains("time_based"), "{seq}");
-        let rand = fio_command(&Job { profile: Profile::RandRead4k, ..job }).join(" ");
+        let rand = fio_command(&Job { profile: Profile::RandRead4k, ..job.clone() }).join(" ");
         assert!(rand.contains("--rw=randread") && rand.contains("--time_based=1"), "{rand}");
+        let etcd = fio_command(&Job { profile: Profile::EtcdFdatasync, ..job }).join(" ");
+        for part in ["--rw=write", "--ioengine=sync", "--fdatasync=1", "--bs=2300", "--size=8388608"] {
+            assert!(etcd.contains(part), "etcd's own job: {etcd}");
+        }
+        assert!(!etcd.contains("psync") && !etcd.contains("time_based"), "{etcd}");
     }
 }

@@ -15,11 +15,24 @@
 //! live cycle is judged as one: that is the crash state that keeps none
 //! of the unsynced operations. Then [`Behaviour::explore`] checks the
 //! others. A point with nothing unsynced did not fire.
+//!
+//! With `[explore] points` set to a trigger (`"fsync"`, `"fsync:*.ibd"`),
+//! the points are inside the load instead: [`Behaviour::arm`] arms the
+//! fault filesystem to capture up to `max-points` of the calls the trigger
+//! matches while something is unsynced (for a file's fsync: while that
+//! file has unsynced writes), in the call's handler, when it
+//! arrives and before it takes effect (see [`crashlab_faultfs::capture`]);
+//! at the end of the load the container is frozen, the power cut and the
+//! server killed, and the live cycle is judged as `host-kill`'s. Each
+//! point is then explored and checked against the ack log cut at the
+//! call's arrival. A cycle in which no matching call came with something
+//! unsynced did not fire.
 
 use super::power::{AIM_DEADLINE, AIM_POLL, power_back};
 use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
 use crate::explore::{Oracle, check_point};
-use crashlab_reports::{Exploration, Fired};
+use crate::scenario::Points;
+use crashlab_reports::{Exploration, Fired, PointReport};
 use futures_util::future::BoxFuture;
 use std::time::Instant;
 
@@ -39,9 +52,27 @@ impl Behaviour for CrashStates {
         true
     }
 
+    fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        if let Points::At(trigger) = &cx.explore.points {
+            let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::CrashStates })?;
+            fs.capture_at(trigger.clone(), cx.explore.max_points, cx.explore.point_every)?;
+        }
+        Ok(())
+    }
+
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let no_fs = || FaultError::NoFaultFs { fault: Fault::CrashStates };
+            if let Points::At(_) = cx.explore.points {
+                // The points were taken during the load; what is left is
+                // the live power cut, frozen first so that nothing lands
+                // between the cut and the kill.
+                cx.deployment.faultfs_mut().ok_or_else(no_fs)?.stop_capture()?;
+                cx.deployment.pause().await?;
+                cx.deployment.faultfs_mut().ok_or_else(no_fs)?.power_cut()?;
+                cx.deployment.kill().await?;
+                return Ok(());
+            }
             let deadline = Instant::now() + AIM_DEADLINE;
             loop {
                 let fs = cx.deployment.faultfs_mut().ok_or_else(no_fs)?;
@@ -75,6 +106,9 @@ impl Behaviour for CrashStates {
             let Some(fs) = cx.deployment.faultfs_mut() else {
                 return not_fired("the data is not on the fault filesystem");
             };
+            if let Points::At(trigger) = &cx.explore.points {
+                return fired_inside(fs, trigger);
+            }
             let Some(point) = fs.crash_points().last() else {
                 return not_fired("no crash point was captured");
             };
@@ -106,13 +140,48 @@ impl Behaviour for CrashStates {
         Box::pin(async move {
             let fs = cx.deployment.faultfs_mut()?;
             let points = fs.take_crash_points();
+            let captures = fs.take_captures();
             let states_dir = fs.states_dir();
             let mut explored = Exploration::default();
             for point in points {
                 let report = check_point(cx.deployment, cx.workload, point, END_OF_LOAD, &states_dir, oracle).await;
                 explored.points.push(report);
             }
+            for c in captures {
+                let report = match c.error {
+                    // The copy failed in the handler: the point is no
+                    // evidence, which makes the cycle `error`.
+                    Some(e) => {
+                        let _ = std::fs::remove_dir_all(&c.point.base);
+                        PointReport { at: c.label, error: Some(e), ..PointReport::default() }
+                    }
+                    None => check_point(cx.deployment, cx.workload, c.point, &c.label, &states_dir, oracle).await,
+                };
+                explored.points.push(report);
+            }
             Some(explored)
         })
     }
+}
+
+/// Whether the points inside the load fired: at least one was captured
+/// (the fault filesystem captures only where something is unsynced and
+/// its history is complete).
+fn fired_inside(fs: &mut crate::storage::faultmount::FaultMount, trigger: &crashlab_faultfs::Trigger) -> Fired {
+    let counts = fs.capture_counts();
+    let captures = fs.captures();
+    if captures.is_empty() {
+        return not_fired(format!(
+            "no call matching `{trigger}` came with something unsynced during the load ({} matching calls came with \
+             nothing unsynced)",
+            counts.skipped_empty
+        ));
+    }
+    let ops: usize = captures.iter().map(|c| c.point.history.ops().len()).sum();
+    fired(format!(
+        "captured {} crash points inside the load at calls matching `{trigger}` (of {} candidates; {ops} unsynced \
+         operations in all), then cut the power at the end of the load",
+        captures.len(),
+        counts.candidates
+    ))
 }

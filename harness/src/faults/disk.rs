@@ -116,12 +116,12 @@ async fn reaction(cx: &mut Cx<'_>, errno: &str, quiet: impl FnOnce(u64) -> Strin
         return not_fired(quiet(written));
     }
     let running = cx.deployment.is_running().await.unwrap_or(false);
-    let logs = cx.deployment.logs_tail(300).await;
     // The log spans every start of the container: the newest errors are
-    // this cycle's.
-    let errors = cx.workload.server_errors(&logs, 2);
-    let said = if errors.is_empty() { logs.lines().last().unwrap_or_default().to_owned() } else { errors.join(" / ") };
-    let said: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(400).collect();
+    // this cycle's; without any, its last line.
+    let said = match cx.deployment.server_errors(cx.workload, 2, 400).await {
+        Some(errors) => errors,
+        None => crate::run::deployment::folded(cx.deployment.logs_tail(1).await.trim_end(), 400),
+    };
     fired(format!(
         "{errno} on {failed} operation(s) during the load; the server {} at the end of the load; its last output: {said}",
         if running { "was still running" } else { "had exited" },

@@ -3,7 +3,9 @@
 //! Recovery provisions new storage on which a backup strategy restores its
 //! latest backup ([`crate::backup::Backups::restore`]); any other strategy
 //! starts empty. On a replicated strategy the primary's host is lost and
-//! the service fails over to the replica ([`crate::hosts`]).
+//! the service fails over to the replica ([`crate::hosts`]); on shared
+//! storage (`glusterfs-replica`) the volume survives, and a new container
+//! starts on another host's mount of it ([`crate::hosts::shared`]).
 
 use super::{Behaviour, Cx, FaultError, Recovered, fired};
 use crate::hosts;
@@ -14,6 +16,7 @@ pub struct HostLoss;
 
 impl Behaviour for HostLoss {
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
+        hosts::shared::start_record(cx.deployment);
         if let Some(primary) = cx.deployment.addr()
             && let Some(cluster) = cx.deployment.cluster_mut()
         {
@@ -27,6 +30,9 @@ impl Behaviour for HostLoss {
             if cx.deployment.cluster().is_some() {
                 return Ok(hosts::lose_primary(cx.deployment, cx.workload).await?);
             }
+            if cx.deployment.storage().gluster().is_some() {
+                return Ok(hosts::shared::lose_host(cx.deployment, cx.workload).await?);
+            }
             // The host is gone at once: no graceful anything.
             cx.deployment.kill().await?;
             cx.deployment.remove().await?;
@@ -37,6 +43,12 @@ impl Behaviour for HostLoss {
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
         Box::pin(async move {
+            if cx.deployment.storage().gluster().is_some() {
+                return fired(
+                    "the database's host was lost (killed, its container removed, its client mount of the shared \
+                     volume gone); the volume stayed on its storage hosts",
+                );
+            }
             let Some(record) = cx.deployment.cluster().map(|c| c.record()) else {
                 return fired("the server was killed, its container removed and its data destroyed");
             };
@@ -49,6 +61,10 @@ impl Behaviour for HostLoss {
             if cx.deployment.cluster().is_some() {
                 let replication = hosts::fail_over(cx.deployment).await?;
                 return Ok(Recovered { restored: None, replication: Some(replication) });
+            }
+            if cx.deployment.storage().gluster().is_some() {
+                let record = hosts::shared::fail_over(cx.deployment, cx.workload).await?;
+                return Ok(Recovered { restored: None, replication: Some(record) });
             }
             let restored = match cx.backups.as_deref_mut() {
                 Some(backups) => Some(backups.restore(cx.deployment).await?),

@@ -24,10 +24,12 @@
 //! | `torn-write` | | aims the cut: a `torn:<mode>` rule and a cut armed to land right after the next write of two or more sectors that is not synced at once, within [`power::AIM_DEADLINE`]; SIGKILL | as `host-kill` |
 //! | `disk-full` | `enospc:<disk-full-after>` | nothing more: the disk filled during the load | clear the rules (space freed), restart the container (graceful stop, start) |
 //! | `io-error` | the scenario's `eio` rule; a failed `fsync` behaves as on ext4 (the unwritten data is marked clean, lost at a cut) | nothing more: the error hit during the load | clear the rules, freeze the server if it runs, cut the power, SIGKILL, remount, start: what the server believed durable is checked |
-//! | `crash-states` | | once something is unsynced: freeze the container, capture the crash point (a copy of the durable base and the unsynced history), cut the power, SIGKILL | as `host-kill`; then every explored crash state of the point is checked on its own storage ([`crate::explore`]) |
+//! | `crash-states` | with `[explore] points` a trigger: arm the fault filesystem to capture crash points at matching calls, when they arrive | once something is unsynced: freeze the container, capture the crash point (a copy of the durable base and the unsynced history), cut the power, SIGKILL (with a trigger: freeze, cut, SIGKILL) | as `host-kill`; then every explored crash state of the point is checked on its own storage ([`crate::explore`]) |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
 //! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for `[faults] partition` (1 s), the load going on; read the lag; heal | wait until the replica applied everything |
 //! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
+//! | `storage-node-loss` (`glusterfs-replica` only) | | one storage host lost (SIGKILL, container removed, brick destroyed), the load going on for [`storage_node::LOAD_AFTER_LOSS`] | kill the server, start it on a fresh client mount of the volume |
+//! | `host-loss` on `glusterfs-replica` | | the database killed and removed, the host's client mount gone (the volume stays), a monitor timing its detection | fail over: another host mounts the volume, a new container on it, the first acknowledged write timed ([`crate::hosts::shared`]) |
 //! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::hosts`]) |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
@@ -83,10 +85,11 @@ pub mod disk;
 pub mod host_loss;
 pub mod partition;
 pub mod power;
+pub mod storage_node;
 
 use crate::backup::{Backups, Restored};
 use crate::run::deployment::{Deployment, DeploymentError};
-use crate::scenario::FaultsSection;
+use crate::scenario::{ExploreSection, FaultsSection};
 use crate::storage::faultmount::FaultMountError;
 use crate::storage::{Strategy, StrategyDef, UnderData};
 use crashlab_reports::Fired;
@@ -110,6 +113,7 @@ pub enum Fault {
     CrashStates,
     Partition,
     PartitionFailover,
+    StorageNodeLoss,
 }
 
 /// Seconds a graceful stop waits before Docker kills the server.
@@ -136,6 +140,8 @@ pub enum FaultError {
 pub struct Cx<'a> {
     pub deployment: &'a mut Deployment,
     pub knobs: &'a FaultsSection,
+    /// Where and how `crash-states` takes its crash points.
+    pub explore: &'a ExploreSection,
     pub workload: &'a dyn Workload,
     /// The cell's backups, for strategies that take them.
     pub backups: Option<&'a mut Backups>,
@@ -180,6 +186,14 @@ pub trait Behaviour: Sync {
             Disk::NotNeeded => None,
             Disk::Needed { on_memory } => needs_a_disk(strategy, on_memory),
         }
+    }
+
+    /// Whether the fault strikes during the load and the service is meant
+    /// to go on accepting writes after it (a storage host lost under a
+    /// replicated volume). A cycle whose load then had nothing acknowledged
+    /// after the loss tested nothing of it, and is `error`.
+    fn load_goes_on(&self) -> bool {
+        false
     }
 
     /// Installs what must be active during the load. Called after the
@@ -241,7 +255,7 @@ fn needs_a_disk(strategy: &StrategyDef, in_memory: bool) -> Option<&'static str>
 }
 
 impl Fault {
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Fault::ProcessKill,
         Fault::Restart,
         Fault::Recreate,
@@ -253,6 +267,7 @@ impl Fault {
         Fault::CrashStates,
         Fault::Partition,
         Fault::PartitionFailover,
+        Fault::StorageNodeLoss,
     ];
 
     /// The implementation of this fault.
@@ -269,6 +284,7 @@ impl Fault {
             Fault::CrashStates => &crash_states::CrashStates,
             Fault::Partition => &partition::Partition,
             Fault::PartitionFailover => &partition::PartitionFailover,
+            Fault::StorageNodeLoss => &storage_node::StorageNodeLoss,
         }
     }
 
@@ -285,6 +301,7 @@ impl Fault {
             Fault::CrashStates => "crash-states",
             Fault::Partition => "partition",
             Fault::PartitionFailover => "partition-failover",
+            Fault::StorageNodeLoss => "storage-node-loss",
         }
     }
 
@@ -352,6 +369,9 @@ mod tests {
             assert!(f.unsupported_on(Strategy::ReplicaAsync).is_none());
             assert!(f.unsupported_on(Strategy::ReplicaSemisync).is_none());
         }
+        assert!(Fault::StorageNodeLoss.unsupported_on(Strategy::GlusterfsReplica).is_none());
+        assert!(Fault::StorageNodeLoss.unsupported_on(Strategy::NamedVolume).is_some());
+        assert!(Fault::StorageNodeLoss.unsupported_on(Strategy::ReplicaSemisync).is_some());
         for s in [Strategy::BindMount, Strategy::NamedVolume] {
             for f in [Fault::HostKill, Fault::TornWrite, Fault::DiskFull, Fault::IoError] {
                 assert!(f.needs_faultfs(s) && f.unsupported_on(s).is_none(), "{s}/{f}");

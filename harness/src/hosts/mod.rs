@@ -28,6 +28,12 @@
 //! The runner then verifies the new primary with the same oracle. A
 //! deployment that lost a host is rebuilt before the next cycle
 //! ([`crate::run::deployment::Deployment::degraded`]).
+//!
+//! Shared storage (`glusterfs-replica`) fails over without a replica: a
+//! new container starts on another host's mount of the same volume
+//! ([`shared`]).
+
+pub mod shared;
 
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
@@ -335,21 +341,19 @@ async fn seed_replica(
     Ok(uploaded?)
 }
 
-/// `host-loss` of the primary's host: reads the lag and the synchronous
-/// replication state just before, then kills, removes and destroys the
-/// primary while a monitor probes it.
-pub async fn lose_primary(d: &mut Deployment, workload: &dyn Workload) -> Result<(), HostsError> {
-    let primary = d.addr().ok_or(HostsError::Failover("the primary is not running"))?;
-    let cluster = d.cluster_mut().ok_or(HostsError::Failover("the deployment has one host"))?;
-    let fault_started = *cluster.fault_started.get_or_insert_with(Instant::now);
-    cluster.stop_sampling();
-    cluster.lag_at_fault(primary).await;
-    cluster.sync_at_fault(primary).await;
-    let killed = Instant::now();
-    cluster.record.host_lost_after_ms = Some(killed.duration_since(fault_started).as_secs_f64() * 1e3);
+/// Kills the host of the server at `addr` (SIGKILL, the container removed,
+/// its storage lost) while a monitor probes the server every
+/// [`MONITOR_INTERVAL`]; returns the detection time: from `killed` to the
+/// first probe that failed or timed out.
+pub(crate) async fn kill_while_probing(
+    d: &mut Deployment,
+    workload: &dyn Workload,
+    addr: SocketAddr,
+    killed: Instant,
+) -> Result<Duration, HostsError> {
     let monitor = async {
         loop {
-            match tokio::time::timeout(QUERY_TIMEOUT, workload.probe(primary)).await {
+            match tokio::time::timeout(QUERY_TIMEOUT, workload.probe(addr)).await {
                 Ok(Ok(())) => tokio::time::sleep(MONITOR_INTERVAL).await,
                 _ => return killed.elapsed(),
             }
@@ -363,6 +367,22 @@ pub async fn lose_primary(d: &mut Deployment, workload: &dyn Workload) -> Result
     };
     let (detected, damage) = tokio::join!(monitor, damage);
     damage?;
+    Ok(detected)
+}
+
+/// `host-loss` of the primary's host: reads the lag and the synchronous
+/// replication state just before, then kills, removes and destroys the
+/// primary while a monitor probes it.
+pub async fn lose_primary(d: &mut Deployment, workload: &dyn Workload) -> Result<(), HostsError> {
+    let primary = d.addr().ok_or(HostsError::Failover("the primary is not running"))?;
+    let cluster = d.cluster_mut().ok_or(HostsError::Failover("the deployment has one host"))?;
+    let fault_started = *cluster.fault_started.get_or_insert_with(Instant::now);
+    cluster.stop_sampling();
+    cluster.lag_at_fault(primary).await;
+    cluster.sync_at_fault(primary).await;
+    let killed = Instant::now();
+    cluster.record.host_lost_after_ms = Some(killed.duration_since(fault_started).as_secs_f64() * 1e3);
+    let detected = kill_while_probing(d, workload, primary, killed).await?;
     let cluster = d.cluster_mut().expect("checked above");
     cluster.record.failover = Some(FailoverTimes { detection_ms: detected.as_secs_f64() * 1e3, ..Default::default() });
     Ok(())
@@ -464,10 +484,11 @@ pub fn describe(record: &ReplicationCycle, what: &str) -> String {
         text.push_str(&if s.fell_back {
             format!(
                 "; semi-sync FELL BACK to asynchronous (on: {}, {} commit(s) answered without the replica)",
-                s.on, s.unacknowledged
+                s.on,
+                s.unacknowledged.map_or("an uncounted number of".to_owned(), |n| n.to_string())
             )
-        } else if s.acknowledged > 0 {
-            format!("; semi-sync held: {} commit(s) acknowledged by the replica", s.acknowledged)
+        } else if let Some(n) = s.acknowledged.filter(|&n| n > 0) {
+            format!("; semi-sync held: {n} commit(s) acknowledged by the replica")
         } else {
             "; synchronous replication in force".to_owned()
         });

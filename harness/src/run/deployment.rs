@@ -142,11 +142,15 @@ impl Deployment {
         self.cluster = Some(Box::new(cluster));
     }
 
-    /// Whether the deployment lost a host (and failed over): it serves,
-    /// but with less than it was built with, and is rebuilt before
-    /// another cycle runs on it.
+    /// Whether the deployment lost a host (and failed over) or a storage
+    /// host: it serves, but with less than it was built with, and is
+    /// rebuilt before another cycle runs on it.
     pub fn degraded(&self) -> bool {
-        self.cluster.as_ref().is_some_and(|c| c.lost_a_host())
+        self.cluster.as_ref().is_some_and(|c| c.lost_a_host()) || self.storage.degraded()
+    }
+
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        &mut self.storage
     }
 
     /// Failover: the replica's deployment becomes this one (the service),
@@ -260,8 +264,19 @@ impl Deployment {
         // harness never talks to the bridge network's private addresses.
         let host_port = self.pinned_port.map(|p| p.to_string()).unwrap_or_default();
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
+        let mut mounts = self.storage.mounts(&self.run, &self.spec.data_dir);
+        // The user's own files (a configuration a Compose file binds in),
+        // read-only: a run must never change them.
+        mounts.extend(self.spec.binds.iter().map(|b| bollard::models::Mount {
+            source: Some(b.source.clone()),
+            target: Some(b.target.clone()),
+            typ: Some(bollard::models::MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        }));
         let config = ContainerCreateBody {
             image: Some(self.image.clone().unwrap_or_else(|| self.spec.image.clone())),
+            user: self.spec.user.clone(),
             hostname: self.network.as_ref().map(|(_, alias)| alias.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
             stop_signal: self.spec.stop_signal.clone(),
@@ -269,7 +284,7 @@ impl Deployment {
             labels: Some(self.run.labels()),
             exposed_ports: Some(vec![port_key.clone()]),
             host_config: Some(HostConfig {
-                mounts: Some(self.storage.mounts(&self.run, &self.spec.data_dir)),
+                mounts: Some(mounts),
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
                 nano_cpus: self.limits.cpus.map(|c| (c * 1e9).round() as i64),
                 memory: self.limits.memory.map(|m| m as i64),
@@ -378,6 +393,19 @@ impl Deployment {
         Ok(inspect.state.and_then(|s| s.running).unwrap_or(false))
     }
 
+    /// The server's newest `max` error lines, by `workload`'s log format,
+    /// over the container's recent output (every start of it), joined on
+    /// one line and cut to `chars`; `None` when it printed none.
+    pub async fn server_errors(
+        &self,
+        workload: &dyn crashlab_workloads::Workload,
+        max: usize,
+        chars: usize,
+    ) -> Option<String> {
+        let errors = workload.server_errors(&self.logs_tail(400).await, max);
+        (!errors.is_empty()).then(|| folded(&errors.join(" / "), chars))
+    }
+
     /// The container's last lines of output, for a verdict's detail.
     pub async fn logs_tail(&self, lines: usize) -> String {
         match self.container.as_deref() {
@@ -389,6 +417,27 @@ impl Deployment {
     /// Runs `workload`'s in-container integrity tool, if it has one and the
     /// dataset is there, and folds a failure into the observation's engine
     /// check. `Err` only when the tool could not be run at all.
+    /// Reads the data back through `workload`, runs the engine's own
+    /// integrity tool on it and checks it against `log`: the verify step of
+    /// a cycle, of a crash state and of a second look. `Err` says what
+    /// could not be done.
+    pub async fn verify(
+        &self,
+        workload: &dyn crashlab_workloads::Workload,
+        addr: SocketAddr,
+        log: &crashlab_workloads::AckLog,
+        accounts: u32,
+    ) -> Result<crate::checker::Check, String> {
+        let mut observation = workload
+            .observe(addr)
+            .await
+            .map_err(|e| format!("could not read the data back: {}", crate::run::runner::error_chain(&e)))?;
+        self.run_engine_check(workload, &mut observation)
+            .await
+            .map_err(|e| format!("could not run the engine's integrity tool: {e}"))?;
+        Ok(crate::checker::check(log, &observation, accounts))
+    }
+
     pub async fn run_engine_check(
         &self,
         workload: &dyn crashlab_workloads::Workload,
@@ -440,4 +489,9 @@ impl Deployment {
         }
         torn
     }
+}
+
+/// `text` on one line (runs of white space made one space), cut to `chars`.
+pub fn folded(text: &str, chars: usize) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(chars).collect()
 }

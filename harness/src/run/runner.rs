@@ -18,7 +18,6 @@
 //! decide the next.
 
 use crate::backup::Backups;
-use crate::checker::check;
 use crate::docker::Docker;
 use crate::faults::Cx;
 use crate::run::RunContext;
@@ -29,7 +28,7 @@ use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
 use crashlab_reports::{
     BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
-use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
+use crashlab_workloads::{LoadConfig, Outcome, Workload, latency_histogram};
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -39,6 +38,15 @@ use tokio::sync::watch;
 
 /// How long load clients get to notice a stop before they are aborted.
 const CLIENT_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest a second look at a broken dataset waits for the engine to
+/// finish its own recovery.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a second look asks whether the engine is still recovering.
+const SETTLE_POLL: Duration = Duration::from_millis(200);
+/// The wait before a second look when the workload cannot tell whether its
+/// engine is still recovering.
+const SETTLE_BLIND: Duration = Duration::from_secs(5);
 
 /// The phases of a cycle, as shown in progress output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +282,56 @@ impl Runner<'_> {
         Ok(d)
     }
 
+    /// Reads a broken dataset back again and checks it again, once the
+    /// engine says it has finished its own recovery (polled up to
+    /// [`SETTLE_TIMEOUT`]), or [`SETTLE_BLIND`] later when the workload
+    /// cannot tell; says what it found, for the cycle's detail. The first
+    /// look came as soon as the server answered, which with InnoDB may be
+    /// while it still rolls back the transactions it recovered.
+    async fn second_look(
+        &self,
+        deployment: &Deployment,
+        addr: SocketAddr,
+        log: &crashlab_workloads::AckLog,
+        accounts: u32,
+    ) -> String {
+        let waited = Instant::now();
+        let mut at_first = None;
+        let settled = loop {
+            match self.workload.recovering(addr).await {
+                Ok(None) => {
+                    tokio::time::sleep(SETTLE_BLIND).await;
+                    break "whether the server had finished its recovery unknown";
+                }
+                Ok(Some(recovering)) => {
+                    let at_first = *at_first.get_or_insert(recovering);
+                    if !recovering {
+                        break if at_first {
+                            "once the server had finished its recovery (still under way when the first look ended)"
+                        } else {
+                            "the server's recovery already over when the first look ended"
+                        };
+                    }
+                    if waited.elapsed() >= SETTLE_TIMEOUT {
+                        break "the server still recovering";
+                    }
+                    tokio::time::sleep(SETTLE_POLL).await;
+                }
+                Err(e) => return format!("a second look failed: could not ask the server: {}", error_chain(&e)),
+            }
+        };
+        let again = match deployment.verify(&*self.workload, addr, log, accounts).await {
+            Ok(found) => found,
+            Err(e) => return format!("a second look failed: {e}"),
+        };
+        let found = if again.detail.is_empty() {
+            again.verdict.to_string()
+        } else {
+            format!("{} ({})", again.verdict, again.detail)
+        };
+        format!("a second look {:.1} s later, {settled}, found: {found}", waited.elapsed().as_secs_f64())
+    }
+
     async fn wait_ready(&self, d: &Deployment) -> Result<SocketAddr, NotReady> {
         d.wait_ready(&*self.workload, self.scenario.workload.ready_timeout, Some(&self.cancel)).await
     }
@@ -361,8 +419,9 @@ impl Runner<'_> {
         }
         let behaviour = cell.fault.behaviour();
         let knobs = &self.scenario.faults;
+        let explore = &self.scenario.explore;
         let workload = &*self.workload;
-        let armed = behaviour.arm(&mut Cx { deployment, knobs, workload, backups: None });
+        let armed = behaviour.arm(&mut Cx { deployment, knobs, explore, workload, backups: None });
         if let Err(e) = armed {
             return fail(report, format!("could not arm {}: {}", cell.fault, error_chain(&e)));
         }
@@ -397,7 +456,7 @@ impl Runner<'_> {
             // The fault lands while clients are mid-transaction; they are
             // told to stop only once the damage is done.
             let fault_started = Instant::now();
-            let injected = behaviour.inject(&mut Cx { deployment, knobs, workload, backups: None }).await;
+            let injected = behaviour.inject(&mut Cx { deployment, knobs, explore, workload, backups: None }).await;
             let fault_done = Instant::now();
             let _ = stop_tx.send(true);
             (injected, backups_ended, fault_started, fault_done, load_s)
@@ -424,7 +483,7 @@ impl Runner<'_> {
 
         // A cycle is evidence only when writes were at stake and the fault
         // did what it names; otherwise it is `error`, never a pass.
-        let fired = behaviour.fired(&mut Cx { deployment, knobs, workload, backups: None }).await;
+        let fired = behaviour.fired(&mut Cx { deployment, knobs, explore, workload, backups: None }).await;
         report.fired = Some(fired.clone());
         if report.acked_writes == 0 {
             let why = load.client_errors.first().map_or_else(
@@ -439,7 +498,7 @@ impl Runner<'_> {
 
         phase(reporter, Phase::Recover);
         let recovered =
-            behaviour.recover(&mut Cx { deployment, knobs, workload, backups: backups.as_deref_mut() }).await;
+            behaviour.recover(&mut Cx { deployment, knobs, explore, workload, backups: backups.as_deref_mut() }).await;
         let restored = match recovered {
             Ok(r) => {
                 report.replication = r.replication;
@@ -467,25 +526,36 @@ impl Runner<'_> {
 
         phase(reporter, Phase::Verify);
         let verify_started = Instant::now();
-        let mut observation = match self.workload.observe(addr).await {
-            Ok(o) => o,
-            Err(e) => return fail(report, format!("could not read the data back: {}", error_chain(&e))),
+        let found = match deployment.verify(workload, addr, &load.log, config.accounts).await {
+            Ok(found) => found,
+            Err(e) => return fail(report, e),
         };
-        if let Err(e) = deployment.run_engine_check(workload, &mut observation).await {
-            return fail(report, format!("could not run the engine's integrity tool: {e}"));
-        }
-        let found = check(&load.log, &observation, config.accounts);
         report.verdict = found.verdict;
         report.lost_acked_writes = found.lost;
         report.in_doubt_writes = found.in_doubt;
         report.invariant_violations = found.violations;
-        let notes: Vec<String> = [Some(found.detail.clone()), behaviour.detail(&fired)]
+        // A broken dataset comes with what the server itself said about it
+        // since it came back: the first clue for whoever reads the report.
+        let broken = found.verdict >= Verdict::Inconsistent && found.verdict != Verdict::Error;
+        let server_said = if broken {
+            deployment.server_errors(workload, 3, 600).await.map(|said| format!("the server's newest errors: {said}"))
+        } else {
+            None
+        };
+        // The verdict is what a client connecting at once saw; whether the
+        // damage outlasts the engine's own recovery is evidence beside it.
+        let second_look =
+            if broken { Some(self.second_look(deployment, addr, &load.log, config.accounts).await) } else { None };
+        let notes: Vec<String> = [Some(found.detail.clone()), behaviour.detail(&fired), server_said, second_look]
             .into_iter()
             .flatten()
             .filter(|d| !d.is_empty())
             .collect();
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
+        // Cycles are numbered from 1 in the reports and the replay command.
+        let keeper =
+            crate::replay::Keeper::new(&self.run, &cell_id(self.scenario, cell), cycle + 1, &self.scenario.workload);
         let oracle = crate::explore::Oracle {
             log: &load.log,
             epoch: load.epoch,
@@ -494,8 +564,10 @@ impl Runner<'_> {
             cancel: &self.cancel,
             bounds: &self.scenario.explore,
             seed: config.seed,
+            replay: Some(&keeper),
         };
-        if let Some(explored) = behaviour.explore(&mut Cx { deployment, knobs, workload, backups: None }, &oracle).await
+        if let Some(explored) =
+            behaviour.explore(&mut Cx { deployment, knobs, explore, workload, backups: None }, &oracle).await
         {
             crate::explore::fold(&mut report, explored);
         }
@@ -505,6 +577,19 @@ impl Runner<'_> {
             // nothing: the last surviving commit is old, yet none was lost.
             let lost_at = fault_us + (r.host_lost_after_ms.unwrap_or(0.0) * 1e3) as u64;
             r.rpo_s = Some(if found.lost == 0 { 0.0 } else { found.rpo_s(lost_at) });
+            if r.host_lost_after_ms.is_some() {
+                let after = load.log.entries.iter().zip(&load.log.times);
+                let acked = after.filter(|((_, o), span)| *o == Outcome::Acked && span.end_us > lost_at).count();
+                r.acked_after_loss = Some(acked as u64);
+                if acked == 0 && behaviour.load_goes_on() && report.verdict != Verdict::Error {
+                    report.detail = format!(
+                        "nothing was acknowledged after the storage host was lost, so the cycle tested nothing of the \
+                         loss (writes stalled or the load ended first); {}",
+                        report.detail
+                    );
+                    report.verdict = Verdict::Error;
+                }
+            }
         }
         if let Some(b) = backups {
             let load_us = (load_s * 1e6) as u64;
@@ -560,6 +645,7 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
         cycle_details: cycles,
         fault_rules,
         backup: None,
+        family: Some(cell.strategy.def().family()),
     }
 }
 

@@ -16,7 +16,8 @@
 
 use crate::run::journal::{Entry, Journal};
 use crashlab_faultfs::{
-    FaultConfig, FaultFs, FaultHandle, FaultRule, FsyncFailure, History, MountError, MountedFs, Stats,
+    CaptureCounts, CapturePlan, FaultConfig, FaultFs, FaultHandle, FaultRule, FsyncFailure, History, MountError,
+    MountedFs, Stats, Trigger,
 };
 use crashlab_reports::FaultFsCycle;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,22 @@ pub struct FaultMount {
     points: Vec<CrashPoint>,
     /// Crash points captured so far, for unique directory names.
     captured: u64,
+    /// Crash points the fault filesystem captured inside the load, taken
+    /// from it when the plan stopped.
+    captures: Vec<Captured>,
+    /// What the last plan saw.
+    capture_counts: CaptureCounts,
+}
+
+/// A crash point captured inside the load, at a call the plan's trigger
+/// matched ([`FaultMount::capture_at`]).
+#[derive(Debug)]
+pub struct Captured {
+    pub point: CrashPoint,
+    /// The call, e.g. `fsync #12 of /test/bank.ibd`.
+    pub label: String,
+    /// Why the durable base could not be copied, if it could not.
+    pub error: Option<String>,
 }
 
 /// A crash point: a copy of the durable base (the backing directory, with
@@ -135,6 +152,8 @@ impl FaultMount {
             cut_recorded: false,
             points: vec![],
             captured: 0,
+            captures: vec![],
+            capture_counts: CaptureCounts::default(),
         };
         fs.mount()?;
         Ok(fs)
@@ -270,6 +289,53 @@ impl FaultMount {
         Ok(self.points.last().expect("pushed above"))
     }
 
+    /// Arms crash points inside the load: at most `max_points` of the calls
+    /// `trigger` matches while something is unsynced, every `every`th
+    /// after an offset seeded by the mount's seed (see
+    /// [`crashlab_faultfs::capture`]), each captured by the fault
+    /// filesystem in the call's handler into a directory beside the backing
+    /// directory. Points left from an earlier plan are removed.
+    pub fn capture_at(&mut self, trigger: Trigger, max_points: u32, every: u32) -> Result<(), FaultMountError> {
+        for old in std::mem::take(&mut self.captures) {
+            remove_point(&old.point.base);
+        }
+        let into = self.backing.with_file_name(format!("points-{}", self.captured));
+        self.captured += 1;
+        let plan = CapturePlan { trigger, max_points, every, seed: self.seed, into };
+        self.handle()?.capture_at(plan);
+        self.capture_counts = CaptureCounts::default();
+        Ok(())
+    }
+
+    /// Disarms the plan and keeps what it captured for
+    /// [`Self::take_captures`].
+    pub fn stop_capture(&mut self) -> Result<(), FaultMountError> {
+        let handle = self.handle()?;
+        self.capture_counts = handle.stop_capture();
+        self.captures.extend(handle.take_captures().into_iter().map(|c| Captured {
+            point: CrashPoint { base: c.base, history: c.history, at: c.at },
+            label: c.label,
+            error: c.error,
+        }));
+        Ok(())
+    }
+
+    /// What the last plan saw: candidates, captures, calls with nothing
+    /// unsynced.
+    pub fn capture_counts(&self) -> CaptureCounts {
+        self.capture_counts
+    }
+
+    /// The points captured inside the load and not yet taken.
+    pub fn captures(&self) -> &[Captured] {
+        &self.captures
+    }
+
+    /// The points captured inside the load, for checking.
+    pub fn take_captures(&mut self) -> Vec<Captured> {
+        std::mem::take(&mut self.captures)
+    }
+
     /// The crash points captured and not yet taken.
     pub fn crash_points(&self) -> &[CrashPoint] {
         &self.points
@@ -380,6 +446,14 @@ impl Drop for FaultMount {
             let _ = crashlab_faultfs::unmount_stale(&self.mountpoint);
             std::thread::spawn(move || drop(mounted));
         }
+    }
+}
+
+fn remove_point(base: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(base)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("could not remove the crash point {}: {e}", base.display());
     }
 }
 

@@ -33,6 +33,13 @@
 //! | `streaming-async` | a named volume per host | once durable on the primary; the standby streams it (PostgreSQL) |
 //! | `streaming-sync` | a named volume per host | once the standby flushed it too (`synchronous_standby_names`) |
 //!
+//! The shared strategy keeps the data on storage hosts that any host can
+//! mount ([`gluster`]):
+//!
+//! | strategy | data on | survives |
+//! |---|---|---|
+//! | `glusterfs-replica` | a replicated GlusterFS volume (replica 3) on three storage hosts, mounted with the FUSE client | the database's host (a new container on another host's mount), one storage host |
+//!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
 //! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over
@@ -42,6 +49,7 @@
 
 pub mod btrfs;
 pub mod faultmount;
+pub mod gluster;
 mod strategy;
 
 pub use strategy::{DataOn, Strategy, StrategyDef, TABLE, UnderData};
@@ -50,6 +58,7 @@ use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::storage::btrfs::{BtrfsError, BtrfsPool};
 use crate::storage::faultmount::{FaultMount, FaultMountError};
+use crate::storage::gluster::{GlusterError, GlusterVolume};
 use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,6 +85,8 @@ pub enum StorageError {
     FaultFs(#[from] FaultMountError),
     #[error(transparent)]
     Btrfs(#[from] BtrfsError),
+    #[error(transparent)]
+    Gluster(#[from] GlusterError),
 }
 
 /// Size of the sparse image under a `btrfs-snapshot` cell's pool, beyond
@@ -135,6 +146,9 @@ pub struct Storage {
     faultfs: Option<FaultMount>,
     /// `btrfs-snapshot`: the pool, and the subvolume the volume binds.
     btrfs: Option<(Arc<BtrfsPool>, String)>,
+    /// `glusterfs-replica`: the storage hosts, the volume and the host's
+    /// client mount.
+    gluster: Option<GlusterVolume>,
     /// Times the data was provisioned again after a host loss.
     generation: u32,
     options: ProvisionOptions,
@@ -164,6 +178,7 @@ impl Storage {
             host_dir: None,
             faultfs: None,
             btrfs: None,
+            gluster: None,
             generation: 0,
             options,
         };
@@ -259,6 +274,16 @@ impl Storage {
                 self.volume = Some(name.clone());
                 docker.create_bind_volume(&name, run.labels(), &device).await?;
             }
+            DataOn::Gluster => {
+                // The volume outlives a host: a reprovision after a host
+                // loss is another host's fresh client mount of it.
+                let volume = match self.gluster.take() {
+                    Some(volume) => volume,
+                    None => GlusterVolume::create(docker, run, &self.name).await?,
+                };
+                let volume = self.gluster.insert(volume);
+                volume.mount(run).await?;
+            }
             DataOn::WritableLayer | DataOn::AnonymousVolume | DataOn::Tmpfs => {}
         }
         Ok(())
@@ -268,8 +293,13 @@ impl Storage {
     /// host directory or the live subvolume. Backups kept elsewhere (tar
     /// files and the object store under the run directory, the btrfs
     /// pool's read-only snapshots, which stand for a volume plugin's
-    /// off-host snapshots) stay. Containers using the data must be gone.
+    /// off-host snapshots) stay, and so does a GlusterFS volume, which
+    /// lives on its storage hosts: only the host's client mount goes.
+    /// Containers using the data must be gone.
     pub async fn lose(&mut self, docker: &Docker) -> Result<(), StorageError> {
+        if let Some(volume) = self.gluster.as_mut() {
+            volume.unmount()?;
+        }
         if let Some(volume) = self.volume.take() {
             docker.remove_volume(&volume).await?;
         }
@@ -306,6 +336,22 @@ impl Storage {
         self.btrfs.as_ref().map(|(pool, subvolume)| (pool, subvolume.as_str()))
     }
 
+    /// `glusterfs-replica`'s volume and its storage hosts.
+    pub fn gluster(&self) -> Option<&GlusterVolume> {
+        self.gluster.as_ref()
+    }
+
+    pub fn gluster_mut(&mut self) -> Option<&mut GlusterVolume> {
+        self.gluster.as_mut()
+    }
+
+    /// Whether the storage serves with less than it was built with (a
+    /// storage host lost), so that the deployment is rebuilt before the
+    /// next cycle.
+    pub fn degraded(&self) -> bool {
+        self.gluster.as_ref().is_some_and(GlusterVolume::degraded)
+    }
+
     /// The mounts a container on this storage gets at `data_dir`.
     pub fn mounts(&self, run: &RunContext, data_dir: &str) -> Vec<Mount> {
         let target = Some(data_dir.to_owned());
@@ -323,6 +369,12 @@ impl Storage {
             DataOn::HostDir => vec![Mount {
                 target,
                 source: self.host_dir.as_ref().map(|p| p.display().to_string()),
+                typ: Some(MountType::BIND),
+                ..Default::default()
+            }],
+            DataOn::Gluster => vec![Mount {
+                target,
+                source: self.gluster.as_ref().and_then(GlusterVolume::data_path).map(|p| p.display().to_string()),
                 typ: Some(MountType::BIND),
                 ..Default::default()
             }],
@@ -344,6 +396,9 @@ impl Storage {
     /// filesystem before its directories go. Containers using it must be
     /// gone first.
     pub async fn teardown(mut self, docker: &Docker) -> Result<(), StorageError> {
+        if let Some(volume) = self.gluster.take() {
+            volume.teardown().await?;
+        }
         if let Some(volume) = &self.volume {
             docker.remove_volume(volume).await?;
         }
@@ -380,4 +435,34 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BtrfsError> + Send + 'static,
 ) -> Result<T, BtrfsError> {
     tokio::task::spawn_blocking(f).await.expect("btrfs call panicked")
+}
+
+/// Bytes of the regular files under `dir`, as stored; what cannot be read
+/// counts 0, and links are not followed. A backup repository's growth and
+/// the crash points kept for replay are measured with it.
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod dir_size_tests {
+    use super::dir_size;
+
+    #[test]
+    fn a_directory_measures_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data/00")).unwrap();
+        std::fs::write(dir.path().join("config"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("data/00/pack"), [0u8; 4000]).unwrap();
+        assert_eq!(dir_size(dir.path()), 4100);
+        assert_eq!(dir_size(&dir.path().join("absent")), 0);
+    }
 }

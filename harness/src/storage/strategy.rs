@@ -5,6 +5,7 @@
 //! report's words) reads it.
 
 use crate::backup::Method;
+use crashlab_reports::Family;
 pub use crashlab_workloads::replication::Mode as Replication;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,7 @@ pub enum Strategy {
     ReplicaSemisync,
     StreamingAsync,
     StreamingSync,
+    GlusterfsReplica,
 }
 
 /// What is mounted at the workload's data directory.
@@ -51,9 +53,32 @@ pub enum DataOn {
     /// A named volume on the primary's host, replicated to a replica on
     /// another host with its own named volume ([`crate::hosts`]).
     Replicated(Replication),
+    /// A replicated GlusterFS volume on three storage hosts, mounted on the
+    /// harness's host with the FUSE client and bound into the container
+    /// ([`crate::storage::gluster`]): shared storage, which a container on
+    /// another host can start on.
+    Gluster,
 }
 
 impl DataOn {
+    /// How the data outlives its host when nothing else copies it: the
+    /// report's [`Family`] of a strategy without backups. A new kind of
+    /// place declares its family here (a volume several hosts mount is
+    /// [`Family::Shared`]); the match has no catch-all so that the
+    /// compiler asks.
+    pub fn family(self) -> Family {
+        match self {
+            DataOn::WritableLayer
+            | DataOn::AnonymousVolume
+            | DataOn::NamedVolume
+            | DataOn::HostDir
+            | DataOn::Tmpfs
+            | DataOn::BtrfsSubvolume => Family::SingleHost,
+            DataOn::Replicated(_) => Family::Replicated,
+            DataOn::Gluster => Family::Shared,
+        }
+    }
+
     /// How the data is replicated to another host, when it is.
     pub fn replication(self) -> Option<Replication> {
         match self {
@@ -96,7 +121,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 16] = [
+pub const TABLE: [StrategyDef; 17] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -239,7 +264,28 @@ pub const TABLE: [StrategyDef; 16] = [
         backup: None,
         describes: "a named volume on the primary's host; a commit waits for a synchronous standby on another host",
     },
+    StrategyDef {
+        strategy: Strategy::GlusterfsReplica,
+        name: "glusterfs-replica",
+        data_on: DataOn::Gluster,
+        under: UnderData::Unreachable(
+            "the data lives on three storage hosts' bricks behind GlusterFS's FUSE client, not on the fault \
+             filesystem; run `host-loss` and `storage-node-loss` on it",
+        ),
+        backup: None,
+        describes: "a replicated GlusterFS volume on three storage hosts, shared by the hosts that mount it",
+    },
 ];
+
+impl StrategyDef {
+    /// How the strategy protects the data against the loss of its host,
+    /// for the report: taking backups makes it [`Family::Backup`],
+    /// whatever the live data sits on; otherwise its place decides
+    /// ([`DataOn::family`]).
+    pub fn family(&self) -> Family {
+        if self.backup.is_some() { Family::Backup } else { self.data_on.family() }
+    }
+}
 
 impl Strategy {
     /// Every strategy, in [`TABLE`] order.
@@ -300,6 +346,22 @@ mod tests {
             // Committing a container keeps its writable layer, nothing mounted.
             let on_layer = def.backup == Some(Method::CommitImage) && def.data_on == DataOn::WritableLayer;
             assert!(on_volume || on_layer, "{}", def.name);
+        }
+    }
+
+    #[test]
+    fn each_strategy_has_the_family_its_definition_implies() {
+        let family = |s: Strategy| s.def().family();
+        for s in [Strategy::ContainerLayer, Strategy::NamedVolume, Strategy::BindMount, Strategy::Tmpfs] {
+            assert_eq!(family(s), Family::SingleHost, "{s}");
+        }
+        // Backups decide over the place: commit-image's data is in the
+        // writable layer, btrfs-snapshot's on a subvolume.
+        for s in [Strategy::BackupHot, Strategy::BtrfsSnapshot, Strategy::BackupRestic, Strategy::CommitImage] {
+            assert_eq!(family(s), Family::Backup, "{s}");
+        }
+        for def in &TABLE {
+            assert_eq!(def.family() == Family::Replicated, def.data_on.replication().is_some(), "{}", def.name);
         }
     }
 

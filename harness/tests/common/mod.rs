@@ -32,6 +32,16 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.get_or_init(|| Mutex::new(())).lock().await
 }
 
+/// Writes back what earlier tests left in the page cache before a test
+/// starts its servers, so that a test does not run under the writeback of
+/// the one before it (the crash-state tests copy data directories by the
+/// hundred MiB): for the same reason as [`exclusive`], a test measures its
+/// own servers, not its neighbours'.
+pub async fn settle_disk() {
+    let status = tokio::process::Command::new("sync").status().await;
+    assert!(status.as_ref().is_ok_and(|s| s.success()), "sync failed: {status:?}");
+}
+
 /// Connects to the daemon and makes sure the MariaDB image exists,
 /// building it if needed. Panics with the reason otherwise.
 pub async fn docker() -> Docker {
@@ -68,6 +78,7 @@ pub async fn run(text: &str) -> (Outcome, tempfile::TempDir) {
 pub async fn run_with(text: &str, tune: impl FnOnce(&mut RunSettings)) -> (Outcome, tempfile::TempDir) {
     let scenario = Scenario::parse(text, "test scenario").expect("test scenarios are valid");
     let _guard = exclusive().await;
+    settle_disk().await;
     let docker = docker_with(&image_of(&scenario)).await;
     let state = tempfile::tempdir().expect("tempdir");
     let mut settings = RunSettings::new(state.path().to_owned());

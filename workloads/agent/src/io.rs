@@ -1,4 +1,4 @@
-//! IO profiles: the three storage measurements `crashlab bench` compares
+//! IO profiles: the four storage measurements `crashlab bench` compares
 //! across backends, run inside a container against its data directory.
 //!
 //! Each profile matches a fio job so that the two can be put side by side:
@@ -8,6 +8,7 @@
 //! | `fsync-4k` | `--rw=randwrite --bs=4k --fsync=1 --ioengine=psync` | one 4 KiB `pwrite` at a random aligned offset followed by `fsync`, per op |
 //! | `seq-write-1m` | `--rw=write --bs=1m --end_fsync=1` | `--size` written in 1 MiB blocks, then one `fsync`; MiB/s over the whole, fsync included |
 //! | `rand-read-4k` | `--rw=randread --bs=4k` (buffered) | one 4 KiB `pread` at a random aligned offset, per op |
+//! | `etcd-fdatasync` | `--rw=write --ioengine=sync --fdatasync=1 --bs=2300` (etcd's disk check) | `--size` written in 2,300-byte `write`s, each followed by `fdatasync`; the latency is the `fdatasync`'s alone |
 //!
 //! As fio does, the random profiles first lay the file out in full (and
 //! fsync it), so writes overwrite allocated blocks and reads find data; as
@@ -30,6 +31,9 @@ use std::time::{Duration, Instant};
 
 const BLOCK_4K: usize = 4096;
 const BLOCK_1M: usize = 1 << 20;
+/// The size of the writes in etcd's disk check: about what one entry of
+/// its write-ahead log is, as its documentation's fio job writes them.
+const ETCD_BLOCK: usize = 2300;
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +44,8 @@ pub enum Profile {
     SeqWrite1m,
     #[value(name = "rand-read-4k")]
     RandRead4k,
+    #[value(name = "etcd-fdatasync")]
+    EtcdFdatasync,
 }
 
 impl Profile {
@@ -48,17 +54,20 @@ impl Profile {
             Profile::Fsync4k => "fsync-4k",
             Profile::SeqWrite1m => "seq-write-1m",
             Profile::RandRead4k => "rand-read-4k",
+            Profile::EtcdFdatasync => "etcd-fdatasync",
         }
     }
 
     /// The file size used when none is given: large enough to defeat a
     /// disk's own cache for the random profiles, small enough to lay out
     /// in a second or two; the sequential one writes more to reach a
-    /// steady rate.
+    /// steady rate; etcd's check writes the 22 MiB its documentation's fio
+    /// job does.
     pub fn default_size(self) -> u64 {
         match self {
             Profile::Fsync4k | Profile::RandRead4k => 64 << 20,
             Profile::SeqWrite1m => 256 << 20,
+            Profile::EtcdFdatasync => 22 << 20,
         }
     }
 }
@@ -91,6 +100,9 @@ pub struct IoResult {
     pub profile: &'static str,
     pub ops: u64,
     pub bytes: u64,
+    /// `fsync`s and `fdatasync`s the profile timed (the lay-out's are not
+    /// counted).
+    pub syncs: u64,
     pub seconds: f64,
     pub iops: f64,
     pub mib_per_s: f64,
@@ -137,6 +149,7 @@ pub fn run(config: &IoConfig) -> Result<IoResult, IoError> {
         Profile::Fsync4k => fsync_4k(&path, config),
         Profile::SeqWrite1m => seq_write_1m(&path, config),
         Profile::RandRead4k => rand_read_4k(&path, config),
+        Profile::EtcdFdatasync => etcd_fdatasync(&path, config),
     };
     let removed = std::fs::remove_file(&path);
     let result = result?;
@@ -155,7 +168,7 @@ fn fsync_4k(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
         file.write_all_at(buf.as_slice(), offset).map_err(file_err("write", path))?;
         file.sync_all().map_err(file_err("fsync", path))
     })?;
-    Ok(result(config.profile, ops, ops * BLOCK_4K as u64, elapsed, &latency))
+    Ok(IoResult { syncs: ops, ..result(config.profile, ops, ops * BLOCK_4K as u64, elapsed, &latency) })
 }
 
 fn seq_write_1m(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
@@ -173,7 +186,30 @@ fn seq_write_1m(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
     // Like fio's end_fsync: the rate counts getting the data to disk, not
     // only into the page cache.
     file.sync_all().map_err(file_err("fsync", path))?;
-    Ok(result(config.profile, blocks, blocks * BLOCK_1M as u64, started.elapsed(), &latency))
+    Ok(IoResult { syncs: 1, ..result(config.profile, blocks, blocks * BLOCK_1M as u64, started.elapsed(), &latency) })
+}
+
+/// etcd's disk check: whole 2,300-byte blocks of `size` appended with
+/// `write`, each made durable with `fdatasync` before the next, as etcd
+/// syncs its write-ahead log before it acknowledges. Only the
+/// `fdatasync` is timed, as fio's `sync` latencies time it; the rate is
+/// writes per second over the whole, syncs included.
+fn etcd_fdatasync(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
+    let mut file = create(path)?;
+    fadvise(&file, libc::POSIX_FADV_SEQUENTIAL);
+    let buf = PageAligned::pattern(ETCD_BLOCK, config.seed);
+    // fio issues only whole blocks of a size that is not a multiple.
+    let writes = config.size / ETCD_BLOCK as u64;
+    let mut latency = histogram();
+    let started = Instant::now();
+    for _ in 0..writes {
+        file.write_all(buf.as_slice()).map_err(file_err("write", path))?;
+        let sync = Instant::now();
+        file.sync_data().map_err(file_err("fdatasync", path))?;
+        record(&mut latency, sync.elapsed());
+    }
+    let elapsed = started.elapsed();
+    Ok(IoResult { syncs: writes, ..result(config.profile, writes, writes * ETCD_BLOCK as u64, elapsed, &latency) })
 }
 
 fn rand_read_4k(path: &Path, config: &IoConfig) -> Result<IoResult, IoError> {
@@ -307,6 +343,7 @@ fn result(profile: Profile, ops: u64, bytes: u64, elapsed: Duration, latency: &H
         profile: profile.name(),
         ops,
         bytes,
+        syncs: 0,
         seconds,
         iops: ops as f64 / seconds,
         mib_per_s: bytes as f64 / f64::from(1 << 20) / seconds,
@@ -330,7 +367,7 @@ mod tests {
     #[test]
     fn every_profile_measures_and_removes_its_file() {
         let dir = tempfile::tempdir().unwrap();
-        for profile in [Profile::Fsync4k, Profile::SeqWrite1m, Profile::RandRead4k] {
+        for profile in [Profile::Fsync4k, Profile::SeqWrite1m, Profile::RandRead4k, Profile::EtcdFdatasync] {
             let r = run(&config(profile, dir.path())).unwrap();
             assert_eq!(r.profile, profile.name());
             assert!(r.ops > 0, "{r:?}");
@@ -358,11 +395,21 @@ mod tests {
     }
 
     #[test]
+    fn the_etcd_check_syncs_each_whole_2300_byte_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(&config(Profile::EtcdFdatasync, dir.path())).unwrap();
+        // 1 MiB holds 455 whole blocks of 2,300 bytes.
+        assert_eq!((r.ops, r.syncs, r.bytes), (455, 455, 455 * 2300), "{r:?}");
+        assert!(r.latency_us.p99 > 0.0, "{r:?}");
+    }
+
+    #[test]
     fn result_serialises_to_the_documented_json_line() {
         let r = IoResult {
             profile: "fsync-4k",
             ops: 10,
             bytes: 40960,
+            syncs: 10,
             seconds: 2.0,
             iops: 5.0,
             mib_per_s: 0.02,
@@ -370,7 +417,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
-            r#"{"profile":"fsync-4k","ops":10,"bytes":40960,"seconds":2.0,"iops":5.0,"mib_per_s":0.02,"latency_us":{"p50":1.0,"p99":2.0,"max":3.0}}"#
+            r#"{"profile":"fsync-4k","ops":10,"bytes":40960,"syncs":10,"seconds":2.0,"iops":5.0,"mib_per_s":0.02,"latency_us":{"p50":1.0,"p99":2.0,"max":3.0}}"#
         );
     }
 

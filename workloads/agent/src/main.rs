@@ -54,7 +54,7 @@ enum Command {
         /// Directory the profile's file is created in (and removed from).
         #[arg(long)]
         dir: PathBuf,
-        /// File size (bytes, or with K/M/G); default 64M, 256M for seq-write-1m.
+        /// File size (bytes, or with K/M/G); default 64M, 256M for seq-write-1m, 22M for etcd-fdatasync.
         #[arg(long, value_parser = io::parse_size)]
         size: Option<u64>,
         /// How long the random profiles run.
