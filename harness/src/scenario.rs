@@ -194,6 +194,14 @@ pub struct BackupSection {
     /// taken one interval after the load starts.
     #[serde(default = "default_backup_interval", deserialize_with = "backup_interval")]
     pub interval: Duration,
+    /// Completed backups the fault waits for: when the load time is up
+    /// with fewer, backups go on (and the load with them) until there are
+    /// this many, for at most [`BackupSection::min_backups_wait`]. A host
+    /// lost before any backup completed measures nothing of the backup.
+    /// `sync-agent`'s sidecar keeps its own time; the fault waits for its
+    /// log to show as many.
+    #[serde(default = "default_min_backups", deserialize_with = "min_backups")]
+    pub min_backups: u32,
     /// Incompressible bytes written into the data directory beside the
     /// engine's files before the first cycle (`"1GiB"`), so that every
     /// backup has a dataset of at least that size to copy; default none.
@@ -273,10 +281,19 @@ fn repository<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Repository>, D::
     String::deserialize(d)?.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
+impl BackupSection {
+    /// How long past the load time the fault waits for
+    /// [`BackupSection::min_backups`]: ten intervals, at least a minute.
+    pub fn min_backups_wait(&self) -> Duration {
+        (self.interval * 10).max(Duration::from_secs(60))
+    }
+}
+
 impl Default for BackupSection {
     fn default() -> Self {
         BackupSection {
             interval: default_backup_interval(),
+            min_backups: default_min_backups(),
             ballast: 0,
             quiesce: QuiesceMode::Engine,
             store: None,
@@ -397,6 +414,14 @@ pub enum QuiesceMode {
 
 fn default_backup_interval() -> Duration {
     Duration::from_secs(2)
+}
+
+fn default_min_backups() -> u32 {
+    1
+}
+
+fn min_backups<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "min-backups", 0, 100)
 }
 
 fn backup_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -1268,6 +1293,18 @@ faults = ["restart"]
             let err = repo_of(repo).unwrap_err().to_string();
             assert!(err.contains(expected), "for {repo:?}: got {err:?}, wanted {expected:?}");
         }
+    }
+
+    #[test]
+    fn the_fault_waits_for_one_completed_backup_unless_told_otherwise() {
+        let parse = |extra: &str| Scenario::parse(&format!("{MINIMAL}[backup]\n{extra}"), "s.toml");
+        let default = parse("").unwrap().backup;
+        assert_eq!(default.min_backups, 1);
+        assert_eq!(default.min_backups_wait(), Duration::from_secs(60), "a 2 s interval waits at least a minute");
+        let long = parse("interval = \"30s\"\nmin-backups = 0\n").unwrap().backup;
+        assert_eq!((long.min_backups, long.min_backups_wait()), (0, Duration::from_secs(300)));
+        let err = parse("min-backups = 101\n").unwrap_err().to_string();
+        assert!(err.contains("min-backups must be between 0 and 100, got 101"), "{err}");
     }
 
     #[test]

@@ -6,10 +6,12 @@
 
 mod common;
 
-use crashlab_reports::{CellReport, Report, Verdict};
+use crashlab_reports::{CellReport, CycleReport, Report, Verdict};
 
-/// Backups every 1.5 s of a 5 s load: three backups before the fault.
+/// Backups every 1.5 s of a 5 s load: three backups before the fault, and
+/// at least two (`min-backups`) however slow the disk.
 const INTERVAL_S: f64 = 1.5;
+const LOAD_S: f64 = 5.0;
 
 fn scenario(strategies: &str, expect: &str) -> String {
     format!(
@@ -20,9 +22,10 @@ seed = 11
 kind = "mariadb"
 server-args = ["--innodb-flush-log-at-trx-commit=1", "--innodb-log-file-size=16M"]
 clients = 4
-load = "5s"
+load = "{LOAD_S}s"
 [backup]
 interval = "{INTERVAL_S}s"
+min-backups = 2
 [matrix]
 strategies = [{strategies}]
 faults = ["host-loss"]
@@ -38,6 +41,15 @@ fn cell<'a>(report: &'a Report, strategy: &str) -> &'a CellReport {
         .iter()
         .find(|c| c.strategy == strategy)
         .unwrap_or_else(|| panic!("no cell {strategy} in {:?}", report.cells))
+}
+
+/// The most a host loss may lose: one interval plus the longest backup
+/// (the last one started at most an interval before the load time and was
+/// let finish), plus however long past the load time the fault took to land
+/// (waiting for `min-backups`, stopping a sidecar on a slow disk), plus a
+/// quarter second for the clients' last round trips.
+fn rpo_bound(interval_s: f64, load_s: f64, b: &crashlab_reports::BackupSummary, cycle: &CycleReport) -> f64 {
+    interval_s + b.duration_ms.max / 1e3 + (cycle.load_s - load_s).max(0.0) + 0.25
 }
 
 /// The index of the cycle's last completed backup: the one a restore must
@@ -75,11 +87,11 @@ async fn consistent_backups_bound_lost_writes_by_the_interval_under_host_loss() 
         assert!(b.backups >= 2, "backups were taken during the load: {detail}");
         assert_eq!((b.restores, b.consistent_restores), (1, 1), "{detail}");
         assert_eq!(cycle.backup.as_ref().unwrap().restored, last_completed(c), "the latest backup was restored");
-        assert!(cycle.acked_writes > 200, "too little load to judge: {detail}");
+        assert!(cycle.acked_writes > 50, "too little load to judge: {detail}");
         // What the backup held is there; only what came after it is lost.
         assert!(c.lost_acked_writes < cycle.acked_writes / 2, "{detail}");
         let rpo = b.rpo_s_max.expect("a host loss has a recovery point");
-        let bound = INTERVAL_S + b.duration_ms.max / 1e3 + 0.25;
+        let bound = rpo_bound(INTERVAL_S, LOAD_S, b, cycle);
         assert!(rpo <= bound, "{strategy}: RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s)");
         assert!(b.rto_ms.p50 > 0.0 && b.restore_ms.p50 > 0.0, "{detail}");
     }
@@ -119,7 +131,7 @@ async fn live_copies_are_restored_once_and_judged_whatever_they_hold() {
         assert_eq!(cycle.backup.as_ref().unwrap().restored, last_completed(c), "only the latest is restored");
         if c.verdict <= Verdict::LostWrites {
             let rpo = b.rpo_s_max.unwrap();
-            assert!(rpo <= INTERVAL_S + b.duration_ms.max / 1e3 + 0.25, "{strategy}: RPO {rpo:.2} s: {detail}");
+            assert!(rpo <= rpo_bound(INTERVAL_S, LOAD_S, b, cycle), "{strategy}: RPO {rpo:.2} s: {detail}");
         }
     }
     let sync = cell(report, "sync-agent").backup.as_ref().unwrap();
@@ -172,6 +184,7 @@ clients = 4
 load = "{load}"
 [backup]
 interval = "1s"
+min-backups = 2
 [matrix]
 strategies = ["{strategy}"]
 faults = ["host-loss"]
@@ -205,7 +218,7 @@ async fn restic_restores_its_latest_snapshot_within_an_interval_and_its_reposito
     assert_eq!((b.restores, b.consistent_restores), (1, 1), "{detail}");
     assert_eq!(backup.restored, last_completed(c), "the cycle's latest snapshot was restored: {detail}");
     let rpo = b.rpo_s_max.expect("a host loss has a recovery point");
-    let bound = 1.0 + b.duration_ms.max / 1e3 + 0.25;
+    let bound = rpo_bound(1.0, 3.5, b, cycle);
     assert!(rpo <= bound, "RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s): {detail}");
     // The repository is the backup's own judge.
     let check = backup.tool_check.as_ref().expect("restic check ran");

@@ -5,6 +5,10 @@
 //! [`interval`](crate::scenario::BackupSection::interval) after the load
 //! starts, a backup is taken every interval until the fault; a backup in
 //! progress when the load time is up is let finish, then the fault lands.
+//! With fewer than [`min_backups`](crate::scenario::BackupSection::min_backups)
+//! completed by then (a slow disk, a long copy), backups go on back to back
+//! and the fault waits for them: a host lost before the first backup
+//! measures nothing of the backup.
 //!
 //! | strategy | a backup | restore after `host-loss` |
 //! |---|---|---|
@@ -270,7 +274,10 @@ impl Backups {
     }
 
     /// Takes a backup every interval from `load_started` until `deadline`,
-    /// or until cancelled. `sync-agent`'s sidecar keeps its own time.
+    /// then back to back while fewer than
+    /// [`min_backups`](BackupSection::min_backups) have completed (for at
+    /// most [`BackupSection::min_backups_wait`]), or until cancelled.
+    /// `sync-agent`'s sidecar keeps its own time.
     pub async fn run_until(
         &mut self,
         d: &mut Deployment,
@@ -281,14 +288,43 @@ impl Backups {
     ) {
         let interval = self.settings.interval;
         let mut next = load_started + interval;
+        let last_chance = deadline + self.settings.min_backups_wait();
         loop {
-            let until = if self.method == Method::SyncAgent { deadline } else { next.min(deadline) };
-            tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => {}
-                _ = cancel.wait_for(|c| *c) => return,
+            if Instant::now() < deadline {
+                let until = if self.method == Method::SyncAgent { deadline } else { next.min(deadline) };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = cancel.wait_for(|c| *c) => return,
+                }
+            }
+            if *cancel.borrow() {
+                return;
             }
             if Instant::now() >= deadline {
-                return;
+                // Past the load time: while fewer backups have completed
+                // than the fault waits for, one more at once (the sidecar,
+                // which keeps its own time, is watched instead).
+                let completed = self.completed().await;
+                if completed >= self.settings.min_backups as usize {
+                    return;
+                }
+                if Instant::now() >= last_chance {
+                    tracing::warn!(
+                        "{completed} of {} backups completed {:.0?} past the load time; the fault fires without the rest",
+                        self.settings.min_backups,
+                        self.settings.min_backups_wait()
+                    );
+                    return;
+                }
+                if self.method == Method::SyncAgent {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = cancel.wait_for(|c| *c) => return,
+                    }
+                    continue;
+                }
+            } else if Instant::now() < next {
+                continue;
             }
             let at_s = load_started.elapsed().as_secs_f64();
             let started = Instant::now();
@@ -315,6 +351,16 @@ impl Backups {
                 next += interval;
             }
         }
+    }
+
+    /// Backups of this cycle that completed so far: the sidecar's, from
+    /// its log.
+    async fn completed(&self) -> usize {
+        let Some(sidecar) = &self.sidecar else {
+            return self.records.iter().filter(|r| r.error.is_none()).count();
+        };
+        let logs = self.docker.logs_all(&sidecar.id).await.unwrap_or_default();
+        logs.lines().filter_map(SidecarEvent::parse).filter(|e| e.error.is_none()).count()
     }
 
     /// One backup, by the strategy's method: its size and what to restore.
