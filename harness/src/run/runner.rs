@@ -440,11 +440,9 @@ impl Runner<'_> {
         let load = self.workload.load(addr, config, stop_rx, CLIENT_GRACE);
         let fault = async {
             let mut cancel = self.cancel.clone();
-            let mut backups_ended = Ok(());
             if let Some(b) = backups.as_deref_mut() {
                 let deadline = load_started + self.scenario.workload.load;
                 b.run_until(deployment, workload, load_started, deadline, &mut cancel).await;
-                backups_ended = b.end_load().await;
             } else {
                 tokio::select! {
                     _ = tokio::time::sleep(self.scenario.workload.load) => {}
@@ -456,6 +454,12 @@ impl Runner<'_> {
             // The fault lands while clients are mid-transaction; they are
             // told to stop only once the damage is done.
             let fault_started = Instant::now();
+            // The backup sidecars go down with the host, first: the time
+            // it takes to stop them is the fault's, not the load's.
+            let backups_ended = match backups.as_deref_mut() {
+                Some(b) => b.end_load().await,
+                None => Ok(()),
+            };
             let injected = behaviour.inject(&mut Cx { deployment, knobs, explore, workload, backups: None }).await;
             let fault_done = Instant::now();
             let _ = stop_tx.send(true);
