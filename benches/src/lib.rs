@@ -2,9 +2,10 @@
 //! strategy, crashlab's own throughput on it, and the side-by-side rounds
 //! against a reference tool (sysbench, pgbench) run on the same container.
 
+use crashlab::cleanup::cleanup_run;
+use crashlab::deploy::deployment::Deployment;
 use crashlab::docker::Docker;
-use crashlab::run::deployment::Deployment;
-use crashlab::run::{RunContext, cleanup_run};
+use crashlab::run::RunContext;
 use crashlab::storage::{Place, ProvisionOptions, Storage, Strategy};
 use crashlab_workloads::{LoadConfig, Workload};
 use std::future::Future;

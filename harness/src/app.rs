@@ -1,13 +1,14 @@
 //! What the subcommands do, with their errors mapped to exit codes. The
 //! binary only parses arguments and calls in here.
 
+use crate::cycle::Runner;
 use crate::docker::{Docker, DockerError, docker_host};
 use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, Via};
 use crate::report::{self, Terminal};
-use crate::run::runner::{Runner, error_chain};
 use crate::run::{self, RunContext};
 use crate::scenario::{Scenario, ScenarioError, WorkloadKind, WorkloadSection};
 use crate::storage::Strategy;
+use crate::text::error_chain;
 use crashlab_reports::merge::MergeError;
 use crashlab_reports::partition::Partition;
 use crashlab_reports::{Execution, Report, SCHEMA_VERSION};
@@ -74,13 +75,13 @@ pub enum AppError {
     #[error("image {0} is not present and no registry is assumed reachable")]
     MissingImage(String),
     #[error("failed to {}", error_chain(.0))]
-    Agent(#[from] crate::run::agent::AgentError),
+    Agent(#[from] crate::deploy::agent::AgentError),
     #[error("btrfs-snapshot cannot run here: failed to {}", error_chain(.0))]
     Btrfs(#[from] crate::storage::btrfs::BtrfsError),
     #[error("failed to install the signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("failed to {}", error_chain(.0))]
-    Clean(#[from] run::CleanError),
+    Clean(#[from] crate::cleanup::CleanError),
     #[error("failed to {}", error_chain(.0))]
     Merge(#[from] MergeError),
     #[error("failed to {}", error_chain(.0))]
@@ -520,7 +521,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         let (docker, state) = (docker.clone(), settings.state_dir.clone());
         async move {
             if let Some(id) = run_id
-                && let Ok(cleaned) = run::cleanup_run(&docker, &state, &id).await
+                && let Ok(cleaned) = crate::cleanup::cleanup_run(&docker, &state, &id).await
             {
                 for refusal in cleaned.refused {
                     note!("warning: {refusal}");
@@ -592,7 +593,7 @@ pub async fn replay(options: ReplayOptions) -> Result<i32, AppError> {
     let docker = connect().await?;
     ensure_image(&docker, &workload.container().image, &options.mirror, false).await?;
     if workload.agent_dir().is_some() {
-        crate::run::agent::locate()?;
+        crate::deploy::agent::locate()?;
     }
     let ctx = RunContext::create(&state).map_err(|source| AppError::Io {
         what: "create the run directory under",
@@ -609,7 +610,7 @@ pub async fn replay(options: ReplayOptions) -> Result<i32, AppError> {
             if keep {
                 return;
             }
-            match run::cleanup_run(&docker, &state, &id).await {
+            match crate::cleanup::cleanup_run(&docker, &state, &id).await {
                 Ok(cleaned) => cleaned.refused.iter().for_each(|refusal| note!("warning: {refusal}")),
                 Err(e) => note!("warning: cleanup of run {id} failed: {}; run `crashlab clean`", error_chain(&e)),
             }
@@ -746,7 +747,7 @@ pub async fn execute(
     let (cells, unsupported) = runnable(scenario)?;
     // The plan is recorded whole in every shard's report, so that `merge`
     // can tell which cells no shard ran.
-    let plan: Vec<String> = cells.iter().map(|c| crate::run::runner::cell_id(scenario, c)).collect();
+    let plan: Vec<String> = cells.iter().map(|c| crate::cycle::cell_id(scenario, c)).collect();
     let cells: Vec<_> = match settings.partition {
         Some(p) => cells
             .into_iter()
@@ -760,7 +761,7 @@ pub async fn execute(
     let jobs = settings.jobs.max(1);
     if workload_of(scenario).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
         // Before anything is created: without the agent no cell can run.
-        crate::run::agent::locate()?;
+        crate::deploy::agent::locate()?;
     }
     if strategies.contains(&Strategy::BtrfsSnapshot) {
         crate::storage::btrfs::check_available()?;
@@ -812,7 +813,7 @@ pub async fn execute(
             ctx.dir().display()
         );
     } else {
-        match run::cleanup_run(docker, state, ctx.id()).await {
+        match crate::cleanup::cleanup_run(docker, state, ctx.id()).await {
             Ok(cleaned) => cleaned.refused.iter().for_each(|refusal| note!("warning: {refusal}")),
             Err(e) => note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e)),
         }
@@ -962,7 +963,7 @@ pub async fn list_images() -> Result<(), AppError> {
 pub async fn clean(replays: bool) -> Result<(), AppError> {
     let docker = connect().await?;
     let state = run::state_dir();
-    let c = run::clean_stale(&docker, &state).await?;
+    let c = crate::cleanup::clean_stale(&docker, &state).await?;
     let builds =
         images::clean_stale_builds(&state.join("build")) + images::clean_stale_build_containers(&docker).await?;
     for refusal in &c.refused {

@@ -39,8 +39,9 @@
 
 pub mod interpolate;
 
-use crate::scenario::{Scenario, WorkloadKind, one_line};
+use crate::scenario::{Scenario, WorkloadKind};
 use crate::storage::Strategy;
+use crate::text::one_line;
 use compose_spec::service::volumes::{self, Mount};
 use compose_spec::service::{Command, ports};
 use compose_spec::{Compose, ListOrMap, Resource, Service, ShortOrLong, YamlValue};

@@ -20,12 +20,12 @@
 //! and verdict and, for the first failing state, which unsynced operations
 //! it dropped or tore.
 
-use crate::run::deployment::Deployment;
-use crate::run::readiness::NotReady;
-use crate::run::runner::error_chain;
-use crate::scenario::ExploreSection;
+use crate::deploy::deployment::Deployment;
+use crate::deploy::readiness::NotReady;
+use crate::settings::ExploreSection;
 use crate::storage::faultmount::CrashPoint;
 use crate::storage::{Place, ProvisionOptions, Storage};
+use crate::text::error_chain;
 use crashlab_faultfs::{Base, ExploreConfig, FileId, History, Op, StateId};
 use crashlab_reports::{CycleReport, Exploration, PointReport, StateFailure, StateReport, Verdict};
 use crashlab_workloads::{AckLog, Workload};
@@ -41,6 +41,25 @@ use tokio::sync::watch;
 /// counted.
 const DESCRIBED_OPS: usize = 8;
 
+/// Keeps a cycle's first failing crash point for `crashlab replay`
+/// (implemented by `replay::Keeper`, which sits beside this module and
+/// reads such points back).
+pub trait PointKeeper: Sync {
+    /// The number of the next crash point of the cycle.
+    fn next_point(&self) -> u32;
+    /// Keeps `point` when it is the cycle's first failing one: the command
+    /// that replays it, or `None` when a point was kept already.
+    fn keep(
+        &self,
+        point: u32,
+        at: (&str, f64),
+        base: &Path,
+        history: &History,
+        log: &AckLog,
+        failure: &StateFailure,
+    ) -> Result<Option<String>, String>;
+}
+
 /// What every state of a cycle is judged against.
 pub struct Oracle<'a> {
     /// The load's ack log, whole; each point cuts it at its own time.
@@ -55,7 +74,7 @@ pub struct Oracle<'a> {
     /// Seed of the exploration's samples (the cycle's).
     pub seed: u64,
     /// Keeps the cycle's first failing point for `crashlab replay`.
-    pub replay: Option<&'a crate::replay::Keeper>,
+    pub replay: Option<&'a dyn PointKeeper>,
 }
 
 impl Oracle<'_> {
@@ -138,7 +157,7 @@ pub async fn check_point(
     if let (Some(keeper), Some(n), Some(failure)) = (oracle.replay, number, report.first_failure.as_mut()) {
         match keeper.keep(n, (label, report.at_ms), &point.base, &point.history, &log, failure) {
             Ok(command) => failure.replay = command,
-            Err(e) => tracing::warn!("could not keep the crash point for a replay: {}", error_chain(&e)),
+            Err(e) => tracing::warn!("could not keep the crash point for a replay: {e}"),
         }
     }
     let base = point.base.clone();

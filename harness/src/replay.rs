@@ -20,13 +20,13 @@
 //! belongs to that run and is journaled and cleaned like any other
 //! ([`crate::run`]); with `keep` the container is left running.
 
+use crate::deploy::deployment::Deployment;
 use crate::docker::Docker;
 use crate::explore::{Oracle, judge};
 use crate::run::RunContext;
-use crate::run::deployment::Deployment;
-use crate::run::runner::error_chain;
-use crate::scenario::{ExploreSection, WorkloadKind, WorkloadSection};
+use crate::settings::{ExploreSection, WorkloadKind, WorkloadSection};
 use crate::storage::{Place, ProvisionOptions, Storage};
+use crate::text::error_chain;
 use crashlab_faultfs::{Barrier, Base, Event, History, Op, StateId};
 use crashlab_reports::{StateFailure, Verdict};
 use crashlab_workloads::{AckLog, Outcome, Span, Transfer};
@@ -571,7 +571,7 @@ pub async fn replay(
     .expect("materialise panicked")?;
     let mut uploads = Vec::new();
     if let Some(agent_dir) = workload.agent_dir() {
-        let agent = crate::run::agent::locate().map_err(|e| bad(error_chain(&e)))?;
+        let agent = crate::deploy::agent::locate().map_err(|e| bad(error_chain(&e)))?;
         uploads.push((agent_dir.to_owned(), agent));
     }
     let mut d = Deployment::new(docker.clone(), run.clone(), workload.container(), storage, run.object_name("replay"))
@@ -836,5 +836,23 @@ mod clean_tests {
         let state = tempfile::tempdir().unwrap();
         assert_eq!(clean_kept(state.path(), true).unwrap(), KeptPoints::default());
         assert!(!state.path().join("runs").exists(), "no lock taken, nothing made");
+    }
+}
+
+impl crate::explore::PointKeeper for Keeper {
+    fn next_point(&self) -> u32 {
+        Keeper::next_point(self)
+    }
+
+    fn keep(
+        &self,
+        point: u32,
+        at: (&str, f64),
+        base: &Path,
+        history: &History,
+        log: &AckLog,
+        failure: &StateFailure,
+    ) -> Result<Option<String>, String> {
+        Keeper::keep(self, point, at, base, history, log, failure).map_err(|e| error_chain(&e))
     }
 }

@@ -6,7 +6,7 @@
 //! by `host-kill`. Each test is named after the property it checks.
 //!
 //! The agent binary comes from the same cargo build as these tests
-//! (`cargo test --workspace` builds it); see `crashlab::run::agent::locate`.
+//! (`cargo test --workspace` builds it); see `crashlab::deploy::agent::locate`.
 
 mod common;
 

@@ -21,7 +21,7 @@ fn agent() -> PathBuf {
         .status()
         .expect("run cargo to build crashlab-agent");
     assert!(status.success(), "cargo build -p crashlab-agent failed");
-    crashlab::run::agent::locate().expect("crashlab-agent next to the test binary's directory")
+    crashlab::deploy::agent::locate().expect("crashlab-agent next to the test binary's directory")
 }
 
 #[tokio::test]

@@ -62,7 +62,7 @@ pub const INTRO: &str = "The primary's host lost with its storage, strategy by s
 /// One row per cell that lost its host; `all` is every cell of the run,
 /// where the baseline is looked up.
 pub fn table(all: &[CellReport], cells: &[&CellReport]) -> String {
-    let name_of = crate::markdown::strategy_names(cells);
+    let name_of = crate::names::strategy_names(cells);
     let mut out = String::from(
         "| strategy | family | fault | verdicts | lost of acked | RPO commits (worst cycle) | RPO s (worst cycle) \
          | RTO ms p50 (max) | RTO parts ms p50 | tps | tps × named-volume | commit p99 ms | p99 × named-volume |\n\
@@ -208,7 +208,7 @@ pub struct ChartRow {
 /// was gone has neither and is left out, as is a figure nothing measured
 /// (`None`).
 pub fn chart_rows(cells: &[&CellReport]) -> Vec<ChartRow> {
-    let name_of = crate::markdown::strategy_names(cells);
+    let name_of = crate::names::strategy_names(cells);
     cells
         .iter()
         .filter(|c| c.verdict != Verdict::DataGone)

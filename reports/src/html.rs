@@ -662,7 +662,7 @@ fn md_table(md: &str) -> String {
 }
 
 fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    markdown::distinct(items)
+    crate::names::distinct(items)
 }
 
 /// Escapes text for HTML element content and attribute values.

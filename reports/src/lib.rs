@@ -16,6 +16,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+mod names;
 pub mod partition;
 pub mod replication;
 pub mod summary;

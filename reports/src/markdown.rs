@@ -2,6 +2,7 @@
 //! tables, readable in a terminal, a pull request or a wiki.
 
 use crate::bench::{BenchReport, ETCD_P99_LIMIT_MS, IoResult, Profile};
+use crate::names::distinct;
 use crate::{BackupSummary, CellReport, Report, Unsupported, Verdict};
 use std::fmt::Write;
 
@@ -604,25 +605,6 @@ fn figure(x: f64) -> String {
 /// memory-backed storage answers.
 fn ms(x: f64) -> String {
     if x < 1.0 { format!("{x:.3}") } else { figure(x) }
-}
-
-/// How a section's rows name their cells: the strategy, after the
-/// workload when `cells` are of more than one workload.
-pub(crate) fn strategy_names(cells: &[&CellReport]) -> impl Fn(&CellReport) -> String + use<> {
-    let several = distinct(cells.iter().map(|c| c.workload.as_str())).len() > 1;
-    move |c| if several { format!("{} / {}", c.workload, c.strategy) } else { c.strategy.clone() }
-}
-
-/// Distinct values in first-seen order, so tables follow the scenario's
-/// order rather than the alphabet.
-pub(crate) fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut seen = Vec::new();
-    for item in items {
-        if !seen.contains(&item) {
-            seen.push(item);
-        }
-    }
-    seen
 }
 
 #[cfg(test)]

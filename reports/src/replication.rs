@@ -48,7 +48,7 @@ pub fn split<'a>(cells: &[&'a CellReport]) -> (Vec<&'a CellReport>, Vec<&'a Cell
 /// One row per cell with a replica: its lag over the cycles and its
 /// synchronous replication state.
 pub fn table(cells: &[&CellReport]) -> String {
-    let name_of = crate::markdown::strategy_names(cells);
+    let name_of = crate::names::strategy_names(cells);
     let mut out = String::from(
         "| strategy | fault | mode | lag unit | lag samples | max lag unreceived / unapplied | lag at the fault \
          unreceived / unapplied (worst cycle) | commits acked by a replica | commits answered without one | fell back |\n\

@@ -20,11 +20,11 @@ pub struct StrategyLine {
 
 /// One line per (workload, strategy), in the order the cells ran.
 pub fn lines(report: &Report) -> Vec<StrategyLine> {
-    let workloads = crate::markdown::distinct(report.cells.iter().map(|c| c.workload.as_str()));
+    let workloads = crate::names::distinct(report.cells.iter().map(|c| c.workload.as_str()));
     let mut out = Vec::new();
     for workload in &workloads {
         let cells: Vec<&CellReport> = report.cells.iter().filter(|c| c.workload == *workload).collect();
-        for strategy in crate::markdown::distinct(cells.iter().map(|c| c.strategy.as_str())) {
+        for strategy in crate::names::distinct(cells.iter().map(|c| c.strategy.as_str())) {
             let of: Vec<&CellReport> = cells.iter().copied().filter(|c| c.strategy == strategy).collect();
             let label = report.strategy_label(strategy);
             let name = if workloads.len() > 1 { format!("{workload} / {label}") } else { label };

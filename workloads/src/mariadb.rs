@@ -7,6 +7,8 @@
 //! `crashlab`. A registry image such as `mariadb:11` works too: the
 //! environment sets the same root password for its entrypoint.
 
+pub mod replication;
+
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
@@ -130,7 +132,7 @@ impl Workload for MariaDb {
     }
 
     fn replication(&self) -> Option<std::sync::Arc<dyn crate::replication::Replication>> {
-        Some(std::sync::Arc::new(crate::mariadb_replication::MariaDbReplication))
+        Some(std::sync::Arc::new(replication::MariaDbReplication))
     }
 
     fn container(&self) -> ContainerSpec {

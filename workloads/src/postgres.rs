@@ -47,6 +47,8 @@
 //! environment sets the same password and asks its entrypoint for data
 //! checksums.
 
+pub mod replication;
+
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
@@ -175,7 +177,7 @@ impl Workload for Postgres {
     }
 
     fn replication(&self) -> Option<std::sync::Arc<dyn crate::replication::Replication>> {
-        Some(std::sync::Arc::new(crate::postgres_replication::PostgresReplication))
+        Some(std::sync::Arc::new(replication::PostgresReplication))
     }
 
     fn container(&self) -> ContainerSpec {

@@ -34,13 +34,10 @@ use crate::cache::FileCache;
 use crate::capture::{Armed, Capture, CaptureCounts, CapturePlan};
 use crate::config::{FaultConfig, FsyncFailure};
 use crate::history::{Barrier, History, Op};
+use crate::layout::STAGING;
 use crate::rng::SplitMix64;
 use crate::rules::{FaultRule, OpKind, RuleSet};
 use crate::sys;
-
-/// Name of the hidden directory, in the backing root, that holds backing
-/// objects. It is hidden from the mount and rebuilt at every mount.
-pub(crate) const STAGING: &str = ".crashlab-faultfs";
 
 /// How long the kernel may cache attributes and names. Every change goes
 /// through this filesystem, so caching is safe; short enough that a human
@@ -571,7 +568,7 @@ impl State {
     /// Copies the backing directory (the durable base, with its backing
     /// objects) into `into`, keeping hard links, and returns the history.
     pub(crate) fn crash_point(&self, into: &Path) -> io::Result<History> {
-        crate::explore::copy_tree(&self.backing, into)?;
+        crate::layout::copy_tree(&self.backing, into)?;
         Ok(self.history.clone())
     }
 
@@ -615,7 +612,7 @@ impl State {
             Some(p) => format!("{call} #{n} of {p}"),
             None => format!("{call} #{n}"),
         };
-        let copied = fs::create_dir_all(&armed.plan.into).and_then(|()| crate::explore::copy_tree(&self.backing, &dir));
+        let copied = fs::create_dir_all(&armed.plan.into).and_then(|()| crate::layout::copy_tree(&self.backing, &dir));
         let error = copied.err().map(|e| format!("copy the durable base to {}: {e}", dir.display()));
         self.captures.push(Capture { base: dir, history: self.history.clone(), at, label, error });
     }

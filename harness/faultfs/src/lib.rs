@@ -231,6 +231,7 @@ mod config;
 pub mod explore;
 mod fs;
 pub mod history;
+mod layout;
 mod mount;
 mod rng;
 pub mod rules;

@@ -2,10 +2,10 @@
 //! data during the load, and how the copy comes back after a host loss.
 //!
 //! Every backup strategy keeps the live data on a named volume. From one
-//! [`interval`](crate::scenario::BackupSection::interval) after the load
+//! [`interval`](crate::settings::BackupSection::interval) after the load
 //! starts, a backup is taken every interval until the fault; a backup in
 //! progress when the load time is up is let finish, then the fault lands.
-//! With fewer than [`min_backups`](crate::scenario::BackupSection::min_backups)
+//! With fewer than [`min_backups`](crate::settings::BackupSection::min_backups)
 //! completed by then (a slow disk, a long copy), backups go on back to back
 //! and the fault waits for them: a host lost before the first backup
 //! measures nothing of the backup.
@@ -50,10 +50,10 @@
 //! survived to the fault. The stall compares commits while a backup ran
 //! with commits outside backups ([`stall`]).
 
+use crate::deploy::deployment::{Deployment, DeploymentError};
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
-use crate::run::deployment::{Deployment, DeploymentError};
-use crate::scenario::{BackupSection, QuiesceMode, Repository, Store};
+use crate::settings::{BackupSection, QuiesceMode, Repository, Store};
 use crate::storage::{StorageError, Strategy};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use crashlab_reports::{BackupCycle, BackupRecord, Stall, ToolCheck};
@@ -110,7 +110,7 @@ pub enum BackupError {
     #[error("`restic backup` printed no summary: {0}")]
     NoResticSummary(String),
     #[error(transparent)]
-    Agent(#[from] crate::run::agent::AgentError),
+    Agent(#[from] crate::deploy::agent::AgentError),
     #[error("the deployment has no container")]
     NoContainer,
 }
@@ -341,7 +341,7 @@ impl Backups {
                     self.latest = Some((index, artifact));
                 }
                 Err(e) => {
-                    let error = crate::run::runner::error_chain(&e);
+                    let error = crate::text::error_chain(&e);
                     tracing::warn!("backup failed: {error}");
                     self.records.push(BackupRecord { at_s, duration_ms, error: Some(error), ..Default::default() });
                 }
@@ -421,7 +421,7 @@ impl Backups {
         let before = self.local_repo().map(|dir| crate::storage::dir_size(&dir));
         let cmd = ["restic", "backup", "--json", "--quiet", "--host", RESTIC_HOST, SIDECAR_DATA].map(str::to_owned);
         let run = self.docker.exec(id, &cmd).await?;
-        let output = one_line(&run.output);
+        let output = crate::text::folded_tail(&run.output, 600);
         if run.exit_code != Some(0) {
             return Err(BackupError::Restic { command: cmd.join(" "), code: run.exit_code, output });
         }
@@ -642,8 +642,8 @@ impl Backups {
         };
         let name = format!("{}-{command}-{}", self.name, self.seq);
         let id = self.docker.create_container(&name, config).await?;
-        let agent = crate::run::agent::locate()?;
-        let archive = crate::run::deployment::tar_of(&agent)
+        let agent = crate::deploy::agent::locate()?;
+        let archive = crate::deploy::deployment::tar_of(&agent)
             .map_err(|source| DeploymentError::Archive { path: agent.clone(), source })?;
         self.docker.upload(&id, crashlab_workloads::agent::BIN_DIR, archive.into()).await?;
         Ok(id)
@@ -741,7 +741,7 @@ impl Backups {
             return Err(BackupError::Restic {
                 command: init.into(),
                 code: run.exit_code,
-                output: one_line(&run.output),
+                output: crate::text::folded_tail(&run.output, 600),
             });
         }
         Ok(())
@@ -757,7 +757,11 @@ impl Backups {
             if code != 0 {
                 let output = self.docker.logs_tail(&id, 8).await.unwrap_or_default();
                 let command = format!("restic {}", args.join(" "));
-                return Err(BackupError::Restic { command, code: Some(code), output: one_line(&output) });
+                return Err(BackupError::Restic {
+                    command,
+                    code: Some(code),
+                    output: crate::text::folded_tail(&output, 600),
+                });
             }
             Ok(())
         }
@@ -778,7 +782,7 @@ impl Backups {
         let command = "restic check".to_owned();
         match self.restic_once("check", None, &["check"]).await {
             Ok(()) => ToolCheck { command, passed: true, detail: String::new() },
-            Err(e) => ToolCheck { command, passed: false, detail: crate::run::runner::error_chain(&e) },
+            Err(e) => ToolCheck { command, passed: false, detail: crate::text::error_chain(&e) },
         }
     }
 
@@ -876,13 +880,6 @@ impl ResticSummary {
             })
         })
     }
-}
-
-/// Output on one line, its last 600 characters.
-fn one_line(output: &str) -> String {
-    let joined = output.split_whitespace().collect::<Vec<_>>().join(" ");
-    let skip = joined.chars().count().saturating_sub(600);
-    joined.chars().skip(skip).collect()
 }
 
 /// Commits inside backup windows against commits outside them, over a

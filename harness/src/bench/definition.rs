@@ -30,8 +30,9 @@
 //! As in scenarios, keys are kebab-case and an unknown key or a bad value is
 //! an error naming the key and its line.
 
-use crate::scenario::{WorkloadSection, line_column, one_line, parse_duration, parse_size, toml_message};
+use crate::settings::{WorkloadSection, parse_duration, parse_size};
 use crate::storage::Strategy;
+use crate::text::{line_column, one_line, toml_message};
 use crashlab_reports::bench::Profile;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;

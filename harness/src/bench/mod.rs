@@ -23,13 +23,13 @@ pub mod tools;
 
 pub use definition::{Backend, BenchDefinition, BenchDefinitionError, BenchFlags, BenchStrategy};
 
+use crate::deploy::deployment::Deployment;
 use crate::docker::Docker;
 use crate::run::RunContext;
-use crate::run::deployment::Deployment;
 use crate::run::journal::Entry;
-use crate::run::runner::error_chain;
 use crate::scenario::{Scenario, WorkloadSection};
 use crate::storage::{Place, ProvisionOptions, Storage, StorageError};
+use crate::text::error_chain;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bytes::Bytes;
 use crashlab_reports::bench::{BenchFailure, BenchReport, IoFigures, IoResult, Profile, WorkloadResult};
@@ -54,7 +54,7 @@ pub enum BenchError {
     #[error(transparent)]
     Definition(#[from] BenchDefinitionError),
     #[error(transparent)]
-    Agent(#[from] crate::run::agent::AgentError),
+    Agent(#[from] crate::deploy::agent::AgentError),
     #[error("read crashlab-agent at {}", path.display())]
     ReadAgent {
         path: PathBuf,
@@ -88,9 +88,9 @@ pub struct BenchSettings {
 }
 
 /// The agent binary to copy into the bench containers (see
-/// [`crate::run::agent::locate`]).
+/// [`crate::deploy::agent::locate`]).
 pub fn find_agent() -> Result<PathBuf, BenchError> {
-    Ok(crate::run::agent::locate()?)
+    Ok(crate::deploy::agent::locate()?)
 }
 
 /// The agent as a tar archive holding `crashlab-agent`, executable.
@@ -202,7 +202,7 @@ pub async fn execute(
 /// volumes, the directories it made under host paths, and the run
 /// directory.
 pub async fn cleanup(docker: &Docker, run: &RunContext) -> Result<(), crate::docker::DockerError> {
-    let cleaned = crate::run::cleanup_run(docker, run.state_dir(), run.id()).await?;
+    let cleaned = crate::cleanup::cleanup_run(docker, run.state_dir(), run.id()).await?;
     for refusal in &cleaned.refused {
         tracing::warn!("{refusal}");
     }

@@ -272,11 +272,11 @@ pub fn parse_dotenv(text: &str, lookup: Lookup) -> Result<Vec<(String, String)>,
         }
         let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
-            return Err(bad(format!("`{}` is not KEY=VALUE", crate::scenario::one_line(line))));
+            return Err(bad(format!("`{}` is not KEY=VALUE", crate::text::one_line(line))));
         };
         let key = key.trim();
         if !key.starts_with(is_name_start) || !key.chars().all(|c| is_name_char(c) || c == '.' || c == '-') {
-            return Err(bad(format!("`{}` is not a variable name", crate::scenario::one_line(key))));
+            return Err(bad(format!("`{}` is not a variable name", crate::text::one_line(key))));
         }
         let value = value.trim_start();
         let (value, expand_it) = if let Some(body) = value.strip_prefix('\'') {

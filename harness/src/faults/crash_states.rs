@@ -31,7 +31,7 @@
 use super::power::{AIM_DEADLINE, AIM_POLL, power_back};
 use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
 use crate::explore::{Oracle, check_point};
-use crate::scenario::Points;
+use crate::settings::Points;
 use crashlab_reports::{Exploration, Fired, PointReport};
 use futures_util::future::BoxFuture;
 use std::time::Instant;

@@ -120,7 +120,7 @@ async fn reaction(cx: &mut Cx<'_>, errno: &str, quiet: impl FnOnce(u64) -> Strin
     // this cycle's; without any, its last line.
     let said = match cx.deployment.server_errors(cx.workload, 2, 400).await {
         Some(errors) => errors,
-        None => crate::run::deployment::folded(cx.deployment.logs_tail(1).await.trim_end(), 400),
+        None => crate::text::folded(cx.deployment.logs_tail(1).await.trim_end(), 400),
     };
     fired(format!(
         "{errno} on {failed} operation(s) during the load; the server {} at the end of the load; its last output: {said}",

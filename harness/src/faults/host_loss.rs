@@ -3,12 +3,12 @@
 //! Recovery provisions new storage on which a backup strategy restores its
 //! latest backup ([`crate::backup::Backups::restore`]); any other strategy
 //! starts empty. On a replicated strategy the primary's host is lost and
-//! the service fails over to the replica ([`crate::hosts`]); on shared
+//! the service fails over to the replica ([`crate::deploy::hosts`]); on shared
 //! storage (`glusterfs-replica`) the volume survives, and a new container
-//! starts on another host's mount of it ([`crate::hosts::shared`]).
+//! starts on another host's mount of it ([`crate::deploy::hosts::shared`]).
 
 use super::{Behaviour, Cx, FaultError, Recovered, fired};
-use crate::hosts;
+use crate::deploy::hosts;
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
 

@@ -29,8 +29,8 @@
 //! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for `[faults] partition` (1 s), the load going on; read the lag; heal | wait until the replica applied everything |
 //! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
 //! | `storage-node-loss` (`glusterfs-replica` only) | | one storage host lost (SIGKILL, container removed, brick destroyed), the load going on for [`storage_node::LOAD_AFTER_LOSS`] | kill the server, start it on a fresh client mount of the volume |
-//! | `host-loss` on `glusterfs-replica` | | the database killed and removed, the host's client mount gone (the volume stays), a monitor timing its detection | fail over: another host mounts the volume, a new container on it, the first acknowledged write timed ([`crate::hosts::shared`]) |
-//! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::hosts`]) |
+//! | `host-loss` on `glusterfs-replica` | | the database killed and removed, the host's client mount gone (the volume stays), a monitor timing its detection | fail over: another host mounts the volume, a new container on it, the first acknowledged write timed ([`crate::deploy::hosts::shared`]) |
+//! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::deploy::hosts`]) |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
 //! strategy keeps away from the host (tar files and the object store under
@@ -88,8 +88,8 @@ pub mod power;
 pub mod storage_node;
 
 use crate::backup::{Backups, Restored};
-use crate::run::deployment::{Deployment, DeploymentError};
-use crate::scenario::{ExploreSection, FaultsSection};
+use crate::deploy::deployment::{Deployment, DeploymentError};
+use crate::settings::{ExploreSection, FaultsSection};
 use crate::storage::faultmount::FaultMountError;
 use crate::storage::{Strategy, StrategyDef, UnderData};
 use crashlab_reports::Fired;
@@ -133,7 +133,7 @@ pub enum FaultError {
     #[error("restore the backup")]
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
-    Hosts(#[from] crate::hosts::HostsError),
+    Hosts(#[from] crate::deploy::hosts::HostsError),
 }
 
 /// What a fault's hooks work on.

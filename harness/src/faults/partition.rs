@@ -1,4 +1,4 @@
-//! Faults across hosts of a replicated deployment ([`crate::hosts`]):
+//! Faults across hosts of a replicated deployment ([`crate::deploy::hosts`]):
 //!
 //! - `partition`: the replica's host is cut off the primary's (its
 //!   container leaves the private network) for `[faults] partition` (1 s
@@ -13,7 +13,7 @@
 //! Both are `n/a` on single-host strategies.
 
 use super::{Behaviour, Cx, FaultError, Recovered, fired};
-use crate::hosts;
+use crate::deploy::hosts;
 use crate::storage::StrategyDef;
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;

@@ -2,7 +2,7 @@
 //! during the load — SIGKILL, its container removed, its brick destroyed —
 //! and the load goes on for [`LOAD_AFTER_LOSS`] on the two left. Recovery
 //! kills the database and starts it on a fresh client mount, so that what
-//! is verified is what the surviving bricks hold ([`crate::hosts::shared`]);
+//! is verified is what the surviving bricks hold ([`crate::deploy::hosts::shared`]);
 //! the report counts the commits acknowledged after the loss
 //! (`replication.acked_after_loss`). The host lost is `s1`, the one the
 //! client fetched the volume's description from.
@@ -10,7 +10,7 @@
 //! `n/a` on strategies without storage hosts.
 
 use super::{Behaviour, Cx, FaultError, Recovered, fired, not_fired};
-use crate::hosts;
+use crate::deploy::hosts;
 use crate::storage::{DataOn, StrategyDef};
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
@@ -66,7 +66,7 @@ impl Behaviour for StorageNodeLoss {
             }
             let online = match volume.bricks_online().await {
                 Ok(n) => n.to_string(),
-                Err(e) => format!("unknown ({})", crate::run::runner::error_chain(&e)),
+                Err(e) => format!("unknown ({})", crate::text::error_chain(&e)),
             };
             fired(format!(
                 "storage host {} was lost (killed, removed, its brick destroyed) and the load went on for {:?}; \

@@ -6,7 +6,7 @@
 
 pub mod environment;
 
-use crate::run::runner::{Event, Reporter};
+use crate::events::{Event, Reporter};
 use crashlab_reports::{Report, markdown};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -189,8 +189,8 @@ impl Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Phase;
     use crate::faults::Fault;
-    use crate::run::runner::Phase;
     use crate::scenario::Cell;
     use crate::storage::Strategy;
     use crashlab_reports::Verdict;

@@ -48,7 +48,7 @@
 //! Every mount and loop device a pool uses lives under its directory (a
 //! loop device names the image as its backing file in sysfs), which is what
 //! lets [`detach_btrfs_under`] find and release what a killed run left
-//! behind before [`crate::run::cleanup_run`] removes the run directory.
+//! behind before [`crate::cleanup::cleanup_run`] removes the run directory.
 //!
 //! The work is done by btrfs-progs (`mkfs.btrfs`, `btrfs`) and util-linux
 //! (`losetup`, `mount`, `umount`) run as commands; a failed command's error
@@ -375,7 +375,7 @@ fn run(program: &'static str, args: &[&OsStr]) -> Result<String, BtrfsError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(BtrfsError::Command { command, status: output.status, stderr: one_line(&output.stderr) })
+        Err(BtrfsError::Command { command, status: output.status, stderr: crate::text::stderr_line(&output.stderr) })
     }
 }
 
@@ -394,14 +394,6 @@ fn command_line(program: &str, args: &[&OsStr]) -> String {
         }
     }
     line
-}
-
-/// A command's standard error on one line: its non-blank lines, trimmed
-/// and joined with "; ".
-fn one_line(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if lines.is_empty() { "no error output".to_owned() } else { lines.join("; ") }
 }
 
 /// Unmounts `path`, retrying while it is busy for up to `timeout`, then
@@ -569,7 +561,7 @@ mod tests {
             let error = BtrfsError::Command {
                 command: command_line(program, &args),
                 status,
-                stderr: one_line(stderr.as_bytes()),
+                stderr: crate::text::stderr_line(stderr.as_bytes()),
             };
             assert_eq!(error.to_string(), expected);
         }

@@ -5,7 +5,7 @@
 //! Layout, under the run's state directory: `fs/<name>/backing` holds what
 //! would survive a power cut, `fs/<name>/mnt` is the mountpoint the
 //! container's bind mount or named volume points at. Keeping every mount
-//! under the run directory is what lets [`crate::run::cleanup_run`] and
+//! under the run directory is what lets [`crate::cleanup::cleanup_run`] and
 //! `crashlab clean` find and detach mounts that a killed harness left
 //! behind (from `/proc/self/mounts`) before they remove any directory.
 //!

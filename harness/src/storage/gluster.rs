@@ -124,7 +124,7 @@ pub struct GlusterVolume {
     /// The current client mount.
     mounted: Option<PathBuf>,
     /// What the current cycle's fault did, for the report: a host lost,
-    /// the failover's times ([`crate::hosts::shared`]).
+    /// the failover's times ([`crate::deploy::hosts::shared`]).
     record: crashlab_reports::ReplicationCycle,
 }
 

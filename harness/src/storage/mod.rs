@@ -24,7 +24,7 @@
 //! | `commit-image` | the container's writable layer | the container committed to an image, saved as an archive |
 //!
 //! The replicated strategies put each host's data on its own named volume
-//! and replicate from the primary's host to the replica's ([`crate::hosts`]):
+//! and replicate from the primary's host to the replica's ([`crate::deploy::hosts`]):
 //!
 //! | strategy | data on | a commit is acknowledged |
 //! |---|---|---|

@@ -51,7 +51,7 @@ pub enum DataOn {
     /// harness owns.
     BtrfsSubvolume,
     /// A named volume on the primary's host, replicated to a replica on
-    /// another host with its own named volume ([`crate::hosts`]).
+    /// another host with its own named volume ([`crate::deploy::hosts`]).
     Replicated(Replication),
     /// A replicated GlusterFS volume on three storage hosts, mounted on the
     /// harness's host with the FUSE client and bound into the container

@@ -12,7 +12,7 @@
 //! 3. **reconnection**: a client connects and commits a write (outside
 //!    the dataset, where the workload has such a write; otherwise a
 //!    query). RTO is the sum of the three, measured back to back, as for
-//!    the replicated strategies ([`crate::hosts`]).
+//!    the replicated strategies ([`crate::deploy::hosts`]).
 //!
 //! `storage-node-loss` recovers the same way, minus the monitor: the
 //! server is killed and started on a fresh client mount, so that what is
@@ -20,7 +20,7 @@
 //! memory or the old client's cache.
 
 use super::{HostsError, REPLICA_HOST};
-use crate::run::deployment::Deployment;
+use crate::deploy::deployment::Deployment;
 use crashlab_reports::{FailoverTimes, ReplicationCycle};
 use crashlab_workloads::Workload;
 use std::time::{Duration, Instant};

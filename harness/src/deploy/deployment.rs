@@ -4,10 +4,11 @@
 //! answers on. A replicated deployment is the primary's, on a private
 //! network, with the other hosts in its [`Cluster`].
 
+use crate::deploy::hosts::Cluster;
 use crate::docker::{Docker, DockerError};
-use crate::hosts::Cluster;
 use crate::run::RunContext;
 use crate::storage::Storage;
+use crate::text::folded;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use crashlab_workloads::ContainerSpec;
 use std::collections::HashMap;
@@ -431,7 +432,7 @@ impl Deployment {
         let mut observation = workload
             .observe(addr)
             .await
-            .map_err(|e| format!("could not read the data back: {}", crate::run::runner::error_chain(&e)))?;
+            .map_err(|e| format!("could not read the data back: {}", crate::text::error_chain(&e)))?;
         self.run_engine_check(workload, &mut observation)
             .await
             .map_err(|e| format!("could not run the engine's integrity tool: {e}"))?;
@@ -449,7 +450,7 @@ impl Deployment {
             return Ok(());
         };
         let id = self.container_id().ok_or("the deployment has no container")?;
-        let run = self.docker.exec(id, &cmd).await.map_err(|e| crate::run::runner::error_chain(&e))?;
+        let run = self.docker.exec(id, &cmd).await.map_err(|e| crate::text::error_chain(&e))?;
         if run.exit_code != Some(0) {
             let output: String = run.output.split_whitespace().collect::<Vec<_>>().join(" ");
             let tail: String = output.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
@@ -489,9 +490,4 @@ impl Deployment {
         }
         torn
     }
-}
-
-/// `text` on one line (runs of white space made one space), cut to `chars`.
-pub fn folded(text: &str, chars: usize) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(chars).collect()
 }

@@ -3,7 +3,7 @@
 //! `backup-stopped` after each copy, and by the bench.
 
 use super::deployment::Deployment;
-use crate::run::runner::error_chain;
+use crate::text::error_chain;
 use crashlab_workloads::Workload;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -27,7 +27,7 @@
 //!
 //! The runner then verifies the new primary with the same oracle. A
 //! deployment that lost a host is rebuilt before the next cycle
-//! ([`crate::run::deployment::Deployment::degraded`]).
+//! ([`crate::deploy::deployment::Deployment::degraded`]).
 //!
 //! Shared storage (`glusterfs-replica`) fails over without a replica: a
 //! new container starts on another host's mount of the same volume
@@ -35,10 +35,10 @@
 
 pub mod shared;
 
+use crate::deploy::deployment::{Deployment, DeploymentError};
+use crate::deploy::readiness::NotReady;
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
-use crate::run::deployment::{Deployment, DeploymentError};
-use crate::run::readiness::NotReady;
 use crate::storage::{Place, ProvisionOptions, Storage, StorageError, Strategy};
 use crashlab_reports::{FailoverTimes, ReplicationCycle, SyncCycle};
 use crashlab_workloads::replication::{Lag, Mode, Replication, Role, Seed};

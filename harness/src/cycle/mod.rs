@@ -18,13 +18,15 @@
 //! decide the next.
 
 use crate::backup::Backups;
+use crate::deploy::deployment::{Deployment, Limits};
+use crate::deploy::readiness::NotReady;
 use crate::docker::Docker;
+use crate::events::{Event, Phase, Reporter};
 use crate::faults::Cx;
 use crate::run::RunContext;
-use crate::run::deployment::{Deployment, Limits};
-use crate::run::readiness::NotReady;
 use crate::scenario::{Cell, Scenario};
 use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
+use crate::text::error_chain;
 use crashlab_reports::{
     BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
 };
@@ -47,45 +49,6 @@ const SETTLE_POLL: Duration = Duration::from_millis(200);
 /// The wait before a second look when the workload cannot tell whether its
 /// engine is still recovering.
 const SETTLE_BLIND: Duration = Duration::from_secs(5);
-
-/// The phases of a cycle, as shown in progress output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Deploy,
-    Setup,
-    Load,
-    Fault,
-    Recover,
-    Verify,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Deploy => "deploy",
-            Phase::Setup => "setup",
-            Phase::Load => "load",
-            Phase::Fault => "fault",
-            Phase::Recover => "recover",
-            Phase::Verify => "verify",
-        }
-    }
-}
-
-/// What the runner tells reporters.
-#[derive(Debug)]
-pub enum Event<'a> {
-    CellStarted { cell: &'a Cell },
-    Phase { cell: &'a Cell, cycle: u32, phase: Phase },
-    CycleFinished { cell: &'a Cell, cycle: u32, report: &'a CycleReport },
-    CellFinished { cell: &'a Cell, report: &'a CellReport },
-}
-
-/// A sink for runner events. Events of cells run side by side
-/// interleave; each names its cell.
-pub trait Reporter {
-    fn on_event(&mut self, event: &Event<'_>);
-}
 
 /// One reporter lent to every running cell in turn: events are delivered
 /// synchronously, so no borrow outlives a call.
@@ -253,7 +216,7 @@ impl Runner<'_> {
         if let Some(dir) = self.workload.agent_dir() {
             // Checked before the run started; this only fails if the
             // binary went away since.
-            uploads.push((dir.to_owned(), crate::run::agent::locate().map_err(|e| error_chain(&e))?));
+            uploads.push((dir.to_owned(), crate::deploy::agent::locate().map_err(|e| error_chain(&e))?));
         }
         let limits = Limits { cpus: self.scenario.matrix.cpus, memory: self.scenario.matrix.memory };
         let mut d = Deployment::new(self.docker.clone(), self.run.clone(), spec, storage, name)
@@ -267,7 +230,7 @@ impl Runner<'_> {
         }
         if let Some(mode) = cell.strategy.def().data_on.replication() {
             let ready = self.scenario.workload.ready_timeout;
-            return crate::hosts::deploy(&self.docker, &self.run, &*self.workload, d, mode, ready)
+            return crate::deploy::hosts::deploy(&self.docker, &self.run, &*self.workload, d, mode, ready)
                 .await
                 .map_err(|e| error_chain(&e));
         }
@@ -722,16 +685,4 @@ fn summarise_backups(method: String, interval: Duration, cycles: &[CycleReport])
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
-}
-
-/// An error and its sources on one line: "a: b: c".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
