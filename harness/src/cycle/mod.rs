@@ -17,22 +17,23 @@
 //! away and the next cycle starts on new ones, so one bad cycle cannot
 //! decide the next.
 
+mod hooks;
+mod phases;
+
 use crate::backup::Backups;
 use crate::deploy::deployment::{Deployment, Limits};
 use crate::deploy::readiness::NotReady;
 use crate::docker::Docker;
 use crate::events::{Event, Phase, Reporter};
-use crate::faults::Cx;
 use crate::run::RunContext;
 use crate::scenario::{Cell, Scenario};
 use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
 use crate::text::error_chain;
-use crashlab_reports::{
-    BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, PhaseTimes, Spread, Stall, Verdict,
-};
-use crashlab_workloads::{LoadConfig, Outcome, Workload, latency_histogram};
+use crashlab_reports::{BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, Spread, Stall, Verdict};
+use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
+use phases::{CycleFailure, CycleRun};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -299,8 +300,8 @@ impl Runner<'_> {
         d.wait_ready(&*self.workload, self.scenario.workload.ready_timeout, Some(&self.cancel)).await
     }
 
-    /// One cycle, with what the fault filesystem under the data (if any)
-    /// did during it.
+    /// One cycle, phase by phase, with what the fault filesystem under the
+    /// data (if any) did during it.
     async fn run_cycle(
         &self,
         cell: &Cell,
@@ -309,268 +310,55 @@ impl Runner<'_> {
         backups: Option<&mut Backups>,
         reporter: &mut dyn Reporter,
     ) -> CycleResult {
-        let mut result = self.run_cycle_steps(cell, cycle, slot, backups, reporter).await;
+        // The cycle's clock starts once the server is up: deploying it is
+        // timed apart, since only some cycles deploy.
+        let started = Instant::now();
+        if slot.is_none() {
+            reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Deploy });
+            match self.deploy(cell).await {
+                Ok(d) => *slot = Some(d),
+                Err(e) => return failed(phases::empty_report(), &CycleFailure::Deploy(e), started),
+            }
+        }
+        let deployment = slot.as_mut().expect("deployed above");
+        let hooks = hooks::for_cell(backups);
+        let mut result = {
+            let mut run = CycleRun::new(self, cell, cycle, reporter, deployment, hooks, started);
+            let outcome = run.steps().await;
+            match outcome {
+                Ok(()) => {
+                    run.report.cycle_ms = ms(run.started);
+                    // A deployment that lost a host is rebuilt whole for the
+                    // next cycle.
+                    let discard = run.report.verdict >= Verdict::Corrupt || run.deployment.degraded();
+                    let latency_us = run.loaded.take().map(|l| l.outcome.latency_us);
+                    CycleResult { report: run.report, latency_us, discard }
+                }
+                Err(failure) => {
+                    let latency_us = match failure {
+                        CycleFailure::NotBack { .. } => run.loaded.take().map(|l| l.outcome.latency_us),
+                        _ => None,
+                    };
+                    let mut result = failed(run.report, &failure, run.started);
+                    result.latency_us = latency_us;
+                    result
+                }
+            }
+        };
         if let Some(fs) = slot.as_mut().and_then(Deployment::faultfs_mut) {
             result.report.faultfs = Some(fs.end_cycle());
         }
         result
     }
+}
 
-    async fn run_cycle_steps(
-        &self,
-        cell: &Cell,
-        cycle: u32,
-        slot: &mut Option<Deployment>,
-        mut backups: Option<&mut Backups>,
-        reporter: &mut dyn Reporter,
-    ) -> CycleResult {
-        // The cycle's clock starts once the server is up: deploying it is
-        // timed apart, since only some cycles deploy.
-        let started = std::cell::Cell::new(Instant::now());
-        let mut report = CycleReport {
-            verdict: Verdict::Error,
-            acked_writes: 0,
-            lost_acked_writes: 0,
-            in_doubt_writes: 0,
-            invariant_violations: 0,
-            load_s: 0.0,
-            recovery_ms: None,
-            cycle_ms: 0.0,
-            detail: String::new(),
-            faultfs: None,
-            phases: PhaseTimes::default(),
-            backup: None,
-            fired: None,
-            explore: None,
-            replication: None,
-        };
-        let fail = |mut report: CycleReport, detail: String| {
-            report.detail = detail;
-            report.cycle_ms = started.get().elapsed().as_secs_f64() * 1e3;
-            CycleResult { report, latency_us: None, discard: true }
-        };
-        let phase = |reporter: &mut dyn Reporter, phase| reporter.on_event(&Event::Phase { cell, cycle, phase });
-
-        if slot.is_none() {
-            phase(reporter, Phase::Deploy);
-            match self.deploy(cell).await {
-                Ok(d) => *slot = Some(d),
-                Err(e) => return fail(report, format!("could not deploy: {e}")),
-            }
-        }
-        let deployment = slot.as_mut().expect("deployed above");
-        let addr = match self.wait_ready(deployment).await {
-            Ok(addr) => addr,
-            Err(e) => return fail(report, format!("before the fault: {}", e.detail())),
-        };
-        report.phases.ready_ms = ms(started.get());
-        started.set(Instant::now());
-
-        phase(reporter, Phase::Setup);
-        let config = self.load_config(cell, cycle);
-        if let Err(e) = self.workload.setup(addr, config).await {
-            return fail(report, format!("could not create the dataset: {}", error_chain(&e)));
-        }
-        report.phases.setup_ms = ms(started.get());
-        if let Some(fs) = deployment.faultfs_mut() {
-            // The dataset as set up is the baseline: only what the load
-            // writes is at stake.
-            if let Err(e) = fs.checkpoint() {
-                return fail(report, format!("could not make the dataset durable: {}", error_chain(&e)));
-            }
-            fs.begin_cycle();
-        }
-        let behaviour = cell.fault.behaviour();
-        let knobs = &self.scenario.faults;
-        let explore = &self.scenario.explore;
-        let workload = &*self.workload;
-        let armed = behaviour.arm(&mut Cx { deployment, knobs, explore, workload, backups: None });
-        if let Err(e) = armed {
-            return fail(report, format!("could not arm {}: {}", cell.fault, error_chain(&e)));
-        }
-        if let Some(b) = backups.as_deref_mut() {
-            if let Err(e) = ensure_ballast(deployment, self.scenario.backup.ballast).await {
-                return fail(report, format!("could not write the ballast: {e}"));
-            }
-            if let Err(e) = b.begin_cycle(deployment).await {
-                return fail(report, format!("could not start the backups: {}", error_chain(&e)));
-            }
-        }
-
-        phase(reporter, Phase::Load);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let load_started = Instant::now();
-        let load = self.workload.load(addr, config, stop_rx, CLIENT_GRACE);
-        let fault = async {
-            let mut cancel = self.cancel.clone();
-            if let Some(b) = backups.as_deref_mut() {
-                let deadline = load_started + self.scenario.workload.load;
-                b.run_until(deployment, workload, load_started, deadline, &mut cancel).await;
-            } else {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.scenario.workload.load) => {}
-                    _ = cancel.wait_for(|c| *c) => {}
-                }
-            }
-            reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Fault });
-            let load_s = load_started.elapsed().as_secs_f64();
-            // The fault lands while clients are mid-transaction; they are
-            // told to stop only once the damage is done.
-            let fault_started = Instant::now();
-            // The backup sidecars go down with the host, first: the time
-            // it takes to stop them is the fault's, not the load's.
-            let backups_ended = match backups.as_deref_mut() {
-                Some(b) => b.end_load().await,
-                None => Ok(()),
-            };
-            let injected = behaviour.inject(&mut Cx { deployment, knobs, explore, workload, backups: None }).await;
-            let fault_done = Instant::now();
-            let _ = stop_tx.send(true);
-            (injected, backups_ended, fault_started, fault_done, load_s)
-        };
-        let (load, (injected, backups_ended, fault_started, fault_done, load_s)) = tokio::join!(load, fault);
-        let inject_time = fault_done - fault_started;
-        report.load_s = load_s;
-        report.phases.inject_ms = inject_time.as_secs_f64() * 1e3;
-        report.phases.drain_ms = ms(fault_done);
-        if let Err(e) = injected {
-            return fail(report, format!("could not inject {}: {}", cell.fault, error_chain(&e)));
-        }
-        if let Err(e) = backups_ended {
-            return fail(report, format!("could not collect the sync agent's backups: {}", error_chain(&e)));
-        }
-        let load = match load {
-            Ok(load) => load,
-            Err(e) => return fail(report, format!("load failed: {}", error_chain(&e))),
-        };
-        report.acked_writes = load.log.acked();
-        if self.cancelled() {
-            return fail(report, "interrupted".into());
-        }
-
-        // A cycle is evidence only when writes were at stake and the fault
-        // did what it names; otherwise it is `error`, never a pass.
-        let fired = behaviour.fired(&mut Cx { deployment, knobs, explore, workload, backups: None }).await;
-        report.fired = Some(fired.clone());
-        if report.acked_writes == 0 {
-            let why = load.client_errors.first().map_or_else(
-                || "the clients ended without an error".to_owned(),
-                |e| format!("the first client error: {e}"),
-            );
-            return fail(report, format!("nothing was at stake: the load acknowledged no write; {why}"));
-        }
-        if !fired.fired {
-            return fail(report, format!("{} did not fire: {}", cell.fault, fired.what));
-        }
-
-        phase(reporter, Phase::Recover);
-        let recovered =
-            behaviour.recover(&mut Cx { deployment, knobs, explore, workload, backups: backups.as_deref_mut() }).await;
-        let restored = match recovered {
-            Ok(r) => {
-                report.replication = r.replication;
-                r.restored
-            }
-            Err(e) => return fail(report, format!("could not recover from {}: {}", cell.fault, error_chain(&e))),
-        };
-        let addr = match self.wait_ready(deployment).await {
-            Ok(addr) => addr,
-            Err(NotReady::Docker(e)) => return fail(report, e),
-            Err(e) => {
-                // The engine does not come back on its own data (or on the
-                // backup restored for it: no older one is tried instead).
-                if let Some(b) = backups.as_deref_mut() {
-                    let stall = crate::backup::stall(&load.log, &b.windows_us(), (load_s * 1e6) as u64);
-                    report.backup = Some(b.cycle_report(stall, restored, None).await);
-                }
-                let mut result = fail(report, format!("after {}: {}", cell.fault, e.detail()));
-                result.report.verdict = Verdict::Corrupt;
-                result.latency_us = Some(load.latency_us);
-                return result;
-            }
-        };
-        report.recovery_ms = Some(fault_done.elapsed().as_secs_f64() * 1e3);
-
-        phase(reporter, Phase::Verify);
-        let verify_started = Instant::now();
-        let found = match deployment.verify(workload, addr, &load.log, config.accounts).await {
-            Ok(found) => found,
-            Err(e) => return fail(report, e),
-        };
-        report.verdict = found.verdict;
-        report.lost_acked_writes = found.lost;
-        report.in_doubt_writes = found.in_doubt;
-        report.invariant_violations = found.violations;
-        // A broken dataset comes with what the server itself said about it
-        // since it came back: the first clue for whoever reads the report.
-        let broken = found.verdict >= Verdict::Inconsistent && found.verdict != Verdict::Error;
-        let server_said = if broken {
-            deployment.server_errors(workload, 3, 600).await.map(|said| format!("the server's newest errors: {said}"))
-        } else {
-            None
-        };
-        // The verdict is what a client connecting at once saw; whether the
-        // damage outlasts the engine's own recovery is evidence beside it.
-        let second_look =
-            if broken { Some(self.second_look(deployment, addr, &load.log, config.accounts).await) } else { None };
-        let notes: Vec<String> = [Some(found.detail.clone()), behaviour.detail(&fired), server_said, second_look]
-            .into_iter()
-            .flatten()
-            .filter(|d| !d.is_empty())
-            .collect();
-        report.detail = notes.join("; ");
-        report.phases.verify_ms = ms(verify_started);
-        // Cycles are numbered from 1 in the reports and the replay command.
-        let keeper =
-            crate::replay::Keeper::new(&self.run, &cell_id(self.scenario, cell), cycle + 1, &self.scenario.workload);
-        let oracle = crate::explore::Oracle {
-            log: &load.log,
-            epoch: load.epoch,
-            accounts: config.accounts,
-            ready_timeout: self.scenario.workload.ready_timeout,
-            cancel: &self.cancel,
-            bounds: &self.scenario.explore,
-            seed: config.seed,
-            replay: Some(&keeper),
-        };
-        if let Some(explored) =
-            behaviour.explore(&mut Cx { deployment, knobs, explore, workload, backups: None }, &oracle).await
-        {
-            crate::explore::fold(&mut report, explored);
-        }
-        if let Some(r) = report.replication.as_mut() {
-            let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
-            // A semi-sync primary cut off its replica acknowledges
-            // nothing: the last surviving commit is old, yet none was lost.
-            let lost_at = fault_us + (r.host_lost_after_ms.unwrap_or(0.0) * 1e3) as u64;
-            r.rpo_s = Some(if found.lost == 0 { 0.0 } else { found.rpo_s(lost_at) });
-            if r.host_lost_after_ms.is_some() {
-                let after = load.log.entries.iter().zip(&load.log.times);
-                let acked = after.filter(|((_, o), span)| *o == Outcome::Acked && span.end_us > lost_at).count();
-                r.acked_after_loss = Some(acked as u64);
-                if acked == 0 && behaviour.load_goes_on() && report.verdict != Verdict::Error {
-                    report.detail = format!(
-                        "nothing was acknowledged after the storage host was lost, so the cycle tested nothing of the \
-                         loss (writes stalled or the load ended first); {}",
-                        report.detail
-                    );
-                    report.verdict = Verdict::Error;
-                }
-            }
-        }
-        if let Some(b) = backups {
-            let load_us = (load_s * 1e6) as u64;
-            let stall = crate::backup::stall(&load.log, &b.windows_us(), load_us);
-            let fault_us = fault_started.saturating_duration_since(load.epoch).as_micros() as u64;
-            // The recovery point is measured where a backup was restored.
-            let rpo_s = restored.is_some().then(|| found.rpo_s(fault_us));
-            report.backup = Some(b.cycle_report(stall, restored, rpo_s).await);
-        }
-        report.cycle_ms = ms(started.get());
-        // A deployment that lost a host is rebuilt whole for the next cycle.
-        let discard = report.verdict >= Verdict::Corrupt || deployment.degraded();
-        CycleResult { report, latency_us: Some(load.latency_us), discard }
-    }
+/// A cycle that ended on `failure`: its verdict and detail, and a
+/// deployment no longer to be trusted.
+fn failed(mut report: CycleReport, failure: &CycleFailure, started: Instant) -> CycleResult {
+    report.verdict = failure.verdict();
+    report.detail = failure.to_string();
+    report.cycle_ms = ms(started);
+    CycleResult { report, latency_us: None, discard: true }
 }
 
 /// Folds a cell's cycles into its report.
@@ -613,27 +401,6 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
         fault_rules,
         backup: None,
         family: Some(cell.strategy.def().family()),
-    }
-}
-
-/// Writes `bytes` of incompressible data into the data directory beside the
-/// engine's files (`[backup] ballast`), once per deployment: every backup
-/// then has at least that much to copy. Engines ignore a stray file in
-/// their data directory's top level.
-async fn ensure_ballast(d: &Deployment, bytes: u64) -> Result<(), String> {
-    if bytes == 0 {
-        return Ok(());
-    }
-    let id = d.container_id().ok_or("the deployment has no container")?;
-    let file = format!("{}/crashlab-ballast", d.spec().data_dir.trim_end_matches('/'));
-    let script = format!(
-        "if [ \"$(stat -c %s {file} 2>/dev/null)\" != {bytes} ]; then \
-         head -c {bytes} /dev/urandom > {file}.tmp && mv {file}.tmp {file} && sync {file}; fi"
-    );
-    let run = d.docker().exec(id, &["sh".to_owned(), "-c".to_owned(), script]).await.map_err(|e| error_chain(&e))?;
-    match run.exit_code {
-        Some(0) => Ok(()),
-        code => Err(format!("`sh -c` exited with {code:?}: {}", run.output.trim())),
     }
 }
 

@@ -1,0 +1,373 @@
+//! A cycle as phases, one function each: ready, setup (with the fault
+//! armed and the hooks begun), load with the fault landing at its end,
+//! recover, verify (with the second look and the hooks' contributions).
+//! Each returns a `Result` whose error is a typed [`CycleFailure`]; the
+//! cycle's verdict on a failure is the failure's. The state a phase leaves
+//! for the next is in [`CycleRun`], so a schedule of several faults can
+//! call load and recover more than once before it verifies.
+
+use super::hooks::{CycleHook, Evidence, Stage};
+use super::{CLIENT_GRACE, Runner, cell_id, ms};
+use crate::deploy::deployment::Deployment;
+use crate::deploy::readiness::NotReady;
+use crate::events::{Event, Phase, Reporter};
+use crate::faults::{Behaviour, Fault, Recovered};
+use crate::scenario::Cell;
+use crate::text::error_chain;
+use crashlab_reports::{CycleReport, PhaseTimes, Verdict};
+use crashlab_workloads::{LoadConfig, LoadOutcome};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// The [`Stage`] of a [`CycleRun`], borrowing only its deployment, so
+/// that its hooks, report and reporter stay free.
+macro_rules! stage {
+    ($run:expr) => {
+        Stage {
+            deployment: &mut *$run.deployment,
+            workload: &*$run.runner.workload,
+            scenario: $run.runner.scenario,
+            behaviour: $run.cell.fault.behaviour(),
+        }
+    };
+}
+
+/// Why a cycle ended before its data was checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleFailure {
+    #[error("could not deploy: {0}")]
+    Deploy(String),
+    #[error("before the fault: {0}")]
+    NotReady(String),
+    #[error("could not create the dataset: {0}")]
+    Setup(String),
+    #[error("could not make the dataset durable: {0}")]
+    Checkpoint(String),
+    #[error("could not arm {fault}: {why}")]
+    Arm { fault: Fault, why: String },
+    /// A hook's own failure, phrased by the hook.
+    #[error("{0}")]
+    Hook(String),
+    #[error("could not inject {fault}: {why}")]
+    Inject { fault: Fault, why: String },
+    #[error("load failed: {0}")]
+    Load(String),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("nothing was at stake: the load acknowledged no write; {0}")]
+    NothingAtStake(String),
+    #[error("{fault} did not fire: {what}")]
+    DidNotFire { fault: Fault, what: String },
+    #[error("could not recover from {fault}: {why}")]
+    Recover { fault: Fault, why: String },
+    /// The daemon failed while the service came back.
+    #[error("{0}")]
+    Docker(String),
+    /// The engine did not come back on its data after the fault.
+    #[error("after {fault}: {why}")]
+    NotBack { fault: Fault, why: String },
+    #[error("{0}")]
+    Verify(String),
+}
+
+impl CycleFailure {
+    /// The cycle's verdict: an engine that does not come back on its own
+    /// data is `corrupt`; any other failure is the harness's, `error`.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            CycleFailure::NotBack { .. } => Verdict::Corrupt,
+            _ => Verdict::Error,
+        }
+    }
+}
+
+/// What the load and its fault left for recovery and verification.
+pub struct Loaded {
+    pub outcome: LoadOutcome,
+    pub load_s: f64,
+    pub fault_started: Instant,
+    pub fault_done: Instant,
+    pub fired: crashlab_reports::Fired,
+}
+
+/// One cycle in progress.
+pub struct CycleRun<'r, 'a> {
+    pub runner: &'r Runner<'a>,
+    pub cell: &'r Cell,
+    pub cycle: u32,
+    pub reporter: &'r mut dyn Reporter,
+    pub deployment: &'r mut Deployment,
+    pub hooks: Vec<Box<dyn CycleHook + 'r>>,
+    pub report: CycleReport,
+    /// The clock of the current phase group.
+    pub started: Instant,
+    pub config: LoadConfig,
+    pub addr: Option<SocketAddr>,
+    pub loaded: Option<Loaded>,
+}
+
+impl<'r, 'a> CycleRun<'r, 'a> {
+    pub fn new(
+        runner: &'r Runner<'a>,
+        cell: &'r Cell,
+        cycle: u32,
+        reporter: &'r mut dyn Reporter,
+        deployment: &'r mut Deployment,
+        hooks: Vec<Box<dyn CycleHook + 'r>>,
+        started: Instant,
+    ) -> Self {
+        CycleRun {
+            config: runner.load_config(cell, cycle),
+            runner,
+            cell,
+            cycle,
+            reporter,
+            deployment,
+            hooks,
+            report: empty_report(),
+            started,
+            addr: None,
+            loaded: None,
+        }
+    }
+
+    fn announce(&mut self, phase: Phase) {
+        self.reporter.on_event(&Event::Phase { cell: self.cell, cycle: self.cycle, phase });
+    }
+
+    fn behaviour(&self) -> &'static dyn Behaviour {
+        self.cell.fault.behaviour()
+    }
+
+    /// The single-fault cycle: ready, setup, load and fault, recover,
+    /// verify.
+    pub async fn steps(&mut self) -> Result<(), CycleFailure> {
+        self.ready().await?;
+        self.setup().await?;
+        self.load_and_fault().await?;
+        self.recover().await?;
+        self.verify().await
+    }
+
+    /// Waits for the server; the cycle's clock starts once it answers.
+    pub async fn ready(&mut self) -> Result<(), CycleFailure> {
+        let addr = self.runner.wait_ready(self.deployment).await.map_err(|e| CycleFailure::NotReady(e.detail()))?;
+        self.addr = Some(addr);
+        self.report.phases.ready_ms = ms(self.started);
+        self.started = Instant::now();
+        Ok(())
+    }
+
+    /// Creates the dataset, makes it the fault filesystem's durable
+    /// baseline, arms the fault and begins the hooks.
+    pub async fn setup(&mut self) -> Result<(), CycleFailure> {
+        self.announce(Phase::Setup);
+        let addr = self.addr.expect("ready before setup");
+        let workload = &*self.runner.workload;
+        workload.setup(addr, self.config).await.map_err(|e| CycleFailure::Setup(error_chain(&e)))?;
+        self.report.phases.setup_ms = ms(self.started);
+        if let Some(fs) = self.deployment.faultfs_mut() {
+            // The dataset as set up is the baseline: only what the load
+            // writes is at stake.
+            fs.checkpoint().map_err(|e| CycleFailure::Checkpoint(error_chain(&e)))?;
+            fs.begin_cycle();
+        }
+        let fault = self.cell.fault;
+        let behaviour = self.behaviour();
+        let mut stage = stage!(self);
+        let hooks = &mut self.hooks;
+        behaviour.arm(&mut stage.cx(None)).map_err(|e| CycleFailure::Arm { fault, why: error_chain(&e) })?;
+        for hook in hooks.iter_mut() {
+            hook.begin(&mut stage).await.map_err(CycleFailure::Hook)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the load and lands the fault at its end, while the clients are
+    /// mid-transaction; they are told to stop once the damage is done.
+    /// Then asks whether anything was at stake and whether the fault fired.
+    pub async fn load_and_fault(&mut self) -> Result<(), CycleFailure> {
+        self.announce(Phase::Load);
+        let addr = self.addr.expect("ready before the load");
+        let (runner, cell, cycle, fault) = (self.runner, self.cell, self.cycle, self.cell.fault);
+        let behaviour = self.behaviour();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let load_started = Instant::now();
+        let load = runner.workload.load(addr, self.config, stop_rx, CLIENT_GRACE);
+        let reporter = &mut *self.reporter;
+        let mut stage = stage!(self);
+        let hooks = &mut self.hooks;
+        let landed = async {
+            let mut cancel = runner.cancel.clone();
+            let deadline = load_started + runner.scenario.workload.load;
+            match hooks.iter_mut().find(|h| h.drives_load()) {
+                Some(hook) => hook.during_load(&mut stage, load_started, deadline, &mut cancel).await,
+                None => tokio::select! {
+                    _ = tokio::time::sleep(runner.scenario.workload.load) => {}
+                    _ = cancel.wait_for(|c| *c) => {}
+                },
+            }
+            reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Fault });
+            let load_s = load_started.elapsed().as_secs_f64();
+            let fault_started = Instant::now();
+            let mut at_fault = Ok(());
+            for hook in hooks.iter_mut() {
+                at_fault = at_fault.and(hook.at_fault(&mut stage).await);
+            }
+            let injected = behaviour.inject(&mut stage.cx(None)).await;
+            let fault_done = Instant::now();
+            let _ = stop_tx.send(true);
+            (injected, at_fault, fault_started, fault_done, load_s)
+        };
+        let (load, (injected, at_fault, fault_started, fault_done, load_s)) = tokio::join!(load, landed);
+        self.report.load_s = load_s;
+        self.report.phases.inject_ms = (fault_done - fault_started).as_secs_f64() * 1e3;
+        self.report.phases.drain_ms = ms(fault_done);
+        injected.map_err(|e| CycleFailure::Inject { fault, why: error_chain(&e) })?;
+        at_fault.map_err(CycleFailure::Hook)?;
+        let outcome = load.map_err(|e| CycleFailure::Load(error_chain(&e)))?;
+        self.report.acked_writes = outcome.log.acked();
+        if runner.cancelled() {
+            return Err(CycleFailure::Interrupted);
+        }
+        // A cycle is evidence only when writes were at stake and the fault
+        // did what it names; otherwise it is `error`, never a pass.
+        let fired = behaviour.fired(&mut stage!(self).cx(None)).await;
+        self.report.fired = Some(fired.clone());
+        let loaded = Loaded { outcome, load_s, fault_started, fault_done, fired };
+        let client_errors = &loaded.outcome.client_errors;
+        if self.report.acked_writes == 0 {
+            let why = client_errors.first().map_or_else(
+                || "the clients ended without an error".to_owned(),
+                |e| format!("the first client error: {e}"),
+            );
+            self.loaded = Some(loaded);
+            return Err(CycleFailure::NothingAtStake(why));
+        }
+        if !loaded.fired.fired {
+            let what = loaded.fired.what.clone();
+            self.loaded = Some(loaded);
+            return Err(CycleFailure::DidNotFire { fault, what });
+        }
+        self.loaded = Some(loaded);
+        Ok(())
+    }
+
+    /// Brings the service back as the fault's recovery says, lending it
+    /// the backups a hook keeps, and waits for it to answer.
+    pub async fn recover(&mut self) -> Result<(), CycleFailure> {
+        self.announce(Phase::Recover);
+        let fault = self.cell.fault;
+        let behaviour = self.behaviour();
+        let mut stage = stage!(self);
+        let backups = self.hooks.iter_mut().find_map(|h| h.backups());
+        let recovered = behaviour.recover(&mut stage.cx(backups)).await;
+        let mut recovered: Recovered = recovered.map_err(|e| CycleFailure::Recover { fault, why: error_chain(&e) })?;
+        self.report.replication = recovered.replication.take();
+        for hook in self.hooks.iter_mut() {
+            hook.after_recovery(&mut recovered);
+        }
+        let addr = match self.runner.wait_ready(self.deployment).await {
+            Ok(addr) => addr,
+            Err(NotReady::Docker(e)) => return Err(CycleFailure::Docker(e)),
+            Err(e) => {
+                // The engine does not come back on its own data (or on the
+                // backup restored for it: no older one is tried instead).
+                let failure = CycleFailure::NotBack { fault, why: e.detail() };
+                self.contribute(None).await;
+                return Err(failure);
+            }
+        };
+        self.addr = Some(addr);
+        let fault_done = self.loaded.as_ref().expect("loaded before recovery").fault_done;
+        self.report.recovery_ms = Some(fault_done.elapsed().as_secs_f64() * 1e3);
+        Ok(())
+    }
+
+    /// Reads the data back and checks it, takes a second look at a broken
+    /// dataset, and lets every hook add its part.
+    pub async fn verify(&mut self) -> Result<(), CycleFailure> {
+        self.announce(Phase::Verify);
+        let verify_started = Instant::now();
+        let addr = self.addr.expect("recovered before verify");
+        let loaded = self.loaded.as_ref().expect("loaded before verify");
+        let workload = &*self.runner.workload;
+        let log = &loaded.outcome.log;
+        let found =
+            self.deployment.verify(workload, addr, log, self.config.accounts).await.map_err(CycleFailure::Verify)?;
+        self.report.verdict = found.verdict;
+        self.report.lost_acked_writes = found.lost;
+        self.report.in_doubt_writes = found.in_doubt;
+        self.report.invariant_violations = found.violations;
+        // A broken dataset comes with what the server itself said about it
+        // since it came back: the first clue for whoever reads the report.
+        let broken = found.verdict >= Verdict::Inconsistent && found.verdict != Verdict::Error;
+        let (server_said, second_look) = if broken {
+            let said = self.deployment.server_errors(workload, 3, 600).await;
+            // The verdict is what a client connecting at once saw; whether
+            // the damage outlasts the engine's own recovery is evidence
+            // beside it.
+            let look = self.runner.second_look(self.deployment, addr, log, self.config.accounts).await;
+            (said.map(|said| format!("the server's newest errors: {said}")), Some(look))
+        } else {
+            (None, None)
+        };
+        let notes: Vec<String> =
+            [Some(found.detail.clone()), self.behaviour().detail(&loaded.fired), server_said, second_look]
+                .into_iter()
+                .flatten()
+                .filter(|d| !d.is_empty())
+                .collect();
+        self.report.detail = notes.join("; ");
+        self.report.phases.verify_ms = ms(verify_started);
+        self.contribute(Some(&found)).await;
+        Ok(())
+    }
+
+    /// Every hook's part of the report, in order.
+    async fn contribute(&mut self, found: Option<&crate::checker::Check>) {
+        let loaded = self.loaded.as_ref().expect("loaded before the hooks contribute");
+        // Cycles are numbered from 1 in the reports and the replay command.
+        let id = cell_id(self.runner.scenario, self.cell);
+        let evidence = Evidence {
+            log: &loaded.outcome.log,
+            epoch: loaded.outcome.epoch,
+            load_s: loaded.load_s,
+            fault_started: loaded.fault_started,
+            found,
+            accounts: self.config.accounts,
+            seed: self.config.seed,
+            cell_id: &id,
+            cycle: self.cycle + 1,
+            cancel: &self.runner.cancel,
+            run: &self.runner.run,
+        };
+        let mut stage = stage!(self);
+        for hook in self.hooks.iter_mut() {
+            hook.contribute(&mut stage, &evidence, &mut self.report).await;
+        }
+    }
+}
+
+/// A cycle's report before anything happened: `error` until a verdict is
+/// found.
+pub fn empty_report() -> CycleReport {
+    CycleReport {
+        verdict: Verdict::Error,
+        acked_writes: 0,
+        lost_acked_writes: 0,
+        in_doubt_writes: 0,
+        invariant_violations: 0,
+        load_s: 0.0,
+        recovery_ms: None,
+        cycle_ms: 0.0,
+        detail: String::new(),
+        faultfs: None,
+        phases: PhaseTimes::default(),
+        backup: None,
+        fired: None,
+        explore: None,
+        replication: None,
+    }
+}
