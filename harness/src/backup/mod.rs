@@ -4,7 +4,7 @@
 //! A backup method is one file of this module implementing
 //! [`BackupMethod`] — what it needs before the load, a backup, what goes
 //! with the lost host, the restore, its words for the report, its
-//! teardown — registered once, in [`method`], under the
+//! teardown — registered once, in `method`, under the
 //! [`BackupKind`] its strategy's row in [`crate::storage::TABLE`] names.
 //! [`Backups`] keeps what all methods share: the schedule and the
 //! records. `tar.rs` holds the three tar copies (hot, quiesced, stopped),
