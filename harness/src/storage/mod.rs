@@ -52,7 +52,7 @@ pub mod faultmount;
 pub mod gluster;
 mod strategy;
 
-pub use strategy::{DataOn, Strategy, StrategyDef, TABLE, UnderData};
+pub use strategy::{BackupKind, DataOn, Strategy, StrategyDef, TABLE, UnderData};
 
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;

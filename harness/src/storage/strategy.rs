@@ -4,7 +4,6 @@
 //! (provisioning, mounts, which faults can run, the backup loop, the
 //! report's words) reads it.
 
-use crate::backup::Method;
 use crashlab_reports::Family;
 pub use crashlab_workloads::replication::Mode as Replication;
 use serde::{Deserialize, Serialize};
@@ -88,6 +87,28 @@ impl DataOn {
     }
 }
 
+/// Which backup method a strategy takes during the load. Storage only
+/// names it; the backup module registers one implementation per kind
+/// (its `method` function, a match the compiler checks), so storage
+/// never depends on how a backup is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupKind {
+    /// tar of the live data directory while the engine writes.
+    Hot,
+    /// tar while the engine is held still.
+    Quiesced,
+    /// tar while the container is stopped.
+    Stopped,
+    /// A read-only snapshot of the btrfs subvolume under the volume.
+    BtrfsSnapshot,
+    /// A sidecar archives and uploads the directory every interval.
+    SyncAgent,
+    /// A restic sidecar backs the volume up into a repository.
+    Restic,
+    /// The container committed to an image, saved as an archive.
+    CommitImage,
+}
+
 /// Whether the fault filesystem can sit under a strategy's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnderData {
@@ -109,7 +130,7 @@ pub struct StrategyDef {
     pub data_on: DataOn,
     pub under: UnderData,
     /// How it takes backups during the load; `None` for a plain place.
-    pub backup: Option<Method>,
+    pub backup: Option<BackupKind>,
     /// What the data directory is, in the words of the docs.
     pub describes: &'static str,
 }
@@ -176,7 +197,7 @@ pub const TABLE: [StrategyDef; 17] = [
         name: "backup-hot",
         data_on: DataOn::NamedVolume,
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
-        backup: Some(Method::Hot),
+        backup: Some(BackupKind::Hot),
         describes: "a named volume, copied with tar while the engine writes",
     },
     StrategyDef {
@@ -184,7 +205,7 @@ pub const TABLE: [StrategyDef; 17] = [
         name: "backup-quiesced",
         data_on: DataOn::NamedVolume,
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
-        backup: Some(Method::Quiesced),
+        backup: Some(BackupKind::Quiesced),
         describes: "a named volume, copied with tar while the engine is held still",
     },
     StrategyDef {
@@ -192,7 +213,7 @@ pub const TABLE: [StrategyDef; 17] = [
         name: "backup-stopped",
         data_on: DataOn::NamedVolume,
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
-        backup: Some(Method::Stopped),
+        backup: Some(BackupKind::Stopped),
         describes: "a named volume, copied with tar while the container is stopped",
     },
     StrategyDef {
@@ -200,7 +221,7 @@ pub const TABLE: [StrategyDef; 17] = [
         name: "btrfs-snapshot",
         data_on: DataOn::BtrfsSubvolume,
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
-        backup: Some(Method::BtrfsSnapshot),
+        backup: Some(BackupKind::BtrfsSnapshot),
         describes: "a named volume on a btrfs subvolume, with read-only snapshots",
     },
     StrategyDef {
@@ -208,7 +229,7 @@ pub const TABLE: [StrategyDef; 17] = [
         name: "sync-agent",
         data_on: DataOn::NamedVolume,
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
-        backup: Some(Method::SyncAgent),
+        backup: Some(BackupKind::SyncAgent),
         describes: "a named volume that a sidecar archives and uploads to an object store",
     },
     StrategyDef {
@@ -216,7 +237,7 @@ pub const TABLE: [StrategyDef; 17] = [
         name: "backup-restic",
         data_on: DataOn::NamedVolume,
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
-        backup: Some(Method::Restic),
+        backup: Some(BackupKind::Restic),
         describes: "a named volume that a restic sidecar backs up, incrementally, into a repository",
     },
     StrategyDef {
@@ -227,7 +248,7 @@ pub const TABLE: [StrategyDef; 17] = [
             "the writable layer belongs to Docker's storage driver; crashlab cannot put its fault filesystem \
              under it; run `host-loss` to test the committed images",
         ),
-        backup: Some(Method::CommitImage),
+        backup: Some(BackupKind::CommitImage),
         describes: "the container's writable layer, committed to an image and saved as an archive",
     },
     StrategyDef {
@@ -344,7 +365,7 @@ mod tests {
         for def in TABLE.iter().filter(|d| d.backup.is_some()) {
             let on_volume = matches!(def.data_on, DataOn::NamedVolume | DataOn::BtrfsSubvolume);
             // Committing a container keeps its writable layer, nothing mounted.
-            let on_layer = def.backup == Some(Method::CommitImage) && def.data_on == DataOn::WritableLayer;
+            let on_layer = def.backup == Some(BackupKind::CommitImage) && def.data_on == DataOn::WritableLayer;
             assert!(on_volume || on_layer, "{}", def.name);
         }
     }
