@@ -43,6 +43,7 @@ pub mod compose;
 pub mod docker;
 pub mod explore;
 pub mod faults;
+pub mod filter;
 pub mod hosts;
 pub mod images;
 pub mod replay;

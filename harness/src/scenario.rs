@@ -50,6 +50,10 @@ pub struct Scenario {
     pub explore: ExploreSection,
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// The cells chosen on the command line (`--filter`); the plan leaves
+    /// the others out. Not a scenario key.
+    #[serde(skip)]
+    pub filter: Option<crate::filter::Filter>,
 }
 
 /// `[explore]`: the bounds of the `crash-states` fault's exploration (see
@@ -780,11 +784,15 @@ impl Scenario {
     /// The cells to run, in run order, and the planned pairs that are not
     /// run because the strategy cannot take the fault (see
     /// [`Fault::unsupported_on`]). Cells keep their index in [`Self::cells`],
-    /// so seeds and names do not depend on what is left out.
+    /// so seeds and names do not depend on what is left out. With a
+    /// [`Self::filter`], both lists hold only the cells it selects.
     pub fn plan(&self) -> (Vec<Cell>, Vec<Unsupported>) {
         let mut run = Vec::new();
         let mut unsupported = Vec::new();
         for cell in self.cells() {
+            if self.filter.as_ref().is_some_and(|f| !f.selects(self.workload.kind, &cell)) {
+                continue;
+            }
             let no_replica = (cell.strategy.def().data_on.replication().is_some() && !self.workload.kind.replicates())
                 .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none");
             match no_replica.or_else(|| cell.fault.unsupported_on(cell.strategy)) {
