@@ -191,7 +191,7 @@ pub enum FilterErrorKind {
     Unexpected { expected: &'static str, found: String },
     #[error("unknown key `{0}` (keys: workload, strategy, fault)")]
     UnknownKey(String),
-    #[error("no {key} is named `{value}` ({key}s: {})", known.join(", "))]
+    #[error("no {key} is named `{value}` (known: {})", known.join(", "))]
     UnknownValue { key: Key, value: String, known: Vec<&'static str> },
 }
 
@@ -429,7 +429,7 @@ mod tests {
             ("strategy", 9, "expected `=` or `!=`, found the end"),
             ("strategy=", 10, "expected a name (`*` matches any characters), found the end"),
             ("strat=tmpfs", 1, "unknown key `strat` (keys: workload, strategy, fault)"),
-            ("strategy=tmpfs and fault=hostkill", 26, "no fault is named `hostkill` (faults: process-kill, "),
+            ("strategy=tmpfs and fault=hostkill", 26, "no fault is named `hostkill` (known: process-kill, "),
             ("strategy=zfs*", 10, "no strategy is named `zfs*`"),
             ("strategy=tmpfs fault=restart", 16, "expected `and`, `or` or the end, found `fault`"),
             ("(strategy=tmpfs", 16, "expected `)`, `and` or `or`, found the end"),

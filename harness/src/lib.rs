@@ -5,7 +5,8 @@
 //! fault, recovers, and checks what survived against the harness's own
 //! record of acknowledged writes. The source is grouped by concept:
 //!
-//! - [`scenario`] reads what to run and expands it into cells;
+//! - [`scenario`] reads what to run and expands it into cells, which
+//!   [`filter`] narrows (`--filter`) and [`listing`] shows (`crashlab list`);
 //! - [`storage`] says where the data directory lives for each strategy
 //!   (and puts the fault filesystem or a btrfs pool under it);
 //! - [`faults`] damages a deployment and brings it back, one implementation
@@ -46,6 +47,7 @@ pub mod faults;
 pub mod filter;
 pub mod hosts;
 pub mod images;
+pub mod listing;
 pub mod replay;
 pub mod report;
 pub mod run;
