@@ -101,7 +101,7 @@ mod tests {
     fn planned(filter: Option<&str>) -> (Scenario, Vec<Cell>, Vec<Unsupported>) {
         let mut scenario = Scenario::parse(
             "name = \"l\"\nseed = 7\n[workload]\nkind = \"mariadb\"\n[matrix]\n\
-             strategies = [\"bind-mount\", \"tmpfs\"]\nfaults = [\"restart\", \"host-kill\"]\ncycles = 3\n\
+             strategies = [\"bind-mount\", \"tmpfs\", \"container-layer\"]\nfaults = [\"restart\", \"host-kill\"]\ncycles = 3\n\
              [[expect]]\nstrategy = \"tmpfs\"\nfault = \"*\"\nverdict = \"data-gone\"\n",
             "test",
         )
@@ -122,17 +122,19 @@ mod tests {
         let (scenario, cells, unsupported) = planned(Some("fault=host-kill"));
         let text = render(&scenario, &cells, &unsupported);
         assert!(
-            text.starts_with("scenario l (seed 7): 1 cells × 3 cycles, 1 n/a, filter `fault=host-kill`\n"),
+            text.starts_with("scenario l (seed 7): 2 cells × 3 cycles, 1 n/a, filter `fault=host-kill`\n"),
             "{text}"
         );
         assert!(!text.contains("restart"), "{text}");
         assert!(text.contains("mariadb/bind-mount/host-kill  intact\n"), "{text}");
-        assert!(text.contains("mariadb/tmpfs/host-kill: "), "{text}");
+        assert!(text.lines().any(|l| l.split_whitespace().eq(["mariadb/tmpfs/host-kill", "data-gone"])), "{text}");
+        assert!(text.contains("\nn/a:\nmariadb/container-layer/host-kill: "), "{text}");
     }
 
     #[test]
     fn json_lines_name_each_cell_with_its_index_and_expectation() {
-        let (scenario, cells, unsupported) = planned(Some("strategy=tmpfs or fault=restart"));
+        let (scenario, cells, unsupported) =
+            planned(Some("strategy=container-layer or (strategy=tmpfs and fault=restart)"));
         let mut json = JsonEvents::new(Vec::new(), "mariadb");
         emit(&mut json, &scenario, &cells, &unsupported);
         let text = String::from_utf8(json.into_inner()).unwrap();
@@ -148,12 +150,12 @@ mod tests {
         assert_eq!(
             summary,
             [
-                row("planned", "mariadb/bind-mount/restart", "intact"),
                 row("planned", "mariadb/tmpfs/restart", "data-gone"),
-                row("not-applicable", "mariadb/tmpfs/host-kill", ""),
+                row("planned", "mariadb/container-layer/restart", "intact"),
+                row("not-applicable", "mariadb/container-layer/host-kill", ""),
             ]
         );
-        assert_eq!(lines[1]["index"], 2);
+        assert_eq!(lines[1]["index"], 4);
         assert_eq!(lines[0]["cycles"], 3);
         assert!(lines[2]["reason"].as_str().is_some_and(|r| !r.is_empty()));
         assert!(lines.iter().all(|l| l["schema"] == 1));

@@ -303,6 +303,12 @@ struct RunFlags {
     mirror: String,
 }
 
+/// Writes to stdout; a reader that closed it early (`| head`) is no error.
+fn print_all(bytes: &[u8]) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(bytes);
+}
+
 fn parse_partition(s: &str) -> Result<Partition, String> {
     s.parse().map_err(|e: crashlab_reports::partition::PartitionError| e.to_string())
 }
@@ -379,7 +385,11 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
         Command::Clean { replays } => app::clean(replays).await.map(|()| exit::PASS),
         Command::Doctor { mirror } => Ok(app::doctor(&mirror).await),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "crashlab", &mut std::io::stdout());
+            // Into a buffer first: the generator panics when its writer
+            // fails, as stdout does under `| head`.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "crashlab", &mut script);
+            print_all(&script);
             Ok(exit::PASS)
         }
         Command::Man { out } => return man(out.as_deref()),
@@ -402,7 +412,12 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
 fn man(out: Option<&std::path::Path>) -> i32 {
     let written = match out {
         Some(dir) => std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir)),
-        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+        None => {
+            let mut page = Vec::new();
+            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut page);
+            print_all(&page);
+            rendered
+        }
     };
     match written {
         Ok(()) => exit::PASS,
@@ -411,5 +426,58 @@ fn man(out: Option<&std::path::Path>) -> i32 {
             eprintln!("crashlab: failed to write the manual pages to {into}: {e}");
             exit::SETUP
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    out.push(format!("{path} {} (the subcommand)", sub.get_name()));
+                }
+                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        undocumented(&cmd, "crashlab", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn quiet_is_global_and_still_taken_after_the_subcommand() {
+        for args in [["crashlab", "-q", "run"], ["crashlab", "run", "-q"], ["crashlab", "run", "--quiet"]] {
+            assert!(Cli::try_parse_from(args).unwrap().quiet, "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["crashlab", "images", "build", "redis", "-q"]).unwrap();
+        assert!(cli.quiet);
+        assert_eq!(Cli::try_parse_from(["crashlab", "list", "-vv"]).unwrap().verbose, 2);
+        assert!(Cli::try_parse_from(["crashlab", "run", "-q", "-v"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_filter_is_a_usage_error_naming_the_column() {
+        let e = Cli::try_parse_from(["crashlab", "run", "--filter", "fault=restart and strat=tmpfs"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("at column 19: unknown key `strat`"), "{e}");
     }
 }
