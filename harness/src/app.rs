@@ -469,57 +469,57 @@ fn publish_as(
     Ok(())
 }
 
+/// What `run` runs: the scenario (a file's, the smoke one, or a Compose
+/// service's translation), with `--filter` applied, and the daemon.
+struct Target {
+    docker: Docker,
+    scenario: Scenario,
+    /// For `--compose`: the file's service and its translation.
+    compose: Option<(crate::compose::ServicePlan, crate::compose::Translation)>,
+}
+
+/// Reads what `options` say to run, checking all that can be checked
+/// before the daemon is asked anything.
+async fn target(options: &RunOptions) -> Result<Target, AppError> {
+    let Some(target) = &options.compose else {
+        let mut scenario = match &options.scenario {
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
+        };
+        scenario.filter = options.filter.clone();
+        runnable(&scenario)?;
+        return Ok(Target { docker: connect().await?, scenario, compose: None });
+    };
+    let plan = crate::compose::load(&target.file, target.service.as_deref(), target.env_file.as_deref())?;
+    // Every error the translation can find, before the daemon is asked
+    // anything; the image's volumes only move the strategy.
+    plan.translate(&[])?;
+    let docker = connect().await?;
+    // The image decides where unmounted data lives (its VOLUMEs), so it
+    // must be there before the translation.
+    ensure_image(&docker, &plan.image, &options.mirror, options.quiet).await?;
+    let volumes = docker.image(&plan.image).await?.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
+    let t = plan.translate(&volumes)?;
+    note!(
+        "compose: service `{}` of {} keeps its data on {} (your configuration); beside it: {}",
+        plan.service,
+        plan.origin,
+        t.yours,
+        t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    for n in &t.notes {
+        note!("compose: note: {n}");
+    }
+    let mut scenario = t.scenario.clone();
+    scenario.filter = options.filter.clone();
+    runnable(&scenario)?;
+    Ok(Target { docker, scenario, compose: Some((plan, t)) })
+}
+
 /// `crashlab run`: returns the exit code.
 pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     let mut stop = Stop::listen()?;
-    let compose = match &options.compose {
-        Some(target) => {
-            let plan = crate::compose::load(&target.file, target.service.as_deref(), target.env_file.as_deref())?;
-            // Every error the translation can find, before the daemon is
-            // asked anything; the image's volumes only move the strategy.
-            plan.translate(&[])?;
-            Some(plan)
-        }
-        None => None,
-    };
-    let docker;
-    let mut translation = None;
-    let scenario = match (&compose, &options.scenario) {
-        (Some(plan), _) => {
-            docker = connect().await?;
-            // The image decides where unmounted data lives (its VOLUMEs),
-            // so it must be there before the translation.
-            ensure_image(&docker, &plan.image, &options.mirror, options.quiet).await?;
-            let volumes =
-                docker.image(&plan.image).await?.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
-            let t = plan.translate(&volumes)?;
-            note!(
-                "compose: service `{}` of {} keeps its data on {} (your configuration); beside it: {}",
-                plan.service,
-                plan.origin,
-                t.yours,
-                t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
-            );
-            for n in &t.notes {
-                note!("compose: note: {n}");
-            }
-            let mut scenario = t.scenario.clone();
-            scenario.filter = options.filter.clone();
-            translation = Some(t);
-            runnable(&scenario)?;
-            scenario
-        }
-        (None, path) => {
-            let mut scenario = match path {
-                Some(path) => Scenario::load(path)?,
-                None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
-            };
-            scenario.filter = options.filter.clone();
-            runnable(&scenario)?;
-            docker = connect().await?;
-            scenario
-        }
-    };
+    let Target { docker, scenario, compose } = target(&options).await?;
     let settings = RunSettings {
         keep: options.keep,
         quiet: options.quiet,
@@ -561,7 +561,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     };
     let mut report = outcome.report;
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
-    if let (Some(plan), Some(t)) = (&compose, &translation) {
+    if let Some((plan, t)) = &compose {
         report.compose = Some(crashlab_reports::ComposeOrigin {
             file: plan.origin.clone(),
             service: plan.service.clone(),
@@ -570,7 +570,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         });
     }
     publish_as(&report, Some(out.clone()), report::summary, options.message_format)?;
-    if let Some(t) = &translation {
+    if let Some((_, t)) = &compose {
         // The equivalent scenario beside the reports, to rerun or edit.
         let path = out.join("scenario.toml");
         std::fs::write(&path, &t.toml).map_err(|source| AppError::Io { what: "write", path, source })?;
