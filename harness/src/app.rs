@@ -1,9 +1,11 @@
 //! What the subcommands do, with their errors mapped to exit codes. The
 //! binary only parses arguments and calls in here.
 
+pub mod listing;
 use crate::cycle::Runner;
 use crate::docker::{Docker, DockerError, docker_host};
 use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, Via};
+use crate::report::json_events::{JsonEvents, Line, MessageFormat, ReportPaths, Tee};
 use crate::report::{self, Terminal};
 use crate::run::{self, RunContext};
 use crate::scenario::{Scenario, ScenarioError, WorkloadKind, WorkloadSection};
@@ -72,6 +74,8 @@ pub enum AppError {
     BadReport { path: PathBuf, detail: String },
     #[error("nothing to run: every cell of scenario {scenario} is n/a ({})", reasons.join("; "))]
     NothingToRun { scenario: String, reasons: Vec<String> },
+    #[error("nothing to run: --filter `{filter}` selects no cell of scenario {scenario}")]
+    NothingSelected { scenario: String, filter: String },
     #[error("image {0} is not present and no registry is assumed reachable")]
     MissingImage(String),
     #[error("failed to {}", error_chain(.0))]
@@ -132,6 +136,9 @@ impl AppError {
             AppError::NothingToRun { .. } => {
                 Some("choose faults the strategies can take (docs/scenarios.md lists which pairs run)".into())
             }
+            AppError::NothingSelected { .. } => {
+                Some("`crashlab list SCENARIO` shows the plan's cells, as workload/strategy/fault".into())
+            }
             AppError::Agent(e) => Some(e.hint().into()),
             AppError::Merge(MergeError::Empty) => None,
             AppError::Merge(_) => Some(
@@ -175,6 +182,10 @@ pub struct RunOptions {
     /// Test a service of a Compose file instead of a scenario
     /// (`--compose FILE --service S`).
     pub compose: Option<ComposeTarget>,
+    /// Run only the cells this selects (`--filter`).
+    pub filter: Option<crate::scenario::filter::Filter>,
+    /// `--message-format`: with `Json`, stdout carries the event stream.
+    pub message_format: MessageFormat,
 }
 
 /// `--compose FILE [--service S]`.
@@ -430,86 +441,96 @@ async fn supervise<T>(
 /// `crashlab-results/<run id>`) and prints `summary` of it and where the
 /// files went.
 fn publish(report: &Report, out: Option<PathBuf>, summary: fn(&Report, bool) -> String) -> Result<(), AppError> {
-    use std::io::Write as _;
+    publish_as(report, out, summary, MessageFormat::Human)
+}
+
+/// [`publish`], with the summary on stderr when stdout carries the JSON
+/// stream.
+fn publish_as(
+    report: &Report,
+    out: Option<PathBuf>,
+    summary: fn(&Report, bool) -> String,
+    format: MessageFormat,
+) -> Result<(), AppError> {
+    use std::io::{IsTerminal as _, Write as _};
     let out = out.unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
     report::write_files(report, &out).map_err(|source| AppError::Io {
         what: "write the reports to",
         path: out.clone(),
         source,
     })?;
-    let color = report::use_color(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let _ = writeln!(std::io::stdout(), "{}reports: {}", summary(report, color), out.display());
+    let text = |color| format!("{}reports: {}", summary(report, color), out.display());
+    let _ = match format {
+        MessageFormat::Human => {
+            writeln!(std::io::stdout(), "{}", text(report::use_color(std::io::stdout().is_terminal())))
+        }
+        MessageFormat::Json => {
+            writeln!(std::io::stderr(), "{}", text(report::use_color(std::io::stderr().is_terminal())))
+        }
+    };
     Ok(())
+}
+
+/// What `run` runs: the scenario (a file's, the smoke one, or a Compose
+/// service's translation), with `--filter` applied, and the daemon.
+struct Target {
+    docker: Docker,
+    scenario: Scenario,
+    /// For `--compose`: the file's service and its translation.
+    compose: Option<(crate::compose::ServicePlan, crate::compose::Translation)>,
+}
+
+/// Reads what `options` say to run, checking all that can be checked
+/// before the daemon is asked anything.
+async fn target(options: &RunOptions) -> Result<Target, AppError> {
+    let Some(target) = &options.compose else {
+        let mut scenario = match &options.scenario {
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
+        };
+        scenario.filter = options.filter.clone();
+        runnable(&scenario)?;
+        return Ok(Target { docker: connect().await?, scenario, compose: None });
+    };
+    let plan = crate::compose::load(&target.file, target.service.as_deref(), target.env_file.as_deref())?;
+    // Every error the translation can find, before the daemon is asked
+    // anything; the image's volumes only move the strategy.
+    plan.translate(&[])?;
+    let docker = connect().await?;
+    // The image decides where unmounted data lives (its VOLUMEs), so it
+    // must be there before the translation.
+    ensure_image(&docker, &plan.image, &options.mirror, options.quiet).await?;
+    let volumes = docker.image(&plan.image).await?.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
+    let t = plan.translate(&volumes)?;
+    note!(
+        "compose: service `{}` of {} keeps its data on {} (your configuration); beside it: {}",
+        plan.service,
+        plan.origin,
+        t.yours,
+        t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    for n in &t.notes {
+        note!("compose: note: {n}");
+    }
+    let mut scenario = t.scenario.clone();
+    scenario.filter = options.filter.clone();
+    runnable(&scenario)?;
+    Ok(Target { docker, scenario, compose: Some((plan, t)) })
 }
 
 /// `crashlab run`: returns the exit code.
 pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     let mut stop = Stop::listen()?;
-    let compose = match &options.compose {
-        Some(target) => {
-            let plan = crate::compose::load(&target.file, target.service.as_deref(), target.env_file.as_deref())?;
-            // Every error the translation can find, before the daemon is
-            // asked anything; the image's volumes only move the strategy.
-            plan.translate(&[])?;
-            Some(plan)
-        }
-        None => None,
-    };
-    let docker;
-    let mut translation = None;
-    let scenario = match (&compose, &options.scenario) {
-        (Some(plan), _) => {
-            docker = connect().await?;
-            // The image decides where unmounted data lives (its VOLUMEs),
-            // so it must be there before the translation.
-            ensure_image(&docker, &plan.image, &options.mirror, options.quiet).await?;
-            let volumes =
-                docker.image(&plan.image).await?.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
-            let t = plan.translate(&volumes)?;
-            note!(
-                "compose: service `{}` of {} keeps its data on {} (your configuration); beside it: {}",
-                plan.service,
-                plan.origin,
-                t.yours,
-                t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
-            );
-            for n in &t.notes {
-                note!("compose: note: {n}");
-            }
-            let scenario = t.scenario.clone();
-            translation = Some(t);
-            runnable(&scenario)?;
-            scenario
-        }
-        (None, path) => {
-            let scenario = match path {
-                Some(path) => Scenario::load(path)?,
-                None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
-            };
-            runnable(&scenario)?;
-            docker = connect().await?;
-            scenario
-        }
-    };
+    let Target { docker, scenario, compose } = target(&options).await?;
     let settings = RunSettings {
         keep: options.keep,
         quiet: options.quiet,
         state_dir: run::state_dir(),
         jobs: options.jobs,
         partition: options.partition,
+        message_format: options.message_format,
     };
-    ensure_image(&docker, &workload_of(&scenario).container().image, &options.mirror, options.quiet).await?;
-    if scenario.matrix.strategies.contains(&Strategy::SyncAgent) {
-        // The sync agent's sidecar runs the agent's image.
-        ensure_image(&docker, crashlab_workloads::agent::IMAGE, &options.mirror, options.quiet).await?;
-    }
-    if scenario.matrix.strategies.contains(&Strategy::BackupRestic) {
-        ensure_image(&docker, crashlab_workloads::restic::IMAGE, &options.mirror, options.quiet).await?;
-    }
-    if scenario.matrix.strategies.contains(&Strategy::GlusterfsReplica) {
-        // Its storage hosts run the GlusterFS server's image.
-        ensure_image(&docker, crashlab_workloads::glusterfs::IMAGE, &options.mirror, options.quiet).await?;
-    }
+    ensure_images(&docker, &scenario, &options.mirror, options.quiet).await?;
 
     // A signal asks the runner to stop between steps; a second one stops
     // it at once, and so does a panic. Either way the run is cleaned up:
@@ -542,7 +563,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
     };
     let mut report = outcome.report;
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
-    if let (Some(plan), Some(t)) = (&compose, &translation) {
+    if let Some((plan, t)) = &compose {
         report.compose = Some(crashlab_reports::ComposeOrigin {
             file: plan.origin.clone(),
             service: plan.service.clone(),
@@ -550,17 +571,50 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
             notes: t.notes.clone(),
         });
     }
-    publish(&report, Some(out.clone()), report::summary)?;
-    if let Some(t) = &translation {
+    publish_as(&report, Some(out.clone()), report::summary, options.message_format)?;
+    if let Some((_, t)) = &compose {
         // The equivalent scenario beside the reports, to rerun or edit.
         let path = out.join("scenario.toml");
         std::fs::write(&path, &t.toml).map_err(|source| AppError::Io { what: "write", path, source })?;
     }
-    Ok(match stopped {
+    let code = match stopped {
         Some(code) => code,
         None if outcome.complete && report.passed() => exit::PASS,
         None => exit::MISS,
-    })
+    };
+    if options.message_format == MessageFormat::Json {
+        let missed = report.cells.iter().filter(|c| !c.passed).count();
+        JsonEvents::stdout(scenario.workload.kind.as_str()).emit(&Line::RunFinished {
+            run_id: &report.run_id,
+            cells: report.cells.len(),
+            passed: report.cells.len() - missed,
+            missed,
+            complete: outcome.complete,
+            exit_code: code,
+            duration_s: report.duration_s,
+            reports: ReportPaths::in_dir(&out),
+        });
+    }
+    Ok(code)
+}
+
+/// Makes sure every image a scenario's cells run is there (see
+/// [`ensure_image`]).
+async fn ensure_images(docker: &Docker, scenario: &Scenario, mirror: &str, quiet: bool) -> Result<(), AppError> {
+    ensure_image(docker, &workload_of(scenario).container().image, mirror, quiet).await?;
+    let strategies = &scenario.matrix.strategies;
+    if strategies.contains(&Strategy::SyncAgent) {
+        // The sync agent's sidecar runs the agent's image.
+        ensure_image(docker, crashlab_workloads::agent::IMAGE, mirror, quiet).await?;
+    }
+    if strategies.contains(&Strategy::BackupRestic) {
+        ensure_image(docker, crashlab_workloads::restic::IMAGE, mirror, quiet).await?;
+    }
+    if strategies.contains(&Strategy::GlusterfsReplica) {
+        // Its storage hosts run the GlusterFS server's image.
+        ensure_image(docker, crashlab_workloads::glusterfs::IMAGE, mirror, quiet).await?;
+    }
+    Ok(())
 }
 
 /// Options of `crashlab replay`.
@@ -676,6 +730,12 @@ pub fn runnable(
     scenario: &Scenario,
 ) -> Result<(Vec<crate::scenario::Cell>, Vec<crashlab_reports::Unsupported>), AppError> {
     let (cells, unsupported) = scenario.plan();
+    if let Some(filter) = &scenario.filter
+        && cells.is_empty()
+        && unsupported.is_empty()
+    {
+        return Err(AppError::NothingSelected { scenario: scenario.name.clone(), filter: filter.to_string() });
+    }
     if cells.is_empty() {
         let mut reasons: Vec<String> = Vec::new();
         for u in &unsupported {
@@ -689,10 +749,11 @@ pub fn runnable(
     Ok((cells, unsupported))
 }
 
-/// `crashlab validate FILE`: parses the scenario and checks that it plans
-/// something to run.
-pub fn validate(path: &Path) -> Result<i32, AppError> {
-    let scenario = Scenario::load(path)?;
+/// `crashlab validate FILE [--filter F]`: parses the scenario and checks
+/// that it plans something to run (of what `filter` selects).
+pub fn validate(path: &Path, filter: Option<crate::scenario::filter::Filter>) -> Result<i32, AppError> {
+    let mut scenario = Scenario::load(path)?;
+    scenario.filter = filter;
     let (cells, unsupported) = runnable(&scenario)?;
     println!(
         "{}: ok, {} cells × {} cycles{}",
@@ -716,12 +777,21 @@ pub struct RunSettings {
     pub jobs: usize,
     /// Run only this shard of the plan.
     pub partition: Option<Partition>,
+    /// With `Json`, the run's events go to stdout as JSON lines.
+    pub message_format: MessageFormat,
 }
 
 impl RunSettings {
     /// One cell at a time, the whole plan, progress shown, nothing kept.
     pub fn new(state_dir: PathBuf) -> RunSettings {
-        RunSettings { keep: false, quiet: false, state_dir, jobs: 1, partition: None }
+        RunSettings {
+            keep: false,
+            quiet: false,
+            state_dir,
+            jobs: 1,
+            partition: None,
+            message_format: MessageFormat::Human,
+        }
     }
 }
 
@@ -747,7 +817,7 @@ pub async fn execute(
     let (cells, unsupported) = runnable(scenario)?;
     // The plan is recorded whole in every shard's report, so that `merge`
     // can tell which cells no shard ran.
-    let plan: Vec<String> = cells.iter().map(|c| crate::cycle::cell_id(scenario, c)).collect();
+    let plan: Vec<String> = cells.iter().map(|c| crate::scenario::cell_id(scenario, c)).collect();
     let cells: Vec<_> = match settings.partition {
         Some(p) => cells
             .into_iter()
@@ -772,26 +842,9 @@ pub async fn execute(
         source,
     })?;
     let environment = crate::report::environment::capture(docker, state).await;
-    if !settings.quiet {
-        let shard = settings.partition.map_or(String::new(), |p| format!(", shard {p} of {} cells", plan.len()));
-        let limits = [
-            scenario.matrix.cpus.map(|c| format!("{c} CPUs")),
-            scenario.matrix.memory.map(|m| format!("{} MiB", m >> 20)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-        let limits = if limits.is_empty() { String::new() } else { format!(", {} per cell", limits.join(" and ")) };
-        note!(
-            "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each, {jobs} at a time{limits}{shard}",
-            ctx.id(),
-            scenario.name,
-            scenario.seed,
-            cells.len(),
-            scenario.matrix.cycles,
-            humanize(scenario.workload.load)
-        );
-    }
+    let mut json =
+        (settings.message_format == MessageFormat::Json).then(|| JsonEvents::stdout(scenario.workload.kind.as_str()));
+    announce(&ctx, scenario, settings, &cells, &plan, unsupported.len(), json.as_mut());
     let started = Instant::now();
     let started_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let runner = Runner {
@@ -804,7 +857,7 @@ pub async fn execute(
         keep: settings.keep,
     };
     let mut terminal = Terminal::new(settings.quiet, scenario.matrix.cycles, cells.len());
-    let results = runner.run(&cells, jobs, &mut terminal).await;
+    let results = runner.run(&cells, jobs, &mut Tee(&mut terminal, &mut json)).await;
 
     if settings.keep {
         note!(
@@ -841,6 +894,54 @@ pub async fn execute(
         compose: None,
     };
     Ok(Outcome { report, complete })
+}
+
+/// Says what the run is about to do: a line on stderr unless quiet, and
+/// `run-started` on the JSON stream when there is one.
+fn announce(
+    ctx: &RunContext,
+    scenario: &Scenario,
+    settings: &RunSettings,
+    cells: &[crate::scenario::Cell],
+    plan: &[String],
+    not_applicable: usize,
+    json: Option<&mut JsonEvents<std::io::Stdout>>,
+) {
+    let jobs = settings.jobs.max(1);
+    if let Some(json) = json {
+        json.emit(&Line::RunStarted {
+            run_id: ctx.id(),
+            scenario: &scenario.name,
+            seed: scenario.seed,
+            workload: scenario.workload.kind.as_str(),
+            cells: cells.iter().map(|c| crate::scenario::cell_id(scenario, c)).collect(),
+            plan_size: plan.len(),
+            not_applicable,
+            cycles: scenario.matrix.cycles,
+            jobs,
+            partition: settings.partition.map(|p| p.to_string()),
+            filter: scenario.filter.as_ref().map(ToString::to_string),
+        });
+    }
+    if settings.quiet {
+        return;
+    }
+    let shard = settings.partition.map_or(String::new(), |p| format!(", shard {p} of {} cells", plan.len()));
+    let limits =
+        [scenario.matrix.cpus.map(|c| format!("{c} CPUs")), scenario.matrix.memory.map(|m| format!("{} MiB", m >> 20))]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+    let limits = if limits.is_empty() { String::new() } else { format!(", {} per cell", limits.join(" and ")) };
+    note!(
+        "run {}: scenario {} (seed {}), {} cells × {} cycles, {} load each, {jobs} at a time{limits}{shard}",
+        ctx.id(),
+        scenario.name,
+        scenario.seed,
+        cells.len(),
+        scenario.matrix.cycles,
+        humanize(scenario.workload.load)
+    );
 }
 
 /// The newest run directory this process made (by its `pid` file, which

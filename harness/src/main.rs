@@ -1,10 +1,13 @@
 //! The `crashlab` binary: parses arguments and dispatches to
-//! [`crashlab::app`]. Expected errors print one line and a hint and exit 2.
+//! [`crashlab::app`]. Expected errors print one line and a hint and exit 2
+//! (with `--message-format json`, also an `error` line on stdout).
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, CommandFactory as _, Parser, Subcommand};
 use crashlab::app::{self, RunOptions, exit};
 use crashlab::images::{DEFAULT_MIRROR, Via};
 use crashlab::report::Format;
+use crashlab::report::json_events::{JsonEvents, Line, MessageFormat};
+use crashlab::scenario::filter::Filter;
 use crashlab_reports::compare::Thresholds;
 use crashlab_reports::partition::Partition;
 use std::path::PathBuf;
@@ -13,6 +16,14 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "crashlab", version, about)]
 struct Cli {
+    /// No progress output (run, bench, images build) and only errors
+    /// logged; summaries and results still go to stdout.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log more on stderr: -v info, -vv debug, -vvv trace. CRASHLAB_LOG,
+    /// when set, decides instead (a tracing filter, e.g. `crashlab=debug`).
+    #[arg(long, short, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,17 +56,44 @@ enum Command {
         /// are added) or `slice:K/N` (round-robin in plan order).
         #[arg(long, value_name = "hash:K/N|slice:K/N", value_parser = parse_partition)]
         partition: Option<Partition>,
+        /// Run only the cells this selects, e.g. `strategy=bind-mount and
+        /// fault!=restart`: KEY=VALUE or KEY!=VALUE (keys workload,
+        /// strategy, fault; `*` in a value matches any characters), joined
+        /// with and, or, not and parentheses. `crashlab list` shows the
+        /// cells; selecting none is an error.
+        #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+        filter: Option<Filter>,
+        /// `json`: one JSON event a line on stdout (docs/ci.md has the
+        /// schema), the summary and progress on stderr.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
+        message_format: MessageFormat,
         #[command(flatten)]
         run: RunFlags,
+    },
+    /// Show a scenario's cells (workload/strategy/fault) with their
+    /// expectations, and the n/a pairs with the reason, without running
+    /// anything.
+    List {
+        /// Scenario file (TOML); the built-in smoke scenario when none is
+        /// given.
+        scenario: Option<PathBuf>,
+        /// Show only the cells this selects (the grammar of `run
+        /// --filter`).
+        #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+        filter: Option<Filter>,
+        /// `json`: one `planned` or `not-applicable` line per cell.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
+        message_format: MessageFormat,
     },
     /// Join shard reports (report.json files, or directories holding one)
     /// into one report; exit 1 when a cell missed its expectation or a
     /// shard or cell is missing.
     Merge {
+        /// The shards' report.json files, or the directories holding them.
         #[arg(required = true, value_name = "SHARD")]
         shards: Vec<PathBuf>,
         /// Directory for the merged reports.
-        #[arg(long, required = true)]
+        #[arg(long, required = true, value_name = "DIR")]
         out: PathBuf,
     },
     /// Benchmark storage backends: IO profiles (checked against fio) and
@@ -118,7 +156,9 @@ enum Command {
     },
     /// Re-render a stored report.json as Markdown, HTML or JUnit.
     Report {
+        /// The report.json of a run (in its --out directory).
         report: PathBuf,
+        /// What to render: Markdown, HTML, or JUnit XML for CI test views.
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
         /// Write here instead of stdout.
@@ -127,7 +167,9 @@ enum Command {
     },
     /// Compare a run against a baseline; exit 1 on regression.
     Compare {
+        /// The baseline's report.json.
         base: PathBuf,
+        /// The report.json of the run to judge against the baseline.
         new: PathBuf,
         /// Largest allowed throughput drop, in percent of the baseline.
         #[arg(long, default_value_t = Thresholds::default().max_throughput_drop)]
@@ -144,7 +186,14 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Check a scenario file without running it.
-    Validate { scenario: PathBuf },
+    Validate {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Check that this selects some cell to run (the grammar of `run
+        /// --filter`).
+        #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+        filter: Option<Filter>,
+    },
     /// Build or list crashlab's workload images.
     Images {
         #[command(subcommand)]
@@ -159,8 +208,23 @@ enum Command {
     },
     /// Check the daemon, its API version, root, /dev/fuse and images.
     Doctor {
+        /// Debian mirror missing images would be built from.
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
+    },
+    /// Print a shell completion script, e.g. `source <(crashlab
+    /// completions bash)`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `crashlab man | man -l -`.
+    Man {
+        /// Write crashlab.1 and a page per subcommand (crashlab-run.1, ...)
+        /// into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -172,10 +236,9 @@ enum ImagesCommand {
         /// Image names: mariadb, postgres, redis, fio (the bench container), agent.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Debian mirror the packages are read from.
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
-        #[arg(long, short)]
-        quiet: bool,
         /// How to bootstrap the base system: crashlab itself, or the host's
         /// debootstrap (needs it installed and root; kept for comparison).
         #[arg(long, value_enum, default_value = "archive")]
@@ -187,18 +250,15 @@ enum ImagesCommand {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ViaArg {
+    /// crashlab reads and unpacks the Debian archive itself.
     Archive,
+    /// The host's debootstrap.
     Debootstrap,
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG").unwrap_or_else(|_| "warn,fuser=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    tracing_subscriber::fmt().with_env_filter(log_filter(cli.quiet, cli.verbose)).with_writer(std::io::stderr).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -206,8 +266,25 @@ fn main() {
             std::process::exit(exit::SETUP);
         }
     };
-    let code = runtime.block_on(dispatch(cli.command));
+    let code = runtime.block_on(dispatch(cli.command, cli.quiet));
     std::process::exit(code);
+}
+
+/// What to log: CRASHLAB_LOG when set, else the level -q and -v ask for.
+/// The FUSE library's own warnings (one per unsupported call) only show
+/// from -vv on.
+fn log_filter(quiet: bool, verbose: u8) -> tracing_subscriber::EnvFilter {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG") {
+        return filter;
+    }
+    let filter = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,fuser=error",
+        (false, 1) => "info,fuser=error",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    filter.into()
 }
 
 /// What `run` and `bench` share: where reports go, cleanup, progress and
@@ -221,23 +298,37 @@ struct RunFlags {
     /// Leave containers, volumes and directories in place for debugging.
     #[arg(long)]
     keep: bool,
-    /// No progress output; the summary still goes to stdout.
-    #[arg(long, short)]
-    quiet: bool,
     /// Debian mirror for building missing images.
     #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
     mirror: String,
+}
+
+/// Writes to stdout; a reader that closed it early (`| head`) is no error.
+fn print_all(bytes: &[u8]) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(bytes);
 }
 
 fn parse_partition(s: &str) -> Result<Partition, String> {
     s.parse().map_err(|e: crashlab_reports::partition::PartitionError| e.to_string())
 }
 
+fn parse_filter(s: &str) -> Result<Filter, String> {
+    s.parse().map_err(|e: crashlab::scenario::filter::FilterError| e.to_string())
+}
+
 fn parse_profile(s: &str) -> Result<crashlab_reports::bench::Profile, String> {
     s.parse()
 }
 
-async fn dispatch(command: Command) -> i32 {
+async fn dispatch(command: Command, quiet: bool) -> i32 {
+    // Where a failure goes besides stderr: a program reading the JSON
+    // stream learns why it ended without parsing text.
+    let json = matches!(
+        command,
+        Command::Run { message_format: MessageFormat::Json, .. }
+            | Command::List { message_format: MessageFormat::Json, .. }
+    );
     let result = match command {
         Command::Run {
             scenario,
@@ -246,10 +337,17 @@ async fn dispatch(command: Command) -> i32 {
             env_file,
             jobs,
             partition,
-            run: RunFlags { out, keep, quiet, mirror },
+            filter,
+            message_format,
+            run: RunFlags { out, keep, mirror },
         } => {
             let compose = compose.map(|file| app::ComposeTarget { file, service, env_file });
-            app::run(RunOptions { scenario, out, keep, quiet, mirror, jobs, partition, compose }).await
+            let options =
+                RunOptions { scenario, out, keep, quiet, mirror, jobs, partition, compose, filter, message_format };
+            app::run(options).await
+        }
+        Command::List { scenario, filter, message_format } => {
+            crashlab::app::listing::list(scenario.as_deref(), filter, message_format)
         }
         Command::Merge { shards, out } => app::merge(&shards, &out),
         Command::Replay { run, cell, cycle, point, state, keep, mirror } => {
@@ -263,13 +361,13 @@ async fn dispatch(command: Command) -> i32 {
             rounds,
             no_fio,
             no_workload,
-            run: RunFlags { out, keep, quiet, mirror },
+            run: RunFlags { out, keep, mirror },
         } => {
             let flags = crashlab::bench::BenchFlags { strategies, profiles, seconds, rounds, no_fio, no_workload };
             app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await
         }
-        Command::Validate { scenario } => app::validate(&scenario),
-        Command::Images { command: ImagesCommand::Build { names, mirror, quiet, via } } => {
+        Command::Validate { scenario, filter } => app::validate(&scenario, filter),
+        Command::Images { command: ImagesCommand::Build { names, mirror, via } } => {
             let via = match via {
                 ViaArg::Archive => Via::Archive,
                 ViaArg::Debootstrap => Via::Debootstrap,
@@ -286,12 +384,100 @@ async fn dispatch(command: Command) -> i32 {
         Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
         Command::Clean { replays } => app::clean(replays).await.map(|()| exit::PASS),
         Command::Doctor { mirror } => Ok(app::doctor(&mirror).await),
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics when its writer
+            // fails, as stdout does under `| head`.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "crashlab", &mut script);
+            print_all(&script);
+            Ok(exit::PASS)
+        }
+        Command::Man { out } => return man(out.as_deref()),
     };
     result.unwrap_or_else(|e| {
         eprintln!("crashlab: {e}");
         if let Some(hint) = e.hint() {
             eprintln!("hint: {hint}");
         }
+        if json {
+            let line = Line::Error { message: e.to_string(), hint: e.hint(), exit_code: e.exit_code() };
+            JsonEvents::stdout("").emit(&line);
+        }
         e.exit_code()
     })
+}
+
+/// `crashlab man [--out DIR]`: the manual page on stdout, or every page
+/// into DIR.
+fn man(out: Option<&std::path::Path>) -> i32 {
+    let written = match out {
+        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir)),
+        None => {
+            let mut page = Vec::new();
+            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut page);
+            print_all(&page);
+            rendered
+        }
+    };
+    match written {
+        Ok(()) => exit::PASS,
+        Err(e) => {
+            let into = out.map_or("stdout".to_owned(), |d| d.display().to_string());
+            eprintln!("crashlab: failed to write the manual pages to {into}: {e}");
+            exit::SETUP
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    out.push(format!("{path} {} (the subcommand)", sub.get_name()));
+                }
+                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        undocumented(&cmd, "crashlab", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn quiet_is_global_and_still_taken_after_the_subcommand() {
+        for args in [["crashlab", "-q", "run"], ["crashlab", "run", "-q"], ["crashlab", "run", "--quiet"]] {
+            assert!(Cli::try_parse_from(args).unwrap().quiet, "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["crashlab", "images", "build", "redis", "-q"]).unwrap();
+        assert!(cli.quiet);
+        assert_eq!(Cli::try_parse_from(["crashlab", "list", "-vv"]).unwrap().verbose, 2);
+        assert!(Cli::try_parse_from(["crashlab", "run", "-q", "-v"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_filter_is_a_usage_error_naming_the_column() {
+        let e = Cli::try_parse_from(["crashlab", "run", "--filter", "fault=restart and strat=tmpfs"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("at column 19: unknown key `strat`"), "{e}");
+    }
 }

@@ -6,6 +6,7 @@
 //! `scenarios/smoke.toml` for a complete example, `docs/scenarios.md` for
 //! every key and `docs/design.md` for the contract.
 
+pub mod filter;
 use crate::faults::Fault;
 use crate::storage::Strategy;
 use crashlab_reports::{Unsupported, Verdict};
@@ -33,6 +34,16 @@ pub enum ScenarioError {
     Invalid { location: String, message: String },
 }
 
+/// The identity of a cell across runs and shards, as its report will
+/// carry it: `workload/strategy/fault`.
+pub fn cell_id(scenario: &Scenario, cell: &Cell) -> String {
+    crashlab_reports::partition::cell_id(
+        scenario.workload.kind.as_str(),
+        &cell.strategy.to_string(),
+        &cell.fault.to_string(),
+    )
+}
+
 /// A parsed, validated scenario.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -51,6 +62,10 @@ pub struct Scenario {
     pub explore: ExploreSection,
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// The cells chosen on the command line (`--filter`); the plan leaves
+    /// the others out. Not a scenario key.
+    #[serde(skip)]
+    pub filter: Option<crate::scenario::filter::Filter>,
 }
 
 /// `[matrix]`: strategies × faults, each cell run `cycles` times.
@@ -159,11 +174,15 @@ impl Scenario {
     /// The cells to run, in run order, and the planned pairs that are not
     /// run because the strategy cannot take the fault (see
     /// [`Fault::unsupported_on`]). Cells keep their index in [`Self::cells`],
-    /// so seeds and names do not depend on what is left out.
+    /// so seeds and names do not depend on what is left out. With a
+    /// [`Self::filter`], both lists hold only the cells it selects.
     pub fn plan(&self) -> (Vec<Cell>, Vec<Unsupported>) {
         let mut run = Vec::new();
         let mut unsupported = Vec::new();
         for cell in self.cells() {
+            if self.filter.as_ref().is_some_and(|f| !f.selects(self.workload.kind, &cell)) {
+                continue;
+            }
             let no_replica = (cell.strategy.def().data_on.replication().is_some() && !self.workload.kind.replicates())
                 .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none");
             match no_replica.or_else(|| cell.fault.unsupported_on(cell.strategy)) {

@@ -61,16 +61,6 @@ impl Reporter for Shared<'_, '_> {
     }
 }
 
-/// The identity of a cell across runs and shards, as its report will
-/// carry it: `workload/strategy/fault`.
-pub fn cell_id(scenario: &Scenario, cell: &Cell) -> String {
-    crashlab_reports::partition::cell_id(
-        scenario.workload.kind.as_str(),
-        &cell.strategy.to_string(),
-        &cell.fault.to_string(),
-    )
-}
-
 /// Drives one scenario.
 pub struct Runner<'a> {
     pub docker: Docker,

@@ -7,12 +7,13 @@
 //! call load and recover more than once before it verifies.
 
 use super::hooks::{CycleHook, Evidence, Stage};
-use super::{CLIENT_GRACE, Runner, cell_id, ms};
+use super::{CLIENT_GRACE, Runner, ms};
 use crate::deploy::deployment::Deployment;
 use crate::deploy::readiness::NotReady;
 use crate::events::{Event, Phase, Reporter};
 use crate::faults::{Behaviour, Fault, Recovered};
 use crate::scenario::Cell;
+use crate::scenario::cell_id;
 use crate::text::error_chain;
 use crashlab_reports::{CycleReport, PhaseTimes, Verdict};
 use crashlab_workloads::{LoadConfig, LoadOutcome};

@@ -5,6 +5,7 @@
 //! `report.json` (the model), `report.md`, `report.html` and `junit.xml`.
 
 pub mod environment;
+pub mod json_events;
 
 use crate::events::{Event, Reporter};
 use crashlab_reports::{Report, markdown};
