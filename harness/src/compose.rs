@@ -403,13 +403,13 @@ impl Planner<'_> {
                 self.error(
                     Some("image"),
                     format!(
-                        "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` \
-                         (mariadb, postgres, redis, sqlite or fsync-log)"
+                        "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` ({})",
+                        WorkloadKind::list()
                     ),
                 )
             })?,
         };
-        let defaults = crate::app::default_container(kind);
+        let defaults = crate::workload::default_container(kind);
 
         let mut workload = toml::Table::new();
         let mut matrix = toml::Table::new();
@@ -539,8 +539,9 @@ impl Planner<'_> {
             self.error(
                 Some("x-crashlab"),
                 format!(
-                    "x-crashlab: unknown kind `{}`, expected mariadb, postgres, redis, sqlite or fsync-log",
-                    one_line(value.to_string().trim_matches('"'))
+                    "x-crashlab: unknown kind `{}`, expected {}",
+                    one_line(value.to_string().trim_matches('"')),
+                    WorkloadKind::list()
                 ),
             )
         })
@@ -603,28 +604,22 @@ impl Planner<'_> {
                 }
             }
         }
-        let credentials = credential_vars(kind);
-        let dropped: Vec<String> =
-            vars.iter().filter(|(k, _)| credentials.contains(&k.as_str())).map(|(k, _)| k.clone()).collect();
-        vars.retain(|(k, _)| !credentials.contains(&k.as_str()));
-        if !dropped.is_empty() {
-            notes.push(format!(
-                "{} replaced by the driver's own credentials ({})",
-                backticked(&dropped),
-                match kind {
-                    WorkloadKind::Postgres => "postgres/crashlab",
-                    WorkloadKind::Mariadb => "root/crashlab",
-                    _ => "none",
-                }
-            ));
+        let mut env: Vec<String> = Vec::new();
+        if let Some(credentials) = crate::workload::driver_on(kind, image).credentials() {
+            let (dropped, kept): (Vec<_>, Vec<_>) =
+                vars.into_iter().partition(|(k, _)| credentials.vars.contains(&k.as_str()));
+            vars = kept;
+            if !dropped.is_empty() {
+                let dropped: Vec<String> = dropped.into_iter().map(|(k, _)| k).collect();
+                notes.push(format!(
+                    "{} replaced by the driver's own credentials ({})",
+                    backticked(&dropped),
+                    credentials.login
+                ));
+            }
+            env = credentials.env;
         }
-        if kind == WorkloadKind::Mariadb && is_mysql(image) {
-            // The MySQL images read MYSQL_*, not the MARIADB_* the driver
-            // sets.
-            vars.push(("MYSQL_ROOT_PASSWORD".into(), "crashlab".into()));
-            vars.push(("MYSQL_ROOT_HOST".into(), "%".into()));
-        }
-        Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+        Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).chain(env).collect())
     }
 
     /// The port the server listens on in the container, when it is not
@@ -889,61 +884,14 @@ impl ServicePlan {
     }
 }
 
-/// The driver an image's name implies: `mariadb`, `mysql` and `percona`
-/// images speak MySQL's protocol, `postgres` PostgreSQL's, `redis` and
-/// `valkey` Redis's. The last part of the name counts (`bitnami/mariadb`,
-/// `crashlab/postgres`), whatever the registry and tag.
+/// The workload an image's name implies: the first kind whose workload
+/// recognises it ([`crashlab_workloads::Workload::recognises`]: MariaDB's
+/// driver takes `mariadb`, `mysql` and `percona` images, PostgreSQL's
+/// `postgres`, Redis's `redis` and `valkey`). The last part of the name
+/// counts (`bitnami/mariadb`, `crashlab/postgres`), whatever the registry
+/// and tag.
 pub fn guess_kind(image: &str) -> Option<WorkloadKind> {
-    let last = base_name(image);
-    let is = |prefix: &str| last == prefix || last.starts_with(&format!("{prefix}-"));
-    if is("mariadb") || is("mysql") || is("percona") || is("percona-server") {
-        Some(WorkloadKind::Mariadb)
-    } else if is("postgres") || is("postgresql") {
-        Some(WorkloadKind::Postgres)
-    } else if is("redis") || is("valkey") {
-        Some(WorkloadKind::Redis)
-    } else {
-        None
-    }
-}
-
-/// The last part of an image's name, lower case, without registry,
-/// repository path, tag or digest: `mariadb` of `docker.io/library/mariadb:11`.
-fn base_name(image: &str) -> String {
-    let name = image.split(['@']).next().unwrap_or(image);
-    let last = name.rsplit('/').next().unwrap_or(name);
-    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
-}
-
-/// Whether a MySQL-protocol image is MySQL's or Percona's (which read
-/// `MYSQL_*`), not MariaDB's.
-fn is_mysql(image: &str) -> bool {
-    let last = base_name(image);
-    last.starts_with("mysql") || last.starts_with("percona")
-}
-
-/// The variables of the official images that set the credentials the
-/// drivers log in with; the file's values would lock the driver out.
-fn credential_vars(kind: WorkloadKind) -> &'static [&'static str] {
-    match kind {
-        WorkloadKind::Mariadb => &[
-            "MARIADB_ROOT_PASSWORD",
-            "MARIADB_ROOT_PASSWORD_FILE",
-            "MARIADB_ROOT_PASSWORD_HASH",
-            "MARIADB_RANDOM_ROOT_PASSWORD",
-            "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
-            "MARIADB_ROOT_HOST",
-            "MYSQL_ROOT_PASSWORD",
-            "MYSQL_ROOT_PASSWORD_FILE",
-            "MYSQL_RANDOM_ROOT_PASSWORD",
-            "MYSQL_ALLOW_EMPTY_PASSWORD",
-            "MYSQL_ROOT_HOST",
-        ],
-        WorkloadKind::Postgres => {
-            &["POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "POSTGRES_USER", "POSTGRES_USER_FILE"]
-        }
-        _ => &[],
-    }
+    WorkloadKind::all().find(|kind| kind.def().workload().recognises(image))
 }
 
 fn strings(items: impl IntoIterator<Item = String>) -> toml::Value {
@@ -1062,6 +1010,10 @@ mod tests {
         format!("services:\n  db:\n{extra}volumes:\n  db-data:\n")
     }
 
+    fn kind(name: &str) -> WorkloadKind {
+        WorkloadKind::named(name).unwrap()
+    }
+
     /// No variable is set: the tests never read crashlab's environment.
     fn unset(_: &str) -> Option<String> {
         None
@@ -1141,7 +1093,7 @@ mod tests {
         );
         let t = parse(&yaml, "dc.yml", dir.path(), Some("db"), &unset).unwrap().translate(&[]).unwrap();
         let w = &t.scenario.workload;
-        assert_eq!(w.kind, WorkloadKind::Mariadb, "guessed from the image's name");
+        assert_eq!(w.kind, kind("mariadb"), "guessed from the image's name");
         assert_eq!(w.image.as_deref(), Some("registry.example/team/mariadb:11.4"));
         assert_eq!(
             w.command.as_deref().unwrap(),
@@ -1195,13 +1147,13 @@ mod tests {
     #[test]
     fn the_kind_comes_from_x_crashlab_or_the_image_s_name() {
         let cases = [
-            ("mariadb", Some(WorkloadKind::Mariadb)),
-            ("docker.io/library/mariadb:11.4", Some(WorkloadKind::Mariadb)),
-            ("bitnami/mysql:8.0", Some(WorkloadKind::Mariadb)),
-            ("crashlab/postgres:latest", Some(WorkloadKind::Postgres)),
-            ("postgres@sha256:abcd", Some(WorkloadKind::Postgres)),
-            ("localhost:5000/redis:7", Some(WorkloadKind::Redis)),
-            ("valkey/valkey:8", Some(WorkloadKind::Redis)),
+            ("mariadb", Some(kind("mariadb"))),
+            ("docker.io/library/mariadb:11.4", Some(kind("mariadb"))),
+            ("bitnami/mysql:8.0", Some(kind("mariadb"))),
+            ("crashlab/postgres:latest", Some(kind("postgres"))),
+            ("postgres@sha256:abcd", Some(kind("postgres"))),
+            ("localhost:5000/redis:7", Some(kind("redis"))),
+            ("valkey/valkey:8", Some(kind("redis"))),
             ("foo/bar:1", None),
             ("mariadbish", None),
             ("postgis/postgis", None),
@@ -1210,9 +1162,9 @@ mod tests {
             assert_eq!(guess_kind(image), kind, "{image}");
         }
         let t = translate(&file("image: foo/bar:1\nx-crashlab:\n  kind: postgres"), &[]).unwrap();
-        assert_eq!(t.scenario.workload.kind, WorkloadKind::Postgres);
+        assert_eq!(t.scenario.workload.kind, kind("postgres"));
         let t = translate(&file("image: mariadb:11\nx-crashlab: { kind: redis }"), &[]).unwrap();
-        assert_eq!(t.scenario.workload.kind, WorkloadKind::Redis, "x-crashlab wins over the name");
+        assert_eq!(t.scenario.workload.kind, kind("redis"), "x-crashlab wins over the name");
     }
 
     #[test]
@@ -1283,7 +1235,7 @@ mod tests {
 
         // Nothing set: the defaults.
         let p = plan_with(&[]);
-        assert_eq!((p.kind, p.image.as_str()), (WorkloadKind::Mariadb, "mariadb:11"));
+        assert_eq!((p.kind, p.image.as_str()), (kind("mariadb"), "mariadb:11"));
         assert_eq!(p.placement, Placement::Bind(dir.path().join("data")));
         let t = p.translate(&[]).unwrap();
         assert_eq!(t.yours, Strategy::BindMount);
@@ -1305,7 +1257,7 @@ mod tests {
             ("DB_NAME", "app"),
             ("TZ", "UTC"),
         ]);
-        assert_eq!((p.kind, p.image.as_str()), (WorkloadKind::Postgres, "registry.example/postgres:16"));
+        assert_eq!((p.kind, p.image.as_str()), (kind("postgres"), "registry.example/postgres:16"));
         // The mount is over MariaDB's directory, not PostgreSQL's.
         assert_eq!(p.placement, Placement::Unmounted);
         let yaml = yaml.replace("/var/lib/mysql", "/var/lib/postgresql/data");

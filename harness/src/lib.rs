@@ -5,7 +5,8 @@
 //! fault, recovers, and checks what survived against the harness's own
 //! record of acknowledged writes. The source is grouped by concept:
 //!
-//! - [`scenario`] reads what to run and expands it into cells;
+//! - [`scenario`] reads what to run and expands it into cells, and
+//!   [`workload`] makes its `[workload]` into a driver;
 //! - [`storage`] says where the data directory lives for each strategy
 //!   (and puts the fault filesystem or a btrfs pool under it);
 //! - [`faults`] damages a deployment and brings it back, one implementation
@@ -50,3 +51,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod storage;
+pub mod workload;

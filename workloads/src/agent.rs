@@ -68,8 +68,8 @@ impl Engine {
     /// The workload's name, which is also the agent's subcommand.
     pub fn name(self) -> &'static str {
         match self {
-            Engine::Sqlite => "sqlite",
-            Engine::FsyncLog => "fsync-log",
+            Engine::Sqlite => crate::sqlite::KIND.name,
+            Engine::FsyncLog => crate::fsync_log::KIND.name,
         }
     }
 }
