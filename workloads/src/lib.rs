@@ -11,7 +11,11 @@
 //!
 //! This crate knows nothing of Docker: a workload describes the container it
 //! needs ([`ContainerSpec`]) and the image it comes from ([`ImageRecipe`]),
-//! and the harness provides both.
+//! and the harness provides both. [`KINDS`] lists the workloads a scenario
+//! can name; each says what else the harness needs to know of it through
+//! [`Workload`]'s defaulted methods (the images it recognises, its
+//! credentials, its client, whether it replicates), so that the harness
+//! never matches on a workload's name.
 
 #![forbid(unsafe_code)]
 
