@@ -1168,6 +1168,32 @@ mod tests {
     }
 
     #[test]
+    fn the_driver_s_credentials_replace_the_file_s_as_each_workload_says() {
+        // (the service, the environment the scenario keeps, the note)
+        let cases: &[(&str, &[&str], Option<&str>)] = &[
+            (
+                "image: mysql:8.0\nenvironment: [MYSQL_ROOT_PASSWORD=secret, MYSQL_DATABASE=app]",
+                &["MYSQL_DATABASE=app", "MYSQL_ROOT_PASSWORD=crashlab", "MYSQL_ROOT_HOST=%"],
+                Some("`MYSQL_ROOT_PASSWORD` replaced by the driver's own credentials (root/crashlab)"),
+            ),
+            ("image: percona-server:8", &["MYSQL_ROOT_PASSWORD=crashlab", "MYSQL_ROOT_HOST=%"], None),
+            ("image: mariadb:11\nenvironment: [TZ=UTC]", &["TZ=UTC"], None),
+            (
+                "image: postgres:16\nenvironment: [POSTGRES_USER=app, POSTGRES_DB=app]",
+                &["POSTGRES_DB=app"],
+                Some("`POSTGRES_USER` replaced by the driver's own credentials (postgres/crashlab)"),
+            ),
+            ("image: redis:7\nenvironment: [REDIS_PASSWORD=x]", &["REDIS_PASSWORD=x"], None),
+        ];
+        for (service, env, note) in cases {
+            let t = translate(&file(service), &[]).unwrap_or_else(|e| panic!("{service}: {e}"));
+            assert_eq!(t.scenario.workload.env, *env, "{service}");
+            let replaced: Vec<&String> = t.notes.iter().filter(|n| n.contains("replaced by")).collect();
+            assert_eq!(replaced.first().map(|n| n.as_str()), *note, "{service}");
+        }
+    }
+
+    #[test]
     fn a_port_other_than_the_driver_s_is_the_one_the_file_names() {
         let port = |extra: &str| {
             translate(&file(&format!("image: mariadb:11\n{extra}")), &[]).map(|t| t.scenario.workload.port)

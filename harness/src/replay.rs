@@ -640,6 +640,25 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_state_is_entered_with_the_workload_s_own_client() {
+        let cases = [
+            ("mariadb", Some("mariadb -uroot -pcrashlab")),
+            ("postgres", Some("psql -U postgres")),
+            ("redis", Some("redis-cli")),
+            ("sqlite", None),
+            ("fsync-log", None),
+            ("oracle", None),
+        ];
+        for (kind, client) in cases {
+            let lines = how_to_enter(kind, "c0ffee");
+            assert_eq!(lines[0], "a shell: docker exec -it c0ffee sh", "{kind}");
+            let want = client.map(|c| format!("the server's client: docker exec -it c0ffee {c}"));
+            assert_eq!(lines.get(1), want.as_ref(), "{kind}");
+            assert_eq!(lines.len(), 1 + usize::from(client.is_some()), "{kind}");
+        }
+    }
+
+    #[test]
     fn a_history_reads_back_as_it_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let h = history();
