@@ -399,59 +399,11 @@ impl Planner<'_> {
         let mut x = self.extension()?;
         let kind = match x.remove("kind") {
             Some(value) => self.kind_of(&value)?,
-            None => guess_kind(&image).ok_or_else(|| {
-                self.error(
-                    Some("image"),
-                    format!(
-                        "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` ({})",
-                        WorkloadKind::list()
-                    ),
-                )
-            })?,
+            None => self.guess_kind(&image)?,
         };
         let defaults = crate::workload::default_container(kind);
 
-        let mut workload = toml::Table::new();
-        let mut matrix = toml::Table::new();
-        let mut alternatives = None;
-        for (key, value) in x {
-            if WORKLOAD_KEYS.contains(&key.as_str()) {
-                workload.insert(key, value);
-            } else if MATRIX_KEYS.contains(&key.as_str()) {
-                matrix.insert(key, value);
-            } else if key == ALTERNATIVES_KEY {
-                let list = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
-                let mut chosen = Vec::new();
-                for item in list {
-                    let strategy: Strategy = item.clone().try_into().map_err(|_| {
-                        self.error(
-                            Some("x-crashlab"),
-                            format!(
-                                "x-crashlab: alternatives: unknown strategy {item}, expected a list of {}",
-                                ALTERNATIVES.map(|s| s.to_string()).join(", ")
-                            ),
-                        )
-                    })?;
-                    chosen.push(strategy);
-                }
-                alternatives = Some(chosen);
-            } else {
-                return Err(self.error(
-                    Some("x-crashlab"),
-                    format!(
-                        "x-crashlab: unknown key `{}`, expected one of `kind`, {}",
-                        one_line(&key),
-                        WORKLOAD_KEYS
-                            .iter()
-                            .chain(&MATRIX_KEYS)
-                            .chain(&[ALTERNATIVES_KEY])
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
+        let (mut workload, matrix, alternatives) = self.sort_extension(x)?;
 
         let env = self.environment(kind, &image, &mut notes)?;
         if !env.is_empty() {
@@ -531,6 +483,71 @@ impl Planner<'_> {
             table.insert(key.clone(), value);
         }
         Ok(table)
+    }
+
+    /// `x-crashlab`'s keys but `kind`, sorted: the `[workload]` keys, the
+    /// `[matrix]` keys, and the strategies beside the user's when it names
+    /// them.
+    fn sort_extension(
+        &self,
+        x: toml::Table,
+    ) -> Result<(toml::Table, toml::Table, Option<Vec<Strategy>>), ComposeError> {
+        let mut workload = toml::Table::new();
+        let mut matrix = toml::Table::new();
+        let mut alternatives = None;
+        for (key, value) in x {
+            if WORKLOAD_KEYS.contains(&key.as_str()) {
+                workload.insert(key, value);
+            } else if MATRIX_KEYS.contains(&key.as_str()) {
+                matrix.insert(key, value);
+            } else if key == ALTERNATIVES_KEY {
+                let list = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
+                let mut chosen = Vec::new();
+                for item in list {
+                    let strategy: Strategy = item.clone().try_into().map_err(|_| {
+                        self.error(
+                            Some("x-crashlab"),
+                            format!(
+                                "x-crashlab: alternatives: unknown strategy {item}, expected a list of {}",
+                                ALTERNATIVES.map(|s| s.to_string()).join(", ")
+                            ),
+                        )
+                    })?;
+                    chosen.push(strategy);
+                }
+                alternatives = Some(chosen);
+            } else {
+                return Err(self.error(
+                    Some("x-crashlab"),
+                    format!(
+                        "x-crashlab: unknown key `{}`, expected one of `kind`, {}",
+                        one_line(&key),
+                        WORKLOAD_KEYS
+                            .iter()
+                            .chain(&MATRIX_KEYS)
+                            .chain(&[ALTERNATIVES_KEY])
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok((workload, matrix, alternatives))
+    }
+
+    /// The workload the image's name implies ([`guess_kind`]), or an error
+    /// that says how to name one.
+    fn guess_kind(&self, image: &str) -> Result<WorkloadKind, ComposeError> {
+        guess_kind(image).ok_or_else(|| {
+            self.error(
+                Some("image"),
+                format!(
+                    "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` ({})",
+                    WorkloadKind::list()
+                ),
+            )
+        })
     }
 
     fn kind_of(&self, value: &toml::Value) -> Result<WorkloadKind, ComposeError> {
