@@ -8,19 +8,13 @@ use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, V
 use crate::report::json_events::{JsonEvents, Line, MessageFormat, ReportPaths, Tee};
 use crate::report::{self, Terminal};
 use crate::run::{self, RunContext};
-use crate::scenario::{Scenario, ScenarioError, WorkloadKind, WorkloadSection};
+use crate::scenario::{Scenario, ScenarioError};
 use crate::storage::Strategy;
 use crate::text::error_chain;
+use crate::workload::workload_for;
 use crashlab_reports::merge::MergeError;
 use crashlab_reports::partition::Partition;
 use crashlab_reports::{Execution, Report, SCHEMA_VERSION};
-use crashlab_workloads::Workload;
-use crashlab_workloads::agent;
-use crashlab_workloads::fsync_log;
-use crashlab_workloads::mariadb::{self, MariaDb};
-use crashlab_workloads::postgres::{self, Postgres};
-use crashlab_workloads::redis::{self, Redis};
-use crashlab_workloads::sqlite;
 use futures_util::FutureExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -218,42 +212,6 @@ fn build_options(mirror: &str, quiet: bool, via: Via) -> BuildOptions {
         work_dir: state.join("build"),
         quiet,
         via,
-    }
-}
-
-pub fn workload_of(scenario: &Scenario) -> Box<dyn Workload> {
-    workload_for(&scenario.workload)
-}
-
-/// The workload a scenario's `[workload]` section describes.
-pub fn workload_for(section: &WorkloadSection) -> Box<dyn Workload> {
-    let overrides = section.overrides();
-    let driver = protocol_driver(section);
-    if overrides.is_empty() {
-        driver
-    } else {
-        Box::new(crashlab_workloads::custom::Custom { inner: driver, overrides })
-    }
-}
-
-fn protocol_driver(w: &WorkloadSection) -> Box<dyn Workload> {
-    driver(w.kind, w.image.clone(), w.server_args.clone())
-}
-
-/// The container a kind's driver asks for on crashlab's own image, before
-/// any scenario changes it: its data directory, port and environment.
-pub fn default_container(kind: WorkloadKind) -> crashlab_workloads::ContainerSpec {
-    driver(kind, None, vec![]).container()
-}
-
-fn driver(kind: WorkloadKind, image: Option<String>, server_args: Vec<String>) -> Box<dyn Workload> {
-    let image = |default: &str| image.clone().unwrap_or_else(|| default.to_owned());
-    match kind {
-        WorkloadKind::Mariadb => Box::new(MariaDb { image: image(mariadb::IMAGE), server_args }),
-        WorkloadKind::Postgres => Box::new(Postgres { image: image(postgres::IMAGE), server_args }),
-        WorkloadKind::Redis => Box::new(Redis { image: image(redis::IMAGE), server_args }),
-        WorkloadKind::Sqlite => Box::new(sqlite::workload(image(agent::IMAGE), server_args)),
-        WorkloadKind::FsyncLog => Box::new(fsync_log::workload(image(agent::IMAGE), server_args)),
     }
 }
 
@@ -601,7 +559,7 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
 /// Makes sure every image a scenario's cells run is there (see
 /// [`ensure_image`]).
 async fn ensure_images(docker: &Docker, scenario: &Scenario, mirror: &str, quiet: bool) -> Result<(), AppError> {
-    ensure_image(docker, &workload_of(scenario).container().image, mirror, quiet).await?;
+    ensure_image(docker, &workload_for(&scenario.workload).container().image, mirror, quiet).await?;
     let strategies = &scenario.matrix.strategies;
     if strategies.contains(&Strategy::SyncAgent) {
         // The sync agent's sidecar runs the agent's image.
@@ -829,7 +787,7 @@ pub async fn execute(
         None => cells,
     };
     let jobs = settings.jobs.max(1);
-    if workload_of(scenario).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
+    if workload_for(&scenario.workload).agent_dir().is_some() || strategies.contains(&Strategy::SyncAgent) {
         // Before anything is created: without the agent no cell can run.
         crate::deploy::agent::locate()?;
     }
@@ -852,7 +810,7 @@ pub async fn execute(
         docker: docker.journaled(ctx.journal().clone()),
         run: ctx.clone(),
         scenario,
-        workload: workload_of(scenario),
+        workload: workload_for(&scenario.workload),
         cancel,
         keep: settings.keep,
     };
@@ -1178,23 +1136,6 @@ mod tests {
         assert_eq!(parse_jobs("auto"), Ok(std::thread::available_parallelism().unwrap().get()));
         for bad in ["0", "-1", "two", ""] {
             assert!(parse_jobs(bad).unwrap_err().contains("nor `auto`"), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_plan_knows_which_workloads_have_replicas_and_leaves_the_others_na() {
-        for kind in ["mariadb", "postgres", "redis", "sqlite", "fsync-log"] {
-            let text = format!(
-                "name = \"r\"\n[workload]\nkind = \"{kind}\"\n[matrix]\n\
-                 strategies = [\"replica-async\", \"named-volume\"]\nfaults = [\"host-loss\"]\n"
-            );
-            let scenario = Scenario::parse(&text, "test").unwrap();
-            let has = workload_of(&scenario).replication().is_some();
-            assert_eq!(scenario.workload.kind.replicates(), has, "{kind}");
-            let (run, na) = scenario.plan();
-            let replica_runs = run.iter().any(|c| c.strategy == crate::storage::Strategy::ReplicaAsync);
-            assert_eq!(replica_runs, has, "{kind}");
-            assert_eq!(na.iter().any(|u| u.reason.contains("replicas of MariaDB and PostgreSQL")), !has, "{kind}");
         }
     }
 

@@ -400,59 +400,11 @@ impl Planner<'_> {
         let mut x = self.extension()?;
         let kind = match x.remove("kind") {
             Some(value) => self.kind_of(&value)?,
-            None => guess_kind(&image).ok_or_else(|| {
-                self.error(
-                    Some("image"),
-                    format!(
-                        "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` \
-                         (mariadb, postgres, redis, sqlite or fsync-log)"
-                    ),
-                )
-            })?,
+            None => self.guess_kind(&image)?,
         };
-        let defaults = crate::app::default_container(kind);
+        let defaults = crate::workload::default_container(kind);
 
-        let mut workload = toml::Table::new();
-        let mut matrix = toml::Table::new();
-        let mut alternatives = None;
-        for (key, value) in x {
-            if WORKLOAD_KEYS.contains(&key.as_str()) {
-                workload.insert(key, value);
-            } else if MATRIX_KEYS.contains(&key.as_str()) {
-                matrix.insert(key, value);
-            } else if key == ALTERNATIVES_KEY {
-                let list = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
-                let mut chosen = Vec::new();
-                for item in list {
-                    let strategy: Strategy = item.clone().try_into().map_err(|_| {
-                        self.error(
-                            Some("x-crashlab"),
-                            format!(
-                                "x-crashlab: alternatives: unknown strategy {item}, expected a list of {}",
-                                ALTERNATIVES.map(|s| s.to_string()).join(", ")
-                            ),
-                        )
-                    })?;
-                    chosen.push(strategy);
-                }
-                alternatives = Some(chosen);
-            } else {
-                return Err(self.error(
-                    Some("x-crashlab"),
-                    format!(
-                        "x-crashlab: unknown key `{}`, expected one of `kind`, {}",
-                        one_line(&key),
-                        WORKLOAD_KEYS
-                            .iter()
-                            .chain(&MATRIX_KEYS)
-                            .chain(&[ALTERNATIVES_KEY])
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
+        let (mut workload, matrix, alternatives) = self.sort_extension(x)?;
 
         let env = self.environment(kind, &image, &mut notes)?;
         if !env.is_empty() {
@@ -534,14 +486,80 @@ impl Planner<'_> {
         Ok(table)
     }
 
+    /// `x-crashlab`'s keys but `kind`, sorted: the `[workload]` keys, the
+    /// `[matrix]` keys, and the strategies beside the user's when it names
+    /// them.
+    fn sort_extension(
+        &self,
+        x: toml::Table,
+    ) -> Result<(toml::Table, toml::Table, Option<Vec<Strategy>>), ComposeError> {
+        let mut workload = toml::Table::new();
+        let mut matrix = toml::Table::new();
+        let mut alternatives = None;
+        for (key, value) in x {
+            if WORKLOAD_KEYS.contains(&key.as_str()) {
+                workload.insert(key, value);
+            } else if MATRIX_KEYS.contains(&key.as_str()) {
+                matrix.insert(key, value);
+            } else if key == ALTERNATIVES_KEY {
+                let list = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
+                let mut chosen = Vec::new();
+                for item in list {
+                    let strategy: Strategy = item.clone().try_into().map_err(|_| {
+                        self.error(
+                            Some("x-crashlab"),
+                            format!(
+                                "x-crashlab: alternatives: unknown strategy {item}, expected a list of {}",
+                                ALTERNATIVES.map(|s| s.to_string()).join(", ")
+                            ),
+                        )
+                    })?;
+                    chosen.push(strategy);
+                }
+                alternatives = Some(chosen);
+            } else {
+                return Err(self.error(
+                    Some("x-crashlab"),
+                    format!(
+                        "x-crashlab: unknown key `{}`, expected one of `kind`, {}",
+                        one_line(&key),
+                        WORKLOAD_KEYS
+                            .iter()
+                            .chain(&MATRIX_KEYS)
+                            .chain(&[ALTERNATIVES_KEY])
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok((workload, matrix, alternatives))
+    }
+
+    /// The workload the image's name implies ([`guess_kind`]), or an error
+    /// that says how to name one.
+    fn guess_kind(&self, image: &str) -> Result<WorkloadKind, ComposeError> {
+        guess_kind(image).ok_or_else(|| {
+            self.error(
+                Some("image"),
+                format!(
+                    "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` ({})",
+                    WorkloadKind::list()
+                ),
+            )
+        })
+    }
+
     fn kind_of(&self, value: &toml::Value) -> Result<WorkloadKind, ComposeError> {
         let name = value.as_str().unwrap_or_default();
         toml::Value::String(name.to_owned()).try_into::<WorkloadKind>().map_err(|_| {
             self.error(
                 Some("x-crashlab"),
                 format!(
-                    "x-crashlab: unknown kind `{}`, expected mariadb, postgres, redis, sqlite or fsync-log",
-                    one_line(value.to_string().trim_matches('"'))
+                    "x-crashlab: unknown kind `{}`, expected {}",
+                    one_line(value.to_string().trim_matches('"')),
+                    WorkloadKind::list()
                 ),
             )
         })
@@ -604,28 +622,22 @@ impl Planner<'_> {
                 }
             }
         }
-        let credentials = credential_vars(kind);
-        let dropped: Vec<String> =
-            vars.iter().filter(|(k, _)| credentials.contains(&k.as_str())).map(|(k, _)| k.clone()).collect();
-        vars.retain(|(k, _)| !credentials.contains(&k.as_str()));
-        if !dropped.is_empty() {
-            notes.push(format!(
-                "{} replaced by the driver's own credentials ({})",
-                backticked(&dropped),
-                match kind {
-                    WorkloadKind::Postgres => "postgres/crashlab",
-                    WorkloadKind::Mariadb => "root/crashlab",
-                    _ => "none",
-                }
-            ));
+        let mut env: Vec<String> = Vec::new();
+        if let Some(credentials) = crate::workload::driver_on(kind, image).credentials() {
+            let (dropped, kept): (Vec<_>, Vec<_>) =
+                vars.into_iter().partition(|(k, _)| credentials.vars.contains(&k.as_str()));
+            vars = kept;
+            if !dropped.is_empty() {
+                let dropped: Vec<String> = dropped.into_iter().map(|(k, _)| k).collect();
+                notes.push(format!(
+                    "{} replaced by the driver's own credentials ({})",
+                    backticked(&dropped),
+                    credentials.login
+                ));
+            }
+            env = credentials.env;
         }
-        if kind == WorkloadKind::Mariadb && is_mysql(image) {
-            // The MySQL images read MYSQL_*, not the MARIADB_* the driver
-            // sets.
-            vars.push(("MYSQL_ROOT_PASSWORD".into(), "crashlab".into()));
-            vars.push(("MYSQL_ROOT_HOST".into(), "%".into()));
-        }
-        Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+        Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).chain(env).collect())
     }
 
     /// The port the server listens on in the container, when it is not
@@ -890,61 +902,14 @@ impl ServicePlan {
     }
 }
 
-/// The driver an image's name implies: `mariadb`, `mysql` and `percona`
-/// images speak MySQL's protocol, `postgres` PostgreSQL's, `redis` and
-/// `valkey` Redis's. The last part of the name counts (`bitnami/mariadb`,
-/// `crashlab/postgres`), whatever the registry and tag.
+/// The workload an image's name implies: the first kind whose workload
+/// recognises it ([`crashlab_workloads::Workload::recognises`]: MariaDB's
+/// driver takes `mariadb`, `mysql` and `percona` images, PostgreSQL's
+/// `postgres`, Redis's `redis` and `valkey`). The last part of the name
+/// counts (`bitnami/mariadb`, `crashlab/postgres`), whatever the registry
+/// and tag.
 pub fn guess_kind(image: &str) -> Option<WorkloadKind> {
-    let last = base_name(image);
-    let is = |prefix: &str| last == prefix || last.starts_with(&format!("{prefix}-"));
-    if is("mariadb") || is("mysql") || is("percona") || is("percona-server") {
-        Some(WorkloadKind::Mariadb)
-    } else if is("postgres") || is("postgresql") {
-        Some(WorkloadKind::Postgres)
-    } else if is("redis") || is("valkey") {
-        Some(WorkloadKind::Redis)
-    } else {
-        None
-    }
-}
-
-/// The last part of an image's name, lower case, without registry,
-/// repository path, tag or digest: `mariadb` of `docker.io/library/mariadb:11`.
-fn base_name(image: &str) -> String {
-    let name = image.split(['@']).next().unwrap_or(image);
-    let last = name.rsplit('/').next().unwrap_or(name);
-    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
-}
-
-/// Whether a MySQL-protocol image is MySQL's or Percona's (which read
-/// `MYSQL_*`), not MariaDB's.
-fn is_mysql(image: &str) -> bool {
-    let last = base_name(image);
-    last.starts_with("mysql") || last.starts_with("percona")
-}
-
-/// The variables of the official images that set the credentials the
-/// drivers log in with; the file's values would lock the driver out.
-fn credential_vars(kind: WorkloadKind) -> &'static [&'static str] {
-    match kind {
-        WorkloadKind::Mariadb => &[
-            "MARIADB_ROOT_PASSWORD",
-            "MARIADB_ROOT_PASSWORD_FILE",
-            "MARIADB_ROOT_PASSWORD_HASH",
-            "MARIADB_RANDOM_ROOT_PASSWORD",
-            "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
-            "MARIADB_ROOT_HOST",
-            "MYSQL_ROOT_PASSWORD",
-            "MYSQL_ROOT_PASSWORD_FILE",
-            "MYSQL_RANDOM_ROOT_PASSWORD",
-            "MYSQL_ALLOW_EMPTY_PASSWORD",
-            "MYSQL_ROOT_HOST",
-        ],
-        WorkloadKind::Postgres => {
-            &["POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "POSTGRES_USER", "POSTGRES_USER_FILE"]
-        }
-        _ => &[],
-    }
+    WorkloadKind::all().find(|kind| kind.def().workload().recognises(image))
 }
 
 fn strings(items: impl IntoIterator<Item = String>) -> toml::Value {
@@ -1063,6 +1028,10 @@ mod tests {
         format!("services:\n  db:\n{extra}volumes:\n  db-data:\n")
     }
 
+    fn kind(name: &str) -> WorkloadKind {
+        WorkloadKind::named(name).unwrap()
+    }
+
     /// No variable is set: the tests never read crashlab's environment.
     fn unset(_: &str) -> Option<String> {
         None
@@ -1142,7 +1111,7 @@ mod tests {
         );
         let t = parse(&yaml, "dc.yml", dir.path(), Some("db"), &unset).unwrap().translate(&[]).unwrap();
         let w = &t.scenario.workload;
-        assert_eq!(w.kind, WorkloadKind::Mariadb, "guessed from the image's name");
+        assert_eq!(w.kind, kind("mariadb"), "guessed from the image's name");
         assert_eq!(w.image.as_deref(), Some("registry.example/team/mariadb:11.4"));
         assert_eq!(
             w.command.as_deref().unwrap(),
@@ -1196,13 +1165,13 @@ mod tests {
     #[test]
     fn the_kind_comes_from_x_crashlab_or_the_image_s_name() {
         let cases = [
-            ("mariadb", Some(WorkloadKind::Mariadb)),
-            ("docker.io/library/mariadb:11.4", Some(WorkloadKind::Mariadb)),
-            ("bitnami/mysql:8.0", Some(WorkloadKind::Mariadb)),
-            ("crashlab/postgres:latest", Some(WorkloadKind::Postgres)),
-            ("postgres@sha256:abcd", Some(WorkloadKind::Postgres)),
-            ("localhost:5000/redis:7", Some(WorkloadKind::Redis)),
-            ("valkey/valkey:8", Some(WorkloadKind::Redis)),
+            ("mariadb", Some(kind("mariadb"))),
+            ("docker.io/library/mariadb:11.4", Some(kind("mariadb"))),
+            ("bitnami/mysql:8.0", Some(kind("mariadb"))),
+            ("crashlab/postgres:latest", Some(kind("postgres"))),
+            ("postgres@sha256:abcd", Some(kind("postgres"))),
+            ("localhost:5000/redis:7", Some(kind("redis"))),
+            ("valkey/valkey:8", Some(kind("redis"))),
             ("foo/bar:1", None),
             ("mariadbish", None),
             ("postgis/postgis", None),
@@ -1211,9 +1180,35 @@ mod tests {
             assert_eq!(guess_kind(image), kind, "{image}");
         }
         let t = translate(&file("image: foo/bar:1\nx-crashlab:\n  kind: postgres"), &[]).unwrap();
-        assert_eq!(t.scenario.workload.kind, WorkloadKind::Postgres);
+        assert_eq!(t.scenario.workload.kind, kind("postgres"));
         let t = translate(&file("image: mariadb:11\nx-crashlab: { kind: redis }"), &[]).unwrap();
-        assert_eq!(t.scenario.workload.kind, WorkloadKind::Redis, "x-crashlab wins over the name");
+        assert_eq!(t.scenario.workload.kind, kind("redis"), "x-crashlab wins over the name");
+    }
+
+    #[test]
+    fn the_driver_s_credentials_replace_the_file_s_as_each_workload_says() {
+        // (the service, the environment the scenario keeps, the note)
+        let cases: &[(&str, &[&str], Option<&str>)] = &[
+            (
+                "image: mysql:8.0\nenvironment: [MYSQL_ROOT_PASSWORD=secret, MYSQL_DATABASE=app]",
+                &["MYSQL_DATABASE=app", "MYSQL_ROOT_PASSWORD=crashlab", "MYSQL_ROOT_HOST=%"],
+                Some("`MYSQL_ROOT_PASSWORD` replaced by the driver's own credentials (root/crashlab)"),
+            ),
+            ("image: percona-server:8", &["MYSQL_ROOT_PASSWORD=crashlab", "MYSQL_ROOT_HOST=%"], None),
+            ("image: mariadb:11\nenvironment: [TZ=UTC]", &["TZ=UTC"], None),
+            (
+                "image: postgres:16\nenvironment: [POSTGRES_USER=app, POSTGRES_DB=app]",
+                &["POSTGRES_DB=app"],
+                Some("`POSTGRES_USER` replaced by the driver's own credentials (postgres/crashlab)"),
+            ),
+            ("image: redis:7\nenvironment: [REDIS_PASSWORD=x]", &["REDIS_PASSWORD=x"], None),
+        ];
+        for (service, env, note) in cases {
+            let t = translate(&file(service), &[]).unwrap_or_else(|e| panic!("{service}: {e}"));
+            assert_eq!(t.scenario.workload.env, *env, "{service}");
+            let replaced: Vec<&String> = t.notes.iter().filter(|n| n.contains("replaced by")).collect();
+            assert_eq!(replaced.first().map(|n| n.as_str()), *note, "{service}");
+        }
     }
 
     #[test]
@@ -1284,7 +1279,7 @@ mod tests {
 
         // Nothing set: the defaults.
         let p = plan_with(&[]);
-        assert_eq!((p.kind, p.image.as_str()), (WorkloadKind::Mariadb, "mariadb:11"));
+        assert_eq!((p.kind, p.image.as_str()), (kind("mariadb"), "mariadb:11"));
         assert_eq!(p.placement, Placement::Bind(dir.path().join("data")));
         let t = p.translate(&[]).unwrap();
         assert_eq!(t.yours, Strategy::BindMount);
@@ -1306,7 +1301,7 @@ mod tests {
             ("DB_NAME", "app"),
             ("TZ", "UTC"),
         ]);
-        assert_eq!((p.kind, p.image.as_str()), (WorkloadKind::Postgres, "registry.example/postgres:16"));
+        assert_eq!((p.kind, p.image.as_str()), (kind("postgres"), "registry.example/postgres:16"));
         // The mount is over MariaDB's directory, not PostgreSQL's.
         assert_eq!(p.placement, Placement::Unmounted);
         let yaml = yaml.replace("/var/lib/mysql", "/var/lib/postgresql/data");

@@ -6,7 +6,8 @@
 //! record of acknowledged writes. The source is grouped by concept:
 //!
 //! - [`scenario`] reads what to run and expands it into cells, which
-//!   [`scenario::filter`] narrows (`--filter`) and [`app::listing`] shows (`crashlab list`);
+//!   [`scenario::filter`] narrows (`--filter`) and [`app::listing`] shows (`crashlab list`),
+//!   and [`workload`] makes its `[workload]` into a driver;
 //! - [`storage`] says where the data directory lives for each strategy
 //!   (and puts the fault filesystem or a btrfs pool under it);
 //! - [`faults`] damages a deployment and brings it back, one implementation
@@ -56,3 +57,4 @@ pub mod scenario;
 pub mod settings;
 pub mod storage;
 pub mod text;
+pub mod workload;

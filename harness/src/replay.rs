@@ -544,7 +544,7 @@ pub async fn replay(
     let state = state.unwrap_or(&meta.state).to_owned();
     let bad = |detail: String| ReplayError::State { state: state.clone(), detail };
     let section = meta.workload.section().map_err(|e| ReplayError::Format { path: dir.join(META), detail: e })?;
-    let workload = crate::app::workload_for(&section);
+    let workload = crate::workload::workload_for(&section);
     let id: StateId = state.parse().map_err(|e| bad(error_chain(&e)))?;
     let saved: SavedLog = read_json(&dir.join(ACK_LOG))?;
     let log = saved.log().map_err(|detail| ReplayError::Format { path: dir.join(ACK_LOG), detail })?;
@@ -605,15 +605,11 @@ pub async fn replay(
 }
 
 /// How to get into a replayed state's container: a shell, and the
-/// workload's own client where its image has one.
+/// workload's own client where its image has one
+/// ([`crashlab_workloads::Workload::client_command`]).
 pub fn how_to_enter(kind: &str, container: &str) -> Vec<String> {
     let mut out = vec![format!("a shell: docker exec -it {container} sh")];
-    let client = match kind {
-        "postgres" => Some("psql -U postgres"),
-        "mariadb" => Some("mariadb -uroot -pcrashlab"),
-        "redis" => Some("redis-cli"),
-        _ => None,
-    };
+    let client = WorkloadKind::named(kind).and_then(|k| k.def().workload().client_command());
     if let Some(client) = client {
         out.push(format!("the server's client: docker exec -it {container} {client}"));
     }
@@ -641,6 +637,25 @@ mod tests {
         h.push_op(Op::Unlink { path: "db-journal".into() });
         h.push_barrier(Barrier::OSync(3));
         h
+    }
+
+    #[test]
+    fn a_replayed_state_is_entered_with_the_workload_s_own_client() {
+        let cases = [
+            ("mariadb", Some("mariadb -uroot -pcrashlab")),
+            ("postgres", Some("psql -U postgres")),
+            ("redis", Some("redis-cli")),
+            ("sqlite", None),
+            ("fsync-log", None),
+            ("oracle", None),
+        ];
+        for (kind, client) in cases {
+            let lines = how_to_enter(kind, "c0ffee");
+            assert_eq!(lines[0], "a shell: docker exec -it c0ffee sh", "{kind}");
+            let want = client.map(|c| format!("the server's client: docker exec -it c0ffee {c}"));
+            assert_eq!(lines.get(1), want.as_ref(), "{kind}");
+            assert_eq!(lines.len(), 1 + usize::from(client.is_some()), "{kind}");
+        }
     }
 
     #[test]

@@ -179,11 +179,12 @@ impl Scenario {
     pub fn plan(&self) -> (Vec<Cell>, Vec<Unsupported>) {
         let mut run = Vec::new();
         let mut unsupported = Vec::new();
+        let replicates = self.workload.kind.def().workload().replication().is_some();
         for cell in self.cells() {
             if self.filter.as_ref().is_some_and(|f| !f.selects(self.workload.kind, &cell)) {
                 continue;
             }
-            let no_replica = (cell.strategy.def().data_on.replication().is_some() && !self.workload.kind.replicates())
+            let no_replica = (cell.strategy.def().data_on.replication().is_some() && !replicates)
                 .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none");
             match no_replica.or_else(|| cell.fault.unsupported_on(cell.strategy)) {
                 None => run.push(cell),

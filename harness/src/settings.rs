@@ -8,6 +8,7 @@
 use crate::text::one_line;
 use crashlab_faultfs::{FaultRule, TornMode};
 use crashlab_reports::Verdict;
+use crashlab_workloads::Kind;
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -605,32 +606,72 @@ pub(crate) fn ready_log<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String
     Ok(Some(line))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkloadKind {
-    Mariadb,
-    Postgres,
-    Redis,
-    Sqlite,
-    FsyncLog,
-}
+/// `[workload] kind`: one of the workloads crate's
+/// [`crashlab_workloads::KINDS`], by name. What the workload is and can do
+/// it says itself ([`Kind::workload`]); nothing matches on the kind.
+#[derive(Clone, Copy)]
+pub struct WorkloadKind(&'static Kind);
+
+/// The kinds' names, in the order of [`crashlab_workloads::KINDS`], for
+/// the error that names an unknown one.
+const KIND_NAMES: [&str; crashlab_workloads::KINDS.len()] = {
+    let mut names = [""; crashlab_workloads::KINDS.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = crashlab_workloads::KINDS[i].name;
+        i += 1;
+    }
+    names
+};
 
 impl WorkloadKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Mariadb => "mariadb",
-            WorkloadKind::Postgres => "postgres",
-            WorkloadKind::Redis => "redis",
-            WorkloadKind::Sqlite => "sqlite",
-            WorkloadKind::FsyncLog => "fsync-log",
+    /// The kind a scenario names `name`.
+    pub fn named(name: &str) -> Option<WorkloadKind> {
+        crashlab_workloads::KINDS.iter().find(|k| k.name == name).map(|k| WorkloadKind(k))
+    }
+
+    /// Every kind, in the order messages list them.
+    pub fn all() -> impl Iterator<Item = WorkloadKind> {
+        crashlab_workloads::KINDS.iter().map(|k| WorkloadKind(k))
+    }
+
+    /// Every kind's name, as a message lists them: `a, b or c`.
+    pub fn list() -> String {
+        match KIND_NAMES.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
         }
     }
 
-    /// Whether crashlab drives a replica of this engine (the replicated
-    /// strategies' primary and standby). A test holds it to the workloads'
-    /// own [`crashlab_workloads::Workload::replication`].
-    pub fn replicates(self) -> bool {
-        matches!(self, WorkloadKind::Mariadb | WorkloadKind::Postgres)
+    pub fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    /// Its name and how to build it.
+    pub fn def(self) -> &'static Kind {
+        self.0
+    }
+}
+
+impl PartialEq for WorkloadKind {
+    fn eq(&self, other: &WorkloadKind) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for WorkloadKind {}
+
+impl std::fmt::Debug for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkloadKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        WorkloadKind::named(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &KIND_NAMES))
     }
 }
 

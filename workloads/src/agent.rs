@@ -66,7 +66,7 @@ pub enum Engine {
 
 impl Engine {
     /// The workload's name, which is also the agent's subcommand.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::FsyncLog => "fsync-log",

@@ -120,6 +120,18 @@ impl Workload for Custom {
         self.inner.agent_dir()
     }
 
+    fn image_names(&self) -> &'static [&'static str] {
+        self.inner.image_names()
+    }
+
+    fn credentials(&self) -> Option<crate::Credentials> {
+        self.inner.credentials()
+    }
+
+    fn client_command(&self) -> Option<String> {
+        self.inner.client_command()
+    }
+
     /// The driver's engine's format: a user's image runs the same server.
     fn log_severity(&self, line: &str) -> Option<crate::LogSeverity> {
         self.inner.log_severity(line)

@@ -20,7 +20,14 @@
 //! fsync). Unsafe: `--fsync-every=0`, acknowledged on `pwrite`: a process
 //! kill keeps the page cache and loses nothing, a power cut loses records.
 
-use crate::agent::{Engine, Hosted};
+use crate::Kind;
+use crate::agent::{self, Engine, Hosted};
+
+/// `kind = "fsync-log"`.
+pub const KIND: Kind = Kind {
+    name: Engine::FsyncLog.name(),
+    build: |image, server_args| Box::new(workload(image.unwrap_or_else(|| agent::IMAGE.to_owned()), server_args)),
+};
 
 /// The fsync-log probe with the scenario's image and agent flags.
 pub fn workload(image: String, server_args: Vec<String>) -> Hosted {

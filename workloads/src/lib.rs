@@ -11,7 +11,11 @@
 //!
 //! This crate knows nothing of Docker: a workload describes the container it
 //! needs ([`ContainerSpec`]) and the image it comes from ([`ImageRecipe`]),
-//! and the harness provides both.
+//! and the harness provides both. [`KINDS`] lists the workloads a scenario
+//! can name; each says what else the harness needs to know of it through
+//! [`Workload`]'s defaulted methods (the images it recognises, its
+//! credentials, its client, whether it replicates), so that the harness
+//! never matches on a workload's name.
 
 #![forbid(unsafe_code)]
 
@@ -48,6 +52,63 @@ pub const RECIPES: [&ImageRecipe; 7] = [
     &restic::RECIPE,
     &glusterfs::RECIPE,
 ];
+
+/// Every workload a scenario can name, in the order messages list them.
+/// Adding a workload is its module and its [`Kind`] here; what it can do,
+/// it says itself (see [`Workload`]'s defaulted methods).
+pub const KINDS: &[&Kind] = &[&mariadb::KIND, &postgres::KIND, &redis::KIND, &sqlite::KIND, &fsync_log::KIND];
+
+/// A workload a scenario can name in `[workload] kind`: its name and how
+/// to build it. Everything else about it (the images it recognises, its
+/// credentials, its client, whether it replicates) the workload says.
+#[derive(Clone, Copy)]
+pub struct Kind {
+    /// The scenario's name for it (`mariadb`), which reports use too.
+    pub name: &'static str,
+    /// The workload on `image` (crashlab's own when `None`) with the
+    /// scenario's `server-args`.
+    pub build: fn(Option<String>, Vec<String>) -> Box<dyn Workload>,
+}
+
+impl Kind {
+    /// The workload on crashlab's own image, as no scenario changes it:
+    /// the one to ask what the kind can do.
+    pub fn workload(&self) -> Box<dyn Workload> {
+        (self.build)(None, Vec::new())
+    }
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The last part of an image's name, lower case, without registry,
+/// repository path, tag or digest: `mariadb` of
+/// `docker.io/library/mariadb:11`.
+pub fn image_base_name(image: &str) -> String {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
+}
+
+/// How a driver logs in, and which of a server's environment variables
+/// decide that; see [`Workload::credentials`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `user/password`, as messages show it (`root/crashlab`).
+    pub login: String,
+    /// The variables of the official images that set the credentials: a
+    /// Compose file's own values for them would lock the driver out, so
+    /// they give way to the driver's.
+    pub vars: &'static [&'static str],
+    /// `KEY=VALUE` pairs the workload's image needs, besides its
+    /// container's own variables, to let the driver in on a Compose
+    /// service (MySQL's images read `MYSQL_*`, not the `MARIADB_*` the
+    /// container sets).
+    pub env: Vec<String>,
+}
 
 /// How a workload's container is to be created; the harness adds the
 /// strategy's mounts, labels and the published port.
@@ -256,8 +317,40 @@ pub trait Workload: Send + Sync {
 
     /// How two servers of this workload replicate, for the replicated
     /// strategies; `None`: the workload has no replication, and those
-    /// strategies cannot deploy it.
+    /// strategies cannot deploy it (the plan makes them n/a).
     fn replication(&self) -> Option<std::sync::Arc<dyn replication::Replication>> {
+        None
+    }
+
+    /// The images this workload's driver speaks to besides crashlab's own,
+    /// by the last part of their name ([`image_base_name`]): what a
+    /// Compose service's image is recognised by. Empty by default: a
+    /// Compose service names the workload in `x-crashlab: { kind: ... }`.
+    fn image_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether `image` is one of [`Self::image_names`], or one of them
+    /// followed by `-` and more (`percona-server`), whatever its registry,
+    /// repository path and tag.
+    fn recognises(&self, image: &str) -> bool {
+        let last = image_base_name(image);
+        self.image_names()
+            .iter()
+            .any(|n| last.strip_prefix(n).is_some_and(|rest| rest.is_empty() || rest.starts_with('-')))
+    }
+
+    /// The credentials the driver logs in with, for the images of
+    /// [`Self::image_names`]. `None`: the driver logs in without any.
+    fn credentials(&self) -> Option<Credentials> {
+        None
+    }
+
+    /// The engine's own client as a command to run in the server's
+    /// container (`psql -U postgres`), logged in as the driver is: how a
+    /// person looks at a state kept for replay. `None`: the image has
+    /// none.
+    fn client_command(&self) -> Option<String> {
         None
     }
 }
@@ -274,4 +367,47 @@ pub trait Quiesced: Send {
 /// A fresh latency histogram: 1 µs to 10 minutes, 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_name_and_builds_on_an_image_crashlab_builds() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert!(!KINDS[..i].iter().any(|k| k.name == kind.name), "{} listed twice", kind.name);
+            assert!(kind.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{kind:?}");
+            let image = kind.workload().container().image;
+            assert!(RECIPES.iter().any(|r| r.tag == image), "{kind:?} runs {image}, which no recipe builds");
+            let mine = (kind.build)(Some("registry.example/x:1".into()), vec!["--flag".into()]).container();
+            assert_eq!(mine.image, "registry.example/x:1", "{kind:?}");
+            assert!(mine.cmd.contains(&"--flag".to_owned()), "{kind:?}: {:?}", mine.cmd);
+        }
+    }
+
+    #[test]
+    fn an_image_is_recognised_by_the_last_part_of_its_name() {
+        let names = |image: &str| -> Vec<&str> {
+            KINDS.iter().filter(|k| k.workload().recognises(image)).map(|k| k.name).collect()
+        };
+        let cases: &[(&str, &[&str])] = &[
+            ("mariadb", &["mariadb"]),
+            ("docker.io/library/mariadb:11.4", &["mariadb"]),
+            ("bitnami/mysql:8.0", &["mariadb"]),
+            ("percona/percona-server:8", &["mariadb"]),
+            ("crashlab/postgres:latest", &["postgres"]),
+            ("postgres@sha256:abcd", &["postgres"]),
+            ("localhost:5000/redis:7", &["redis"]),
+            ("valkey/valkey:8", &["redis"]),
+            ("foo/bar:1", &[]),
+            ("mariadbish", &[]),
+            ("postgis/postgis", &[]),
+            ("crashlab/agent:latest", &[]),
+        ];
+        for (image, kinds) in cases {
+            assert_eq!(names(image), *kinds, "{image}");
+        }
+        assert_eq!(image_base_name("Registry.example:5000/Team/MariaDB:11@sha256:ab"), "mariadb");
+    }
 }

@@ -11,8 +11,8 @@ pub mod replication;
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
-    Transfer, Workload, WorkloadError,
+    ContainerSpec, Credentials, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation,
+    RecipeFile, Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
@@ -25,6 +25,12 @@ use tokio::sync::watch;
 pub const IMAGE: &str = "crashlab/mariadb:latest";
 
 pub(crate) const PASSWORD: &str = "crashlab";
+
+/// `kind = "mariadb"`.
+pub const KIND: Kind = Kind {
+    name: "mariadb",
+    build: |image, server_args| Box::new(MariaDb { image: image.unwrap_or_else(|| IMAGE.to_owned()), server_args }),
+};
 
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # crashlab's MariaDB entrypoint: initialise an empty data directory, then
@@ -124,7 +130,45 @@ pub(crate) fn query_err(what: &'static str) -> impl FnOnce(mysql_async::Error) -
 
 impl Workload for MariaDb {
     fn name(&self) -> &str {
-        "mariadb"
+        KIND.name
+    }
+
+    /// Images that speak MySQL's protocol: MariaDB's, MySQL's and
+    /// Percona's (`percona-server` too).
+    fn image_names(&self) -> &'static [&'static str] {
+        &["mariadb", "mysql", "percona"]
+    }
+
+    fn credentials(&self) -> Option<Credentials> {
+        let last = crate::image_base_name(&self.image);
+        // The MySQL and Percona images read MYSQL_*, not the MARIADB_* the
+        // container sets.
+        let mysql = last.starts_with("mysql") || last.starts_with("percona");
+        Some(Credentials {
+            login: format!("root/{PASSWORD}"),
+            vars: &[
+                "MARIADB_ROOT_PASSWORD",
+                "MARIADB_ROOT_PASSWORD_FILE",
+                "MARIADB_ROOT_PASSWORD_HASH",
+                "MARIADB_RANDOM_ROOT_PASSWORD",
+                "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+                "MARIADB_ROOT_HOST",
+                "MYSQL_ROOT_PASSWORD",
+                "MYSQL_ROOT_PASSWORD_FILE",
+                "MYSQL_RANDOM_ROOT_PASSWORD",
+                "MYSQL_ALLOW_EMPTY_PASSWORD",
+                "MYSQL_ROOT_HOST",
+            ],
+            env: if mysql {
+                vec![format!("MYSQL_ROOT_PASSWORD={PASSWORD}"), "MYSQL_ROOT_HOST=%".into()]
+            } else {
+                vec![]
+            },
+        })
+    }
+
+    fn client_command(&self) -> Option<String> {
+        Some(format!("mariadb -uroot -p{PASSWORD}"))
     }
 
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {

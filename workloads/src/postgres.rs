@@ -51,8 +51,8 @@ pub mod replication;
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
-    Transfer, Workload, WorkloadError,
+    ContainerSpec, Credentials, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation,
+    RecipeFile, Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
@@ -67,6 +67,12 @@ pub const IMAGE: &str = "crashlab/postgres:latest";
 
 const USER: &str = "postgres";
 const PASSWORD: &str = "crashlab";
+
+/// `kind = "postgres"`.
+pub const KIND: Kind = Kind {
+    name: "postgres",
+    build: |image, server_args| Box::new(Postgres { image: image.unwrap_or_else(|| IMAGE.to_owned()), server_args }),
+};
 /// The host name of a replicated deployment's standby, and its
 /// `application_name` towards the primary (see `crate::postgres_replication`).
 pub(crate) const REPLICA_NAME: &str = "h2";
@@ -169,7 +175,23 @@ pub(crate) fn query_err(what: &'static str) -> impl FnOnce(tokio_postgres::Error
 
 impl Workload for Postgres {
     fn name(&self) -> &str {
-        "postgres"
+        KIND.name
+    }
+
+    fn image_names(&self) -> &'static [&'static str] {
+        &["postgres", "postgresql"]
+    }
+
+    fn credentials(&self) -> Option<Credentials> {
+        Some(Credentials {
+            login: format!("{USER}/{PASSWORD}"),
+            vars: &["POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "POSTGRES_USER", "POSTGRES_USER_FILE"],
+            env: vec![],
+        })
+    }
+
+    fn client_command(&self) -> Option<String> {
+        Some(format!("psql -U {USER}"))
     }
 
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {

@@ -33,7 +33,7 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
     Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
@@ -48,6 +48,12 @@ pub const IMAGE: &str = "crashlab/redis:latest";
 
 /// Where Redis keeps its files in the container, as in the official image.
 pub const DATA_DIR: &str = "/data";
+
+/// `kind = "redis"`.
+pub const KIND: Kind = Kind {
+    name: "redis",
+    build: |image, server_args| Box::new(Redis { image: image.unwrap_or_else(|| IMAGE.to_owned()), server_args }),
+};
 
 const ACCOUNTS: &str = "crashlab:accounts";
 const LEDGER: &str = "crashlab:ledger";
@@ -107,7 +113,17 @@ impl Redis {
 
 impl Workload for Redis {
     fn name(&self) -> &str {
-        "redis"
+        KIND.name
+    }
+
+    /// Images that speak Redis's protocol: Redis's and Valkey's.
+    fn image_names(&self) -> &'static [&'static str] {
+        &["redis", "valkey"]
+    }
+
+    /// The driver logs in without credentials; `redis-cli` likewise.
+    fn client_command(&self) -> Option<String> {
+        Some("redis-cli".into())
     }
 
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {

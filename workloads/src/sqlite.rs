@@ -13,7 +13,14 @@
 //! kernel without waiting for them: a process kill keeps the page cache
 //! and loses nothing, a power cut (`host-kill`) loses acknowledged commits.
 
-use crate::agent::{Engine, Hosted};
+use crate::Kind;
+use crate::agent::{self, Engine, Hosted};
+
+/// `kind = "sqlite"`.
+pub const KIND: Kind = Kind {
+    name: Engine::Sqlite.name(),
+    build: |image, server_args| Box::new(workload(image.unwrap_or_else(|| agent::IMAGE.to_owned()), server_args)),
+};
 
 /// SQLite with the scenario's image and agent flags.
 pub fn workload(image: String, server_args: Vec<String>) -> Hosted {

@@ -27,7 +27,7 @@ use crate::deploy::deployment::Deployment;
 use crate::docker::Docker;
 use crate::run::RunContext;
 use crate::run::journal::Entry;
-use crate::scenario::{Scenario, WorkloadSection};
+use crate::settings::WorkloadSection;
 use crate::storage::{Place, ProvisionOptions, Storage, StorageError};
 use crate::text::error_chain;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -211,13 +211,7 @@ pub async fn cleanup(docker: &Docker, run: &RunContext) -> Result<(), crate::doc
 
 /// The scenario's workload driver for a bench's `[workload]`.
 fn workload_of(section: &WorkloadSection) -> (WorkloadSection, Box<dyn Workload>) {
-    // The driver is chosen from a scenario, so a minimal one carries the
-    // section; its matrix is never used.
-    const TEMPLATE: &str = "name = \"bench\"\n[workload]\nkind = \"mariadb\"\n\
-                            [matrix]\nstrategies = [\"named-volume\"]\nfaults = [\"process-kill\"]\n";
-    let mut scenario = Scenario::parse(TEMPLATE, "bench template").expect("the template is a valid scenario");
-    scenario.workload = section.clone();
-    (section.clone(), crate::app::workload_of(&scenario))
+    (section.clone(), crate::workload::workload_for(section))
 }
 
 /// The image the bench's workload runs.

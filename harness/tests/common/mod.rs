@@ -65,7 +65,7 @@ pub async fn docker_with(image: &str) -> Docker {
 
 /// The image a scenario runs: its own, or crashlab's for its kind.
 fn image_of(scenario: &Scenario) -> String {
-    app::workload_of(scenario).container().image
+    crashlab::workload::workload_for(&scenario.workload).container().image
 }
 
 /// Runs a scenario against the real daemon, alone, in a fresh state
