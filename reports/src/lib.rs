@@ -19,14 +19,23 @@ pub mod merge;
 pub mod partition;
 pub mod replication;
 pub mod summary;
+pub mod timeline;
 mod verdict;
 
 pub use verdict::{ParseVerdictError, Verdict};
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the `report.json` schema. Bumped on any breaking change.
+/// Version of the `report.json` schema. Bumped on any breaking change (a
+/// field removed, renamed or given another meaning); a field added with a
+/// default, which older files load without, is not one.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The report as `report.json` holds it: the model, pretty-printed, with a
+/// final newline (`crashlab report --format json`).
+pub fn to_json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("a report always serialises") + "\n"
+}
 
 /// Everything one `crashlab run` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -441,6 +450,12 @@ pub struct CycleReport {
     /// and failover; absent for single-host strategies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationCycle>,
+    /// Commits and latency through the load, and the instants of the
+    /// fault, the recovery and the first write after it; absent from
+    /// reports written before it existed and from cycles that ended before
+    /// the load did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<timeline::Timeline>,
 }
 
 /// The crash states a cycle explored: one entry per crash point.

@@ -663,6 +663,7 @@ pub(crate) mod tests {
                 fired: None,
                 explore: None,
                 replication: None,
+                timeline: Some(crate::timeline::tests::sample()),
             }],
             fault_rules: vec![],
             backup: None,

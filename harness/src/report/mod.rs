@@ -5,6 +5,7 @@
 //! `report.json` (the model), `report.md`, `report.html` and `junit.xml`.
 
 pub mod environment;
+pub mod timeline;
 
 use crate::run::runner::{Event, Reporter};
 use crashlab_reports::{Report, markdown};

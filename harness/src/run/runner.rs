@@ -380,6 +380,7 @@ impl Runner<'_> {
             fired: None,
             explore: None,
             replication: None,
+            timeline: None,
         };
         let fail = |mut report: CycleReport, detail: String| {
             report.detail = detail;
@@ -520,6 +521,7 @@ impl Runner<'_> {
                     let stall = crate::backup::stall(&load.log, &b.windows_us(), (load_s * 1e6) as u64);
                     report.backup = Some(b.cycle_report(stall, restored, None).await);
                 }
+                crate::report::timeline::record(&mut report, &load, (fault_started, fault_done), None).await;
                 let mut result = fail(report, format!("after {}: {}", cell.fault, e.detail()));
                 result.report.verdict = Verdict::Corrupt;
                 result.latency_us = Some(load.latency_us);
@@ -557,6 +559,7 @@ impl Runner<'_> {
             .collect();
         report.detail = notes.join("; ");
         report.phases.verify_ms = ms(verify_started);
+        crate::report::timeline::record(&mut report, &load, (fault_started, fault_done), Some((workload, addr))).await;
         // Cycles are numbered from 1 in the reports and the replay command.
         let keeper =
             crate::replay::Keeper::new(&self.run, &cell_id(self.scenario, cell), cycle + 1, &self.scenario.workload);
