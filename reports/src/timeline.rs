@@ -16,6 +16,8 @@
 //! has read the data back and settled the verdict (see
 //! [`Timeline::first_write`]).
 
+use crate::html::{accessible, short};
+use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The width of a bucket, in milliseconds.
@@ -107,6 +109,144 @@ impl Timeline {
             .fold(0.0, f64::max)
     }
 }
+
+const RATE: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const LATENCY: RGBColor = RGBColor(0x00, 0x00, 0x00);
+const FAULT: RGBColor = RGBColor(0xd3, 0x2f, 0x2f);
+const RECOVERY: RGBColor = RGBColor(0xff, 0x98, 0x00);
+const VERIFY: RGBColor = RGBColor(0x90, 0x90, 0x90);
+const WRITE: RGBColor = RGBColor(0x2e, 0x7d, 0x32);
+
+impl Timeline {
+    /// The picture as an accessible SVG: commits per second as bars per
+    /// bucket (left axis), p99 commit latency as a line (right axis), the
+    /// fault and the recovery as bands, the read-back as a grey band and
+    /// the first write after recovery as a green line. The legend is the
+    /// page's ([`LEGEND`]), shared by every timeline: inside each chart it
+    /// would cover the bands.
+    pub fn svg(&self, title: &str) -> String {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (520, 300)).into_drawing_area();
+            if let Err(e) = self.draw(&root, title) {
+                return format!("<p>chart unavailable: {}</p>", crate::html::esc(&e.to_string()));
+            }
+        }
+        accessible(&svg, title, &self.description())
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, plotters::coord::Shift>,
+        title: &str,
+    ) -> Result<(), Box<dyn std::error::Error + '_>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let s = |ms: f64| ms / 1e3;
+        let end = s(self.end_ms()).max(0.1) * 1.04;
+        let rate_top = (0..self.buckets.len()).map(|i| self.rate(i)).fold(0.0, f64::max).max(1.0) * 1.45;
+        let latency_top = self.buckets.iter().map(|b| b.p99_ms).fold(0.0, f64::max).max(1.0) * 1.45;
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(48)
+            .right_y_label_area_size(48)
+            .build_cartesian_2d(0f64..end, 0f64..rate_top)?
+            .set_secondary_coord(0f64..end, 0f64..latency_top);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("seconds since the load began")
+            .y_desc("acknowledged commits/s")
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(("sans-serif", 11))
+            .axis_desc_style(("sans-serif", 11))
+            .draw()?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("commit latency p99 (ms)")
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style(("sans-serif", 11))
+            .axis_desc_style(("sans-serif", 11))
+            .draw()?;
+        let band = |from: f64, to: f64, color: RGBColor| Rectangle::new([(s(from), 0.0), (s(to), rate_top)], color.mix(0.28).filled());
+        let width = self.bucket_ms;
+        chart
+            .draw_series(self.buckets.iter().enumerate().filter(|(_, b)| b.acked > 0).map(|(i, _)| {
+                let x0 = i as f64 * width;
+                Rectangle::new([(s(x0), 0.0), (s(x0 + width * 0.9), self.rate(i))], RATE.mix(0.75).filled())
+            }))?;
+        // The fault's band is drawn with a line at its start: a kill lasts
+        // a few milliseconds, narrower than a pixel.
+        chart.draw_series([band(self.fault_ms, self.fault_end_ms, FAULT)])?;
+        chart.draw_series([PathElement::new(vec![(s(self.fault_ms), 0.0), (s(self.fault_ms), rate_top)], FAULT)])?;
+        if let Some(recovered) = self.recovered_ms {
+            chart.draw_series([band(self.fault_end_ms, recovered, RECOVERY)])?;
+            if let Some(verified) = self.verified_ms {
+                chart.draw_series([band(recovered, verified, VERIFY)])?;
+            }
+        }
+        if let Some(at) = self.first_write_ms {
+            chart.draw_series([PathElement::new(vec![(s(at), 0.0), (s(at), rate_top)], WRITE.stroke_width(2))])?;
+        }
+        // The latency line breaks where a bucket acknowledged nothing.
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for (i, b) in self.buckets.iter().enumerate() {
+            if b.acked == 0 {
+                runs.push(Vec::new());
+            } else if let Some(run) = runs.last_mut() {
+                run.push((s((i as f64 + 0.45) * width), b.p99_ms));
+            }
+        }
+        runs.retain(|r| !r.is_empty());
+        for run in runs {
+            chart.draw_secondary_series(LineSeries::new(run, LATENCY.stroke_width(1)))?;
+        }
+        root.present()?;
+        Ok(())
+    }
+
+    /// What the picture shows, in words.
+    pub fn description(&self) -> String {
+        let s = |ms: f64| format!("{} s", short(ms / 1e3));
+        let peak = (0..self.buckets.len()).map(|i| self.rate(i)).fold(0.0, f64::max);
+        let p99 = self.buckets.iter().map(|b| b.p99_ms).fold(0.0, f64::max);
+        let acked: u64 = self.buckets.iter().map(|b| u64::from(b.acked)).sum();
+        let last = self.buckets.iter().rposition(|b| b.acked > 0).map(|i| (i + 1) as f64 * self.bucket_ms);
+        let mut out = format!(
+            "{acked} commits acknowledged in {} ms buckets, at most {}/s, p99 latency of a bucket at most {} ms",
+            short(self.bucket_ms),
+            short(peak),
+            short(p99)
+        );
+        if let Some(last) = last {
+            out += &format!(", the last by {}", s(last));
+        }
+        out += &format!(". Fault from {} to {}", s(self.fault_ms), s(self.fault_end_ms));
+        match self.recovered_ms {
+            Some(r) => out += &format!("; first successful query at {}", s(r)),
+            None => out += "; the service did not come back",
+        }
+        if let Some(v) = self.verified_ms {
+            out += &format!("; data read back by {}", s(v));
+        }
+        match self.first_write_ms {
+            Some(w) => out += &format!("; first write after recovery acknowledged at {}.", s(w)),
+            None => out += &format!("; no write after recovery ({}).", self.first_write),
+        }
+        out
+    }
+}
+
+/// The key to the timelines' colours, as HTML.
+pub const LEGEND: &str = "<p class=\"legend tl\"><span style=\"background:#1f77b4bf\">commits/s</span>\
+<span style=\"background:none;border-bottom:2px solid #000\">p99 latency</span>\
+<span style=\"background:#d32f2f47\">fault</span><span style=\"background:#ff980047\">recovery, to the first query</span>\
+<span style=\"background:#90909047\">data read back</span>\
+<span style=\"background:none;border-left:3px solid #2e7d32\">first write after recovery</span></p>\n";
 
 /// The cycle a cell's picture shows: the first whose verdict is the
 /// cell's (its worst), since that is the cycle that decided the verdict,
