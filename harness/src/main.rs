@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use crashlab::app::{self, RunOptions, exit};
 use crashlab::images::{DEFAULT_MIRROR, Via};
-use crashlab::report::Format;
+use crashlab::report::{ColorChoice, CompareFormat, Format};
 use crashlab_reports::compare::Thresholds;
 use crashlab_reports::partition::Partition;
 use std::path::PathBuf;
@@ -45,6 +45,9 @@ enum Command {
         /// are added) or `slice:K/N` (round-robin in plan order).
         #[arg(long, value_name = "hash:K/N|slice:K/N", value_parser = parse_partition)]
         partition: Option<Partition>,
+        /// Colour the verdicts: `auto` on a terminal unless NO_COLOR is set.
+        #[arg(long, value_enum, default_value = "auto")]
+        color: ColorChoice,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -116,7 +119,7 @@ enum Command {
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
     },
-    /// Re-render a stored report.json as Markdown, HTML or JUnit.
+    /// Re-render a stored report.json as JSON, Markdown, HTML or JUnit.
     Report {
         report: PathBuf,
         #[arg(long, value_enum, default_value = "md")]
@@ -138,10 +141,12 @@ enum Command {
         /// Largest allowed rise of p50 recovery time, in percent.
         #[arg(long, default_value_t = Thresholds::default().max_recovery_rise)]
         max_recovery_rise: f64,
-        /// Write the Markdown diff here (e.g. for a pull-request comment)
-        /// instead of stdout.
+        /// Write the diff here (e.g. for a pull-request comment) instead
+        /// of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: CompareFormat,
     },
     /// Check a scenario file without running it.
     Validate { scenario: PathBuf },
@@ -246,8 +251,10 @@ async fn dispatch(command: Command) -> i32 {
             env_file,
             jobs,
             partition,
+            color,
             run: RunFlags { out, keep, quiet, mirror },
         } => {
+            crashlab::report::set_color(color);
             let compose = compose.map(|file| app::ComposeTarget { file, service, env_file });
             app::run(RunOptions { scenario, out, keep, quiet, mirror, jobs, partition, compose }).await
         }
@@ -279,9 +286,9 @@ async fn dispatch(command: Command) -> i32 {
         Command::Report { report, format, out } => {
             app::render_report(&report, format, out.as_deref()).map(|()| exit::PASS)
         }
-        Command::Compare { base, new, max_throughput_drop, max_p99_rise, max_recovery_rise, out } => {
+        Command::Compare { base, new, max_throughput_drop, max_p99_rise, max_recovery_rise, out, format } => {
             let thresholds = Thresholds { max_throughput_drop, max_p99_rise, max_recovery_rise };
-            app::compare_reports(&base, &new, thresholds, out.as_deref())
+            app::compare_reports(&base, &new, thresholds, out.as_deref(), format)
         }
         Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
         Command::Clean { replays } => app::clean(replays).await.map(|()| exit::PASS),

@@ -800,7 +800,7 @@ mod tests {
         for link in ["src=\"http", "href=\"http", "@import", "url("] {
             assert!(!html.contains(link), "external reference {link}");
         }
-        assert_eq!(html.matches("<svg").count(), 3, "three charts");
+        assert_eq!(html.matches("<svg").count(), 6, "three charts and a timeline per cell");
     }
 
     #[test]
@@ -891,6 +891,69 @@ mod tests {
         assert!(charts.contains("partition-failover") && !charts.contains("named-volume"), "{charts}");
         assert!(!render(&sample_report()).contains("Across hosts"), "no host lost, no section");
         assert_eq!(inline("a **b** `c` * d"), "a <b>b</b> <code>c</code> * d");
+    }
+
+    #[test]
+    fn cells_not_run_have_no_bar() {
+        // tmpfs × restart was not run and tmpfs × disk-full is n/a: the
+        // throughput chart has bars for the three cells that ran only.
+        let html = render(&sample_report());
+        let throughput = html.split("<svg").find(|svg| svg.contains("Throughput")).unwrap();
+        let desc = &throughput[throughput.find("<desc>").unwrap()..throughput.find("</desc>").unwrap()];
+        assert!(desc.contains("tmpfs: process-kill 333, restart no figure"), "{desc}");
+        let bars = |svg: &str| svg.matches("<rect").count();
+        let mut all_ran = sample_report();
+        let mut extra = all_ran.cells[1].clone();
+        extra.strategy = "tmpfs".into();
+        all_ran.cells.push(extra);
+        let html_all = render(&all_ran);
+        let throughput_all = html_all.split("<svg").find(|svg| svg.contains("Throughput")).unwrap();
+        assert_eq!(bars(throughput_all), bars(throughput) + 1, "one more bar for the one more cell run");
+    }
+
+    #[test]
+    fn a_cell_that_never_came_back_has_no_recovery_bar() {
+        let mut report = sample_report();
+        report.cells[0].cycle_details[0].recovery_ms = None;
+        let html = render(&report);
+        let recovery = html.split("<svg").find(|svg| svg.contains("Recovery time")).unwrap();
+        assert!(recovery.contains("process-kill: named-volume no figure, tmpfs 500"), "{recovery}");
+    }
+
+    #[test]
+    fn every_svg_is_an_image_with_a_title_and_a_description_and_every_table_a_caption() {
+        for report in [sample_report(), crate::hosts::tests::host_loss_report()] {
+            let html = render(&report);
+            let svgs: Vec<&str> = html.split("<svg").skip(1).collect();
+            assert!(!svgs.is_empty());
+            for svg in svgs {
+                assert!(svg.starts_with(" role=\"img\""), "{}", &svg[..80]);
+                let body = &svg[svg.find('>').unwrap() + 1..];
+                assert!(body.starts_with("<title>") && body.contains("</title><desc>"), "{}", &body[..80]);
+                let desc = &body[body.find("<desc>").unwrap() + 6..body.find("</desc>").unwrap()];
+                assert!(desc.len() > 20, "a description that says something: {desc}");
+            }
+            assert!(html.contains("<table"));
+            for table in html.split("<table").skip(1) {
+                let open = &table[table.find('>').unwrap() + 1..];
+                assert!(open.trim_start().starts_with("<caption>"), "{}", &open[..60]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_timeline_shows_each_cell_in_time_with_its_bands() {
+        let html = render(&sample_report());
+        assert!(html.contains("<h3>mariadb: in time</h3>"), "{html}");
+        let svg = html.split("<svg").find(|svg| svg.contains("named-volume × restart, cycle 1 of 1")).unwrap();
+        assert!(svg.contains("<desc>999 commits acknowledged in 100 ms buckets"), "{svg}");
+        assert!(svg.contains("Fault from 3.00 s to 3.06 s; first successful query at 3.56 s"), "{svg}");
+        assert!(svg.contains("first write after recovery acknowledged at 3.60 s."), "{svg}");
+        let mut old = sample_report();
+        for c in &mut old.cells {
+            c.cycle_details[0].timeline = None;
+        }
+        assert!(!render(&old).contains("in time"), "no timeline, no section");
     }
 
     #[test]

@@ -709,4 +709,23 @@ mod tests {
         assert!(back.unsupported.is_empty());
         assert!(back.cells.iter().all(|c| c.fault_rules.is_empty()));
     }
+
+    #[test]
+    fn the_json_format_round_trips_with_timelines_and_reports_without_them_still_load() {
+        let report = markdown::tests::sample_report();
+        let json = to_json(&report);
+        assert!(json.ends_with("}\n") && json.contains("\"timeline\": {") && json.contains("\"p99_ms\""), "{json}");
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+        // A report.json from before timelines: no `timeline` in any cycle.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for cell in old["cells"].as_array_mut().unwrap() {
+            for cycle in cell["cycle_details"].as_array_mut().unwrap() {
+                assert!(cycle.as_object_mut().unwrap().remove("timeline").is_some());
+            }
+        }
+        let back: Report = serde_json::from_value(old).unwrap();
+        assert_eq!(back.schema_version, SCHEMA_VERSION);
+        assert!(back.cells.iter().all(|c| c.cycle_details.iter().all(|d| d.timeline.is_none())));
+    }
 }
