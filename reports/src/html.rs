@@ -574,7 +574,10 @@ fn backups_section(cells: &[CellReport]) -> String {
         &stall,
     ));
     out.push_str("</div>\n");
-    out.push_str(&md_table(&markdown::backups_table(&cells), "Per backup strategy: recovery point and time, cost, stall"));
+    out.push_str(&md_table(
+        &markdown::backups_table(&cells),
+        "Per backup strategy: recovery point and time, cost, stall",
+    ));
     let _ = writeln!(out, "<p>{}</p>", esc(&markdown::consistency_sentence(&cells)));
     out
 }
@@ -630,7 +633,10 @@ fn hosts_section(report: &Report) -> String {
     }
     let mut out = String::from("<h2>Across hosts</h2>\n");
     let _ = writeln!(out, "<p>{}</p>", inline(crate::hosts::INTRO));
-    out.push_str(&md_table(&crate::hosts::table(&report.cells, &cells), "Strategies under the loss of a host, by family"));
+    out.push_str(&md_table(
+        &crate::hosts::table(&report.cells, &cells),
+        "Strategies under the loss of a host, by family",
+    ));
     out.push_str(&hosts_charts(&cells));
     out.push_str(&notes_list(&crate::hosts::notes(&report.cells, &cells)));
     out

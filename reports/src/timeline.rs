@@ -172,13 +172,14 @@ impl Timeline {
             .label_style(("sans-serif", 11))
             .axis_desc_style(("sans-serif", 11))
             .draw()?;
-        let band = |from: f64, to: f64, color: RGBColor| Rectangle::new([(s(from), 0.0), (s(to), rate_top)], color.mix(0.28).filled());
+        let band = |from: f64, to: f64, color: RGBColor| {
+            Rectangle::new([(s(from), 0.0), (s(to), rate_top)], color.mix(0.28).filled())
+        };
         let width = self.bucket_ms;
-        chart
-            .draw_series(self.buckets.iter().enumerate().filter(|(_, b)| b.acked > 0).map(|(i, _)| {
-                let x0 = i as f64 * width;
-                Rectangle::new([(s(x0), 0.0), (s(x0 + width * 0.9), self.rate(i))], RATE.mix(0.75).filled())
-            }))?;
+        chart.draw_series(self.buckets.iter().enumerate().filter(|(_, b)| b.acked > 0).map(|(i, _)| {
+            let x0 = i as f64 * width;
+            Rectangle::new([(s(x0), 0.0), (s(x0 + width * 0.9), self.rate(i))], RATE.mix(0.75).filled())
+        }))?;
         // The fault's band is drawn with a line at its start: a kill lasts
         // a few milliseconds, narrower than a pixel.
         chart.draw_series([band(self.fault_ms, self.fault_end_ms, FAULT)])?;

@@ -353,7 +353,12 @@ mod tests {
     fn with_colour_a_met_expectation_is_green_and_a_miss_bold_red() {
         let text = summary(&report(), true);
         // comfy-table's (crossterm's) codes: 256-colour green and red.
-        assert!(text.contains("┆\x1b[38;5;10m intact       \x1b[39m┆\x1b[38;5;9m\x1b[1m lost-writes ✗ (expected intact) \x1b[0m│"), "{text:?}");
+        assert!(
+            text.contains(
+                "┆\x1b[38;5;10m intact       \x1b[39m┆\x1b[38;5;9m\x1b[1m lost-writes ✗ (expected intact) \x1b[0m│"
+            ),
+            "{text:?}"
+        );
         assert!(text.contains("┆ n/a "), "n/a is not coloured: {text:?}");
         assert!(text.contains("\x1b[1;31m2 of 3 cells met their expectation; 1 did not\x1b[0m"), "{text:?}");
     }
