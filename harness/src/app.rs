@@ -958,17 +958,18 @@ fn write_or_print(text: &str, out: Option<&Path>) -> Result<(), AppError> {
     }
 }
 
-/// `crashlab compare BASE NEW`: prints the Markdown diff (or writes it to
-/// `out`) and returns 1 on a regression.
+/// `crashlab compare BASE NEW`: prints the diff in `format` (or writes it
+/// to `out`) and returns 1 on a regression.
 pub fn compare_reports(
     base: &Path,
     new: &Path,
     thresholds: crashlab_reports::compare::Thresholds,
     out: Option<&Path>,
+    format: report::CompareFormat,
 ) -> Result<i32, AppError> {
     use crashlab_reports::compare;
     let comparison = compare::compare(&load_report(base)?, &load_report(new)?, thresholds);
-    let text = compare::render_markdown(&comparison, &base.display().to_string(), &new.display().to_string());
+    let text = format.render(&comparison, &base.display().to_string(), &new.display().to_string());
     write_or_print(&text, out)?;
     Ok(if comparison.regressed() { exit::MISS } else { exit::PASS })
 }

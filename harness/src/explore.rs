@@ -436,6 +436,7 @@ mod tests {
             fired: None,
             explore: None,
             replication: None,
+            timeline: None,
         };
         let state = |id: &str, verdict| StateReport { id: id.into(), verdict, ms: 1.0 };
         let point = PointReport {

@@ -5,8 +5,8 @@
 use clap::{ArgAction, CommandFactory as _, Parser, Subcommand};
 use crashlab::app::{self, RunOptions, exit};
 use crashlab::images::{DEFAULT_MIRROR, Via};
-use crashlab::report::Format;
 use crashlab::report::json_events::{JsonEvents, Line, MessageFormat};
+use crashlab::report::{ColorChoice, CompareFormat, Format};
 use crashlab::scenario::filter::Filter;
 use crashlab_reports::compare::Thresholds;
 use crashlab_reports::partition::Partition;
@@ -67,6 +67,9 @@ enum Command {
         /// schema), the summary and progress on stderr.
         #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
         message_format: MessageFormat,
+        /// Colour the verdicts: `auto` on a terminal unless NO_COLOR is set.
+        #[arg(long, value_enum, default_value = "auto")]
+        color: ColorChoice,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -154,7 +157,7 @@ enum Command {
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
         mirror: String,
     },
-    /// Re-render a stored report.json as Markdown, HTML or JUnit.
+    /// Re-render a stored report.json as JSON, Markdown, HTML or JUnit.
     Report {
         /// The report.json of a run (in its --out directory).
         report: PathBuf,
@@ -180,10 +183,12 @@ enum Command {
         /// Largest allowed rise of p50 recovery time, in percent.
         #[arg(long, default_value_t = Thresholds::default().max_recovery_rise)]
         max_recovery_rise: f64,
-        /// Write the Markdown diff here (e.g. for a pull-request comment)
-        /// instead of stdout.
+        /// Write the diff here (e.g. for a pull-request comment) instead
+        /// of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: CompareFormat,
     },
     /// Check a scenario file without running it.
     Validate {
@@ -337,10 +342,12 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             env_file,
             jobs,
             partition,
+            color,
             filter,
             message_format,
             run: RunFlags { out, keep, mirror },
         } => {
+            crashlab::report::set_color(color);
             let compose = compose.map(|file| app::ComposeTarget { file, service, env_file });
             let options =
                 RunOptions { scenario, out, keep, quiet, mirror, jobs, partition, compose, filter, message_format };
@@ -377,9 +384,9 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
         Command::Report { report, format, out } => {
             app::render_report(&report, format, out.as_deref()).map(|()| exit::PASS)
         }
-        Command::Compare { base, new, max_throughput_drop, max_p99_rise, max_recovery_rise, out } => {
+        Command::Compare { base, new, max_throughput_drop, max_p99_rise, max_recovery_rise, out, format } => {
             let thresholds = Thresholds { max_throughput_drop, max_p99_rise, max_recovery_rise };
-            app::compare_reports(&base, &new, thresholds, out.as_deref())
+            app::compare_reports(&base, &new, thresholds, out.as_deref(), format)
         }
         Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
         Command::Clean { replays } => app::clean(replays).await.map(|()| exit::PASS),

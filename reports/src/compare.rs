@@ -7,12 +7,17 @@
 //! baseline but missing from the new run is a regression too: silence is not
 //! evidence.
 
-use crate::{CellReport, Report};
+use crate::{CellReport, Report, Verdict};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
+
+/// Version of the JSON form of a comparison ([`render_json`]), bumped on
+/// any breaking change as the report's is.
+pub const COMPARE_SCHEMA_VERSION: u32 = 1;
 
 /// How much a metric may worsen, in percent of the baseline, before it
 /// counts as a regression.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     pub max_throughput_drop: f64,
     pub max_p99_rise: f64,
@@ -168,6 +173,93 @@ pub fn render_markdown(c: &Comparison, base_name: &str, new_name: &str) -> Strin
     out
 }
 
+/// A comparison as `crashlab compare --format json` prints it: what CI
+/// reads instead of the Markdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonJson {
+    pub schema_version: u32,
+    /// The two reports, as named on the command line.
+    pub base: String,
+    pub new: String,
+    /// A cell regressed or went missing: `compare` exits 1.
+    pub regressed: bool,
+    pub thresholds: Thresholds,
+    /// How the runs' execution differed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_differs: Option<String>,
+    /// The cells of both runs, in the baseline's order.
+    pub cells: Vec<CellChange>,
+    /// Cells of the baseline missing from the new run (each a regression),
+    /// and cells of the new run only, as `workload/strategy/fault`.
+    pub missing: Vec<String>,
+    pub added: Vec<String>,
+}
+
+/// One cell in both runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellChange {
+    /// `workload/strategy/fault`.
+    pub cell: String,
+    pub base: Figures,
+    pub new: Figures,
+    /// What regressed, one phrase each; empty when nothing did.
+    pub regressions: Vec<String>,
+}
+
+/// The figures a comparison looks at, of one cell in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    pub verdict: Verdict,
+    pub passed: bool,
+    pub throughput_tps: f64,
+    pub latency_p99_ms: f64,
+    pub recovery_p50_ms: f64,
+}
+
+impl Figures {
+    fn of(c: &CellReport) -> Figures {
+        Figures {
+            verdict: c.verdict,
+            passed: c.passed,
+            throughput_tps: c.throughput_tps,
+            latency_p99_ms: c.latency_ms.p99,
+            recovery_p50_ms: c.recovery_ms.p50,
+        }
+    }
+}
+
+impl ComparisonJson {
+    pub fn of(c: &Comparison, base_name: &str, new_name: &str) -> ComparisonJson {
+        ComparisonJson {
+            schema_version: COMPARE_SCHEMA_VERSION,
+            base: base_name.to_owned(),
+            new: new_name.to_owned(),
+            regressed: c.regressed(),
+            thresholds: c.thresholds,
+            execution_differs: c.execution_differs.clone(),
+            cells: c
+                .cells
+                .iter()
+                .map(|d| CellChange {
+                    cell: d.key.clone(),
+                    base: Figures::of(&d.base),
+                    new: Figures::of(&d.new),
+                    regressions: d.regressions.clone(),
+                })
+                .collect(),
+            missing: c.missing.clone(),
+            added: c.added.clone(),
+        }
+    }
+}
+
+/// The comparison as pretty-printed JSON ([`ComparisonJson`]), with a
+/// final newline.
+pub fn render_json(c: &Comparison, base_name: &str, new_name: &str) -> String {
+    serde_json::to_string_pretty(&ComparisonJson::of(c, base_name, new_name)).expect("a comparison always serialises")
+        + "\n"
+}
+
 fn metric(base: f64, new: f64, decimals: usize) -> String {
     match change_pct(base, new) {
         Some(pct) => format!("{base:.decimals$} → {new:.decimals$} ({pct:+.1}%)"),
@@ -258,6 +350,24 @@ mod tests {
         let c = compare(&base, &more, Thresholds::default());
         assert_eq!(c.added, ["mariadb/tmpfs/recreate"]);
         assert!(!c.regressed());
+    }
+
+    #[test]
+    fn the_json_form_round_trips_and_carries_the_regressions() {
+        let base = sample_report();
+        let mut new = base.clone();
+        new.cells[0].throughput_tps = 200.0;
+        new.cells.pop();
+        let c = compare(&base, &new, Thresholds::default());
+        let json = render_json(&c, "base.json", "new.json");
+        let back: ComparisonJson = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ComparisonJson::of(&c, "base.json", "new.json"));
+        assert!(back.regressed);
+        assert_eq!(back.missing, ["mariadb/tmpfs/process-kill"]);
+        assert_eq!(back.cells[0].cell, "mariadb/named-volume/process-kill");
+        assert_eq!((back.cells[0].base.throughput_tps, back.cells[0].new.throughput_tps), (333.3, 200.0));
+        assert!(back.cells[0].regressions[0].starts_with("throughput -40.0%"), "{:?}", back.cells[0].regressions);
+        assert!(json.contains("\"schema_version\": 1") && json.contains("\"verdict\": \"intact\""), "{json}");
     }
 
     #[test]

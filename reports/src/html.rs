@@ -6,6 +6,7 @@
 //! number on the page is a field of `report.json`; the charts say which.
 
 use crate::bench::{BenchReport, Headline, IoResult, Profile};
+use crate::markup::{accessible, esc, short};
 use crate::{CellReport, Report, markdown};
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -13,7 +14,7 @@ use std::fmt::Write;
 /// The shards of a merged report, and what is missing or duplicated.
 fn shards_section(m: &crate::merge::Merged) -> String {
     let mut out = String::from(
-        "<h2>Shards</h2>\n<table><tr><th>shard</th><th>run</th><th>cells</th><th>s</th><th>how</th><th>environment</th></tr>\n",
+        "<h2>Shards</h2>\n<table><caption>The shards joined into this report</caption><tr><th>shard</th><th>run</th><th>cells</th><th>s</th><th>how</th><th>environment</th></tr>\n",
     );
     for s in &m.shards {
         let env = &s.environment;
@@ -90,6 +91,7 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "<h2>{}: verdicts</h2>", esc(workload));
         out.push_str(&matrix(&cells));
         out.push_str(&charts(&cells));
+        out.push_str(&timelines(workload, &cells));
     }
     if !report.cells.is_empty() || report.bench.is_none() {
         out.push_str(LEGEND);
@@ -137,7 +139,8 @@ table.metrics td.n{text-align:right;font-variant-numeric:tabular-nums}table.metr
 .intact{background:#c8e6c9}.lost-writes{background:#ffe0b2}.data-gone{background:#cfd8dc}.inconsistent{background:#ffcdd2}\
 .corrupt{background:#ef9a9a}.error{background:#e1bee7}.miss{outline:3px solid #c62828;outline-offset:-3px}\
 .v{padding:0 .3em;border-radius:3px}.legend span{display:inline-block;padding:.2em .6em;margin-right:.4em;border-radius:3px}\
-figure{margin:0 0 1em 0}figcaption{color:#555;font-size:.85em}.charts{display:flex;flex-wrap:wrap;gap:1em}";
+figure{margin:0 0 1em 0;max-width:530px}figcaption{color:#555;font-size:.85em}.charts{display:flex;flex-wrap:wrap;gap:1em}\
+caption{caption-side:top;text-align:left;color:#555;font-size:.85em;padding:.2em 0}";
 
 const LEGEND: &str = "<p class=\"legend\"><span class=\"intact\">intact</span><span class=\"lost-writes\">lost-writes</span>\
 <span class=\"data-gone\">data-gone</span><span class=\"inconsistent\">inconsistent</span><span class=\"corrupt\">corrupt</span>\
@@ -146,7 +149,10 @@ const LEGEND: &str = "<p class=\"legend\"><span class=\"intact\">intact</span><s
 fn matrix(cells: &[&CellReport]) -> String {
     let strategies = distinct(cells.iter().map(|c| c.strategy.as_str()));
     let faults = distinct(cells.iter().map(|c| c.fault.as_str()));
-    let mut out = String::from("<table class=\"matrix\"><tr><th>strategy</th>");
+    let mut out = String::from(
+        "<table class=\"matrix\"><caption>Verdict per strategy (rows) and fault (columns); an empty cell was not \
+         run</caption><tr><th>strategy</th>",
+    );
     for f in &faults {
         let _ = write!(out, "<th>{}</th>", esc(f));
     }
@@ -177,8 +183,10 @@ fn matrix(cells: &[&CellReport]) -> String {
 fn charts(cells: &[&CellReport]) -> String {
     let strategies = distinct(cells.iter().map(|c| c.strategy.as_str()));
     let faults = distinct(cells.iter().map(|c| c.fault.as_str()));
+    // A pair that was not run has no figure, and so no bar: a bar of no
+    // height would read as a measured zero.
     let value = |s: &str, f: &str, get: fn(&CellReport) -> f64| {
-        cells.iter().find(|c| c.strategy == s && c.fault == f).map_or(0.0, |c| get(c))
+        cells.iter().find(|c| c.strategy == s && c.fault == f).map_or(f64::NAN, |c| get(c))
     };
     let by_fault = |get: fn(&CellReport) -> f64| -> Vec<(String, Vec<f64>)> {
         faults.iter().map(|f| (f.to_string(), strategies.iter().map(|s| value(s, f, get)).collect())).collect()
@@ -214,7 +222,7 @@ fn charts(cells: &[&CellReport]) -> String {
     let fault_groups: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
     let recovery: Vec<(String, Vec<f64>)> = strategies
         .iter()
-        .map(|s| (s.to_string(), faults.iter().map(|f| value(s, f, |c| c.recovery_ms.p50)).collect()))
+        .map(|s| (s.to_string(), faults.iter().map(|f| value(s, f, recovery_p50)).collect()))
         .collect();
     out.push_str(&figure(
         "Recovery time, p50 (ms)",
@@ -224,6 +232,42 @@ fn charts(cells: &[&CellReport]) -> String {
     ));
     out.push_str("</div>\n");
     out
+}
+
+/// Each cell's cycle in time ([`crate::timeline`]): the cycle that
+/// decided its verdict; none for cells without a timeline (reports written
+/// before it existed).
+fn timelines(workload: &str, cells: &[&CellReport]) -> String {
+    let mut figures = String::new();
+    for cell in cells {
+        let Some((i, timeline)) = crate::timeline::chosen(cell) else {
+            continue;
+        };
+        let title = format!("{} × {}, cycle {} of {}", cell.strategy, cell.fault, i + 1, cell.cycle_details.len());
+        let _ = writeln!(
+            figures,
+            "<figure>{}<figcaption>from <code>cycle_details[{i}].timeline</code>; first write: {}</figcaption></figure>",
+            timeline.svg(&title),
+            esc(if timeline.first_write.is_empty() { "none" } else { &timeline.first_write })
+        );
+    }
+    if figures.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<h3>{}: in time</h3>\n<p class=\"env\">Each cell's cycle with its verdict (the first, when several have \
+         it): acknowledged commits per second and their p99 latency per 100 ms through the load, the fault, the \
+         recovery until the first successful query, the harness reading the data back, and the first write after \
+         recovery.</p>\n{}<div class=\"charts\">\n{figures}</div>\n",
+        esc(workload),
+        crate::timeline::LEGEND
+    )
+}
+
+/// A cell's median recovery time; none when no cycle came back (the
+/// summary's 0 would draw as an instant recovery).
+fn recovery_p50(c: &CellReport) -> f64 {
+    if c.cycle_details.iter().any(|d| d.recovery_ms.is_some()) { c.recovery_ms.p50 } else { f64::NAN }
 }
 
 fn figure(title: &str, source: &str, groups: &[String], series: &[(String, Vec<f64>)]) -> String {
@@ -316,12 +360,33 @@ pub fn grouped_bars(title: &str, groups: &[String], series: &[(String, Vec<f64>)
             return format!("<p>chart unavailable: {}</p>", esc(&e.to_string()));
         }
     }
-    svg
+    accessible(&svg, &title, &bars_description(groups, series))
+}
+
+/// What a bar chart shows, in words, for a reader who cannot see it: each
+/// group's figures by series, `no figure` where a bar is left out.
+fn bars_description(groups: &[String], series: &[(String, Vec<f64>)]) -> String {
+    if groups.is_empty() {
+        return "No figures.".to_owned();
+    }
+    let group = |gi: usize, g: &String| {
+        let values: Vec<String> = series
+            .iter()
+            .map(|(name, v)| match v.get(gi) {
+                Some(x) if !x.is_nan() => format!("{name} {}", short(*x)),
+                _ => format!("{name} no figure"),
+            })
+            .collect();
+        format!("{g}: {}", values.join(", "))
+    };
+    let parts: Vec<String> = groups.iter().enumerate().map(|(gi, g)| group(gi, g)).collect();
+    format!("Bar chart. {}.", parts.join("; "))
 }
 
 fn metrics_table(cells: &[CellReport]) -> String {
     let mut out = String::from(
-        "<table class=\"metrics\"><tr><th>workload</th><th>strategy</th><th>fault</th><th>verdict</th><th>expected</th>\
+        "<table class=\"metrics\"><caption>Per cell: writes, throughput, commit latency and recovery \
+         time</caption><tr><th>workload</th><th>strategy</th><th>fault</th><th>verdict</th><th>expected</th>\
          <th>acked</th><th>lost</th><th>in doubt</th><th>violations</th><th>tps</th><th>p50 ms</th><th>p95 ms</th>\
          <th>p99 ms</th><th>max ms</th><th>recovery p50 ms</th><th>recovery max ms</th></tr>\n",
     );
@@ -413,13 +478,13 @@ fn bench_section(bench: &BenchReport) -> String {
         ));
     }
     out.push_str("</div>\n");
-    out.push_str(&md_table(&markdown::bench_table(bench)));
+    out.push_str(&md_table(&markdown::bench_table(bench), "Each backend: IO profiles and the workload"));
     out.push_str("<h3>crashlab agent vs fio</h3>\n");
-    out.push_str(&md_table(&markdown::bench_comparison(bench)));
+    out.push_str(&md_table(&markdown::bench_comparison(bench), "crashlab's agent against fio, profile by profile"));
     let etcd = markdown::etcd_check(bench);
     if let Some((sentence, table)) = etcd.split_once("\n\n") {
         let _ = writeln!(out, "<h3>etcd disk check</h3>\n<p>{}</p>", inline(sentence));
-        out.push_str(&md_table(table));
+        out.push_str(&md_table(table, "fdatasync latency against etcd's guidance"));
     }
     if !bench.errors.is_empty() {
         out.push_str("<h3>Failures</h3>\n<ul class=\"details\">\n");
@@ -481,7 +546,10 @@ fn backups_section(cells: &[CellReport]) -> String {
         &stall,
     ));
     out.push_str("</div>\n");
-    out.push_str(&md_table(&markdown::backups_table(&cells)));
+    out.push_str(&md_table(
+        &markdown::backups_table(&cells),
+        "Per backup strategy: recovery point and time, cost, stall",
+    ));
     let _ = writeln!(out, "<p>{}</p>", esc(&markdown::consistency_sentence(&cells)));
     out
 }
@@ -495,7 +563,7 @@ fn crash_states_section(cells: &[CellReport]) -> String {
         return String::new();
     }
     let mut out = String::from("<h2>Crash states</h2>\n");
-    out.push_str(&md_table(&md));
+    out.push_str(&md_table(&md, "Crash states explored per cell"));
     let mut failures = String::new();
     for cell in cells {
         for (i, cycle) in cell.cycle_details.iter().enumerate() {
@@ -537,7 +605,10 @@ fn hosts_section(report: &Report) -> String {
     }
     let mut out = String::from("<h2>Across hosts</h2>\n");
     let _ = writeln!(out, "<p>{}</p>", inline(crate::hosts::INTRO));
-    out.push_str(&md_table(&crate::hosts::table(&report.cells, &cells)));
+    out.push_str(&md_table(
+        &crate::hosts::table(&report.cells, &cells),
+        "Strategies under the loss of a host, by family",
+    ));
     out.push_str(&hosts_charts(&cells));
     out.push_str(&notes_list(&crate::hosts::notes(&report.cells, &cells)));
     out
@@ -591,7 +662,7 @@ fn replication_section(report: &Report) -> String {
     let (lagged, shared) = crate::replication::split(&cells);
     let mut out = String::from("<h2>Replication</h2>\n");
     if !lagged.is_empty() {
-        out.push_str(&md_table(&crate::replication::table(&lagged)));
+        out.push_str(&md_table(&crate::replication::table(&lagged), "Replica lag and synchronous replication"));
     }
     out.push_str(&notes_list(&crate::replication::notes(&lagged, &shared)));
     out
@@ -634,10 +705,11 @@ fn inline(md: &str) -> String {
     out
 }
 
-/// A Markdown table from [`markdown`] as an HTML table, so both files
-/// show the same rows: numeric cells right-aligned, `**✗ …**` flagged.
-fn md_table(md: &str) -> String {
-    let mut out = String::from("<table class=\"metrics\">\n");
+/// A Markdown table from [`markdown`] as an HTML table under `caption`, so
+/// both files show the same rows: numeric cells right-aligned, `**✗ …**`
+/// flagged.
+fn md_table(md: &str, caption: &str) -> String {
+    let mut out = format!("<table class=\"metrics\"><caption>{}</caption>\n", esc(caption));
     for (i, line) in md.lines().filter(|l| l.starts_with('|')).enumerate() {
         if i == 1 {
             continue;
@@ -665,22 +737,6 @@ fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     crate::names::distinct(items)
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,7 +762,7 @@ mod tests {
         for link in ["src=\"http", "href=\"http", "@import", "url("] {
             assert!(!html.contains(link), "external reference {link}");
         }
-        assert_eq!(html.matches("<svg").count(), 3, "three charts");
+        assert_eq!(html.matches("<svg").count(), 6, "three charts and a timeline per cell");
     }
 
     #[test]
@@ -797,6 +853,69 @@ mod tests {
         assert!(charts.contains("partition-failover") && !charts.contains("named-volume"), "{charts}");
         assert!(!render(&sample_report()).contains("Across hosts"), "no host lost, no section");
         assert_eq!(inline("a **b** `c` * d"), "a <b>b</b> <code>c</code> * d");
+    }
+
+    #[test]
+    fn cells_not_run_have_no_bar() {
+        // tmpfs × restart was not run and tmpfs × disk-full is n/a: the
+        // throughput chart has bars for the three cells that ran only.
+        let html = render(&sample_report());
+        let throughput = html.split("<svg").find(|svg| svg.contains("Throughput")).unwrap();
+        let desc = &throughput[throughput.find("<desc>").unwrap()..throughput.find("</desc>").unwrap()];
+        assert!(desc.contains("tmpfs: process-kill 333, restart no figure"), "{desc}");
+        let bars = |svg: &str| svg.matches("<rect").count();
+        let mut all_ran = sample_report();
+        let mut extra = all_ran.cells[1].clone();
+        extra.strategy = "tmpfs".into();
+        all_ran.cells.push(extra);
+        let html_all = render(&all_ran);
+        let throughput_all = html_all.split("<svg").find(|svg| svg.contains("Throughput")).unwrap();
+        assert_eq!(bars(throughput_all), bars(throughput) + 1, "one more bar for the one more cell run");
+    }
+
+    #[test]
+    fn a_cell_that_never_came_back_has_no_recovery_bar() {
+        let mut report = sample_report();
+        report.cells[0].cycle_details[0].recovery_ms = None;
+        let html = render(&report);
+        let recovery = html.split("<svg").find(|svg| svg.contains("Recovery time")).unwrap();
+        assert!(recovery.contains("process-kill: named-volume no figure, tmpfs 500"), "{recovery}");
+    }
+
+    #[test]
+    fn every_svg_is_an_image_with_a_title_and_a_description_and_every_table_a_caption() {
+        for report in [sample_report(), crate::hosts::tests::host_loss_report()] {
+            let html = render(&report);
+            let svgs: Vec<&str> = html.split("<svg").skip(1).collect();
+            assert!(!svgs.is_empty());
+            for svg in svgs {
+                assert!(svg.starts_with(" role=\"img\""), "{}", &svg[..80]);
+                let body = &svg[svg.find('>').unwrap() + 1..];
+                assert!(body.starts_with("<title>") && body.contains("</title><desc>"), "{}", &body[..80]);
+                let desc = &body[body.find("<desc>").unwrap() + 6..body.find("</desc>").unwrap()];
+                assert!(desc.len() > 20, "a description that says something: {desc}");
+            }
+            assert!(html.contains("<table"));
+            for table in html.split("<table").skip(1) {
+                let open = &table[table.find('>').unwrap() + 1..];
+                assert!(open.trim_start().starts_with("<caption>"), "{}", &open[..60]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_timeline_shows_each_cell_in_time_with_its_bands() {
+        let html = render(&sample_report());
+        assert!(html.contains("<h3>mariadb: in time</h3>"), "{html}");
+        let svg = html.split("<svg").find(|svg| svg.contains("named-volume × restart, cycle 1 of 1")).unwrap();
+        assert!(svg.contains("<desc>999 commits acknowledged in 100 ms buckets"), "{svg}");
+        assert!(svg.contains("Fault from 3.00 s to 3.06 s; first successful query at 3.56 s"), "{svg}");
+        assert!(svg.contains("first write after recovery acknowledged at 3.60 s."), "{svg}");
+        let mut old = sample_report();
+        for c in &mut old.cells {
+            c.cycle_details[0].timeline = None;
+        }
+        assert!(!render(&old).contains("in time"), "no timeline, no section");
     }
 
     #[test]

@@ -15,19 +15,29 @@ pub mod hosts;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+mod markup;
 pub mod merge;
 mod names;
 pub mod partition;
 pub mod replication;
 pub mod summary;
+pub mod timeline;
 mod verdict;
 
 pub use verdict::{ParseVerdictError, Verdict};
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the `report.json` schema. Bumped on any breaking change.
+/// Version of the `report.json` schema. Bumped on any breaking change (a
+/// field removed, renamed or given another meaning); a field added with a
+/// default, which older files load without, is not one.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The report as `report.json` holds it: the model, pretty-printed, with a
+/// final newline (`crashlab report --format json`).
+pub fn to_json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("a report always serialises") + "\n"
+}
 
 /// Everything one `crashlab run` found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -442,6 +452,12 @@ pub struct CycleReport {
     /// and failover; absent for single-host strategies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationCycle>,
+    /// Commits and latency through the load, and the instants of the
+    /// fault, the recovery and the first write after it; absent from
+    /// reports written before it existed and from cycles that ended before
+    /// the load did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<timeline::Timeline>,
 }
 
 /// The crash states a cycle explored: one entry per crash point.
@@ -694,5 +710,24 @@ mod tests {
         let back: Report = serde_json::from_value(json).unwrap();
         assert!(back.unsupported.is_empty());
         assert!(back.cells.iter().all(|c| c.fault_rules.is_empty()));
+    }
+
+    #[test]
+    fn the_json_format_round_trips_with_timelines_and_reports_without_them_still_load() {
+        let report = markdown::tests::sample_report();
+        let json = to_json(&report);
+        assert!(json.ends_with("}\n") && json.contains("\"timeline\": {") && json.contains("\"p99_ms\""), "{json}");
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+        // A report.json from before timelines: no `timeline` in any cycle.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for cell in old["cells"].as_array_mut().unwrap() {
+            for cycle in cell["cycle_details"].as_array_mut().unwrap() {
+                assert!(cycle.as_object_mut().unwrap().remove("timeline").is_some());
+            }
+        }
+        let back: Report = serde_json::from_value(old).unwrap();
+        assert_eq!(back.schema_version, SCHEMA_VERSION);
+        assert!(back.cells.iter().all(|c| c.cycle_details.iter().all(|d| d.timeline.is_none())));
     }
 }

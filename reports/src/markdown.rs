@@ -645,6 +645,7 @@ pub(crate) mod tests {
                 fired: None,
                 explore: None,
                 replication: None,
+                timeline: Some(crate::timeline::tests::sample()),
             }],
             fault_rules: vec![],
             backup: None,

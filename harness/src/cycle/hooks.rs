@@ -45,6 +45,10 @@ pub struct Evidence<'e> {
     pub epoch: Instant,
     pub load_s: f64,
     pub fault_started: Instant,
+    /// When the fault's damage was done.
+    pub fault_done: Instant,
+    /// Where the service answered after recovery.
+    pub addr: Option<std::net::SocketAddr>,
     /// What the data read back showed; `None` when the service did not
     /// come back after the fault.
     pub found: Option<&'e crate::checker::Check>,
@@ -117,14 +121,16 @@ pub trait CycleHook: Send {
     }
 }
 
-/// The hooks of a cell's cycles: crash-state exploration and replication
-/// always (each does nothing where it has nothing to add), backups when
+/// The hooks of a cell's cycles: the timeline, crash-state exploration
+/// and replication always (each does nothing where it has nothing to add), backups when
 /// the strategy takes them.
 pub fn for_cell(backups: Option<&mut Backups>) -> Vec<Box<dyn CycleHook + '_>> {
-    // In the order they contribute: the states explored may make the
+    // In the order they contribute: the timeline first, its first write
+    // timed right after the data was read back; the states explored may make the
     // verdict worse before replication asks whether it is still a pass,
     // and the backup figures come last.
-    let mut hooks: Vec<Box<dyn CycleHook + '_>> = vec![Box::new(ExploreHook), Box::new(ReplicationHook)];
+    let mut hooks: Vec<Box<dyn CycleHook + '_>> =
+        vec![Box::new(TimelineHook), Box::new(ExploreHook), Box::new(ReplicationHook)];
     if let Some(b) = backups {
         hooks.push(Box::new(BackupHook { backups: b, restored: None }));
     }
@@ -233,6 +239,28 @@ impl CycleHook for ReplicationHook {
                 );
                 report.verdict = Verdict::Error;
             }
+        })
+    }
+}
+
+/// The cycle's picture in time ([`super::timeline`]), with a first write
+/// timed once the data was read back.
+struct TimelineHook;
+
+impl CycleHook for TimelineHook {
+    fn contribute<'a>(
+        &'a mut self,
+        stage: &'a mut Stage<'_>,
+        evidence: &'a Evidence<'_>,
+        report: &'a mut CycleReport,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let verified = match (evidence.found, evidence.addr) {
+                (Some(_), Some(addr)) => Some((stage.workload, addr)),
+                _ => None,
+            };
+            let instants = (evidence.fault_started, evidence.fault_done);
+            super::timeline::record(report, (evidence.log, evidence.epoch), instants, verified).await;
         })
     }
 }

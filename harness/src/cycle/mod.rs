@@ -19,6 +19,7 @@
 
 mod hooks;
 mod phases;
+pub mod timeline;
 
 use crate::backup::Backups;
 use crate::deploy::deployment::{Deployment, Limits};

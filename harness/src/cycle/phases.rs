@@ -336,6 +336,8 @@ impl<'r, 'a> CycleRun<'r, 'a> {
             epoch: loaded.outcome.epoch,
             load_s: loaded.load_s,
             fault_started: loaded.fault_started,
+            fault_done: loaded.fault_done,
+            addr: found.and(self.addr),
             found,
             accounts: self.config.accounts,
             seed: self.config.seed,
@@ -370,5 +372,6 @@ pub fn empty_report() -> CycleReport {
         fired: None,
         explore: None,
         replication: None,
+        timeline: None,
     }
 }

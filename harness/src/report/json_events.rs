@@ -296,6 +296,7 @@ mod tests {
             fired: None,
             explore: None,
             replication: None,
+            timeline: None,
         };
         events.on_event(&Event::CellStarted { cell: &cell });
         events.on_event(&Event::Phase { cell: &cell, cycle: 0, phase: Phase::Load });
