@@ -81,6 +81,24 @@ impl Check {
     }
 }
 
+/// Accounts whose balance disagrees with what the ledger says it should
+/// be: listed twice, missing, unexpected, or with another balance.
+fn unbalanced(balances: &[(u32, i64)], expected: &IdMap<u32, i64>) -> u64 {
+    let mut unbalanced = 0u64;
+    let mut actual: IdMap<u32, i64> = IdMap::with_capacity_and_hasher(balances.len(), Default::default());
+    for &(id, balance) in balances {
+        if actual.insert(id, balance).is_some() {
+            unbalanced += 1;
+        }
+    }
+    for (id, want) in expected {
+        if actual.get(id) != Some(want) {
+            unbalanced += 1;
+        }
+    }
+    unbalanced + actual.keys().filter(|id| !expected.contains_key(id)).count() as u64
+}
+
 /// Judges one observation against the log of the load that preceded it.
 pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     let acked = log.acked();
@@ -148,19 +166,7 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
         .map(|(_, span)| span.end_us)
         .max();
 
-    let mut unbalanced = 0u64;
-    let mut actual: IdMap<u32, i64> = IdMap::with_capacity_and_hasher(balances.len(), Default::default());
-    for &(id, balance) in balances {
-        if actual.insert(id, balance).is_some() {
-            unbalanced += 1;
-        }
-    }
-    for (id, expected) in &expected_balance {
-        if actual.get(id) != Some(expected) {
-            unbalanced += 1;
-        }
-    }
-    unbalanced += actual.keys().filter(|id| !expected_balance.contains_key(id)).count() as u64;
+    let unbalanced = unbalanced(balances, &expected_balance);
 
     result.violations = phantom + altered + resurrected + duplicated + unbalanced;
     let mut problems = Vec::new();

@@ -175,16 +175,25 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
         cleaned.networks += usize::from(docker.remove_network_if_present(name).await?);
     }
 
-    let Some(dir) = dir else { return Ok(cleaned) };
-    for entry in &entries {
+    if let Some(dir) = dir {
+        clean_host(run_id, &state, &dir, &entries, &mut cleaned);
+    }
+    Ok(cleaned)
+}
+
+/// The host's side of a run's cleanup: its btrfs pools and fault
+/// filesystems detached, its bench host directories and its run directory
+/// removed.
+fn clean_host(run_id: &str, state: &Path, dir: &Path, entries: &[Entry], cleaned: &mut Cleaned) {
+    for entry in entries {
         let confined = match entry {
-            Entry::LoopImage(image) => journal::confine("journaled btrfs image", image, &dir),
-            Entry::Mount(mount) => journal::confine("journaled mount", mount, &dir),
+            Entry::LoopImage(image) => journal::confine("journaled btrfs image", image, dir),
+            Entry::Mount(mount) => journal::confine("journaled mount", mount, dir),
             _ => continue,
         };
         match (entry, confined) {
             (Entry::LoopImage(_), Ok(Some(image))) => {
-                cleaned.btrfs_pools += crate::storage::btrfs::detach_btrfs_under(image.parent().unwrap_or(&dir));
+                cleaned.btrfs_pools += crate::storage::btrfs::detach_btrfs_under(image.parent().unwrap_or(dir));
             }
             (Entry::Mount(_), Ok(Some(mount))) => {
                 cleaned.mounts += crate::storage::faultmount::detach_mounts_under(&mount);
@@ -195,24 +204,23 @@ pub async fn cleanup_run(docker: &Docker, state_dir: &Path, run_id: &str) -> Res
     }
     // What a journal line could not yet name (a kill mid-write) is still
     // under the run directory.
-    cleaned.btrfs_pools += crate::storage::btrfs::detach_btrfs_under(&dir);
-    cleaned.mounts += crate::storage::faultmount::detach_mounts_under(&dir);
-    for entry in &entries {
+    cleaned.btrfs_pools += crate::storage::btrfs::detach_btrfs_under(dir);
+    cleaned.mounts += crate::storage::faultmount::detach_mounts_under(dir);
+    for entry in entries {
         if let Entry::HostDir { root, dir: host_dir } = entry {
-            match remove_host_dir(run_id, &state, root, host_dir) {
+            match remove_host_dir(run_id, state, root, host_dir) {
                 Ok(removed) => cleaned.host_dirs += usize::from(removed),
                 Err(refusal) => cleaned.refused.push(refusal),
             }
         }
     }
-    if !crate::images::mounts_under(&dir).is_empty() {
+    if !crate::images::mounts_under(dir).is_empty() {
         tracing::warn!("{} still has mounts; left in place", dir.display());
-    } else if let Err(e) = std::fs::remove_dir_all(&dir) {
+    } else if let Err(e) = std::fs::remove_dir_all(dir) {
         tracing::warn!("could not remove {}: {e}", dir.display());
     } else {
         cleaned.dirs += 1;
     }
-    Ok(cleaned)
 }
 
 /// Removes the volumes labelled `label` and the journaled `volumes`.

@@ -152,11 +152,7 @@ fn skip_raw_string(chars: &[char], mut i: usize, out: &mut String) -> usize {
 
 /// Whether the `'` at `i` opens a char literal rather than a lifetime.
 fn is_char_literal(chars: &[char], i: usize) -> bool {
-    match (chars.get(i + 1), chars.get(i + 2)) {
-        (Some('\\'), _) => true,
-        (Some(_), Some('\'')) => true,
-        _ => false,
-    }
+    matches!((chars.get(i + 1), chars.get(i + 2)), (Some('\\'), _) | (Some(_), Some('\'')))
 }
 
 /// `code` with every `#[cfg(test)]` item blanked out (newlines kept): a
