@@ -13,16 +13,22 @@
 //! - [`faults`] damages a deployment and brings it back, one implementation
 //!   per fault;
 //! - [`backup`] takes and restores the backup strategies' copies;
-//! - [`hosts`] spans a deployment over several hosts on a private network:
-//!   a primary and a replica, and the failover when a host is lost;
-//! - [`run`] owns a run's lifecycle: its id, journal and cleanup, the
-//!   deployments (containers on storage), readiness, and the [`run::runner`]
-//!   that drives load → fault → recover → verify;
+//! - [`deploy`] puts a container on storage, waits for it, and with
+//!   [`deploy::hosts`] spans a deployment over several hosts on a private
+//!   network: a primary and a replica, and the failover when a host is lost;
+//! - [`run`] is a run's identity and journal, and [`cleanup`] removes what
+//!   it created;
+//! - [`cycle`] runs the cells, each cycle as phases (ready, setup, load and
+//!   fault, recover, verify) with hooks for what backups, replication and
+//!   exploration add; it tells reporters through [`events`];
 //! - [`checker`] turns the ack log and what the server kept into a verdict;
 //! - [`replay`] keeps a failing crash point and checks one of its states
 //!   again (`crashlab replay`);
 //! - [`report`] renders events and reports; [`app`] ties it together for
 //!   the binary; [`docker`] is the one door to the daemon.
+//!
+//! The modules sit in layers that import one way, written in
+//! `docs/design.md` and checked by `harness/tests/architecture.rs`.
 //!
 //! The durability model: a write is *acknowledged* when the server answered
 //! its `COMMIT`. A strategy survives a fault when every acknowledged write is

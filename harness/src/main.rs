@@ -187,6 +187,8 @@ enum Command {
         /// of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `md`: a Markdown diff for a pull request; `json`: the same
+        /// comparison for a program (docs/ci.md has the schema).
         #[arg(long, value_enum, default_value = "md")]
         format: CompareFormat,
     },
