@@ -4,27 +4,47 @@
 //! minimal system plus a recipe's packages needs; and the `.deb` files,
 //! each checked against its index entry and kept in a cache between
 //! builds.
+//!
+//! The mirror is read with reqwest: `http://` or `https://` (rustls, the
+//! system's certificate roots), redirects followed, the proxy variables
+//! (`http_proxy`, `https_proxy`, `no_proxy` and their upper-case forms)
+//! honoured, and a request that fails on the way (no connection, a
+//! timeout, a 5xx or 429 answer) tried again after a growing pause. Over
+//! plain HTTP the signatures protect the archive, as they do for apt.
 
-use super::openpgp::{self, PgpError};
+use super::signature::{self, Keyring, PgpError};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use sha2::Digest;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long a connection to the mirror may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the mirror may stay silent in the middle of an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many times a request is made before a transient failure is final.
+const ATTEMPTS: u32 = 5;
+/// The pause before the second attempt; it doubles after each (0.5, 1, 2
+/// and 4 s: 7.5 s in all).
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("use mirror {0}: only http:// mirrors are supported (the archive's signatures protect it, as for apt)")]
+    #[error("use mirror {0}: only http:// and https:// mirrors are supported")]
     Scheme(String),
-    #[error("fetch {url}")]
+    #[error("set up the HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("fetch {url} (tried {})", times(*attempts))]
     Fetch {
         url: String,
+        attempts: u32,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: reqwest::Error,
     },
-    #[error("fetch {url}: the mirror answered {status}")]
-    Status { url: String, status: u16 },
+    #[error("fetch {url}: the mirror answered {status} (tried {})", times(*attempts))]
+    Status { url: String, status: u16, attempts: u32 },
     #[error("check the signature of {url}")]
     Signature {
         url: String,
@@ -51,23 +71,57 @@ pub enum ArchiveError {
     },
 }
 
-/// A plain-HTTP client for one mirror.
+fn times(n: u32) -> String {
+    if n == 1 { "once".to_owned() } else { format!("{n} times") }
+}
+
+/// An HTTP client for one mirror.
 #[derive(Clone)]
 pub struct Mirror {
     base: String,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Empty<Bytes>,
-    >,
+    client: reqwest::Client,
+}
+
+/// Why one attempt at a request failed.
+enum Failure {
+    Http(reqwest::Error),
+    Status(u16),
+}
+
+impl Failure {
+    /// Whether trying again may help: the connection or the answer broke
+    /// off, or the mirror said it is overloaded or failing for now.
+    fn transient(&self) -> bool {
+        match self {
+            Failure::Http(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
+            Failure::Status(status) => *status == 429 || (500..600).contains(status),
+        }
+    }
+
+    fn into_error(self, url: String, attempts: u32) -> ArchiveError {
+        match self {
+            // The error names the URL again; the message names it once.
+            Failure::Http(source) => ArchiveError::Fetch { url, attempts, source: source.without_url() },
+            Failure::Status(status) => ArchiveError::Status { url, status, attempts },
+        }
+    }
 }
 
 impl Mirror {
     pub fn new(url: &str) -> Result<Mirror, ArchiveError> {
-        if !url.starts_with("http://") {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ArchiveError::Scheme(url.to_owned()));
         }
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        // rustls's own choice of cryptography (aws-lc-rs) is a C library
+        // that takes minutes to build; ring is enough for a client. This
+        // is the process's default from here on, unless one was set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("crashlab/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(ArchiveError::Client)?;
         Ok(Mirror { base: url.trim_end_matches('/').to_owned(), client })
     }
 
@@ -75,16 +129,31 @@ impl Mirror {
         format!("{}/{path}", self.base)
     }
 
-    /// The whole body of `path` under the mirror.
+    /// The whole body of `path` under the mirror, trying again after a
+    /// transient failure.
     pub async fn get(&self, path: &str) -> Result<Bytes, ArchiveError> {
         let url = self.url(path);
-        let fetch = |source: Box<dyn std::error::Error + Send + Sync>| ArchiveError::Fetch { url: url.clone(), source };
-        let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| fetch(e.into()))?;
-        let response = self.client.get(uri).await.map_err(|e| fetch(e.into()))?;
-        if !response.status().is_success() {
-            return Err(ArchiveError::Status { url, status: response.status().as_u16() });
+        let mut pause = FIRST_BACKOFF;
+        for attempt in 1.. {
+            match self.get_once(&url).await {
+                Ok(body) => return Ok(body),
+                Err(failure) if failure.transient() && attempt < ATTEMPTS => {
+                    tracing::debug!(url, attempt, "transient failure; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(failure) => return Err(failure.into_error(url, attempt)),
+            }
         }
-        Ok(response.into_body().collect().await.map_err(|e| fetch(e.into()))?.to_bytes())
+        unreachable!("the attempts end with a return")
+    }
+
+    async fn get_once(&self, url: &str) -> Result<Bytes, Failure> {
+        let response = self.client.get(url).send().await.map_err(Failure::Http)?;
+        if !response.status().is_success() {
+            return Err(Failure::Status(response.status().as_u16()));
+        }
+        response.bytes().await.map_err(Failure::Http)
     }
 }
 
@@ -105,10 +174,9 @@ pub async fn release(mirror: &Mirror, suite: &str) -> Result<Release, ArchiveErr
 /// Verifies an `InRelease` and reads its hash list, from the signed text
 /// only.
 pub fn parse_release(in_release: &str, url: &str, suite: &str) -> Result<Release, ArchiveError> {
-    let keys = openpgp::read_keyring(openpgp::DEBIAN_ARCHIVE_KEYRING)
-        .map_err(|source| ArchiveError::Signature { url: url.to_owned(), source })?;
-    let text = openpgp::verify_cleartext(in_release, &keys)
-        .map_err(|source| ArchiveError::Signature { url: url.to_owned(), source })?;
+    let signature = |source| ArchiveError::Signature { url: url.to_owned(), source };
+    let keyring = Keyring::debian().map_err(signature)?;
+    let text = signature::verify_cleartext(in_release, &keyring, SystemTime::now()).map_err(signature)?;
     let bad = |what: String| ArchiveError::Release { url: url.to_owned(), what };
     let fields = stanza_fields(&text);
     // A signed release of another suite (an old one, say) must not pass
@@ -181,7 +249,7 @@ pub async fn packages(
     check_sha256(&url, &compressed, expected)?;
     let text = tokio::task::spawn_blocking(move || {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(&compressed[..]), &mut text).map(|_| text)
+        std::io::Read::read_to_string(&mut liblzma::read::XzDecoder::new(&compressed[..]), &mut text).map(|_| text)
     })
     .await
     .map_err(|e| ArchiveError::Decompress { what: url.clone(), source: std::io::Error::other(e) })?
@@ -200,16 +268,12 @@ pub async fn packages(
 }
 
 pub fn check_sha256(what: &str, data: &[u8], expected: &str) -> Result<(), ArchiveError> {
-    let actual = hex(&sha2::Sha256::digest(data));
+    let actual = hex::encode(sha2::Sha256::digest(data));
     if actual.eq_ignore_ascii_case(expected) {
         Ok(())
     } else {
         Err(ArchiveError::Hash { what: what.to_owned(), expected: expected.to_owned(), actual })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The fields of a deb822 stanza; continuation lines are joined with
@@ -576,7 +640,7 @@ SHA256: 11
 
     #[test]
     fn a_tampered_download_is_rejected() {
-        let expected = hex(&sha2::Sha256::digest(b"Package: a\n"));
+        let expected = hex::encode(sha2::Sha256::digest(b"Package: a\n"));
         check_sha256("Packages.xz", b"Package: a\n", &expected).unwrap();
         let err = check_sha256("Packages.xz", b"Package: b\n", &expected).unwrap_err();
         assert!(err.to_string().starts_with("check Packages.xz: its SHA-256 is "), "{err}");

@@ -54,7 +54,7 @@ pub fn data_tar<'a>(deb: &'a [u8], name: &str) -> Result<Box<dyn Read + 'a>, Deb
         .find(|(m, _)| m.starts_with("data.tar"))
         .ok_or_else(|| format("it has no data.tar member".into()))?;
     Ok(match member {
-        "data.tar.xz" => Box::new(xz2::read::XzDecoder::new(body)),
+        "data.tar.xz" => Box::new(liblzma::read::XzDecoder::new(body)),
         "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(body)),
         "data.tar" => Box::new(body),
         other => return Err(format(format!("its {other} uses a compression crashlab does not read"))),

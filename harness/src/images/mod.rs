@@ -1,7 +1,8 @@
 //! Workload images built without a registry and without host tools: read
-//! a Debian archive over HTTP (its `InRelease` checked against the Debian
-//! archive keys shipped with crashlab, every index and package against
-//! the hashes it signs), unpack the essential packages into a root
+//! a Debian archive over HTTP or HTTPS (its `InRelease`'s OpenPGP
+//! signatures, and their dates, checked against the Debian archive keys
+//! shipped with crashlab; every index and package against the hashes it
+//! signs), unpack the essential packages into a root
 //! filesystem streamed into the daemon's image import, finish the install
 //! with dpkg in a container of that base as debootstrap's second stage
 //! does, and import the container's file system as the image. The
@@ -15,7 +16,7 @@ mod archive;
 mod bootstrap;
 mod deb;
 mod debootstrap;
-mod openpgp;
+mod signature;
 
 pub use archive::ArchiveError;
 pub use deb::DebError;
