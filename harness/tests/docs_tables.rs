@@ -83,7 +83,8 @@ fn the_fault_tables_list_every_fault_and_no_other() {
     assert_same("docs/scenarios.md", "Faults", &listed, &faults());
 
     let module = read("harness/src/faults/mod.rs");
-    let docs: String = module.lines().filter_map(|l| l.strip_prefix("//! ")).collect::<Vec<_>>().join("\n");
+    let docs: String =
+        module.lines().filter_map(|l| l.strip_prefix("//! ")).collect::<Vec<_>>().join("\n");
     assert_same("harness/src/faults/mod.rs", "the module docs' table", &first_column_names(&docs), &faults());
 }
 
@@ -111,10 +112,7 @@ fn the_durability_table_names_only_strategies_and_faults_the_code_has() {
     let unknown_rows: Vec<&String> = rows.iter().filter(|r| *r != "strategy" && !strategies.contains(*r)).collect();
     assert!(unknown_rows.is_empty(), "docs/design.md's durability table has rows for no strategy: {unknown_rows:?}");
     let unknown_faults: Vec<&String> = header.difference(&faults()).collect();
-    assert!(
-        unknown_faults.is_empty(),
-        "docs/design.md's durability table has columns for no fault: {unknown_faults:?}"
-    );
+    assert!(unknown_faults.is_empty(), "docs/design.md's durability table has columns for no fault: {unknown_faults:?}");
 }
 
 #[test]
