@@ -284,6 +284,17 @@ pub(crate) async fn judge(
 ) -> Result<(Verdict, String), String> {
     d.create().await.map_err(|e| error_chain(&e))?;
     d.start().await.map_err(|e| error_chain(&e))?;
+    judge_started(d, workload, oracle, log).await
+}
+
+/// [`judge`] once the server of `d` has started: a cycle's recheck
+/// ([`crate::cycle`]) puts a copy of the data in place between the two.
+pub(crate) async fn judge_started(
+    d: &mut Deployment,
+    workload: &dyn Workload,
+    oracle: &Oracle<'_>,
+    log: &AckLog,
+) -> Result<(Verdict, String), String> {
     let addr = match d.wait_ready(workload, oracle.ready_timeout, Some(oracle.cancel)).await {
         Ok(addr) => addr,
         Err(NotReady::Docker(e)) => return Err(e),

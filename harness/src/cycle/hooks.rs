@@ -121,16 +121,20 @@ pub trait CycleHook: Send {
     }
 }
 
-/// The hooks of a cell's cycles: the timeline, crash-state exploration
+/// The hooks of a cell's cycles: the timeline, the recheck of a broken
+/// durable cycle, crash-state exploration
 /// and replication always (each does nothing where it has nothing to add), backups when
 /// the strategy takes them.
-pub fn for_cell(backups: Option<&mut Backups>) -> Vec<Box<dyn CycleHook + '_>> {
+pub fn for_cell(expected: Verdict, backups: Option<&mut Backups>) -> Vec<Box<dyn CycleHook + '_>> {
     // In the order they contribute: the timeline first, its first write
     // timed right after the data was read back; the states explored may make the
     // verdict worse before replication asks whether it is still a pass,
     // and the backup figures come last.
+    // The recheck copies the data the live look read, before exploration
+    // may make the verdict worse.
+    let recheck = super::recheck::RecheckHook { expected };
     let mut hooks: Vec<Box<dyn CycleHook + '_>> =
-        vec![Box::new(TimelineHook), Box::new(ExploreHook), Box::new(ReplicationHook)];
+        vec![Box::new(TimelineHook), Box::new(recheck), Box::new(ExploreHook), Box::new(ReplicationHook)];
     if let Some(b) = backups {
         hooks.push(Box::new(BackupHook { backups: b, restored: None }));
     }

@@ -19,6 +19,7 @@
 
 mod hooks;
 mod phases;
+mod recheck;
 pub mod timeline;
 
 use crate::backup::Backups;
@@ -312,7 +313,7 @@ impl Runner<'_> {
             }
         }
         let deployment = slot.as_mut().expect("deployed above");
-        let hooks = hooks::for_cell(backups);
+        let hooks = hooks::for_cell(cell.expected, backups);
         let mut result = {
             let mut run = CycleRun::new(self, cell, cycle, reporter, deployment, hooks, started);
             let outcome = run.steps().await;
