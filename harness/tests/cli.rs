@@ -272,7 +272,12 @@ async fn sigterm_from_timeout_leaves_no_container_volume_network_mount_loop_devi
     assert_eq!(out.status.code(), Some(143), "SIGTERM exits 128 + 15: {}", stderr(&out));
     assert!(stderr(&out).contains("terminated (SIGTERM): finishing the current step"), "{}", stderr(&out));
     assert_eq!(leftovers(state.path(), &run).await, Leftovers::default(), "run {run} left something");
-    assert!(state.path().join("out/report.json").exists(), "the partial report is written");
+    let report = state.path().join("out/report.json");
+    assert!(report.exists(), "the partial report is written: {}", stderr(&out));
+    let report: crashlab_reports::Report = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let execution = report.execution.expect("the report says how the run went");
+    assert_eq!(execution.interrupted.as_deref(), Some("SIGTERM"), "the report says the run was stopped");
+    assert_eq!(execution.plan.len(), 2, "the plan is whole though {} cells finished", report.cells.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
