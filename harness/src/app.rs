@@ -1028,70 +1028,10 @@ pub async fn clean(replays: bool) -> Result<(), AppError> {
     Ok(())
 }
 
-/// `crashlab doctor`: checks what runs need; returns the exit code.
+/// `crashlab doctor`: checks what runs need; returns the exit code. The
+/// checks are [`crate::doctor`]'s.
 pub async fn doctor(mirror: &str) -> i32 {
-    let mut ok = true;
-    let mut line = |good: bool, what: &str, detail: String| {
-        ok &= good;
-        println!("{} {what}: {detail}", if good { "ok  " } else { "FAIL" });
-    };
-    match connect().await {
-        Ok(docker) => {
-            let version = docker.version().await.ok();
-            line(
-                true,
-                "docker daemon",
-                format!(
-                    "{} at {}, API {} (negotiated)",
-                    version.and_then(|v| v.version).unwrap_or_default(),
-                    docker_host(),
-                    docker.api_version()
-                ),
-            );
-            for recipe in crashlab_workloads::RECIPES {
-                let status = images::status(&docker, recipe).await;
-                let (good, detail) = match status {
-                    Ok(ImageStatus::Current) => (true, "built".to_owned()),
-                    Ok(ImageStatus::Stale) => {
-                        (true, "built from an older recipe; `crashlab images build` refreshes it".into())
-                    }
-                    Ok(ImageStatus::Missing) => (true, format!("missing; `crashlab run` builds it from {mirror}")),
-                    Err(e) => (false, error_chain(&e)),
-                };
-                line(good, &format!("image {}", images::tag(recipe)), detail);
-            }
-        }
-        Err(e) => line(false, "docker daemon", format!("{e}; {}", e.hint().unwrap_or_default())),
-    }
-    line(
-        images::is_root(),
-        "root",
-        if images::is_root() { "yes".into() } else { "bind mounts and fault filesystems need root".into() },
-    );
-    let fuse = Path::new("/dev/fuse").exists();
-    line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });
-    let btrfs = match crate::storage::btrfs::check_available() {
-        Ok(()) => "usable".to_owned(),
-        Err(e) => format!("not usable (only needed by btrfs-snapshot): {}", error_chain(&e)),
-    };
-    line(true, "btrfs pools", btrfs);
-    let gluster = if crate::storage::gluster::client_installed() {
-        "installed".to_owned()
-    } else {
-        "missing (only needed by glusterfs-replica): `apt-get install glusterfs-client`".to_owned()
-    };
-    line(true, "GlusterFS FUSE client", gluster);
-    let state = run::state_dir();
-    line(
-        true,
-        "state directory",
-        format!(
-            "{} ({})",
-            state.display(),
-            crate::report::environment::filesystem_of(state.parent().unwrap_or(&state)).unwrap_or_default()
-        ),
-    );
-    if ok { exit::PASS } else { exit::SETUP }
+    crate::doctor::doctor(mirror).await
 }
 
 #[cfg(test)]

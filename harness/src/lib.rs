@@ -41,6 +41,7 @@ pub mod bench;
 pub mod checker;
 pub mod compose;
 pub mod docker;
+pub mod doctor;
 pub mod explore;
 pub mod faults;
 pub mod hosts;
