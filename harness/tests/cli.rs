@@ -253,6 +253,7 @@ async fn sigterm_from_timeout_leaves_no_container_volume_network_mount_loop_devi
     let _guard = common::exclusive().await;
     let state = tempfile::tempdir().unwrap();
     let scenario = write_scenario(state.path(), r#""bind-mount", "named-volume""#, r#""host-kill""#);
+    common::require_host(&crashlab::scenario::Scenario::load(&scenario).unwrap());
     // `timeout` sends SIGTERM after 20 s, as CI cancellation or systemd
     // would; --preserve-status passes crashlab's own exit code on.
     let mut child = Command::new("timeout")
@@ -286,11 +287,9 @@ async fn clean_after_kill_9_leaves_no_container_volume_network_mount_loop_device
         return;
     }
     let _guard = common::exclusive().await;
-    if let Err(e) = crashlab::storage::btrfs::check_available() {
-        panic!("this test needs btrfs pools: {e}");
-    }
     let state = tempfile::tempdir().unwrap();
     let scenario = write_scenario(state.path(), r#""btrfs-snapshot""#, r#""host-loss""#);
+    common::require_host(&crashlab::scenario::Scenario::load(&scenario).unwrap());
     let mut child = crashlab()
         .args(["run", "-q", "--out"])
         .arg(state.path().join("out"))
