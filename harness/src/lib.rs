@@ -20,7 +20,8 @@
 //! - [`replay`] keeps a failing crash point and checks one of its states
 //!   again (`crashlab replay`);
 //! - [`report`] renders events and reports; [`app`] ties it together for
-//!   the binary; [`docker`] is the one door to the daemon.
+//!   the binary; [`docker`] is the one door to the daemon; [`doctor`] says
+//!   whether this host can run it all, and how to fix what it lacks.
 //!
 //! The durability model: a write is *acknowledged* when the server answered
 //! its `COMMIT`. A strategy survives a fault when every acknowledged write is
