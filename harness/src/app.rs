@@ -1,6 +1,7 @@
 //! What the subcommands do, with their errors mapped to exit codes. The
 //! binary only parses arguments and calls in here.
 
+pub mod doctor;
 pub mod listing;
 use crate::cycle::Runner;
 use crate::docker::{Docker, DockerError, docker_host};
@@ -47,6 +48,16 @@ pub mod exit {
     /// Stopped by SIGHUP (128 + 1: the terminal or session went away);
     /// everything created was removed.
     pub const HANGUP: i32 = 129;
+
+    /// The signal an exit code above stands for, as reports name it.
+    pub fn signal(code: i32) -> Option<&'static str> {
+        match code {
+            INTERRUPTED => Some("SIGINT"),
+            TERMINATED => Some("SIGTERM"),
+            HANGUP => Some("SIGHUP"),
+            _ => None,
+        }
+    }
 }
 
 /// An error that ends a command, with the exit code and a hint.
@@ -366,9 +377,19 @@ enum Supervised<T> {
     Panicked(Box<dyn std::any::Any + Send>),
 }
 
+/// How long after the first signal another one is still the same request
+/// delivered twice rather than a second request. `timeout` sends its
+/// signal to the child and then to the child's whole process group, and a
+/// terminal's Ctrl-C reaches every process of the foreground group, so one
+/// request can arrive twice: microseconds apart, or more on a busy machine
+/// where the sender is preempted between its two `kill` calls. Taken as a
+/// second request, it abandoned the run, and no report was written.
+const SAME_REQUEST_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Drives `work` while listening to `stop`: the first signal sends `true`
-/// on `cancel`, the second abandons the work, and a panic in it is caught
-/// so that the caller can still remove what the run created.
+/// on `cancel`, a second one (after [`SAME_REQUEST_WITHIN`]) abandons the
+/// work, and a panic in it is caught so that the caller can still remove
+/// what the run created.
 async fn supervise<T>(
     stop: &mut Stop,
     cancel: &watch::Sender<bool>,
@@ -376,21 +397,25 @@ async fn supervise<T>(
 ) -> Supervised<T> {
     let work = std::panic::AssertUnwindSafe(work).catch_unwind();
     tokio::pin!(work);
-    let mut first = None;
+    let mut first: Option<(i32, Instant)> = None;
     loop {
         tokio::select! {
             result = &mut work => return match result {
-                Ok(value) => Supervised::Done { value, stopped: first },
+                Ok(value) => Supervised::Done { value, stopped: first.map(|(code, _)| code) },
                 Err(panic) => Supervised::Panicked(panic),
             },
-            (code, what) = stop.next() => {
-                if let Some(first) = first {
+            (code, what) = stop.next() => match first {
+                Some((_, at)) if at.elapsed() < SAME_REQUEST_WITHIN => {}
+                Some((first, _)) => {
+                    note!("{what} again: stopping at once; removing what was created, without a report");
                     return Supervised::Abandoned(first);
                 }
-                first = Some(code);
-                let _ = cancel.send(true);
-                note!("\n{what}: finishing the current step, then cleaning up (send it again to stop at once)");
-            }
+                None => {
+                    first = Some((code, Instant::now()));
+                    let _ = cancel.send(true);
+                    note!("\n{what}: finishing the current step, then cleaning up (send it again to stop at once)");
+                }
+            },
         }
     }
 }
@@ -520,6 +545,9 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
         }
     };
     let mut report = outcome.report;
+    if let Some(execution) = report.execution.as_mut() {
+        execution.interrupted = stopped.and_then(exit::signal).map(str::to_owned);
+    }
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
     if let Some((plan, t)) = &compose {
         report.compose = Some(crashlab_reports::ComposeOrigin {
@@ -847,6 +875,7 @@ pub async fn execute(
             memory_bytes: scenario.matrix.memory,
             partition: settings.partition.map(|p| p.to_string()),
             plan,
+            interrupted: None,
         }),
         merged: None,
         compose: None,
@@ -1061,70 +1090,10 @@ pub async fn clean(replays: bool) -> Result<(), AppError> {
     Ok(())
 }
 
-/// `crashlab doctor`: checks what runs need; returns the exit code.
+/// `crashlab doctor`: checks what runs need; returns the exit code. The
+/// checks are [`crate::app::doctor`]'s.
 pub async fn doctor(mirror: &str) -> i32 {
-    let mut ok = true;
-    let mut line = |good: bool, what: &str, detail: String| {
-        ok &= good;
-        println!("{} {what}: {detail}", if good { "ok  " } else { "FAIL" });
-    };
-    match connect().await {
-        Ok(docker) => {
-            let version = docker.version().await.ok();
-            line(
-                true,
-                "docker daemon",
-                format!(
-                    "{} at {}, API {} (negotiated)",
-                    version.and_then(|v| v.version).unwrap_or_default(),
-                    docker_host(),
-                    docker.api_version()
-                ),
-            );
-            for recipe in crashlab_workloads::RECIPES {
-                let status = images::status(&docker, recipe).await;
-                let (good, detail) = match status {
-                    Ok(ImageStatus::Current) => (true, "built".to_owned()),
-                    Ok(ImageStatus::Stale) => {
-                        (true, "built from an older recipe; `crashlab images build` refreshes it".into())
-                    }
-                    Ok(ImageStatus::Missing) => (true, format!("missing; `crashlab run` builds it from {mirror}")),
-                    Err(e) => (false, error_chain(&e)),
-                };
-                line(good, &format!("image {}", images::tag(recipe)), detail);
-            }
-        }
-        Err(e) => line(false, "docker daemon", format!("{e}; {}", e.hint().unwrap_or_default())),
-    }
-    line(
-        images::is_root(),
-        "root",
-        if images::is_root() { "yes".into() } else { "bind mounts and fault filesystems need root".into() },
-    );
-    let fuse = Path::new("/dev/fuse").exists();
-    line(true, "/dev/fuse", if fuse { "present".into() } else { "absent (only needed by power-loss faults)".into() });
-    let btrfs = match crate::storage::btrfs::check_available() {
-        Ok(()) => "usable".to_owned(),
-        Err(e) => format!("not usable (only needed by btrfs-snapshot): {}", error_chain(&e)),
-    };
-    line(true, "btrfs pools", btrfs);
-    let gluster = if crate::storage::gluster::client_installed() {
-        "installed".to_owned()
-    } else {
-        "missing (only needed by glusterfs-replica): `apt-get install glusterfs-client`".to_owned()
-    };
-    line(true, "GlusterFS FUSE client", gluster);
-    let state = run::state_dir();
-    line(
-        true,
-        "state directory",
-        format!(
-            "{} ({})",
-            state.display(),
-            crate::report::environment::filesystem_of(state.parent().unwrap_or(&state)).unwrap_or_default()
-        ),
-    );
-    if ok { exit::PASS } else { exit::SETUP }
+    crate::app::doctor::doctor(mirror).await
 }
 
 #[cfg(test)]
@@ -1140,13 +1109,60 @@ mod tests {
         }
     }
 
+    /// Held by the tests that listen for signals: a signal reaches every
+    /// listener of the process.
+    static SIGNALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn supervised_work_that_panics_is_caught_so_the_run_can_be_cleaned() {
+        let _signals = SIGNALS.lock().await;
         let mut stop = Stop::listen().unwrap();
         let (cancel, _rx) = watch::channel(false);
         let panicking = async { panic!("a bug in a fault") };
         assert!(matches!(supervise::<()>(&mut stop, &cancel, panicking).await, Supervised::Panicked(_)));
         let done = supervise(&mut stop, &cancel, async { 7 }).await;
         assert!(matches!(done, Supervised::Done { value: 7, stopped: None }));
+    }
+
+    /// Sends SIGTERM to this process, as `timeout` does.
+    fn terminate_self() {
+        let status = std::process::Command::new("kill").args(["-TERM", &std::process::id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()));
+    }
+
+    /// `timeout` signals its child and then the child's process group: the
+    /// repeat, coming after the first was handled, must not abandon the
+    /// run (which then wrote no report); a second request after
+    /// [`SAME_REQUEST_WITHIN`] still stops it at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signal_delivered_twice_is_one_request_and_a_later_one_stops_at_once() {
+        use std::time::Duration;
+        let _signals = SIGNALS.lock().await;
+        let mut stop = Stop::listen().unwrap();
+        for second_request in [false, true] {
+            let (cancel, mut rx) = watch::channel(false);
+            let work = async move {
+                let _ = rx.wait_for(|c| *c).await;
+                if !second_request {
+                    tokio::task::spawn_blocking(terminate_self).await.unwrap();
+                }
+                tokio::time::sleep(SAME_REQUEST_WITHIN * 2).await;
+                7
+            };
+            let signals = async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                terminate_self();
+                if second_request {
+                    tokio::time::sleep(SAME_REQUEST_WITHIN + Duration::from_millis(200)).await;
+                    terminate_self();
+                }
+            };
+            let (supervised, ()) = tokio::join!(supervise(&mut stop, &cancel, work), signals);
+            match supervised {
+                Supervised::Done { value: 7, stopped: Some(exit::TERMINATED) } => assert!(!second_request),
+                Supervised::Abandoned(exit::TERMINATED) => assert!(second_request),
+                _ => panic!("neither finished after SIGTERM nor abandoned (second request: {second_request})"),
+            }
+        }
     }
 }

@@ -25,7 +25,8 @@
 //! - [`replay`] keeps a failing crash point and checks one of its states
 //!   again (`crashlab replay`);
 //! - [`report`] renders events and reports; [`app`] ties it together for
-//!   the binary; [`docker`] is the one door to the daemon.
+//!   the binary; [`docker`] is the one door to the daemon; [`app::doctor`] says
+//!   whether this host can run it all, and how to fix what it lacks.
 //!
 //! The modules sit in layers that import one way, written in
 //! `docs/design.md` and checked by `harness/tests/architecture.rs`.

@@ -213,7 +213,8 @@ enum Command {
         #[arg(long)]
         replays: bool,
     },
-    /// Check the daemon, its API version, root, /dev/fuse and images.
+    /// Check the daemon and its API version, the mirror, images, root,
+    /// /dev/fuse, loop devices and the tools strategies need.
     Doctor {
         /// Debian mirror missing images would be built from.
         #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]

@@ -30,7 +30,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("cycle", &["cycle"]),
     ("report", &["report"]),
     ("bench", &["bench"]),
-    ("doctor", &["doctor"]),
     ("CLI", &["app"]),
 ];
 

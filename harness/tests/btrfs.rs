@@ -23,8 +23,9 @@ fn skip_btrfs() -> bool {
 /// A pool at `<tmp>/btrfs/<name>`, or a panic saying why btrfs cannot be
 /// used here.
 fn pool(tmp: &Path, name: &str, size: u64) -> BtrfsPool {
-    BtrfsPool::create(&tmp.join("btrfs").join(name), size, None).unwrap_or_else(|e| {
-        panic!("cannot make a btrfs pool: {e}\n(set CRASHLAB_SKIP_BTRFS=1 to skip btrfs tests on purpose)")
+    BtrfsPool::create(&tmp.join("btrfs").join(name), size, None).unwrap_or_else(|e| match e {
+        BtrfsError::MissingTool { program, package } => panic!("this test needs {program}: apt-get install {package}"),
+        e => panic!("cannot make a btrfs pool: {e} (set CRASHLAB_SKIP_BTRFS=1 to skip btrfs tests on purpose)"),
     })
 }
 

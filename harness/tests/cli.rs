@@ -253,6 +253,7 @@ async fn sigterm_from_timeout_leaves_no_container_volume_network_mount_loop_devi
     let _guard = common::exclusive().await;
     let state = tempfile::tempdir().unwrap();
     let scenario = write_scenario(state.path(), r#""bind-mount", "named-volume""#, r#""host-kill""#);
+    common::require_host(&crashlab::scenario::Scenario::load(&scenario).unwrap());
     // `timeout` sends SIGTERM after 20 s, as CI cancellation or systemd
     // would; --preserve-status passes crashlab's own exit code on.
     let mut child = Command::new("timeout")
@@ -272,7 +273,12 @@ async fn sigterm_from_timeout_leaves_no_container_volume_network_mount_loop_devi
     assert_eq!(out.status.code(), Some(143), "SIGTERM exits 128 + 15: {}", stderr(&out));
     assert!(stderr(&out).contains("terminated (SIGTERM): finishing the current step"), "{}", stderr(&out));
     assert_eq!(leftovers(state.path(), &run).await, Leftovers::default(), "run {run} left something");
-    assert!(state.path().join("out/report.json").exists(), "the partial report is written");
+    let report = state.path().join("out/report.json");
+    assert!(report.exists(), "the partial report is written: {}", stderr(&out));
+    let report: crashlab_reports::Report = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let execution = report.execution.expect("the report says how the run went");
+    assert_eq!(execution.interrupted.as_deref(), Some("SIGTERM"), "the report says the run was stopped");
+    assert_eq!(execution.plan.len(), 2, "the plan is whole though {} cells finished", report.cells.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,11 +287,9 @@ async fn clean_after_kill_9_leaves_no_container_volume_network_mount_loop_device
         return;
     }
     let _guard = common::exclusive().await;
-    if let Err(e) = crashlab::storage::btrfs::check_available() {
-        panic!("this test needs btrfs pools: {e}");
-    }
     let state = tempfile::tempdir().unwrap();
     let scenario = write_scenario(state.path(), r#""btrfs-snapshot""#, r#""host-loss""#);
+    common::require_host(&crashlab::scenario::Scenario::load(&scenario).unwrap());
     let mut child = crashlab()
         .args(["run", "-q", "--out"])
         .arg(state.path().join("out"))

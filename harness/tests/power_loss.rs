@@ -160,6 +160,7 @@ async fn clean_after_a_killed_host_kill_run_leaves_no_fuse_mount() {
     let state = tempfile::tempdir().unwrap();
     let scenario = state.path().join("long.toml");
     let text = common::mariadb_scenario(DURABLE, r#""bind-mount", "named-volume""#, r#""host-kill""#, 50, "");
+    common::require_host(&crashlab::scenario::Scenario::parse(&text, "test scenario").unwrap());
     std::fs::write(&scenario, text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_crashlab"))
         .args(["run", "-q", "--out"])

@@ -135,6 +135,11 @@ pub struct Execution {
     /// against for missing cells.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<String>,
+    /// The signal that stopped the run before its end (`SIGINT`, `SIGTERM`
+    /// or `SIGHUP`): the report's cells are those that had finished by
+    /// then, `plan` all of them. Absent when the run went to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 impl CellReport {

@@ -102,7 +102,11 @@ pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
         None => String::new(),
     };
     let jobs = if e.jobs <= 1 { "one cell at a time".to_owned() } else { format!("{} cells at a time", e.jobs) };
-    format!("{jobs}, {limits}{shard}.")
+    let stopped = match &e.interrupted {
+        Some(signal) => format!("; stopped by {signal} after {cells} of the plan's {} cells", e.plan.len()),
+        None => String::new(),
+    };
+    format!("{jobs}, {limits}{shard}{stopped}.")
 }
 
 /// The shards a merged report was made of, and what is missing.
@@ -702,6 +706,7 @@ pub(crate) mod tests {
             memory_bytes: Some(1 << 30),
             partition: Some("hash:1/2".into()),
             plan,
+            interrupted: None,
         });
         let md = render(&report);
         assert!(
@@ -714,6 +719,20 @@ pub(crate) mod tests {
         let md = render(&merged);
         assert!(md.contains("| hash:1/2 | `r1` | 3 | 12.0 | 2 cells at a time, each workload container limited to 1 CPU and 1024 MiB of memory |"), "{md}");
         assert!(md.contains("- **missing shards**: hash:2/2\n"), "{md}");
+    }
+
+    #[test]
+    fn the_header_says_which_signal_stopped_the_run_and_how_far_it_got() {
+        let mut report = sample_report();
+        let plan = report.cells.iter().map(CellReport::id).collect();
+        report.cells.truncate(1);
+        report.execution =
+            Some(crate::Execution { jobs: 1, plan, interrupted: Some("SIGTERM".into()), ..Default::default() });
+        let md = render(&report);
+        assert!(
+            md.contains("one cell at a time, no CPU or memory limit per container; stopped by SIGTERM after 1 of the plan's 3 cells.\n"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -286,3 +286,10 @@ pub fn recipe(name: &str) -> Result<&'static ImageRecipe, ImageError> {
 fn known_images() -> String {
     crashlab_workloads::RECIPES.map(|r| r.name).join(", ")
 }
+
+/// Fetches `dists/SUITE/InRelease` from `mirror` and verifies it against
+/// the Debian archive keys, as every build does first: what `crashlab
+/// doctor` asks of the mirror.
+pub async fn verify_release(mirror: &str, suite: &str) -> Result<(), ArchiveError> {
+    archive::release(&archive::Mirror::new(mirror)?, suite).await.map(|_| ())
+}

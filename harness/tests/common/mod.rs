@@ -63,6 +63,20 @@ pub async fn docker_with(image: &str) -> Docker {
     docker
 }
 
+/// Panics with one line naming what this host lacks for `scenario`'s
+/// cells and the command that supplies it (`this test needs mkfs.btrfs:
+/// apt-get install btrfs-progs`): how a test whose host tool is missing
+/// fails, rather than with an error's dump or a skip. `scripts/prepare`
+/// installs them all.
+pub fn require_host(scenario: &Scenario) {
+    let (cells, _) = scenario.plan();
+    let missing = crashlab::app::doctor::missing_for(&cells);
+    if !missing.is_empty() {
+        let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        panic!("this test needs {}", missing.join("; "));
+    }
+}
+
 /// The image a scenario runs: its own, or crashlab's for its kind.
 fn image_of(scenario: &Scenario) -> String {
     crashlab::workload::workload_for(&scenario.workload).container().image
@@ -77,6 +91,7 @@ pub async fn run(text: &str) -> (Outcome, tempfile::TempDir) {
 /// [`run`], with settings changed by `tune` (e.g. `jobs`, `partition`).
 pub async fn run_with(text: &str, tune: impl FnOnce(&mut RunSettings)) -> (Outcome, tempfile::TempDir) {
     let scenario = Scenario::parse(text, "test scenario").expect("test scenarios are valid");
+    require_host(&scenario);
     let _guard = exclusive().await;
     settle_disk().await;
     let docker = docker_with(&image_of(&scenario)).await;
@@ -85,7 +100,9 @@ pub async fn run_with(text: &str, tune: impl FnOnce(&mut RunSettings)) -> (Outco
     settings.quiet = true;
     tune(&mut settings);
     let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let outcome = app::execute(&docker, &scenario, &settings, cancel_rx).await.expect("run completes");
+    let outcome = app::execute(&docker, &scenario, &settings, cancel_rx)
+        .await
+        .unwrap_or_else(|e| panic!("the run failed: {e}{}", e.hint().map_or(String::new(), |h| format!("; {h}"))));
     assert_nothing_left(&docker, &outcome.report.run_id).await;
     (outcome, state)
 }
