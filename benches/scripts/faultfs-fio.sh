@@ -6,7 +6,10 @@
 # disk: the power cut is simulated; `fsync-reaches-disk` turns that off) and
 # 1 MiB sequential write MiB/s >= 70% of native.
 #
-#   benches/scripts/faultfs-fio.sh        (root, Docker, image crashlab/fio)
+#   benches/scripts/faultfs-fio.sh [--history]   (root, Docker, image crashlab/fio)
+#
+# The mount is a `host-kill` cycle's: no unsynced history recorded. With
+# --history it is a `crash-states` cycle's, which records it.
 #
 # A benchmark script, not part of the product: it drives the docker CLI.
 set -euo pipefail
@@ -17,7 +20,7 @@ cargo run -q --release -p crashlab -- images list | grep -q 'fio .* built' || ca
 
 work=$(mktemp -d /var/tmp/faultfs-fio.XXXXXX)
 mkdir -p "$work/backing" "$work/mnt"
-exec 3> >(exec target/release/examples/serve "$work/backing" "$work/mnt" 2>/dev/null)
+exec 3> >(exec target/release/examples/serve "$work/backing" "$work/mnt" "$@" 2>/dev/null)
 serve_pid=$!
 cleanup() { exec 3>&-; wait "$serve_pid" 2>/dev/null || true; umount -l "$work/mnt" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -33,7 +36,10 @@ fsync4k() { fio_in_container "$1" --name=f --rw=randwrite --bs=4k --size=64m --f
   | jq '.jobs[0].write.iops'; }
 seq1m() { fio_in_container "$1" --name=s --rw=write --bs=1m --size=1g --end_fsync=1 \
   | jq '.jobs[0].write.bw / 1024'; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The rounds' figures, one a line; blank lines (the one `tr` leaves after
+# the last figure) are dropped before sorting, or they would sort first and
+# the smallest figure would be printed as the median.
+median() { grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
 for round in 1 2 3; do
