@@ -121,20 +121,27 @@ pub trait CycleHook: Send {
     }
 }
 
-/// The hooks of a cell's cycles: the timeline, the recheck of a broken
-/// durable cycle, crash-state exploration
-/// and replication always (each does nothing where it has nothing to add), backups when
-/// the strategy takes them.
-pub fn for_cell(expected: Verdict, backups: Option<&mut Backups>) -> Vec<Box<dyn CycleHook + '_>> {
+/// The hooks of a cell's cycles: the timeline, crash-state exploration and
+/// replication always (each does nothing where it has nothing to add), the
+/// recheck of a broken durable cycle on single-host strategies, backups
+/// when the strategy takes them.
+pub fn for_cell<'b>(cell: &crate::scenario::Cell, backups: Option<&'b mut Backups>) -> Vec<Box<dyn CycleHook + 'b>> {
     // In the order they contribute: the timeline first, its first write
     // timed right after the data was read back; the states explored may make the
     // verdict worse before replication asks whether it is still a pass,
     // and the backup figures come last.
     // The recheck copies the data the live look read, before exploration
     // may make the verdict worse.
-    let recheck = super::recheck::RecheckHook { expected };
-    let mut hooks: Vec<Box<dyn CycleHook + '_>> =
-        vec![Box::new(TimelineHook), Box::new(recheck), Box::new(ExploreHook), Box::new(ReplicationHook)];
+    // It is registered only on single-host strategies: the fresh server
+    // runs the workload's own container, which is what they deploy; a
+    // promoted replica, a shared volume's new host or a restored backup
+    // runs other settings (a replica's binary log, say), and a fresh server
+    // without them can refuse the copy where the live one did not.
+    let mut hooks: Vec<Box<dyn CycleHook + 'b>> = vec![Box::new(TimelineHook)];
+    if cell.strategy.def().family() == crashlab_reports::Family::SingleHost {
+        hooks.push(Box::new(super::recheck::RecheckHook { expected: cell.expected }));
+    }
+    hooks.extend([Box::new(ExploreHook) as Box<dyn CycleHook + 'b>, Box::new(ReplicationHook)]);
     if let Some(b) = backups {
         hooks.push(Box::new(BackupHook { backups: b, restored: None }));
     }

@@ -313,7 +313,7 @@ impl Runner<'_> {
             }
         }
         let deployment = slot.as_mut().expect("deployed above");
-        let hooks = hooks::for_cell(cell.expected, backups);
+        let hooks = hooks::for_cell(cell, backups);
         let mut result = {
             let mut run = CycleRun::new(self, cell, cycle, reporter, deployment, hooks, started);
             let outcome = run.steps().await;
