@@ -134,18 +134,19 @@ impl Mirror {
     pub async fn get(&self, path: &str) -> Result<Bytes, ArchiveError> {
         let url = self.url(path);
         let mut pause = FIRST_BACKOFF;
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             match self.get_once(&url).await {
                 Ok(body) => return Ok(body),
                 Err(failure) if failure.transient() && attempt < ATTEMPTS => {
                     tracing::debug!(url, attempt, "transient failure; trying again in {pause:?}");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
+                    attempt += 1;
                 }
                 Err(failure) => return Err(failure.into_error(url, attempt)),
             }
         }
-        unreachable!("the attempts end with a return")
     }
 
     async fn get_once(&self, url: &str) -> Result<Bytes, Failure> {
