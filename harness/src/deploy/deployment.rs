@@ -5,6 +5,7 @@
 //! network, with the other hosts in its [`Cluster`].
 
 use crate::deploy::hosts::Cluster;
+use crate::deploy::topology::Topology;
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::storage::Storage;
@@ -66,8 +67,8 @@ pub struct Deployment {
     /// The private network its containers join instead of the default
     /// bridge, and the host name they answer to there.
     network: Option<(String, String)>,
-    /// The other hosts, when the deployment spans several.
-    cluster: Option<Box<Cluster>>,
+    /// The hosts it spans, and what losing one does.
+    topology: Topology,
 }
 
 /// Resource limits of a workload container (`[matrix] cpus` and `memory`),
@@ -82,6 +83,7 @@ pub struct Limits {
 
 impl Deployment {
     pub fn new(docker: Docker, run: RunContext, spec: ContainerSpec, storage: Storage, name: String) -> Deployment {
+        let topology = Topology::of(&storage);
         Deployment {
             docker,
             run,
@@ -97,7 +99,7 @@ impl Deployment {
             pinned_port: None,
             limits: Limits::default(),
             network: None,
-            cluster: None,
+            topology,
         }
     }
 
@@ -130,24 +132,39 @@ impl Deployment {
         self.network.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
     }
 
+    /// The hosts it spans.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub(crate) fn topology_mut(&mut self) -> &mut Topology {
+        &mut self.topology
+    }
+
     /// The other hosts of a replicated deployment.
     pub fn cluster(&self) -> Option<&Cluster> {
-        self.cluster.as_deref()
+        match &self.topology {
+            Topology::Replicated(cluster) => Some(cluster),
+            _ => None,
+        }
     }
 
     pub fn cluster_mut(&mut self) -> Option<&mut Cluster> {
-        self.cluster.as_deref_mut()
+        match &mut self.topology {
+            Topology::Replicated(cluster) => Some(cluster),
+            _ => None,
+        }
     }
 
     pub(crate) fn set_cluster(&mut self, cluster: Cluster) {
-        self.cluster = Some(Box::new(cluster));
+        self.topology = Topology::Replicated(Box::new(cluster));
     }
 
     /// Whether the deployment lost a host (and failed over) or a storage
     /// host: it serves, but with less than it was built with, and is
     /// rebuilt before another cycle runs on it.
     pub fn degraded(&self) -> bool {
-        self.cluster.as_ref().is_some_and(|c| c.lost_a_host()) || self.storage.degraded()
+        self.cluster().is_some_and(Cluster::lost_a_host) || self.storage.degraded()
     }
 
     pub fn storage_mut(&mut self) -> &mut Storage {
@@ -158,14 +175,11 @@ impl Deployment {
     /// and the lost primary's is kept in the cluster until teardown.
     /// False when there is no replica to promote.
     pub(crate) fn promote_replica(&mut self) -> bool {
-        let Some(mut cluster) = self.cluster.take() else { return false };
-        let Some(mut replica) = cluster.take_replica() else {
-            self.cluster = Some(cluster);
-            return false;
-        };
+        let Some(mut replica) = self.cluster_mut().and_then(Cluster::take_replica) else { return false };
         std::mem::swap(self, &mut replica);
-        cluster.keep_lost(replica);
-        self.cluster = Some(cluster);
+        // The replica's deployment, now this one, takes over the hosts.
+        self.topology = std::mem::replace(&mut replica.topology, Topology::Single);
+        self.cluster_mut().expect("moved above").keep_lost(replica);
         true
     }
 
@@ -468,7 +482,7 @@ impl Deployment {
     /// exits: FUSE mounts cannot outlive their server.
     pub fn leak(self) {
         tracing::info!("keeping container {:?} and its storage", self.container);
-        if let Some(cluster) = self.cluster {
+        if let Topology::Replicated(cluster) = self.topology {
             cluster.leak();
         }
     }
@@ -476,7 +490,10 @@ impl Deployment {
     /// Removes the container and the storage, then the other hosts and
     /// their network.
     pub async fn teardown(mut self) -> Result<(), crate::storage::StorageError> {
-        let cluster = self.cluster.take();
+        let cluster = match std::mem::replace(&mut self.topology, Topology::Single) {
+            Topology::Replicated(cluster) => Some(cluster),
+            _ => None,
+        };
         let mut torn = Ok(());
         if let Some(id) = self.container.take() {
             torn = self.docker.remove_container(&id).await.map_err(Into::into);
