@@ -721,6 +721,7 @@ pub(crate) mod tests {
             partition: Some("hash:1/2".into()),
             plan,
             interrupted: None,
+            filter: None,
         });
         let md = render(&report);
         assert!(
