@@ -149,16 +149,7 @@ pub async fn execute(
         keep: settings.keep,
         events: std::sync::Mutex::new(events),
     };
-    bench.emit(&Line::BenchStarted {
-        run_id: run.id(),
-        bench: &definition.name,
-        strategies: definition.strategies.iter().map(|s| s.name.as_str()).collect(),
-        profiles: io.profiles.clone(),
-        rounds: io.rounds,
-        seconds: io.seconds.as_secs_f64(),
-        fio: io.fio,
-        workload: workload.as_ref().map(|(_, w)| w.name()),
-    });
+    bench.announce(workload.as_ref().map(|(_, w)| w.name()));
 
     let mut report = BenchReport {
         rounds: io.rounds,
@@ -183,11 +174,7 @@ pub async fn execute(
                 results.iter().for_each(|r| bench.emit(&Line::BenchIo(r)));
                 report.io.extend(results);
             }
-            Err(detail) => {
-                let failure = BenchFailure { strategy: strategy.name.clone(), stage: "io".into(), detail };
-                bench.emit(&Line::BenchFailed(&failure));
-                report.errors.push(failure);
-            }
+            Err(detail) => bench.failed(&mut report, strategy, "io", detail),
         }
         if let (Some((section, workload)), false) = (&workload, bench.cancelled()) {
             bar.set_message(format!("{prefix}: {} load", workload.name()));
@@ -196,11 +183,7 @@ pub async fn execute(
                     bench.emit(&Line::BenchWorkload(&result));
                     report.workload.push(result);
                 }
-                Err(detail) => {
-                    let failure = BenchFailure { strategy: strategy.name.clone(), stage: "workload".into(), detail };
-                    bench.emit(&Line::BenchFailed(&failure));
-                    report.errors.push(failure);
-                }
+                Err(detail) => bench.failed(&mut report, strategy, "workload", detail),
             }
             bar.inc(1);
         }
@@ -329,6 +312,30 @@ enum Tool {
 impl Bench<'_> {
     fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// `bench-started` on the JSON stream, with the workload whose load
+    /// follows the profiles on each backend.
+    fn announce(&self, workload: Option<&str>) {
+        let (definition, io) = (self.definition, &self.definition.io);
+        self.emit(&Line::BenchStarted {
+            run_id: self.run.id(),
+            bench: &definition.name,
+            strategies: definition.strategies.iter().map(|s| s.name.as_str()).collect(),
+            profiles: io.profiles.clone(),
+            rounds: io.rounds,
+            seconds: io.seconds.as_secs_f64(),
+            fio: io.fio,
+            workload,
+        });
+    }
+
+    /// Records a backend step that failed at `stage`, in `report` and on
+    /// the JSON stream.
+    fn failed(&self, report: &mut BenchReport, strategy: &BenchStrategy, stage: &str, detail: String) {
+        let failure = BenchFailure { strategy: strategy.name.clone(), stage: stage.into(), detail };
+        self.emit(&Line::BenchFailed(&failure));
+        report.errors.push(failure);
     }
 
     /// Writes `line` to the JSON stream, if there is one.
