@@ -126,6 +126,10 @@ enum Command {
         /// Skip the workload's load phase.
         #[arg(long)]
         no_workload: bool,
+        /// `json`: one JSON event a line on stdout, the bench's progress
+        /// and results (docs/ci.md has the schema); the summary on stderr.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
+        message_format: MessageFormat,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -336,6 +340,7 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
         command,
         Command::Run { message_format: MessageFormat::Json, .. }
             | Command::List { message_format: MessageFormat::Json, .. }
+            | Command::Bench { message_format: MessageFormat::Json, .. }
     );
     let result = match command {
         Command::Run {
@@ -371,10 +376,11 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             rounds,
             no_fio,
             no_workload,
+            message_format,
             run: RunFlags { out, keep, mirror },
         } => {
             let flags = crashlab::bench::BenchFlags { strategies, profiles, seconds, rounds, no_fio, no_workload };
-            app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await
+            app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror, message_format }).await
         }
         Command::Validate { scenario, filter } => app::validate(&scenario, filter),
         Command::Images { command: ImagesCommand::Build { names, mirror, via } } => {
