@@ -33,7 +33,7 @@ pub enum Topology {
 pub enum FailOver {
     /// Another host serves now: what replication, or the shared storage,
     /// did in the cycle.
-    Served(ReplicationCycle),
+    Served(Box<ReplicationCycle>),
     /// Nothing stood by: a new host must be built, empty or from a backup.
     NoStandby,
 }
@@ -114,8 +114,8 @@ impl Deployment {
     pub async fn fail_over(&mut self, workload: &dyn Workload) -> Result<FailOver, HostsError> {
         match self.topology() {
             Topology::Single => Ok(FailOver::NoStandby),
-            Topology::Replicated(_) => Ok(FailOver::Served(hosts::fail_over(self).await?)),
-            Topology::Shared(_) => Ok(FailOver::Served(hosts::shared::fail_over(self, workload).await?)),
+            Topology::Replicated(_) => Ok(FailOver::Served(Box::new(hosts::fail_over(self).await?))),
+            Topology::Shared(_) => Ok(FailOver::Served(Box::new(hosts::shared::fail_over(self, workload).await?))),
         }
     }
 

@@ -33,7 +33,7 @@ impl Behaviour for HostLoss {
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
         Box::pin(async move {
             if let FailOver::Served(replication) = cx.deployment.fail_over(cx.workload).await? {
-                return Ok(Recovered { restored: None, replication: Some(replication) });
+                return Ok(Recovered { restored: None, replication: Some(*replication) });
             }
             // No host stood by: a new one, from the latest backup where
             // the strategy keeps backups, else empty.

@@ -150,7 +150,7 @@ enum Backing {
     HostDir(PathBuf),
     /// The fault filesystem, reached through a local volume bound to its
     /// mountpoint (`volume`) or, without one, by binding the mountpoint.
-    FaultFs { fs: FaultMount, volume: Option<String> },
+    FaultFs { fs: Box<FaultMount>, volume: Option<String> },
     /// `btrfs-snapshot`: the pool, which outlives a host loss (it stands
     /// for a volume plugin's off-host snapshots), and the live subvolume
     /// with the volume that binds it, gone after a loss.
@@ -247,7 +247,7 @@ impl Storage {
         let fs = FaultMount::create(&run.dir().join("fs").join(&name), options, Some(run.journal()))?;
         let device = fs.mountpoint().display().to_string();
         let bound = self.data_on == DataOn::NamedVolume;
-        self.backing = Backing::FaultFs { fs, volume: bound.then(|| name.clone()) };
+        self.backing = Backing::FaultFs { fs: Box::new(fs), volume: bound.then(|| name.clone()) };
         if bound {
             docker.create_bind_volume(&name, run.labels(), &device).await?;
         }
@@ -346,7 +346,7 @@ impl Storage {
                 if let Some(volume) = volume {
                     docker.remove_volume(&volume).await?;
                 }
-                fs.teardown().await?;
+                (*fs).teardown().await?;
             }
             Backing::Btrfs { pool, live } => {
                 self.backing = Backing::Btrfs { pool: pool.clone(), live: None };
@@ -498,7 +498,7 @@ impl Storage {
             Backing::Nothing | Backing::Volume(_) => {}
             Backing::HostDir(path) => remove_dir(&path)?,
             // The host directory is the mountpoint, removed with the mount.
-            Backing::FaultFs { fs, .. } => fs.teardown().await?,
+            Backing::FaultFs { fs, .. } => (*fs).teardown().await?,
             Backing::Gluster(volume) => volume.teardown().await?,
             // Snapshot callers hold clones only while a call runs.
             Backing::Btrfs { pool, .. } => match Arc::try_unwrap(pool) {
