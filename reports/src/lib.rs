@@ -617,6 +617,11 @@ pub struct ReplicationCycle {
     /// volume kept taking without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_after_loss: Option<u64>,
+    /// Replication settings the scenario's `server-args` set, in force
+    /// instead of crashlab's own defaults for them, as the command line
+    /// has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_settings: Vec<String>,
 }
 
 /// Synchronous replication's own counters.
