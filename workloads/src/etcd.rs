@@ -151,9 +151,8 @@ impl Workload for Etcd {
             let gw = Gateway::new(addr)?;
             let drop = json!({ "key": b64("crashlab/"), "range_end": b64(&prefix_end("crashlab/")) });
             gw.call("/v3/kv/deleterange", &drop, "drop the dataset").await?;
-            let puts: Vec<Value> = (0..load.accounts)
-                .map(|id| put(&account_key(id), &INITIAL_BALANCE.to_string()))
-                .collect();
+            let puts: Vec<Value> =
+                (0..load.accounts).map(|id| put(&account_key(id), &INITIAL_BALANCE.to_string())).collect();
             let txn = json!({ "success": puts });
             gw.call("/v3/kv/txn", &txn, "create the accounts").await?;
             Ok(())
@@ -294,7 +293,8 @@ async fn range_all(gw: &Gateway, prefix: &str) -> Result<Vec<Kv>, GatewayError> 
     let mut revision = 0;
     let mut all = Vec::new();
     loop {
-        let body = json!({ "key": b64(&from), "range_end": end, "limit": PAGE.to_string(), "revision": revision.to_string() });
+        let body =
+            json!({ "key": b64(&from), "range_end": end, "limit": PAGE.to_string(), "revision": revision.to_string() });
         let answer = gw.post("/v3/kv/range", &body).await?;
         if revision == 0 {
             revision = int(&answer["header"]["revision"]).unwrap_or(0);
@@ -455,7 +455,9 @@ mod tests {
         assert_eq!(kvs(&json!({ "header": {} })).unwrap(), []);
         assert!(kvs(&json!({ "kvs": [{ "key": "!!" }] })).is_err());
         assert_eq!(alarms(&json!({ "header": {} })), Ok(()));
-        assert!(alarms(&json!({ "alarms": [{ "memberID": "1", "alarm": "CORRUPT" }] })).unwrap_err().contains("CORRUPT"));
+        assert!(
+            alarms(&json!({ "alarms": [{ "memberID": "1", "alarm": "CORRUPT" }] })).unwrap_err().contains("CORRUPT")
+        );
     }
 
     #[test]

@@ -302,7 +302,8 @@ async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
     };
     let mut read = Vec::new();
     if state.messages > 0 {
-        let config = consumer::pull::OrderedConfig { deliver_policy: consumer::DeliverPolicy::All, ..Default::default() };
+        let config =
+            consumer::pull::OrderedConfig { deliver_policy: consumer::DeliverPolicy::All, ..Default::default() };
         let consumer = stream.create_consumer(config).await.map_err(query_err("create a consumer"))?;
         let mut messages = consumer.messages().await.map_err(query_err("consume the stream"))?;
         while read.last().is_none_or(|r: &Read| r.seq < state.last_sequence) {
@@ -312,7 +313,8 @@ async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
                 Ok(Some(Err(e))) => return Err(query_err("consume the stream")(e)),
                 Ok(None) | Err(_) => break,
             };
-            let seq = message.info().map_err(|e| WorkloadError::Query { what: "read a message's sequence", source: e })?;
+            let seq =
+                message.info().map_err(|e| WorkloadError::Query { what: "read a message's sequence", source: e })?;
             let seq = seq.stream_sequence;
             let Some(transfer) = parse_payload(&message.payload) else {
                 let detail = format!("message {seq}: payload {:?}", String::from_utf8_lossy(&message.payload));
