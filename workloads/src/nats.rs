@@ -133,6 +133,13 @@ impl Workload for Nats {
         &["nats"]
     }
 
+    /// `nats`, `nats-server` and their variants, but not NATS Streaming
+    /// (`nats-streaming`), which has no JetStream to drive.
+    fn recognises(&self, image: &str) -> bool {
+        let last = crate::image_base_name(image);
+        (last == "nats" || last.starts_with("nats-")) && !last.starts_with("nats-streaming")
+    }
+
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {
         log_severity(line)
     }
@@ -373,6 +380,14 @@ pub fn log_severity(line: &str) -> Option<LogSeverity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_streaming_is_not_recognised_as_jetstream() {
+        let w = Nats { image: String::new(), server_args: vec![] };
+        assert!(w.recognises("nats:2.10"));
+        assert!(w.recognises("registry.example/nats-server:latest"));
+        assert!(!w.recognises("nats-streaming:0.25"));
+    }
 
     fn r(seq: u64, client: u32, id: u64) -> Read {
         Read {
