@@ -26,6 +26,7 @@ mod driver;
 pub mod fio;
 pub mod fsync_log;
 pub mod glusterfs;
+pub mod mariabackup;
 pub mod mariadb;
 pub mod postgres;
 mod recipe;
@@ -43,13 +44,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 7] = [
+pub const RECIPES: [&ImageRecipe; 8] = [
     &mariadb::RECIPE,
     &postgres::RECIPE,
     &redis::RECIPE,
     &fio::RECIPE,
     &agent::RECIPE,
     &restic::RECIPE,
+    &mariabackup::RECIPE,
     &glusterfs::RECIPE,
 ];
 
