@@ -348,6 +348,11 @@ async fn a_missing_mariabackup_incremental_is_the_tools_error_and_never_intact()
     // The restore says what is wrong, in the words of the command that
     // needed the missing directory.
     let dir = removed.file_name().unwrap().to_str().unwrap();
+    // What docs/backups.md quotes (`-- --nocapture` shows it).
+    eprintln!(
+        "run {}: {:?}, {} of {} acknowledged commits lost; {check:?}",
+        outcome.report.run_id, c.verdict, c.lost_acked_writes, cycle.acked_writes
+    );
     assert!(!check.passed, "{check:?}");
     assert!(check.detail.starts_with(&format!("step `copy {dir}` failed")), "{check:?}");
     assert!(check.detail.contains("No such file or directory"), "{check:?}");

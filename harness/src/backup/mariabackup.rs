@@ -330,7 +330,12 @@ fn prepare_check(chain: &[Link], code: i64, output: &str) -> ToolCheck {
         return ToolCheck { command, passed: true, detail };
     }
     let step = output.lines().rev().find_map(|l| l.strip_prefix(STEP)).unwrap_or("?").trim();
-    let said: Vec<&str> = output.lines().skip_while(|l| !l.starts_with(&format!("{STEP} {step}"))).skip(1).collect();
+    let said: Vec<&str> = output
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{STEP} {step}")))
+        .skip(1)
+        .filter(|l| !l.starts_with(FAILED))
+        .collect();
     let detail = format!(
         "step `{step}` failed (exit {code}) after {completed} prepare(s) {COMPLETED}; chain {}: {}",
         lsns.join(", "),
@@ -441,7 +446,7 @@ mod tests {
         let check = prepare_check(&chain, 3, output);
         assert!(!check.passed);
         assert!(check.detail.starts_with("step `3` failed (exit 3) after 1 prepare(s)"), "{}", check.detail);
-        assert!(check.detail.contains("not to be proper for the target"), "{}", check.detail);
+        assert!(check.detail.ends_with("seems not to be proper for the target."), "{}", check.detail);
         let ok =
             "crashlab-step: copy\ncrashlab-step: prepare\n[00] completed OK!\ncrashlab-step: 3\n[00] completed OK!\n";
         let check = prepare_check(&chain, 0, ok);
