@@ -113,6 +113,26 @@ pub enum BackupKind {
     Mariabackup,
 }
 
+impl BackupKind {
+    /// The one workload a method's tool backs up, and why no other, when
+    /// the tool is an engine's own; `None` when it copies any engine's
+    /// files.
+    pub fn only_for(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BackupKind::Mariabackup => {
+                Some(("mariadb", "mariadb-backup is MariaDB's own backup tool; it backs up no other engine"))
+            }
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::SyncAgent
+            | BackupKind::Restic
+            | BackupKind::CommitImage => None,
+        }
+    }
+}
+
 /// Whether the fault filesystem can sit under a strategy's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnderData {
