@@ -282,15 +282,16 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The restore's shell script: each step announced with [`STEP`]; the
-/// first that fails is announced with [`FAILED`] and ends the chain, and
-/// the files prepared so far are given to `owner` either way.
+/// The restore's shell script: each step announced with [`STEP`], the
+/// clock (ns) and its name, and the end with a last `done` step; the first
+/// that fails is announced with [`FAILED`] and ends the chain, and the
+/// files prepared so far are given to `owner` either way.
 fn restore_script(data_dir: &str, owner: Option<&str>, chain: &[Link]) -> String {
     let data = quoted(data_dir);
     let chown = owner.map_or_else(|| "true".to_owned(), |o| format!("chown -R {} {data}", quoted(o)));
     let clean = format!("rm -rf {data}/{SCRATCH}*");
     let mut s = format!(
-        "step() {{ echo \"{STEP} $1\"; shift; \"$@\" 2>&1 || {{ echo \"{FAILED} $?\"; {clean}; {chown}; exit 3; }}; }}\n"
+        "step() {{ echo \"{STEP} $(date +%s%N) $1\"; shift; \"$@\" 2>&1 || {{ echo \"{FAILED} $?\"; {clean}; {chown}; exit 3; }}; }}\n"
     );
     if let Some((full, incrementals)) = chain.split_first() {
         s += &format!("step copy cp -a {BACKUPS}/{}/. {data}\n", full.dir);
@@ -309,13 +310,40 @@ fn restore_script(data_dir: &str, owner: Option<&str>, chain: &[Link]) -> String
             s += &format!("rm -rf {}\n", quoted(&inc));
         }
     }
-    s += &chown;
+    s += &format!("step owner {chown}\nstep done true\n");
     s
 }
 
+/// The steps the restore announced: the clock (ns) and the name.
+fn steps(output: &str) -> Vec<(u64, &str)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let (ns, name) = l.strip_prefix(STEP)?.trim().split_once(' ')?;
+            Some((ns.parse().ok()?, name))
+        })
+        .collect()
+}
+
+/// Milliseconds the restore spent copying backups into the new volume and
+/// preparing them, from the clock of each step to the next.
+fn split_ms(steps: &[(u64, &str)]) -> (f64, f64) {
+    let (mut copy, mut prepare) = (0u64, 0u64);
+    for pair in steps.windows(2) {
+        let ns = pair[1].0.saturating_sub(pair[0].0);
+        match pair[0].1 {
+            name if name.starts_with("copy") => copy += ns,
+            "owner" | "done" => {}
+            _ => prepare += ns,
+        }
+    }
+    (copy as f64 / 1e6, prepare as f64 / 1e6)
+}
+
 /// The prepare's outcome from the one-shot container's exit code and
-/// output: the LSNs applied when every step completed, else the step that
-/// failed and the tool's last words.
+/// output: the time spent copying and preparing and the LSNs applied when
+/// every step completed, else the step that failed and the tool's last
+/// words.
 fn prepare_check(chain: &[Link], code: i64, output: &str) -> ToolCheck {
     let command = format!("mariadb-backup --prepare (full + {} incremental)", chain.len().saturating_sub(1));
     let lsns: Vec<String> = chain
@@ -325,17 +353,19 @@ fn prepare_check(chain: &[Link], code: i64, output: &str) -> ToolCheck {
         })
         .collect();
     let completed = output.matches(COMPLETED).count();
+    let steps = steps(output);
     if code == 0 && completed >= chain.len() {
-        let detail = format!("{COMPLETED} ×{completed}; LSNs applied: {}", lsns.join(", "));
+        let (copy_ms, prepare_ms) = split_ms(&steps);
+        let detail = format!(
+            "{COMPLETED} ×{completed}; copy {copy_ms:.0} ms, prepare {prepare_ms:.0} ms; LSNs applied: {}",
+            lsns.join(", ")
+        );
         return ToolCheck { command, passed: true, detail };
     }
-    let step = output.lines().rev().find_map(|l| l.strip_prefix(STEP)).unwrap_or("?").trim();
-    let said: Vec<&str> = output
-        .lines()
-        .skip_while(|l| !l.starts_with(&format!("{STEP} {step}")))
-        .skip(1)
-        .filter(|l| !l.starts_with(FAILED))
-        .collect();
+    let (_, step) = steps.last().copied().unwrap_or((0, "?"));
+    let lines: Vec<&str> = output.lines().collect();
+    let from = lines.iter().rposition(|l| l.starts_with(STEP)).map_or(0, |i| i + 1);
+    let said: Vec<&str> = lines[from..].iter().copied().filter(|l| !l.starts_with(FAILED)).collect();
     let detail = format!(
         "step `{step}` failed (exit {code}) after {completed} prepare(s) {COMPLETED}; chain {}: {}",
         lsns.join(", "),
@@ -435,25 +465,38 @@ mod tests {
         assert!(copy < full && full < two && two < three, "{s}");
         assert!(s.contains("step 'copy 3' cp -a /backups/3 '/var/lib/mysql/.crashlab-incremental-3'\n"), "{s}");
         assert!(s.contains("rm -rf '/var/lib/mysql/.crashlab-incremental-3'\n"), "{s}");
-        assert!(s.ends_with("chown -R '101:102' '/var/lib/mysql'"), "{s}");
+        assert!(s.ends_with("step owner chown -R '101:102' '/var/lib/mysql'\nstep done true\n"), "{s}");
     }
 
     #[test]
     fn a_failed_step_is_reported_with_the_tools_own_words() {
         let chain = [link("1", "full-backuped", 0, 10), link("3", "incremental", 20, 30)];
-        let output = "crashlab-step: copy\ncrashlab-step: prepare\n[00] completed OK!\ncrashlab-step: 3\n\
+        let output = "crashlab-step: 1000000 copy\ncrashlab-step: 2000000 prepare\n[00] completed OK!\n\
+                      crashlab-step: 3000000 copy 3\ncrashlab-step: 4000000 3\n\
                       [00] This incremental backup seems not to be proper for the target.\ncrashlab-failed: 1\n";
         let check = prepare_check(&chain, 3, output);
         assert!(!check.passed);
         assert!(check.detail.starts_with("step `3` failed (exit 3) after 1 prepare(s)"), "{}", check.detail);
-        assert!(check.detail.ends_with("seems not to be proper for the target."), "{}", check.detail);
-        let ok =
-            "crashlab-step: copy\ncrashlab-step: prepare\n[00] completed OK!\ncrashlab-step: 3\n[00] completed OK!\n";
-        let check = prepare_check(&chain, 0, ok);
+        assert!(
+            check.detail.ends_with("(log to 35): [00] This incremental backup seems not to be proper for the target."),
+            "{}",
+            check.detail
+        );
+    }
+
+    #[test]
+    fn a_restore_that_completed_says_what_it_applied_and_how_long_each_part_took() {
+        let chain = [link("1", "full-backuped", 0, 10), link("3", "incremental", 20, 30)];
+        // copy 1 ms, prepare 2 ms, copy 3 ms, apply 4 ms, owner 5 ms.
+        let output = "crashlab-step: 1000000 copy\ncrashlab-step: 2000000 prepare\n[00] completed OK!\n\
+                      crashlab-step: 4000000 copy 3\ncrashlab-step: 7000000 3\n[00] completed OK!\n\
+                      crashlab-step: 11000000 owner\ncrashlab-step: 16000000 done\n";
+        let check = prepare_check(&chain, 0, output);
         assert!(check.passed, "{check:?}");
         assert_eq!(
             check.detail,
-            "completed OK! ×2; LSNs applied: 1 full-backuped 0→10 (log to 15), 3 incremental 20→30 (log to 35)"
+            "completed OK! ×2; copy 4 ms, prepare 6 ms; LSNs applied: 1 full-backuped 0→10 (log to 15), \
+             3 incremental 20→30 (log to 35)"
         );
     }
 
