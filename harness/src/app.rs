@@ -226,13 +226,14 @@ fn build_options(mirror: &str, quiet: bool, via: Via) -> BuildOptions {
     }
 }
 
-/// Makes sure the workload's image exists: crashlab's own images are built
-/// when missing; any other image must already be there.
+/// Makes sure `image` exists: crashlab's own images (by their own tag or
+/// under `CRASHLAB_IMAGE_REPO`) are built as `image` when missing, as
+/// `crashlab images build` builds them; any other image must already be
+/// there.
 pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: bool) -> Result<(), AppError> {
-    let recipe = crashlab_workloads::RECIPES.into_iter().find(|r| images::tag(r) == image);
-    match recipe {
+    match images::recipe_of(image) {
         Some(recipe) => {
-            match images::status(docker, recipe).await? {
+            match images::status_as(docker, recipe, image).await? {
                 ImageStatus::Current => {}
                 ImageStatus::Stale => {
                     note!(
@@ -242,13 +243,27 @@ pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: boo
                 }
                 ImageStatus::Missing => {
                     note!("{image} is missing; building it from Debian packages (about a minute)");
-                    images::build(docker, recipe, &build_options(mirror, quiet, Via::Archive)).await?;
+                    images::build_as(docker, recipe, image, &build_options(mirror, quiet, Via::Archive)).await?;
                 }
             }
             Ok(())
         }
         None if docker.image(image).await?.is_some() => Ok(()),
         None => Err(AppError::MissingImage(image.to_owned())),
+    }
+}
+
+/// Gives a workload that names no image crashlab's own under
+/// `CRASHLAB_IMAGE_REPO` ([`images::resolve`]), the image `crashlab images
+/// build` builds with the same variable; an image the scenario names is
+/// the user's and stays.
+fn with_image_repo(section: &mut crate::settings::WorkloadSection) {
+    if section.image.is_none() {
+        let default = workload_for(section).container().image;
+        let resolved = images::resolve(&default);
+        if resolved != default {
+            section.image = Some(resolved);
+        }
     }
 }
 
@@ -261,6 +276,8 @@ pub struct BenchOptions {
     pub keep: bool,
     pub quiet: bool,
     pub mirror: String,
+    /// `--message-format`: with `Json`, stdout carries the event stream.
+    pub message_format: MessageFormat,
 }
 
 /// `crashlab bench`: returns the exit code (0 when every backend was
@@ -274,9 +291,12 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
             .map_err(BenchError::from)?,
     };
     definition.apply(&options.flags).map_err(BenchError::from)?;
+    if let Some(section) = definition.workload.as_mut() {
+        with_image_repo(section);
+    }
     let agent = bench::find_agent()?;
     let docker = connect().await?;
-    ensure_image(&docker, crashlab_workloads::fio::IMAGE, &options.mirror, options.quiet).await?;
+    ensure_image(&docker, &images::resolve(crashlab_workloads::fio::IMAGE), &options.mirror, options.quiet).await?;
     if let Some(section) = &definition.workload {
         let image = bench::workload_image(section);
         ensure_image(&docker, &image, &options.mirror, options.quiet).await?;
@@ -304,7 +324,8 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
             ))
         );
     }
-    let settings = BenchSettings { quiet: options.quiet, keep: options.keep, agent };
+    let settings =
+        BenchSettings { quiet: options.quiet, keep: options.keep, agent, message_format: options.message_format };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let work = bench::execute(&docker, &ctx, &definition, &settings, cancel_rx);
     let (report, stopped) = match supervise(&mut stop, &cancel_tx, work).await {
@@ -322,12 +343,23 @@ pub async fn bench(options: BenchOptions) -> Result<i32, AppError> {
             std::panic::resume_unwind(panic)
         }
     };
-    publish(&report, options.out.clone(), bench::summary)?;
-    Ok(match stopped {
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(&report.run_id));
+    publish_as(&report, Some(out.clone()), bench::summary, options.message_format)?;
+    let code = match stopped {
         Some(code) => code,
         None if report.passed() => exit::PASS,
         None => exit::MISS,
-    })
+    };
+    if options.message_format == MessageFormat::Json {
+        JsonEvents::stdout("").emit(&Line::BenchFinished {
+            run_id: &report.run_id,
+            passed: report.passed(),
+            exit_code: code,
+            duration_s: report.duration_s,
+            reports: ReportPaths::in_dir(&out),
+        });
+    }
+    Ok(code)
 }
 
 /// The signals that stop a run or a bench: Ctrl-C (SIGINT), SIGTERM (CI
@@ -472,6 +504,7 @@ async fn target(options: &RunOptions) -> Result<Target, AppError> {
             None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
         };
         scenario.filter = options.filter.clone();
+        with_image_repo(&mut scenario.workload);
         runnable(&scenario)?;
         return Ok(Target { docker: connect().await?, scenario, compose: None });
     };
@@ -877,6 +910,7 @@ pub async fn execute(
             cpus: scenario.matrix.cpus,
             memory_bytes: scenario.matrix.memory,
             partition: settings.partition.map(|p| p.to_string()),
+            filter: selection(scenario, plan.len()),
             plan,
             interrupted: None,
         }),
@@ -884,6 +918,14 @@ pub async fn execute(
         compose: None,
     };
     Ok(Outcome { report, complete })
+}
+
+/// The run's `--filter`, with the runnable cells it selected (`selected`)
+/// out of the whole scenario's.
+fn selection(scenario: &Scenario, selected: usize) -> Option<crashlab_reports::Selection> {
+    let filter = scenario.filter.as_ref()?;
+    let whole = Scenario { filter: None, ..scenario.clone() };
+    Some(crashlab_reports::Selection { expression: filter.to_string(), selected, total: whole.plan().0.len() })
 }
 
 /// Says what the run is about to do: a line on stderr unless quiet, and

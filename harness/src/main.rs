@@ -126,6 +126,10 @@ enum Command {
         /// Skip the workload's load phase.
         #[arg(long)]
         no_workload: bool,
+        /// `json`: one JSON event a line on stdout, the bench's progress
+        /// and results (docs/ci.md has the schema); the summary on stderr.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value = "human")]
+        message_format: MessageFormat,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -280,15 +284,16 @@ fn main() {
 
 /// What to log: CRASHLAB_LOG when set, else the level -q and -v ask for.
 /// The FUSE library's own warnings (one per unsupported call) only show
-/// from -vv on.
+/// from -vv on, and so do the NATS client's errors: it logs each failed
+/// reconnect as one, and readiness probes meet many while a server restarts.
 fn log_filter(quiet: bool, verbose: u8) -> tracing_subscriber::EnvFilter {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG") {
         return filter;
     }
     let filter = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn,fuser=error",
-        (false, 1) => "info,fuser=error",
+        (true, _) => "error,async_nats=off",
+        (false, 0) => "warn,fuser=error,async_nats=off",
+        (false, 1) => "info,fuser=error,async_nats=off",
         (false, 2) => "debug",
         (false, _) => "trace",
     };
@@ -336,6 +341,7 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
         command,
         Command::Run { message_format: MessageFormat::Json, .. }
             | Command::List { message_format: MessageFormat::Json, .. }
+            | Command::Bench { message_format: MessageFormat::Json, .. }
     );
     let result = match command {
         Command::Run {
@@ -371,10 +377,11 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             rounds,
             no_fio,
             no_workload,
+            message_format,
             run: RunFlags { out, keep, mirror },
         } => {
             let flags = crashlab::bench::BenchFlags { strategies, profiles, seconds, rounds, no_fio, no_workload };
-            app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror }).await
+            app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror, message_format }).await
         }
         Command::Validate { scenario, filter } => app::validate(&scenario, filter),
         Command::Images { command: ImagesCommand::Build { names, mirror, via } } => {

@@ -50,7 +50,7 @@ name = "named-volume"
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let run = RunContext::create(state.path()).unwrap();
-    let settings = BenchSettings { quiet: true, keep: false, agent };
+    let settings = BenchSettings { quiet: true, keep: false, agent, message_format: Default::default() };
     let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let report = bench::execute(&docker, &run, &definition, &settings, cancel_rx).await.unwrap();
     common::assert_nothing_left(&docker, &report.run_id).await;
@@ -87,7 +87,8 @@ async fn etcd_bench(docker: &crashlab::docker::Docker, agent: &std::path::Path, 
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let run = RunContext::create(state.path()).unwrap();
-    let settings = BenchSettings { quiet: true, keep: false, agent: agent.to_owned() };
+    let settings =
+        BenchSettings { quiet: true, keep: false, agent: agent.to_owned(), message_format: Default::default() };
     let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let report = bench::execute(docker, &run, &definition, &settings, cancel_rx).await.unwrap();
     common::assert_nothing_left(docker, &report.run_id).await;

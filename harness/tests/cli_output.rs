@@ -1,5 +1,5 @@
 //! What the binary writes for programs and shells: the JSON event stream
-//! of `run --message-format json`, `--filter`, `crashlab list`, shell
+//! of `run` and `bench --message-format json`, `--filter`, `crashlab list`, shell
 //! completions and the manual page.
 
 mod common;
@@ -106,7 +106,103 @@ async fn a_filtered_json_run_streams_only_its_cell_and_ends_with_the_exit_code()
         serde_json::from_str(&std::fs::read_to_string(finished["reports"]["json"].as_str().unwrap()).unwrap()).unwrap();
     let ran: Vec<String> = report.cells.iter().map(|c| format!("{}/{}/{}", c.workload, c.strategy, c.fault)).collect();
     assert_eq!(ran, [cell]);
-    assert_eq!(report.execution.unwrap().plan, [cell]);
+    let execution = report.execution.unwrap();
+    assert_eq!(execution.plan, [cell]);
+    // The report says it is a part of the matrix, and how much.
+    let selection = crashlab_reports::Selection {
+        expression: "strategy=named-volume and fault=restart".into(),
+        selected: 1,
+        total: 4,
+    };
+    assert_eq!(execution.filter.as_ref(), Some(&selection));
+    assert!(text(&out.stderr).contains(&selection.sentence()), "{}", text(&out.stderr));
+    let md = std::fs::read_to_string(finished["reports"]["markdown"].as_str().unwrap()).unwrap();
+    assert!(md.contains("**Cells selected by `--filter 'strategy=named-volume and fault=restart'`: 1 of 4**"), "{md}");
+    let html = std::fs::read_to_string(finished["reports"]["html"].as_str().unwrap()).unwrap();
+    assert!(html.contains("Cells selected by <code>--filter 'strategy=named-volume and fault=restart'</code>: 1 of 4"));
+}
+
+/// The agent binary, built if needed: `cargo test` builds only the
+/// packages under test, and the agent is a package of its own.
+fn agent() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("CRASHLAB_AGENT") {
+        return path.into();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "crashlab-agent"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo to build crashlab-agent");
+    assert!(status.success(), "cargo build -p crashlab-agent failed");
+    crashlab::deploy::agent::locate().expect("crashlab-agent next to the test binary's directory")
+}
+
+#[tokio::test]
+async fn a_json_bench_streams_each_round_and_result_and_ends_with_the_exit_code() {
+    if common::skip_docker() {
+        return;
+    }
+    let agent = agent();
+    let _guard = common::exclusive().await;
+    common::docker_with(crashlab_workloads::fio::IMAGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let definition = dir.path().join("bench.toml");
+    std::fs::write(
+        &definition,
+        "name = \"json-bench\"\n[io]\nprofiles = [\"fsync-4k\"]\nseconds = \"1s\"\nsize = \"8MiB\"\nrounds = 1\n\
+         [[strategy]]\nname = \"named-volume\"\n",
+    )
+    .unwrap();
+    let out = output(
+        crashlab()
+            .args(["bench", "--message-format", "json", "--out"])
+            .arg(dir.path().join("out"))
+            .arg(&definition)
+            .env("CRASHLAB_STATE_DIR", dir.path().join("state"))
+            .env("CRASHLAB_AGENT", &agent),
+    );
+    let lines = json_lines(&out);
+    let stderr = text(&out.stderr);
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["bench-started", "bench-round", "bench-round", "bench-io", "bench-finished"], "{stderr}");
+
+    let started = &lines[0];
+    assert_eq!(
+        (&started["bench"], &started["strategies"]),
+        (&Value::from("json-bench"), &serde_json::json!(["named-volume"]))
+    );
+    assert_eq!((&started["profiles"], &started["fio"]), (&serde_json::json!(["fsync-4k"]), &Value::from(true)));
+    // Round 1 runs the agent first, then fio.
+    let tools: Vec<&Value> = lines[1..3].iter().map(|l| &l["tool"]).collect();
+    assert_eq!(tools, [&Value::from("crashlab"), &Value::from("fio")]);
+    for round in &lines[1..3] {
+        assert_eq!(
+            (&round["strategy"], &round["profile"], &round["round"]),
+            (&"named-volume".into(), &"fsync-4k".into(), &1.into())
+        );
+        assert!(round["figures"]["iops"].as_f64().is_some_and(|x| x > 0.0), "{round}");
+    }
+    let io = &lines[3];
+    assert_eq!((&io["strategy"], &io["profile"]), (&Value::from("named-volume"), &Value::from("fsync-4k")));
+    assert_eq!(io["agent"]["iops"], lines[1]["figures"]["iops"], "one round: its figures are the median");
+    assert!(io["agrees"].is_boolean(), "{io}");
+
+    // The last line says how the process ends, and where the report is;
+    // within the tolerance of fio or not, that is the exit code.
+    let finished = &lines[4];
+    assert_eq!(finished["run_id"], started["run_id"]);
+    assert_eq!(finished["exit_code"].as_i64(), out.status.code().map(i64::from), "{stderr}");
+    assert_eq!(finished["passed"], io["agrees"]);
+    let report: crashlab_reports::Report =
+        serde_json::from_str(&std::fs::read_to_string(finished["reports"]["json"].as_str().unwrap()).unwrap()).unwrap();
+    let mut streamed = io.clone();
+    let fields = streamed.as_object_mut().unwrap();
+    fields.remove("schema");
+    fields.remove("type");
+    assert_eq!(serde_json::to_value(&report.bench.unwrap().io[0]).unwrap(), streamed, "the line is the report's entry");
+    // The summary is for people, on stderr.
+    assert!(stderr.contains("profiles within"), "{stderr}");
 }
 
 #[test]

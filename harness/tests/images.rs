@@ -213,3 +213,24 @@ fn a_failing_mirror_is_tried_again_and_then_named_with_a_hint() {
     assert!(error.ends_with("the mirror answered 404 (tried once)"), "{error}");
     assert_eq!(mirror.requests().len(), 1);
 }
+
+/// `run` runs crashlab's own image under `CRASHLAB_IMAGE_REPO` and builds
+/// it when missing, as `images build` names it: with no such image and no
+/// mirror, it is that tag it sets out to build, not `crashlab/mariadb`.
+#[test]
+fn run_builds_its_workload_image_under_the_image_repo() {
+    if common::skip_docker() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crashlab"))
+        .args(["run", "--filter", "strategy=named-volume and fault=restart", "--mirror", "http://127.0.0.1:9/debian"])
+        .env("CRASHLAB_STATE_DIR", state.path())
+        .env("CRASHLAB_IMAGE_REPO", "crashlab-unbuilt-repo")
+        .output()
+        .expect("crashlab runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("crashlab-unbuilt-repo/mariadb:latest is missing; building it"), "{stderr}");
+    assert!(stderr.contains("read the Debian archive for crashlab-unbuilt-repo/mariadb:latest"), "{stderr}");
+}

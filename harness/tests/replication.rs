@@ -161,6 +161,45 @@ async fn partition_then_failover_loses_the_commits_acked_after_the_cut_only_when
     assert_eq!(semisync.verdict, Verdict::Intact, "{:?}", semisync.cycle_details);
 }
 
+/// The scenario's `server-args` win over crashlab's replication defaults:
+/// with the user's `--rpl-semi-sync-master-timeout=300` (crashlab's own
+/// default is ten minutes), a replica cut off for 3 s makes semi-sync fall
+/// back to asynchronous replication after 300 ms, and the primary's host
+/// lost then takes the commits it acknowledged alone with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_semisync_timeout_is_in_force_and_a_fallback_then_a_host_loss_loses_commits() {
+    if common::skip_docker() {
+        return;
+    }
+    let scenario = r#"
+name = "semisync-timeout"
+seed = 7
+[workload]
+kind = "mariadb"
+server-args = ["--innodb-flush-log-at-trx-commit=1", "--rpl-semi-sync-master-timeout=300"]
+clients = 4
+load = "1s"
+[faults]
+partition = "3s"
+[matrix]
+strategies = ["replica-semisync"]
+faults = ["partition-failover"]
+cycles = 1
+"#;
+    let cells = run_cells(scenario).await;
+    let cell = &cells[0];
+    assert_failed_over(cell);
+    assert_eq!(cell.verdict, Verdict::LostWrites, "{:?}", cell.cycle_details);
+    for c in &cell.cycle_details {
+        let r = c.replication.as_ref().unwrap();
+        assert_eq!(r.user_settings, ["--rpl-semi-sync-master-timeout=300"], "{r:?}");
+        assert!(r.sync.as_ref().is_some_and(|s| s.fell_back), "semi-sync fell back: {r:?}");
+        assert!(c.lost_acked_writes > 0, "{c:?}");
+        let fired = c.fired.as_ref().expect("fired");
+        assert!(fired.what.contains("--rpl-semi-sync-master-timeout=300"), "the report says which value: {fired:?}");
+    }
+}
+
 /// PostgreSQL: a synchronous standby (`synchronous_standby_names`,
 /// `synchronous_commit=on`) loses nothing when the primary's host is lost,
 /// cut off or not; an asynchronous one loses what the primary

@@ -15,16 +15,21 @@
 use crate::LatencySummary;
 use serde::{Deserialize, Serialize};
 
-/// An IO profile, as the agent and the bench definition name it.
+/// An IO profile, as the agent and the bench definition name it. Reports
+/// and the JSON stream name it the same way; the aliases read reports
+/// written when serde derived `fsync4k` from the variant's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
     /// 4 KiB writes at random aligned offsets of a file, each followed by
     /// an fsync.
+    #[serde(rename = "fsync-4k", alias = "fsync4k")]
     Fsync4k,
     /// 1 MiB sequential writes.
+    #[serde(rename = "seq-write-1m", alias = "seq-write1m")]
     SeqWrite1m,
     /// 4 KiB reads at random aligned offsets of a file.
+    #[serde(rename = "rand-read-4k", alias = "rand-read4k")]
     RandRead4k,
     /// etcd's disk check: 2,300-byte sequential writes, each followed by
     /// an fdatasync.
@@ -321,6 +326,19 @@ pub(crate) mod tests {
 
     fn f(iops: f64, mib: f64) -> IoFigures {
         IoFigures { iops, mib_per_s: mib, p50_us: iops / 10.0, p99_us: iops / 5.0, max_us: iops, syncs: 0 }
+    }
+
+    #[test]
+    fn profiles_serialise_by_the_names_the_command_line_takes_and_old_names_still_load() {
+        for p in Profile::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.to_string());
+            assert_eq!(p.to_string().parse::<Profile>(), Ok(p));
+        }
+        for (old, p) in
+            [("fsync4k", Profile::Fsync4k), ("seq-write1m", Profile::SeqWrite1m), ("rand-read4k", Profile::RandRead4k)]
+        {
+            assert_eq!(serde_json::from_value::<Profile>(old.into()).unwrap(), p);
+        }
     }
 
     #[test]

@@ -82,6 +82,15 @@ pub fn render(report: &Report) -> String {
     if let Some(execution) = report.execution.as_ref().filter(|_| report.merged.is_none()) {
         let _ = writeln!(out, "<p class=\"env\">{}</p>", esc(&markdown::execution_line(execution, report.cells.len())));
     }
+    if let Some(selection) = report.execution.as_ref().and_then(|e| e.filter.as_ref()) {
+        let _ = writeln!(
+            out,
+            "<p class=\"selection\"><b>Cells selected by <code>--filter '{}'</code>: {} of {}</b>; the scenario's other cells were not run.</p>",
+            esc(&selection.expression),
+            selection.selected,
+            selection.total
+        );
+    }
     if let Some(merged) = &report.merged {
         out.push_str(&shards_section(merged));
     }

@@ -140,6 +140,31 @@ pub struct Execution {
     /// then, `plan` all of them. Absent when the run went to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// The `--filter` the run's cells were chosen by; absent when the run
+    /// took the scenario's whole matrix. `plan` then holds only the cells
+    /// it selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Selection>,
+}
+
+/// A run's `--filter` and how much of the scenario it kept, so that a
+/// report of a filtered run never reads as one of the whole matrix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The expression, as `--filter` was given it.
+    pub expression: String,
+    /// Runnable cells of the scenario the expression selected.
+    pub selected: usize,
+    /// Runnable cells of the scenario without the filter.
+    pub total: usize,
+}
+
+impl Selection {
+    /// The sentence reports print: "cells selected by --filter '...': N
+    /// of M".
+    pub fn sentence(&self) -> String {
+        format!("cells selected by --filter '{}': {} of {}", self.expression, self.selected, self.total)
+    }
 }
 
 impl CellReport {
@@ -594,6 +619,11 @@ pub struct ReplicationCycle {
     /// volume kept taking without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_after_loss: Option<u64>,
+    /// Replication settings the scenario's `server-args` set, in force
+    /// instead of crashlab's own defaults for them, as the command line
+    /// has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub user_settings: Vec<String>,
 }
 
 /// Synchronous replication's own counters.

@@ -32,6 +32,9 @@ pub fn render(report: &Report) -> String {
     {
         let _ = writeln!(out, "{}\n", execution_line(execution, report.cells.len()));
     }
+    if let Some(selection) = report.execution.as_ref().and_then(|e| e.filter.as_ref()) {
+        let _ = writeln!(out, "{}\n", selection_line(selection));
+    }
     if let Some(merged) = &report.merged {
         out.push_str(&merged_section(merged));
     }
@@ -107,6 +110,17 @@ pub fn execution_line(e: &crate::Execution, cells: usize) -> String {
         None => String::new(),
     };
     format!("{jobs}, {limits}{shard}{stopped}.")
+}
+
+/// The `--filter` of a run in bold, so that its report never reads as one
+/// of the whole matrix.
+pub fn selection_line(s: &crate::Selection) -> String {
+    format!(
+        "**Cells selected by `--filter '{}'`: {} of {}**; the scenario's other cells were not run.",
+        s.expression.replace('`', "'"),
+        s.selected,
+        s.total
+    )
 }
 
 /// The shards a merged report was made of, and what is missing.
@@ -707,6 +721,7 @@ pub(crate) mod tests {
             partition: Some("hash:1/2".into()),
             plan,
             interrupted: None,
+            filter: None,
         });
         let md = render(&report);
         assert!(

@@ -120,6 +120,9 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
         partitions.push(partition);
     }
     let plan = first.execution.as_ref().map(|e| e.plan.clone()).unwrap_or_default();
+    // The plans are equal, so every filtered shard selected the same cells
+    // of the same scenario: the merged report is as filtered as they were.
+    let filter = shards.iter().find_map(|(_, s)| s.execution.as_ref().and_then(|e| e.filter.clone()));
 
     let missing_shards: Vec<Partition> = match partitions.first().copied().flatten() {
         Some(p) => (1..=p.count)
@@ -185,7 +188,7 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
         cells,
         unsupported: first.unsupported.clone(),
         bench: None,
-        execution: Some(Execution { plan, ..Execution::default() }),
+        execution: Some(Execution { plan, filter, ..Execution::default() }),
         merged: Some(Merged {
             shards: records,
             missing_shards: missing_shards.iter().map(Partition::to_string).collect(),
@@ -232,6 +235,17 @@ fn check(origin: &str, shard: &Report, first_origin: &str, first: &Report) -> Re
             only(first_plan, plan),
             plan.iter().filter(|id| first_plan.contains(id)).count()
         );
+        // Runs filtered differently plan different cells by design; say so.
+        let expression =
+            |r: &Report| r.execution.as_ref().and_then(|e| e.filter.as_ref()).map(|f| f.expression.clone());
+        let detail = match (expression(shard), expression(first)) {
+            (found, expected) if found != expected => {
+                let name =
+                    |f: Option<String>| f.map_or_else(|| "no --filter".to_owned(), |f| format!("--filter '{f}'"));
+                format!("{detail}; {} against {}", name(found), name(expected))
+            }
+            _ => detail,
+        };
         return Err(MergeError::Plan { origin, first: first_origin, detail });
     }
     execution
@@ -318,6 +332,28 @@ mod tests {
         assert_eq!(m.duplicate_cells, ids(&sample_report()));
         assert!(m.missing_shards.is_empty() && m.missing_cells.is_empty());
         assert_eq!(merged.cells.len(), 3, "each cell is kept once");
+    }
+
+    #[test]
+    fn shards_of_one_filtered_plan_keep_the_filter_and_differently_filtered_ones_are_refused() {
+        let selection = |expression: &str| crate::Selection { expression: expression.into(), selected: 3, total: 12 };
+        let filtered = |partition: &str, expression: &str| {
+            let mut s = shard(partition);
+            s.1.execution.as_mut().unwrap().filter = Some(selection(expression));
+            s
+        };
+        let merged =
+            merge(vec![filtered("hash:1/2", "workload=mariadb"), filtered("hash:2/2", "workload=mariadb")]).unwrap();
+        assert_eq!(merged.execution.as_ref().unwrap().filter, Some(selection("workload=mariadb")));
+        let md = crate::markdown::render(&merged);
+        assert!(md.contains("**Cells selected by `--filter 'workload=mariadb'`: 3 of 12**"), "{md}");
+        let html = crate::html::render(&merged);
+        assert!(html.contains("<b>Cells selected by <code>--filter 'workload=mariadb'</code>: 3 of 12</b>"), "{html}");
+
+        let mut other = filtered("hash:2/2", "fault=restart");
+        other.1.execution.as_mut().unwrap().plan.pop();
+        let e = merge(vec![filtered("hash:1/2", "workload=mariadb"), other]).unwrap_err().to_string();
+        assert!(e.contains("--filter 'fault=restart' against --filter 'workload=mariadb'"), "{e}");
     }
 
     #[test]

@@ -23,11 +23,13 @@ pub mod ack;
 pub mod agent;
 pub mod custom;
 mod driver;
+pub mod etcd;
 pub mod fio;
 pub mod fsync_log;
 pub mod glusterfs;
 pub mod mariabackup;
 pub mod mariadb;
+pub mod nats;
 pub mod postgres;
 mod recipe;
 pub mod redis;
@@ -44,7 +46,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 8] = [
+pub const RECIPES: [&ImageRecipe; 10] = [
     &mariadb::RECIPE,
     &postgres::RECIPE,
     &redis::RECIPE,
@@ -53,12 +55,15 @@ pub const RECIPES: [&ImageRecipe; 8] = [
     &restic::RECIPE,
     &mariabackup::RECIPE,
     &glusterfs::RECIPE,
+    &nats::RECIPE,
+    &etcd::RECIPE,
 ];
 
 /// Every workload a scenario can name, in the order messages list them.
 /// Adding a workload is its module and its [`Kind`] here; what it can do,
 /// it says itself (see [`Workload`]'s defaulted methods).
-pub const KINDS: &[&Kind] = &[&mariadb::KIND, &postgres::KIND, &redis::KIND, &sqlite::KIND, &fsync_log::KIND];
+pub const KINDS: &[&Kind] =
+    &[&mariadb::KIND, &postgres::KIND, &redis::KIND, &sqlite::KIND, &fsync_log::KIND, &nats::KIND, &etcd::KIND];
 
 /// A workload a scenario can name in `[workload] kind`: its name and how
 /// to build it. Everything else about it (the images it recognises, its
@@ -401,6 +406,9 @@ mod tests {
             ("crashlab/postgres:latest", &["postgres"]),
             ("postgres@sha256:abcd", &["postgres"]),
             ("localhost:5000/redis:7", &["redis"]),
+            ("nats:2.10", &["nats"]),
+            ("quay.io/coreos/etcd:v3.5.16", &["etcd"]),
+            ("bitnami/etcd", &["etcd"]),
             ("valkey/valkey:8", &["redis"]),
             ("foo/bar:1", &[]),
             ("mariadbish", &[]),

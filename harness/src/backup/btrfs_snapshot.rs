@@ -29,15 +29,8 @@ impl BackupMethod for BtrfsSnapshot {
 
     fn begin_cycle<'a>(&'a mut self, d: &'a Deployment) -> BoxFuture<'a, Result<(), BackupError>> {
         Box::pin(async move {
-            if self.snapshots.is_empty() {
-                return Ok(());
-            }
-            let (pool, _) = d.storage().btrfs().ok_or(BackupError::NoPool)?;
             for snapshot in std::mem::take(&mut self.snapshots) {
-                let pool = pool.clone();
-                tokio::task::spawn_blocking(move || pool.delete_subvolume(&snapshot))
-                    .await
-                    .expect("btrfs call panicked")?;
+                d.storage().delete_snapshot(&snapshot).await?;
             }
             Ok(())
         })
@@ -49,13 +42,8 @@ impl BackupMethod for BtrfsSnapshot {
         _workload: &'a dyn Workload,
     ) -> BoxFuture<'a, Result<Option<Artifact>, BackupError>> {
         Box::pin(async move {
-            let (pool, live) = d.storage().btrfs().ok_or(BackupError::NoPool)?;
-            let (pool, live) = (pool.clone(), live.to_owned());
             let snapshot = format!("snap-{}", self.site.next_seq());
-            let name = snapshot.clone();
-            tokio::task::spawn_blocking(move || pool.snapshot(&live, &name, true))
-                .await
-                .expect("btrfs call panicked")?;
+            d.storage().snapshot(&snapshot).await?;
             self.snapshots.push(snapshot.clone());
             // The snapshot shares its blocks with the live data: it adds
             // nothing to count until they diverge.

@@ -139,8 +139,6 @@ pub enum BackupError {
     Agent(#[from] crate::deploy::agent::AgentError),
     #[error("the deployment has no container")]
     NoContainer,
-    #[error("snapshot the data: its storage has no btrfs pool")]
-    NoPool,
 }
 
 /// What a restore after a host loss did.

@@ -25,6 +25,7 @@ pub use definition::{Backend, BenchDefinition, BenchDefinitionError, BenchFlags,
 
 use crate::deploy::deployment::Deployment;
 use crate::docker::Docker;
+use crate::report::json_events::{JsonEvents, Line, MessageFormat};
 use crate::run::RunContext;
 use crate::run::journal::Entry;
 use crate::settings::WorkloadSection;
@@ -85,6 +86,9 @@ pub struct BenchSettings {
     pub keep: bool,
     /// The agent binary to copy into the bench containers.
     pub agent: PathBuf,
+    /// `--message-format`: with `Json`, the bench's progress and results
+    /// go to stdout as JSON lines ([`crate::report::json_events`]).
+    pub message_format: MessageFormat,
 }
 
 /// The agent binary to copy into the bench containers (see
@@ -134,7 +138,18 @@ pub async fn execute(
     let steps_per_backend =
         io.rounds as u64 * io.profiles.len() as u64 * tools_per_round + u64::from(workload.is_some());
     let bar = progress(settings.quiet, steps_per_backend * definition.strategies.len() as u64);
-    let bench = Bench { docker, run, definition, agent, bar: bar.clone(), cancel, keep: settings.keep };
+    let events = (settings.message_format == MessageFormat::Json).then(|| JsonEvents::stdout(""));
+    let bench = Bench {
+        docker,
+        run,
+        definition,
+        agent,
+        bar: bar.clone(),
+        cancel,
+        keep: settings.keep,
+        events: std::sync::Mutex::new(events),
+    };
+    bench.announce(workload.as_ref().map(|(_, w)| w.name()));
 
     let mut report = BenchReport {
         rounds: io.rounds,
@@ -155,20 +170,20 @@ pub async fn execute(
             .push(crashlab_reports::bench::BenchStrategy { name: strategy.name.clone(), kind: strategy.kind() });
         let prefix = format!("[{}/{}] {}", index + 1, definition.strategies.len(), strategy.name);
         match bench.io(index, strategy, &prefix).await {
-            Ok(results) => report.io.extend(results),
-            Err(detail) => {
-                report.errors.push(BenchFailure { strategy: strategy.name.clone(), stage: "io".into(), detail })
+            Ok(results) => {
+                results.iter().for_each(|r| bench.emit(&Line::BenchIo(r)));
+                report.io.extend(results);
             }
+            Err(detail) => bench.failed(&mut report, strategy, "io", detail),
         }
         if let (Some((section, workload)), false) = (&workload, bench.cancelled()) {
             bar.set_message(format!("{prefix}: {} load", workload.name()));
             match bench.workload(index, strategy, section, workload.as_ref()).await {
-                Ok(result) => report.workload.push(result),
-                Err(detail) => report.errors.push(BenchFailure {
-                    strategy: strategy.name.clone(),
-                    stage: "workload".into(),
-                    detail,
-                }),
+                Ok(result) => {
+                    bench.emit(&Line::BenchWorkload(&result));
+                    report.workload.push(result);
+                }
+                Err(detail) => bench.failed(&mut report, strategy, "workload", detail),
             }
             bar.inc(1);
         }
@@ -283,6 +298,8 @@ struct Bench<'a> {
     bar: ProgressBar,
     cancel: watch::Receiver<bool>,
     keep: bool,
+    /// The JSON stream, when asked for.
+    events: std::sync::Mutex<Option<JsonEvents<std::io::Stdout>>>,
 }
 
 /// One tool's run of one profile.
@@ -295,6 +312,39 @@ enum Tool {
 impl Bench<'_> {
     fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// `bench-started` on the JSON stream, with the workload whose load
+    /// follows the profiles on each backend.
+    fn announce(&self, workload: Option<&str>) {
+        let (definition, io) = (self.definition, &self.definition.io);
+        self.emit(&Line::BenchStarted {
+            run_id: self.run.id(),
+            bench: &definition.name,
+            strategies: definition.strategies.iter().map(|s| s.name.as_str()).collect(),
+            profiles: io.profiles.clone(),
+            rounds: io.rounds,
+            seconds: io.seconds.as_secs_f64(),
+            fio: io.fio,
+            workload,
+        });
+    }
+
+    /// Records a backend step that failed at `stage`, in `report` and on
+    /// the JSON stream.
+    fn failed(&self, report: &mut BenchReport, strategy: &BenchStrategy, stage: &str, detail: String) {
+        let failure = BenchFailure { strategy: strategy.name.clone(), stage: stage.into(), detail };
+        self.emit(&Line::BenchFailed(&failure));
+        report.errors.push(failure);
+    }
+
+    /// Writes `line` to the JSON stream, if there is one.
+    fn emit(&self, line: &Line<'_>) {
+        if let Ok(mut events) = self.events.lock()
+            && let Some(events) = events.as_mut()
+        {
+            events.emit(line);
+        }
     }
 
     /// Fresh storage of `strategy`'s backend, named for `purpose`.
@@ -346,7 +396,7 @@ impl Bench<'_> {
         let storage = self.provision(index, strategy, "io").await?;
         let name = self.run.object_name(&format!("b{index}-{}-io", strategy.name));
         let config = ContainerCreateBody {
-            image: Some(crashlab_workloads::fio::IMAGE.to_owned()),
+            image: Some(crate::images::resolve(crashlab_workloads::fio::IMAGE)),
             labels: Some(self.run.labels()),
             host_config: Some(HostConfig { mounts: Some(storage.mounts(self.run, MOUNT)), ..Default::default() }),
             ..Default::default()
@@ -413,6 +463,14 @@ impl Bench<'_> {
                     };
                     let figures =
                         figures.map_err(|e| format!("{} on {}: {}", profile, strategy.name, error_chain(&e)))?;
+                    self.emit(&Line::BenchRound {
+                        strategy: &strategy.name,
+                        profile: *profile,
+                        round: round + 1,
+                        rounds: io.rounds,
+                        tool: label,
+                        figures: &figures,
+                    });
                     match tool {
                         Tool::Agent => agent_rounds.push(figures),
                         Tool::Fio => fio_rounds.push(figures),

@@ -5,6 +5,7 @@
 //! network, with the other hosts in its [`Cluster`].
 
 use crate::deploy::hosts::Cluster;
+use crate::deploy::topology::Topology;
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::storage::Storage;
@@ -40,6 +41,70 @@ pub(crate) fn tar_of(file: &Path) -> std::io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
+/// The setting a server flag names, in one spelling for both engines:
+/// MariaDB's `--rpl-semi-sync-master-timeout=300` and PostgreSQL's
+/// `--wal-level=replica` or `-c wal_level=replica` name
+/// `rpl_semi_sync_master_timeout` and `wal_level`. `args[i]` and the
+/// argument after it (a `-c`'s setting) are read; `None` for an argument
+/// that names no setting, and the count of arguments it spans.
+fn setting_at(args: &[String], i: usize) -> (Option<String>, usize) {
+    let arg = args[i].as_str();
+    let (name, span) = if arg == "-c" {
+        match args.get(i + 1) {
+            Some(next) => (next.as_str(), 2),
+            None => return (None, 1),
+        }
+    } else if let Some(rest) = arg.strip_prefix("--") {
+        (rest, 1)
+    } else if let Some(rest) = arg.strip_prefix("-c") {
+        (rest, 1)
+    } else {
+        return (None, 1);
+    };
+    let name = name.split('=').next().unwrap_or_default();
+    if name.is_empty() {
+        return (None, span);
+    }
+    (Some(name.replace('-', "_").to_ascii_lowercase()), span)
+}
+
+/// The settings `args` sets, each with the arguments that set it.
+fn settings_of(args: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut found = vec![];
+    let mut i = 0;
+    while i < args.len() {
+        let (name, span) = setting_at(args, i);
+        if let Some(name) = name {
+            found.push((name, args[i..(i + span).min(args.len())].to_vec()));
+        }
+        i += span;
+    }
+    found
+}
+
+/// Splits crashlab's `defaults` into those to add after `cmd` and, for
+/// each one `cmd` already sets, `cmd`'s own setting of it (which wins).
+pub(crate) fn merge_server_args(cmd: &[String], defaults: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let set = settings_of(cmd);
+    let (mut added, mut kept) = (vec![], vec![]);
+    let mut i = 0;
+    while i < defaults.len() {
+        let (name, span) = setting_at(&defaults, i);
+        let args = &defaults[i..(i + span).min(defaults.len())];
+        match name.and_then(|name| set.iter().rev().find(|(n, _)| *n == name)) {
+            Some((_, user)) => {
+                let user = user.join(" ");
+                if !kept.contains(&user) {
+                    kept.push(user);
+                }
+            }
+            None => added.extend_from_slice(args),
+        }
+        i += span;
+    }
+    (added, kept)
+}
+
 /// One cell's container, possibly replaced over the cell's life.
 pub struct Deployment {
     docker: Docker,
@@ -66,8 +131,8 @@ pub struct Deployment {
     /// The private network its containers join instead of the default
     /// bridge, and the host name they answer to there.
     network: Option<(String, String)>,
-    /// The other hosts, when the deployment spans several.
-    cluster: Option<Box<Cluster>>,
+    /// The hosts it spans, and what losing one does.
+    topology: Topology,
 }
 
 /// Resource limits of a workload container (`[matrix] cpus` and `memory`),
@@ -82,6 +147,7 @@ pub struct Limits {
 
 impl Deployment {
     pub fn new(docker: Docker, run: RunContext, spec: ContainerSpec, storage: Storage, name: String) -> Deployment {
+        let topology = Topology::of(&storage);
         Deployment {
             docker,
             run,
@@ -97,7 +163,7 @@ impl Deployment {
             pinned_port: None,
             limits: Limits::default(),
             network: None,
-            cluster: None,
+            topology,
         }
     }
 
@@ -114,10 +180,14 @@ impl Deployment {
         self
     }
 
-    /// Adds server flags after the workload's own.
-    pub fn with_args(mut self, args: Vec<String>) -> Deployment {
-        self.spec.cmd.extend(args);
-        self
+    /// Adds crashlab's default server flags after the workload's own, but
+    /// none that the command already sets: the scenario's `server-args`
+    /// win over crashlab's defaults. Returns the deployment and the
+    /// user's flags that stood in for a default, as the command has them.
+    pub fn with_default_args(mut self, defaults: Vec<String>) -> (Deployment, Vec<String>) {
+        let (added, kept) = merge_server_args(&self.spec.cmd, defaults);
+        self.spec.cmd.extend(added);
+        (self, kept)
     }
 
     /// The base of its containers' names.
@@ -130,24 +200,39 @@ impl Deployment {
         self.network.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
     }
 
+    /// The hosts it spans.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub(crate) fn topology_mut(&mut self) -> &mut Topology {
+        &mut self.topology
+    }
+
     /// The other hosts of a replicated deployment.
     pub fn cluster(&self) -> Option<&Cluster> {
-        self.cluster.as_deref()
+        match &self.topology {
+            Topology::Replicated(cluster) => Some(cluster),
+            _ => None,
+        }
     }
 
     pub fn cluster_mut(&mut self) -> Option<&mut Cluster> {
-        self.cluster.as_deref_mut()
+        match &mut self.topology {
+            Topology::Replicated(cluster) => Some(cluster),
+            _ => None,
+        }
     }
 
     pub(crate) fn set_cluster(&mut self, cluster: Cluster) {
-        self.cluster = Some(Box::new(cluster));
+        self.topology = Topology::Replicated(Box::new(cluster));
     }
 
     /// Whether the deployment lost a host (and failed over) or a storage
     /// host: it serves, but with less than it was built with, and is
     /// rebuilt before another cycle runs on it.
     pub fn degraded(&self) -> bool {
-        self.cluster.as_ref().is_some_and(|c| c.lost_a_host()) || self.storage.degraded()
+        self.cluster().is_some_and(Cluster::lost_a_host) || self.storage.degraded()
     }
 
     pub fn storage_mut(&mut self) -> &mut Storage {
@@ -158,14 +243,11 @@ impl Deployment {
     /// and the lost primary's is kept in the cluster until teardown.
     /// False when there is no replica to promote.
     pub(crate) fn promote_replica(&mut self) -> bool {
-        let Some(mut cluster) = self.cluster.take() else { return false };
-        let Some(mut replica) = cluster.take_replica() else {
-            self.cluster = Some(cluster);
-            return false;
-        };
+        let Some(mut replica) = self.cluster_mut().and_then(Cluster::take_replica) else { return false };
         std::mem::swap(self, &mut replica);
-        cluster.keep_lost(replica);
-        self.cluster = Some(cluster);
+        // The replica's deployment, now this one, takes over the hosts.
+        self.topology = std::mem::replace(&mut replica.topology, Topology::Single);
+        self.cluster_mut().expect("moved above").keep_lost(replica);
         true
     }
 
@@ -468,7 +550,7 @@ impl Deployment {
     /// exits: FUSE mounts cannot outlive their server.
     pub fn leak(self) {
         tracing::info!("keeping container {:?} and its storage", self.container);
-        if let Some(cluster) = self.cluster {
+        if let Topology::Replicated(cluster) = self.topology {
             cluster.leak();
         }
     }
@@ -476,7 +558,10 @@ impl Deployment {
     /// Removes the container and the storage, then the other hosts and
     /// their network.
     pub async fn teardown(mut self) -> Result<(), crate::storage::StorageError> {
-        let cluster = self.cluster.take();
+        let cluster = match std::mem::replace(&mut self.topology, Topology::Single) {
+            Topology::Replicated(cluster) => Some(cluster),
+            _ => None,
+        };
         let mut torn = Ok(());
         if let Some(id) = self.container.take() {
             torn = self.docker.remove_container(&id).await.map_err(Into::into);
@@ -489,5 +574,40 @@ impl Deployment {
             torn = torn.and(rest);
         }
         torn
+    }
+}
+
+#[cfg(test)]
+mod server_args_tests {
+    use super::merge_server_args;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_flag_the_scenario_sets_is_not_overridden_by_a_default() {
+        let cmd = strings(&["mariadbd", "--innodb-flush-log-at-trx-commit=1", "--rpl_semi_sync_master_timeout=300"]);
+        let defaults = strings(&["--log-bin=bin", "--rpl-semi-sync-master-timeout=600000", "--skip-slave-start"]);
+        let (added, kept) = merge_server_args(&cmd, defaults);
+        assert_eq!(added, strings(&["--log-bin=bin", "--skip-slave-start"]));
+        assert_eq!(kept, strings(&["--rpl_semi_sync_master_timeout=300"]));
+    }
+
+    #[test]
+    fn postgres_settings_match_in_either_spelling() {
+        let cmd = strings(&["postgres", "-c", "wal_sender_timeout=30s", "--hot-standby=off"]);
+        let defaults = strings(&["-c", "wal_level=replica", "-c", "hot_standby=on", "-c", "wal_sender_timeout=2s"]);
+        let (added, kept) = merge_server_args(&cmd, defaults);
+        assert_eq!(added, strings(&["-c", "wal_level=replica"]));
+        assert_eq!(kept, strings(&["--hot-standby=off", "-c wal_sender_timeout=30s"]));
+    }
+
+    #[test]
+    fn without_user_settings_every_default_is_added() {
+        let defaults = strings(&["--log-bin=bin", "-c", "wal_level=replica", "plain"]);
+        let (added, kept) = merge_server_args(&strings(&["mariadbd"]), defaults);
+        assert_eq!(added, strings(&["--log-bin=bin", "-c", "wal_level=replica", "plain"]));
+        assert!(kept.is_empty());
     }
 }

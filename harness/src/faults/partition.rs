@@ -29,17 +29,9 @@ fn one_host(strategy: &StrategyDef) -> Option<&'static str> {
     )
 }
 
-fn start_sampling(cx: &mut Cx<'_>) {
-    if let Some(primary) = cx.deployment.addr()
-        && let Some(cluster) = cx.deployment.cluster_mut()
-    {
-        cluster.start_sampling(primary);
-    }
-}
-
 fn described(cx: &Cx<'_>, what: &str) -> Fired {
     match cx.deployment.cluster() {
-        Some(c) => fired(hosts::describe(c.record(), what)),
+        Some(cluster) => fired(hosts::describe(cluster.record(), what)),
         None => super::not_fired("the deployment has one host"),
     }
 }
@@ -53,7 +45,7 @@ impl Behaviour for Partition {
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
-        start_sampling(cx);
+        cx.deployment.begin_fault();
         Ok(())
     }
 
@@ -82,7 +74,7 @@ impl Behaviour for PartitionFailover {
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
-        start_sampling(cx);
+        cx.deployment.begin_fault();
         Ok(())
     }
 

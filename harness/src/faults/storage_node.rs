@@ -36,7 +36,7 @@ impl Behaviour for StorageNodeLoss {
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
-        hosts::shared::start_record(cx.deployment);
+        cx.deployment.begin_fault();
         Ok(())
     }
 
@@ -49,7 +49,8 @@ impl Behaviour for StorageNodeLoss {
                 .gluster_mut()
                 .ok_or(hosts::HostsError::Failover("the storage has no storage hosts"))?;
             let killed = volume.lose_node(LOST).await.map_err(crate::storage::StorageError::from)?;
-            volume.record_mut().host_lost_after_ms = Some(killed.duration_since(started).as_secs_f64() * 1e3);
+            let record = hosts::shared::shared_record(cx.deployment)?;
+            record.host_lost_after_ms = Some(killed.duration_since(started).as_secs_f64() * 1e3);
             // The load's clients are told to stop only when this returns.
             tokio::time::sleep(LOAD_AFTER_LOSS).await;
             Ok(())

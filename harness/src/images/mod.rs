@@ -111,9 +111,29 @@ pub fn tag(recipe: &ImageRecipe) -> String {
     }
 }
 
+/// What crashlab runs when a scenario names no image: one of crashlab's
+/// own images (`crashlab/mariadb:latest`) as [`tag`] names it, so under
+/// `CRASHLAB_IMAGE_REPO` when that is set, as `crashlab images build`
+/// builds it; any other image as it is.
+pub fn resolve(image: &str) -> String {
+    crashlab_workloads::RECIPES.into_iter().find(|r| r.tag == image).map_or_else(|| image.to_owned(), tag)
+}
+
+/// The recipe `image` is built from: one of crashlab's own images by its
+/// own tag or by [`tag`]'s.
+pub fn recipe_of(image: &str) -> Option<&'static ImageRecipe> {
+    crashlab_workloads::RECIPES.into_iter().find(|r| r.tag == image || tag(r) == image)
+}
+
 /// Whether the daemon has `recipe`'s image, and whether it is current.
 pub async fn status(docker: &Docker, recipe: &ImageRecipe) -> Result<ImageStatus, DockerError> {
-    let Some(image) = docker.image(&tag(recipe)).await? else { return Ok(ImageStatus::Missing) };
+    status_as(docker, recipe, &tag(recipe)).await
+}
+
+/// Whether the daemon has `recipe`'s image as `image`, and whether it is
+/// current.
+pub async fn status_as(docker: &Docker, recipe: &ImageRecipe, image: &str) -> Result<ImageStatus, DockerError> {
+    let Some(image) = docker.image(image).await? else { return Ok(ImageStatus::Missing) };
     let env = image.config.and_then(|c| c.env).unwrap_or_default();
     let wanted = format!("{FINGERPRINT_ENV}={}", recipe.fingerprint());
     Ok(if env.contains(&wanted) { ImageStatus::Current } else { ImageStatus::Stale })

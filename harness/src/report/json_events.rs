@@ -9,11 +9,16 @@
 //! side by side interleave, and each line names its cell
 //! (`workload/strategy/fault`). Cycles count from 1, as `crashlab replay
 //! --cycle` does. `crashlab list` writes `planned` and `not-applicable`
-//! lines. A failure before a run starts is one `error` line with the exit
+//! lines. `crashlab bench` writes `bench-started`, a `bench-round` per
+//! timed run of one tool, `bench-io` per profile and backend (the medians
+//! and the check against fio), `bench-workload` per backend, `bench-failed`
+//! for a backend step that failed, and last `bench-finished`. A failure
+//! before a run or bench starts is one `error` line with the exit
 //! code. The fields are documented in docs/ci.md; a change that removes or
 //! renames one raises [`SCHEMA`], while added fields and types do not.
 
 use crate::events::{Event, Reporter};
+use crashlab_reports::bench::{BenchFailure, IoFigures, IoResult, Profile, WorkloadResult};
 use crashlab_reports::{PhaseTimes, Verdict};
 use serde::Serialize;
 use std::io::Write;
@@ -116,6 +121,44 @@ pub enum Line<'a> {
         strategy: &'a str,
         fault: &'a str,
         reason: &'a str,
+    },
+    BenchStarted {
+        run_id: &'a str,
+        bench: &'a str,
+        /// The backends, in the order they are measured.
+        strategies: Vec<&'a str>,
+        profiles: Vec<Profile>,
+        rounds: u32,
+        seconds: f64,
+        fio: bool,
+        /// The workload whose load runs on each backend after the
+        /// profiles; absent with `--no-workload` or none defined.
+        workload: Option<&'a str>,
+    },
+    /// One timed run of one tool: the bench's progress.
+    BenchRound {
+        strategy: &'a str,
+        profile: Profile,
+        /// From 1.
+        round: u32,
+        rounds: u32,
+        /// `crashlab` (the agent) or `fio`.
+        tool: &'a str,
+        figures: &'a IoFigures,
+    },
+    /// A profile's result on one backend, as the report holds it.
+    BenchIo(&'a IoResult),
+    /// The workload's load on one backend, as the report holds it.
+    BenchWorkload(&'a WorkloadResult),
+    /// A backend step that failed; the bench goes on with the next.
+    BenchFailed(&'a BenchFailure),
+    BenchFinished {
+        run_id: &'a str,
+        /// Every backend was measured and every profile agreed with fio.
+        passed: bool,
+        exit_code: i32,
+        duration_s: f64,
+        reports: ReportPaths,
     },
     Error {
         message: String,

@@ -163,6 +163,9 @@ pub fn summary(report: &Report, color: bool) -> String {
         if missed == 0 { String::new() } else { format!("; {missed} did not") }
     );
     out.push_str(&format!("\n{}\n", paint(&line, missed == 0, color)));
+    if let Some(selection) = report.execution.as_ref().and_then(|e| e.filter.as_ref()) {
+        out.push_str(&format!("{}\n", selection.sentence()));
+    }
     if let Some(m) = &report.merged {
         for (what, items) in [
             ("missing shards", &m.missing_shards),

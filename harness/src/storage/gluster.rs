@@ -123,9 +123,6 @@ pub struct GlusterVolume {
     mounts: u32,
     /// The current client mount.
     mounted: Option<PathBuf>,
-    /// What the current cycle's fault did, for the report: a host lost,
-    /// the failover's times ([`crate::deploy::hosts::shared`]).
-    record: crashlab_reports::ReplicationCycle,
 }
 
 impl std::fmt::Debug for GlusterVolume {
@@ -161,7 +158,6 @@ impl GlusterVolume {
             nodes: vec![],
             mounts: 0,
             mounted: None,
-            record: Default::default(),
         };
         match volume.build(run, name).await {
             Ok(()) => Ok(volume),
@@ -369,15 +365,6 @@ impl GlusterVolume {
         self.docker.remove_container(&node.container).await?;
         self.docker.remove_volume(&node.brick_volume).await?;
         Ok(killed)
-    }
-
-    /// The current cycle's record.
-    pub fn record(&self) -> &crashlab_reports::ReplicationCycle {
-        &self.record
-    }
-
-    pub fn record_mut(&mut self) -> &mut crashlab_reports::ReplicationCycle {
-        &mut self.record
     }
 
     /// The host name of storage host `i`.

@@ -87,6 +87,8 @@ pub enum StorageError {
     Btrfs(#[from] BtrfsError),
     #[error(transparent)]
     Gluster(#[from] GlusterError),
+    #[error("snapshot the data of {name}: its storage takes no snapshots (only `btrfs-snapshot`'s pool does)")]
+    NoSnapshots { name: String },
 }
 
 /// Size of the sparse image under a `btrfs-snapshot` cell's pool, beyond
@@ -134,6 +136,37 @@ pub struct ProvisionOptions {
     pub ballast: u64,
 }
 
+/// What a cell's data sits on beyond what Docker mounts by itself: one
+/// value, so that what exists is never a combination of optional fields.
+#[derive(Debug)]
+enum Backing {
+    /// Nothing the harness owns: the writable layer, an anonymous volume
+    /// or tmpfs (Docker's, per container), or data lost with its host and
+    /// not yet provisioned again.
+    Nothing,
+    /// A named volume, of the local driver or another.
+    Volume(String),
+    /// A host directory, bind-mounted.
+    HostDir(PathBuf),
+    /// The fault filesystem, reached through a local volume bound to its
+    /// mountpoint (`volume`) or, without one, by binding the mountpoint.
+    FaultFs { fs: Box<FaultMount>, volume: Option<String> },
+    /// `btrfs-snapshot`: the pool, which outlives a host loss (it stands
+    /// for a volume plugin's off-host snapshots), and the live subvolume
+    /// with the volume that binds it, gone after a loss.
+    Btrfs { pool: Arc<BtrfsPool>, live: Option<Live> },
+    /// `glusterfs-replica`: the volume on its storage hosts, and this
+    /// host's client mount of it.
+    Gluster(GlusterVolume),
+}
+
+/// The live subvolume of a btrfs pool and the named volume binding it.
+#[derive(Debug)]
+struct Live {
+    subvolume: String,
+    volume: String,
+}
+
 /// The storage one cell's containers use; created before the first
 /// container and removed after the last.
 #[derive(Debug)]
@@ -141,17 +174,13 @@ pub struct Storage {
     data_on: DataOn,
     /// Base of the names of what it creates.
     name: String,
-    volume: Option<String>,
-    host_dir: Option<PathBuf>,
-    faultfs: Option<FaultMount>,
-    /// `btrfs-snapshot`: the pool, and the subvolume the volume binds.
-    btrfs: Option<(Arc<BtrfsPool>, String)>,
-    /// `glusterfs-replica`: the storage hosts, the volume and the host's
-    /// client mount.
-    gluster: Option<GlusterVolume>,
+    backing: Backing,
     /// Times the data was provisioned again after a host loss.
     generation: u32,
     options: ProvisionOptions,
+    /// The fault filesystem's options, when the data is on one (kept so
+    /// that a new host after a loss gets its own).
+    faultfs: Option<FaultFsOptions>,
 }
 
 impl Storage {
@@ -171,30 +200,22 @@ impl Storage {
             Place::Volume { .. } => DataOn::NamedVolume,
             Place::HostSubdir(_) => DataOn::HostDir,
         };
-        let mut storage = Storage {
-            data_on,
-            name: name.to_owned(),
-            volume: None,
-            host_dir: None,
-            faultfs: None,
-            btrfs: None,
-            gluster: None,
-            generation: 0,
-            options,
+        let faultfs = match place {
+            Place::Strategy(s) => options.faultfs.filter(|_| s.def().under == UnderData::FaultFs),
+            _ => None,
         };
+        let mut storage =
+            Storage { data_on, name: name.to_owned(), backing: Backing::Nothing, generation: 0, options, faultfs };
         let created = match place {
-            Place::Strategy(s) => match options.faultfs.filter(|_| s.def().under == UnderData::FaultFs) {
-                Some(fs) => storage.create_on_faultfs(docker, run, fs).await,
-                None => storage.create_data(docker, run, None).await,
-            },
+            Place::Strategy(_) => storage.create_data(docker, run, None).await,
             Place::Volume { driver, options } => {
                 let opts: HashMap<String, String> = options.iter().cloned().collect();
-                storage.volume = Some(name.to_owned());
+                storage.backing = Backing::Volume(name.to_owned());
                 docker.create_driver_volume(name, run.labels(), driver, opts).await.map_err(StorageError::from)
             }
             Place::HostSubdir(root) => {
                 let path = root.join(name);
-                storage.host_dir = Some(path.clone());
+                storage.backing = Backing::HostDir(path.clone());
                 std::fs::create_dir(&path).map_err(|source| StorageError::CreateDir { path, source })
             }
         };
@@ -203,6 +224,14 @@ impl Storage {
             return Err(e);
         }
         Ok(storage)
+    }
+
+    /// The name of the data of the current generation.
+    fn generation_name(&self) -> String {
+        match self.generation {
+            0 => self.name.clone(),
+            g => format!("{}-{g}", self.name),
+        }
     }
 
     /// Mounts the fault filesystem under the run directory and binds the
@@ -214,101 +243,123 @@ impl Storage {
         run: &RunContext,
         options: FaultFsOptions,
     ) -> Result<(), StorageError> {
-        let fs = FaultMount::create(&run.dir().join("fs").join(&self.name), options, Some(run.journal()))?;
-        let mountpoint = fs.mountpoint().to_owned();
-        self.faultfs = Some(fs);
-        if self.data_on == DataOn::NamedVolume {
-            let device = mountpoint.display().to_string();
-            self.volume = Some(self.name.clone());
-            docker.create_bind_volume(&self.name, run.labels(), &device).await?;
-        } else {
-            self.host_dir = Some(mountpoint);
+        let name = self.generation_name();
+        let fs = FaultMount::create(&run.dir().join("fs").join(&name), options, Some(run.journal()))?;
+        let device = fs.mountpoint().display().to_string();
+        let bound = self.data_on == DataOn::NamedVolume;
+        self.backing = Backing::FaultFs { fs: Box::new(fs), volume: bound.then(|| name.clone()) };
+        if bound {
+            docker.create_bind_volume(&name, run.labels(), &device).await?;
         }
         Ok(())
     }
 
-    /// Creates the volume, directory or subvolume the data lives on; for
-    /// `btrfs-snapshot`, as a writable snapshot of `from_snapshot` when
-    /// given (a restore), the pool being created on first use.
+    /// Creates the volume, directory, subvolume or fault filesystem the
+    /// data lives on; for `btrfs-snapshot`, as a writable snapshot of
+    /// `from_snapshot` when given (a restore), the pool being created on
+    /// first use.
     async fn create_data(
         &mut self,
         docker: &Docker,
         run: &RunContext,
         from_snapshot: Option<&str>,
     ) -> Result<(), StorageError> {
-        let name = match self.generation {
-            0 => self.name.clone(),
-            g => format!("{}-{g}", self.name),
-        };
+        if let Some(options) = self.faultfs {
+            return self.create_on_faultfs(docker, run, options).await;
+        }
+        let name = self.generation_name();
         match self.data_on {
             DataOn::NamedVolume | DataOn::Replicated(_) => {
-                self.volume = Some(name.clone());
+                self.backing = Backing::Volume(name.clone());
                 docker.create_volume(&name, run.labels()).await?;
             }
             DataOn::HostDir => {
                 let path = run.dir().join("data").join(&name);
-                self.host_dir = Some(path.clone());
+                self.backing = Backing::HostDir(path.clone());
                 std::fs::create_dir_all(&path).map_err(|source| StorageError::CreateDir { path, source })?;
             }
-            DataOn::BtrfsSubvolume => {
-                let pool = match &self.btrfs {
-                    Some((pool, _)) => pool.clone(),
-                    None => {
-                        let dir = run.dir().join("btrfs").join(&self.name);
-                        let size = BTRFS_POOL_BASE + 3 * self.options.ballast;
-                        let journal = run.journal().clone();
-                        Arc::new(blocking(move || BtrfsPool::create(&dir, size, Some(&journal))).await?)
-                    }
-                };
-                let subvolume = format!("live-{}", self.generation);
-                let path = {
-                    let (pool, subvolume, from) = (pool.clone(), subvolume.clone(), from_snapshot.map(str::to_owned));
-                    blocking(move || match from {
-                        Some(snapshot) => pool.snapshot(&snapshot, &subvolume, false).map(|s| s.path),
-                        None => pool.create_subvolume(&subvolume),
-                    })
-                    .await
-                };
-                self.btrfs = Some((pool, subvolume));
-                let device = path?.display().to_string();
-                self.volume = Some(name.clone());
-                docker.create_bind_volume(&name, run.labels(), &device).await?;
-            }
+            DataOn::BtrfsSubvolume => self.create_subvolume(docker, run, &name, from_snapshot).await?,
             DataOn::Gluster => {
                 // The volume outlives a host: a reprovision after a host
                 // loss is another host's fresh client mount of it.
-                let volume = match self.gluster.take() {
-                    Some(volume) => volume,
-                    None => GlusterVolume::create(docker, run, &self.name).await?,
-                };
-                let volume = self.gluster.insert(volume);
-                volume.mount(run).await?;
+                if !matches!(self.backing, Backing::Gluster(_)) {
+                    self.backing = Backing::Gluster(GlusterVolume::create(docker, run, &self.name).await?);
+                }
+                if let Backing::Gluster(volume) = &mut self.backing {
+                    volume.mount(run).await?;
+                }
             }
             DataOn::WritableLayer | DataOn::AnonymousVolume | DataOn::Tmpfs => {}
         }
         Ok(())
     }
 
+    /// `btrfs-snapshot`'s live data: a new subvolume in the cell's pool
+    /// (created on first use), or a writable snapshot of `from_snapshot`,
+    /// and a volume binding it.
+    async fn create_subvolume(
+        &mut self,
+        docker: &Docker,
+        run: &RunContext,
+        name: &str,
+        from_snapshot: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let pool = match &self.backing {
+            Backing::Btrfs { pool, .. } => pool.clone(),
+            _ => {
+                let dir = run.dir().join("btrfs").join(&self.name);
+                let size = BTRFS_POOL_BASE + 3 * self.options.ballast;
+                let journal = run.journal().clone();
+                let pool = Arc::new(blocking(move || BtrfsPool::create(&dir, size, Some(&journal))).await?);
+                self.backing = Backing::Btrfs { pool: pool.clone(), live: None };
+                pool
+            }
+        };
+        let subvolume = format!("live-{}", self.generation);
+        let path = {
+            let (pool, subvolume, from) = (pool.clone(), subvolume.clone(), from_snapshot.map(str::to_owned));
+            blocking(move || match from {
+                Some(snapshot) => pool.snapshot(&snapshot, &subvolume, false).map(|s| s.path),
+                None => pool.create_subvolume(&subvolume),
+            })
+            .await?
+        };
+        let device = path.display().to_string();
+        self.backing = Backing::Btrfs { pool, live: Some(Live { subvolume, volume: name.to_owned() }) };
+        docker.create_bind_volume(name, run.labels(), &device).await?;
+        Ok(())
+    }
+
     /// Destroys the data as the loss of the host would: the volume, the
-    /// host directory or the live subvolume. Backups kept elsewhere (tar
-    /// files and the object store under the run directory, the btrfs
-    /// pool's read-only snapshots, which stand for a volume plugin's
-    /// off-host snapshots) stay, and so does a GlusterFS volume, which
-    /// lives on its storage hosts: only the host's client mount goes.
-    /// Containers using the data must be gone.
+    /// host directory, the fault filesystem or the live subvolume. Backups
+    /// kept elsewhere (tar files and the object store under the run
+    /// directory, the btrfs pool's read-only snapshots, which stand for a
+    /// volume plugin's off-host snapshots) stay, and so does a GlusterFS
+    /// volume, which lives on its storage hosts: only the host's client
+    /// mount goes. Containers using the data must be gone.
     pub async fn lose(&mut self, docker: &Docker) -> Result<(), StorageError> {
-        if let Some(volume) = self.gluster.as_mut() {
-            volume.unmount()?;
-        }
-        if let Some(volume) = self.volume.take() {
-            docker.remove_volume(&volume).await?;
-        }
-        if let Some((pool, subvolume)) = &self.btrfs {
-            let (pool, subvolume) = (pool.clone(), subvolume.clone());
-            blocking(move || pool.delete_subvolume(&subvolume)).await?;
-        }
-        if let Some(path) = self.host_dir.take() {
-            remove_dir(&path)?;
+        match std::mem::replace(&mut self.backing, Backing::Nothing) {
+            Backing::Nothing => {}
+            Backing::Volume(volume) => docker.remove_volume(&volume).await?,
+            Backing::HostDir(path) => remove_dir(&path)?,
+            Backing::FaultFs { fs, volume } => {
+                if let Some(volume) = volume {
+                    docker.remove_volume(&volume).await?;
+                }
+                (*fs).teardown().await?;
+            }
+            Backing::Btrfs { pool, live } => {
+                self.backing = Backing::Btrfs { pool: pool.clone(), live: None };
+                if let Some(Live { subvolume, volume }) = live {
+                    docker.remove_volume(&volume).await?;
+                    blocking(move || pool.delete_subvolume(&subvolume)).await?;
+                }
+            }
+            Backing::Gluster(mut volume) => {
+                let unmounted = volume.unmount();
+                self.backing = Backing::Gluster(volume);
+                unmounted?;
+            }
         }
         Ok(())
     }
@@ -328,54 +379,89 @@ impl Storage {
 
     /// The named volume the data is on, if it is on one.
     pub fn volume(&self) -> Option<&str> {
-        self.volume.as_deref()
+        match &self.backing {
+            Backing::Volume(volume) | Backing::FaultFs { volume: Some(volume), .. } => Some(volume),
+            Backing::Btrfs { live: Some(live), .. } => Some(&live.volume),
+            _ => None,
+        }
     }
 
-    /// `btrfs-snapshot`'s pool and the subvolume holding the live data.
-    pub fn btrfs(&self) -> Option<(&Arc<BtrfsPool>, &str)> {
-        self.btrfs.as_ref().map(|(pool, subvolume)| (pool, subvolume.as_str()))
+    /// The btrfs pool of the data, for its snapshots.
+    fn pool(&self) -> Result<&Arc<BtrfsPool>, StorageError> {
+        match &self.backing {
+            Backing::Btrfs { pool, .. } => Ok(pool),
+            _ => Err(StorageError::NoSnapshots { name: self.name.clone() }),
+        }
+    }
+
+    /// Takes a read-only snapshot `name` of the live data, where the
+    /// storage can (`btrfs-snapshot`); [`Storage::reprovision`] restores
+    /// one after a loss.
+    pub async fn snapshot(&self, name: &str) -> Result<(), StorageError> {
+        let pool = self.pool()?.clone();
+        let live = match &self.backing {
+            Backing::Btrfs { live: Some(live), .. } => live.subvolume.clone(),
+            _ => return Err(StorageError::NoSnapshots { name: self.name.clone() }),
+        };
+        let name = name.to_owned();
+        blocking(move || pool.snapshot(&live, &name, true).map(|_| ())).await?;
+        Ok(())
+    }
+
+    /// Deletes the snapshot `name` taken by [`Storage::snapshot`].
+    pub async fn delete_snapshot(&self, name: &str) -> Result<(), StorageError> {
+        let pool = self.pool()?.clone();
+        let name = name.to_owned();
+        blocking(move || pool.delete_subvolume(&name)).await?;
+        Ok(())
     }
 
     /// `glusterfs-replica`'s volume and its storage hosts.
     pub fn gluster(&self) -> Option<&GlusterVolume> {
-        self.gluster.as_ref()
+        match &self.backing {
+            Backing::Gluster(volume) => Some(volume),
+            _ => None,
+        }
     }
 
     pub fn gluster_mut(&mut self) -> Option<&mut GlusterVolume> {
-        self.gluster.as_mut()
+        match &mut self.backing {
+            Backing::Gluster(volume) => Some(volume),
+            _ => None,
+        }
     }
 
     /// Whether the storage serves with less than it was built with (a
     /// storage host lost), so that the deployment is rebuilt before the
     /// next cycle.
     pub fn degraded(&self) -> bool {
-        self.gluster.as_ref().is_some_and(GlusterVolume::degraded)
+        self.gluster().is_some_and(GlusterVolume::degraded)
     }
 
     /// The mounts a container on this storage gets at `data_dir`.
     pub fn mounts(&self, run: &RunContext, data_dir: &str) -> Vec<Mount> {
         let target = Some(data_dir.to_owned());
+        let bind = |path: &std::path::Path| Mount {
+            target: target.clone(),
+            source: Some(path.display().to_string()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        };
+        if let Some(volume) = self.volume() {
+            let source = Some(volume.to_owned());
+            return vec![Mount { target, source, typ: Some(MountType::VOLUME), ..Default::default() }];
+        }
+        match &self.backing {
+            Backing::HostDir(path) => return vec![bind(path)],
+            Backing::FaultFs { fs, .. } => return vec![bind(fs.mountpoint())],
+            Backing::Gluster(volume) => return volume.data_path().map(|p| bind(&p)).into_iter().collect(),
+            Backing::Nothing | Backing::Volume(_) | Backing::Btrfs { .. } => {}
+        }
         match self.data_on {
-            DataOn::WritableLayer => vec![],
             DataOn::AnonymousVolume => vec![Mount {
                 target,
                 typ: Some(MountType::VOLUME),
                 volume_options: Some(MountVolumeOptions { labels: Some(run.labels()), ..Default::default() }),
-                ..Default::default()
-            }],
-            DataOn::NamedVolume | DataOn::BtrfsSubvolume | DataOn::Replicated(_) => {
-                vec![Mount { target, source: self.volume.clone(), typ: Some(MountType::VOLUME), ..Default::default() }]
-            }
-            DataOn::HostDir => vec![Mount {
-                target,
-                source: self.host_dir.as_ref().map(|p| p.display().to_string()),
-                typ: Some(MountType::BIND),
-                ..Default::default()
-            }],
-            DataOn::Gluster => vec![Mount {
-                target,
-                source: self.gluster.as_ref().and_then(GlusterVolume::data_path).map(|p| p.display().to_string()),
-                typ: Some(MountType::BIND),
                 ..Default::default()
             }],
             DataOn::Tmpfs => vec![Mount {
@@ -384,38 +470,41 @@ impl Storage {
                 tmpfs_options: Some(MountTmpfsOptions { mode: Some(0o1777), ..Default::default() }),
                 ..Default::default()
             }],
+            // Mounted above from their backing, or nothing at all.
+            DataOn::WritableLayer
+            | DataOn::NamedVolume
+            | DataOn::HostDir
+            | DataOn::BtrfsSubvolume
+            | DataOn::Replicated(_)
+            | DataOn::Gluster => vec![],
         }
     }
 
     /// The fault filesystem under the data, if the data is on one.
     pub fn faultfs_mut(&mut self) -> Option<&mut FaultMount> {
-        self.faultfs.as_mut()
+        match &mut self.backing {
+            Backing::FaultFs { fs, .. } => Some(fs),
+            _ => None,
+        }
     }
 
-    /// Removes the volume or host directory, unmounting the fault
-    /// filesystem before its directories go. Containers using it must be
-    /// gone first.
+    /// Removes what the data is on, unmounting the fault filesystem
+    /// before its directories go. Containers using it must be gone first.
     pub async fn teardown(mut self, docker: &Docker) -> Result<(), StorageError> {
-        if let Some(volume) = self.gluster.take() {
-            volume.teardown().await?;
-        }
-        if let Some(volume) = &self.volume {
+        if let Some(volume) = self.volume() {
             docker.remove_volume(volume).await?;
         }
-        if let Some(fs) = self.faultfs.take() {
+        match std::mem::replace(&mut self.backing, Backing::Nothing) {
+            Backing::Nothing | Backing::Volume(_) => {}
+            Backing::HostDir(path) => remove_dir(&path)?,
             // The host directory is the mountpoint, removed with the mount.
-            fs.teardown().await?;
-            return Ok(());
-        }
-        if let Some(path) = &self.host_dir {
-            remove_dir(path)?;
-        }
-        if let Some((pool, _)) = self.btrfs.take() {
+            Backing::FaultFs { fs, .. } => (*fs).teardown().await?,
+            Backing::Gluster(volume) => volume.teardown().await?,
             // Snapshot callers hold clones only while a call runs.
-            match Arc::try_unwrap(pool) {
+            Backing::Btrfs { pool, .. } => match Arc::try_unwrap(pool) {
                 Ok(pool) => blocking(move || pool.teardown()).await?,
                 Err(_) => tracing::warn!("btrfs pool still in use at teardown; the run's cleanup detaches it"),
-            }
+            },
         }
         Ok(())
     }

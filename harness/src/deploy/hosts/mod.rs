@@ -102,6 +102,8 @@ pub struct Cluster {
     fault_started: Option<Instant>,
     /// What replication did in the current cycle.
     record: ReplicationCycle,
+    /// The scenario's settings in force instead of crashlab's defaults.
+    user_settings: Vec<String>,
 }
 
 struct Sampler {
@@ -178,6 +180,7 @@ impl Cluster {
         self.record = ReplicationCycle {
             mode: self.mode.as_str().to_owned(),
             lag_unit: self.replication.lag_unit().to_owned(),
+            user_settings: self.user_settings.clone(),
             ..Default::default()
         };
         let Some(replica) = self.replica.as_ref().and_then(Deployment::addr) else { return };
@@ -253,7 +256,15 @@ pub async fn deploy(
         primary.teardown().await.ok();
         return Err(e.into());
     }
-    let mut d = primary.on_network(&network, PRIMARY_HOST).with_args(replication.server_args(Role::Primary, mode, 1));
+    let (d, user_settings) =
+        primary.on_network(&network, PRIMARY_HOST).with_default_args(replication.server_args(Role::Primary, mode, 1));
+    let mut d = d;
+    if !user_settings.is_empty() {
+        tracing::info!(
+            "{name}: the scenario's server-args stand in for crashlab's defaults: {}",
+            user_settings.join(", ")
+        );
+    }
     d.set_cluster(Cluster {
         network: network.clone(),
         mode,
@@ -263,6 +274,7 @@ pub async fn deploy(
         sampler: None,
         fault_started: None,
         record: ReplicationCycle::default(),
+        user_settings,
     });
     match build(docker, run, workload, &mut d, spec, ready_timeout).await {
         Ok(()) => Ok(d),
@@ -291,9 +303,9 @@ async fn build(
     let storage =
         Storage::provision(docker, run, &Place::Strategy(Strategy::NamedVolume), &name, ProvisionOptions::default())
             .await?;
-    let replica = Deployment::new(docker.clone(), run.clone(), spec, storage, name)
+    let (replica, _) = Deployment::new(docker.clone(), run.clone(), spec, storage, name)
         .on_network(&network, REPLICA_HOST)
-        .with_args(replication.server_args(Role::Replica, mode, 2));
+        .with_default_args(replication.server_args(Role::Replica, mode, 2));
     let seed = replication.seed(PRIMARY_HOST, d.spec().port, REPLICA_HOST);
     d.cluster_mut().expect("set by deploy").replica = Some(replica);
     let ready = |host, e: NotReady| HostsError::NotReady { host, detail: e.detail() };
@@ -477,6 +489,12 @@ pub async fn partition_then_lose_primary(
 /// What a fault that lost or cut a host did, for the cycle's `fired`.
 pub fn describe(record: &ReplicationCycle, what: &str) -> String {
     let mut text = what.to_owned();
+    if !record.user_settings.is_empty() {
+        text.push_str(&format!(
+            "; in force from the scenario's server-args instead of crashlab's defaults: {}",
+            record.user_settings.join(", ")
+        ));
+    }
     if let Some(n) = record.at_fault_unreceived {
         text.push_str(&format!("; the replica had not yet received {n} {} the primary committed", record.lag_unit));
     }

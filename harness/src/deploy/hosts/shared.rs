@@ -30,21 +30,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the first write on the new host may take.
 const FIRST_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A fresh record for a cycle's fault on shared storage.
-pub fn start_record(d: &mut Deployment) {
-    if let Some(volume) = d.storage_mut().gluster_mut() {
-        *volume.record_mut() = ReplicationCycle { mode: "sync".into(), lag_unit: "none".into(), ..Default::default() };
-    }
-}
-
 /// `host-loss` of the database's host: SIGKILL, the container removed, the
 /// host's client mount gone, while a monitor probes the server.
 pub async fn lose_host(d: &mut Deployment, workload: &dyn Workload) -> Result<(), HostsError> {
     let addr = d.addr().ok_or(HostsError::Failover("the database is not running"))?;
     let killed = Instant::now();
     let detected = super::kill_while_probing(d, workload, addr, killed).await?;
-    let volume = d.storage_mut().gluster_mut().ok_or(HostsError::Failover("the storage is not shared"))?;
-    let record = volume.record_mut();
+    let record = shared_record(d)?;
     record.host_lost_after_ms = Some(0.0);
     record.failover = Some(FailoverTimes { detection_ms: detected.as_secs_f64() * 1e3, ..Default::default() });
     Ok(())
@@ -79,11 +71,15 @@ pub async fn fail_over(d: &mut Deployment, workload: &dyn Workload) -> Result<Re
         Err(_) => return Err(HostsError::FirstWriteTimeout(FIRST_WRITE_TIMEOUT)),
     }
     let reconnection = started.elapsed();
-    let volume = d.storage_mut().gluster_mut().ok_or(HostsError::Failover("the storage is not shared"))?;
-    let record = volume.record_mut();
+    let record = shared_record(d)?;
     let times = record.failover.get_or_insert_with(FailoverTimes::default);
     times.promotion_ms = promotion.as_secs_f64() * 1e3;
     times.reconnection_ms = reconnection.as_secs_f64() * 1e3;
     times.rto_ms = times.detection_ms + times.promotion_ms + times.reconnection_ms;
     Ok(record.clone())
+}
+
+/// The cycle's record of a deployment on shared storage.
+pub(crate) fn shared_record(d: &mut Deployment) -> Result<&mut ReplicationCycle, HostsError> {
+    d.topology_mut().shared_record_mut().ok_or(HostsError::Failover("the storage is not shared"))
 }

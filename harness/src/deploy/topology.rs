@@ -1,0 +1,134 @@
+//! The shape of a deployment — one host, a primary with a replica on
+//! another host, or a host on storage that storage hosts serve — and what
+//! each shape does when a fault takes a host. Faults call
+//! [`Deployment::begin_fault`], [`Deployment::lose_host`],
+//! [`Deployment::fail_over`] and [`Deployment::describe_host_loss`]
+//! without asking which shape it is:
+//!
+//! | topology | `lose_host` | `fail_over` | sampled during the load |
+//! |---|---|---|---|
+//! | single host | the server killed, its container removed, its data destroyed | none: no standby ([`FailOver::NoStandby`]); the caller builds a new host, from a backup where there is one | nothing |
+//! | replicated | the primary's host lost while a monitor probes it ([`hosts::lose_primary`]) | the replica promoted, its first write timed ([`hosts::fail_over`]) | the replica's lag |
+//! | shared | the server's host and its client mount lost while a monitor probes it ([`hosts::shared::lose_host`]) | another host mounts the volume and starts the server ([`hosts::shared::fail_over`]) | nothing; the record of the failover |
+
+use crate::deploy::deployment::Deployment;
+use crate::deploy::hosts::{self, Cluster, HostsError};
+use crate::storage::Storage;
+use crashlab_reports::ReplicationCycle;
+use crashlab_workloads::Workload;
+
+/// The hosts a deployment spans.
+pub enum Topology {
+    /// One host holds the server and its storage.
+    Single,
+    /// A primary (the deployment) and the other hosts ([`hosts`]).
+    Replicated(Box<Cluster>),
+    /// The server's host mounts a volume that lives on storage hosts
+    /// ([`hosts::shared`]); what the cycle's fault did to it.
+    Shared(Box<ReplicationCycle>),
+}
+
+/// What [`Deployment::fail_over`] found after a host's loss.
+#[derive(Debug)]
+pub enum FailOver {
+    /// Another host serves now: what replication, or the shared storage,
+    /// did in the cycle.
+    Served(Box<ReplicationCycle>),
+    /// Nothing stood by: a new host must be built, empty or from a backup.
+    NoStandby,
+}
+
+impl Topology {
+    /// The topology of a deployment on `storage` before any other host is
+    /// added: shared when the storage lives on storage hosts.
+    pub(crate) fn of(storage: &Storage) -> Topology {
+        match storage.gluster() {
+            Some(_) => Topology::Shared(Box::default()),
+            None => Topology::Single,
+        }
+    }
+
+    /// Its name in the report's "Across hosts" section.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Topology::Single => "single-host",
+            Topology::Replicated(_) => "replicated",
+            Topology::Shared(_) => "shared",
+        }
+    }
+
+    /// What replication or the shared storage did in the cycle so far.
+    pub fn record(&self) -> Option<&ReplicationCycle> {
+        match self {
+            Topology::Single => None,
+            Topology::Replicated(cluster) => Some(cluster.record()),
+            Topology::Shared(record) => Some(record),
+        }
+    }
+
+    /// The shared storage's record, to add what a storage host's loss did.
+    pub(crate) fn shared_record_mut(&mut self) -> Option<&mut ReplicationCycle> {
+        match self {
+            Topology::Shared(record) => Some(record),
+            _ => None,
+        }
+    }
+}
+
+impl Deployment {
+    /// Starts the record of a fault that may take a host: the replica's
+    /// lag sampled from now on, or a fresh record of the shared storage.
+    pub fn begin_fault(&mut self) {
+        let primary = self.addr();
+        match self.topology_mut() {
+            Topology::Single => {}
+            Topology::Replicated(cluster) => {
+                if let Some(primary) = primary {
+                    cluster.start_sampling(primary);
+                }
+            }
+            Topology::Shared(record) => {
+                **record = ReplicationCycle { mode: "sync".into(), lag_unit: "none".into(), ..Default::default() };
+            }
+        }
+    }
+
+    /// Loses the server's host at once, with no graceful anything: the
+    /// server killed, its container removed, and what lived on the host
+    /// destroyed (its data, or its client mount of shared storage).
+    pub async fn lose_host(&mut self, workload: &dyn Workload) -> Result<(), HostsError> {
+        match self.topology() {
+            Topology::Single => {
+                self.kill().await?;
+                self.remove().await?;
+                self.lose_storage().await?;
+                Ok(())
+            }
+            Topology::Replicated(_) => hosts::lose_primary(self, workload).await,
+            Topology::Shared(_) => hosts::shared::lose_host(self, workload).await,
+        }
+    }
+
+    /// After [`Deployment::lose_host`]: another host takes the service
+    /// over where one stands by.
+    pub async fn fail_over(&mut self, workload: &dyn Workload) -> Result<FailOver, HostsError> {
+        match self.topology() {
+            Topology::Single => Ok(FailOver::NoStandby),
+            Topology::Replicated(_) => Ok(FailOver::Served(Box::new(hosts::fail_over(self).await?))),
+            Topology::Shared(_) => Ok(FailOver::Served(Box::new(hosts::shared::fail_over(self, workload).await?))),
+        }
+    }
+
+    /// What [`Deployment::lose_host`] did, for the cycle's `fired`.
+    pub fn describe_host_loss(&self) -> String {
+        match self.topology() {
+            Topology::Single => "the server was killed, its container removed and its data destroyed".into(),
+            Topology::Replicated(cluster) => {
+                hosts::describe(cluster.record(), "the primary's host was lost (killed, removed, its volume destroyed)")
+            }
+            Topology::Shared(_) => "the database's host was lost (killed, its container removed, its client mount \
+                                    of the shared volume gone); the volume stayed on its storage hosts"
+                .into(),
+        }
+    }
+}

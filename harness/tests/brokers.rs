@@ -1,0 +1,69 @@
+//! NATS JetStream and etcd on the real daemon, from crashlab's images of
+//! Debian's packages: with NATS's default sync behaviour (its block files
+//! fsynced every two minutes) a `PubAck` survives a process kill, which
+//! keeps the page cache, and is lost to a power cut; with `sync_interval:
+//! always` it survives both. etcd with `--unsafe-no-fsync` has the same
+//! shape. Each test is named after the property it checks.
+
+mod common;
+
+use crashlab_reports::{CellReport, Verdict};
+
+async fn bind_mount_kill_and_power_cut(kind: &str, args: &str) -> Vec<CellReport> {
+    let text = common::scenario(kind, args, r#""bind-mount""#, r#""process-kill", "host-kill""#, 1, "");
+    let (outcome, _state) = common::run(&text).await;
+    assert!(outcome.complete, "{:?}", outcome.report);
+    outcome.report.cells
+}
+
+fn cell<'a>(cells: &'a [CellReport], fault: &str) -> &'a CellReport {
+    cells.iter().find(|c| c.fault == fault).unwrap_or_else(|| panic!("no {fault} cell"))
+}
+
+/// `min_acked`: what a cell must have acknowledged to be judged; an etcd
+/// transfer takes three round trips and a synced commit, a NATS publish
+/// one.
+fn assert_intact(cell: &CellReport, min_acked: u64) {
+    assert_eq!(cell.verdict, Verdict::Intact, "{}: {:?}", cell.fault, cell.cycle_details);
+    assert!(cell.acked_writes >= min_acked, "too little load to judge: {cell:?}");
+    assert_eq!(cell.lost_acked_writes, 0);
+}
+
+fn assert_lost_to_the_power_cut_only(cells: &[CellReport], min_acked: u64) {
+    assert_intact(cell(cells, "process-kill"), min_acked);
+    let cut = cell(cells, "host-kill");
+    assert_eq!(cut.verdict, Verdict::LostWrites, "{cut:?}");
+    assert!(!cut.passed, "an unsafe setting must miss the default `intact` expectation");
+    assert!(cut.lost_acked_writes > 0 && cut.lost_acked_writes <= cut.acked_writes, "{cut:?}");
+    assert_eq!(cut.invariant_violations, 0, "lost writes are lost whole: {cut:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_default_sync_keeps_pubacks_through_process_kill_but_loses_them_on_host_kill() {
+    if common::skip_docker() {
+        return;
+    }
+    let cells = bind_mount_kill_and_power_cut("nats", "").await;
+    assert_lost_to_the_power_cut_only(&cells, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_sync_always_keeps_pubacks_through_process_kill_and_host_kill() {
+    if common::skip_docker() {
+        return;
+    }
+    let cells = bind_mount_kill_and_power_cut("nats", r#""--sync-interval", "always""#).await;
+    assert_intact(cell(&cells, "process-kill"), 100);
+    assert_intact(cell(&cells, "host-kill"), 100);
+}
+
+/// `--unsafe-no-fsync` answers a transaction once its WAL entry is
+/// written, not synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_unsafe_no_fsync_keeps_transactions_through_process_kill_but_loses_them_on_host_kill() {
+    if common::skip_docker() {
+        return;
+    }
+    let cells = bind_mount_kill_and_power_cut("etcd", r#""--unsafe-no-fsync""#).await;
+    assert_lost_to_the_power_cut_only(&cells, 30);
+}

@@ -1,0 +1,447 @@
+//! NATS JetStream: every transfer is one message published to a stream
+//! with file storage and acknowledged by the server's `PubAck`; verified
+//! by consuming the whole stream from its first message.
+//!
+//! A broker keeps messages, not balances, so the message is the ledger row
+//! (`"src dst amount"`, with the transfer's id in the `Nats-Msg-Id`
+//! header and in the payload's first field) and the balances are
+//! recomputed from the messages read back, as the fsync-log probe does.
+//! The checker's rules then say what JetStream promises: every
+//! acknowledged message present (else `lost-writes`), exactly once (a
+//! duplicate is `inconsistent`), and no message that was never published
+//! or differs from what was (`inconsistent`). Each client publishes on its
+//! own subject (`crashlab.c<client>`) and waits for each `PubAck` before
+//! the next publish, so on each subject the stream must hold the
+//! client's transfers in the order they were sent; an out-of-order pair
+//! fails the engine check (`corrupt`), as does a stream whose own state
+//! (message count, first and last sequence) disagrees with what a
+//! consumer delivered from it.
+//!
+//! # Durability
+//!
+//! JetStream writes a message to its block file before it sends the
+//! `PubAck`, and fsyncs on a timer: `sync_interval`, two minutes by
+//! default in the packaged 2.10, or on every write with `sync_interval:
+//! always`. That is a setting of the configuration file, not a flag of
+//! `nats-server`, so crashlab's entrypoint takes `--sync-interval VALUE`
+//! among the server arguments and writes it into the configuration it
+//! generates; every other argument goes to `nats-server` after `-c`, and
+//! so overrides the configuration (a user's own `-c FILE` replaces it).
+//!
+//! The image built from [`RECIPE`] is Debian trixie's `nats-server`
+//! (2.10): bookworm's 2.9 has no `sync_interval` and so no way to sync
+//! each write. The driver is `async-nats`.
+
+use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
+use crate::{
+    ContainerSpec, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
+    Transfer, Workload, WorkloadError,
+};
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Image crashlab builds for this workload.
+pub const IMAGE: &str = "crashlab/nats:latest";
+
+/// Where JetStream keeps its store in the container.
+pub const DATA_DIR: &str = "/data";
+
+/// The client port.
+pub const PORT: u16 = 4222;
+
+/// `kind = "nats"`.
+pub const KIND: Kind = Kind {
+    name: "nats",
+    build: |image, server_args| Box::new(Nats { image: image.unwrap_or_else(|| IMAGE.to_owned()), server_args }),
+};
+
+/// The stream the load publishes to.
+const STREAM: &str = "CRASHLAB";
+/// Its subjects; each client publishes on `crashlab.c<client>`.
+const SUBJECTS: &str = "crashlab.>";
+
+/// The stream's description, followed by the number of accounts: a broker
+/// has no accounts table, and the checker expects every account's balance.
+const ACCOUNTS_PREFIX: &str = "crashlab accounts=";
+
+/// How long a publish waits for its `PubAck`, and a request for its
+/// answer: a server killed mid-request never answers.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long reading the stream back waits for the next message.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ENTRYPOINT: &str = r#"#!/bin/sh
+# crashlab's NATS entrypoint: JetStream on, its store in /data, listening on
+# every address. `--sync-interval VALUE` (`always`, or a duration such as
+# `2m`) is a configuration-file setting, not a nats-server flag: it goes into
+# the generated configuration's jetstream block. Every other argument goes to
+# nats-server after the configuration, and so overrides it.
+set -e
+sync=""
+n=$#
+while [ "$n" -gt 0 ]; do
+  a="$1"; shift; n=$((n - 1))
+  case "$a" in
+    --sync-interval=*) sync="${a#--sync-interval=}" ;;
+    --sync-interval) sync="$1"; shift; n=$((n - 1)) ;;
+    *) set -- "$@" "$a" ;;
+  esac
+done
+mkdir -p /data
+conf=/etc/crashlab-nats.conf
+{
+  echo 'listen: "0.0.0.0:4222"'
+  echo 'jetstream {'
+  echo '  store_dir: "/data"'
+  if [ -n "$sync" ]; then echo "  sync_interval: $sync"; fi
+  echo '}'
+} >"$conf"
+exec nats-server -c "$conf" "$@"
+"#;
+
+/// Debian trixie's NATS server with crashlab's entrypoint.
+pub const RECIPE: ImageRecipe = ImageRecipe {
+    name: "nats",
+    tag: IMAGE,
+    suite: "trixie",
+    packages: &["nats-server"],
+    files: &[RecipeFile { path: "usr/local/bin/crashlab-entrypoint", contents: ENTRYPOINT, mode: 0o755 }],
+    prune: &["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"],
+    changes: &[r#"ENTRYPOINT ["/usr/local/bin/crashlab-entrypoint"]"#, "EXPOSE 4222/tcp", "ENV LANG=C.UTF-8"],
+};
+
+/// The NATS JetStream workload.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    pub image: String,
+    /// Arguments to crashlab's entrypoint: `--sync-interval VALUE`, and
+    /// `nats-server` flags.
+    pub server_args: Vec<String>,
+}
+
+impl Workload for Nats {
+    fn name(&self) -> &str {
+        KIND.name
+    }
+
+    fn image_names(&self) -> &'static [&'static str] {
+        &["nats"]
+    }
+
+    /// `nats`, `nats-server` and their variants, but not NATS Streaming
+    /// (`nats-streaming`), which has no JetStream to drive.
+    fn recognises(&self, image: &str) -> bool {
+        let last = crate::image_base_name(image);
+        (last == "nats" || last.starts_with("nats-")) && !last.starts_with("nats-streaming")
+    }
+
+    fn log_severity(&self, line: &str) -> Option<LogSeverity> {
+        log_severity(line)
+    }
+
+    fn container(&self) -> ContainerSpec {
+        ContainerSpec {
+            image: self.image.clone(),
+            cmd: self.server_args.clone(),
+            env: vec![],
+            data_dir: DATA_DIR.into(),
+            port: PORT,
+            // SIGTERM: nats-server shuts down (lame duck is SIGUSR2).
+            stop_signal: None,
+            ready_log: None,
+            user: None,
+            binds: vec![],
+        }
+    }
+
+    fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
+        Box::pin(async move {
+            let js = connect(addr).await?;
+            // JetStream answers its account info only once it is enabled,
+            // which is after the streams in its store were recovered.
+            js.query_account().await.map_err(query_err("read the JetStream account"))?;
+            Ok(())
+        })
+    }
+
+    fn setup(&self, addr: SocketAddr, load: LoadConfig) -> BoxFuture<'_, Result<(), WorkloadError>> {
+        Box::pin(async move {
+            let js = connect(addr).await?;
+            match js.delete_stream(STREAM).await {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(query_err("delete the stream")(e)),
+            }
+            js.create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![SUBJECTS.into()],
+                storage: stream::StorageType::File,
+                num_replicas: 1,
+                description: Some(format!("{ACCOUNTS_PREFIX}{}", load.accounts)),
+                ..Default::default()
+            })
+            .await
+            .map_err(query_err("create the stream"))?;
+            Ok(())
+        })
+    }
+
+    fn load(
+        &self,
+        addr: SocketAddr,
+        load: LoadConfig,
+        stop: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> BoxFuture<'_, Result<LoadOutcome, WorkloadError>> {
+        Box::pin(run_clients(load, stop, grace, move |ctx| run_client(addr, ctx)))
+    }
+
+    /// The server answers clients only once JetStream recovered its store.
+    fn recovering(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
+        Box::pin(async { Ok(Some(false)) })
+    }
+
+    fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
+        Box::pin(observe(addr))
+    }
+}
+
+/// A client and its JetStream context. The client reconnects at most once
+/// on its own: a load's client must end when its server goes away, as the
+/// other drivers' do, rather than buffer publishes for a server that
+/// comes back.
+async fn connect(addr: SocketAddr) -> Result<jetstream::Context, WorkloadError> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(ACK_TIMEOUT)
+        .request_timeout(Some(ACK_TIMEOUT))
+        .max_reconnects(1)
+        .connect(addr.to_string())
+        .await
+        .map_err(|e| WorkloadError::Connect { addr, source: e.into() })?;
+    let mut js = jetstream::new(client);
+    js.set_timeout(ACK_TIMEOUT);
+    Ok(js)
+}
+
+/// Whether the server said the stream does not exist.
+fn not_found(e: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::GetStreamErrorKind;
+    matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn query_err<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> WorkloadError {
+    move |e| WorkloadError::Query { what, source: e.into() }
+}
+
+async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
+    let subject = format!("crashlab.c{}", ctx.client);
+    match ctx.connect(connect(addr)).await {
+        Ok(js) => ctx.run(&mut Publisher { js, subject }).await,
+        Err(e) => Some(e),
+    }
+}
+
+/// One client's publishes.
+struct Publisher {
+    js: jetstream::Context,
+    subject: String,
+}
+
+impl Attempter for Publisher {
+    async fn attempt(&mut self, t: Transfer, in_doubt: InDoubt) -> Attempt {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", t.id.to_string().as_str());
+        // A publish is its own commit: once it may have left, it is in doubt.
+        in_doubt.mark();
+        let ack = match self.js.publish_with_headers(self.subject.clone(), headers, payload(&t).into()).await {
+            Ok(ack) => ack,
+            Err(e) => return Attempt::Failed { error: format!("publish: {e}"), rolled_back: false },
+        };
+        match ack.await {
+            Ok(ack) if ack.stream == STREAM && !ack.duplicate => Attempt::Committed,
+            Ok(ack) => Attempt::Failed { error: format!("unexpected PubAck {ack:?}"), rolled_back: false },
+            Err(e) => Attempt::Failed { error: format!("PubAck: {e}"), rolled_back: false },
+        }
+    }
+}
+
+/// The message of a transfer: `"id src dst amount"`.
+fn payload(t: &Transfer) -> String {
+    format!("{} {} {} {}", t.id, t.src, t.dst, t.amount)
+}
+
+fn parse_payload(payload: &[u8]) -> Option<Transfer> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.split(' ');
+    let t = Transfer {
+        id: parts.next()?.parse().ok()?,
+        src: parts.next()?.parse().ok()?,
+        dst: parts.next()?.parse().ok()?,
+        amount: parts.next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(t)
+}
+
+/// One message as read back: its stream sequence, subject and transfer.
+#[derive(Debug, Clone, PartialEq)]
+struct Read {
+    seq: u64,
+    subject: String,
+    transfer: Transfer,
+}
+
+async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
+    let js = connect(addr).await?;
+    let mut stream = match js.get_stream(STREAM).await {
+        Ok(s) => s,
+        Err(e) if not_found(&e) => return Ok(Observation::Gone { detail: format!("stream {STREAM} is missing") }),
+        Err(e) => return Err(query_err("read the stream's state")(e)),
+    };
+    let info = stream.info().await.map_err(query_err("read the stream's state"))?;
+    let (state, description) = (info.state.clone(), info.config.description.clone().unwrap_or_default());
+    let Some(accounts) = description.strip_prefix(ACCOUNTS_PREFIX).and_then(|n| n.parse::<u32>().ok()) else {
+        return Ok(Observation::Unreadable { detail: format!("stream description {description:?}") });
+    };
+    let mut read = Vec::new();
+    if state.messages > 0 {
+        let config =
+            consumer::pull::OrderedConfig { deliver_policy: consumer::DeliverPolicy::All, ..Default::default() };
+        let consumer = stream.create_consumer(config).await.map_err(query_err("create a consumer"))?;
+        let mut messages = consumer.messages().await.map_err(query_err("consume the stream"))?;
+        while read.last().is_none_or(|r: &Read| r.seq < state.last_sequence) {
+            let next = tokio::time::timeout(READ_TIMEOUT, messages.next()).await;
+            let message = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(query_err("consume the stream")(e)),
+                Ok(None) | Err(_) => break,
+            };
+            let seq =
+                message.info().map_err(|e| WorkloadError::Query { what: "read a message's sequence", source: e })?;
+            let seq = seq.stream_sequence;
+            let Some(transfer) = parse_payload(&message.payload) else {
+                let detail = format!("message {seq}: payload {:?}", String::from_utf8_lossy(&message.payload));
+                return Ok(Observation::Unreadable { detail });
+            };
+            read.push(Read { seq, subject: message.subject.to_string(), transfer });
+        }
+    }
+    Ok(judge(&read, accounts, (state.messages, state.first_sequence, state.last_sequence)))
+}
+
+/// The observation of what a consumer delivered, given the number of
+/// accounts and the stream's own `(messages, first sequence, last
+/// sequence)`. Balances are recomputed from the messages, every account
+/// starting at [`INITIAL_BALANCE`].
+fn judge(read: &[Read], accounts: u32, (messages, first, last): (u64, u64, u64)) -> Observation {
+    let ledger: Vec<Transfer> = read.iter().map(|r| r.transfer).collect();
+    let mut balances: HashMap<u32, i64> = (0..accounts).map(|id| (id, INITIAL_BALANCE)).collect();
+    for t in &ledger {
+        *balances.entry(t.src).or_insert(INITIAL_BALANCE) -= t.amount;
+        *balances.entry(t.dst).or_insert(INITIAL_BALANCE) += t.amount;
+    }
+    let mut problems = Vec::new();
+    let delivered = (read.len() as u64, read.first().map_or(0, |r| r.seq), read.last().map_or(0, |r| r.seq));
+    if messages > 0 && delivered != (messages, first, last) {
+        problems.push(format!(
+            "the stream's state says {messages} messages, sequences {first}..={last}; a consumer delivered {}, {}..={}",
+            delivered.0, delivered.1, delivered.2
+        ));
+    }
+    let mut newest: HashMap<&str, &Read> = HashMap::new();
+    for r in read {
+        if let Some(prev) = newest.insert(r.subject.as_str(), r)
+            && prev.transfer.id >= r.transfer.id
+        {
+            problems.push(format!(
+                "on {}, transfer {} (sequence {}) after transfer {} (sequence {}), out of publish order",
+                r.subject, r.transfer.id, r.seq, prev.transfer.id, prev.seq
+            ));
+        }
+    }
+    let engine_check = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
+    Observation::Present { ledger, balances: balances.into_iter().collect(), engine_check, engine_notes: vec![] }
+}
+
+/// nats-server's format: `[pid] 2026/12/06 23:00:00.000000 [INF] message`.
+pub fn log_severity(line: &str) -> Option<LogSeverity> {
+    match line.split(' ').nth(3)? {
+        "[WRN]" => Some(LogSeverity::Warning),
+        "[ERR]" => Some(LogSeverity::Error),
+        "[FTL]" => Some(LogSeverity::Fatal),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_streaming_is_not_recognised_as_jetstream() {
+        let w = Nats { image: String::new(), server_args: vec![] };
+        assert!(w.recognises("nats:2.10"));
+        assert!(w.recognises("registry.example/nats-server:latest"));
+        assert!(!w.recognises("nats-streaming:0.25"));
+    }
+
+    fn r(seq: u64, client: u32, id: u64) -> Read {
+        Read {
+            seq,
+            subject: format!("crashlab.c{client}"),
+            transfer: Transfer { id: crate::ack::ledger_id(client, id), src: 0, dst: 1, amount: 5 },
+        }
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let t = Transfer { id: 1 << 41, src: 3, dst: 0, amount: 99 };
+        assert_eq!(parse_payload(payload(&t).as_bytes()), Some(t));
+        assert_eq!(parse_payload(b"1 2 3"), None);
+        assert_eq!(parse_payload(b"1 2 3 4 5"), None);
+        assert_eq!(parse_payload(&[0xff]), None);
+    }
+
+    #[test]
+    fn a_stream_read_whole_and_in_order_passes_the_engine_check() {
+        let read = [r(1, 0, 1), r(2, 1, 1), r(3, 0, 2)];
+        let Observation::Present { ledger, balances, engine_check, .. } = judge(&read, 2, (3, 1, 3)) else { panic!() };
+        assert_eq!(engine_check, Ok(()));
+        assert_eq!(ledger.len(), 3);
+        let mut balances = balances;
+        balances.sort();
+        assert_eq!(balances, [(0, INITIAL_BALANCE - 15), (1, INITIAL_BALANCE + 15)]);
+    }
+
+    #[test]
+    fn order_per_subject_and_the_streams_own_state_are_checked() {
+        let out_of_order = [r(1, 0, 2), r(2, 1, 1), r(3, 0, 1)];
+        let Observation::Present { engine_check, .. } = judge(&out_of_order, 2, (3, 1, 3)) else { panic!() };
+        assert!(engine_check.unwrap_err().contains("out of publish order"));
+        let short = [r(1, 0, 1), r(2, 0, 2)];
+        let Observation::Present { engine_check, .. } = judge(&short, 2, (3, 1, 3)) else { panic!() };
+        assert!(engine_check.unwrap_err().contains("says 3 messages"));
+        let Observation::Present { engine_check, .. } = judge(&[], 2, (0, 0, 0)) else { panic!() };
+        assert_eq!(engine_check, Ok(()));
+    }
+
+    #[test]
+    fn server_log_lines_are_classified_by_their_level_tag() {
+        assert_eq!(log_severity("[1] 2026/12/06 23:00:00.000000 [INF] Starting nats-server"), None);
+        assert_eq!(log_severity("[1] 2026/12/06 23:00:00.000000 [WRN] Filestore ..."), Some(LogSeverity::Warning));
+        assert_eq!(log_severity("[1] 2026/12/06 23:00:00.000000 [ERR] JetStream ..."), Some(LogSeverity::Error));
+        assert_eq!(log_severity("[1] 2026/12/06 23:00:00.000000 [FTL] Can't start"), Some(LogSeverity::Fatal));
+        assert_eq!(log_severity("nats-server: bad flag"), None);
+    }
+
+    #[test]
+    fn server_args_go_to_the_entrypoint_in_order() {
+        let w = (KIND.build)(None, vec!["--sync-interval".into(), "always".into()]);
+        assert_eq!(w.container().cmd, ["--sync-interval", "always"]);
+        assert_eq!(w.container().image, IMAGE);
+    }
+}
