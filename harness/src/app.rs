@@ -629,6 +629,9 @@ async fn ensure_images(docker: &Docker, scenario: &Scenario, mirror: &str, quiet
     if strategies.contains(&Strategy::BackupRestic) {
         ensure_image(docker, crashlab_workloads::restic::IMAGE, mirror, quiet).await?;
     }
+    if strategies.contains(&Strategy::BackupMariabackup) {
+        ensure_image(docker, crashlab_workloads::mariabackup::IMAGE, mirror, quiet).await?;
+    }
     if strategies.contains(&Strategy::GlusterfsReplica) {
         // Its storage hosts run the GlusterFS server's image.
         ensure_image(docker, crashlab_workloads::glusterfs::IMAGE, mirror, quiet).await?;

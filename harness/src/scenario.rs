@@ -8,7 +8,7 @@
 
 pub mod filter;
 use crate::faults::Fault;
-use crate::storage::Strategy;
+use crate::storage::{BackupKind, Strategy};
 use crashlab_reports::{Unsupported, Verdict};
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
@@ -186,7 +186,13 @@ impl Scenario {
             }
             let no_replica = (cell.strategy.def().data_on.replication().is_some() && !replicates)
                 .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none");
-            match no_replica.or_else(|| cell.fault.unsupported_on(cell.strategy)) {
+            let other_engine = cell
+                .strategy
+                .def()
+                .backup
+                .and_then(BackupKind::only_for)
+                .and_then(|(workload, why)| (workload != self.workload.kind.as_str()).then_some(why));
+            match no_replica.or(other_engine).or_else(|| cell.fault.unsupported_on(cell.strategy)) {
                 None => run.push(cell),
                 Some(reason) => unsupported.push(Unsupported {
                     workload: self.workload.kind.as_str().to_owned(),
@@ -596,6 +602,20 @@ faults = ["restart"]
             let err = error_of(&with(body));
             assert!(err.contains(expected), "for {body:?}: got {err:?}, wanted {expected:?}");
         }
+    }
+
+    #[test]
+    fn an_engines_own_backup_tool_is_unsupported_on_other_engines() {
+        let text = MINIMAL
+            .replace("[\"named-volume\"]", "[\"backup-mariabackup\"]")
+            .replace("[\"restart\"]", "[\"host-loss\"]");
+        let (run, unsupported) = Scenario::parse(&text, "s.toml").unwrap().plan();
+        assert_eq!((run.len(), unsupported.len()), (1, 0), "MariaDB's tool backs up MariaDB");
+        let text = text.replace("kind = \"mariadb\"", "kind = \"postgres\"");
+        let (run, unsupported) = Scenario::parse(&text, "s.toml").unwrap().plan();
+        assert!(run.is_empty());
+        assert_eq!(unsupported.len(), 1);
+        assert!(unsupported[0].reason.contains("MariaDB's own backup tool"), "{:?}", unsupported[0]);
     }
 
     #[test]

@@ -258,3 +258,107 @@ async fn a_committed_image_brings_the_writable_layers_data_back_after_host_loss(
     assert!(b.bytes.max > 100e6, "{detail}");
     assert!(b.method.contains("committed"), "{}", b.method);
 }
+
+/// `mariadb-backup`'s backup directories of a run in `state`, oldest first
+/// (they are numbered in the order the method took them), each with
+/// whether the tool has written its LSNs there (the backup is complete).
+fn mariabackup_dirs(state: &std::path::Path) -> Vec<(u32, std::path::PathBuf, bool)> {
+    let list = |p: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(p).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    let mut dirs: Vec<(u32, std::path::PathBuf, bool)> = list(state.join("runs"))
+        .into_iter()
+        .flat_map(|run| list(run.join("backups")))
+        .flat_map(|cell| list(cell.join("mariabackup")))
+        .filter_map(|dir| {
+            let n = dir.file_name()?.to_str()?.parse().ok()?;
+            let complete = dir.join("xtrabackup_checkpoints").exists();
+            Some((n, dir, complete))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariabackup_restores_its_full_and_incremental_backups_within_an_interval() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::mariabackup::IMAGE).await);
+    let (outcome, _state) = common::run(&quick("backup-mariabackup", "3500ms", 1)).await;
+    let c = cell(&outcome.report, "backup-mariabackup");
+    let cycle = &c.cycle_details[0];
+    let backup = cycle.backup.as_ref().expect("a backup strategy reports its backups");
+    let b = c.backup.as_ref().expect("backup summary");
+    let detail = format!("{cycle:#?}");
+    // A prepared hot backup is consistent: never `corrupt`, whatever the
+    // engine wrote while it was copied.
+    assert!(c.verdict <= Verdict::LostWrites, "a prepared mariabackup restores consistently: {detail}");
+    assert!(b.backups >= 2, "backups every second of the load: {detail}");
+    assert_eq!((b.restores, b.consistent_restores), (1, 1), "{detail}");
+    assert_eq!(backup.restored, last_completed(c), "the latest backup was restored: {detail}");
+    assert!(cycle.acked_writes > cycle.lost_acked_writes, "what the backups held survived: {detail}");
+    let rpo = b.rpo_s_max.expect("a host loss has a recovery point");
+    let bound = rpo_bound(1.0, 3.5, b, cycle);
+    assert!(rpo <= bound, "RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s): {detail}");
+    // The prepare is the tool's own check: every step said so, and the
+    // LSNs it applied chain the incrementals to the full backup.
+    let check = backup.tool_check.as_ref().expect("the prepare is reported");
+    assert!(check.passed, "{check:?}");
+    assert!(check.detail.contains("completed OK!") && check.detail.contains("incremental"), "{check:?}");
+    // Incremental: the later backups copy the pages that changed, less
+    // than the first, full one.
+    let done: Vec<_> = backup.backups.iter().filter(|r| r.error.is_none()).collect();
+    assert!(done[1..].iter().all(|r| r.bytes < done[0].bytes), "incrementals smaller than the full: {done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_mariabackup_incremental_is_the_tools_error_and_never_intact() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::mariabackup::IMAGE).await);
+    // Three backups at least: the full one and two incrementals, the first
+    // of which is removed from the backup directory once the second is
+    // complete (it is no one's base any longer), before the host is lost.
+    let text = quick("backup-mariabackup", "3500ms", 1).replace("min-backups = 2", "min-backups = 3");
+    let (state_tx, state_rx) = tokio::sync::oneshot::channel();
+    let removed = tokio::spawn(async move {
+        let state: std::path::PathBuf = state_rx.await.expect("the run's state directory");
+        loop {
+            let dirs = mariabackup_dirs(&state);
+            if dirs.iter().filter(|d| d.2).count() >= 3 {
+                let (_, first_incremental, _) = &dirs[1];
+                std::fs::remove_dir_all(first_incremental).expect("remove the incremental");
+                return first_incremental.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let (outcome, _state) = common::run_with(&text, |s| state_tx.send(s.state_dir.clone()).unwrap()).await;
+    let removed = tokio::time::timeout(std::time::Duration::from_secs(1), removed)
+        .await
+        .expect("an incremental was removed during the run")
+        .unwrap();
+    let c = cell(&outcome.report, "backup-mariabackup");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let check = cycle.backup.as_ref().and_then(|b| b.tool_check.as_ref()).expect("the prepare is reported");
+    // The restore says what is wrong, in the words of the command that
+    // needed the missing directory.
+    let dir = removed.file_name().unwrap().to_str().unwrap();
+    // What docs/backups.md quotes (`-- --nocapture` shows it).
+    eprintln!(
+        "run {}: {:?}, {} of {} acknowledged commits lost; {check:?}",
+        outcome.report.run_id, c.verdict, c.lost_acked_writes, cycle.acked_writes
+    );
+    assert!(!check.passed, "{check:?}");
+    assert!(check.detail.starts_with(&format!("step `copy {dir}` failed")), "{check:?}");
+    assert!(check.detail.contains("No such file or directory"), "{check:?}");
+    assert_eq!(c.backup.as_ref().unwrap().tool_checks_passed, 0);
+    // The server started on what was prepared (the full backup): less than
+    // the latest backup held, and never reported as intact.
+    assert!(c.verdict > Verdict::Intact && c.verdict < Verdict::Error, "{detail}");
+    assert!(c.lost_acked_writes > 0, "{detail}");
+}

@@ -404,7 +404,9 @@ pub struct ToolCheck {
     /// The command, as run.
     pub command: String,
     pub passed: bool,
-    /// The tail of its output when it failed or could not run.
+    /// The tail of its output when it failed or could not run; what it
+    /// checked, when the tool says (the LSNs a `mariadb-backup --prepare`
+    /// applied).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }

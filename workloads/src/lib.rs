@@ -27,6 +27,7 @@ pub mod etcd;
 pub mod fio;
 pub mod fsync_log;
 pub mod glusterfs;
+pub mod mariabackup;
 pub mod mariadb;
 pub mod nats;
 pub mod postgres;
@@ -45,13 +46,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 9] = [
+pub const RECIPES: [&ImageRecipe; 10] = [
     &mariadb::RECIPE,
     &postgres::RECIPE,
     &redis::RECIPE,
     &fio::RECIPE,
     &agent::RECIPE,
     &restic::RECIPE,
+    &mariabackup::RECIPE,
     &glusterfs::RECIPE,
     &nats::RECIPE,
     &etcd::RECIPE,

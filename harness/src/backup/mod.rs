@@ -1,4 +1,4 @@
-//! Backups: the seven backup strategies, how each takes a copy of the live
+//! Backups: the eight backup strategies, how each takes a copy of the live
 //! data during the load, and how the copy comes back after a host loss.
 //!
 //! A backup method is one file of this module implementing
@@ -9,8 +9,8 @@
 //! [`Backups`] keeps what all methods share: the schedule and the
 //! records. `tar.rs` holds the three tar copies (hot, quiesced, stopped),
 //! which differ only in what holds the engine during the copy;
-//! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs` and
-//! `commit_image.rs` one method each.
+//! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs`, `commit_image.rs`
+//! and `mariabackup.rs` one method each.
 //!
 //! Every backup strategy keeps the live data on a named volume. From one
 //! [`interval`](crate::settings::BackupSection::interval) after the load
@@ -29,6 +29,7 @@
 //! | `btrfs-snapshot` | a read-only snapshot of the btrfs subvolume the volume binds | a writable snapshot of the latest read-only one becomes the new volume |
 //! | `sync-agent` | a sidecar container (`crashlab-agent sync`) mounting the volume read-only archives and gzips the directory every interval and uploads it to an object store, one object per application | a one-shot `crashlab-agent restore` container unpacks the object into a new volume |
 //! | `backup-restic` | a restic sidecar (Debian's `restic`) mounting the volume read-only runs `restic backup` (by Docker exec) into a repository: incremental and deduplicated, so an unchanged file costs a metadata lookup and nothing stored | a one-shot restic container restores this cycle's latest snapshot into a new volume; `restic check` checks the repository after every cycle |
+//! | `backup-mariabackup` | a sidecar of Debian's `mariadb-backup` sharing the server's network and mounting its volume read-only takes a hot physical backup (by Docker exec): the cycle's first full, each later one incremental on the one before (`--incremental-basedir`) | a one-shot container copies the full backup into a new volume, runs `--prepare` and applies the incrementals in order (`--prepare --incremental-dir`); its outcome, with the LSNs applied or the tool's error, is the cycle's tool check |
 //! | `commit-image` | the data lives in the container's writable layer; the container is committed to an image (paused by the daemon for the commit) and the image saved as an archive, as a container-only setup carries a container to another host | the host's images are gone: the archive is loaded and a new container created from its image |
 //!
 //! Only the latest backup of the current cycle is ever restored, once: a
@@ -74,6 +75,7 @@ use std::time::{Duration, Instant};
 
 mod btrfs_snapshot;
 mod commit_image;
+mod mariabackup;
 mod restic;
 mod sync_agent;
 mod tar;
@@ -97,6 +99,7 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::SyncAgent => Box::new(sync_agent::SyncAgent::new(site, settings)),
         BackupKind::Restic => Box::new(restic::Restic::new(site, settings)),
         BackupKind::CommitImage => Box::new(commit_image::CommitImage::new(site)),
+        BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
     }
 }
 
@@ -127,6 +130,9 @@ pub enum BackupError {
     RestoreFailed { code: i64, output: String },
     #[error("`{command}` exited with {code:?}: {output}")]
     Restic { command: String, code: Option<i64>, output: String },
+    /// A backup tool's command failed (`mariadb-backup`).
+    #[error("`{command}` exited with {code:?}: {output}")]
+    Tool { command: String, code: Option<i64>, output: String },
     #[error("`restic backup` printed no summary: {0}")]
     NoResticSummary(String),
     #[error(transparent)]

@@ -24,6 +24,7 @@ pub enum Strategy {
     BtrfsSnapshot,
     SyncAgent,
     BackupRestic,
+    BackupMariabackup,
     CommitImage,
     ReplicaAsync,
     ReplicaSemisync,
@@ -107,6 +108,29 @@ pub enum BackupKind {
     Restic,
     /// The container committed to an image, saved as an archive.
     CommitImage,
+    /// MariaDB's own hot physical backups, full then incremental, from a
+    /// sidecar.
+    Mariabackup,
+}
+
+impl BackupKind {
+    /// The one workload a method's tool backs up, and why no other, when
+    /// the tool is an engine's own; `None` when it copies any engine's
+    /// files.
+    pub fn only_for(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BackupKind::Mariabackup => {
+                Some(("mariadb", "mariadb-backup is MariaDB's own backup tool; it backs up no other engine"))
+            }
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::SyncAgent
+            | BackupKind::Restic
+            | BackupKind::CommitImage => None,
+        }
+    }
 }
 
 /// Whether the fault filesystem can sit under a strategy's data.
@@ -142,7 +166,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 17] = [
+pub const TABLE: [StrategyDef; 18] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -239,6 +263,14 @@ pub const TABLE: [StrategyDef; 17] = [
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
         backup: Some(BackupKind::Restic),
         describes: "a named volume that a restic sidecar backs up, incrementally, into a repository",
+    },
+    StrategyDef {
+        strategy: Strategy::BackupMariabackup,
+        name: "backup-mariabackup",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::Mariabackup),
+        describes: "a named volume that a mariadb-backup sidecar backs up hot, full then incremental",
     },
     StrategyDef {
         strategy: Strategy::CommitImage,
