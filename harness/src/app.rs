@@ -621,20 +621,11 @@ pub async fn run(options: RunOptions) -> Result<i32, AppError> {
 /// [`ensure_image`]).
 async fn ensure_images(docker: &Docker, scenario: &Scenario, mirror: &str, quiet: bool) -> Result<(), AppError> {
     ensure_image(docker, &workload_for(&scenario.workload).container().image, mirror, quiet).await?;
-    let strategies = &scenario.matrix.strategies;
-    if strategies.contains(&Strategy::SyncAgent) {
-        // The sync agent's sidecar runs the agent's image.
-        ensure_image(docker, crashlab_workloads::agent::IMAGE, mirror, quiet).await?;
-    }
-    if strategies.contains(&Strategy::BackupRestic) {
-        ensure_image(docker, crashlab_workloads::restic::IMAGE, mirror, quiet).await?;
-    }
-    if strategies.contains(&Strategy::BackupMariabackup) {
-        ensure_image(docker, crashlab_workloads::mariabackup::IMAGE, mirror, quiet).await?;
-    }
-    if strategies.contains(&Strategy::GlusterfsReplica) {
-        // Its storage hosts run the GlusterFS server's image.
-        ensure_image(docker, crashlab_workloads::glusterfs::IMAGE, mirror, quiet).await?;
+    let mut images: Vec<&str> = scenario.matrix.strategies.iter().flat_map(|s| s.def().sidecar_images()).collect();
+    images.sort_unstable();
+    images.dedup();
+    for image in images {
+        ensure_image(docker, image, mirror, quiet).await?;
     }
     Ok(())
 }

@@ -131,6 +131,23 @@ impl BackupKind {
             | BackupKind::CommitImage => None,
         }
     }
+
+    /// The image of the sidecar the method runs beside the workload, when
+    /// it runs one: it must be there (built if missing) before a cell
+    /// starts.
+    pub fn sidecar_image(self) -> Option<&'static str> {
+        match self {
+            // The sync agent's sidecar runs the agent's image.
+            BackupKind::SyncAgent => Some(crashlab_workloads::agent::IMAGE),
+            BackupKind::Restic => Some(crashlab_workloads::restic::IMAGE),
+            BackupKind::Mariabackup => Some(crashlab_workloads::mariabackup::IMAGE),
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::CommitImage => None,
+        }
+    }
 }
 
 /// Whether the fault filesystem can sit under a strategy's data.
@@ -331,6 +348,23 @@ pub const TABLE: [StrategyDef; 18] = [
 ];
 
 impl StrategyDef {
+    /// The images of what the strategy runs beside the workload (a backup
+    /// sidecar, storage hosts), which must be there before a cell starts.
+    pub fn sidecar_images(&self) -> Vec<&'static str> {
+        let storage_hosts = match self.data_on {
+            // Its storage hosts run the GlusterFS server's image.
+            DataOn::Gluster => Some(crashlab_workloads::glusterfs::IMAGE),
+            DataOn::WritableLayer
+            | DataOn::AnonymousVolume
+            | DataOn::NamedVolume
+            | DataOn::HostDir
+            | DataOn::Tmpfs
+            | DataOn::BtrfsSubvolume
+            | DataOn::Replicated(_) => None,
+        };
+        self.backup.and_then(BackupKind::sidecar_image).into_iter().chain(storage_hosts).collect()
+    }
+
     /// How the strategy protects the data against the loss of its host,
     /// for the report: taking backups makes it [`Family::Backup`],
     /// whatever the live data sits on; otherwise its place decides
