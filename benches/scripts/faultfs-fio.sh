@@ -68,9 +68,10 @@ wait_mount "$work/mnt" faultfs
 if [ -n "${LAZYFS:-}" ]; then
   mkdir -p "$work/lazy-backing" "$work/lazy-mnt"
   # LazyFS's own mount script, minus the fixed paths: the subdir module
-  # serves the backing directory at the mountpoint.
+  # serves the backing directory at the mountpoint. It must not hold the
+  # pipe to faultfs (fd 3), or faultfs never sees the end of its stdin.
   "$LAZYFS" "$work/lazy-mnt" --config-path "$(dirname "$LAZYFS")/../config/default.toml" \
-    -o allow_other -o modules=subdir -o "subdir=$work/lazy-backing" -f >/dev/null 2>&1 &
+    -o allow_other -o modules=subdir -o "subdir=$work/lazy-backing" -f >/dev/null 2>&1 3>&- &
   lazy_pid=$!
   wait_mount "$work/lazy-mnt" LazyFS
   sides+=(lazyfs)
