@@ -18,6 +18,8 @@
 # Environment:
 #   SERVE=PATH    a prebuilt faultfs `serve` example (e.g. an older build, to
 #                 compare builds); default: built here from this checkout.
+#   BASELINE=PATH another `serve` build (say, main's) mounted beside it as
+#                 side `baseline`, for before/after figures in one run.
 #   LAZYFS=PATH   LazyFS's `build/lazyfs` binary (github.com/dsrhaslab/lazyfs,
 #                 built with its build.sh); adds a LazyFS side with its
 #                 default configuration (`config/default.toml` beside build/).
@@ -48,10 +50,15 @@ declare -A dirs=([native]=$work/native [faultfs]=$work/mnt)
 exec 3> >(exec "$serve" "$work/backing" "$work/mnt" "$@" 2>/dev/null)
 serve_pid=$!
 lazy_pid=
+base_pid=
 cleanup() {
-  exec 3>&-
+  exec 3>&- 4>&-
   wait "$serve_pid" 2>/dev/null || true
   umount -l "$work/mnt" 2>/dev/null || true
+  if [ -n "$base_pid" ]; then
+    wait "$base_pid" 2>/dev/null || true
+    umount -l "$work/base-mnt" 2>/dev/null || true
+  fi
   if [ -n "$lazy_pid" ]; then
     umount -l "$work/lazy-mnt" 2>/dev/null || true
     kill "$lazy_pid" 2>/dev/null || true
@@ -65,19 +72,27 @@ wait_mount() {
   exit 1
 }
 wait_mount "$work/mnt" faultfs
+if [ -n "${BASELINE:-}" ]; then
+  mkdir -p "$work/base-backing" "$work/base-mnt"
+  exec 4> >(exec 3>&- "$BASELINE" "$work/base-backing" "$work/base-mnt" "$@" 2>/dev/null)
+  base_pid=$!
+  wait_mount "$work/base-mnt" "baseline faultfs"
+  sides+=(baseline)
+  dirs[baseline]=$work/base-mnt
+fi
 if [ -n "${LAZYFS:-}" ]; then
   mkdir -p "$work/lazy-backing" "$work/lazy-mnt"
   # LazyFS's own mount script, minus the fixed paths: the subdir module
   # serves the backing directory at the mountpoint. It must not hold the
   # pipe to faultfs (fd 3), or faultfs never sees the end of its stdin.
   "$LAZYFS" "$work/lazy-mnt" --config-path "$(dirname "$LAZYFS")/../config/default.toml" \
-    -o allow_other -o modules=subdir -o "subdir=$work/lazy-backing" -f >/dev/null 2>&1 3>&- &
+    -o allow_other -o modules=subdir -o "subdir=$work/lazy-backing" -f >/dev/null 2>&1 3>&- 4>&- &
   lazy_pid=$!
   wait_mount "$work/lazy-mnt" LazyFS
   sides+=(lazyfs)
   dirs[lazyfs]=$work/lazy-mnt
 fi
-echo "fio on the $fio_where; faultfs: $serve${1:+ $1}; sides: ${sides[*]}; $rounds rotated rounds"
+echo "fio on the $fio_where; faultfs: $serve${1:+ $1}${BASELINE:+; baseline: $BASELINE}; sides: ${sides[*]}; $rounds rotated rounds"
 
 run_fio() { # DIR FIO-ARGS... -> prints fio JSON
   local dir=$1; shift
@@ -120,6 +135,13 @@ awk -v nf="$nf" -v ff="$ff" -v ns="$ns" -v fs="$fs" 'BEGIN {
   printf "4k write+fsync: faultfs/native %.2fx (target >= 2x)\n", ff / nf
   printf "1m seq write:   faultfs/native %.2fx (target >= 0.9x)\n", fs / ns
 }'
+if [ -n "$base_pid" ]; then
+  bf=$(median <<<"${results[baseline-f]}"); bs=$(median <<<"${results[baseline-s]}")
+  awk -v bf="$bf" -v ff="$ff" -v bs="$bs" -v fs="$fs" -v nf="$nf" -v ns="$ns" 'BEGIN {
+    printf "4k write+fsync: faultfs/baseline %.2fx (baseline/native %.2fx)\n", ff / bf, bf / nf
+    printf "1m seq write:   faultfs/baseline %.2fx (baseline/native %.2fx)\n", fs / bs, bs / ns
+  }'
+fi
 if [ -n "$lazy_pid" ]; then
   lf=$(median <<<"${results[lazyfs-f]}"); ls_=$(median <<<"${results[lazyfs-s]}")
   awk -v lf="$lf" -v ff="$ff" -v ls="$ls_" -v fs="$fs" 'BEGIN {

@@ -631,8 +631,8 @@ impl State {
     /// A call of kind `op` (`sync`: an `O_SYNC` write or truncate) on
     /// `path` arrived and has not taken effect: if it is a candidate of the
     /// armed plan and selected, copy the durable base and keep it with the
-    /// history. Every other request waits, since the caller holds the
-    /// state's lock and faultfs serves one request at a time. A failed copy
+    /// history. Every other request waits, since requests take the gate
+    /// exclusively while a plan is armed. A failed copy
     /// is kept as a point with an error rather than failing the call: the
     /// application must not see the harness's trouble.
     /// `file`: for an `fsync`/`fdatasync`, the file synced, which must have
@@ -1568,7 +1568,9 @@ impl Filesystem for FaultFs {
         // file at open time rather than at the first read.
         tri!(reply, lock_file(&tri!(reply, st.file(ino.0))).parts().map(|_| ()));
         let fh = st.open_handle(ino.0, flags.0);
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+        // The kernel's cached pages are what faultfs would serve (see the
+        // crate docs, "FUSE choices"), so an open need not drop them.
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn read(
@@ -1820,7 +1822,7 @@ impl Filesystem for FaultFs {
         let ino = tri!(reply, st.new_file(req, parent, name, mode & !umask));
         let fh = st.open_handle(ino, flags);
         let attr = tri!(reply, st.attr(ino));
-        reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::empty());
+        reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn fallocate(

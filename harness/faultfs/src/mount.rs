@@ -13,12 +13,6 @@ use crate::history::History;
 use crate::rules::FaultRule;
 use crate::sys;
 
-/// FUSE worker threads per mount. Requests block on the backing disk (reads,
-/// early writeback, `fsync-reaches-disk`) and on one another's files only,
-/// so a few more threads than cores keep the cores busy; the databases
-/// crashlab tests issue a handful of requests at once.
-const SERVING_THREADS: usize = 4;
-
 /// Why a mount or unmount failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -83,6 +77,7 @@ impl FaultFs {
     pub fn mount(backing: &Path, mountpoint: &Path, config: FaultConfig) -> Result<MountedFs, MountError> {
         let backing_err = |source| MountError::Backing { path: backing.to_owned(), source };
         let backing_abs = backing.canonicalize().map_err(backing_err)?;
+        let threads = config.threads();
         let state = State::new(&backing_abs, config).map_err(backing_err)?;
         let shared = Arc::new(Shared::new(state));
         let mut options = fuser::Config::default();
@@ -98,7 +93,7 @@ impl FaultFs {
         // Requests are served by several threads, each reading its own
         // clone of the /dev/fuse descriptor: requests on different files
         // do not wait for each other (see the crate docs, "Concurrency").
-        options.n_threads = Some(SERVING_THREADS);
+        options.n_threads = Some(threads);
         options.clone_fd = true;
         let fs = fs::FaultFs { shared: Arc::clone(&shared) };
         let session = fuser::spawn_mount(fs, mountpoint, &options)
