@@ -6,7 +6,9 @@
 # Issue 26's targets: 4 KiB write+fsync IOPS >= 2x native and >= 3x LazyFS
 # (an fsync on faultfs need not reach the disk: the power cut is simulated;
 # `fsync-reaches-disk` turns that off) and 1 MiB sequential write MiB/s
-# >= 0.9x native.
+# >= 0.9x native. A third figure, 4 fio jobs doing the 4 KiB write+fsync
+# on their own files at once, shows how requests on different files share
+# faultfs.
 #
 #   benches/scripts/faultfs-fio.sh [--history]   (root, /dev/fuse)
 #
@@ -105,6 +107,8 @@ run_fio() { # DIR FIO-ARGS... -> prints fio JSON
 }
 fsync4k() { run_fio "$1" --name=f --rw=randwrite --bs=4k --size=64m --fsync=1 --runtime=10 --time_based \
   | jq '.jobs[0].write.iops'; }
+fsync4k4() { run_fio "$1" --name=c --rw=randwrite --bs=4k --size=16m --fsync=1 --runtime=10 --time_based --numjobs=4 \
+  | jq '.jobs[0].write.iops'; }
 seq1m() { run_fio "$1" --name=s --rw=write --bs=1m --size=1g --end_fsync=1 \
   | jq '.jobs[0].write.bw / 1024'; }
 # The rounds' figures, one a line; blank lines are dropped before sorting,
@@ -119,33 +123,42 @@ for round in $(seq "$rounds"); do
     side=${sides[$(((round - 1 + k) % n))]}
     dir=${dirs[$side]}
     f=$(fsync4k "$dir"); rm -f "$dir"/f.*
+    c=$(fsync4k4 "$dir"); rm -f "$dir"/c.*
     s=$(seq1m "$dir"); rm -f "$dir"/s.*
-    printf 'round %s %-7s 4k write+fsync %8.0f IOPS   1m seq write %6.0f MiB/s\n' "$round" "$side" "$f" "$s"
-    results[$side-f]+="$f "; results[$side-s]+="$s "
+    printf 'round %s %-8s 4k write+fsync %8.0f IOPS   4 jobs %8.0f IOPS   1m seq write %6.0f MiB/s\n' \
+      "$round" "$side" "$f" "$c" "$s"
+    results[$side-f]+="$f "; results[$side-c]+="$c "; results[$side-s]+="$s "
   done
 done
 for side in "${sides[@]}"; do
-  printf '%-7s median 4k write+fsync %8.0f IOPS (%s)   1m seq write %6.0f MiB/s (%s)\n' "$side" \
+  printf '%-8s median 4k write+fsync %6.0f IOPS (%s)  4 jobs %6.0f IOPS (%s)  1m seq write %4.0f MiB/s (%s)\n' "$side" \
     "$(median <<<"${results[$side-f]}")" "$(spread <<<"${results[$side-f]}")" \
+    "$(median <<<"${results[$side-c]}")" "$(spread <<<"${results[$side-c]}")" \
     "$(median <<<"${results[$side-s]}")" "$(spread <<<"${results[$side-s]}")"
 done
 nf=$(median <<<"${results[native-f]}"); ff=$(median <<<"${results[faultfs-f]}")
 ns=$(median <<<"${results[native-s]}"); fs=$(median <<<"${results[faultfs-s]}")
-awk -v nf="$nf" -v ff="$ff" -v ns="$ns" -v fs="$fs" 'BEGIN {
+nc=$(median <<<"${results[native-c]}"); fc=$(median <<<"${results[faultfs-c]}")
+awk -v nf="$nf" -v ff="$ff" -v ns="$ns" -v fs="$fs" -v nc="$nc" -v fc="$fc" 'BEGIN {
   printf "4k write+fsync: faultfs/native %.2fx (target >= 2x)\n", ff / nf
+  printf "4 jobs:         faultfs/native %.2fx\n", fc / nc
   printf "1m seq write:   faultfs/native %.2fx (target >= 0.9x)\n", fs / ns
 }'
 if [ -n "$base_pid" ]; then
   bf=$(median <<<"${results[baseline-f]}"); bs=$(median <<<"${results[baseline-s]}")
-  awk -v bf="$bf" -v ff="$ff" -v bs="$bs" -v fs="$fs" -v nf="$nf" -v ns="$ns" 'BEGIN {
+  bc=$(median <<<"${results[baseline-c]}")
+  awk -v bf="$bf" -v ff="$ff" -v bs="$bs" -v fs="$fs" -v nf="$nf" -v ns="$ns" -v bc="$bc" -v fc="$fc" -v nc="$nc" 'BEGIN {
     printf "4k write+fsync: faultfs/baseline %.2fx (baseline/native %.2fx)\n", ff / bf, bf / nf
+    printf "4 jobs:         faultfs/baseline %.2fx (baseline/native %.2fx)\n", fc / bc, bc / nc
     printf "1m seq write:   faultfs/baseline %.2fx (baseline/native %.2fx)\n", fs / bs, bs / ns
   }'
 fi
 if [ -n "$lazy_pid" ]; then
   lf=$(median <<<"${results[lazyfs-f]}"); ls_=$(median <<<"${results[lazyfs-s]}")
-  awk -v lf="$lf" -v ff="$ff" -v ls="$ls_" -v fs="$fs" 'BEGIN {
+  lc=$(median <<<"${results[lazyfs-c]}")
+  awk -v lf="$lf" -v ff="$ff" -v ls="$ls_" -v fs="$fs" -v lc="$lc" -v fc="$fc" 'BEGIN {
     printf "4k write+fsync: faultfs/LazyFS %.2fx (target >= 3x)\n", ff / lf
+    printf "4 jobs:         faultfs/LazyFS %.2fx\n", fc / lc
     printf "1m seq write:   faultfs/LazyFS %.2fx\n", fs / ls
   }'
 fi

@@ -94,8 +94,15 @@ impl FaultConfig {
     pub const MAX_MAX_DIRTY: u64 = 16 << 30;
     /// Default budget of the unsynced history: 256 MiB of write data.
     pub const DEFAULT_MAX_HISTORY: u64 = 256 << 20;
-    /// Default number of threads serving FUSE requests.
-    pub const DEFAULT_THREADS: usize = 4;
+    /// Default number of threads serving FUSE requests: 1. On the 2-core
+    /// machine faultfs was measured on (docs/benchmarks.md, "faultfs"), one
+    /// thread beat two in the same rotated rounds on a lone client (4 KiB
+    /// write+fsync, 1.24x; 1 MiB sequential writes, 1.28x) and on 4
+    /// clients at once (1.18x): the kernel hands each request to the
+    /// thread that has waited longest, so with more threads every request
+    /// wakes a cold one, and two cores leave nothing for a second thread
+    /// to run on. Raise it on hosts with cores to spare.
+    pub const DEFAULT_THREADS: usize = 1;
     /// Most threads accepted.
     pub const MAX_THREADS: usize = 64;
 

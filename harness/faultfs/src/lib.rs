@@ -234,8 +234,10 @@
 //!
 //! # Concurrency
 //!
-//! Several threads serve requests (fuser's event loops on cloned
-//! `/dev/fuse` descriptors). Each regular file's cache and backing object
+//! [`FaultConfig::threads`] threads serve requests (fuser's event loops
+//! on cloned `/dev/fuse` descriptors); one by default, which measured
+//! faster on a 2-core machine (see [`FaultConfig::DEFAULT_THREADS`]).
+//! Each regular file's cache and backing object
 //! sit behind their own lock, the namespace, rules and handles behind the
 //! state's lock, the history behind its own; locks are taken in that order
 //! (state, file, history). `read`, `write` and `fsync` hold the state's
