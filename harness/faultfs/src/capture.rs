@@ -6,8 +6,9 @@
 //! unsynced history, the writes that fsync was about to make durable: the
 //! data pages a database writes before syncing its data file, which is
 //! where torn pages live (CrashMonkey's observation that bugs live at
-//! fsyncs; LazyFS's `crash::timing`). faultfs serves one request at a time,
-//! so capturing inside the handler, with the state's lock held, is exact:
+//! fsyncs; LazyFS's `crash::timing`). While a plan is armed faultfs serves
+//! one request at a time (every request takes its gate exclusively; see the
+//! crate docs, "Concurrency"), so capturing inside the handler is exact:
 //! no other request runs between the call's arrival and the copy.
 //!
 //! Trigger grammar (`<op>[:<path>]`, the fault rules' operation names and

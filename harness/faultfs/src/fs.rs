@@ -21,7 +21,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -74,18 +75,60 @@ struct Node {
     entries: Option<BTreeMap<OsString, Ino>>,
     /// Directories: the backing directory, once it exists durably.
     dir_handle: Option<File>,
-    /// Regular files: unsynced data.
-    cache: Option<FileCache>,
-    /// Regular files: the open backing object.
-    fd: Option<File>,
+    /// Regular files: unsynced data and the backing object, behind their
+    /// own lock so that requests on different files do not wait for each
+    /// other.
+    file: Option<FileRef>,
     open_count: u32,
+}
+
+/// The data side of a regular file: its write cache and its backing object.
+#[derive(Debug)]
+pub(crate) struct FileData {
+    cache: FileCache,
+    /// The backing object, opened at first use and closed when the last
+    /// descriptor of the file is released.
+    fd: Option<File>,
+    /// Where the backing object lives (`.crashlab-faultfs/<ino>`).
+    object: PathBuf,
+}
+
+type FileRef = Arc<Mutex<FileData>>;
+
+impl FileData {
+    fn new(cache: FileCache, object: PathBuf) -> FileRef {
+        Arc::new(Mutex::new(FileData { cache, fd: None, object }))
+    }
+
+    /// The cache and the open backing object.
+    fn parts(&mut self) -> Result<(&mut FileCache, &mut File), Errno> {
+        let fd = match &mut self.fd {
+            Some(fd) => fd,
+            none => none.insert(OpenOptions::new().read(true).write(true).open(&self.object).map_err(|e| errno(&e))?),
+        };
+        Ok((&mut self.cache, fd))
+    }
+
+    /// Makes the cached data durable: what `fsync` does.
+    fn flush(&mut self, reach_disk: bool) -> Result<(), Errno> {
+        let (cache, fd) = self.parts()?;
+        cache.flush(fd).map_err(|e| errno(&e))?;
+        if reach_disk {
+            fd.sync_all().map_err(|e| errno(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Locks a file's data; a panic in another handler must not wedge it.
+fn lock_file(f: &FileRef) -> MutexGuard<'_, FileData> {
+    f.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Node {
     fn new(kind: Kind, parent: Ino, name: &OsStr, perm: u16, uid: u32, gid: u32) -> Self {
         let now = SystemTime::now();
         let is_dir = matches!(kind, Kind::Dir);
-        let is_file = matches!(kind, Kind::File);
         Node {
             kind,
             parent,
@@ -99,8 +142,7 @@ impl Node {
             ctime: now,
             entries: is_dir.then(BTreeMap::new),
             dir_handle: None,
-            cache: is_file.then(|| FileCache::new(0)),
-            fd: None,
+            file: None,
             open_count: 0,
         }
     }
@@ -193,7 +235,6 @@ pub(crate) struct State {
     handles: HashMap<u64, Handle>,
     dir_snapshots: HashMap<u64, Vec<(Ino, FileType, OsString)>>,
     next_fh: u64,
-    write_seq: u64,
     rules: RuleSet,
     rng: SplitMix64,
     config: FaultConfig,
@@ -203,8 +244,14 @@ pub(crate) struct State {
     /// An armed aimed cut: the power fails right after the next write of
     /// at least this many bytes that is not made durable at once.
     cut_at_write: Option<u64>,
-    /// The operations not durable yet, for crash-state exploration.
-    history: History,
+    /// The operations not durable yet, for crash-state exploration. Its
+    /// own lock, taken after the state's and after a file's, so that data
+    /// requests record without the state's lock; each operation is recorded
+    /// under its file's lock, in the order it took effect.
+    history: Arc<Mutex<History>>,
+    /// Set while an aimed cut or a capture plan is armed: requests are
+    /// then served one at a time, as both need every other request held off.
+    exclusive: Arc<AtomicBool>,
     /// An armed plan of crash points inside the load.
     capture: Option<Armed>,
     /// Crash points captured and not yet taken.
@@ -219,6 +266,27 @@ fn ctime_of(meta: &fs::Metadata) -> SystemTime {
     let secs = u64::try_from(meta.ctime()).unwrap_or(0);
     let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
     UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// Appends the operation `op()` builds to the history, unless recording has
+/// stopped (then `op` is not even built: a write's copy of its data is the
+/// cost); stops it when the history outgrows `max_bytes`.
+fn record(history: &mut History, max_bytes: u64, op: impl FnOnce() -> Op) {
+    if !history.is_complete() {
+        return;
+    }
+    history.push_op(op());
+    if history.bytes() > max_bytes {
+        tracing::warn!(
+            limit = max_bytes,
+            "faultfs history outgrew its budget; crash-state exploration is off until the next checkpoint"
+        );
+        history.reset(true);
+    }
+}
+
+fn lock_history(h: &Mutex<History>) -> MutexGuard<'_, History> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn errno(err: &io::Error) -> Errno {
@@ -256,6 +324,7 @@ impl State {
         let rules = RuleSet::new(config.rules().iter().cloned());
         let mut history = History::with_sector_size(config.sector_size());
         history.reset(config.max_history_bytes() == 0);
+        let history = Arc::new(Mutex::new(history));
         Ok(State {
             staging,
             nodes: BTreeMap::from([(1, root)]),
@@ -265,7 +334,6 @@ impl State {
             handles: HashMap::new(),
             dir_snapshots: HashMap::new(),
             next_fh: 1,
-            write_seq: 0,
             rules,
             rng: SplitMix64::new(config.seed()),
             config,
@@ -274,6 +342,7 @@ impl State {
             stats: Stats::default(),
             cut_at_write: None,
             history,
+            exclusive: Arc::new(AtomicBool::new(false)),
             capture: None,
             captures: Vec::new(),
         })
@@ -313,7 +382,7 @@ impl State {
     fn attr(&self, ino: Ino) -> Result<FileAttr, Errno> {
         let n = self.node(ino)?;
         let (size, rdev) = match &n.kind {
-            Kind::File => (n.cache.as_ref().map_or(0, FileCache::size), 0),
+            Kind::File => (n.file.as_ref().map_or(0, |f| lock_file(f).cache.size()), 0),
             Kind::Dir => (4096, 0),
             Kind::Symlink(t) => (t.as_os_str().len() as u64, 0),
             Kind::Special(_, rdev) => (0, *rdev),
@@ -374,7 +443,7 @@ impl State {
         node.mtime = meta.modified()?;
         node.ctime = ctime_of(&meta);
         match node.kind {
-            Kind::File => node.cache = Some(FileCache::new(meta.len())),
+            Kind::File => node.file = Some(FileData::new(FileCache::new(meta.len()), self.object_path(ino))),
             Kind::Dir => {
                 node.entries = None;
                 node.dir_handle = Some(File::open(path)?);
@@ -428,31 +497,19 @@ impl State {
             .ok_or_else(|| io::Error::other("directory is not durable yet"))
     }
 
-    /// The open backing object of a regular file.
-    fn file_parts(&mut self, ino: Ino) -> Result<(&mut FileCache, &mut File), Errno> {
-        let object = self.object_path(ino);
-        let node = self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)?;
+    /// The data side of a regular file, to lock after (or without) the
+    /// state's lock.
+    fn file(&self, ino: Ino) -> Result<FileRef, Errno> {
+        let node = self.nodes.get(&ino).ok_or(Errno::ENOENT)?;
         if !matches!(node.kind, Kind::File) {
             return Err(Errno::EISDIR);
         }
-        if node.fd.is_none() {
-            let f = OpenOptions::new().read(true).write(true).open(&object).map_err(|e| errno(&e))?;
-            node.fd = Some(f);
-        }
-        match (node.cache.as_mut(), node.fd.as_mut()) {
-            (Some(c), Some(f)) => Ok((c, f)),
-            _ => Err(Errno::EIO),
-        }
+        node.file.clone().ok_or(Errno::EIO)
     }
 
-    fn flush_file(&mut self, ino: Ino) -> Result<(), Errno> {
-        let reach_disk = self.config.fsync_reaches_disk();
-        let (cache, fd) = self.file_parts(ino)?;
-        cache.flush(fd).map_err(|e| errno(&e))?;
-        if reach_disk {
-            fd.sync_all().map_err(|e| errno(&e))?;
-        }
-        Ok(())
+    /// The history, locked (after the state's lock and any file's).
+    fn hist(&self) -> MutexGuard<'_, History> {
+        lock_history(&self.history)
     }
 
     /// Adds a new child to a loaded directory, with a pending `Create`.
@@ -526,50 +583,43 @@ impl State {
 
     /// Appends to the history, unless the power is off or recording has
     /// stopped; stops it when the history outgrows its budget.
-    fn record(&mut self, op: Op) {
-        if self.dead || !self.history.is_complete() {
-            return;
-        }
-        self.history.push_op(op);
-        if self.history.bytes() > self.config.max_history_bytes() {
-            tracing::warn!(
-                limit = self.config.max_history_bytes(),
-                "faultfs history outgrew its budget; crash-state exploration is off until the next checkpoint"
-            );
-            self.history.reset(true);
+    fn record(&self, op: Op) {
+        if !self.dead {
+            record(&mut self.hist(), self.config.max_history_bytes(), || op);
         }
     }
 
     /// An `fsync` of `ino` failed by a rule: apply [`FsyncFailure`].
     fn fsync_failed(&mut self, ino: Ino) {
         let mode = self.config.fsync_failure();
-        let Some(cache) = self.nodes.get_mut(&ino).and_then(|n| n.cache.as_mut()) else {
+        let Some(file) = self.nodes.get(&ino).and_then(|n| n.file.as_ref()) else {
             return;
         };
+        let mut data = lock_file(file);
         match mode {
             FsyncFailure::KeepDirty => {}
             FsyncFailure::Ext4 => {
-                cache.fail_clean();
-                let size = cache.pending_size();
-                self.history.forget_writes(ino, false, size);
+                data.cache.fail_clean();
+                let size = data.cache.pending_size();
+                self.hist().forget_writes(ino, false, size);
             }
             FsyncFailure::Btrfs => {
-                cache.revert();
-                self.history.forget_writes(ino, true, None);
+                data.cache.revert();
+                self.hist().forget_writes(ino, true, None);
             }
         }
     }
 
     /// A snapshot of the unsynced history.
     pub(crate) fn history(&self) -> History {
-        self.history.clone()
+        self.hist().clone()
     }
 
     /// Copies the backing directory (the durable base, with its backing
     /// objects) into `into`, keeping hard links, and returns the history.
     pub(crate) fn crash_point(&self, into: &Path) -> io::Result<History> {
         crate::layout::copy_tree(&self.backing, into)?;
-        Ok(self.history.clone())
+        Ok(self.hist().clone())
     }
 
     /// Whether a call of kind `op` (`sync`: an `O_SYNC` write or truncate)
@@ -581,19 +631,22 @@ impl State {
     /// A call of kind `op` (`sync`: an `O_SYNC` write or truncate) on
     /// `path` arrived and has not taken effect: if it is a candidate of the
     /// armed plan and selected, copy the durable base and keep it with the
-    /// history. Every other request waits, since the caller holds the
-    /// state's lock and faultfs serves one request at a time. A failed copy
+    /// history. Every other request waits, since requests take the gate
+    /// exclusively while a plan is armed. A failed copy
     /// is kept as a point with an error rather than failing the call: the
     /// application must not see the harness's trouble.
     /// `file`: for an `fsync`/`fdatasync`, the file synced, which must have
     /// unsynced writes for the call to be a candidate (an fsync that
     /// persists only a size change, as after a file is extended, is not).
     fn consider_capture(&mut self, op: OpKind, sync: bool, call: &str, path: Option<&str>, file: Option<Ino>) {
-        let pending = match file {
-            Some(f) => self.history.has_writes_of(f),
-            None => self.history.has_ops(),
+        let candidate = {
+            let history = self.hist();
+            let pending = match file {
+                Some(f) => history.has_writes_of(f),
+                None => history.has_ops(),
+            };
+            history.is_complete() && pending
         };
-        let candidate = self.history.is_complete() && pending;
         let Some(armed) = self.capture.as_mut() else { return };
         // Candidates are counted past the last capture too, so that a
         // report can say how many points there were to choose from.
@@ -614,17 +667,27 @@ impl State {
         };
         let copied = fs::create_dir_all(&armed.plan.into).and_then(|()| crate::layout::copy_tree(&self.backing, &dir));
         let error = copied.err().map(|e| format!("copy the durable base to {}: {e}", dir.display()));
-        self.captures.push(Capture { base: dir, history: self.history.clone(), at, label, error });
+        let history = self.hist().clone();
+        self.captures.push(Capture { base: dir, history, at, label, error });
     }
 
     /// Arms a plan; see [`crate::FaultHandle::capture_at`].
     pub(crate) fn capture_at(&mut self, plan: CapturePlan) {
         self.capture = Some(Armed::new(plan));
+        self.update_exclusive();
     }
 
     /// Disarms the plan and returns what it saw.
     pub(crate) fn stop_capture(&mut self) -> CaptureCounts {
-        self.capture.take().map(|a| a.counts).unwrap_or_default()
+        let counts = self.capture.take().map(|a| a.counts).unwrap_or_default();
+        self.update_exclusive();
+        counts
+    }
+
+    /// Requests are served one at a time while an aimed cut or a capture
+    /// plan is armed; see [`FaultFs::begin`].
+    fn update_exclusive(&self) {
+        self.exclusive.store(self.capture.is_some() || self.cut_at_write.is_some(), Ordering::SeqCst);
     }
 
     /// The armed plan's counters so far.
@@ -681,7 +744,7 @@ impl State {
             .and_then(|()| std::os::unix::fs::fchown(&f, Some(uid), Some(gid)))
             .map_err(|e| errno(&e))?;
         let mut node = Node::new(Kind::File, parent, name, perm, uid, gid);
-        node.fd = Some(f);
+        node.file = Some(Arc::new(Mutex::new(FileData { cache: FileCache::new(0), fd: Some(f), object })));
         Ok(self.add_child(parent, name, node))
     }
 
@@ -796,16 +859,14 @@ impl State {
             return Err(io::Error::other("filesystem is powered off"));
         }
         self.commit_through(self.journal.len())?;
-        let dirty: Vec<Ino> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.cache.as_ref().is_some_and(FileCache::is_dirty))
-            .map(|(&i, _)| i)
-            .collect();
-        for ino in dirty {
-            self.flush_file(ino).map_err(|e| io::Error::from_raw_os_error(e.code()))?;
+        let reach_disk = self.config.fsync_reaches_disk();
+        for file in self.nodes.values().filter_map(|n| n.file.as_ref()) {
+            let mut data = lock_file(file);
+            if data.cache.is_dirty() {
+                data.flush(reach_disk).map_err(|e| io::Error::from_raw_os_error(e.code()))?;
+            }
         }
-        self.history.reset(self.config.max_history_bytes() == 0);
+        self.hist().reset(self.config.max_history_bytes() == 0);
         Ok(())
     }
 
@@ -820,47 +881,46 @@ impl State {
         self.stats.cut_dirty_files = before.dirty_files;
         self.stats.cut_namespace_ops = before.pending_namespace_ops;
         self.cut_at_write = None;
+        self.update_exclusive();
         self.dead = true;
         self.stats.powered_off = true;
         self.journal.clear();
         let sector = self.config.sector_size();
         let inos: Vec<Ino> = self.nodes.keys().copied().collect();
         for &ino in &inos {
-            let dirty = self.nodes.get(&ino).and_then(|n| n.cache.as_ref()).is_some_and(FileCache::is_dirty);
-            if !dirty {
+            let Some(file) = self.nodes.get(&ino).and_then(|n| n.file.clone()) else {
+                continue;
+            };
+            let mut data = lock_file(&file);
+            if !data.cache.is_dirty() {
                 continue;
             }
             let path = self.rules.needs_path().then(|| self.path_of(ino));
-            if let Some(mode) = self.rules.torn(path.as_deref()) {
-                let mut rng = self.rng.clone();
-                if let Ok((cache, fd)) = self.file_parts(ino) {
-                    let pieces = cache.torn_pieces(mode, sector, &mut rng);
-                    if !pieces.is_empty() {
-                        for (off, data) in pieces {
-                            if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&*fd, &data, off) {
-                                tracing::warn!(ino, error = %e, "could not persist torn write");
-                            }
+            if let Some(mode) = self.rules.torn(path.as_deref())
+                && let Ok((cache, fd)) = data.parts()
+            {
+                let pieces = cache.torn_pieces(mode, sector, &mut self.rng);
+                if !pieces.is_empty() {
+                    for (off, piece) in pieces {
+                        if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&*fd, &piece, off) {
+                            tracing::warn!(ino, error = %e, "could not persist torn write");
                         }
-                        self.stats.torn_writes += 1;
                     }
+                    self.stats.torn_writes += 1;
                 }
-                self.rng = rng;
             }
-            if let Some(n) = self.nodes.get_mut(&ino) {
-                n.cache = Some(FileCache::new(0));
-            }
+            data.cache = FileCache::new(0);
         }
         inos
     }
 
     pub(crate) fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        for n in self.nodes.values() {
-            if let Some(c) = &n.cache
-                && c.is_dirty()
-            {
+        for file in self.nodes.values().filter_map(|n| n.file.as_ref()) {
+            let data = lock_file(file);
+            if data.cache.is_dirty() {
                 s.dirty_files += 1;
-                s.dirty_bytes += c.dirty_bytes();
+                s.dirty_bytes += data.cache.dirty_bytes();
             }
         }
         s.pending_namespace_ops = self.journal.len() as u64;
@@ -871,6 +931,7 @@ impl State {
     pub(crate) fn arm_cut_at_write(&mut self, min_bytes: u64) {
         if !self.dead {
             self.cut_at_write = Some(min_bytes.max(1));
+            self.update_exclusive();
         }
     }
 
@@ -894,7 +955,9 @@ impl State {
             tracing::error!(error = %e, "faultfs could not sync at unmount");
         }
         for n in self.nodes.values_mut() {
-            n.fd = None;
+            if let Some(file) = &n.file {
+                lock_file(file).fd = None;
+            }
             n.dir_handle = None;
         }
         if let Err(e) = fs::remove_dir_all(&self.staging) {
@@ -903,9 +966,30 @@ impl State {
     }
 }
 
-/// State shared between the FUSE thread and the control handle.
+/// Counters that data requests update without the state's lock.
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    bytes_written: AtomicU64,
+    fsyncs: AtomicU64,
+    writeback_bytes: AtomicU64,
+}
+
+/// State shared between the FUSE threads and the control handle.
+///
+/// Locks, always taken in this order: `gate` (shared by every request,
+/// exclusive for power cuts, checkpoints, crash points, and for every
+/// request while an aimed cut or a capture plan is armed), `state` (the
+/// namespace, rules, handles; held briefly by data requests), a file's
+/// [`FileData`], then the history.
 pub(crate) struct Shared {
-    pub(crate) state: Mutex<State>,
+    gate: RwLock<()>,
+    state: Mutex<State>,
+    history: Arc<Mutex<History>>,
+    exclusive: Arc<AtomicBool>,
+    /// Orders writes for writeback (oldest data first).
+    write_seq: AtomicU64,
+    counters: Counters,
     pub(crate) notifier: Mutex<Option<Notifier>>,
 }
 
@@ -915,18 +999,105 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Whether the holder shares the filesystem with other requests or has it
+/// alone.
+enum Gate<'a> {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
+}
+
+/// The state, locked, and the gate it was reached through. Dereferences to
+/// the [`State`]; [`Locked::unlock`] lets go of the state but keeps the
+/// gate, so that a data request finishes under its file's lock alone while
+/// no power cut or checkpoint can start.
+pub(crate) struct Locked<'a> {
+    // Dropped in this order: the state's lock, then the gate.
+    st: MutexGuard<'a, State>,
+    gate: Gate<'a>,
+}
+
+impl<'a> Locked<'a> {
+    fn unlock(self) -> Gate<'a> {
+        let Locked { st, gate } = self;
+        drop(st);
+        gate
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.st
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.st
+    }
+}
+
 impl Shared {
+    pub(crate) fn new(state: State) -> Self {
+        Shared {
+            gate: RwLock::new(()),
+            history: Arc::clone(&state.history),
+            exclusive: Arc::clone(&state.exclusive),
+            state: Mutex::new(state),
+            write_seq: AtomicU64::new(0),
+            counters: Counters::default(),
+            notifier: Mutex::new(None),
+        }
+    }
+
+    /// The state alone, for reading it or for changes no request races
+    /// with (rules, plans, statistics).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in a handler must not wedge the mount: the state is still
         // consistent enough to fail requests with EIO.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The state with every request held off, for what must see the whole
+    /// filesystem at rest: power cuts, checkpoints, crash points.
+    pub(crate) fn exclusive(&self) -> Locked<'_> {
+        let gate = Gate::Exclusive(self.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Locked { st: self.lock(), gate }
+    }
+
+    /// The state for one request: shared with other requests, unless an
+    /// aimed cut or a capture plan is armed, which need the request alone.
+    fn request(&self) -> Locked<'_> {
+        loop {
+            if self.exclusive.load(Ordering::SeqCst) {
+                return self.exclusive();
+            }
+            let gate = Gate::Shared(self.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let st = self.lock();
+            // Armed between the check and the lock: start again, alone.
+            if !self.exclusive.load(Ordering::SeqCst) {
+                return Locked { st, gate };
+            }
+        }
+    }
+
     /// Power cut plus dropping the kernel's page cache, so reads of cached
     /// pages fail too instead of showing data that no longer exists.
     pub(crate) fn power_cut(&self) {
-        let inos = self.lock().power_cut();
+        let inos = self.exclusive().power_cut();
         self.invalidate(&inos);
+    }
+
+    /// Counters and gauges.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = self.lock().stats();
+        let c = &self.counters;
+        s.writes += c.writes.load(Ordering::Relaxed);
+        s.bytes_written += c.bytes_written.load(Ordering::Relaxed);
+        s.fsyncs += c.fsyncs.load(Ordering::Relaxed);
+        s.writeback_bytes += c.writeback_bytes.load(Ordering::Relaxed);
+        s
     }
 
     /// Drops the kernel's cached pages and attributes of `inos`.
@@ -950,7 +1121,7 @@ pub(crate) struct FaultFs {
 impl FaultFs {
     /// Locks the state for one request: fails it if the power is off,
     /// applies latency and error rules.
-    fn begin(&self, op: OpKind, path: impl FnOnce(&State) -> Option<String>) -> Result<MutexGuard<'_, State>, Errno> {
+    fn begin(&self, op: OpKind, path: impl FnOnce(&State) -> Option<String>) -> Result<Locked<'_>, Errno> {
         self.begin_or(op, path, |_| {})
     }
 
@@ -961,8 +1132,8 @@ impl FaultFs {
         op: OpKind,
         path: impl FnOnce(&State) -> Option<String>,
         injected: impl FnOnce(&mut State),
-    ) -> Result<MutexGuard<'_, State>, Errno> {
-        let mut st = self.shared.lock();
+    ) -> Result<Locked<'_>, Errno> {
+        let mut st = self.shared.request();
         st.stats.ops += 1;
         if st.dead {
             return Err(Errno::EIO);
@@ -979,9 +1150,10 @@ impl FaultFs {
             return Err(Errno::EIO);
         }
         if !verdict.delay.is_zero() {
+            // Other requests, and power cuts, go on meanwhile.
             drop(st);
             std::thread::sleep(verdict.delay);
-            st = self.shared.lock();
+            st = self.shared.request();
             if st.dead {
                 return Err(Errno::EIO);
             }
@@ -992,13 +1164,64 @@ impl FaultFs {
         Ok(st)
     }
 
-    fn begin_ino(&self, op: OpKind, ino: Ino) -> Result<MutexGuard<'_, State>, Errno> {
+    fn begin_ino(&self, op: OpKind, ino: Ino) -> Result<Locked<'_>, Errno> {
         self.begin(op, |st| Some(st.path_of(ino)))
     }
 
-    fn begin_child(&self, op: OpKind, parent: Ino, name: &OsStr) -> Result<MutexGuard<'_, State>, Errno> {
+    fn begin_child(&self, op: OpKind, parent: Ino, name: &OsStr) -> Result<Locked<'_>, Errno> {
         self.begin(op, |st| Some(st.child_path(parent, name)))
     }
+
+    /// A write's effect on its file, under the file's lock (and not the
+    /// state's): cached, written back early past the dirty bound, made
+    /// durable at once when `sync` (`O_SYNC`), and recorded in the history
+    /// in the order it took effect.
+    fn write_data(
+        &self,
+        file: &FileRef,
+        ino: Ino,
+        offset: u64,
+        bytes: &[u8],
+        sync: bool,
+        limits: &WriteLimits,
+    ) -> Result<(), Errno> {
+        let counters = &self.shared.counters;
+        let mut data = lock_file(file);
+        let (cache, fd) = data.parts()?;
+        // Taken under the file's lock, so the file's writes get
+        // increasing numbers in the order they took effect.
+        let seq = self.shared.write_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        cache.write(offset, bytes, seq);
+        let writeback = if cache.dirty_bytes() > limits.max_dirty {
+            // Writing back to half the bound amortises the cost over many
+            // writes instead of paying it on every one.
+            io_tri(cache.writeback(fd, limits.max_dirty / 2))?
+        } else {
+            0
+        };
+        counters.writeback_bytes.fetch_add(writeback, Ordering::Relaxed);
+        counters.writes.fetch_add(1, Ordering::Relaxed);
+        counters.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if sync {
+            counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            data.flush(limits.reach_disk)?;
+            lock_history(&self.shared.history).persist_file(ino, Barrier::OSync(ino));
+        } else {
+            let mut history = lock_history(&self.shared.history);
+            record(&mut history, limits.max_history, || Op::Write { file: ino, offset, data: bytes.into() });
+            if writeback > 0 {
+                history.trim_file(ino, &data.cache.dirty_ranges(), data.cache.pending_size());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The configuration a write needs once the state's lock is let go.
+struct WriteLimits {
+    max_dirty: u64,
+    max_history: u64,
+    reach_disk: bool,
 }
 
 macro_rules! tri {
@@ -1101,15 +1324,20 @@ impl Filesystem for FaultFs {
                     let path = st.path_of(ino);
                     st.consider_capture(OpKind::Setattr, true, "O_SYNC truncate", Some(&path), None);
                 }
-                let (cache, _) = st.file_parts(ino)?;
-                cache.truncate(size);
-                st.node_mut(ino)?.mtime = now;
+                let file = st.file(ino)?;
+                let mut data = lock_file(&file);
+                data.parts()?;
+                data.cache.truncate(size);
+                // Recorded under the file's lock, so in the order the
+                // file's writes and truncates took effect.
                 if sync {
-                    st.flush_file(ino)?;
-                    st.history.persist_file(ino, Barrier::OSync(ino));
+                    data.flush(st.config.fsync_reaches_disk())?;
+                    st.hist().persist_file(ino, Barrier::OSync(ino));
                 } else {
                     st.record(Op::Truncate { file: ino, size });
                 }
+                drop(data);
+                st.node_mut(ino)?.mtime = now;
             }
             if atime.is_some() || mtime.is_some() {
                 let n = st.node_mut(ino)?;
@@ -1197,8 +1425,11 @@ impl Filesystem for FaultFs {
             // Nobody can reach the data any more; free the memory. The
             // object stays until remount because a pending Create may
             // still link it.
-            n.cache = n.cache.as_ref().map(|_| FileCache::new(0));
-            n.fd = None;
+            if let Some(file) = &n.file {
+                let mut data = lock_file(file);
+                data.cache = FileCache::new(0);
+                data.fd = None;
+            }
         }
         reply.ok();
     }
@@ -1335,9 +1566,11 @@ impl Filesystem for FaultFs {
         }
         // Opening the object now surfaces a missing or unreadable backing
         // file at open time rather than at the first read.
-        tri!(reply, st.file_parts(ino.0));
+        tri!(reply, lock_file(&tri!(reply, st.file(ino.0))).parts().map(|_| ()));
         let fh = st.open_handle(ino.0, flags.0);
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+        // The kernel's cached pages are what faultfs would serve (see the
+        // crate docs, "FUSE choices"), so an open need not drop them.
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn read(
@@ -1351,10 +1584,16 @@ impl Filesystem for FaultFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut st = tri!(reply, self.begin_ino(OpKind::Read, ino.0));
-        let (cache, fd) = tri!(reply, st.file_parts(ino.0));
-        let data = tri!(reply, io_tri(cache.read(fd, offset, u64::from(size))));
-        reply.data(&data);
+        let st = tri!(reply, self.begin_ino(OpKind::Read, ino.0));
+        let file = tri!(reply, st.file(ino.0));
+        // Reads of different files, and reads against other requests,
+        // proceed in parallel: only this file's lock is held.
+        let _gate = st.unlock();
+        let mut data = lock_file(&file);
+        let (cache, fd) = tri!(reply, data.parts());
+        let bytes = tri!(reply, io_tri(cache.read(fd, offset, u64::from(size))));
+        drop(data);
+        reply.data(&bytes);
     }
 
     fn write(
@@ -1385,46 +1624,32 @@ impl Filesystem for FaultFs {
             let path = st.path_of(ino);
             st.consider_capture(OpKind::Write, true, "O_SYNC write", Some(&path), None);
         }
-        st.write_seq += 1;
-        let seq = st.write_seq;
-        let max_dirty = st.config.max_dirty_bytes_per_file();
-        let (cache, fd) = tri!(reply, st.file_parts(ino));
-        cache.write(offset, data, seq);
-        let writeback = if cache.dirty_bytes() > max_dirty {
-            // Writing back to half the bound amortises the cost over many
-            // writes instead of paying it on every one.
-            tri!(reply, io_tri(cache.writeback(fd, max_dirty / 2)))
-        } else {
-            0
-        };
-        let still_dirty = (writeback > 0).then(|| (cache.dirty_ranges(), cache.pending_size()));
-        if !sync {
-            st.record(Op::Write { file: ino, offset, data: data.into() });
-            if let Some((ranges, size)) = still_dirty {
-                st.history.trim_file(ino, &ranges, size);
-            }
-        }
-        st.stats.writeback_bytes += writeback;
-        st.stats.writes += 1;
-        st.stats.bytes_written += data.len() as u64;
+        let file = tri!(reply, st.file(ino));
         let now = SystemTime::now();
         if let Ok(n) = st.node_mut(ino) {
             n.mtime = now;
             n.ctime = now;
         }
-        if sync {
-            st.stats.fsyncs += 1;
-            tri!(reply, st.flush_file(ino));
-            st.history.persist_file(ino, Barrier::OSync(ino));
-        } else if st.cut_at_write.is_some_and(|min| data.len() as u64 >= min) {
-            // The aimed cut: the power fails with this write cached and
+        let limits = WriteLimits {
+            max_dirty: st.config.max_dirty_bytes_per_file(),
+            max_history: st.config.max_history_bytes(),
+            reach_disk: st.config.fsync_reaches_disk(),
+        };
+        if !sync && st.cut_at_write.is_some_and(|min| data.len() as u64 >= min) {
+            // The aimed cut (armed, so this request has the filesystem to
+            // itself): the power fails with this write cached and
             // unsynced, before the caller hears of it. The kernel's cache
             // of the mount is left to the remount: invalidating it from
             // here would wait on the pages this very request holds.
+            tri!(reply, self.write_data(&file, ino, offset, data, false, &limits));
             st.power_cut();
             st.stats.aimed_cut_write_bytes = Some(data.len() as u64);
             return reply.error(Errno::EIO);
         }
+        // The data goes in under the file's lock alone: writes to other
+        // files, and the namespace, go on meanwhile.
+        let _gate = st.unlock();
+        tri!(reply, self.write_data(&file, ino, offset, data, sync, &limits));
         reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
     }
 
@@ -1448,10 +1673,13 @@ impl Filesystem for FaultFs {
         st.handles.remove(&fh.0);
         if let Some(n) = st.nodes.get_mut(&ino.0) {
             n.open_count = n.open_count.saturating_sub(1);
-            if n.open_count == 0 {
-                n.fd = None;
+            if n.open_count == 0
+                && let Some(file) = &n.file
+            {
+                let mut data = lock_file(file);
+                data.fd = None;
                 if n.nlink == 0 {
-                    n.cache = n.cache.as_ref().map(|_| FileCache::new(0));
+                    data.cache = FileCache::new(0);
                 }
             }
         }
@@ -1488,9 +1716,17 @@ impl Filesystem for FaultFs {
             let call = if datasync { "fdatasync" } else { "fsync" };
             st.consider_capture(OpKind::Fsync, false, call, Some(&path), Some(ino));
         }
-        st.stats.fsyncs += 1;
-        tri!(reply, st.flush_file(ino));
-        st.history.persist_file(ino, if datasync { Barrier::Fdatasync(ino) } else { Barrier::Fsync(ino) });
+        let file = tri!(reply, st.file(ino));
+        let reach_disk = st.config.fsync_reaches_disk();
+        let _gate = st.unlock();
+        self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let mut data = lock_file(&file);
+        tri!(reply, data.flush(reach_disk));
+        // Under the file's lock: no write of it can come between the flush
+        // and the barrier that records it.
+        lock_history(&self.shared.history)
+            .persist_file(ino, if datasync { Barrier::Fdatasync(ino) } else { Barrier::Fsync(ino) });
+        drop(data);
         reply.ok();
     }
 
@@ -1545,7 +1781,7 @@ impl Filesystem for FaultFs {
             tri!(reply, io_tri(st.commit_through(committed)));
         }
         let path = st.rel_path(ino);
-        st.history.commit_namespace(recorded, Barrier::DirFsync(path));
+        st.hist().commit_namespace(recorded, Barrier::DirFsync(path));
         if st.config.fsync_reaches_disk()
             && let Some(h) = st.nodes.get(&ino).and_then(|n| n.dir_handle.as_ref())
         {
@@ -1586,7 +1822,7 @@ impl Filesystem for FaultFs {
         let ino = tri!(reply, st.new_file(req, parent, name, mode & !umask));
         let fh = st.open_handle(ino, flags);
         let attr = tri!(reply, st.attr(ino));
-        reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::empty());
+        reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn fallocate(
@@ -1604,15 +1840,16 @@ impl Filesystem for FaultFs {
         match mode {
             0 => {
                 let end = offset.saturating_add(length);
-                let (cache, _) = tri!(reply, st.file_parts(ino));
-                let size = cache.size();
+                let file = tri!(reply, st.file(ino));
+                let mut data = lock_file(&file);
+                tri!(reply, data.parts().map(|_| ()));
+                let size = data.cache.size();
                 if end > size {
                     if !st.rules.charge(end - size) {
                         st.stats.injected_errors += 1;
                         return reply.error(Errno::ENOSPC);
                     }
-                    let (cache, _) = tri!(reply, st.file_parts(ino));
-                    cache.truncate(end);
+                    data.cache.truncate(end);
                     st.record(Op::Truncate { file: ino, size: end });
                 }
                 reply.ok();

@@ -110,8 +110,9 @@
 //! commits, the parts of writes that early writeback persists, and
 //! everything at a checkpoint. Writes whose `fsync` failed under
 //! [`FsyncFailure::Ext4`] or [`FsyncFailure::Btrfs`] leave it too, since
-//! they can never persist. Recording is an append under the existing lock
-//! plus a copy of the written bytes, bounded by
+//! they can never persist. Recording is an append under the history's lock
+//! (taken with the file's lock held, so a file's operations are recorded in
+//! the order they took effect) plus a copy of the written bytes, bounded by
 //! [`FaultConfig::max_history_bytes`]; beyond it the history is marked
 //! incomplete until the next checkpoint. After a power cut the history is
 //! the one at the cut (torn rules write into the backing directory at the
@@ -204,8 +205,57 @@
 //! synchronously, so what the application was told matches the model.
 //! Large writes (up to the kernel's limit, normally 1 MiB) are enabled,
 //! reads use the page cache, shared writable `mmap` works (dirty pages reach
-//! faultfs when the kernel writes them back), and one request is served at a
-//! time. The mount uses `allow_other` (a database user in a container must
+//! faultfs when the kernel writes them back). Every option considered, and
+//! why it was taken or left:
+//!
+//! * **Writeback cache** (`FUSE_WRITEBACK_CACHE`): left, for the reasons
+//!   above; it would also let the kernel merge, split and reorder writes,
+//!   so the history would record the kernel's writeback rather than the
+//!   application's calls, and `enospc`/`eio` rules on writes would fail
+//!   a later `fsync` instead of the write.
+//! * **Keeping the page cache across opens** (`FOPEN_KEEP_CACHE`): taken.
+//!   Every change to a file's contents goes through the mount (so the
+//!   kernel's cached pages are what faultfs would serve), and the two that
+//!   do not — a power cut and a btrfs-style failed `fsync` — drop the
+//!   kernel's pages explicitly. Without it each `open` dropped the file's
+//!   cached pages.
+//! * **Large writes** (`max_write`, `FUSE_MAX_PAGES`): taken, at fuser's
+//!   default (the kernel's limit, 1 MiB unless raised by sysctl); a write
+//!   is one history operation however large.
+//! * **Direct I/O** (`FOPEN_DIRECT_IO`): left: it would turn off the page
+//!   cache for reads and shared `mmap`, which SQLite's `-shm` needs.
+//! * **Splice** (moving pages between `/dev/fuse` and the backing file
+//!   without a copy): left. fuser 0.18 reads requests with `read(2)` into
+//!   its buffer, and faultfs must copy a write's bytes into its cache
+//!   anyway, since they are not durable until `fsync`.
+//! * **Passthrough** (`FUSE_PASSTHROUGH`, reads and writes served by the
+//!   kernel from the backing file): left, since writes would bypass the
+//!   cache and be durable at once.
+//!
+//! # Concurrency
+//!
+//! [`FaultConfig::threads`] threads serve requests (fuser's event loops
+//! on cloned `/dev/fuse` descriptors); one by default, which measured
+//! faster on a 2-core machine (see [`FaultConfig::DEFAULT_THREADS`]).
+//! Each regular file's cache and backing object
+//! sit behind their own lock, the namespace, rules and handles behind the
+//! state's lock, the history behind its own; locks are taken in that order
+//! (state, file, history). `read`, `write` and `fsync` hold the state's
+//! lock only to apply rules and find the file, then work under the file's
+//! lock, so requests on different files do not wait for each other, and
+//! each write, truncate and `fsync` barrier enters the history under its
+//! file's lock, in the order it took effect; operations of different files
+//! concurrently in flight enter it in the order they took their locks,
+//! which is an order the application could have seen. Early writeback
+//! orders a file's extents by a global write sequence taken under the
+//! file's lock.
+//!
+//! A gate shared by every request is taken exclusively by what must see
+//! the filesystem at rest: [`FaultHandle::power_cut`],
+//! [`FaultHandle::checkpoint`], [`FaultHandle::crash_point`] and, while an
+//! aimed cut ([`FaultHandle::cut_at_next_write`]) or a capture plan
+//! ([`FaultHandle::capture_at`]) is armed, every request, so that those are
+//! served one at a time as before. The mount uses `allow_other` (a database user in a container must
 //! reach it) and `default_permissions` (the kernel checks modes and owners,
 //! which are passed through). `flock` and POSIX locks are handled by the
 //! kernel locally; extended attributes are not supported (`ENOTSUP`).

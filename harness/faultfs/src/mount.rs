@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fuser::{BackgroundSession, MountOption, SessionACL};
 
@@ -77,8 +77,9 @@ impl FaultFs {
     pub fn mount(backing: &Path, mountpoint: &Path, config: FaultConfig) -> Result<MountedFs, MountError> {
         let backing_err = |source| MountError::Backing { path: backing.to_owned(), source };
         let backing_abs = backing.canonicalize().map_err(backing_err)?;
+        let threads = config.threads();
         let state = State::new(&backing_abs, config).map_err(backing_err)?;
-        let shared = Arc::new(Shared { state: Mutex::new(state), notifier: Mutex::new(None) });
+        let shared = Arc::new(Shared::new(state));
         let mut options = fuser::Config::default();
         options.mount_options = vec![
             MountOption::FSName("crashlab-faultfs".into()),
@@ -89,6 +90,11 @@ impl FaultFs {
             MountOption::Suid,
         ];
         options.acl = SessionACL::All;
+        // Requests are served by several threads, each reading its own
+        // clone of the /dev/fuse descriptor: requests on different files
+        // do not wait for each other (see the crate docs, "Concurrency").
+        options.n_threads = Some(threads);
+        options.clone_fd = true;
         let fs = fs::FaultFs { shared: Arc::clone(&shared) };
         let session = fuser::spawn_mount(fs, mountpoint, &options)
             .map_err(|source| MountError::Mount { path: mountpoint.to_owned(), source })?;
@@ -208,7 +214,7 @@ impl FaultHandle {
     /// [`ControlError::Checkpoint`] if the backing directory rejects a write,
     /// or after a power cut.
     pub fn checkpoint(&self) -> Result<(), ControlError> {
-        self.shared.lock().checkpoint().map_err(ControlError::Checkpoint)
+        self.shared.exclusive().checkpoint().map_err(ControlError::Checkpoint)
     }
 
     /// The unsynced history: every operation not durable yet, in order,
@@ -232,7 +238,7 @@ impl FaultHandle {
     /// [`ControlError::CrashPoint`] if the copy fails.
     pub fn crash_point(&self, into: &Path) -> Result<History, ControlError> {
         self.shared
-            .lock()
+            .exclusive()
             .crash_point(into)
             .map_err(|source| ControlError::CrashPoint { path: into.to_owned(), source })
     }
@@ -266,7 +272,7 @@ impl FaultHandle {
 
     /// Current counters and dirty-data gauges.
     pub fn stats(&self) -> Stats {
-        self.shared.lock().stats()
+        self.shared.stats()
     }
 
     /// Installs a rule; its counters start now.
