@@ -6,30 +6,13 @@ mod common;
 use crashlab::bench::{self, BenchDefinition, BenchSettings};
 use crashlab::run::RunContext;
 use crashlab_reports::bench::{IoResult, Profile};
-use std::path::PathBuf;
-
-/// The agent binary, built if needed: `cargo test` builds only the
-/// packages under test, and the agent is a package of its own.
-fn agent() -> PathBuf {
-    if let Some(path) = std::env::var_os("CRASHLAB_AGENT") {
-        return PathBuf::from(path);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "crashlab-agent"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo to build crashlab-agent");
-    assert!(status.success(), "cargo build -p crashlab-agent failed");
-    crashlab::deploy::agent::locate().expect("crashlab-agent next to the test binary's directory")
-}
 
 #[tokio::test]
 async fn bench_measures_every_profile_and_checks_it_against_fio() {
     if common::skip_docker() {
         return;
     }
-    let agent = agent();
+    let agent = common::agent();
     let _guard = common::exclusive().await;
     let docker = common::docker_with(crashlab_workloads::fio::IMAGE).await;
     let definition = BenchDefinition::parse(
@@ -115,7 +98,7 @@ async fn etcd_disk_check_fdatasyncs_every_write_in_both_tools() {
     if common::skip_docker() {
         return;
     }
-    let agent = agent();
+    let agent = common::agent();
     let _guard = common::exclusive().await;
     let docker = common::docker_with(crashlab_workloads::fio::IMAGE).await;
     let r = etcd_bench(&docker, &agent, "1MiB", 3).await;
@@ -144,7 +127,7 @@ async fn etcd_disk_check_agrees_with_fio_within_the_tolerance() {
     if common::skip_docker() {
         return;
     }
-    let agent = agent();
+    let agent = common::agent();
     let _guard = common::exclusive().await;
     let docker = common::docker_with(crashlab_workloads::fio::IMAGE).await;
     let mut misses = Vec::new();

@@ -122,28 +122,12 @@ async fn a_filtered_json_run_streams_only_its_cell_and_ends_with_the_exit_code()
     assert!(html.contains("Cells selected by <code>--filter 'strategy=named-volume and fault=restart'</code>: 1 of 4"));
 }
 
-/// The agent binary, built if needed: `cargo test` builds only the
-/// packages under test, and the agent is a package of its own.
-fn agent() -> std::path::PathBuf {
-    if let Some(path) = std::env::var_os("CRASHLAB_AGENT") {
-        return path.into();
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "crashlab-agent"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo to build crashlab-agent");
-    assert!(status.success(), "cargo build -p crashlab-agent failed");
-    crashlab::deploy::agent::locate().expect("crashlab-agent next to the test binary's directory")
-}
-
 #[tokio::test]
 async fn a_json_bench_streams_each_round_and_result_and_ends_with_the_exit_code() {
     if common::skip_docker() {
         return;
     }
-    let agent = agent();
+    let agent = common::agent();
     let _guard = common::exclusive().await;
     common::docker_with(crashlab_workloads::fio::IMAGE).await;
     let dir = tempfile::tempdir().unwrap();

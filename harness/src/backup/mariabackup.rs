@@ -167,15 +167,7 @@ impl Mariabackup {
     /// Runs `cmd` in the sidecar; a non-zero exit is the tool's error.
     async fn exec(&self, cmd: Vec<String>) -> Result<String, BackupError> {
         let id = self.sidecar.as_deref().ok_or(BackupError::NoContainer)?;
-        let run = self.site.docker.exec(id, &cmd).await?;
-        if run.exit_code != Some(0) {
-            return Err(BackupError::Tool {
-                command: redacted(&cmd),
-                code: run.exit_code,
-                output: crate::text::folded_tail(&run.output, 600),
-            });
-        }
-        Ok(run.output)
+        self.site.exec_checked(id, &cmd, redacted(&cmd)).await
     }
 
     /// One backup into a new directory: full when the chain is empty,

@@ -128,9 +128,7 @@ pub enum BackupError {
     SidecarNotReady(String),
     #[error("`crashlab-agent restore` exited with {code}: {output}")]
     RestoreFailed { code: i64, output: String },
-    #[error("`{command}` exited with {code:?}: {output}")]
-    Restic { command: String, code: Option<i64>, output: String },
-    /// A backup tool's command failed (`mariadb-backup`).
+    /// A backup tool's command failed (`restic`, `mariadb-backup`).
     #[error("`{command}` exited with {code:?}: {output}")]
     Tool { command: String, code: Option<i64>, output: String },
     #[error("`restic backup` printed no summary: {0}")]
@@ -196,6 +194,18 @@ impl Site {
     /// `path` in the cell's backup directory.
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
+    }
+
+    /// Runs `cmd` in the sidecar `id` and returns its output; a non-zero
+    /// exit is the tool's error, named `shown` (the command as messages
+    /// may show it) with the output's tail.
+    pub async fn exec_checked(&self, id: &str, cmd: &[String], shown: String) -> Result<String, BackupError> {
+        let run = self.docker.exec(id, cmd).await?;
+        if run.exit_code != Some(0) {
+            let output = crate::text::folded_tail(&run.output, 600);
+            return Err(BackupError::Tool { command: shown, code: run.exit_code, output });
+        }
+        Ok(run.output)
     }
 }
 

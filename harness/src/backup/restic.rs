@@ -121,14 +121,8 @@ impl Restic {
         self.sidecar = Some(id.clone());
         self.site.docker.start(&id).await?;
         let init = "restic cat config >/dev/null 2>&1 || restic init";
-        let run = self.site.docker.exec(&id, &["sh".to_owned(), "-c".to_owned(), init.to_owned()]).await?;
-        if run.exit_code != Some(0) {
-            return Err(BackupError::Restic {
-                command: init.into(),
-                code: run.exit_code,
-                output: crate::text::folded_tail(&run.output, 600),
-            });
-        }
+        let cmd = ["sh", "-c", init].map(str::to_owned);
+        self.site.exec_checked(&id, &cmd, init.into()).await?;
         Ok(())
     }
 
@@ -138,12 +132,9 @@ impl Restic {
         let id = self.sidecar.as_deref().ok_or(BackupError::NoContainer)?;
         let before = self.local_repo().map(|dir| crate::storage::dir_size(&dir));
         let cmd = ["restic", "backup", "--json", "--quiet", "--host", RESTIC_HOST, SIDECAR_DATA].map(str::to_owned);
-        let run = self.site.docker.exec(id, &cmd).await?;
-        let output = crate::text::folded_tail(&run.output, 600);
-        if run.exit_code != Some(0) {
-            return Err(BackupError::Restic { command: cmd.join(" "), code: run.exit_code, output });
-        }
-        let summary = ResticSummary::parse(&run.output).ok_or(BackupError::NoResticSummary(output))?;
+        let output = self.site.exec_checked(id, &cmd, cmd.join(" ")).await?;
+        let summary = ResticSummary::parse(&output)
+            .ok_or_else(|| BackupError::NoResticSummary(crate::text::folded_tail(&output, 600)))?;
         let repo_bytes = self.local_repo().map(|dir| crate::storage::dir_size(&dir));
         // A repository on the host is measured; a remote one is taken at
         // restic's word for what it added.
@@ -165,7 +156,7 @@ impl Restic {
             if code != 0 {
                 let output = docker.logs_tail(&id, 8).await.unwrap_or_default();
                 let command = format!("restic {}", args.join(" "));
-                return Err(BackupError::Restic {
+                return Err(BackupError::Tool {
                     command,
                     code: Some(code),
                     output: crate::text::folded_tail(&output, 600),

@@ -48,24 +48,6 @@ impl Topology {
         }
     }
 
-    /// Its name in the report's "Across hosts" section.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Topology::Single => "single-host",
-            Topology::Replicated(_) => "replicated",
-            Topology::Shared(_) => "shared",
-        }
-    }
-
-    /// What replication or the shared storage did in the cycle so far.
-    pub fn record(&self) -> Option<&ReplicationCycle> {
-        match self {
-            Topology::Single => None,
-            Topology::Replicated(cluster) => Some(cluster.record()),
-            Topology::Shared(record) => Some(record),
-        }
-    }
-
     /// The shared storage's record, to add what a storage host's loss did.
     pub(crate) fn shared_record_mut(&mut self) -> Option<&mut ReplicationCycle> {
         match self {

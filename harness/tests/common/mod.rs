@@ -142,3 +142,19 @@ cycles = {cycles}
 "#
     )
 }
+
+/// The agent binary, built if needed: `cargo test` builds only the
+/// packages under test, and the agent is a package of its own.
+pub fn agent() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("CRASHLAB_AGENT") {
+        return path.into();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", "crashlab-agent"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo to build crashlab-agent");
+    assert!(status.success(), "cargo build -p crashlab-agent failed");
+    crashlab::deploy::agent::locate().expect("crashlab-agent next to the test binary's directory")
+}
