@@ -1070,13 +1070,18 @@ pub async fn build_images(names: &[String], mirror: &str, quiet: bool, via: Via)
 /// `crashlab images list`: each known image and its state.
 pub async fn list_images() -> Result<(), AppError> {
     let docker = connect().await?;
-    for recipe in crashlab_workloads::RECIPES {
+    // Plain columns as wide as the longest entry: scripts read the first word
+    // of each line (`.ci/run` picks the names to build with awk).
+    let recipes = crashlab_workloads::RECIPES;
+    let name_width = recipes.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let tag_width = recipes.iter().map(|r| images::tag(r).len()).max().unwrap_or(0);
+    for recipe in recipes {
         let status = match images::status(&docker, recipe).await? {
             ImageStatus::Current => "built",
             ImageStatus::Stale => "built from an older recipe",
             ImageStatus::Missing => "missing",
         };
-        println!("{:10} {:28} {status}", recipe.name, images::tag(recipe));
+        println!("{:name_width$}  {:tag_width$}  {status}", recipe.name, images::tag(recipe));
     }
     Ok(())
 }

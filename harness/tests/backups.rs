@@ -362,3 +362,70 @@ async fn a_missing_mariabackup_incremental_is_the_tools_error_and_never_intact()
     assert!(c.verdict > Verdict::Intact && c.verdict < Verdict::Error, "{detail}");
     assert!(c.lost_acked_writes > 0, "{detail}");
 }
+
+/// PostgreSQL with its WAL archived by pgBackRest every second
+/// (`archive_timeout`), one backup 7 s into a 14 s load (the next would be
+/// due as the load ends, so none is taken): the restore brings back what
+/// the archive holds past the backup.
+fn pgbackrest(server_args: &str) -> String {
+    format!(
+        r#"
+name = "backups-pgbackrest"
+seed = 17
+[workload]
+kind = "postgres"
+server-args = [{server_args}]
+clients = 4
+load = "14s"
+[backup]
+interval = "7s"
+min-backups = 1
+[matrix]
+strategies = ["backup-pgbackrest"]
+faults = ["host-loss"]
+cycles = 1
+[[expect]]
+strategy = "*"
+verdict = "lost-writes"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbackrest_replays_the_archive_past_its_latest_backup_after_host_loss() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::postgres::IMAGE).await);
+    let (outcome, _state) = common::run(&pgbackrest(r#""-c", "archive_timeout=1s""#)).await;
+    let c = cell(&outcome.report, "backup-pgbackrest");
+    let cycle = &c.cycle_details[0];
+    let backup = cycle.backup.as_ref().expect("a backup strategy reports its backups");
+    let b = c.backup.as_ref().expect("backup summary");
+    let detail = format!("{cycle:#?}");
+    assert!(c.verdict <= Verdict::LostWrites, "a pgBackRest restore is consistent: {detail}");
+    assert_eq!((b.restores, b.consistent_restores), (1, 1), "{detail}");
+    assert_eq!(backup.restored, last_completed(c), "the latest backup was restored: {detail}");
+    // The server replayed archived segments past the backup's own, and
+    // lost at most about the archive timeout, whenever the backup ended.
+    let rpo = b.rpo_s_max.expect("a host loss has a recovery point");
+    assert!(rpo <= 2.5, "RPO {rpo:.2} s beyond a 1 s archive timeout and the push: {detail}");
+    let check = backup.tool_check.as_ref().expect("pgbackrest verify ran");
+    assert!(check.passed && check.command == "pgbackrest verify", "{check:?}");
+    assert!(check.detail.starts_with("restore backup "), "the restore's words come first: {check:?}");
+    let past: u32 = check
+        .detail
+        .split(" past the backup's last")
+        .next()
+        .and_then(|s| s.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the replay is reported: {check:?}"));
+    let last = &backup.backups[backup.restored.expect("restored")];
+    let after_backup_s = cycle.load_s - (last.at_s + last.duration_ms / 1e3);
+    assert!(
+        past >= 1,
+        "no archived segment replayed past the backup, which took {:.1} s and ended {after_backup_s:.1} s before \
+         the fault: {check:?}",
+        last.duration_ms / 1e3
+    );
+    assert!(check.detail.contains("to the archive's end"), "{check:?}");
+}

@@ -101,15 +101,38 @@ exec setpriv --reuid=postgres --regid=postgres --init-groups \
   "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' "$@"
 "#;
 
-/// Debian's PostgreSQL (which ships `amcheck` in the server package) with
-/// crashlab's entrypoint. The stop signal (SIGINT) is set on the container:
+/// pgBackRest's configuration in crashlab's image, for `backup-pgbackrest`:
+/// the repository at the tool's default path (where the harness binds the
+/// cell's repository), the cluster as stanza `crashlab`, backups that start
+/// at once (a checkpoint asked for, not waited for), backups kept until the
+/// harness removes the repository, and lz4 rather than gzip for every file
+/// and WAL segment (gzip could not keep up with a segment a second on two
+/// cores: the archive fell minutes behind).
+const PGBACKREST_CONF: &str = "[global]
+repo1-path=/var/lib/pgbackrest
+repo1-retention-full=9999
+compress-type=lz4
+start-fast=y
+log-level-console=info
+log-level-file=off
+
+[crashlab]
+pg1-path=/var/lib/postgresql/data
+";
+
+/// Debian's PostgreSQL (which ships `amcheck` in the server package) and
+/// pgBackRest (which the server calls to archive its WAL under
+/// `backup-pgbackrest`) with crashlab's entrypoint. The stop signal (SIGINT) is set on the container:
 /// the daemon's image import does not take `STOPSIGNAL`.
 pub const RECIPE: ImageRecipe = ImageRecipe {
     name: "postgres",
     tag: IMAGE,
     suite: "bookworm",
-    packages: &["postgresql"],
-    files: &[RecipeFile { path: "usr/local/bin/crashlab-entrypoint", contents: ENTRYPOINT, mode: 0o755 }],
+    packages: &["postgresql", "pgbackrest"],
+    files: &[
+        RecipeFile { path: "usr/local/bin/crashlab-entrypoint", contents: ENTRYPOINT, mode: 0o755 },
+        RecipeFile { path: "etc/pgbackrest/pgbackrest.conf", contents: PGBACKREST_CONF, mode: 0o644 },
+    ],
     // The package's postinst creates a default cluster under
     // /var/lib/postgresql/15/main that crashlab never uses.
     prune: &[

@@ -30,6 +30,7 @@
 //! | `sync-agent` | a sidecar container (`crashlab-agent sync`) mounting the volume read-only archives and gzips the directory every interval and uploads it to an object store, one object per application | a one-shot `crashlab-agent restore` container unpacks the object into a new volume |
 //! | `backup-restic` | a restic sidecar (Debian's `restic`) mounting the volume read-only runs `restic backup` (by Docker exec) into a repository: incremental and deduplicated, so an unchanged file costs a metadata lookup and nothing stored | a one-shot restic container restores this cycle's latest snapshot into a new volume; `restic check` checks the repository after every cycle |
 //! | `backup-mariabackup` | a sidecar of Debian's `mariadb-backup` sharing the server's network and mounting its volume read-only takes a hot physical backup (by Docker exec): the cycle's first full, each later one incremental on the one before (`--incremental-basedir`) | a one-shot container copies the full backup into a new volume, runs `--prepare` and applies the incrementals in order (`--prepare --incremental-dir`); its outcome, with the LSNs applied or the tool's error, is the cycle's tool check |
+//! | `backup-pgbackrest` | PostgreSQL archives every WAL segment with pgBackRest (in the server's image) into a repository off the host; `pgbackrest backup` by Docker exec in the server's container: the cycle's first full, each later one incremental | a one-shot container of the server's image runs `pgbackrest restore` of the cycle's latest backup into a new volume; the server then replays every archived segment to the end of the archive; `pgbackrest verify` after every cycle |
 //! | `commit-image` | the data lives in the container's writable layer; the container is committed to an image (paused by the daemon for the commit) and the image saved as an archive, as a container-only setup carries a container to another host | the host's images are gone: the archive is loaded and a new container created from its image |
 //!
 //! Only the latest backup of the current cycle is ever restored, once: a
@@ -76,6 +77,7 @@ use std::time::{Duration, Instant};
 mod btrfs_snapshot;
 mod commit_image;
 mod mariabackup;
+mod pgbackrest;
 mod restic;
 mod sync_agent;
 mod tar;
@@ -100,6 +102,7 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::Restic => Box::new(restic::Restic::new(site, settings)),
         BackupKind::CommitImage => Box::new(commit_image::CommitImage::new(site)),
         BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
+        BackupKind::Pgbackrest => Box::new(pgbackrest::PgBackRest::new(site)),
     }
 }
 
@@ -209,6 +212,19 @@ impl Site {
     }
 }
 
+/// What a method asks of the server's own containers, when the tool runs
+/// inside them (PostgreSQL calls pgBackRest to archive each WAL segment).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerNeeds {
+    /// Server flags, added after the workload's own unless the command
+    /// already sets them: the scenario's `server-args` win.
+    pub args: Vec<String>,
+    /// Host directories that every container of the deployment binds
+    /// read-write, each at its path in the container: storage off the
+    /// host that the server writes to (a backup repository).
+    pub dirs: Vec<(PathBuf, String)>,
+}
+
 /// One backup method: the hooks [`Backups`] calls, in this order each
 /// cycle — [`begin_cycle`](Self::begin_cycle) as the load starts,
 /// [`take`](Self::take) on the schedule, [`host_lost`](Self::host_lost)
@@ -219,6 +235,12 @@ impl Site {
 pub trait BackupMethod: Send + Sync {
     /// The method in words, for the report.
     fn describe(&self) -> String;
+
+    /// What the server's containers need for the method, asked once
+    /// before the first is created. Nothing by default.
+    fn server_needs(&self) -> ServerNeeds {
+        ServerNeeds::default()
+    }
 
     /// What the method needs before the load: a sidecar started, the
     /// previous cycle's copies deleted. Nothing by default.
@@ -279,6 +301,8 @@ pub struct Backups {
     /// This cycle's backups, completed or failed.
     records: Vec<BackupRecord>,
     latest: Option<(usize, Artifact)>,
+    /// The scenario's server flags that stood in for the method's own.
+    user_settings: Vec<String>,
 }
 
 impl Backups {
@@ -300,12 +324,38 @@ impl Backups {
             dir,
             records: vec![],
             latest: None,
+            user_settings: vec![],
         })
     }
 
-    /// In words, for the report.
+    /// In words, for the report, with the scenario's server flags that
+    /// stood in for the method's own.
     pub fn method(&self) -> String {
-        self.method.describe()
+        match self.user_settings.as_slice() {
+            [] => self.method.describe(),
+            kept => format!("{}; the scenario's own {} in force", self.method.describe(), kept.join(" ")),
+        }
+    }
+
+    /// What the server's containers need for the method, with the host
+    /// directories it binds in made. Asked before the cell's storage is.
+    pub fn server_needs(&self) -> Result<ServerNeeds, BackupError> {
+        let needs = self.method.server_needs();
+        for (host, _) in &needs.dirs {
+            std::fs::create_dir_all(host).map_err(|source| BackupError::Dir { path: host.clone(), source })?;
+        }
+        Ok(needs)
+    }
+
+    /// Gives the server's containers what the method needs of them (its
+    /// flags, its repository bound in), before the first is created.
+    pub fn dress(&mut self, d: Deployment, needs: ServerNeeds) -> Deployment {
+        let (mut d, kept) = d.with_default_args(needs.args);
+        self.user_settings = kept;
+        for (host, target) in needs.dirs {
+            d = d.with_shared_dir(&host, &target);
+        }
+        d
     }
 
     /// Forgets the previous cycle's backups and readies the method (a

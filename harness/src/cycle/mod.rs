@@ -180,7 +180,8 @@ impl Runner<'_> {
         LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup() }
     }
 
-    async fn deploy(&self, cell: &Cell) -> Result<Deployment, String> {
+    async fn deploy(&self, cell: &Cell, backups: Option<&mut Backups>) -> Result<Deployment, String> {
+        let needs = backups.as_ref().map(|b| b.server_needs()).transpose().map_err(|e| error_chain(&e))?;
         let spec = self.workload.container();
         if cell.strategy.def().data_on == DataOn::WritableLayer {
             // An image that declares its data directory a VOLUME gets an
@@ -220,6 +221,9 @@ impl Runner<'_> {
                 Ok(d) => d,
                 Err(e) => return Err(format!("could not pick a host port: {e}")),
             };
+        }
+        if let Some((backups, needs)) = backups.zip(needs) {
+            d = backups.dress(d, needs);
         }
         if let Some(mode) = cell.strategy.def().data_on.replication() {
             let ready = self.scenario.workload.ready_timeout;
@@ -299,7 +303,7 @@ impl Runner<'_> {
         cell: &Cell,
         cycle: u32,
         slot: &mut Option<Deployment>,
-        backups: Option<&mut Backups>,
+        mut backups: Option<&mut Backups>,
         reporter: &mut dyn Reporter,
     ) -> CycleResult {
         // The cycle's clock starts once the server is up: deploying it is
@@ -307,7 +311,7 @@ impl Runner<'_> {
         let started = Instant::now();
         if slot.is_none() {
             reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Deploy });
-            match self.deploy(cell).await {
+            match self.deploy(cell, backups.as_deref_mut()).await {
                 Ok(d) => *slot = Some(d),
                 Err(e) => return failed(phases::empty_report(), &CycleFailure::Deploy(e), started),
             }

@@ -133,6 +133,10 @@ pub struct Deployment {
     network: Option<(String, String)>,
     /// The hosts it spans, and what losing one does.
     topology: Topology,
+    /// Host directories every container binds read-write: (on the host,
+    /// in the container). Storage off the host that the server writes to,
+    /// such as a backup repository.
+    shared_dirs: Vec<(String, String)>,
 }
 
 /// Resource limits of a workload container (`[matrix] cpus` and `memory`),
@@ -164,6 +168,7 @@ impl Deployment {
             limits: Limits::default(),
             network: None,
             topology,
+            shared_dirs: vec![],
         }
     }
 
@@ -188,6 +193,13 @@ impl Deployment {
         let (added, kept) = merge_server_args(&self.spec.cmd, defaults);
         self.spec.cmd.extend(added);
         (self, kept)
+    }
+
+    /// Binds the host directory `source` read-write at `target` in every
+    /// container it creates.
+    pub fn with_shared_dir(mut self, source: &Path, target: &str) -> Deployment {
+        self.shared_dirs.push((source.display().to_string(), target.to_owned()));
+        self
     }
 
     /// The base of its containers' names.
@@ -355,6 +367,13 @@ impl Deployment {
             target: Some(b.target.clone()),
             typ: Some(bollard::models::MountType::BIND),
             read_only: Some(true),
+            ..Default::default()
+        }));
+        mounts.extend(self.shared_dirs.iter().map(|(source, target)| bollard::models::Mount {
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            typ: Some(bollard::models::MountType::BIND),
+            read_only: Some(false),
             ..Default::default()
         }));
         let config = ContainerCreateBody {

@@ -22,6 +22,7 @@
 //! | `sync-agent` | a named volume | a sidecar archives, compresses and uploads it to an object store |
 //! | `backup-restic` | a named volume | a restic sidecar backs it up, incrementally, into a repository |
 //! | `backup-mariabackup` | a named volume | a mariadb-backup sidecar backs it up hot, full then incremental |
+//! | `backup-pgbackrest` | a named volume | pgBackRest backs it up, full then incremental, and archives every WAL segment |
 //! | `commit-image` | the container's writable layer | the container committed to an image, saved as an archive |
 //!
 //! The replicated strategies put each host's data on its own named volume

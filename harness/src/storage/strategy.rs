@@ -25,6 +25,7 @@ pub enum Strategy {
     SyncAgent,
     BackupRestic,
     BackupMariabackup,
+    BackupPgbackrest,
     CommitImage,
     ReplicaAsync,
     ReplicaSemisync,
@@ -111,6 +112,9 @@ pub enum BackupKind {
     /// MariaDB's own hot physical backups, full then incremental, from a
     /// sidecar.
     Mariabackup,
+    /// pgBackRest's backups and WAL archive, from the server's own
+    /// container.
+    Pgbackrest,
 }
 
 impl BackupKind {
@@ -121,6 +125,9 @@ impl BackupKind {
         match self {
             BackupKind::Mariabackup => {
                 Some(("mariadb", "mariadb-backup is MariaDB's own backup tool; it backs up no other engine"))
+            }
+            BackupKind::Pgbackrest => {
+                Some(("postgres", "pgBackRest is PostgreSQL's backup tool; it backs up no other engine"))
             }
             BackupKind::Hot
             | BackupKind::Quiesced
@@ -141,6 +148,10 @@ impl BackupKind {
             BackupKind::SyncAgent => Some(crashlab_workloads::agent::IMAGE),
             BackupKind::Restic => Some(crashlab_workloads::restic::IMAGE),
             BackupKind::Mariabackup => Some(crashlab_workloads::mariabackup::IMAGE),
+            // pgBackRest runs in the server's container (PostgreSQL calls
+            // it to archive each WAL segment): crashlab's PostgreSQL image
+            // carries it.
+            BackupKind::Pgbackrest => None,
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -183,7 +194,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 18] = [
+pub const TABLE: [StrategyDef; 19] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -288,6 +299,14 @@ pub const TABLE: [StrategyDef; 18] = [
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
         backup: Some(BackupKind::Mariabackup),
         describes: "a named volume that a mariadb-backup sidecar backs up hot, full then incremental",
+    },
+    StrategyDef {
+        strategy: Strategy::BackupPgbackrest,
+        name: "backup-pgbackrest",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::Pgbackrest),
+        describes: "a named volume that pgBackRest backs up, full then incremental, with every WAL segment archived",
     },
     StrategyDef {
         strategy: Strategy::CommitImage,

@@ -234,10 +234,10 @@ impl Replication for MariaDbReplication {
                  ENGINE=InnoDB",
             )
             .await
-            .map_err(query_err("write on the new primary"))?;
+            .map_err(query_err("write into crashlab.failover_probe"))?;
             conn.query_drop("INSERT INTO crashlab.failover_probe VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1")
                 .await
-                .map_err(query_err("write on the new primary"))?;
+                .map_err(query_err("write into crashlab.failover_probe"))?;
             let _ = conn.disconnect().await;
             Ok(())
         })

@@ -168,7 +168,7 @@ echo "primary_conninfo = 'host={primary_host} port={primary_port} user=postgres 
                      ON CONFLICT (id) DO UPDATE SET n = crashlab.failover_probe.n + 1",
                 )
                 .await
-                .map_err(query_err("write on the new primary"))?;
+                .map_err(query_err("write into crashlab.failover_probe"))?;
             Ok(())
         })
     }
