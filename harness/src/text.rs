@@ -101,3 +101,8 @@ pub fn folded_tail(output: &str, chars: usize) -> String {
     let skip = joined.chars().count().saturating_sub(chars);
     joined.chars().skip(skip).collect()
 }
+
+/// Quotes `s` as one word for `sh`.
+pub fn sh_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -22,6 +22,7 @@
 
 use super::{Artifact, BackupError, BackupMethod, Reported, Site};
 use crate::deploy::deployment::Deployment;
+use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use crashlab_reports::ToolCheck;
 use crashlab_workloads::Workload;
@@ -269,18 +270,13 @@ fn redacted(cmd: &[String]) -> String {
         .join(" ")
 }
 
-/// Quotes `s` for `sh`.
-fn quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The restore's shell script: each step announced with [`STEP`], the
 /// clock (ns) and its name, and the end with a last `done` step; the first
 /// that fails is announced with [`FAILED`] and ends the chain, and the
 /// files prepared so far are given to `owner` either way.
 fn restore_script(data_dir: &str, owner: Option<&str>, chain: &[Link]) -> String {
-    let data = quoted(data_dir);
-    let chown = owner.map_or_else(|| "true".to_owned(), |o| format!("chown -R {} {data}", quoted(o)));
+    let data = sh_quoted(data_dir);
+    let chown = owner.map_or_else(|| "true".to_owned(), |o| format!("chown -R {} {data}", sh_quoted(o)));
     let clean = format!("rm -rf {data}/{SCRATCH}*");
     let mut s = format!(
         "step() {{ echo \"{STEP} $(date +%s%N) $1\"; shift; \"$@\" 2>&1 || {{ echo \"{FAILED} $?\"; {clean}; {chown}; exit 3; }}; }}\n"
@@ -293,13 +289,13 @@ fn restore_script(data_dir: &str, owner: Option<&str>, chain: &[Link]) -> String
         // into the new volume first, and removed once applied.
         for link in incrementals {
             let inc = format!("{data_dir}/{SCRATCH}{}", link.dir);
-            s += &format!("step 'copy {0}' cp -a {BACKUPS}/{0} {1}\n", link.dir, quoted(&inc));
+            s += &format!("step 'copy {0}' cp -a {BACKUPS}/{0} {1}\n", link.dir, sh_quoted(&inc));
             s += &format!(
                 "step {0} mariadb-backup --prepare --target-dir={data} --incremental-dir={1}\n",
                 link.dir,
-                quoted(&inc)
+                sh_quoted(&inc)
             );
-            s += &format!("rm -rf {}\n", quoted(&inc));
+            s += &format!("rm -rf {}\n", sh_quoted(&inc));
         }
     }
     s += &format!("step owner {chown}\nstep done true\n");

@@ -30,6 +30,7 @@
 
 use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site};
 use crate::deploy::deployment::Deployment;
+use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use crashlab_reports::ToolCheck;
 use crashlab_workloads::Workload;
@@ -184,7 +185,7 @@ impl PgBackRest {
     /// Restores backup `label` into `d`'s new, empty volume; the outcome
     /// is the cycle's tool check.
     async fn restore_into(&mut self, d: &Deployment, label: &str) -> Result<ToolCheck, BackupError> {
-        let data = quoted(&d.spec().data_dir);
+        let data = sh_quoted(&d.spec().data_dir);
         let restore = as_script(&[&format!("--stanza={STANZA}"), &format!("--set={label}"), "restore"]);
         let script = format!("mkdir -p {data} && chown postgres:postgres {data} && chmod 700 {data} && {restore}");
         let volume = d.storage().volume().ok_or(BackupError::NoContainer)?.to_owned();
@@ -218,11 +219,6 @@ fn as_postgres(args: &[&str]) -> Vec<String> {
         .chain(args)
         .map(|&a| a.to_owned())
         .collect()
-}
-
-/// Quotes `s` for `sh`.
-fn quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// The newest backup `pgbackrest info --output=json` lists.
@@ -367,7 +363,7 @@ impl PgBackRest {
 
 /// `exec pgbackrest ARGS` as the server's user, for `sh -c`.
 fn as_script(args: &[&str]) -> String {
-    format!("exec {}", as_postgres(args).iter().map(|a| quoted(a)).collect::<Vec<_>>().join(" "))
+    format!("exec {}", as_postgres(args).iter().map(|a| sh_quoted(a)).collect::<Vec<_>>().join(" "))
 }
 
 /// The newest WAL segment in the archive, from `pgbackrest info
@@ -466,6 +462,6 @@ mod tests {
             as_postgres(&args)[..5],
             ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "pgbackrest"]
         );
-        assert_eq!(quoted("it's"), r"'it'\''s'");
+        assert_eq!(sh_quoted("it's"), r"'it'\''s'");
     }
 }
