@@ -20,6 +20,7 @@
 mod hooks;
 mod phases;
 mod recheck;
+mod schedule;
 pub mod timeline;
 
 use crate::backup::Backups;
@@ -177,7 +178,7 @@ impl Runner<'_> {
         let w = &self.scenario.workload;
         let seed =
             self.scenario.seed ^ ((cell.index as u64) << 32 | u64::from(cycle)).wrapping_mul(0x2545_f491_4f6c_dd1d);
-        LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup() }
+        LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup(), ids_from: 0 }
     }
 
     async fn deploy(&self, cell: &Cell) -> Result<Deployment, String> {
@@ -196,10 +197,11 @@ impl Runner<'_> {
             }
         }
         let name = self.cell_name(cell);
-        let faultfs = cell.fault.needs_faultfs(cell.strategy).then(|| FaultFsOptions {
+        let faults = cell.faults();
+        let faultfs = faults.iter().any(|f| f.needs_faultfs(cell.strategy)).then(|| FaultFsOptions {
             seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
             fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
-            record_history: cell.fault.records_history(),
+            record_history: faults.iter().any(|f| f.records_history()),
         });
         let options = ProvisionOptions { faultfs, ballast: self.scenario.backup.ballast };
         let storage = Storage::provision(&self.docker, &self.run, &Place::Strategy(cell.strategy), &name, options)
@@ -376,7 +378,7 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
     CellReport {
         workload: scenario.workload.kind.as_str().to_owned(),
         strategy: cell.strategy.to_string(),
-        fault: cell.fault.to_string(),
+        fault: cell.fault_name(),
         cycles: cycles.len() as u32,
         verdict,
         passed: verdict.meets(cell.expected) && cycles.len() == scenario.matrix.cycles as usize,

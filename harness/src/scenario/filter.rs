@@ -123,7 +123,7 @@ impl Filter {
 
     /// Whether a cell of a scenario of workload `kind` is selected.
     pub fn selects(&self, kind: WorkloadKind, cell: &Cell) -> bool {
-        self.matches(kind.as_str(), cell.strategy.as_str(), cell.fault.as_str())
+        self.matches(kind.as_str(), cell.strategy.as_str(), &cell.fault_name())
     }
 
     /// Binding strength, for writing the fewest parentheses.
