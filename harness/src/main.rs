@@ -142,9 +142,12 @@ enum Command {
     Explore {
         /// Scenario file (TOML).
         scenario: PathBuf,
-        /// How long to search, e.g. 10m; shrinking gets as long again.
+        /// How long to search, the stored schedules included, e.g. 10m.
         #[arg(long, default_value = "10m", value_parser = parse_budget)]
         budget: std::time::Duration,
+        /// How long to shrink a failing schedule [default: the budget].
+        #[arg(long, value_parser = parse_budget)]
+        shrink_budget: Option<std::time::Duration>,
         /// The generator's seed [default: the scenario's].
         #[arg(long)]
         seed: Option<u64>,
@@ -421,10 +424,22 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             crashlab::app::listing::list(scenario.as_deref(), filter, message_format)
         }
         Command::Merge { shards, out } => app::merge(&shards, &out),
-        Command::Explore { scenario, budget, seed, strategy, max_faults, replays, accept, no_store, mirror } => {
+        Command::Explore {
+            scenario,
+            budget,
+            shrink_budget,
+            seed,
+            strategy,
+            max_faults,
+            replays,
+            accept,
+            no_store,
+            mirror,
+        } => {
             let options = app::schedules::ExploreOptions {
                 scenario,
                 budget,
+                shrink_budget,
                 seed,
                 strategy,
                 max_faults,

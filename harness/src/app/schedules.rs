@@ -31,9 +31,10 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ExploreOptions {
     pub scenario: PathBuf,
-    /// How long to search for a failing schedule; shrinking one gets as
-    /// long again.
+    /// How long to search for a failing schedule.
     pub budget: Duration,
+    /// How long to shrink one; the search's budget when `None`.
+    pub shrink_budget: Option<Duration>,
     /// The generator's seed; the scenario's when `None`.
     pub seed: Option<u64>,
     /// The strategy the schedules run on; the scenario's first that can
@@ -116,7 +117,8 @@ fn alphabet(scenario: &Scenario, strategy: Strategy, max_faults: u32) -> Alphabe
 fn pick_strategy(scenario: &Scenario, asked: Option<Strategy>, max_faults: u32) -> Result<Strategy, AppError> {
     let (cells, unsupported) = scenario.plan();
     let runs = |s: Strategy| {
-        cells.iter().any(|c| c.strategy == s && c.schedule.is_none() && !c.fault.records_history())
+        !s.is_backup()
+            && cells.iter().any(|c| c.strategy == s && c.schedule.is_none() && !c.fault.records_history())
             && !alphabet(scenario, s, max_faults).faults.is_empty()
     };
     let candidates: Vec<Strategy> = match asked {
@@ -126,7 +128,11 @@ fn pick_strategy(scenario: &Scenario, asked: Option<Strategy>, max_faults: u32) 
     candidates.into_iter().find(|s| runs(*s)).ok_or_else(|| AppError::NothingToRun {
         scenario: scenario.name.clone(),
         reasons: if unsupported.is_empty() {
-            vec!["no fault of [matrix] faults runs in a schedule on the strategies asked for".into()]
+            vec![
+                "no fault of [matrix] faults runs in a schedule on the strategies asked for (backup strategies \
+                  are not explored yet)"
+                    .into(),
+            ]
         } else {
             unsupported.iter().map(|u| format!("{}/{}: {}", u.strategy, u.fault, u.reason)).collect()
         },
@@ -178,8 +184,23 @@ pub async fn explore(options: ExploreOptions) -> Result<i32, AppError> {
             format!(", {} stored schedule(s) first", regressions.len())
         }
     );
-    let mut search = Search { runner: &runner, options: &options, strategy, alphabet, seed, index: 0, tried: 0 };
-    let outcome = supervise(&mut stop, &cancel_tx, search.run(regressions, &regressions_file)).await;
+    let mut search = Search {
+        runner: &runner,
+        options: &options,
+        strategy,
+        alphabet,
+        seed,
+        index: 0,
+        tried: 0,
+        slot: None,
+        slot_for: None,
+    };
+    let work = async {
+        let code = search.run(regressions, &regressions_file).await;
+        runner.release(search.slot.take()).await;
+        code
+    };
+    let outcome = supervise(&mut stop, &cancel_tx, work).await;
     if let Err(e) = crate::cleanup::cleanup_run(&docker, &state, ctx.id()).await {
         note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e));
     }
@@ -222,6 +243,10 @@ struct Search<'a, 'r> {
     index: usize,
     /// Schedules drawn and run.
     tried: u64,
+    /// The deployment schedules share while none breaks it, and its
+    /// strategy.
+    slot: Option<crate::deploy::deployment::Deployment>,
+    slot_for: Option<Strategy>,
 }
 
 impl Search<'_, '_> {
@@ -240,7 +265,10 @@ impl Search<'_, '_> {
             expected: Verdict::Intact,
             schedule: Some(NamedSchedule { name: format!("x{index}"), schedule: schedule.clone() }),
         };
-        self.runner.run(std::slice::from_ref(&cell), 1, &mut Silent).await.pop()
+        if self.slot_for.replace(strategy).is_some_and(|s| s != strategy) {
+            self.runner.release(self.slot.take()).await;
+        }
+        self.runner.run_on(&cell, &mut self.slot, &mut Silent).await
     }
 
     /// Runs `schedule` up to `k` times; with `need`, stops as soon as it
@@ -270,6 +298,9 @@ impl Search<'_, '_> {
     /// and stored. Returns the exit code.
     async fn run(&mut self, regressions: Vec<ScheduleEntry>, file: &Path) -> Result<i32, AppError> {
         let k = self.options.replays;
+        // The budget counts from the start: the stored schedules are part
+        // of the search.
+        let started = Instant::now();
         let mut still_failing = 0;
         for (i, entry) in regressions.iter().enumerate() {
             let r = self.replay(entry.strategy, &entry.steps, k, None).await;
@@ -278,7 +309,6 @@ impl Search<'_, '_> {
             note!("stored schedule {name} on {}: {verdict}; failed {} of {} replays", entry.strategy, r.failed, r.runs);
             still_failing += u32::from(r.failed > 0);
         }
-        let started = Instant::now();
         let mut faults = 0;
         let mut errors = 0;
         while started.elapsed() < self.options.budget && !self.cancelled() {
@@ -321,7 +351,7 @@ impl Search<'_, '_> {
             "schedule #{n} failed: {}; shrinking (a candidate is taken at {need} failures of {k} replays)",
             said(report)
         );
-        let deadline = Instant::now() + self.options.budget;
+        let deadline = Instant::now() + self.options.shrink_budget.unwrap_or(self.options.budget);
         let (mut current, mut taken, mut replays) = (schedule, 0, 0);
         // A shape (which faults, in which order) rejected once is not
         // tried again at other lengths: shrinking would otherwise replay

@@ -160,6 +160,47 @@ impl Runner<'_> {
         report
     }
 
+    /// Runs one cycle of `cell` on the deployment in `slot`, deploying one
+    /// when the slot is empty or its storage does not suit the cell's
+    /// faults, and leaves it there for the next call unless the cycle
+    /// broke it: `crashlab explore`'s schedules on one strategy share it,
+    /// each on a fresh dataset, as a cell's cycles do. Backup strategies
+    /// are not run this way. `None` when cancelled.
+    pub async fn run_on(
+        &self,
+        cell: &Cell,
+        slot: &mut Option<Deployment>,
+        reporter: &mut dyn Reporter,
+    ) -> Option<CellReport> {
+        let faultfs = cell.faults().iter().any(|f| f.needs_faultfs(cell.strategy));
+        if let Some(d) = slot.as_mut()
+            && d.faultfs_mut().is_some() != faultfs
+        {
+            self.teardown(slot.take()).await;
+        }
+        reporter.on_event(&Event::CellStarted { cell });
+        let result = self.run_cycle(cell, 0, slot, None, reporter).await;
+        if result.discard {
+            self.teardown(slot.take()).await;
+        }
+        if self.cancelled() {
+            return None;
+        }
+        reporter.on_event(&Event::CycleFinished { cell, cycle: 0, report: &result.report });
+        let mut latency = latency_histogram();
+        if let Some(h) = &result.latency_us {
+            latency.add(h).expect("histograms share bounds");
+        }
+        let report = summarise(self.scenario, cell, vec![result.report], &latency);
+        reporter.on_event(&Event::CellFinished { cell, report: &report });
+        Some(report)
+    }
+
+    /// Tears down a deployment [`Self::run_on`] kept.
+    pub async fn release(&self, slot: Option<Deployment>) {
+        self.teardown(slot).await;
+    }
+
     /// The base of the names of a cell's containers and volumes.
     fn cell_name(&self, cell: &Cell) -> String {
         self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault))
