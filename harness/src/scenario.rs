@@ -139,7 +139,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Pattern<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ScheduleEntry {
-    /// The cell's name in reports, `schedule:<name>`; `<n>`, its place
+    /// The cell's name in reports, `schedule-<name>`; `<n>`, its place
     /// among the scenario's schedules from 1, when left out.
     #[serde(default)]
     pub name: Option<String>,
@@ -196,10 +196,10 @@ pub struct Cell {
 
 impl Cell {
     /// What the cell does to its deployment, as reports name it: the
-    /// fault, or `schedule:<name>`.
+    /// fault, or `schedule-<name>`.
     pub fn fault_name(&self) -> String {
         match &self.schedule {
-            Some(s) => format!("schedule:{}", s.name),
+            Some(s) => format!("schedule-{}", s.name),
             None => self.fault.to_string(),
         }
     }
@@ -756,14 +756,14 @@ faults = ["restart"]
             (cell.index, cell.strategy, cell.fault, cell.expected),
             (1, Strategy::BindMount, Fault::ProcessKill, Verdict::LostWrites)
         );
-        assert_eq!(cell.fault_name(), "schedule:kill-then-cut");
+        assert_eq!(cell.fault_name(), "schedule-kill-then-cut");
         assert_eq!(cell.faults(), [Fault::ProcessKill, Fault::HostKill]);
-        assert_eq!(cells[2].fault_name(), "schedule:2", "named by its place");
-        assert_eq!(cell_id(&s, cell), "mariadb/bind-mount/schedule:kill-then-cut");
+        assert_eq!(cells[2].fault_name(), "schedule-2", "named by its place");
+        assert_eq!(cell_id(&s, cell), "mariadb/bind-mount/schedule-kill-then-cut");
         let (run, unsupported) = s.plan();
         assert_eq!(run.len(), 2);
         assert_eq!(unsupported.len(), 1);
-        assert_eq!(unsupported[0].fault, "schedule:2");
+        assert_eq!(unsupported[0].fault, "schedule-2");
         assert!(unsupported[0].reason.starts_with("torn-write: "), "{:?}", unsupported[0]);
     }
 

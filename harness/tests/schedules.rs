@@ -27,7 +27,7 @@ async fn durable_mariadb_keeps_both_loads_through_a_kill_then_a_power_cut_in_one
     let report = &outcome.report;
     assert_eq!(report.cells.len(), 1, "{:#?}", report.cells);
     let cell = &report.cells[0];
-    assert_eq!((cell.strategy.as_str(), cell.fault.as_str()), ("bind-mount", "schedule:kill-then-cut"));
+    assert_eq!((cell.strategy.as_str(), cell.fault.as_str()), ("bind-mount", "schedule-kill-then-cut"));
     let cycle = &cell.cycle_details[0];
     assert_eq!(cell.verdict, Verdict::Intact, "{cycle:?}");
     let fired = cycle.fired.as_ref().expect("the faults' record");

@@ -17,6 +17,10 @@ use futures_util::future::BoxFuture;
 pub struct HostLoss;
 
 impl Behaviour for HostLoss {
+    fn loses_host(&self) -> bool {
+        true
+    }
+
     fn simpler(&self) -> Option<Fault> {
         Some(Fault::HostKill)
     }

@@ -218,6 +218,13 @@ pub trait Behaviour: Sync {
         false
     }
 
+    /// Whether the fault loses a host for good, so that a replicated
+    /// deployment fails over to its replica and has none left for a later
+    /// fault of a schedule to cut off or fail over to.
+    fn loses_host(&self) -> bool {
+        false
+    }
+
     /// A simpler fault that may still show what this one shows, tried when
     /// a failing schedule is shrunk (a host kill for a host loss, a process
     /// kill for a host kill); `None` when there is none.

@@ -98,6 +98,10 @@ impl Behaviour for PartitionFailover {
         Some(Fault::HostLoss)
     }
 
+    fn loses_host(&self) -> bool {
+        true
+    }
+
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
         cx.deployment.begin_fault();
         Ok(())

@@ -248,14 +248,34 @@ impl Schedule {
             return f.unsupported_on(strategy).map(|why| format!("{f}: {why}"));
         }
         let replicated = strategy.def().data_on.replication().is_some();
-        (!replicated && self.steps.contains(&Step::Wait(Condition::CaughtUp)))
-            .then(|| format!("`wait caught-up` waits for a replica, and {strategy} has none"))
+        if !replicated {
+            return self
+                .steps
+                .contains(&Step::Wait(Condition::CaughtUp))
+                .then(|| format!("`wait caught-up` waits for a replica, and {strategy} has none"));
+        }
+        // A replicated deployment fails over once: after that it has no
+        // replica left.
+        let lost =
+            self.steps.iter().position(|s| matches!(s, Step::Fault { fault, .. } if fault.behaviour().loses_host()))?;
+        self.steps[lost + 1..].iter().find(|s| needs_a_replica(s)).map(|s| {
+            format!("`{s}` comes after `{}` failed over to the replica, and {strategy} has no other", self.steps[lost])
+        })
     }
 
     /// The steps as a scenario writes them: `steps = ["load 2s", …]`.
     pub fn toml_steps(&self) -> String {
         let steps: Vec<String> = self.steps.iter().map(|s| format!("\"{s}\"")).collect();
         format!("steps = [{}]", steps.join(", "))
+    }
+}
+
+/// Whether a step needs the replica of a replicated deployment.
+fn needs_a_replica(step: &Step) -> bool {
+    match step {
+        Step::Fault { fault, host, .. } => *host == Host::Replica || fault.behaviour().loses_host(),
+        Step::Wait(c) => *c == Condition::CaughtUp,
+        _ => false,
     }
 }
 
@@ -307,6 +327,9 @@ pub fn generate(seed: u64, n: u64, alphabet: &Alphabet) -> Schedule {
     let mut steps = Vec::new();
     let mut left = rng.random_range(1..=alphabet.max_faults.max(1));
     let min_load = (GRAIN * 5).min(alphabet.max_load);
+    // On a replicated strategy, once a fault lost a host no step may need
+    // the replica (see `Schedule::unsupported_on`).
+    let mut failed_over = false;
     while left > 0 {
         if steps.is_empty() || rng.random_bool(0.75) {
             let clients = (alphabet.clients > 1 && rng.random_bool(0.3)).then(|| rng.random_range(1..alphabet.clients));
@@ -318,16 +341,29 @@ pub fn generate(seed: u64, n: u64, alphabet: &Alphabet) -> Schedule {
             let length = behaviour
                 .set_length(&mut FaultsSection::default(), GRAIN)
                 .then(|| draw_length(&mut rng, GRAIN, Duration::from_secs(4)));
-            steps.push(Step::Fault { fault, host: behaviour.host(), length });
+            let step = Step::Fault { fault, host: behaviour.host(), length };
+            if failed_over && needs_a_replica(&step) {
+                // Drawn all the same, so that the draws after it do not
+                // depend on the topology; the schedule ends here.
+                left = 0;
+                break;
+            }
+            failed_over |= alphabet.replicated && behaviour.loses_host();
+            steps.push(step);
             left -= 1;
             if left == 0 || !behaviour.leaves_service_up() || !rng.random_bool(0.5) {
                 break;
             }
         }
-        steps.push(Step::Recover);
-        if alphabet.replicated && rng.random_bool(0.25) {
+        if matches!(steps.last(), Some(Step::Fault { .. })) {
+            steps.push(Step::Recover);
+        }
+        if alphabet.replicated && !failed_over && rng.random_bool(0.25) {
             steps.push(Step::Wait(Condition::CaughtUp));
         }
+    }
+    if matches!(steps.last(), Some(Step::Load { .. })) {
+        steps.pop();
     }
     steps.push(Step::Verify);
     Schedule::new(steps).expect("generated schedules are valid by construction")
@@ -530,6 +566,31 @@ mod tests {
         let most = (0..200).map(|n| generate(7, n, &a).faults().count()).max();
         assert_eq!(most, Some(3));
         assert!((0..200).any(|n| generate(7, n, &a).to_string().contains("partition on replica for")));
+        let replicated = Alphabet { faults: vec![Fault::Partition, Fault::HostLoss, Fault::ProcessKill], ..a };
+        for n in 0..500 {
+            let s = generate(7, n, &replicated);
+            assert_eq!(s.unsupported_on(crate::storage::Strategy::ReplicaSemisync), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_replicated_deployment_fails_over_once() {
+        use crate::storage::Strategy;
+        let after = parse("load 2s, host-loss, recover, load 1s, partition, recover, verify").unwrap();
+        let why = after.unsupported_on(Strategy::ReplicaAsync).unwrap();
+        assert!(
+            why.contains("`partition on replica for` comes after")
+                || why.contains("`partition on replica` comes after `host-loss on primary` failed over"),
+            "{why}"
+        );
+        assert_eq!(after.unsupported_on(Strategy::NamedVolume).map(|w| w.contains("partition")), Some(true));
+        let twice = parse("load 2s, host-loss, recover, host-loss, recover, verify").unwrap();
+        assert!(twice.unsupported_on(Strategy::ReplicaSemisync).is_some());
+        assert_eq!(twice.unsupported_on(Strategy::NamedVolume), None, "a single host is rebuilt after each loss");
+        let first = parse("load 2s, partition for 3s, host-loss, recover, verify").unwrap();
+        assert_eq!(first.unsupported_on(Strategy::ReplicaSemisync), None);
+        let waits = parse("load 2s, host-kill, recover, wait caught-up, verify").unwrap();
+        assert!(waits.unsupported_on(Strategy::BindMount).unwrap().contains("has none"));
     }
 
     #[test]
