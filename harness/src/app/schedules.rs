@@ -358,7 +358,11 @@ impl Search<'_, '_> {
         // the same hopeless simplification after every shortening.
         let mut rejected = std::collections::HashSet::new();
         'shrinking: loop {
-            for candidate in schedule::shrink(&current, clients) {
+            let candidates = schedule::shrink(&current, clients);
+            // A simpler fault the strategy cannot take (a host kill on a
+            // replica's volume) would only fail as the harness's error.
+            let strategy = self.strategy;
+            for candidate in candidates.into_iter().filter(|c| c.unsupported_on(strategy).is_none()) {
                 let shape = schedule::shape(&candidate);
                 if shape != schedule::shape(&current) && rejected.contains(&shape) {
                     continue;
