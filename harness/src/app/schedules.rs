@@ -414,19 +414,22 @@ impl Search<'_, '_> {
             entry.to_toml()
         );
         if self.options.store {
-            store(file, &entry, &comment)?;
-            note!("stored in {}; the next explore runs it first", file.display());
+            if store(file, &entry, &comment)? {
+                note!("stored in {}; the next explore runs it first", file.display());
+            } else {
+                note!("already stored in {}", file.display());
+            }
         }
         Ok(())
     }
 }
 
 /// Appends `entry` to the regressions file, unless the same schedule on
-/// the same strategy is there already.
-fn store(file: &Path, entry: &ScheduleEntry, comment: &str) -> Result<(), AppError> {
+/// the same strategy is there already; says whether it did.
+fn store(file: &Path, entry: &ScheduleEntry, comment: &str) -> Result<bool, AppError> {
     let stored = read_regressions(file)?;
     if stored.iter().any(|e| e.strategy == entry.strategy && e.steps == entry.steps) {
-        return Ok(());
+        return Ok(false);
     }
     let mut text = std::fs::read_to_string(file).unwrap_or_else(|_| {
         "# Fault schedules `crashlab explore` found failing, shrunk; the next explore runs them first.\n".into()
@@ -434,7 +437,8 @@ fn store(file: &Path, entry: &ScheduleEntry, comment: &str) -> Result<(), AppErr
     text.push('\n');
     text.push_str(comment);
     text.push_str(&entry.to_toml());
-    std::fs::write(file, text).map_err(|source| AppError::Io { what: "write", path: file.to_owned(), source })
+    std::fs::write(file, text).map_err(|source| AppError::Io { what: "write", path: file.to_owned(), source })?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -454,8 +458,8 @@ mod tests {
             steps: "load 500ms clients=1, host-kill on primary, recover, verify".parse().unwrap(),
             expect: Verdict::Intact,
         };
-        store(&file, &entry, "# found\n").unwrap();
-        store(&file, &entry, "# found again\n").unwrap();
+        assert!(store(&file, &entry, "# found\n").unwrap());
+        assert!(!store(&file, &entry, "# found again\n").unwrap());
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.ends_with(
             "# found\n[[schedule]]\nname = \"seed7-3\"\nstrategy = \"bind-mount\"\nsteps = [\"load 500ms clients=1\", \
