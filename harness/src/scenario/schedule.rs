@@ -240,10 +240,17 @@ impl Schedule {
         })
     }
 
-    /// Why `strategy` cannot run this schedule, when it cannot: one of its
-    /// faults cannot run there, or it waits for a replica the strategy has
-    /// none of.
+    /// Why `strategy` cannot run this schedule, when it cannot: a backup
+    /// strategy, one of its faults cannot run there, it waits for a replica
+    /// the strategy has none of, or it needs the replica after a failover.
     pub fn unsupported_on(&self, strategy: crate::storage::Strategy) -> Option<String> {
+        if strategy.is_backup() {
+            // Their backup schedule ends with the one fault of a cycle.
+            return Some(format!(
+                "{strategy} takes its backups through one load and one fault; schedules of several \
+                                 are not run on backup strategies yet"
+            ));
+        }
         if let Some(f) = self.faults().find(|f| f.unsupported_on(strategy).is_some()) {
             return f.unsupported_on(strategy).map(|why| format!("{f}: {why}"));
         }
@@ -589,6 +596,7 @@ mod tests {
         assert_eq!(twice.unsupported_on(Strategy::NamedVolume), None, "a single host is rebuilt after each loss");
         let first = parse("load 2s, partition for 3s, host-loss, recover, verify").unwrap();
         assert_eq!(first.unsupported_on(Strategy::ReplicaSemisync), None);
+        assert!(first.unsupported_on(Strategy::BackupHot).unwrap().contains("not run on backup strategies"));
         let waits = parse("load 2s, host-kill, recover, wait caught-up, verify").unwrap();
         assert!(waits.unsupported_on(Strategy::BindMount).unwrap().contains("has none"));
     }
