@@ -31,6 +31,8 @@ macro_rules! note {
     }};
 }
 
+pub mod schedules;
+
 /// Exit codes, stable for CI.
 pub mod exit {
     /// Every cell met its expectation.

@@ -133,6 +133,13 @@ enum Command {
         #[command(flatten)]
         run: RunFlags,
     },
+    /// Search fault schedules for one that fails: schedules drawn from a
+    /// seed over the scenario's [matrix] faults, each run through the
+    /// oracle; a failing one is shrunk to the smallest that still fails at
+    /// the --accept rate, printed as a [[schedule]] with its replay rate
+    /// and stored in SCENARIO's regressions file, which the next explore
+    /// runs first. Exits 1 when a schedule fails, 0 when none did.
+    Explore(ExploreArgs),
     /// Check one crash state of a failing crash point again, as the run
     /// checked it, in a fresh container: the command is in the report.
     /// Exits 0 when the state is intact, 1 when it is not.
@@ -240,6 +247,61 @@ enum Command {
     },
 }
 
+/// `crashlab explore`'s arguments.
+#[derive(clap::Args)]
+struct ExploreArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// How long to search, the stored schedules included, e.g. 10m.
+    #[arg(long, default_value = "10m", value_parser = parse_budget)]
+    budget: std::time::Duration,
+    /// How long to shrink a failing schedule [default: the budget].
+    #[arg(long, value_parser = parse_budget)]
+    shrink_budget: Option<std::time::Duration>,
+    /// The generator's seed [default: the scenario's].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The strategy to run schedules on [default: the scenario's first
+    /// that takes one of its faults].
+    #[arg(long, value_parser = parse_strategy)]
+    strategy: Option<crashlab::storage::Strategy>,
+    /// At most this many faults a schedule.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    max_faults: u32,
+    /// Replays of each shrinking candidate, and of the result for its
+    /// rate.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    replays: u32,
+    /// The share of a candidate's replays that must fail for it to be
+    /// taken, from 0.01 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    accept: f64,
+    /// Do not write a found schedule into the regressions file.
+    #[arg(long)]
+    no_store: bool,
+    /// Debian mirror for building missing images.
+    #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
+    mirror: String,
+}
+
+impl ExploreArgs {
+    fn options(self, quiet: bool) -> app::schedules::ExploreOptions {
+        app::schedules::ExploreOptions {
+            scenario: self.scenario,
+            budget: self.budget,
+            shrink_budget: self.shrink_budget,
+            seed: self.seed,
+            strategy: self.strategy,
+            max_faults: self.max_faults,
+            replays: self.replays,
+            accept: self.accept,
+            store: !self.no_store,
+            quiet,
+            mirror: self.mirror,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum ImagesCommand {
     /// Build images from Debian packages (read from the mirror, installed
@@ -326,6 +388,24 @@ fn parse_partition(s: &str) -> Result<Partition, String> {
     s.parse().map_err(|e: crashlab_reports::partition::PartitionError| e.to_string())
 }
 
+fn parse_budget(s: &str) -> Result<std::time::Duration, String> {
+    crashlab::settings::parse_duration(s)
+}
+
+fn parse_strategy(s: &str) -> Result<crashlab::storage::Strategy, String> {
+    crashlab::storage::Strategy::ALL
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown strategy `{s}`; `crashlab list` shows a scenario's"))
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.01..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}` is not a share from 0.01 to 1")),
+    }
+}
+
 fn parse_filter(s: &str) -> Result<Filter, String> {
     s.parse().map_err(|e: crashlab::scenario::filter::FilterError| e.to_string())
 }
@@ -366,6 +446,7 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             crashlab::app::listing::list(scenario.as_deref(), filter, message_format)
         }
         Command::Merge { shards, out } => app::merge(&shards, &out),
+        Command::Explore(args) => app::schedules::explore(args.options(quiet)).await,
         Command::Replay { run, cell, cycle, point, state, keep, mirror } => {
             app::replay(app::ReplayOptions { target: run, cell, cycle, point, state, keep, mirror }).await
         }

@@ -7,6 +7,7 @@
 //! every key and `docs/design.md` for the contract.
 
 pub mod filter;
+pub mod schedule;
 use crate::faults::Fault;
 use crate::storage::{BackupKind, Strategy};
 use crashlab_reports::{Unsupported, Verdict};
@@ -40,7 +41,7 @@ pub fn cell_id(scenario: &Scenario, cell: &Cell) -> String {
     crashlab_reports::partition::cell_id(
         scenario.workload.kind.as_str(),
         &cell.strategy.to_string(),
-        &cell.fault.to_string(),
+        &cell.fault_name(),
     )
 }
 
@@ -62,6 +63,10 @@ pub struct Scenario {
     pub explore: ExploreSection,
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// `[[schedule]]`: fault schedules, each run as a cell of its own
+    /// after the matrix's ([`schedule`]).
+    #[serde(default)]
+    pub schedule: Vec<ScheduleEntry>,
     /// The cells chosen on the command line (`--filter`); the plan leaves
     /// the others out. Not a scenario key.
     #[serde(skip)]
@@ -129,13 +134,83 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Pattern<T> {
     }
 }
 
-/// One (workload, strategy, fault) of the plan.
+/// `[[schedule]]`: a fault schedule on one strategy, with the verdict it
+/// may reach at worst (`intact` unless `expect` says otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScheduleEntry {
+    /// The cell's name in reports, `schedule-<name>`; `<n>`, its place
+    /// among the scenario's schedules from 1, when left out.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub strategy: Strategy,
+    #[serde(deserialize_with = "schedule_steps")]
+    pub steps: schedule::Schedule,
+    #[serde(default = "intact", deserialize_with = "expected_verdict")]
+    pub expect: Verdict,
+}
+
+fn intact() -> Verdict {
+    Verdict::Intact
+}
+
+fn schedule_steps<'de, D: Deserializer<'de>>(d: D) -> Result<schedule::Schedule, D::Error> {
+    let steps = Vec::<String>::deserialize(d)?;
+    let steps =
+        steps.iter().map(|s| s.parse()).collect::<Result<Vec<_>, String>>().map_err(serde::de::Error::custom)?;
+    schedule::Schedule::new(steps).map_err(serde::de::Error::custom)
+}
+
+impl ScheduleEntry {
+    /// The entry as a scenario writes it, ready to paste.
+    pub fn to_toml(&self) -> String {
+        let mut text = String::from("[[schedule]]\n");
+        if let Some(name) = &self.name {
+            text.push_str(&format!("name = {}\n", toml::Value::from(name.as_str())));
+        }
+        text.push_str(&format!("strategy = \"{}\"\n{}\n", self.strategy, self.steps.toml_steps()));
+        if self.expect != Verdict::Intact {
+            text.push_str(&format!("expect = \"{}\"\n", self.expect));
+        }
+        text
+    }
+}
+
+/// A schedule a cell runs, and its name in reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSchedule {
+    pub name: String,
+    pub schedule: schedule::Schedule,
+}
+
+/// One (workload, strategy, fault) of the plan, or one schedule: then
+/// `fault` is the schedule's first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
     pub index: usize,
     pub strategy: Strategy,
     pub fault: Fault,
     pub expected: Verdict,
+    pub schedule: Option<NamedSchedule>,
+}
+
+impl Cell {
+    /// What the cell does to its deployment, as reports name it: the
+    /// fault, or `schedule-<name>`.
+    pub fn fault_name(&self) -> String {
+        match &self.schedule {
+            Some(s) => format!("schedule-{}", s.name),
+            None => self.fault.to_string(),
+        }
+    }
+
+    /// The faults the cell injects.
+    pub fn faults(&self) -> Vec<Fault> {
+        match &self.schedule {
+            Some(s) => s.schedule.faults().collect(),
+            None => vec![self.fault],
+        }
+    }
 }
 
 impl Scenario {
@@ -192,13 +267,17 @@ impl Scenario {
                 .backup
                 .and_then(BackupKind::only_for)
                 .and_then(|(workload, why)| (workload != self.workload.kind.as_str()).then_some(why));
-            match no_replica.or(other_engine).or_else(|| cell.fault.unsupported_on(cell.strategy)) {
+            let own = match &cell.schedule {
+                Some(s) => s.schedule.unsupported_on(cell.strategy),
+                None => cell.fault.unsupported_on(cell.strategy).map(str::to_owned),
+            };
+            match no_replica.or(other_engine).map(str::to_owned).or(own) {
                 None => run.push(cell),
                 Some(reason) => unsupported.push(Unsupported {
                     workload: self.workload.kind.as_str().to_owned(),
                     strategy: cell.strategy.to_string(),
-                    fault: cell.fault.to_string(),
-                    reason: reason.to_owned(),
+                    fault: cell.fault_name(),
+                    reason,
                 }),
             }
         }
@@ -206,13 +285,27 @@ impl Scenario {
     }
 
     /// Every planned cell in order, strategies outer, faults inner, each
-    /// with its expectation, including those [`Self::plan`] leaves out.
+    /// with its expectation, then the schedules, including those
+    /// [`Self::plan`] leaves out.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for &strategy in &self.matrix.strategies {
             for &fault in &self.matrix.faults {
-                cells.push(Cell { index: cells.len(), strategy, fault, expected: self.expected(strategy, fault) });
+                let expected = self.expected(strategy, fault);
+                cells.push(Cell { index: cells.len(), strategy, fault, expected, schedule: None });
             }
+        }
+        for (i, entry) in self.schedule.iter().enumerate() {
+            cells.push(Cell {
+                index: cells.len(),
+                strategy: entry.strategy,
+                fault: entry.steps.faults().next().expect("a schedule has a fault"),
+                expected: entry.expect,
+                schedule: Some(NamedSchedule {
+                    name: entry.name.clone().unwrap_or_else(|| (i + 1).to_string()),
+                    schedule: entry.steps.clone(),
+                }),
+            });
         }
         cells
     }
@@ -643,6 +736,55 @@ faults = ["restart"]
             [("container-layer", "host-kill"), ("container-layer", "disk-full"), ("tmpfs", "disk-full")]
         );
         assert!(unsupported.iter().all(|u| !u.reason.is_empty() && u.workload == "mariadb"));
+    }
+
+    #[test]
+    fn schedules_are_cells_after_the_matrix_and_print_back_as_written() {
+        let block = "[[schedule]]\nname = \"kill-then-cut\"\nstrategy = \"bind-mount\"\nsteps = [\"load 2s\", \
+                     \"process-kill on primary\", \"recover\", \"load 1s clients=2\", \"host-kill on primary\", \
+                     \"recover\", \"verify\"]\nexpect = \"lost-writes\"\n";
+        let plain = "[[schedule]]\nstrategy = \"tmpfs\"\nsteps = [\"load 1s\", \"torn-write on primary\", \"recover\", \
+                     \"verify\"]\n";
+        let s = Scenario::parse(&format!("{MINIMAL}{block}{plain}"), "s.toml").unwrap();
+        assert_eq!(s.schedule.len(), 2);
+        assert_eq!(s.schedule[0].to_toml(), block, "printed back as written");
+        assert_eq!(s.schedule[1].to_toml(), plain);
+        let cells = s.cells();
+        assert_eq!(cells.len(), 3);
+        let cell = &cells[1];
+        assert_eq!(
+            (cell.index, cell.strategy, cell.fault, cell.expected),
+            (1, Strategy::BindMount, Fault::ProcessKill, Verdict::LostWrites)
+        );
+        assert_eq!(cell.fault_name(), "schedule-kill-then-cut");
+        assert_eq!(cell.faults(), [Fault::ProcessKill, Fault::HostKill]);
+        assert_eq!(cells[2].fault_name(), "schedule-2", "named by its place");
+        assert_eq!(cell_id(&s, cell), "mariadb/bind-mount/schedule-kill-then-cut");
+        let (run, unsupported) = s.plan();
+        assert_eq!(run.len(), 2);
+        assert_eq!(unsupported.len(), 1);
+        assert_eq!(unsupported[0].fault, "schedule-2");
+        assert!(unsupported[0].reason.starts_with("torn-write: "), "{:?}", unsupported[0]);
+    }
+
+    #[test]
+    fn a_wrong_schedule_names_the_key_and_line() {
+        let with = |body: &str| format!("{MINIMAL}[[schedule]]\nstrategy = \"bind-mount\"\n{body}\n");
+        let cases = [
+            ("steps = [\"load 1s\", \"host-kil\", \"recover\", \"verify\"]", "s.toml:10:9: unknown step `host-kil`"),
+            (
+                "steps = [\"load 1s\", \"host-kill\", \"verify\"]",
+                "s.toml:10:9: step 3 `verify`: `recover` from host-kill",
+            ),
+            ("steps = [\"load 1s\", \"host-kill\", \"recover\", \"verify\"]\nexpect = \"error\"", "cannot be expected"),
+            ("step = []", "s.toml:10:1: unknown field `step`"),
+            ("steps = []", "s.toml:10:9: a schedule needs at least one fault, for key `steps`"),
+            ("stratgy = \"tmpfs\"", "s.toml:10:1: unknown field `stratgy`"),
+        ];
+        for (body, expected) in cases {
+            let err = error_of(&with(body));
+            assert!(err.contains(expected), "for {body:?}: got {err:?}, wanted {expected:?}");
+        }
     }
 
     #[test]

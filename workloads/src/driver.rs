@@ -92,6 +92,7 @@ pub(crate) struct Transfers {
 }
 
 impl Transfers {
+    #[cfg(test)]
     pub(crate) fn new(client: u32, accounts: u32, seed: u64) -> Transfers {
         Transfers::resume(client, accounts, seed, 0)
     }
@@ -236,7 +237,7 @@ where
     for id in 0..load.clients {
         let record = Record::new(epoch);
         records.push(record.clone());
-        let transfers = Transfers::new(id, load.accounts, seed_of(id));
+        let transfers = Transfers::resume(id, load.accounts, seed_of(id), load.ids_from);
         let ctx = ClientContext { client: id, transfers, stop: stop.clone(), record, reconnect: load.reconnect };
         let run = client(ctx);
         tasks.spawn(async move { (id, run.await) });
@@ -263,7 +264,7 @@ where
                     }
                     if load.reconnect && stopped_at.is_none() && !*stop.borrow() {
                         let record = records[id as usize].clone();
-                        let transfers = Transfers::resume(id, load.accounts, seed_of(id), record.len() as u64);
+                        let transfers = Transfers::resume(id, load.accounts, seed_of(id), load.ids_from + record.len() as u64);
                         let run = client(ClientContext {
                             client: id,
                             transfers,
@@ -333,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_stuck_after_stop_is_aborted_with_its_record_kept() {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let config = LoadConfig { clients: 2, accounts: 4, seed: 1, reconnect: false };
+        let config = LoadConfig { clients: 2, accounts: 4, seed: 1, reconnect: false, ids_from: 0 };
         let load = run_clients(config, stop_rx, Duration::from_millis(50), |mut ctx| async move {
             let t = ctx.transfers.next_transfer();
             let i = ctx.record.begin(t);
@@ -358,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn a_reconnecting_client_goes_on_with_fresh_ledger_ids_until_the_stop() {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let config = LoadConfig { clients: 1, accounts: 4, seed: 1, reconnect: true };
+        let config = LoadConfig { clients: 1, accounts: 4, seed: 1, reconnect: true, ids_from: 0 };
         let load = run_clients(config, stop_rx, Duration::from_secs(5), |mut ctx| async move {
             // Each incarnation acknowledges two transfers, then its
             // connection "fails".

@@ -166,6 +166,10 @@ pub struct LoadConfig {
     /// told to stop, rather than ending: for loads that must outlive a
     /// server stopped on purpose (`backup-stopped` stops it for each copy).
     pub reconnect: bool,
+    /// Each client's ledger sequence starts after this, so that several
+    /// loads on one dataset (a fault schedule's) never reuse an id; 0 for
+    /// the first.
+    pub ids_from: u64,
 }
 
 /// Balance every account starts a cycle with.

@@ -78,7 +78,7 @@ pub fn emit<W: Write>(json: &mut JsonEvents<W>, scenario: &Scenario, cells: &[Ce
             index: cell.index,
             workload,
             strategy: cell.strategy.as_str(),
-            fault: cell.fault.as_str(),
+            fault: &cell.fault_name(),
             cycles: scenario.matrix.cycles,
             expected: cell.expected,
         });

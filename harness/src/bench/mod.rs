@@ -529,7 +529,13 @@ impl Bench<'_> {
         d.create().await.map_err(|e| error_chain(&e))?;
         d.start().await.map_err(|e| error_chain(&e))?;
         let addr = d.wait_ready(workload, section.ready_timeout, Some(&self.cancel)).await.map_err(|e| e.detail())?;
-        let config = LoadConfig { clients: section.clients, accounts: section.accounts, seed: 42, reconnect: false };
+        let config = LoadConfig {
+            clients: section.clients,
+            accounts: section.accounts,
+            seed: 42,
+            reconnect: false,
+            ids_from: 0,
+        };
         workload.setup(addr, config).await.map_err(|e| format!("create the dataset: {}", error_chain(&e)))?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let started = Instant::now();

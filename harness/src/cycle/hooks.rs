@@ -8,7 +8,7 @@
 use crate::backup::{Backups, Restored};
 use crate::deploy::deployment::Deployment;
 use crate::faults::{Behaviour, Cx, Recovered};
-use crate::scenario::Scenario;
+use crate::scenario::{FaultsSection, Scenario};
 use crate::text::error_chain;
 use crashlab_reports::{CycleReport, Verdict};
 use crashlab_workloads::{AckLog, Outcome, Workload};
@@ -22,6 +22,8 @@ pub struct Stage<'s> {
     pub workload: &'s dyn Workload,
     pub scenario: &'s Scenario,
     pub behaviour: &'static dyn Behaviour,
+    /// The fault's knobs: the scenario's, with a schedule step's length.
+    pub knobs: &'s FaultsSection,
 }
 
 impl Stage<'_> {
@@ -30,7 +32,7 @@ impl Stage<'_> {
     pub fn cx<'c>(&'c mut self, backups: Option<&'c mut Backups>) -> Cx<'c> {
         Cx {
             deployment: self.deployment,
-            knobs: &self.scenario.faults,
+            knobs: self.knobs,
             explore: &self.scenario.explore,
             workload: self.workload,
             backups,

@@ -20,6 +20,7 @@
 mod hooks;
 mod phases;
 mod recheck;
+mod schedule;
 pub mod timeline;
 
 use crate::backup::Backups;
@@ -159,6 +160,47 @@ impl Runner<'_> {
         report
     }
 
+    /// Runs one cycle of `cell` on the deployment in `slot`, deploying one
+    /// when the slot is empty or its storage does not suit the cell's
+    /// faults, and leaves it there for the next call unless the cycle
+    /// broke it: `crashlab explore`'s schedules on one strategy share it,
+    /// each on a fresh dataset, as a cell's cycles do. Backup strategies
+    /// are not run this way. `None` when cancelled.
+    pub async fn run_on(
+        &self,
+        cell: &Cell,
+        slot: &mut Option<Deployment>,
+        reporter: &mut dyn Reporter,
+    ) -> Option<CellReport> {
+        let faultfs = cell.faults().iter().any(|f| f.needs_faultfs(cell.strategy));
+        if let Some(d) = slot.as_mut()
+            && d.faultfs_mut().is_some() != faultfs
+        {
+            self.teardown(slot.take()).await;
+        }
+        reporter.on_event(&Event::CellStarted { cell });
+        let result = self.run_cycle(cell, 0, slot, None, reporter).await;
+        if result.discard {
+            self.teardown(slot.take()).await;
+        }
+        if self.cancelled() {
+            return None;
+        }
+        reporter.on_event(&Event::CycleFinished { cell, cycle: 0, report: &result.report });
+        let mut latency = latency_histogram();
+        if let Some(h) = &result.latency_us {
+            latency.add(h).expect("histograms share bounds");
+        }
+        let report = summarise(self.scenario, cell, vec![result.report], &latency);
+        reporter.on_event(&Event::CellFinished { cell, report: &report });
+        Some(report)
+    }
+
+    /// Tears down a deployment [`Self::run_on`] kept.
+    pub async fn release(&self, slot: Option<Deployment>) {
+        self.teardown(slot).await;
+    }
+
     /// The base of the names of a cell's containers and volumes.
     fn cell_name(&self, cell: &Cell) -> String {
         self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault))
@@ -177,7 +219,7 @@ impl Runner<'_> {
         let w = &self.scenario.workload;
         let seed =
             self.scenario.seed ^ ((cell.index as u64) << 32 | u64::from(cycle)).wrapping_mul(0x2545_f491_4f6c_dd1d);
-        LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup() }
+        LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup(), ids_from: 0 }
     }
 
     async fn deploy(&self, cell: &Cell, backups: Option<&mut Backups>) -> Result<Deployment, String> {
@@ -197,10 +239,11 @@ impl Runner<'_> {
             }
         }
         let name = self.cell_name(cell);
-        let faultfs = cell.fault.needs_faultfs(cell.strategy).then(|| FaultFsOptions {
+        let faults = cell.faults();
+        let faultfs = faults.iter().any(|f| f.needs_faultfs(cell.strategy)).then(|| FaultFsOptions {
             seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
             fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
-            record_history: cell.fault.records_history(),
+            record_history: faults.iter().any(|f| f.records_history()),
         });
         let options = ProvisionOptions { faultfs, ballast: self.scenario.backup.ballast };
         let storage = Storage::provision(&self.docker, &self.run, &Place::Strategy(cell.strategy), &name, options)
@@ -380,7 +423,7 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
     CellReport {
         workload: scenario.workload.kind.as_str().to_owned(),
         strategy: cell.strategy.to_string(),
-        fault: cell.fault.to_string(),
+        fault: cell.fault_name(),
         cycles: cycles.len() as u32,
         verdict,
         passed: verdict.meets(cell.expected) && cycles.len() == scenario.matrix.cycles as usize,

@@ -14,11 +14,13 @@ use crate::events::{Event, Phase, Reporter};
 use crate::faults::{Behaviour, Fault, Recovered};
 use crate::scenario::Cell;
 use crate::scenario::cell_id;
+use crate::settings::FaultsSection;
 use crate::text::error_chain;
+use crashlab_reports::Fired;
 use crashlab_reports::{CycleReport, PhaseTimes, Verdict};
-use crashlab_workloads::{LoadConfig, LoadOutcome};
+use crashlab_workloads::{AckLog, LoadConfig, LoadOutcome};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The [`Stage`] of a [`CycleRun`], borrowing only its deployment, so
@@ -29,7 +31,8 @@ macro_rules! stage {
             deployment: &mut *$run.deployment,
             workload: &*$run.runner.workload,
             scenario: $run.runner.scenario,
-            behaviour: $run.cell.fault.behaviour(),
+            behaviour: $run.fault.behaviour(),
+            knobs: &$run.knobs,
         }
     };
 }
@@ -70,6 +73,9 @@ pub enum CycleFailure {
     NotBack { fault: Fault, why: String },
     #[error("{0}")]
     Verify(String),
+    /// A schedule's `wait` that did not come true.
+    #[error("{0}")]
+    Wait(String),
 }
 
 impl CycleFailure {
@@ -106,6 +112,20 @@ pub struct CycleRun<'r, 'a> {
     pub config: LoadConfig,
     pub addr: Option<SocketAddr>,
     pub loaded: Option<Loaded>,
+    /// The fault injected last, which `recover` recovers from: the cell's,
+    /// or a schedule's.
+    pub fault: Fault,
+    /// The knobs of [`Self::fault`].
+    pub knobs: FaultsSection,
+    /// Loads run so far in the cycle: a later one's ledger ids start after
+    /// the earlier ones'.
+    pub loads: u32,
+}
+
+/// A fault a load segment injects, with its knobs.
+pub struct Strike {
+    pub fault: Fault,
+    pub knobs: FaultsSection,
 }
 
 impl<'r, 'a> CycleRun<'r, 'a> {
@@ -130,6 +150,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
             started,
             addr: None,
             loaded: None,
+            fault: cell.fault,
+            knobs: runner.scenario.faults.clone(),
+            loads: 0,
         }
     }
 
@@ -138,15 +161,23 @@ impl<'r, 'a> CycleRun<'r, 'a> {
     }
 
     fn behaviour(&self) -> &'static dyn Behaviour {
-        self.cell.fault.behaviour()
+        self.fault.behaviour()
     }
 
-    /// The single-fault cycle: ready, setup, load and fault, recover,
-    /// verify.
+    /// The cycle: ready, setup, load and fault, recover, verify, or the
+    /// cell's schedule ([`super::schedule`]).
     pub async fn steps(&mut self) -> Result<(), CycleFailure> {
+        let cell = self.cell;
+        if let Some(named) = &cell.schedule {
+            return self.scheduled(&named.schedule).await;
+        }
         self.ready().await?;
-        self.setup().await?;
-        self.load_and_fault().await?;
+        self.setup_dataset().await?;
+        let strike = Strike { fault: self.cell.fault, knobs: self.runner.scenario.faults.clone() };
+        self.arm(std::slice::from_ref(&strike))?;
+        self.begin_hooks().await?;
+        let load = self.runner.scenario.workload.load;
+        self.load_and_faults(Some(load), None, vec![strike]).await?;
         self.recover().await?;
         self.verify().await
     }
@@ -160,9 +191,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         Ok(())
     }
 
-    /// Creates the dataset, makes it the fault filesystem's durable
-    /// baseline, arms the fault and begins the hooks.
-    pub async fn setup(&mut self) -> Result<(), CycleFailure> {
+    /// Creates the dataset and makes it the fault filesystem's durable
+    /// baseline.
+    pub async fn setup_dataset(&mut self) -> Result<(), CycleFailure> {
         self.announce(Phase::Setup);
         let addr = self.addr.expect("ready before setup");
         let workload = &*self.runner.workload;
@@ -174,85 +205,204 @@ impl<'r, 'a> CycleRun<'r, 'a> {
             fs.checkpoint().map_err(|e| CycleFailure::Checkpoint(error_chain(&e)))?;
             fs.begin_cycle();
         }
-        let fault = self.cell.fault;
-        let behaviour = self.behaviour();
+        Ok(())
+    }
+
+    /// Arms the faults a load is about to meet.
+    pub fn arm(&mut self, strikes: &[Strike]) -> Result<(), CycleFailure> {
+        for strike in strikes {
+            let (fault, behaviour) = (strike.fault, strike.fault.behaviour());
+            let mut stage = stage!(self);
+            stage.behaviour = behaviour;
+            stage.knobs = &strike.knobs;
+            behaviour.arm(&mut stage.cx(None)).map_err(|e| CycleFailure::Arm { fault, why: error_chain(&e) })?;
+        }
+        Ok(())
+    }
+
+    /// Begins every hook, once the first faults are armed.
+    pub async fn begin_hooks(&mut self) -> Result<(), CycleFailure> {
         let mut stage = stage!(self);
-        let hooks = &mut self.hooks;
-        behaviour.arm(&mut stage.cx(None)).map_err(|e| CycleFailure::Arm { fault, why: error_chain(&e) })?;
-        for hook in hooks.iter_mut() {
+        for hook in self.hooks.iter_mut() {
             hook.begin(&mut stage).await.map_err(CycleFailure::Hook)?;
         }
         Ok(())
     }
 
-    /// Runs the load and lands the fault at its end, while the clients are
-    /// mid-transaction; they are told to stop once the damage is done.
-    /// Then asks whether anything was at stake and whether the fault fired.
-    pub async fn load_and_fault(&mut self) -> Result<(), CycleFailure> {
+    /// The load's settings for the next load of the cycle: `clients` when
+    /// given, and, after the first load, another seed and ledger ids after
+    /// the earlier loads'.
+    fn next_load_config(&mut self, clients: Option<u32>) -> LoadConfig {
+        let mut config = self.config;
+        if let Some(n) = clients {
+            config.clients = n;
+        }
+        config.seed ^= u64::from(self.loads).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        config.ids_from = u64::from(self.loads) << 32;
+        self.loads += 1;
+        config
+    }
+
+    /// Runs the load for `length` (with none, the faults strike with no
+    /// load running) and lands `strikes` one after the other at its end,
+    /// while the clients are mid-transaction; they are told to stop once
+    /// the damage is done. Then asks whether anything was at stake and
+    /// whether every fault fired. `recover` then recovers from the last.
+    pub async fn load_and_faults(
+        &mut self,
+        length: Option<Duration>,
+        clients: Option<u32>,
+        strikes: Vec<Strike>,
+    ) -> Result<(), CycleFailure> {
         self.announce(Phase::Load);
         let addr = self.addr.expect("ready before the load");
-        let (runner, cell, cycle, fault) = (self.runner, self.cell, self.cycle, self.cell.fault);
-        let behaviour = self.behaviour();
+        let (runner, cell, cycle) = (self.runner, self.cell, self.cycle);
+        let config = length.map(|_| self.next_load_config(clients));
         let (stop_tx, stop_rx) = watch::channel(false);
         let load_started = Instant::now();
-        let load = runner.workload.load(addr, self.config, stop_rx, CLIENT_GRACE);
+        let load = async {
+            match config {
+                Some(config) => Some(runner.workload.load(addr, config, stop_rx, CLIENT_GRACE).await),
+                None => None,
+            }
+        };
         let reporter = &mut *self.reporter;
         let mut stage = stage!(self);
         let hooks = &mut self.hooks;
         let landed = async {
             let mut cancel = runner.cancel.clone();
-            let deadline = load_started + runner.scenario.workload.load;
-            match hooks.iter_mut().find(|h| h.drives_load()) {
-                Some(hook) => hook.during_load(&mut stage, load_started, deadline, &mut cancel).await,
-                None => tokio::select! {
-                    _ = tokio::time::sleep(runner.scenario.workload.load) => {}
-                    _ = cancel.wait_for(|c| *c) => {}
-                },
+            if let Some(length) = length {
+                let deadline = load_started + length;
+                match hooks.iter_mut().find(|h| h.drives_load()) {
+                    Some(hook) => hook.during_load(&mut stage, load_started, deadline, &mut cancel).await,
+                    None => tokio::select! {
+                        _ = tokio::time::sleep(length) => {}
+                        _ = cancel.wait_for(|c| *c) => {}
+                    },
+                }
             }
             reporter.on_event(&Event::Phase { cell, cycle, phase: Phase::Fault });
             let load_s = load_started.elapsed().as_secs_f64();
             let fault_started = Instant::now();
             let mut at_fault = Ok(());
-            for hook in hooks.iter_mut() {
-                at_fault = at_fault.and(hook.at_fault(&mut stage).await);
+            let mut injected = Ok(());
+            for strike in &strikes {
+                let (fault, behaviour) = (strike.fault, strike.fault.behaviour());
+                stage.behaviour = behaviour;
+                stage.knobs = &strike.knobs;
+                for hook in hooks.iter_mut() {
+                    at_fault = at_fault.and(hook.at_fault(&mut stage).await);
+                }
+                injected = behaviour.inject(&mut stage.cx(None)).await.map_err(|e| (fault, e));
+                if injected.is_err() {
+                    break;
+                }
             }
-            let injected = behaviour.inject(&mut stage.cx(None)).await;
             let fault_done = Instant::now();
             let _ = stop_tx.send(true);
             (injected, at_fault, fault_started, fault_done, load_s)
         };
         let (load, (injected, at_fault, fault_started, fault_done, load_s)) = tokio::join!(load, landed);
-        self.report.load_s = load_s;
-        self.report.phases.inject_ms = (fault_done - fault_started).as_secs_f64() * 1e3;
+        if length.is_some() {
+            self.report.load_s += load_s;
+        }
+        self.report.phases.inject_ms += (fault_done - fault_started).as_secs_f64() * 1e3;
         self.report.phases.drain_ms = ms(fault_done);
-        injected.map_err(|e| CycleFailure::Inject { fault, why: error_chain(&e) })?;
+        injected.map_err(|(fault, e)| CycleFailure::Inject { fault, why: error_chain(&e) })?;
         at_fault.map_err(CycleFailure::Hook)?;
-        let outcome = load.map_err(|e| CycleFailure::Load(error_chain(&e)))?;
-        self.report.acked_writes = outcome.log.acked();
+        let outcome = match load {
+            Some(load) => load.map_err(|e| CycleFailure::Load(error_chain(&e)))?,
+            None => LoadOutcome {
+                log: AckLog::default(),
+                latency_us: crashlab_workloads::latency_histogram(),
+                client_errors: vec![],
+                epoch: fault_started,
+            },
+        };
         if runner.cancelled() {
             return Err(CycleFailure::Interrupted);
         }
-        // A cycle is evidence only when writes were at stake and the fault
-        // did what it names; otherwise it is `error`, never a pass.
-        let fired = behaviour.fired(&mut stage!(self).cx(None)).await;
-        self.report.fired = Some(fired.clone());
-        let loaded = Loaded { outcome, load_s, fault_started, fault_done, fired };
-        let client_errors = &loaded.outcome.client_errors;
+        if let Some(last) = strikes.last() {
+            self.fault = last.fault;
+            self.knobs = last.knobs.clone();
+        }
+        let fired = self.fired(&strikes).await;
+        self.absorb(Loaded { outcome, load_s, fault_started, fault_done, fired: fired.clone().unwrap_or_default() });
+        self.judge_stakes(&strikes, fired.as_ref())
+    }
+
+    /// Whether each of `strikes` fired, in one [`Fired`]: as the fault
+    /// said, each named by its fault in a schedule; the first that did not
+    /// fire decides. `None` when nothing struck.
+    async fn fired(&mut self, strikes: &[Strike]) -> Option<Fired> {
+        let mut each = Vec::new();
+        for strike in strikes {
+            let (fault, behaviour) = (strike.fault, strike.fault.behaviour());
+            let mut stage = stage!(self);
+            stage.behaviour = behaviour;
+            stage.knobs = &strike.knobs;
+            each.push((fault, behaviour.fired(&mut stage.cx(None)).await));
+        }
+        if self.cell.schedule.is_none() {
+            return each.pop().map(|(_, fired)| fired);
+        }
+        let named = |(fault, f): &(Fault, Fired)| format!("{fault}: {}", f.what);
+        match each.iter().find(|(_, f)| !f.fired) {
+            Some(failed) => Some(Fired { fired: false, what: named(failed) }),
+            None if each.is_empty() => None,
+            None => Some(Fired { fired: true, what: each.iter().map(named).collect::<Vec<_>>().join("; ") }),
+        }
+    }
+
+    /// Adds a load's outcome to the cycle's: one ack log whose times count
+    /// from the first load's start, one latency histogram; the fault's
+    /// instants and what fired are the latest.
+    fn absorb(&mut self, mut next: Loaded) {
+        let Some(first) = self.loaded.as_mut() else {
+            self.loaded = Some(next);
+            return;
+        };
+        let shift = next.outcome.epoch.saturating_duration_since(first.outcome.epoch).as_micros() as u64;
+        for span in &mut next.outcome.log.times {
+            span.start_us += shift;
+            if span.end_us > 0 {
+                span.end_us += shift;
+            }
+        }
+        first.outcome.log.extend(next.outcome.log);
+        first.outcome.latency_us.add(&next.outcome.latency_us).expect("histograms share bounds");
+        first.outcome.client_errors.extend(next.outcome.client_errors);
+        first.load_s += next.load_s;
+        first.fault_started = next.fault_started;
+        first.fault_done = next.fault_done;
+        // A load that no fault met (an empty record) changes nothing.
+        if first.fired.what.is_empty() {
+            first.fired = next.fired;
+        } else if !next.fired.what.is_empty() {
+            first.fired.fired &= next.fired.fired;
+            first.fired.what = format!("{}; {}", first.fired.what, next.fired.what);
+        }
+    }
+
+    /// A cycle is evidence only when writes were at stake and every fault
+    /// did what it names; otherwise it is `error`, never a pass.
+    fn judge_stakes(&mut self, strikes: &[Strike], fired: Option<&Fired>) -> Result<(), CycleFailure> {
+        let loaded = self.loaded.as_ref().expect("absorbed above");
+        self.report.acked_writes = loaded.outcome.log.acked();
+        self.report.fired = Some(loaded.fired.clone());
         if self.report.acked_writes == 0 {
-            let why = client_errors.first().map_or_else(
+            let why = loaded.outcome.client_errors.first().map_or_else(
                 || "the clients ended without an error".to_owned(),
                 |e| format!("the first client error: {e}"),
             );
-            self.loaded = Some(loaded);
             return Err(CycleFailure::NothingAtStake(why));
         }
-        if !loaded.fired.fired {
-            let what = loaded.fired.what.clone();
-            self.loaded = Some(loaded);
-            return Err(CycleFailure::DidNotFire { fault, what });
+        match (strikes.first(), fired) {
+            (Some(first), Some(fired)) if !fired.fired => {
+                Err(CycleFailure::DidNotFire { fault: first.fault, what: fired.what.clone() })
+            }
+            _ => Ok(()),
         }
-        self.loaded = Some(loaded);
-        Ok(())
     }
 
     /// Brings the service back as the fault's recovery says, lending it

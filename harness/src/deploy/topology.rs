@@ -17,6 +17,47 @@ use crate::storage::Storage;
 use crashlab_reports::ReplicationCycle;
 use crashlab_workloads::Workload;
 
+/// A host of a topology as a fault schedule names it: the server's own
+/// host (the primary), the replica's, or a storage host of a shared
+/// volume. Each fault acts on one of them ([`crate::faults::Behaviour::host`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host {
+    Primary,
+    Replica,
+    Storage,
+}
+
+impl Host {
+    pub const ALL: [Host; 3] = [Host::Primary, Host::Replica, Host::Storage];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Host::Primary => "primary",
+            Host::Replica => "replica",
+            Host::Storage => "storage",
+        }
+    }
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Host {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Host, String> {
+        Host::ALL.into_iter().find(|h| h.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown host `{}`: a fault acts on the primary, the replica or a storage host",
+                crate::text::one_line(s)
+            )
+        })
+    }
+}
+
 /// The hosts a deployment spans.
 pub enum Topology {
     /// One host holds the server and its storage.

@@ -9,7 +9,7 @@
 //! Which of these happens is the deployment's [`crate::deploy::topology`]'s
 //! business: the fault asks it to lose the host and to fail over.
 
-use super::{Behaviour, Cx, FaultError, Recovered, fired};
+use super::{Behaviour, Cx, Fault, FaultError, Recovered, fired};
 use crate::deploy::topology::FailOver;
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
@@ -17,6 +17,14 @@ use futures_util::future::BoxFuture;
 pub struct HostLoss;
 
 impl Behaviour for HostLoss {
+    fn loses_host(&self) -> bool {
+        true
+    }
+
+    fn simpler(&self) -> Option<Fault> {
+        Some(Fault::HostKill)
+    }
+
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
         cx.deployment.begin_fault();
         Ok(())

@@ -89,6 +89,7 @@ pub mod storage_node;
 
 use crate::backup::{Backups, Restored};
 use crate::deploy::deployment::{Deployment, DeploymentError};
+use crate::deploy::topology::Host;
 use crate::settings::{ExploreSection, FaultsSection};
 use crate::storage::faultmount::FaultMountError;
 use crate::storage::{Strategy, StrategyDef, UnderData};
@@ -196,6 +197,41 @@ pub trait Behaviour: Sync {
         false
     }
 
+    /// The host of the topology the fault acts on, as a schedule names it
+    /// (`host-kill on primary`): the server's own host by default.
+    fn host(&self) -> Host {
+        Host::Primary
+    }
+
+    /// Whether the service still answers once the damage is done, so that
+    /// a schedule may land another fault before recovering from this one
+    /// (a partition, a storage host lost under a replicated volume). By
+    /// default only a fault whose load goes on.
+    fn leaves_service_up(&self) -> bool {
+        self.load_goes_on()
+    }
+
+    /// For a fault that lasts (a partition), sets how long in `knobs`, as
+    /// a schedule's `for 3s` asks, and says so; `false` for a fault that
+    /// has no length.
+    fn set_length(&self, _knobs: &mut FaultsSection, _length: std::time::Duration) -> bool {
+        false
+    }
+
+    /// Whether the fault loses a host for good, so that a replicated
+    /// deployment fails over to its replica and has none left for a later
+    /// fault of a schedule to cut off or fail over to.
+    fn loses_host(&self) -> bool {
+        false
+    }
+
+    /// A simpler fault that may still show what this one shows, tried when
+    /// a failing schedule is shrunk (a host kill for a host loss, a process
+    /// kill for a host kill); `None` when there is none.
+    fn simpler(&self) -> Option<Fault> {
+        None
+    }
+
     /// Installs what must be active during the load. Called after the
     /// workload's setup has been made durable.
     fn arm(&self, _cx: &mut Cx<'_>) -> Result<(), FaultError> {
@@ -286,6 +322,11 @@ impl Fault {
             Fault::PartitionFailover => &partition::PartitionFailover,
             Fault::StorageNodeLoss => &storage_node::StorageNodeLoss,
         }
+    }
+
+    /// The fault a scenario names `name`.
+    pub fn named(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.as_str() == name)
     }
 
     pub fn as_str(self) -> &'static str {

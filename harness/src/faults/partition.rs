@@ -12,8 +12,10 @@
 //!
 //! Both are `n/a` on single-host strategies.
 
-use super::{Behaviour, Cx, FaultError, Recovered, fired};
+use super::{Behaviour, Cx, Fault, FaultError, Recovered, fired};
 use crate::deploy::hosts;
+use crate::deploy::topology::Host;
+use crate::settings::FaultsSection;
 use crate::storage::StrategyDef;
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
@@ -44,6 +46,20 @@ impl Behaviour for Partition {
         one_host(strategy)
     }
 
+    fn host(&self) -> Host {
+        Host::Replica
+    }
+
+    /// The primary goes on serving through the cut and after the heal.
+    fn leaves_service_up(&self) -> bool {
+        true
+    }
+
+    fn set_length(&self, knobs: &mut FaultsSection, length: Duration) -> bool {
+        knobs.partition = length;
+        true
+    }
+
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
         cx.deployment.begin_fault();
         Ok(())
@@ -71,6 +87,19 @@ pub struct PartitionFailover;
 impl Behaviour for PartitionFailover {
     fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
         one_host(strategy)
+    }
+
+    fn set_length(&self, knobs: &mut FaultsSection, length: Duration) -> bool {
+        knobs.partition = length;
+        true
+    }
+
+    fn simpler(&self) -> Option<Fault> {
+        Some(Fault::HostLoss)
+    }
+
+    fn loses_host(&self) -> bool {
+        true
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {

@@ -35,6 +35,10 @@ impl Behaviour for HostKill {
         Disk::Needed { on_memory: true }
     }
 
+    fn simpler(&self) -> Option<Fault> {
+        Some(Fault::ProcessKill)
+    }
+
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             if cx.deployment.faultfs_mut().is_some() {
@@ -118,6 +122,10 @@ pub struct TornWrite;
 impl Behaviour for TornWrite {
     fn disk(&self) -> Disk {
         Disk::Needed { on_memory: false }
+    }
+
+    fn simpler(&self) -> Option<Fault> {
+        Some(Fault::HostKill)
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {

@@ -11,6 +11,7 @@
 
 use super::{Behaviour, Cx, FaultError, Recovered, fired, not_fired};
 use crate::deploy::hosts;
+use crate::deploy::topology::Host;
 use crate::storage::{DataOn, StrategyDef};
 use crashlab_reports::Fired;
 use futures_util::future::BoxFuture;
@@ -33,6 +34,10 @@ impl Behaviour for StorageNodeLoss {
 
     fn load_goes_on(&self) -> bool {
         true
+    }
+
+    fn host(&self) -> Host {
+        Host::Storage
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {

@@ -229,7 +229,7 @@ impl<W: Write> JsonEvents<W> {
     }
 
     fn cell_id(&self, cell: &crate::scenario::Cell) -> String {
-        crashlab_reports::partition::cell_id(&self.workload, cell.strategy.as_str(), cell.fault.as_str())
+        crashlab_reports::partition::cell_id(&self.workload, cell.strategy.as_str(), &cell.fault_name())
     }
 
     /// The stream's writer, e.g. to read back a buffer.
@@ -245,7 +245,7 @@ impl<W: Write> Reporter for JsonEvents<W> {
                 cell: self.cell_id(cell),
                 index: cell.index,
                 strategy: cell.strategy.as_str(),
-                fault: cell.fault.as_str(),
+                fault: &cell.fault_name(),
                 expected: cell.expected,
             },
             Event::Phase { cell, cycle, phase } => {
@@ -322,7 +322,13 @@ mod tests {
     #[test]
     fn each_event_is_one_versioned_line_naming_its_cell() {
         let mut events = JsonEvents::new(Vec::new(), "mariadb");
-        let cell = Cell { index: 3, strategy: Strategy::BindMount, fault: Fault::HostKill, expected: Verdict::Intact };
+        let cell = Cell {
+            index: 3,
+            strategy: Strategy::BindMount,
+            fault: Fault::HostKill,
+            expected: Verdict::Intact,
+            schedule: None,
+        };
         let cycle = CycleReport {
             verdict: Verdict::LostWrites,
             acked_writes: 120,
@@ -361,7 +367,13 @@ mod tests {
 
     #[test]
     fn a_tee_gives_both_reporters_every_event_and_an_absent_one_none() {
-        let cell = Cell { index: 0, strategy: Strategy::Tmpfs, fault: Fault::Restart, expected: Verdict::DataGone };
+        let cell = Cell {
+            index: 0,
+            strategy: Strategy::Tmpfs,
+            fault: Fault::Restart,
+            expected: Verdict::DataGone,
+            schedule: None,
+        };
         let mut a = JsonEvents::new(Vec::new(), "redis");
         let mut b: Option<JsonEvents<Vec<u8>>> = Some(JsonEvents::new(Vec::new(), "redis"));
         let mut none: Option<JsonEvents<Vec<u8>>> = None;

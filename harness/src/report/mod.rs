@@ -97,7 +97,13 @@ impl Reporter for Terminal {
                 // Counted among runnable cells: the plan's index also
                 // counts the `n/a` ones, which never start.
                 self.started += 1;
-                bar.set_prefix(format!("[{}/{}] {} × {}", self.started, self.total_cells, cell.strategy, cell.fault));
+                bar.set_prefix(format!(
+                    "[{}/{}] {} × {}",
+                    self.started,
+                    self.total_cells,
+                    cell.strategy,
+                    cell.fault_name()
+                ));
                 bar.enable_steady_tick(std::time::Duration::from_millis(250));
                 self.bars.insert(cell.index, bar);
             }
@@ -369,7 +375,13 @@ mod tests {
     #[test]
     fn every_running_cell_has_its_own_bar() {
         let mut terminal = Terminal::new(true, 2, 3);
-        let cell = |index, strategy| Cell { index, strategy, fault: Fault::Restart, expected: Verdict::Intact };
+        let cell = |index, strategy| Cell {
+            index,
+            strategy,
+            fault: Fault::Restart,
+            expected: Verdict::Intact,
+            schedule: None,
+        };
         let (a, b) = (cell(0, Strategy::NamedVolume), cell(4, Strategy::Tmpfs));
         terminal.on_event(&Event::CellStarted { cell: &a });
         terminal.on_event(&Event::CellStarted { cell: &b });

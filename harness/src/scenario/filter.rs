@@ -123,7 +123,7 @@ impl Filter {
 
     /// Whether a cell of a scenario of workload `kind` is selected.
     pub fn selects(&self, kind: WorkloadKind, cell: &Cell) -> bool {
-        self.matches(kind.as_str(), cell.strategy.as_str(), cell.fault.as_str())
+        self.matches(kind.as_str(), cell.strategy.as_str(), &cell.fault_name())
     }
 
     /// Binding strength, for writing the fewest parentheses.
@@ -338,7 +338,9 @@ impl Parser {
         };
         let value = Glob(value);
         let known = key.names();
-        if !known.iter().any(|name| value.matches(name)) {
+        // A schedule's cell is `schedule-<name>`, its name the scenario's.
+        let schedule = key == Key::Fault && value.0.starts_with("schedule-");
+        if !schedule && !known.iter().any(|name| value.matches(name)) {
             let kind = FilterErrorKind::UnknownValue { key, value: value.0, known };
             return Err(FilterError { column, kind });
         }
@@ -397,6 +399,8 @@ mod tests {
             ("fault=*", "mariadb", "tmpfs", "restart", true),
             ("fault=*kill*", "mariadb", "tmpfs", "process-kill", true),
             ("fault=*kill*", "mariadb", "tmpfs", "restart", false),
+            ("fault=schedule-*", "mariadb", "tmpfs", "schedule-kill-then-cut", true),
+            ("fault=schedule-*", "mariadb", "tmpfs", "restart", false),
             // and binds tighter than or.
             ("fault=restart or fault=recreate and strategy=tmpfs", "m", "bind-mount", "restart", true),
             ("(fault=restart or fault=recreate) and strategy=tmpfs", "m", "bind-mount", "restart", false),
