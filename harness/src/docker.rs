@@ -106,6 +106,12 @@ pub enum DockerError {
         #[source]
         source: Source,
     },
+    #[error("inspect volume {name}")]
+    InspectVolume {
+        name: String,
+        #[source]
+        source: Source,
+    },
     #[error("list volumes labelled {label}")]
     ListVolumes {
         label: String,
@@ -707,6 +713,19 @@ impl Docker {
             .await
             .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
         Ok(())
+    }
+
+    /// The scope of a volume as its driver declares it: `local` (one host
+    /// reaches it) or `global` (every host of a cluster does).
+    pub async fn volume_scope(&self, name: &str) -> Result<String, DockerError> {
+        let volume = self
+            .inner
+            .inspect_volume(name)
+            .await
+            .map_err(|source| DockerError::InspectVolume { name: name.to_owned(), source })?;
+        // Docker takes a driver that declares no scope as local.
+        let global = volume.scope == Some(bollard::models::VolumeScopeEnum::GLOBAL);
+        Ok(if global { "global" } else { "local" }.to_owned())
     }
 
     /// Removes a volume; one that is already gone is not an error.

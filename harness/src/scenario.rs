@@ -7,6 +7,7 @@
 //! every key and `docs/design.md` for the contract.
 
 pub mod filter;
+pub mod table;
 use crate::faults::Fault;
 use crate::storage::{BackupKind, Strategy};
 use crashlab_reports::{Unsupported, Verdict};
@@ -62,6 +63,10 @@ pub struct Scenario {
     pub explore: ExploreSection,
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// `[[strategy]]`: volumes of drivers, by the names `[matrix]
+    /// strategies` and `[[expect]]` give them ([`table`]).
+    #[serde(default, rename = "strategy")]
+    pub strategy_tables: Vec<table::StrategyTable>,
     /// The cells chosen on the command line (`--filter`); the plan leaves
     /// the others out. Not a scenario key.
     #[serde(skip)]
@@ -129,6 +134,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Pattern<T> {
     }
 }
 
+/// What is read of a scenario before the rest: its `[[strategy]]` tables.
+#[derive(Deserialize)]
+struct Tables {
+    #[serde(default)]
+    strategy: Vec<table::StrategyTable>,
+}
+
 /// One (workload, strategy, fault) of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
@@ -148,10 +160,36 @@ impl Scenario {
 
     /// Parses scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let toml_error = |e: toml::de::Error| {
             let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
             ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: toml_message(text, &e) }
-        })?;
+        };
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_column(text, offset);
+            ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: one_line(&message) }
+        };
+        // The tables first, so that the rest can name what they define.
+        let tables = toml::from_str::<Tables>(text).map_err(toml_error)?.strategy;
+        let mut volumes: Vec<&'static crate::storage::driver::DriverVolume> = Vec::new();
+        for t in &tables {
+            let at = t.name.span().start;
+            let volume = t.check_volume().map_err(|m| invalid(at, format!("strategy: {m}")))?;
+            if Strategy::from_name(&volume.name).is_some() || volumes.iter().any(|v| v.name == volume.name) {
+                return Err(invalid(
+                    at,
+                    format!("strategy `{}` is defined twice (or is a built-in's name)", volume.name),
+                ));
+            }
+            volumes.push(volume);
+        }
+        let scenario: Scenario =
+            crate::storage::driver::with_tables(&volumes, || toml::from_str(text)).map_err(toml_error)?;
+        for (t, volume) in tables.iter().zip(&volumes) {
+            if !scenario.matrix.strategies.contains(&Strategy::Volume(volume)) {
+                let message = format!("strategy `{}` is defined but not listed in `[matrix] strategies`", volume.name);
+                return Err(invalid(t.name.span().start, message));
+            }
+        }
         if let Some(Store::S3(url)) = &scenario.backup.store
             && scenario.matrix.strategies.contains(&Strategy::SyncAgent)
             && let Ok(agent) = crate::deploy::agent::locate()
@@ -308,7 +346,7 @@ faults = ["restart"]
             ("kind = \"mariadb\"", "kind = \"mariadb\"\nclinets = 3", "s.toml:5:1: unknown field `clinets`"),
             ("kind = \"mariadb\"", "kind = \"oracle\"", "s.toml:4:8: unknown variant `oracle`"),
             ("[\"restart\"]", "[\"reboot\"]", "s.toml:7:11: unknown variant `reboot`"),
-            ("[\"named-volume\"]", "[\"nfs\"]", "s.toml:6:15: unknown variant `nfs`"),
+            ("[\"named-volume\"]", "[\"nfs\"]", "s.toml:6:14: unknown variant `nfs`"),
             ("[\"restart\"]", "[]", "s.toml:7:10: the list is empty"),
             ("[\"restart\"]", "[\"restart\", \"restart\"]", "Restart is listed twice"),
             (

@@ -56,6 +56,7 @@ pub fn render(report: &Report) -> String {
     out.push_str(&crate::hosts::markdown(report));
     out.push_str(&crate::replication::markdown(report));
     out.push_str(&backups_section(&report.cells));
+    out.push_str(&volume_drivers_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
@@ -332,6 +333,29 @@ pub fn backups_section(cells: &[CellReport]) -> String {
          latency of transactions that overlapped a backup (p99 of the worst cycle) against the others.\n",
     );
     let _ = writeln!(out, "\n{}", consistency_sentence(&cells));
+    out
+}
+
+/// The volume drivers of the `volume:` strategies: driver, options and
+/// the scope each declared. Empty when no cell used one.
+pub fn volume_drivers_section(cells: &[CellReport]) -> String {
+    let mut rows: Vec<String> = Vec::new();
+    for cell in cells {
+        let Some(v) = &cell.volume_driver else { continue };
+        let options = if v.options.is_empty() { "none".to_owned() } else { format!("`{}`", v.options.join(",")) };
+        let device = v.loop_device.as_deref().map_or_else(|| "no".to_owned(), |d| format!("yes ({d} bytes)"));
+        let row = format!("| {} | {} | {options} | {} | {device} |\n", cell.strategy, v.driver, v.scope);
+        if !rows.contains(&row) {
+            rows.push(row);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n## Volume drivers\n\n| strategy | driver | options | scope | loop device made by crashlab |\n|---|---|---|---|---|\n",
+    );
+    rows.iter().for_each(|r| out.push_str(r));
     out
 }
 
@@ -668,6 +692,7 @@ pub(crate) mod tests {
             fault_rules: vec![],
             backup: None,
             family: None,
+            volume_driver: None,
         }
     }
 

@@ -315,6 +315,7 @@ mod tests {
             fault_rules: vec![],
             backup: None,
             family: None,
+            volume_driver: None,
         }
     }
 

@@ -1,0 +1,130 @@
+//! Volumes of Docker volume drivers as strategies (`volume:DRIVER,KEY=VALUE`):
+//! what the driver keeps across a kill, a restart and a redeploy is what the
+//! verdict says, the driver's scope is in the report, crashlab's loop
+//! devices come and go with the volumes, and a driver Docker cannot find
+//! stops the run with exit 2 naming it.
+
+mod common;
+
+use crashlab_reports::{CellReport, Report, Verdict};
+use std::process::Command;
+
+const TMPFS: &str = "volume:local,type=tmpfs,device=tmpfs";
+const LOCAL: &str = "volume:local";
+const BTRFS: &str = "volume:local,type=btrfs,device=loop";
+
+fn cell<'a>(report: &'a Report, strategy: &str, fault: &str) -> &'a CellReport {
+    report
+        .cells
+        .iter()
+        .find(|c| c.strategy == strategy && c.fault == fault)
+        .unwrap_or_else(|| panic!("no cell {strategy}/{fault} in {:?}", report.cells))
+}
+
+/// Loop devices whose backing file lies under `dir`.
+fn loops_under(dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new("losetup").args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines().filter(|l| l.contains(&*dir.to_string_lossy())).map(str::to_owned).collect()
+}
+
+/// The local driver's `type=tmpfs` mounts memory at each container start:
+/// a restart and a redeploy find nothing, as Docker's own tmpfs mounts do,
+/// while a plain local volume keeps what was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tmpfs_driver_volume_loses_everything_and_a_local_one_nothing() {
+    if common::skip_docker() {
+        return;
+    }
+    let args = r#""--innodb-flush-log-at-trx-commit=1""#;
+    let expect = format!("[[expect]]\nstrategy = \"{TMPFS}\"\nverdict = \"data-gone\"\n");
+    let strategies = format!("\"{TMPFS}\", \"{LOCAL}\"");
+    let text = common::mariadb_scenario(args, &strategies, r#""restart", "recreate""#, 1, &expect);
+    let (outcome, _state) = common::run(&text).await;
+    let report = &outcome.report;
+    for fault in ["restart", "recreate"] {
+        let c = cell(report, TMPFS, fault);
+        assert_eq!(c.verdict, Verdict::DataGone, "{c:#?}");
+        assert!(c.acked_writes > 0, "writes were at stake: {c:#?}");
+        let driver = c.volume_driver.as_ref().expect("the driver is reported");
+        assert_eq!((driver.driver.as_str(), driver.scope.as_str()), ("local", "local"));
+        assert_eq!(driver.options, ["type=tmpfs", "device=tmpfs"]);
+        let c = cell(report, LOCAL, fault);
+        assert_eq!(c.verdict, Verdict::Intact, "{c:#?}");
+        assert!(c.acked_writes > 0 && c.lost_acked_writes == 0, "{c:#?}");
+        assert_eq!(c.volume_driver.as_ref().map(|d| d.scope.as_str()), Some("local"));
+    }
+    assert!(report.passed());
+    let markdown = crashlab_reports::markdown::render(report);
+    assert!(markdown.contains("## Volume drivers") && markdown.contains("| `type=tmpfs,device=tmpfs` | local |"));
+}
+
+/// A btrfs file system on a loop device crashlab makes, through the local
+/// driver's `type`/`device` options: it keeps every acknowledged commit
+/// across a kill, a restart and a redeploy, and the loop device is gone
+/// with the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_btrfs_volume_on_a_loop_device_keeps_acknowledged_commits() {
+    if common::skip_docker() {
+        return;
+    }
+    let args = r#""--innodb-flush-log-at-trx-commit=1""#;
+    let faults = r#""process-kill", "restart", "recreate""#;
+    let text = common::mariadb_scenario(args, &format!("\"{BTRFS}\""), faults, 1, "");
+    let (outcome, state) = common::run(&text).await;
+    let report = &outcome.report;
+    for fault in ["process-kill", "restart", "recreate"] {
+        let c = cell(report, BTRFS, fault);
+        assert_eq!(c.verdict, Verdict::Intact, "{c:#?}");
+        assert!(c.acked_writes > 0 && c.lost_acked_writes == 0, "{c:#?}");
+        let driver = c.volume_driver.as_ref().expect("the driver is reported");
+        assert_eq!(driver.loop_device.as_deref(), Some("btrfs 1073741824"));
+    }
+    assert!(loops_under(state.path()).is_empty(), "loop devices left: {:?}", loops_under(state.path()));
+}
+
+/// A driver Docker cannot find stops `crashlab run` before any cell, with
+/// exit 2, its name and Docker's own words; nothing is left behind.
+#[test]
+fn a_missing_volume_driver_exits_2_naming_it() {
+    if common::skip_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.toml");
+    let text = common::mariadb_scenario("", r#""volume:crashlab-no-such-driver,size=1g""#, r#""restart""#, 1, "");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crashlab"))
+        .args(["run", path.to_str().unwrap(), "--quiet"])
+        .env("CRASHLAB_STATE_DIR", dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("volume driver `crashlab-no-such-driver`"), "{stderr}");
+    // Docker's own words, as the daemon put them.
+    assert!(stderr.contains("plugin \"crashlab-no-such-driver\" not found"), "{stderr}");
+    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("state/runs"))
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    assert!(runs.is_empty(), "the run was cleaned up: {runs:?}");
+}
+
+/// The same `volume:` text and `[[strategy]]` table are one strategy to
+/// `crashlab validate`; a bad one names its line.
+#[test]
+fn a_strategy_table_defines_a_driver_volume_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table.toml");
+    let table = "[[strategy]]\nname = \"ram\"\ndriver = \"local\"\ndriver-opts = { type = \"tmpfs\", device = \"tmpfs\" }\n\
+                 [[expect]]\nstrategy = \"ram\"\nverdict = \"data-gone\"\n";
+    std::fs::write(&path, common::mariadb_scenario("", r#""ram", "volume:local""#, r#""restart""#, 1, table)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crashlab")).args(["validate", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = table.replace("device = \"tmpfs\"", "device = \"loop\"");
+    std::fs::write(&path, common::mariadb_scenario("", r#""ram""#, r#""restart""#, 1, &bad)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crashlab")).args(["validate", path.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("table.toml:14:8: strategy: `device=loop` needs `type` to be one of"), "{stderr}");
+}
