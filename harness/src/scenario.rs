@@ -330,6 +330,37 @@ faults = ["restart"]
     }
 
     #[test]
+    fn driver_volumes_are_strategies_by_their_text_or_a_table_name() {
+        let text = MINIMAL.replace(
+            r#"strategies = ["named-volume"]"#,
+            r#"strategies = ["ram", "volume:local,type=btrfs,device=loop"]"#,
+        ) + "[[strategy]]\nname = \"ram\"\ndriver = \"local\"\ndriver-opts = { type = \"tmpfs\", device = \"tmpfs\" }\n\
+              [[expect]]\nstrategy = \"ram\"\nverdict = \"data-gone\"\n";
+        let s = Scenario::parse(&text, "s.toml").unwrap();
+        let ram = s.matrix.strategies[0].driver_volume().expect("a driver volume");
+        assert_eq!((ram.name.as_str(), ram.driver.as_str(), ram.option("type")), ("ram", "local", Some("tmpfs")));
+        assert_eq!(s.expected(s.matrix.strategies[0], Fault::Restart), Verdict::DataGone);
+        assert_eq!(s.expected(s.matrix.strategies[1], Fault::Restart), Verdict::Intact);
+        // Outside the scenario that defines it, a table's name means nothing.
+        assert_eq!(Strategy::from_name("ram"), None);
+        let unused =
+            text.replace(r#""ram", "#, "").replace("[[expect]]\nstrategy = \"ram\"\nverdict = \"data-gone\"\n", "");
+        assert!(
+            error_of(&unused).contains("s.toml:9:8: strategy `ram` is defined but not listed"),
+            "{}",
+            error_of(&unused)
+        );
+        let builtin = text.replace("name = \"ram\"", "name = \"tmpfs\"");
+        assert!(error_of(&builtin).contains("s.toml:9:8: strategy `tmpfs` is defined twice (or is a built-in's name)"));
+        let bad = MINIMAL.replace(r#"["named-volume"]"#, r#"["volume:local,o"]"#);
+        assert!(
+            error_of(&bad).contains("s.toml:6:14: driver option `o` of `volume:local,o` is not KEY=VALUE"),
+            "{}",
+            error_of(&bad)
+        );
+    }
+
+    #[test]
     fn defaults_fill_what_is_left_out() {
         let s = Scenario::parse(MINIMAL, "m.toml").unwrap();
         assert_eq!(s.seed, 42);
