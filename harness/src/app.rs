@@ -3,6 +3,7 @@
 
 pub mod doctor;
 pub mod listing;
+pub mod volume;
 use crate::cycle::Runner;
 use crate::docker::{Docker, DockerError, docker_host};
 use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, Via};
@@ -89,6 +90,8 @@ pub enum AppError {
     Btrfs(#[from] crate::storage::btrfs::BtrfsError),
     #[error("volume driver `{driver}` cannot hold this run's data: failed to {detail}")]
     VolumeDriver { driver: String, detail: String },
+    #[error("volume driver: failed to {0}")]
+    Plugin(String),
     #[error("failed to install the signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("failed to {}", error_chain(.0))]

@@ -669,6 +669,16 @@ impl Docker {
             .map_err(|source| DockerError::ListContainers { label: label.to_owned(), source })
     }
 
+    /// The running containers that mount volume `name`.
+    pub async fn running_with_volume(&self, name: &str) -> Result<Vec<ContainerSummary>, DockerError> {
+        let filters = HashMap::from([("volume", vec![name])]);
+        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
+        self.inner
+            .list_containers(Some(options))
+            .await
+            .map_err(|source| DockerError::ListContainers { label: format!("volume={name}"), source })
+    }
+
     /// Creates a volume with the daemon's default (`local`) driver.
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
         self.create_driver_volume(name, labels, "local", HashMap::new()).await

@@ -41,6 +41,13 @@
 //! |---|---|---|
 //! | `glusterfs-replica` | a replicated GlusterFS volume (replica 3) on three storage hosts, mounted with the FUSE client | the database's host (a new container on another host's mount), one storage host |
 //!
+//! A volume of any Docker volume driver is a strategy too, named by its
+//! driver and options ([`driver`]):
+//!
+//! | strategy | data directory is | survives |
+//! |---|---|---|
+//! | `volume:DRIVER[,KEY=VALUE...]` | a volume of that driver, created with those options | what the driver keeps between a container's unmount and the next mount |
+//!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
 //! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over

@@ -1,0 +1,83 @@
+//! `crashlab volume-driver` (serve crashlab's fault filesystem to Docker as
+//! the `crashlab` volume driver) and `crashlab volume cut|status NAME` (act
+//! on one of its volumes), each printing one line a script can parse.
+
+use super::{AppError, connect, exit};
+use std::io::Write as _;
+use crate::plugin::{self, Driver, VolumeStatus, http::PluginError};
+use crate::text::error_chain;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The driver's root: `<state dir>/volume-driver`.
+pub fn default_root() -> PathBuf {
+    crate::run::state_dir().join("volume-driver")
+}
+
+/// `crashlab volume-driver`: serves until SIGINT or SIGTERM, then unmounts
+/// every volume and removes the socket.
+pub async fn serve(socket: &Path, root: &Path) -> Result<i32, AppError> {
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| AppError::Io { what, path, source }
+    };
+    let driver = Arc::new(Driver::open(root).map_err(io("open the volume driver's root", root))?);
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let stop = async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "crashlab volume-driver: serving `{}` on {} over {}",
+        plugin::NAME,
+        socket.display(),
+        root.display()
+    );
+    plugin::http::serve(driver, socket, stop).await.map_err(|e| AppError::Plugin(error_chain(&e)))?;
+    Ok(exit::PASS)
+}
+
+/// `crashlab volume cut NAME`: kills the containers using the volume (as a
+/// power loss would take them), then cuts the power under it. Prints
+/// `cut volume=NAME killed=N dropped-bytes=N dropped-files=N dropped-ops=N`.
+pub async fn cut(name: &str, socket: &Path) -> Result<i32, AppError> {
+    let docker = connect().await?;
+    let running = docker.running_with_volume(name).await?;
+    for id in running.iter().filter_map(|c| c.id.as_deref()) {
+        docker.kill(id, "SIGKILL").await?;
+    }
+    let answer = plugin::http::call(socket, "/Crashlab.Cut", serde_json::json!({ "Name": name }))
+        .await
+        .map_err(plugin_error)?;
+    let status: VolumeStatus =
+        serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
+    println!(
+        "cut volume={name} killed={} dropped-bytes={} dropped-files={} dropped-ops={}",
+        running.len(),
+        status.dropped_bytes,
+        status.dropped_files,
+        status.dropped_ops
+    );
+    Ok(exit::PASS)
+}
+
+/// `crashlab volume status NAME`: prints `volume=NAME mounted=B
+/// unsynced=N power-cut=B`.
+pub async fn status(name: &str, socket: &Path) -> Result<i32, AppError> {
+    let answer = plugin::http::call(socket, "/Crashlab.Status", serde_json::json!({ "Name": name }))
+        .await
+        .map_err(plugin_error)?;
+    let s: VolumeStatus =
+        serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
+    println!("volume={name} mounted={} unsynced={} power-cut={}", s.mounted, s.unsynced, s.power_cut);
+    Ok(exit::PASS)
+}
+
+fn plugin_error(e: PluginError) -> AppError {
+    AppError::Plugin(error_chain(&e))
+}
