@@ -128,3 +128,120 @@ fn a_strategy_table_defines_a_driver_volume_by_name() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("table.toml:14:8: strategy: `device=loop` needs `type` to be one of"), "{stderr}");
 }
+
+/// `docker` with `args`; its stdout, or a panic with its stderr.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Removes a test's container and volume however the test ends.
+struct Removes {
+    container: String,
+    volume: String,
+}
+
+impl Drop for Removes {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.container]).output();
+        let _ = Command::new("docker").args(["volume", "rm", "-f", &self.volume]).output();
+    }
+}
+
+/// crashlab's own volume driver, served for Docker on a socket of its own
+/// name: `docker volume create -d` and `docker run -v` put a container's
+/// data on the fault filesystem; `crashlab volume cut` kills the container
+/// and drops what was not durable (a file fsynced with its directory
+/// survives, one only written does not); `docker volume rm` leaves no
+/// mount and no directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut() {
+    if common::skip_docker() {
+        return;
+    }
+    let _guard = common::exclusive().await;
+    let image = crashlab_workloads::mariadb::IMAGE;
+    common::docker_with(image).await;
+    let name = format!("crashlab-test-{}", std::process::id());
+    let socket = std::path::PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
+    let root = tempfile::tempdir().unwrap();
+    let driver = std::sync::Arc::new(crashlab::plugin::Driver::open(root.path()).unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            crashlab::plugin::http::serve(driver, &socket, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    while !socket.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (volume, container) = (format!("{name}-v"), format!("{name}-c"));
+    let _cleanup = Removes { container: container.clone(), volume: volume.clone() };
+    let label = "crashlab.helper=volume-drivers-test";
+    docker(&["volume", "create", "-d", &name, "--label", label, &volume]);
+    let script =
+        "echo durable > /data/a && sync /data/a /data && echo unsynced > /data/b && touch /data/ready && sleep 600";
+    let mount = format!("{volume}:/data");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "--label",
+        label,
+        "-v",
+        &mount,
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        script,
+    ]);
+    let ready = root.path().join("volumes").join(&volume).join("fs/mnt/ready");
+    let started = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(started.elapsed().as_secs() < 20, "the container never wrote its files");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cut = tokio::task::spawn_blocking({
+        let (volume, socket) = (volume.clone(), socket.clone());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_crashlab"))
+                .args(["volume", "cut", &volume, "--socket", socket.to_str().unwrap()])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let line = String::from_utf8_lossy(&cut.stdout);
+    assert!(cut.status.success(), "{line} {}", String::from_utf8_lossy(&cut.stderr));
+    assert!(line.starts_with(&format!("cut volume={volume} killed=1 dropped-bytes=")), "{line}");
+    assert!(!line.contains("dropped-bytes=0 "), "the unsynced file was dropped: {line}");
+    let after = docker(&[
+        "run",
+        "--rm",
+        "--label",
+        label,
+        "-v",
+        &mount,
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "cat /data/a; ls /data",
+    ]);
+    docker(&["rm", "-f", &container]);
+    assert_eq!(after.lines().collect::<Vec<_>>(), ["durable", "a"], "only the durable file is left");
+    docker(&["volume", "rm", &volume]);
+    assert!(!root.path().join("volumes").join(&volume).exists(), "the volume's directory is gone");
+    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
+    stop_tx.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    assert!(!socket.exists(), "the socket is removed");
+}

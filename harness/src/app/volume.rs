@@ -3,9 +3,9 @@
 //! on one of its volumes), each printing one line a script can parse.
 
 use super::{AppError, connect, exit};
-use std::io::Write as _;
 use crate::plugin::{self, Driver, VolumeStatus, http::PluginError};
 use crate::text::error_chain;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
@@ -42,18 +42,20 @@ pub async fn serve(socket: &Path, root: &Path) -> Result<i32, AppError> {
     Ok(exit::PASS)
 }
 
-/// `crashlab volume cut NAME`: kills the containers using the volume (as a
-/// power loss would take them), then cuts the power under it. Prints
-/// `cut volume=NAME killed=N dropped-bytes=N dropped-files=N dropped-ops=N`.
+/// `crashlab volume cut NAME`: cuts the power under the volume, then kills
+/// the containers using it, as a host losing power takes both. The cut
+/// comes first: a killed container's unmount would otherwise make its
+/// unsynced writes durable before the cut could drop them; between the two
+/// the containers' calls on the volume fail, as on a disk that is gone.
+/// Prints `cut volume=NAME killed=N dropped-bytes=N dropped-files=N dropped-ops=N`.
 pub async fn cut(name: &str, socket: &Path) -> Result<i32, AppError> {
     let docker = connect().await?;
+    let answer =
+        plugin::http::call(socket, "/Crashlab.Cut", serde_json::json!({ "Name": name })).await.map_err(plugin_error)?;
     let running = docker.running_with_volume(name).await?;
     for id in running.iter().filter_map(|c| c.id.as_deref()) {
         docker.kill(id, "SIGKILL").await?;
     }
-    let answer = plugin::http::call(socket, "/Crashlab.Cut", serde_json::json!({ "Name": name }))
-        .await
-        .map_err(plugin_error)?;
     let status: VolumeStatus =
         serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
     println!(

@@ -149,7 +149,12 @@ impl Driver {
                 value
             }
             Err(e) => {
-                tracing::warn!("{path} {}: {e}", request.name);
+                // Docker asks every driver for a volume it cannot place.
+                if path == "/VolumeDriver.Get" {
+                    tracing::debug!("{path} {}: {e}", request.name);
+                } else {
+                    tracing::warn!("{path} {}: {e}", request.name);
+                }
                 json!({ "Err": e })
             }
         }
@@ -163,7 +168,9 @@ impl Driver {
             match (key.as_str(), value.as_str()) {
                 ("fsync-reaches-disk", "true") => fsync_reaches_disk = true,
                 ("fsync-reaches-disk", "false") => fsync_reaches_disk = false,
-                ("fsync-reaches-disk", v) => return Err(format!("fsync-reaches-disk must be true or false, not `{v}`")),
+                ("fsync-reaches-disk", v) => {
+                    return Err(format!("fsync-reaches-disk must be true or false, not `{v}`"));
+                }
                 (k, _) => return Err(format!("unknown option `{k}` (known: {})", OPTIONS.join(", "))),
             }
         }
@@ -171,7 +178,11 @@ impl Driver {
         let record = Record { name: name.clone(), fsync_reaches_disk };
         if let Some(v) = volumes.get(name) {
             // Docker creates a volume again when a container names it.
-            return if v.record == record { Ok(json!({})) } else { Err(format!("volume {name} exists with other options")) };
+            return if v.record == record {
+                Ok(json!({}))
+            } else {
+                Err(format!("volume {name} exists with other options"))
+            };
         }
         let dir = self.dir(name);
         let text = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
@@ -272,8 +283,8 @@ impl Driver {
 
     /// Cuts the power under a mounted volume: every write and directory
     /// entry not yet durable is dropped, and the mount fails every call
-    /// until the next `Mount` after its last `Unmount` (the containers
-    /// must be killed first, as a power loss would).
+    /// until the next `Mount` after its last `Unmount` (`crashlab volume
+    /// cut` kills the containers right after, as a power loss would).
     async fn cut(&self, name: &str) -> Result<VolumeStatus, String> {
         let mut volumes = self.volumes.lock().await;
         let volume = volumes.get_mut(name).ok_or_else(|| format!("no volume {name}"))?;
@@ -350,7 +361,8 @@ mod tests {
         let driver = Driver::open(root.path()).unwrap();
         let answer = driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"size":"1g"}}"#).await;
         assert_eq!(answer["Err"], "unknown option `size` (known: fsync-reaches-disk)");
-        let answer = driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"fsync-reaches-disk":"true"}}"#).await;
+        let answer =
+            driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"fsync-reaches-disk":"true"}}"#).await;
         assert_eq!(answer["Err"], "");
         assert_eq!(driver.handle("/Plugin.Activate", b"").await["Implements"][0], "VolumeDriver");
         assert_eq!(driver.handle("/VolumeDriver.Capabilities", b"").await["Capabilities"]["Scope"], "local");
