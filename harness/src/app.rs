@@ -1129,7 +1129,7 @@ pub async fn clean(replays: bool) -> Result<(), AppError> {
         note!("crashlab: {refusal}");
     }
     println!(
-        "removed {} containers, {} images, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools, \
+        "removed {} containers, {} images, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools and loop devices, \
          {} host-path directories, {} run directories, {} unfinished image builds",
         c.containers, c.images, c.volumes, c.networks, c.mounts, c.btrfs_pools, c.host_dirs, c.dirs, builds
     );
