@@ -266,8 +266,16 @@ enum VolumeCommand {
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
         socket: PathBuf,
     },
+    /// Install a fault rule on the volume's current mount: `eio:fsync:1`,
+    /// `eio:write:1+:/pg_wal/`, `enospc:1m`, `latency:fsync:20ms`.
+    Fail {
+        name: String,
+        rule: String,
+        #[arg(long, default_value = crashlab::plugin::SOCKET)]
+        socket: PathBuf,
+    },
     /// Whether the volume is mounted, its unsynced bytes and operations,
-    /// and whether its power is cut.
+    /// whether its power is cut, and the errors its rules injected.
     Status {
         name: String,
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
@@ -439,6 +447,9 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             app::volume::serve(&socket, &root.unwrap_or_else(app::volume::default_root)).await
         }
         Command::Volume { command: VolumeCommand::Cut { name, socket } } => app::volume::cut(&name, &socket).await,
+        Command::Volume { command: VolumeCommand::Fail { name, rule, socket } } => {
+            app::volume::fail(&name, &rule, &socket).await
+        }
         Command::Volume { command: VolumeCommand::Status { name, socket } } => {
             app::volume::status(&name, &socket).await
         }

@@ -136,6 +136,21 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `crashlab ARGS`, off the async workers (the driver under test serves
+/// on them).
+async fn off_thread(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_crashlab")).args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `docker ARGS`, off the async workers.
+async fn off_thread_docker(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || Command::new("docker").args(args).output().unwrap()).await.unwrap()
+}
+
 /// Removes a test's container and volume however the test ends.
 struct Removes {
     container: String,
@@ -151,7 +166,8 @@ impl Drop for Removes {
 
 /// crashlab's own volume driver, served for Docker on a socket of its own
 /// name: `docker volume create -d` and `docker run -v` put a container's
-/// data on the fault filesystem; `crashlab volume cut` kills the container
+/// data on the fault filesystem; `crashlab volume fail` makes its fsync
+/// fail with EIO; `crashlab volume cut` kills the container
 /// and drops what was not durable (a file fsynced with its directory
 /// survives, one only written does not); `docker volume rm` leaves no
 /// mount and no directory.
@@ -208,17 +224,18 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
         assert!(started.elapsed().as_secs() < 20, "the container never wrote its files");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let cut = tokio::task::spawn_blocking({
-        let (volume, socket) = (volume.clone(), socket.clone());
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_crashlab"))
-                .args(["volume", "cut", &volume, "--socket", socket.to_str().unwrap()])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    // A rule of the io-error grammar on the live mount: the container's
+    // fsync of /c fails with EIO, and the status counts it.
+    let socket_arg = socket.to_str().unwrap().to_owned();
+    let fail = off_thread(&["volume", "fail", &volume, "eio:fsync:1+:/c", "--socket", &socket_arg]).await;
+    assert_eq!(String::from_utf8_lossy(&fail.stdout).trim(), format!("fail volume={volume} rule=eio:fsync:1+:/c"));
+    let fsync = off_thread_docker(&["exec", &container, "sh", "-c", "echo c > /data/c && sync /data/c"]).await;
+    assert!(!fsync.status.success(), "the fsync of /c failed");
+    assert!(String::from_utf8_lossy(&fsync.stderr).contains("Input/output error"), "{fsync:?}");
+    let status = off_thread(&["volume", "status", &volume, "--socket", &socket_arg]).await;
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("mounted=true") && status.contains("injected-errors=1 "), "{status}");
+    let cut = off_thread(&["volume", "cut", &volume, "--socket", &socket_arg]).await;
     let line = String::from_utf8_lossy(&cut.stdout);
     assert!(cut.status.success(), "{line} {}", String::from_utf8_lossy(&cut.stderr));
     assert!(line.starts_with(&format!("cut volume={volume} killed=1 dropped-bytes=")), "{line}");

@@ -68,15 +68,35 @@ pub async fn cut(name: &str, socket: &Path) -> Result<i32, AppError> {
     Ok(exit::PASS)
 }
 
+/// `crashlab volume fail NAME RULE`: installs a fault rule of the
+/// `io-error`/`disk-full` grammar on the volume's current mount. Prints
+/// `fail volume=NAME rule=RULE`.
+pub async fn fail(name: &str, rule: &str, socket: &Path) -> Result<i32, AppError> {
+    let answer = plugin::http::call(socket, "/Crashlab.Fail", serde_json::json!({ "Name": name, "Rule": rule }))
+        .await
+        .map_err(plugin_error)?;
+    let s: VolumeStatus =
+        serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
+    println!("fail volume={name} rule={}", s.rules.last().map_or(rule, String::as_str));
+    Ok(exit::PASS)
+}
+
 /// `crashlab volume status NAME`: prints `volume=NAME mounted=B
-/// unsynced=N power-cut=B`.
+/// unsynced=N power-cut=B injected-errors=N rules=R[,R...]`.
 pub async fn status(name: &str, socket: &Path) -> Result<i32, AppError> {
     let answer = plugin::http::call(socket, "/Crashlab.Status", serde_json::json!({ "Name": name }))
         .await
         .map_err(plugin_error)?;
     let s: VolumeStatus =
         serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
-    println!("volume={name} mounted={} unsynced={} power-cut={}", s.mounted, s.unsynced, s.power_cut);
+    println!(
+        "volume={name} mounted={} unsynced={} power-cut={} injected-errors={} rules={}",
+        s.mounted,
+        s.unsynced,
+        s.power_cut,
+        s.injected_errors,
+        s.rules.join(",")
+    );
     Ok(exit::PASS)
 }
 

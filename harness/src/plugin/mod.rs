@@ -7,7 +7,9 @@
 //! daemon finds by name; no registry and no managed plugin):
 //! `/Plugin.Activate`, `/VolumeDriver.Create`, `Remove`, `Mount`,
 //! `Unmount`, `Path`, `Get`, `List` and `Capabilities` (scope `local`),
-//! plus crashlab's own `/Crashlab.Cut` and `/Crashlab.Status`.
+//! plus crashlab's own `/Crashlab.Cut`, `/Crashlab.Fail` (a fault rule of
+//! the `io-error`/`disk-full` grammar, for the volume's current mount) and
+//! `/Crashlab.Status`.
 //!
 //! Each volume lives under the driver's root (`<state dir>/volume-driver`
 //! by default): `volumes/<name>/volume.json` is what it was created with,
@@ -76,6 +78,10 @@ pub struct VolumeStatus {
     pub dropped_bytes: u64,
     pub dropped_files: u64,
     pub dropped_ops: u64,
+    /// Operations the rules failed on the current mount.
+    pub injected_errors: u64,
+    /// The rules installed on the current mount, as written.
+    pub rules: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +93,9 @@ struct Request {
     opts: Option<BTreeMap<String, String>>,
     #[serde(default, rename = "ID")]
     id: String,
+    /// A fault rule, for `/Crashlab.Fail`.
+    #[serde(default)]
+    rule: String,
 }
 
 impl Driver {
@@ -138,6 +147,7 @@ impl Driver {
             "/VolumeDriver.Get" => self.get(&request.name).await,
             "/VolumeDriver.List" => Ok(self.list().await),
             "/Crashlab.Cut" => self.cut(&request.name).await.map(|s| json!(s)),
+            "/Crashlab.Fail" => self.fail(&request.name, &request.rule).await.map(|s| json!(s)),
             "/Crashlab.Status" => self.status(&request.name).await.map(|s| json!(s)),
             other => Err(format!("unknown call {other}")),
         };
@@ -294,9 +304,26 @@ impl Driver {
         Ok(status_of(volume))
     }
 
+    /// Installs a fault rule (`eio:fsync:1`, `enospc:1m`, `latency:write:5ms`)
+    /// on the volume's current mount; a later mount starts without rules.
+    async fn fail(&self, name: &str, rule: &str) -> Result<VolumeStatus, String> {
+        let rule: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
+        let mut volumes = self.volumes.lock().await;
+        let volume = volumes.get_mut(name).ok_or_else(|| format!("no volume {name}"))?;
+        let fs = volume.mount.as_mut().ok_or_else(|| format!("volume {name} is not mounted: no mount to fail"))?;
+        fs.add_rule(rule.clone()).map_err(|e| crate::text::error_chain(&e))?;
+        tracing::info!("volume {name}: rule {rule} installed");
+        Ok(status_of(volume))
+    }
+
     async fn status(&self, name: &str) -> Result<VolumeStatus, String> {
-        let volumes = self.volumes.lock().await;
-        volumes.get(name).map(status_of).ok_or_else(|| format!("no volume {name}"))
+        let mut volumes = self.volumes.lock().await;
+        let volume = volumes.get_mut(name).ok_or_else(|| format!("no volume {name}"))?;
+        if let Some(fs) = volume.mount.as_mut() {
+            // Takes the counters in; status_of reads the record.
+            fs.injected_errors();
+        }
+        Ok(status_of(volume))
     }
 
     /// Unmounts every volume (their unsynced writes made durable), as the
@@ -324,6 +351,8 @@ fn status_of(volume: &Volume) -> VolumeStatus {
         dropped_bytes: record.power_cut_dirty_bytes,
         dropped_files: record.power_cut_dirty_files,
         dropped_ops: record.power_cut_namespace_ops,
+        injected_errors: record.injected_errors,
+        rules: record.rules.clone(),
     }
 }
 
