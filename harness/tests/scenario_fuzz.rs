@@ -174,6 +174,7 @@ const TOKENS: &[&str] = &[
     "driver-opts",
     "host-path",
     "max-states",
+    "k",
     "torn-splits",
     "parallel",
     "points",
