@@ -654,6 +654,24 @@ pub(crate) mod tests {
     use super::*;
     use crate::*;
 
+    #[test]
+    fn driver_volumes_are_listed_once_with_their_scope() {
+        let mut a = cell("volume:local,type=tmpfs,device=tmpfs", "restart", Verdict::DataGone, Verdict::DataGone, 0);
+        a.volume_driver = Some(crate::VolumeDriver {
+            driver: "local".into(),
+            options: vec!["type=tmpfs".into(), "device=tmpfs".into()],
+            scope: "local".into(),
+            loop_device: None,
+        });
+        let mut b = a.clone();
+        b.fault = "recreate".into();
+        let plain = cell("named-volume", "restart", Verdict::Intact, Verdict::Intact, 0);
+        let md = volume_drivers_section(&[a, b, plain.clone()]);
+        assert_eq!(md.matches("| volume:local,type=tmpfs,device=tmpfs | local |").count(), 1, "{md}");
+        assert!(md.contains("| `type=tmpfs,device=tmpfs` | local | no |"), "{md}");
+        assert_eq!(volume_drivers_section(&[plain]), "");
+    }
+
     fn cell(strategy: &str, fault: &str, verdict: Verdict, expected: Verdict, lost: u64) -> CellReport {
         CellReport {
             workload: "mariadb".into(),
