@@ -3,6 +3,7 @@
 
 pub mod doctor;
 pub mod listing;
+pub mod volume;
 use crate::cycle::Runner;
 use crate::docker::{Docker, DockerError, docker_host};
 use crate::images::{self, ArchiveError, BuildOptions, ImageError, ImageStatus, Via};
@@ -89,6 +90,10 @@ pub enum AppError {
     Agent(#[from] crate::deploy::agent::AgentError),
     #[error("btrfs-snapshot cannot run here: failed to {}", error_chain(.0))]
     Btrfs(#[from] crate::storage::btrfs::BtrfsError),
+    #[error("volume driver `{driver}` cannot hold this run's data: failed to {detail}")]
+    VolumeDriver { driver: String, detail: String },
+    #[error("volume driver: failed to {0}")]
+    Plugin(String),
     #[error("failed to install the signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("failed to {}", error_chain(.0))]
@@ -147,6 +152,11 @@ impl AppError {
                 Some("`crashlab list SCENARIO` shows the plan's cells, as workload/strategy/fault".into())
             }
             AppError::Agent(e) => Some(e.hint().into()),
+            AppError::VolumeDriver { driver, .. } => Some(format!(
+                "install the plugin (`docker plugin install`, or its socket or spec under /run/docker/plugins or \
+                 /etc/docker/plugins) or change the options; `docker volume create -d {driver} -o KEY=VALUE` shows \
+                 what Docker answers"
+            )),
             AppError::Merge(MergeError::Empty) => None,
             AppError::Merge(_) => Some(
                 "merge the shards of one scenario file and seed, all run with the same --partition scheme and count"
@@ -856,6 +866,14 @@ pub async fn execute(
         path: state.clone(),
         source,
     })?;
+    if let Err(e) = probe_drivers(&docker.journaled(ctx.journal().clone()), &ctx, &cells).await {
+        if !settings.keep
+            && let Err(clean) = crate::cleanup::cleanup_run(docker, state, ctx.id()).await
+        {
+            note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&clean));
+        }
+        return Err(e);
+    }
     let environment = crate::report::environment::capture(docker, state).await;
     let mut json =
         (settings.message_format == MessageFormat::Json).then(|| JsonEvents::stdout(scenario.workload.kind.as_str()));
@@ -911,6 +929,22 @@ pub async fn execute(
         compose: None,
     };
     Ok(Outcome { report, complete })
+}
+
+/// Makes and removes one volume of each driver volume strategy among
+/// `cells`, before any cell runs (see [`crate::storage::Storage::probe`]).
+async fn probe_drivers(docker: &Docker, ctx: &RunContext, cells: &[crate::scenario::Cell]) -> Result<(), AppError> {
+    let mut probed: Vec<Strategy> = Vec::new();
+    for strategy in cells.iter().map(|c| c.strategy) {
+        let Some(volume) = strategy.driver_volume().filter(|_| !probed.contains(&strategy)) else { continue };
+        let name = ctx.object_name(&format!("probe{}-{}", probed.len(), strategy.object_part()));
+        probed.push(strategy);
+        let facts = crate::storage::Storage::probe(docker, ctx, strategy, &name)
+            .await
+            .map_err(|e| AppError::VolumeDriver { driver: volume.driver.clone(), detail: error_chain(&e) })?;
+        tracing::info!("volume driver {} for {strategy}: scope {}", volume.driver, facts.scope);
+    }
+    Ok(())
 }
 
 /// The run's `--filter`, with the runnable cells it selected (`selected`)
@@ -1102,7 +1136,7 @@ pub async fn clean(replays: bool) -> Result<(), AppError> {
         note!("crashlab: {refusal}");
     }
     println!(
-        "removed {} containers, {} images, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools, \
+        "removed {} containers, {} images, {} volumes, {} networks, {} fault-filesystem mounts, {} btrfs pools and loop devices, \
          {} host-path directories, {} run directories, {} unfinished image builds",
         c.containers, c.images, c.volumes, c.networks, c.mounts, c.btrfs_pools, c.host_dirs, c.dirs, builds
     );

@@ -25,7 +25,8 @@ pub struct Cleaned {
     pub host_dirs: usize,
     /// Fault-filesystem mounts detached.
     pub mounts: usize,
-    /// btrfs pools unmounted or whose loop devices were freed.
+    /// btrfs pools unmounted or whose loop devices were freed, and the
+    /// loop devices of `volume:local,...,device=loop` strategies.
     pub btrfs_pools: usize,
     /// Runs left alone because their process holds the journal's lock.
     pub live: usize,

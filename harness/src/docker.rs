@@ -106,6 +106,12 @@ pub enum DockerError {
         #[source]
         source: Source,
     },
+    #[error("inspect volume {name}")]
+    InspectVolume {
+        name: String,
+        #[source]
+        source: Source,
+    },
     #[error("list volumes labelled {label}")]
     ListVolumes {
         label: String,
@@ -663,6 +669,16 @@ impl Docker {
             .map_err(|source| DockerError::ListContainers { label: label.to_owned(), source })
     }
 
+    /// The running containers that mount volume `name`.
+    pub async fn running_with_volume(&self, name: &str) -> Result<Vec<ContainerSummary>, DockerError> {
+        let filters = HashMap::from([("volume", vec![name])]);
+        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
+        self.inner
+            .list_containers(Some(options))
+            .await
+            .map_err(|source| DockerError::ListContainers { label: format!("volume={name}"), source })
+    }
+
     /// Creates a volume with the daemon's default (`local`) driver.
     pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<(), DockerError> {
         self.create_driver_volume(name, labels, "local", HashMap::new()).await
@@ -707,6 +723,19 @@ impl Docker {
             .await
             .map_err(|source| DockerError::CreateVolume { name: name.to_owned(), source })?;
         Ok(())
+    }
+
+    /// The scope of a volume as its driver declares it: `local` (one host
+    /// reaches it) or `global` (every host of a cluster does).
+    pub async fn volume_scope(&self, name: &str) -> Result<String, DockerError> {
+        let volume = self
+            .inner
+            .inspect_volume(name)
+            .await
+            .map_err(|source| DockerError::InspectVolume { name: name.to_owned(), source })?;
+        // Docker takes a driver that declares no scope as local.
+        let global = volume.scope == Some(bollard::models::VolumeScopeEnum::GLOBAL);
+        Ok(if global { "global" } else { "local" }.to_owned())
     }
 
     /// Removes a volume; one that is already gone is not an error.

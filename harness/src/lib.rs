@@ -57,6 +57,7 @@ pub mod events;
 pub mod explore;
 pub mod faults;
 pub mod images;
+pub mod plugin;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -217,6 +217,23 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Serve crashlab's fault filesystem to Docker as the `crashlab`
+    /// volume driver (`docker volume create -d crashlab`), until SIGINT or
+    /// SIGTERM.
+    VolumeDriver {
+        /// The unix socket Docker finds the driver by.
+        #[arg(long, default_value = crashlab::plugin::SOCKET)]
+        socket: PathBuf,
+        /// Where the volumes live (default: `volume-driver` in the state
+        /// directory).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// Act on a volume of the `crashlab` volume driver.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// Remove containers, volumes and directories left by killed runs.
     Clean {
         /// Also remove the crash points kept for `crashlab replay` (of runs
@@ -300,6 +317,32 @@ impl ExploreArgs {
             mirror: self.mirror,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Power loss: kill the containers using the volume, then drop every
+    /// write and directory entry not yet durable.
+    Cut {
+        name: String,
+        #[arg(long, default_value = crashlab::plugin::SOCKET)]
+        socket: PathBuf,
+    },
+    /// Install a fault rule on the volume's current mount: `eio:fsync:1`,
+    /// `eio:write:1+:/pg_wal/`, `enospc:1m`, `latency:fsync:20ms`.
+    Fail {
+        name: String,
+        rule: String,
+        #[arg(long, default_value = crashlab::plugin::SOCKET)]
+        socket: PathBuf,
+    },
+    /// Whether the volume is mounted, its unsynced bytes and operations,
+    /// whether its power is cut, and the errors its rules injected.
+    Status {
+        name: String,
+        #[arg(long, default_value = crashlab::plugin::SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -481,6 +524,16 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
         }
         Command::Images { command: ImagesCommand::List } => app::list_images().await.map(|()| exit::PASS),
         Command::Clean { replays } => app::clean(replays).await.map(|()| exit::PASS),
+        Command::VolumeDriver { socket, root } => {
+            app::volume::serve(&socket, &root.unwrap_or_else(app::volume::default_root)).await
+        }
+        Command::Volume { command: VolumeCommand::Cut { name, socket } } => app::volume::cut(&name, &socket).await,
+        Command::Volume { command: VolumeCommand::Fail { name, rule, socket } } => {
+            app::volume::fail(&name, &rule, &socket).await
+        }
+        Command::Volume { command: VolumeCommand::Status { name, socket } } => {
+            app::volume::status(&name, &socket).await
+        }
         Command::Doctor { mirror } => Ok(app::doctor(&mirror).await),
         Command::Completions { shell } => {
             // Into a buffer first: the generator panics when its writer

@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod schedule;
+pub mod table;
 use crate::faults::Fault;
 use crate::storage::{BackupKind, Strategy};
 use crashlab_reports::{Unsupported, Verdict};
@@ -67,6 +68,10 @@ pub struct Scenario {
     /// after the matrix's ([`schedule`]).
     #[serde(default)]
     pub schedule: Vec<ScheduleEntry>,
+    /// `[[strategy]]`: volumes of drivers, by the names `[matrix]
+    /// strategies` and `[[expect]]` give them ([`table`]).
+    #[serde(default, rename = "strategy")]
+    pub strategy_tables: Vec<table::StrategyTable>,
     /// The cells chosen on the command line (`--filter`); the plan leaves
     /// the others out. Not a scenario key.
     #[serde(skip)]
@@ -183,6 +188,13 @@ pub struct NamedSchedule {
     pub schedule: schedule::Schedule,
 }
 
+/// What is read of a scenario before the rest: its `[[strategy]]` tables.
+#[derive(Deserialize)]
+struct Tables {
+    #[serde(default)]
+    strategy: Vec<table::StrategyTable>,
+}
+
 /// One (workload, strategy, fault) of the plan, or one schedule: then
 /// `fault` is the schedule's first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,10 +235,36 @@ impl Scenario {
 
     /// Parses scenario text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let toml_error = |e: toml::de::Error| {
             let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
             ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: toml_message(text, &e) }
-        })?;
+        };
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_column(text, offset);
+            ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message: one_line(&message) }
+        };
+        // The tables first, so that the rest can name what they define.
+        let tables = toml::from_str::<Tables>(text).map_err(toml_error)?.strategy;
+        let mut volumes: Vec<&'static crate::storage::driver::DriverVolume> = Vec::new();
+        for t in &tables {
+            let at = t.name.span().start;
+            let volume = t.check_volume().map_err(|m| invalid(at, format!("strategy: {m}")))?;
+            if Strategy::from_name(&volume.name).is_some() || volumes.iter().any(|v| v.name == volume.name) {
+                return Err(invalid(
+                    at,
+                    format!("strategy `{}` is defined twice (or is a built-in's name)", volume.name),
+                ));
+            }
+            volumes.push(volume);
+        }
+        let scenario: Scenario =
+            crate::storage::driver::with_tables(&volumes, || toml::from_str(text)).map_err(toml_error)?;
+        for (t, volume) in tables.iter().zip(&volumes) {
+            if !scenario.matrix.strategies.contains(&Strategy::Volume(volume)) {
+                let message = format!("strategy `{}` is defined but not listed in `[matrix] strategies`", volume.name);
+                return Err(invalid(t.name.span().start, message));
+            }
+        }
         if let Some(Store::S3(url)) = &scenario.backup.store
             && scenario.matrix.strategies.contains(&Strategy::SyncAgent)
             && let Ok(agent) = crate::deploy::agent::locate()
@@ -385,6 +423,37 @@ faults = ["restart"]
     }
 
     #[test]
+    fn driver_volumes_are_strategies_by_their_text_or_a_table_name() {
+        let text = MINIMAL.replace(
+            r#"strategies = ["named-volume"]"#,
+            r#"strategies = ["ram", "volume:local,type=btrfs,device=loop"]"#,
+        ) + "[[strategy]]\nname = \"ram\"\ndriver = \"local\"\ndriver-opts = { type = \"tmpfs\", device = \"tmpfs\" }\n\
+              [[expect]]\nstrategy = \"ram\"\nverdict = \"data-gone\"\n";
+        let s = Scenario::parse(&text, "s.toml").unwrap();
+        let ram = s.matrix.strategies[0].driver_volume().expect("a driver volume");
+        assert_eq!((ram.name.as_str(), ram.driver.as_str(), ram.option("type")), ("ram", "local", Some("tmpfs")));
+        assert_eq!(s.expected(s.matrix.strategies[0], Fault::Restart), Verdict::DataGone);
+        assert_eq!(s.expected(s.matrix.strategies[1], Fault::Restart), Verdict::Intact);
+        // Outside the scenario that defines it, a table's name means nothing.
+        assert_eq!(Strategy::from_name("ram"), None);
+        let unused =
+            text.replace(r#""ram", "#, "").replace("[[expect]]\nstrategy = \"ram\"\nverdict = \"data-gone\"\n", "");
+        assert!(
+            error_of(&unused).contains("s.toml:9:8: strategy `ram` is defined but not listed"),
+            "{}",
+            error_of(&unused)
+        );
+        let builtin = text.replace("name = \"ram\"", "name = \"tmpfs\"");
+        assert!(error_of(&builtin).contains("s.toml:9:8: strategy `tmpfs` is defined twice (or is a built-in's name)"));
+        let bad = MINIMAL.replace(r#"["named-volume"]"#, r#"["volume:local,o"]"#);
+        assert!(
+            error_of(&bad).contains("s.toml:6:14: driver option `o` of `volume:local,o` is not KEY=VALUE"),
+            "{}",
+            error_of(&bad)
+        );
+    }
+
+    #[test]
     fn defaults_fill_what_is_left_out() {
         let s = Scenario::parse(MINIMAL, "m.toml").unwrap();
         assert_eq!(s.seed, 42);
@@ -401,7 +470,7 @@ faults = ["restart"]
             ("kind = \"mariadb\"", "kind = \"mariadb\"\nclinets = 3", "s.toml:5:1: unknown field `clinets`"),
             ("kind = \"mariadb\"", "kind = \"oracle\"", "s.toml:4:8: unknown variant `oracle`"),
             ("[\"restart\"]", "[\"reboot\"]", "s.toml:7:11: unknown variant `reboot`"),
-            ("[\"named-volume\"]", "[\"nfs\"]", "s.toml:6:15: unknown variant `nfs`"),
+            ("[\"named-volume\"]", "[\"nfs\"]", "s.toml:6:14: unknown variant `nfs`"),
             ("[\"restart\"]", "[]", "s.toml:7:10: the list is empty"),
             ("[\"restart\"]", "[\"restart\", \"restart\"]", "Restart is listed twice"),
             (

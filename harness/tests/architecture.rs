@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("cycle", &["cycle"]),
     ("report", &["report"]),
     ("bench", &["bench"]),
+    ("volume driver", &["plugin"]),
     ("CLI", &["app"]),
 ];
 

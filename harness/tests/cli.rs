@@ -320,6 +320,42 @@ async fn clean_after_kill_9_leaves_no_container_volume_network_mount_loop_device
     assert_eq!(leftovers(state.path(), &run).await, Leftovers::default(), "run {run} left something");
 }
 
+/// A loop device crashlab made for a driver volume (`device=loop`) is
+/// journaled before it exists, so that `clean` frees it after a kill -9
+/// along with the container and the volume Docker mounted it for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_after_kill_9_frees_a_driver_volumes_loop_device() {
+    if common::skip_docker() {
+        return;
+    }
+    let _guard = common::exclusive().await;
+    let state = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(state.path(), r#""volume:local,type=xfs,device=loop:300MiB""#, r#""restart""#);
+    common::require_host(&crashlab::scenario::Scenario::load(&scenario).unwrap());
+    let mut child = crashlab()
+        .args(["run", "-q", "--out"])
+        .arg(state.path().join("out"))
+        .arg(&scenario)
+        .env("CRASHLAB_STATE_DIR", state.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = |l: &Leftovers| l.containers > 0 && l.volumes > 0 && l.loop_devices > 0;
+    let (run, during) = wait_for(state.path(), &mut child, ready).await;
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    let killed = leftovers(state.path(), &run).await;
+    assert!(
+        killed.loop_devices > 0 && killed.run_dirs > 0,
+        "a killed run leaves its loop device: {during:?} {killed:?}"
+    );
+    let out = run_ok(crashlab().arg("clean").env("CRASHLAB_STATE_DIR", state.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 btrfs pools and loop devices"), "{out:?}");
+    assert_eq!(leftovers(state.path(), &run).await, Leftovers::default(), "run {run} left something");
+}
+
 /// A hand-made label or a doctored journal must not make `clean` touch
 /// anything outside the state directory, nor anything of a live run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,6 +177,7 @@ const TOKENS: &[&str] = &[
     "driver-opts",
     "host-path",
     "max-states",
+    "k",
     "torn-splits",
     "parallel",
     "points",

@@ -110,6 +110,7 @@ pub fn render(report: &Report) -> String {
     out.push_str(&hosts_section(report));
     out.push_str(&replication_section(report));
     out.push_str(&backups_section(&report.cells));
+    out.push_str(&volume_drivers_section(&report.cells));
     out.push_str(&crash_states_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
@@ -561,6 +562,17 @@ fn backups_section(cells: &[CellReport]) -> String {
     ));
     let _ = writeln!(out, "<p>{}</p>", esc(&markdown::consistency_sentence(&cells)));
     out
+}
+
+/// The volume drivers of the `volume:` strategies: the same table as
+/// `report.md`.
+fn volume_drivers_section(cells: &[CellReport]) -> String {
+    let md = markdown::volume_drivers_section(cells);
+    if md.is_empty() {
+        return String::new();
+    }
+    let caption = "Per driver volume: its driver, options and the scope the driver declared";
+    format!("<h2>Volume drivers</h2>\n{}", md_table(&md, caption))
 }
 
 /// The crash states explored: the same table as `report.md`, and under it

@@ -244,6 +244,25 @@ pub struct CellReport {
     /// it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<Family>,
+    /// The volume driver of a `volume:` strategy, as Docker answered for
+    /// it; absent for the built-in strategies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_driver: Option<VolumeDriver>,
+}
+
+/// A volume driver a cell's data was on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeDriver {
+    pub driver: String,
+    /// Its options as `KEY=VALUE`, in the order given.
+    pub options: Vec<String>,
+    /// `local` (one host reaches a volume) or `global` (every host of a
+    /// cluster does), as the driver declared it to Docker.
+    pub scope: String,
+    /// The loop device crashlab made for the volume's `device`, as
+    /// `FSTYPE SIZE` (e.g. `btrfs 1073741824`), when it made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_device: Option<String>,
 }
 
 /// How a strategy protects its data against the loss of the host: the

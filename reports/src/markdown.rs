@@ -56,6 +56,7 @@ pub fn render(report: &Report) -> String {
     out.push_str(&crate::hosts::markdown(report));
     out.push_str(&crate::replication::markdown(report));
     out.push_str(&backups_section(&report.cells));
+    out.push_str(&volume_drivers_section(&report.cells));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
@@ -332,6 +333,29 @@ pub fn backups_section(cells: &[CellReport]) -> String {
          latency of transactions that overlapped a backup (p99 of the worst cycle) against the others.\n",
     );
     let _ = writeln!(out, "\n{}", consistency_sentence(&cells));
+    out
+}
+
+/// The volume drivers of the `volume:` strategies: driver, options and
+/// the scope each declared. Empty when no cell used one.
+pub fn volume_drivers_section(cells: &[CellReport]) -> String {
+    let mut rows: Vec<String> = Vec::new();
+    for cell in cells {
+        let Some(v) = &cell.volume_driver else { continue };
+        let options = if v.options.is_empty() { "none".to_owned() } else { format!("`{}`", v.options.join(",")) };
+        let device = v.loop_device.as_deref().map_or_else(|| "no".to_owned(), |d| format!("yes ({d} bytes)"));
+        let row = format!("| {} | {} | {options} | {} | {device} |\n", cell.strategy, v.driver, v.scope);
+        if !rows.contains(&row) {
+            rows.push(row);
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n## Volume drivers\n\n| strategy | driver | options | scope | loop device made by crashlab |\n|---|---|---|---|---|\n",
+    );
+    rows.iter().for_each(|r| out.push_str(r));
     out
 }
 
@@ -630,6 +654,24 @@ pub(crate) mod tests {
     use super::*;
     use crate::*;
 
+    #[test]
+    fn driver_volumes_are_listed_once_with_their_scope() {
+        let mut a = cell("volume:local,type=tmpfs,device=tmpfs", "restart", Verdict::DataGone, Verdict::DataGone, 0);
+        a.volume_driver = Some(crate::VolumeDriver {
+            driver: "local".into(),
+            options: vec!["type=tmpfs".into(), "device=tmpfs".into()],
+            scope: "local".into(),
+            loop_device: None,
+        });
+        let mut b = a.clone();
+        b.fault = "recreate".into();
+        let plain = cell("named-volume", "restart", Verdict::Intact, Verdict::Intact, 0);
+        let md = volume_drivers_section(&[a, b, plain.clone()]);
+        assert_eq!(md.matches("| volume:local,type=tmpfs,device=tmpfs | local |").count(), 1, "{md}");
+        assert!(md.contains("| `type=tmpfs,device=tmpfs` | local | no |"), "{md}");
+        assert_eq!(volume_drivers_section(&[plain]), "");
+    }
+
     fn cell(strategy: &str, fault: &str, verdict: Verdict, expected: Verdict, lost: u64) -> CellReport {
         CellReport {
             workload: "mariadb".into(),
@@ -668,6 +710,7 @@ pub(crate) mod tests {
             fault_rules: vec![],
             backup: None,
             family: None,
+            volume_driver: None,
         }
     }
 

@@ -92,6 +92,12 @@ impl Need {
 fn needs(strategy: Strategy, fault: Fault) -> Vec<Need> {
     let mut out = match strategy.def().data_on {
         DataOn::BtrfsSubvolume => vec![Need::BtrfsPool],
+        // A driver volume on a loop device crashlab makes: root, loop
+        // devices and the tools (`LoopDevice::create` checks btrfs-progs'
+        // with them).
+        DataOn::DriverVolume if strategy.driver_volume().is_some_and(|v| matches!(v.loop_fs(), Ok(Some(_)))) => {
+            vec![Need::BtrfsPool]
+        }
         DataOn::Gluster => vec![Need::GlusterClient, Need::Fuse],
         _ => vec![],
     };

@@ -30,12 +30,13 @@
 //! As in scenarios, keys are kebab-case and an unknown key or a bad value is
 //! an error naming the key and its line.
 
+pub use crate::scenario::table::Backend;
+use crate::scenario::table::{StrategyTable, builtin, check_name, host_path};
 use crate::settings::{WorkloadSection, parse_duration, parse_size};
-use crate::storage::Strategy;
+use crate::storage::driver::{self, DriverVolume};
 use crate::text::{line_column, one_line, toml_message};
 use crashlab_reports::bench::Profile;
 use serde::{Deserialize, Deserializer};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ struct RawDefinition {
     io: IoSection,
     workload: Option<WorkloadSection>,
     #[serde(rename = "strategy", default)]
-    strategies: Vec<RawStrategy>,
+    strategies: Vec<StrategyTable>,
 }
 
 /// `[io]`: the profiles and how long and how often they run.
@@ -128,17 +129,6 @@ impl Default for IoSection {
     }
 }
 
-/// Where a backend's data lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// One of the harness's strategies.
-    Builtin(Strategy),
-    /// A named volume from any Docker volume driver, with its options.
-    Volume { driver: String, options: BTreeMap<String, String> },
-    /// A directory under a host path, bind-mounted.
-    HostPath(PathBuf),
-}
-
 /// A backend the bench runs on, by the name reports show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchStrategy {
@@ -151,11 +141,8 @@ impl BenchStrategy {
     pub fn kind(&self) -> String {
         match &self.backend {
             Backend::Builtin(_) => "built-in".to_owned(),
-            Backend::Volume { driver, options } if options.is_empty() => format!("volume driver {driver}"),
-            Backend::Volume { driver, options } => {
-                let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("volume driver {driver} ({})", opts.join(", "))
-            }
+            Backend::Volume(v) if v.options.is_empty() => format!("volume driver {}", v.driver),
+            Backend::Volume(v) => format!("volume driver {} ({})", v.driver, v.option_texts().join(", ")),
             Backend::HostPath(path) => format!("host path {}", path.display()),
         }
     }
@@ -171,18 +158,10 @@ impl BenchStrategy {
             return builtin(text).map(|backend| BenchStrategy { name: text.to_owned(), backend });
         };
         check_name(name)?;
-        let backend = if let Some(rest) = spec.strip_prefix("volume:") {
-            let mut parts = rest.split(',');
-            let driver = parts.next().unwrap_or_default();
-            if driver.is_empty() {
-                return Err(format!("`{text}` names no volume driver (like `{name}=volume:local,type=tmpfs`)"));
-            }
-            let mut options = BTreeMap::new();
-            for part in parts {
-                let (k, v) = part.split_once('=').ok_or_else(|| format!("driver option `{part}` is not KEY=VALUE"))?;
-                options.insert(k.to_owned(), v.to_owned());
-            }
-            Backend::Volume { driver: driver.to_owned(), options }
+        let backend = if spec.starts_with(driver::PREFIX) {
+            let mut volume = DriverVolume::parse(spec)?;
+            volume.name = name.to_owned();
+            Backend::Volume(volume.intern())
         } else if let Some(path) = spec.strip_prefix("path:") {
             host_path(path)?
         } else {
@@ -190,54 +169,6 @@ impl BenchStrategy {
         };
         Ok(BenchStrategy { name: name.to_owned(), backend })
     }
-}
-
-/// The raw `[[strategy]]` table, checked into a [`BenchStrategy`].
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawStrategy {
-    name: toml::Spanned<String>,
-    driver: Option<String>,
-    driver_opts: Option<BTreeMap<String, String>>,
-    host_path: Option<String>,
-}
-
-impl RawStrategy {
-    fn check(self) -> Result<BenchStrategy, String> {
-        let name = self.name.into_inner();
-        let backend = match (self.driver, self.driver_opts, self.host_path) {
-            (Some(_), _, Some(_)) => return Err("give either `driver` or `host-path`, not both".into()),
-            (None, Some(_), _) => return Err("`driver-opts` needs a `driver`".into()),
-            (Some(driver), options, None) if !driver.is_empty() => {
-                Backend::Volume { driver, options: options.unwrap_or_default() }
-            }
-            (Some(_), _, None) => return Err("`driver` is empty".into()),
-            (None, None, Some(path)) => host_path(&path)?,
-            (None, None, None) => {
-                builtin(&name).map_err(|e| format!("{e}; or give `driver` or `host-path` to define a backend"))?
-            }
-        };
-        check_name(&name)?;
-        Ok(BenchStrategy { name, backend })
-    }
-}
-
-fn builtin(name: &str) -> Result<Backend, String> {
-    Strategy::ALL.into_iter().find(|s| s.as_str() == name).map(Backend::Builtin).ok_or_else(|| {
-        format!("`{name}` is not a built-in strategy (known: {})", Strategy::ALL.map(Strategy::as_str).join(", "))
-    })
-}
-
-fn host_path(path: &str) -> Result<Backend, String> {
-    crate::scenario::host_dir("host-path", path).map(Backend::HostPath)
-}
-
-/// Names go into Docker object names and file names.
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 40
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if ok { Ok(()) } else { Err(format!("strategy name `{name}` must be 1-40 of [A-Za-z0-9._-]")) }
 }
 
 impl BenchDefinition {
@@ -262,7 +193,8 @@ impl BenchDefinition {
         let mut strategies: Vec<BenchStrategy> = Vec::new();
         for strategy in raw.strategies {
             let at = strategy.name.span().start;
-            let checked = strategy.check().map_err(|message| invalid(at, format!("strategy: {message}")))?;
+            let (name, backend) = strategy.check().map_err(|message| invalid(at, format!("strategy: {message}")))?;
+            let checked = BenchStrategy { name, backend };
             if strategies.iter().any(|s| s.name == checked.name) {
                 return Err(invalid(at, format!("strategy `{}` is listed twice", checked.name)));
             }
@@ -395,6 +327,7 @@ fn default_tolerance() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Strategy;
 
     #[test]
     fn the_default_definition_parses() {
@@ -405,7 +338,7 @@ mod tests {
         assert_eq!(d.io.etcd_size, 22 << 20, "etcd's documented job");
         assert!(d.workload.is_some());
         assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Builtin(_))));
-        assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Volume { .. })), "a volume driver example");
+        assert!(d.strategies.iter().any(|s| matches!(s.backend, Backend::Volume(_))), "a volume driver example");
     }
 
     #[test]
@@ -490,9 +423,9 @@ host-path = "/var/tmp/x"
         assert_eq!(BenchStrategy::parse_flag("bind-mount").unwrap().backend, Backend::Builtin(Strategy::BindMount));
         let v = BenchStrategy::parse_flag("ram=volume:local,type=tmpfs,device=tmpfs,o=size=64m").unwrap();
         assert_eq!(v.name, "ram");
-        let Backend::Volume { driver, options } = v.backend else { panic!("a volume") };
-        assert_eq!(driver, "local");
-        assert_eq!(options.get("o").map(String::as_str), Some("size=64m"));
+        let Backend::Volume(volume) = v.backend else { panic!("a volume") };
+        assert_eq!(volume.driver, "local");
+        assert_eq!(volume.option("o"), Some("size=64m"));
         assert_eq!(
             BenchStrategy::parse_flag("ssd=path:/mnt/ssd").unwrap().backend,
             Backend::HostPath("/mnt/ssd".into())

@@ -29,7 +29,7 @@ use crate::report::json_events::{JsonEvents, Line, MessageFormat};
 use crate::run::RunContext;
 use crate::run::journal::Entry;
 use crate::settings::WorkloadSection;
-use crate::storage::{Place, ProvisionOptions, Storage, StorageError};
+use crate::storage::{Place, ProvisionOptions, Storage, StorageError, Strategy};
 use crate::text::error_chain;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bytes::Bytes;
@@ -352,10 +352,7 @@ impl Bench<'_> {
         let name = self.run.object_name(&format!("b{index}-{}-{purpose}", strategy.name));
         let place = match &strategy.backend {
             Backend::Builtin(s) => Place::Strategy(*s),
-            Backend::Volume { driver, options } => Place::Volume {
-                driver: driver.clone(),
-                options: options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            },
+            Backend::Volume(v) => Place::Strategy(Strategy::Volume(v)),
             Backend::HostPath(root) => {
                 // Validation saw a directory or a path that can become one.
                 std::fs::create_dir_all(root).map_err(|e| format!("create host path {}: {e}", root.display()))?;

@@ -32,7 +32,9 @@ use crate::run::RunContext;
 use crate::scenario::{Cell, Scenario};
 use crate::storage::{DataOn, FaultFsOptions, Place, ProvisionOptions, Storage};
 use crate::text::error_chain;
-use crashlab_reports::{BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, Spread, Stall, Verdict};
+use crashlab_reports::{
+    BackupCycle, BackupSummary, CellReport, CycleReport, LatencySummary, Spread, Stall, Verdict, VolumeDriver,
+};
 use crashlab_workloads::{LoadConfig, Workload, latency_histogram};
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
@@ -123,6 +125,9 @@ impl Runner<'_> {
             Backups::new(cell.strategy, &self.scenario.backup, &self.docker, &self.run, &self.cell_name(cell));
         let mut cycles = Vec::new();
         let mut latency = latency_histogram();
+        // What the driver of a `volume:` strategy declared, from the
+        // first volume it made.
+        let mut scope: Option<String> = None;
         for cycle in 0..self.scenario.matrix.cycles {
             if self.cancelled() {
                 break;
@@ -130,6 +135,9 @@ impl Runner<'_> {
             let result = self.run_cycle(cell, cycle, &mut deployment, backups.as_mut(), reporter).await;
             if self.cancelled() {
                 break;
+            }
+            if scope.is_none() {
+                scope = deployment.as_ref().and_then(|d| d.storage().driver_scope()).map(str::to_owned);
             }
             if let Some(h) = &result.latency_us {
                 latency.add(h).expect("histograms share bounds");
@@ -154,6 +162,12 @@ impl Runner<'_> {
             }
         }
         let mut report = summarise(self.scenario, cell, cycles, &latency);
+        report.volume_driver = cell.strategy.driver_volume().map(|v| VolumeDriver {
+            driver: v.driver.clone(),
+            options: v.option_texts(),
+            scope: scope.unwrap_or_else(|| "unknown (no volume was made)".to_owned()),
+            loop_device: v.loop_fs().ok().flatten().map(|fs| format!("{} {}", fs.fstype, fs.size)),
+        });
         if let Some(method) = backup_method {
             report.backup = Some(summarise_backups(method, self.scenario.backup.interval, &report.cycle_details));
         }
@@ -203,7 +217,7 @@ impl Runner<'_> {
 
     /// The base of the names of a cell's containers and volumes.
     fn cell_name(&self, cell: &Cell) -> String {
-        self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy, cell.fault))
+        self.run.object_name(&format!("c{}-{}-{}", cell.index, cell.strategy.object_part(), cell.fault))
     }
 
     async fn teardown(&self, deployment: Option<Deployment>) {
@@ -440,6 +454,7 @@ fn summarise(scenario: &Scenario, cell: &Cell, cycles: Vec<CycleReport>, latency
         fault_rules,
         backup: None,
         family: Some(cell.strategy.def().family()),
+        volume_driver: None,
     }
 }
 

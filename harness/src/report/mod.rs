@@ -321,6 +321,7 @@ mod tests {
             fault_rules: vec![],
             backup: None,
             family: None,
+            volume_driver: None,
         }
     }
 

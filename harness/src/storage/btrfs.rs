@@ -363,13 +363,20 @@ pub fn detach_btrfs_under(dir: &Path) -> usize {
 /// Runs `program` with `args` and returns its standard output, or an error
 /// with the command line, exit status and standard error.
 fn run(program: &'static str, args: &[&OsStr]) -> Result<String, BtrfsError> {
+    let package = TOOLS.into_iter().find(|(p, _)| *p == program).map_or("", |(_, package)| package);
+    run_tool(program, package, args)
+}
+
+/// [`run`] for any tool, `package` being the Debian package that has it
+/// (named when it is missing): the loop devices of driver volumes format
+/// theirs with `mkfs.xfs` and `mkfs.ext4` too.
+pub(crate) fn run_tool(program: &'static str, package: &'static str, args: &[&OsStr]) -> Result<String, BtrfsError> {
     let command = command_line(program, args);
     let output = Command::new(program).args(args).stdin(Stdio::null()).output().map_err(|source| {
-        match TOOLS.into_iter().find(|(p, _)| *p == program) {
-            Some((program, package)) if source.kind() == std::io::ErrorKind::NotFound => {
-                BtrfsError::MissingTool { program, package }
-            }
-            _ => BtrfsError::Spawn { command: command.clone(), source },
+        if source.kind() == std::io::ErrorKind::NotFound && !package.is_empty() {
+            BtrfsError::MissingTool { program, package }
+        } else {
+            BtrfsError::Spawn { command: command.clone(), source }
         }
     })?;
     if output.status.success() {
@@ -377,6 +384,11 @@ fn run(program: &'static str, args: &[&OsStr]) -> Result<String, BtrfsError> {
     } else {
         Err(BtrfsError::Command { command, status: output.status, stderr: crate::text::stderr_line(&output.stderr) })
     }
+}
+
+/// Detaches loop `device` and waits until it lets go of `image`.
+pub(crate) fn release_loop(device: &Path, image: &Path) -> Result<(), BtrfsError> {
+    detach_loop(device).and_then(|()| wait_released(device, image))
 }
 
 /// A command line as a shell would take it, for error messages.

@@ -226,6 +226,11 @@ impl FaultMount {
         &self.record
     }
 
+    /// What was recorded so far, as last settled (a power cut settles).
+    pub fn recorded(&self) -> &FaultFsCycle {
+        &self.record
+    }
+
     /// Operations the rules failed so far in this cycle.
     pub fn injected_errors(&mut self) -> u64 {
         self.settle();

@@ -42,6 +42,13 @@
 //! |---|---|---|
 //! | `glusterfs-replica` | a replicated GlusterFS volume (replica 3) on three storage hosts, mounted with the FUSE client | the database's host (a new container on another host's mount), one storage host |
 //!
+//! A volume of any Docker volume driver is a strategy too, named by its
+//! driver and options ([`driver`]):
+//!
+//! | strategy | data directory is | survives |
+//! |---|---|---|
+//! | `volume:DRIVER[,KEY=VALUE...]` | a volume of that driver, created with those options | what the driver keeps between a container's unmount and the next mount |
+//!
 //! For the faults that need it (see [`crate::faults`]), `bind-mount` and
 //! `named-volume` put the data on the fault filesystem instead: the harness
 //! mounts `crashlab-faultfs` at `<run dir>/fs/<name>/mnt` over
@@ -50,15 +57,17 @@
 //! Every other cell keeps the plain storage above.
 
 pub mod btrfs;
+pub mod driver;
 pub mod faultmount;
 pub mod gluster;
 mod strategy;
 
-pub use strategy::{BackupKind, DataOn, Strategy, StrategyDef, TABLE, UnderData};
+pub use strategy::{BackupKind, DataOn, Strategy, StrategyDef, TABLE, UnderData, VOLUME_DEF};
 
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::storage::btrfs::{BtrfsError, BtrfsPool};
+use crate::storage::driver::{DriverVolume, LoopDevice};
 use crate::storage::faultmount::{FaultMount, FaultMountError};
 use crate::storage::gluster::{GlusterError, GlusterVolume};
 use bollard::models::{Mount, MountTmpfsOptions, MountType, MountVolumeOptions};
@@ -89,6 +98,15 @@ pub enum StorageError {
     Btrfs(#[from] BtrfsError),
     #[error(transparent)]
     Gluster(#[from] GlusterError),
+    /// Docker's answer to a volume of a driver: the driver is not
+    /// installed, refused the options, or failed.
+    #[error("create a volume of driver `{driver}` ({options})")]
+    Driver {
+        driver: String,
+        options: String,
+        #[source]
+        source: Box<DockerError>,
+    },
     #[error("snapshot the data of {name}: its storage takes no snapshots (only `btrfs-snapshot`'s pool does)")]
     NoSnapshots { name: String },
 }
@@ -110,17 +128,12 @@ pub struct FaultFsOptions {
     pub record_history: bool,
 }
 
-/// What to provision: a built-in strategy, or one of `crashlab bench`'s
-/// own backends, which are provisioned the same way and differ only in
-/// where the data goes.
+/// What to provision: a strategy (a volume of any driver and options
+/// among them), or `crashlab bench`'s host directory, which is
+/// provisioned the same way and differs only in where the data goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
     Strategy(Strategy),
-    /// A volume of any driver and options, mounted like a named volume.
-    Volume {
-        driver: String,
-        options: Vec<(String, String)>,
-    },
     /// A new subdirectory of a host directory, bind-mounted. The caller
     /// journals the subdirectory before provisioning, since it lies
     /// outside the run directory.
@@ -146,8 +159,11 @@ enum Backing {
     /// or tmpfs (Docker's, per container), or data lost with its host and
     /// not yet provisioned again.
     Nothing,
-    /// A named volume, of the local driver or another.
+    /// A named volume of the local driver.
     Volume(String),
+    /// A volume of a driver with a strategy's options, the scope the
+    /// driver gave it, and the loop device crashlab made for its `device`.
+    Driver { volume: String, scope: String, device: Option<LoopDevice> },
     /// A host directory, bind-mounted.
     HostDir(PathBuf),
     /// The fault filesystem, reached through a local volume bound to its
@@ -174,6 +190,8 @@ struct Live {
 #[derive(Debug)]
 pub struct Storage {
     data_on: DataOn,
+    /// The driver and options, for a volume of a driver.
+    driver: Option<&'static DriverVolume>,
     /// Base of the names of what it creates.
     name: String,
     backing: Backing,
@@ -197,24 +215,25 @@ impl Storage {
         name: &str,
         options: ProvisionOptions,
     ) -> Result<Storage, StorageError> {
-        let data_on = match place {
-            Place::Strategy(s) => s.def().data_on,
-            Place::Volume { .. } => DataOn::NamedVolume,
-            Place::HostSubdir(_) => DataOn::HostDir,
+        let (data_on, driver) = match place {
+            Place::Strategy(s) => (s.def().data_on, s.driver_volume()),
+            Place::HostSubdir(_) => (DataOn::HostDir, None),
         };
         let faultfs = match place {
             Place::Strategy(s) => options.faultfs.filter(|_| s.def().under == UnderData::FaultFs),
-            _ => None,
+            Place::HostSubdir(_) => None,
         };
-        let mut storage =
-            Storage { data_on, name: name.to_owned(), backing: Backing::Nothing, generation: 0, options, faultfs };
+        let mut storage = Storage {
+            data_on,
+            driver,
+            name: name.to_owned(),
+            backing: Backing::Nothing,
+            generation: 0,
+            options,
+            faultfs,
+        };
         let created = match place {
             Place::Strategy(_) => storage.create_data(docker, run, None).await,
-            Place::Volume { driver, options } => {
-                let opts: HashMap<String, String> = options.iter().cloned().collect();
-                storage.backing = Backing::Volume(name.to_owned());
-                docker.create_driver_volume(name, run.labels(), driver, opts).await.map_err(StorageError::from)
-            }
             Place::HostSubdir(root) => {
                 let path = root.join(name);
                 storage.backing = Backing::HostDir(path.clone());
@@ -226,6 +245,23 @@ impl Storage {
             return Err(e);
         }
         Ok(storage)
+    }
+
+    /// Makes one volume of the driver volume `strategy` as a cell would,
+    /// reads the scope its driver declared, and removes it again: what a
+    /// run checks before its first cell, so that a driver that is not
+    /// installed or refuses the options stops it with Docker's answer.
+    pub async fn probe(
+        docker: &Docker,
+        run: &RunContext,
+        strategy: Strategy,
+        name: &str,
+    ) -> Result<driver::DriverFacts, StorageError> {
+        let storage =
+            Storage::provision(docker, run, &Place::Strategy(strategy), name, ProvisionOptions::default()).await?;
+        let scope = storage.driver_scope().unwrap_or("local").to_owned();
+        storage.teardown(docker).await?;
+        Ok(driver::DriverFacts { scope })
     }
 
     /// The name of the data of the current generation.
@@ -291,7 +327,46 @@ impl Storage {
                     volume.mount(run).await?;
                 }
             }
+            DataOn::DriverVolume => {
+                let volume = self.driver.expect("a driver volume's storage knows its driver");
+                self.create_driver_volume(docker, run, volume, &name).await?;
+            }
             DataOn::WritableLayer | DataOn::AnonymousVolume | DataOn::Tmpfs => {}
+        }
+        Ok(())
+    }
+
+    /// A volume of `volume`'s driver with its options, on a loop device
+    /// crashlab makes first when its `device` is `loop`; the driver's
+    /// scope is read back from Docker.
+    async fn create_driver_volume(
+        &mut self,
+        docker: &Docker,
+        run: &RunContext,
+        volume: &'static DriverVolume,
+        name: &str,
+    ) -> Result<(), StorageError> {
+        let mut options: HashMap<String, String> = volume.options.iter().cloned().collect();
+        let device = match volume.loop_fs().expect("checked when parsed") {
+            Some(fs) => {
+                let (dir, journal) = (run.dir().join("loop").join(name), run.journal().clone());
+                let device = blocking(move || LoopDevice::create(&dir, fs, &journal)).await?;
+                let path = device.device().expect("a made loop device is attached").display().to_string();
+                options.insert("device".to_owned(), path);
+                Some(device)
+            }
+            None => None,
+        };
+        self.backing = Backing::Driver { volume: name.to_owned(), scope: String::new(), device };
+        let failed = |source| StorageError::Driver {
+            driver: volume.driver.clone(),
+            options: if volume.options.is_empty() { "no options".into() } else { volume.option_texts().join(",") },
+            source: Box::new(source),
+        };
+        docker.create_driver_volume(name, run.labels(), &volume.driver, options).await.map_err(failed)?;
+        let read = docker.volume_scope(name).await?;
+        if let Backing::Driver { scope, .. } = &mut self.backing {
+            *scope = read;
         }
         Ok(())
     }
@@ -343,6 +418,12 @@ impl Storage {
         match std::mem::replace(&mut self.backing, Backing::Nothing) {
             Backing::Nothing => {}
             Backing::Volume(volume) => docker.remove_volume(&volume).await?,
+            Backing::Driver { volume, device, .. } => {
+                docker.remove_volume(&volume).await?;
+                if let Some(device) = device {
+                    blocking(move || device.teardown()).await?;
+                }
+            }
             Backing::HostDir(path) => remove_dir(&path)?,
             Backing::FaultFs { fs, volume } => {
                 if let Some(volume) = volume {
@@ -382,8 +463,19 @@ impl Storage {
     /// The named volume the data is on, if it is on one.
     pub fn volume(&self) -> Option<&str> {
         match &self.backing {
-            Backing::Volume(volume) | Backing::FaultFs { volume: Some(volume), .. } => Some(volume),
+            Backing::Volume(volume)
+            | Backing::Driver { volume, .. }
+            | Backing::FaultFs { volume: Some(volume), .. } => Some(volume),
             Backing::Btrfs { live: Some(live), .. } => Some(&live.volume),
+            _ => None,
+        }
+    }
+
+    /// The scope the volume's driver gave it (`local` or `global`), for a
+    /// volume of a driver.
+    pub fn driver_scope(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Driver { scope, .. } => Some(scope),
             _ => None,
         }
     }
@@ -457,7 +549,7 @@ impl Storage {
             Backing::HostDir(path) => return vec![bind(path)],
             Backing::FaultFs { fs, .. } => return vec![bind(fs.mountpoint())],
             Backing::Gluster(volume) => return volume.data_path().map(|p| bind(&p)).into_iter().collect(),
-            Backing::Nothing | Backing::Volume(_) | Backing::Btrfs { .. } => {}
+            Backing::Nothing | Backing::Volume(_) | Backing::Driver { .. } | Backing::Btrfs { .. } => {}
         }
         match self.data_on {
             DataOn::AnonymousVolume => vec![Mount {
@@ -478,7 +570,8 @@ impl Storage {
             | DataOn::HostDir
             | DataOn::BtrfsSubvolume
             | DataOn::Replicated(_)
-            | DataOn::Gluster => vec![],
+            | DataOn::Gluster
+            | DataOn::DriverVolume => vec![],
         }
     }
 
@@ -498,6 +591,12 @@ impl Storage {
         }
         match std::mem::replace(&mut self.backing, Backing::Nothing) {
             Backing::Nothing | Backing::Volume(_) => {}
+            // The volume went above: Docker unmounted the device.
+            Backing::Driver { device, .. } => {
+                if let Some(device) = device {
+                    blocking(move || device.teardown()).await?;
+                }
+            }
             Backing::HostDir(path) => remove_dir(&path)?,
             // The host directory is the mountpoint, removed with the mount.
             Backing::FaultFs { fs, .. } => (*fs).teardown().await?,

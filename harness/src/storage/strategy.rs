@@ -4,14 +4,16 @@
 //! (provisioning, mounts, which faults can run, the backup loop, the
 //! report's words) reads it.
 
+use crate::storage::driver::{self, DriverVolume};
 use crashlab_reports::Family;
 pub use crashlab_workloads::replication::Mode as Replication;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A strategy's identity, as scenarios and reports name it. Its behaviour
-/// is its [`StrategyDef`] in [`TABLE`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// is its [`StrategyDef`]: a built-in one's row in [`TABLE`], or for a
+/// volume of any driver [`VOLUME_DEF`] with the driver and options it
+/// carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Strategy {
     ContainerLayer,
     AnonymousVolume,
@@ -32,6 +34,9 @@ pub enum Strategy {
     StreamingAsync,
     StreamingSync,
     GlusterfsReplica,
+    /// A volume of any Docker volume driver with its options
+    /// (`volume:DRIVER[,KEY=VALUE...]`, see [`crate::storage::driver`]).
+    Volume(&'static DriverVolume),
 }
 
 /// What is mounted at the workload's data directory.
@@ -59,6 +64,9 @@ pub enum DataOn {
     /// ([`crate::storage::gluster`]): shared storage, which a container on
     /// another host can start on.
     Gluster,
+    /// A volume of a Docker volume driver, created with the strategy's
+    /// options (on a loop device crashlab makes, for `device=loop`).
+    DriverVolume,
 }
 
 impl DataOn {
@@ -74,7 +82,10 @@ impl DataOn {
             | DataOn::NamedVolume
             | DataOn::HostDir
             | DataOn::Tmpfs
-            | DataOn::BtrfsSubvolume => Family::SingleHost,
+            | DataOn::BtrfsSubvolume
+            // Whatever the driver's scope (the report gives it), crashlab
+            // mounts the volume on one host.
+            | DataOn::DriverVolume => Family::SingleHost,
             DataOn::Replicated(_) => Family::Replicated,
             DataOn::Gluster => Family::Shared,
         }
@@ -379,7 +390,8 @@ impl StrategyDef {
             | DataOn::HostDir
             | DataOn::Tmpfs
             | DataOn::BtrfsSubvolume
-            | DataOn::Replicated(_) => None,
+            | DataOn::Replicated(_)
+            | DataOn::DriverVolume => None,
         };
         self.backup.and_then(BackupKind::sidecar_image).into_iter().chain(storage_hosts).collect()
     }
@@ -393,8 +405,37 @@ impl StrategyDef {
     }
 }
 
+/// What every volume of a driver is; the driver and its options are the
+/// strategy's own ([`Strategy::Volume`]).
+pub static VOLUME_DEF: StrategyDef = StrategyDef {
+    strategy: Strategy::Volume(&ANY_DRIVER),
+    name: "volume",
+    data_on: DataOn::DriverVolume,
+    under: UnderData::Unreachable(
+        "a volume driver keeps the data where it chooses; crashlab cannot put its fault filesystem under it, so \
+         power loss and disk faults cannot be simulated there",
+    ),
+    backup: None,
+    describes: "a volume of a Docker volume driver, created with the strategy's options",
+};
+
+/// The driver volume [`VOLUME_DEF`] stands for: any.
+static ANY_DRIVER: DriverVolume = DriverVolume { name: String::new(), driver: String::new(), options: Vec::new() };
+
+/// The names a scenario may give, for errors: the built-in ones and the
+/// form of a driver volume.
+const NAMES: [&str; TABLE.len() + 1] = {
+    let mut names = ["volume:DRIVER[,KEY=VALUE...]"; TABLE.len() + 1];
+    let mut i = 0;
+    while i < TABLE.len() {
+        names[i] = TABLE[i].name;
+        i += 1;
+    }
+    names
+};
+
 impl Strategy {
-    /// Every strategy, in [`TABLE`] order.
+    /// Every built-in strategy, in [`TABLE`] order.
     pub const ALL: [Strategy; TABLE.len()] = {
         let mut all = [Strategy::ContainerLayer; TABLE.len()];
         let mut i = 0;
@@ -407,12 +448,34 @@ impl Strategy {
 
     /// This strategy's description.
     pub fn def(self) -> &'static StrategyDef {
-        // TABLE lists the variants in declaration order (checked by a test).
-        &TABLE[self as usize]
+        match self {
+            Strategy::Volume(_) => &VOLUME_DEF,
+            builtin => TABLE.iter().find(|d| d.strategy == builtin).expect("TABLE lists every built-in strategy"),
+        }
     }
 
     pub fn as_str(self) -> &'static str {
-        self.def().name
+        match self {
+            Strategy::Volume(volume) => &volume.name,
+            builtin => builtin.def().name,
+        }
+    }
+
+    /// The driver volume, when the strategy is one.
+    pub fn driver_volume(self) -> Option<&'static DriverVolume> {
+        match self {
+            Strategy::Volume(volume) => Some(volume),
+            _ => None,
+        }
+    }
+
+    /// The strategy's part of Docker object and file names: its name, or
+    /// for a driver volume `volume-DRIVER`.
+    pub fn object_part(self) -> String {
+        match self {
+            Strategy::Volume(volume) => volume.object_part(),
+            builtin => builtin.as_str().to_owned(),
+        }
     }
 
     /// Whether the strategy takes backups during the load.
@@ -420,9 +483,40 @@ impl Strategy {
         self.def().backup.is_some()
     }
 
-    /// Looks a strategy up by its name.
+    /// Looks a strategy up by its name: a built-in one, `volume:DRIVER[,KEY=VALUE...]`,
+    /// or a `[[strategy]]` table of the scenario being read
+    /// ([`driver::with_tables`]).
     pub fn from_name(name: &str) -> Option<Strategy> {
-        TABLE.iter().find(|d| d.name == name).map(|d| d.strategy)
+        Strategy::parse(name).ok().flatten()
+    }
+
+    /// [`Strategy::from_name`], with the error of a bad `volume:` text;
+    /// `Ok(None)` for a name that is nothing known.
+    pub fn parse(name: &str) -> Result<Option<Strategy>, String> {
+        if let Some(def) = TABLE.iter().find(|d| d.name == name) {
+            return Ok(Some(def.strategy));
+        }
+        if name.starts_with(driver::PREFIX) {
+            return DriverVolume::parse(name).map(|v| Some(Strategy::Volume(v.intern())));
+        }
+        Ok(driver::table(name).map(Strategy::Volume))
+    }
+}
+
+impl Serialize for Strategy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Strategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match Strategy::parse(&name) {
+            Ok(Some(strategy)) => Ok(strategy),
+            Ok(None) => Err(serde::de::Error::unknown_variant(&name, &NAMES)),
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
     }
 }
 
@@ -439,7 +533,7 @@ mod tests {
     #[test]
     fn the_table_lists_every_variant_in_order_under_its_serde_name() {
         for (i, def) in TABLE.iter().enumerate() {
-            assert_eq!(def.strategy as usize, i, "{}", def.name);
+            assert_eq!(Strategy::ALL[i], def.strategy, "{}", def.name);
             assert_eq!(serde_json::to_string(&def.strategy).unwrap(), format!("\"{}\"", def.name));
             assert_eq!(Strategy::from_name(def.name), Some(def.strategy));
         }
@@ -469,6 +563,21 @@ mod tests {
         for def in &TABLE {
             assert_eq!(def.family() == Family::Replicated, def.data_on.replication().is_some(), "{}", def.name);
         }
+    }
+
+    #[test]
+    fn a_driver_volume_is_a_strategy_by_its_text() {
+        let s = Strategy::from_name("volume:local,type=tmpfs,device=tmpfs").unwrap();
+        assert_eq!(s.as_str(), "volume:local,type=tmpfs,device=tmpfs");
+        assert_eq!(s.def().data_on, DataOn::DriverVolume);
+        assert_eq!(s.object_part(), "volume-local");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"volume:local,type=tmpfs,device=tmpfs\"");
+        assert_eq!(serde_json::from_str::<Strategy>("\"volume:local,type=tmpfs,device=tmpfs\"").unwrap(), s);
+        let e = serde_json::from_str::<Strategy>("\"nfs\"").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `nfs`") && e.contains("`volume:DRIVER[,KEY=VALUE...]`"), "{e}");
+        let e = serde_json::from_str::<Strategy>("\"volume:\"").unwrap_err().to_string();
+        assert!(e.contains("names no volume driver"), "{e}");
+        assert_eq!(Strategy::from_name("named-volume"), Some(Strategy::NamedVolume));
     }
 
     #[test]

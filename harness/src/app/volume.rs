@@ -1,0 +1,105 @@
+//! `crashlab volume-driver` (serve crashlab's fault filesystem to Docker as
+//! the `crashlab` volume driver) and `crashlab volume cut|status NAME` (act
+//! on one of its volumes), each printing one line a script can parse.
+
+use super::{AppError, connect, exit};
+use crate::plugin::{self, Driver, VolumeStatus, http::PluginError};
+use crate::text::error_chain;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The driver's root: `<state dir>/volume-driver`.
+pub fn default_root() -> PathBuf {
+    crate::run::state_dir().join("volume-driver")
+}
+
+/// `crashlab volume-driver`: serves until SIGINT or SIGTERM, then unmounts
+/// every volume and removes the socket.
+pub async fn serve(socket: &Path, root: &Path) -> Result<i32, AppError> {
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| AppError::Io { what, path, source }
+    };
+    let driver = Arc::new(Driver::open(root).map_err(io("open the volume driver's root", root))?);
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let stop = async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "crashlab volume-driver: serving `{}` on {} over {}",
+        plugin::NAME,
+        socket.display(),
+        root.display()
+    );
+    plugin::http::serve(driver, socket, stop).await.map_err(|e| AppError::Plugin(error_chain(&e)))?;
+    Ok(exit::PASS)
+}
+
+/// `crashlab volume cut NAME`: cuts the power under the volume, then kills
+/// the containers using it, as a host losing power takes both. The cut
+/// comes first: a killed container's unmount would otherwise make its
+/// unsynced writes durable before the cut could drop them; between the two
+/// the containers' calls on the volume fail, as on a disk that is gone.
+/// Prints `cut volume=NAME killed=N dropped-bytes=N dropped-files=N dropped-ops=N`.
+pub async fn cut(name: &str, socket: &Path) -> Result<i32, AppError> {
+    let docker = connect().await?;
+    let answer =
+        plugin::http::call(socket, "/Crashlab.Cut", serde_json::json!({ "Name": name })).await.map_err(plugin_error)?;
+    let running = docker.running_with_volume(name).await?;
+    for id in running.iter().filter_map(|c| c.id.as_deref()) {
+        docker.kill(id, "SIGKILL").await?;
+    }
+    let status: VolumeStatus =
+        serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
+    println!(
+        "cut volume={name} killed={} dropped-bytes={} dropped-files={} dropped-ops={}",
+        running.len(),
+        status.dropped_bytes,
+        status.dropped_files,
+        status.dropped_ops
+    );
+    Ok(exit::PASS)
+}
+
+/// `crashlab volume fail NAME RULE`: installs a fault rule of the
+/// `io-error`/`disk-full` grammar on the volume's current mount. Prints
+/// `fail volume=NAME rule=RULE`.
+pub async fn fail(name: &str, rule: &str, socket: &Path) -> Result<i32, AppError> {
+    let answer = plugin::http::call(socket, "/Crashlab.Fail", serde_json::json!({ "Name": name, "Rule": rule }))
+        .await
+        .map_err(plugin_error)?;
+    let s: VolumeStatus =
+        serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
+    println!("fail volume={name} rule={}", s.rules.last().map_or(rule, String::as_str));
+    Ok(exit::PASS)
+}
+
+/// `crashlab volume status NAME`: prints `volume=NAME mounted=B
+/// unsynced=N power-cut=B injected-errors=N rules=R[,R...]`.
+pub async fn status(name: &str, socket: &Path) -> Result<i32, AppError> {
+    let answer = plugin::http::call(socket, "/Crashlab.Status", serde_json::json!({ "Name": name }))
+        .await
+        .map_err(plugin_error)?;
+    let s: VolumeStatus =
+        serde_json::from_value(answer).map_err(|e| AppError::Plugin(format!("read the driver's answer: {e}")))?;
+    println!(
+        "volume={name} mounted={} unsynced={} power-cut={} injected-errors={} rules={}",
+        s.mounted,
+        s.unsynced,
+        s.power_cut,
+        s.injected_errors,
+        s.rules.join(",")
+    );
+    Ok(exit::PASS)
+}
+
+fn plugin_error(e: PluginError) -> AppError {
+    AppError::Plugin(error_chain(&e))
+}
