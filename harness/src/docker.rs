@@ -500,8 +500,24 @@ impl Docker {
         }
     }
 
+    /// Freezes the container's processes (the cgroup freezer). The kernel
+    /// gives up freezing while a task sleeps where it cannot be frozen (a
+    /// FUSE request in flight on a busy machine), and runc reports `unable
+    /// to freeze`, having thawed what it froze: that is tried again, a few
+    /// times, before it is an error.
     pub async fn pause(&self, id: &str) -> Result<(), DockerError> {
-        self.inner.pause_container(id).await.map_err(|source| DockerError::PauseContainer { id: id.to_owned(), source })
+        let mut attempt = 0u64;
+        loop {
+            match self.inner.pause_container(id).await {
+                Ok(()) => return Ok(()),
+                Err(source) if attempt < 5 && source.to_string().contains("unable to freeze") => {
+                    attempt += 1;
+                    tracing::debug!("pause {id}: {source}; trying again ({attempt} of 5)");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(source) => return Err(DockerError::PauseContainer { id: id.to_owned(), source }),
+            }
+        }
     }
 
     pub async fn unpause(&self, id: &str) -> Result<(), DockerError> {

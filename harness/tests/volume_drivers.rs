@@ -171,7 +171,15 @@ impl Drop for Removes {
 /// and drops what was not durable (a file fsynced with its directory
 /// survives, one only written does not); `docker volume rm` leaves no
 /// mount and no directory.
+///
+/// Not in the default suite: dockerd (20.10) keeps every legacy volume
+/// plugin it has talked to until it restarts, and once the test's driver
+/// is gone it retries it for 15 s on every volume list (45 s on every
+/// removal) — every later Docker test, and the next run of the suite,
+/// would pay that. Run it on a daemon you restart after:
+/// `cargo test -p crashlab --test volume_drivers -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "leaves dockerd retrying the stopped driver for 15 s on every volume call until dockerd restarts"]
 async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut() {
     if common::skip_docker() {
         return;
