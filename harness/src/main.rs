@@ -324,22 +324,32 @@ enum VolumeCommand {
     /// Power loss: kill the containers using the volume, then drop every
     /// write and directory entry not yet durable.
     Cut {
+        /// The volume, as `docker volume ls` names it.
         name: String,
+        /// The driver's socket (another driver name, `--socket` of
+        /// `crashlab volume-driver`).
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
         socket: PathBuf,
     },
     /// Install a fault rule on the volume's current mount: `eio:fsync:1`,
     /// `eio:write:1+:/pg_wal/`, `enospc:1m`, `latency:fsync:20ms`.
     Fail {
+        /// The volume, as `docker volume ls` names it.
         name: String,
+        /// The rule, in the grammar of `[faults] rules` (`eio:fsync:1`).
         rule: String,
+        /// The driver's socket (another driver name, `--socket` of
+        /// `crashlab volume-driver`).
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
         socket: PathBuf,
     },
     /// Whether the volume is mounted, its unsynced bytes and operations,
     /// whether its power is cut, and the errors its rules injected.
     Status {
+        /// The volume, as `docker volume ls` names it.
         name: String,
+        /// The driver's socket (another driver name, `--socket` of
+        /// `crashlab volume-driver`).
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
         socket: PathBuf,
     },

@@ -86,12 +86,17 @@ async fn explore_shrinks_lazy_flush_losses_to_one_host_kill() {
         stderr.contains("#0 load 800ms, process-kill on primary, recover, load 700ms, host-kill on primary"),
         "{stderr}"
     );
+    // One load and the single host kill; how short the load gets depends
+    // on which candidates' replays lost writes (700 ms, 300 ms seen).
     let minimal = stdout.lines().nth(1).unwrap_or_default().trim();
-    assert_eq!(minimal, "load 700ms, host-kill on primary, recover, verify", "{stdout}\n{stderr}");
+    let load = minimal.strip_suffix(", host-kill on primary, recover, verify").and_then(|l| l.strip_prefix("load "));
+    let load_ms = load.and_then(|l| l.strip_suffix("ms")).and_then(|ms| ms.parse::<u32>().ok());
+    assert!(load_ms.is_some_and(|ms| ms <= 700), "shrunk to one load and one host kill: {minimal}\n{stdout}\n{stderr}");
     assert!(stdout.contains("replay rate: failed "), "{stdout}");
     assert!(stdout.contains("[[schedule]]\nname = \"seed139-0\"\nstrategy = \"bind-mount\"\n"), "{stdout}");
     let stored = std::fs::read_to_string(state.path().join("lazy.regressions.toml")).unwrap();
-    assert!(stored.contains("steps = [\"load 700ms\", \"host-kill on primary\", \"recover\", \"verify\"]"), "{stored}");
+    let steps = format!("steps = [\"load {}\", \"host-kill on primary\", \"recover\", \"verify\"]", load.unwrap());
+    assert!(stored.contains(&steps), "{stored}");
     let run = stderr.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':');
     common::assert_nothing_left(&docker, run).await;
 }
