@@ -231,16 +231,7 @@ impl Mariabackup {
         let chain = self.chain[..end].to_vec();
         let script = restore_script(&d.spec().data_dir, self.owner.as_deref(), &chain);
         let id = self.container("restore", d, Some(script)).await?;
-        let docker = &self.site.docker;
-        let result = async {
-            docker.start(&id).await?;
-            let code = docker.wait(&id).await?;
-            let output = docker.logs_all(&id).await?;
-            Ok::<_, BackupError>((code, output))
-        }
-        .await;
-        docker.remove_container(&id).await.ok();
-        let (code, output) = result?;
+        let (code, output) = self.site.run_to_end(&id).await?;
         Ok(prepare_check(&chain, code, &output))
     }
 

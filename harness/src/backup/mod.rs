@@ -199,6 +199,20 @@ impl Site {
         self.dir.join(file)
     }
 
+    /// Starts the created one-shot container `id`, waits for it to end,
+    /// and returns its exit code and whole output; the container is
+    /// removed whatever came of it.
+    pub async fn run_to_end(&self, id: &str) -> Result<(i64, String), BackupError> {
+        let result = async {
+            self.docker.start(id).await?;
+            let code = self.docker.wait(id).await?;
+            Ok::<_, BackupError>((code, self.docker.logs_all(id).await?))
+        }
+        .await;
+        self.docker.remove_container(id).await.ok();
+        result
+    }
+
     /// Runs `cmd` in the sidecar `id` and returns its output; a non-zero
     /// exit is the tool's error, named `shown` (the command as messages
     /// may show it) with the output's tail.

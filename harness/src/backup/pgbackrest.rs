@@ -170,16 +170,8 @@ impl PgBackRest {
         };
         let seq = self.site.next_seq();
         let name = format!("{}-pgbackrest-{what}-{seq}", self.site.name);
-        let docker = &self.site.docker;
-        let id = docker.create_container(&name, config).await?;
-        let result = async {
-            docker.start(&id).await?;
-            let code = docker.wait(&id).await?;
-            Ok::<_, BackupError>((code, docker.logs_all(&id).await?))
-        }
-        .await;
-        docker.remove_container(&id).await.ok();
-        result
+        let id = self.site.docker.create_container(&name, config).await?;
+        self.site.run_to_end(&id).await
     }
 
     /// Restores backup `label` into `d`'s new, empty volume; the outcome
