@@ -16,7 +16,7 @@ use crashlab_reports::{CellReport, Verdict};
 const SERVER_ARGS: &str = r#""--innodb-flush-log-at-trx-commit=1", "--read-binlog-speed-limit=100""#;
 
 fn scenario(strategy: &str) -> String {
-    scenario_of(SERVER_ARGS, &format!("\"{strategy}\""), "\"host-loss\"", 3)
+    scenario_of(SERVER_ARGS, &format!("\"{strategy}\""), "\"host-loss\"", 2)
 }
 
 fn scenario_of(server_args: &str, strategies: &str, faults: &str, cycles: u32) -> String {
@@ -143,7 +143,7 @@ async fn partition_then_failover_loses_the_commits_acked_after_the_cut_only_when
     }
     let durable = r#""--innodb-flush-log-at-trx-commit=1""#;
     let strategies = r#""replica-async", "replica-semisync""#;
-    let cells = run_cells(&scenario_of(durable, strategies, r#""partition-failover""#, 2)).await;
+    let cells = run_cells(&scenario_of(durable, strategies, r#""partition-failover""#, 1)).await;
     let cell = |s: &str| cells.iter().find(|c| c.strategy == s).unwrap();
     let asynchronous = cell("replica-async");
     assert_failed_over(asynchronous);
@@ -211,7 +211,7 @@ async fn postgres_sync_streaming_loses_nothing_and_async_loses_what_was_acked_af
     }
     let strategies = r#""streaming-async", "streaming-sync""#;
     let faults = r#""host-loss", "partition-failover""#;
-    let cells = run_cells(&scenario_for("postgres", "", strategies, faults, 2)).await;
+    let cells = run_cells(&scenario_for("postgres", "", strategies, faults, 1)).await;
     let cell = |s: &str, f: &str| cells.iter().find(|c| c.strategy == s && c.fault == f).unwrap();
     for fault in ["host-loss", "partition-failover"] {
         let sync = cell("streaming-sync", fault);
