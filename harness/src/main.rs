@@ -343,6 +343,13 @@ enum VolumeCommand {
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
         socket: PathBuf,
     },
+    /// Serve one volume's mount (the driver starts this at the volume's
+    /// first mount; not for use by hand).
+    #[command(hide = true)]
+    Hold {
+        /// The volume's directory under the driver's root.
+        dir: PathBuf,
+    },
     /// Whether the volume is mounted, its unsynced bytes and operations,
     /// whether its power is cut, and the errors its rules injected.
     Status {
@@ -538,6 +545,7 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             app::volume::serve(&socket, &root.unwrap_or_else(app::volume::default_root)).await
         }
         Command::Volume { command: VolumeCommand::Cut { name, socket } } => app::volume::cut(&name, &socket).await,
+        Command::Volume { command: VolumeCommand::Hold { dir } } => app::volume::hold(&dir).await,
         Command::Volume { command: VolumeCommand::Fail { name, rule, socket } } => {
             app::volume::fail(&name, &rule, &socket).await
         }

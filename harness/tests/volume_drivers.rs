@@ -151,6 +151,14 @@ async fn off_thread_docker(args: &[&str]) -> std::process::Output {
     tokio::task::spawn_blocking(move || Command::new("docker").args(args).output().unwrap()).await.unwrap()
 }
 
+/// The driver's mount holders are this build's `crashlab volume hold`.
+fn holder_command() -> crashlab::plugin::HolderCommand {
+    crashlab::plugin::HolderCommand {
+        program: env!("CARGO_BIN_EXE_crashlab").into(),
+        args: vec!["volume".into(), "hold".into()],
+    }
+}
+
 /// Removes a test's container and volume however the test ends.
 struct Removes {
     container: String,
@@ -190,7 +198,7 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
     let name = format!("crashlab-test-{}", std::process::id());
     let socket = std::path::PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
     let root = tempfile::tempdir().unwrap();
-    let driver = std::sync::Arc::new(crashlab::plugin::Driver::open(root.path()).unwrap());
+    let driver = std::sync::Arc::new(crashlab::plugin::Driver::open(root.path(), holder_command()).unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let served = {
         let socket = socket.clone();
@@ -269,4 +277,128 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
     stop_tx.send(()).unwrap();
     served.await.unwrap().unwrap();
     assert!(!socket.exists(), "the socket is removed");
+}
+
+/// The pids of processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) && pid != std::process::id() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A `crashlab volume-driver` on a socket of the test's own, which Docker
+/// never hears of (no plugin is registered with the daemon).
+struct DriverProcess {
+    child: std::process::Child,
+}
+
+impl DriverProcess {
+    async fn start(socket: &std::path::Path, root: &std::path::Path) -> DriverProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_crashlab"))
+            .args(["volume-driver", "--socket"])
+            .arg(socket)
+            .arg("--root")
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(started.elapsed().as_secs() < 20, "the driver never answered on {}", socket.display());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        DriverProcess { child }
+    }
+}
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ends the holders and mounts a test leaves under `root`, however it ends.
+struct Holders(std::path::PathBuf);
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for pid in processes_mentioning(&self.0.to_string_lossy()) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        crashlab::storage::faultmount::detach_mounts_under(&self.0);
+    }
+}
+
+/// A write made durable: the file's data and its directory entry.
+fn write_durable(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::File::open(path).unwrap().sync_all().unwrap();
+    std::fs::File::open(path.parent().unwrap()).unwrap().sync_all().unwrap();
+}
+
+/// Each mounted volume of crashlab's driver is served by a holder process
+/// of its own: the driver killed with SIGKILL leaves the mount serving
+/// (what was written reads back), a new driver finds the volume and its
+/// holder, reports and cuts it (what was not durable is gone at the next
+/// mount), unmounts it when the last user goes (the holder ends), and
+/// removes it leaving no mount, process or directory. No Docker plugin is
+/// registered: the test speaks the plugin protocol to the driver's socket
+/// itself, as dockerd would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_volume_outlives_its_driver_and_a_new_driver_cuts_and_removes_it() {
+    use crashlab::plugin::http::call;
+    use serde_json::json;
+    if common::skip_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _holders = Holders(root.path().to_owned());
+    let socket = root.path().join("driver.sock");
+    let first = DriverProcess::start(&socket, root.path()).await;
+    call(&socket, "/VolumeDriver.Create", json!({ "Name": "v" })).await.unwrap();
+    let answer = call(&socket, "/VolumeDriver.Mount", json!({ "Name": "v", "ID": "m1" })).await.unwrap();
+    let mnt = std::path::PathBuf::from(answer["Mountpoint"].as_str().unwrap());
+    write_durable(&mnt.join("a"), "durable");
+    std::fs::write(mnt.join("b"), "unsynced").unwrap();
+
+    drop(first); // SIGKILL
+    assert_eq!(std::fs::read_to_string(mnt.join("a")).unwrap(), "durable", "the holder still serves the mount");
+    let second = DriverProcess::start(&socket, root.path()).await;
+    let listed = call(&socket, "/VolumeDriver.List", json!({})).await.unwrap();
+    assert_eq!(listed["Volumes"][0]["Mountpoint"], json!(mnt), "{listed}");
+    assert_eq!(listed["Volumes"][0]["Status"]["mounted-by"], 1, "{listed}");
+    let socket_arg = socket.to_str().unwrap().to_owned();
+    let status = off_thread(&["volume", "status", "v", "--socket", &socket_arg]).await;
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.starts_with("volume=v mounted=true unsynced=") && !status.contains("unsynced=0 "), "{status}");
+    let cut = off_thread(&["volume", "cut", "v", "--socket", &socket_arg]).await;
+    let line = String::from_utf8_lossy(&cut.stdout);
+    let detail = format!("{line}{}", String::from_utf8_lossy(&cut.stderr));
+    assert!(line.starts_with("cut volume=v killed=0 dropped-bytes=") && !line.contains("dropped-bytes=0 "), "{detail}");
+
+    call(&socket, "/VolumeDriver.Unmount", json!({ "Name": "v", "ID": "m1" })).await.unwrap();
+    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "the last unmount unmounts");
+    call(&socket, "/VolumeDriver.Mount", json!({ "Name": "v", "ID": "m2" })).await.unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["a"], "the cut dropped the unsynced file");
+    call(&socket, "/VolumeDriver.Unmount", json!({ "Name": "v", "ID": "m2" })).await.unwrap();
+    call(&socket, "/VolumeDriver.Remove", json!({ "Name": "v" })).await.unwrap();
+    assert!(!root.path().join("volumes/v").exists(), "the volume's directory is gone");
+    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
+    drop(second);
+    let started = std::time::Instant::now();
+    while !processes_mentioning(&root.path().join("volumes").to_string_lossy()).is_empty() {
+        assert!(started.elapsed().as_secs() < 10, "a holder is still running");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -3,7 +3,7 @@
 //! on one of its volumes), each printing one line a script can parse.
 
 use super::{AppError, connect, exit};
-use crate::plugin::{self, Driver, VolumeStatus, http::PluginError};
+use crate::plugin::{self, Driver, HolderCommand, VolumeStatus, http::PluginError};
 use crate::text::error_chain;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,22 +15,29 @@ pub fn default_root() -> PathBuf {
     crate::run::state_dir().join("volume-driver")
 }
 
-/// `crashlab volume-driver`: serves until SIGINT or SIGTERM, then unmounts
-/// every volume and removes the socket.
+/// Resolves at the first SIGINT or SIGTERM.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, AppError> {
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// `crashlab volume-driver`: serves until SIGINT or SIGTERM, then removes
+/// the socket; the mounted volumes' holders go on serving them.
 pub async fn serve(socket: &Path, root: &Path) -> Result<i32, AppError> {
     let io = |what, path: &Path| {
         let path = path.to_owned();
         move |source| AppError::Io { what, path, source }
     };
-    let driver = Arc::new(Driver::open(root).map_err(io("open the volume driver's root", root))?);
-    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
-    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
-    let stop = async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    };
+    let program = std::env::current_exe().map_err(io("find crashlab's own program", Path::new("/proc/self/exe")))?;
+    let holder = HolderCommand { program, args: vec!["volume".into(), "hold".into()] };
+    let driver = Arc::new(Driver::open(root, holder).map_err(io("open the volume driver's root", root))?);
+    let stop = stop_signal()?;
     let _ = writeln!(
         std::io::stderr(),
         "crashlab volume-driver: serving `{}` on {} over {}",
@@ -38,7 +45,18 @@ pub async fn serve(socket: &Path, root: &Path) -> Result<i32, AppError> {
         socket.display(),
         root.display()
     );
-    plugin::http::serve(driver, socket, stop).await.map_err(|e| AppError::Plugin(error_chain(&e)))?;
+    let served = plugin::http::serve(driver.clone(), socket, stop).await;
+    driver.shutdown().await;
+    served.map_err(|e| AppError::Plugin(error_chain(&e)))?;
+    Ok(exit::PASS)
+}
+
+/// `crashlab volume hold DIR` (started by the driver, not by hand): mounts
+/// the volume in `DIR` and serves it until the driver's `/Holder.Unmount`,
+/// SIGINT or SIGTERM.
+pub async fn hold(dir: &Path) -> Result<i32, AppError> {
+    let stop = stop_signal()?;
+    plugin::holder::hold(dir, stop).await.map_err(AppError::Plugin)?;
     Ok(exit::PASS)
 }
 

@@ -1,14 +1,16 @@
 //! The volume driver's HTTP side: the server Docker calls on the unix
 //! socket, and the client `crashlab volume` calls it with. Every call is
 //! a `POST` of a JSON body answered with JSON, as Docker's plugin protocol
-//! has it.
+//! has it. A volume's mount holder ([`super::holder`]) answers the driver
+//! the same way on a socket of its own.
 
-use super::Driver;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
@@ -40,11 +42,18 @@ pub enum PluginError {
     Answer { call: String, detail: String },
 }
 
-/// Serves `driver` on a unix socket at `socket` until `stop` resolves,
-/// then unmounts its volumes and removes the socket. A socket file left by
-/// a driver that died is replaced.
-pub async fn serve(
-    driver: Arc<Driver>,
+/// What answers the calls on a socket: the driver, or a mount holder.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one call: its path and JSON body; the answer's `Err` is
+    /// empty on success.
+    fn handle<'a>(&'a self, path: &'a str, body: &'a [u8]) -> BoxFuture<'a, Value>;
+}
+
+/// Serves `handler` on a unix socket at `socket` until `stop` resolves,
+/// then removes the socket. A socket file left by a server that died is
+/// replaced; one that still answers is not.
+pub async fn serve<H: Handler>(
+    handler: Arc<H>,
     socket: &Path,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), PluginError> {
@@ -53,21 +62,21 @@ pub async fn serve(
         std::fs::create_dir_all(dir).map_err(listen)?;
     }
     if UnixStream::connect(socket).await.is_ok() {
-        let source = std::io::Error::new(std::io::ErrorKind::AddrInUse, "another volume driver answers there");
+        let source = std::io::Error::new(std::io::ErrorKind::AddrInUse, "another server answers there");
         return Err(listen(source));
     }
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(listen)?;
-    tracing::info!("volume driver `{}` listening on {}", super::NAME, socket.display());
+    tracing::info!("listening on {}", socket.display());
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let driver = driver.clone();
+                    let handler = handler.clone();
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |request| answer(driver.clone(), request));
+                        let service = hyper::service::service_fn(move |request| answer(handler.clone(), request));
                         let served = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
@@ -81,15 +90,17 @@ pub async fn serve(
         }
     }
     let _ = std::fs::remove_file(socket);
-    driver.shutdown().await;
     Ok(())
 }
 
-async fn answer(driver: Arc<Driver>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn answer<H: Handler>(
+    handler: Arc<H>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let path = request.uri().path().to_owned();
     let body = request.into_body().collect().await?.to_bytes();
     tracing::debug!("{path} {}", String::from_utf8_lossy(&body));
-    let value = driver.handle(&path, &body).await;
+    let value = handler.handle(&path, &body).await;
     let response = Response::builder()
         .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
         .body(Full::new(Bytes::from(value.to_string())))

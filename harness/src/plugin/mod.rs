@@ -17,23 +17,28 @@
 //! `volumes/<name>/fs/mnt` the faultfs mountpoint Docker binds into the
 //! containers. The mount is made at the first `Mount` and unmounted (its
 //! unsynced writes made durable, unless the power was cut) after the last
-//! `Unmount`; the volumes' records stay on disk, so a restarted driver
-//! lists them and mounts them again. The FUSE filesystem is served by the
-//! driver's own process: a container still running when the driver stops
-//! sees its mount gone (`ENOTCONN`) and must be restarted after it.
+//! `Unmount`. Each mounted volume is served by a process of its own, its
+//! mount holder ([`holder`]), not by the driver: the driver can stop,
+//! crash or restart under running containers, and a restarted driver finds
+//! the volumes on disk (`volume.json`, the mounts' ids in `users.json`)
+//! and their holders by their sockets, and goes on cutting and unmounting
+//! them.
 //!
 //! Options of `docker volume create -d crashlab -o KEY=VALUE`:
 //! `fsync-reaches-disk` (`true` or `false`, the default): whether a durable
 //! write also fsyncs the backing file, as in a scenario's `[faults]`.
 
+pub mod holder;
 pub mod http;
 
-use crate::storage::FaultFsOptions;
-use crate::storage::faultmount::FaultMount;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// The driver's name, as `docker volume create -d` takes it.
@@ -53,17 +58,30 @@ struct Record {
     fsync_reaches_disk: bool,
 }
 
-/// A volume and, while containers use it, its mount.
+/// How long a new mount holder may take to mount and answer.
+const HOLDER_START: Duration = Duration::from_secs(20);
+
+/// A volume and whether a holder serves its mount.
 struct Volume {
     record: Record,
-    mount: Option<FaultMount>,
-    /// The ids Docker gave the mounts that use it.
+    /// Whether a mount holder was started for it and not told to unmount.
+    held: bool,
+    /// The ids Docker gave the mounts that use it (`users.json`).
     users: BTreeSet<String>,
+}
+
+/// How the driver starts a volume's mount holder: a program and the
+/// arguments before the volume's directory (`crashlab volume hold`).
+#[derive(Debug, Clone)]
+pub struct HolderCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
 }
 
 /// The driver's volumes under its root.
 pub struct Driver {
     root: PathBuf,
+    holder: HolderCommand,
     volumes: Mutex<BTreeMap<String, Volume>>,
 }
 
@@ -100,26 +118,37 @@ struct Request {
 
 impl Driver {
     /// Opens the driver's root, reading the volumes a previous run of the
-    /// driver created and detaching the mounts it left behind.
-    pub fn open(root: &Path) -> std::io::Result<Driver> {
+    /// driver created, finding the holders still serving their mounts and
+    /// detaching the mounts that dead holders left behind.
+    pub fn open(root: &Path, holder: HolderCommand) -> std::io::Result<Driver> {
         std::fs::create_dir_all(root.join("volumes"))?;
-        let detached = crate::storage::faultmount::detach_mounts_under(root);
-        if detached > 0 {
-            tracing::warn!("detached {detached} mount(s) a previous driver left under {}", root.display());
-        }
         let mut volumes = BTreeMap::new();
         for entry in std::fs::read_dir(root.join("volumes"))?.flatten() {
-            let path = entry.path().join("volume.json");
-            match std::fs::read(&path).map(|b| serde_json::from_slice::<Record>(&b)) {
-                Ok(Ok(record)) => {
-                    tracing::info!("volume {} found on disk", record.name);
-                    volumes.insert(record.name.clone(), Volume { record, mount: None, users: BTreeSet::new() });
+            let dir = entry.path();
+            let path = dir.join("volume.json");
+            let record = match std::fs::read(&path).map(|b| serde_json::from_slice::<Record>(&b)) {
+                Ok(Ok(record)) => record,
+                Ok(Err(e)) => {
+                    tracing::warn!("{}: {e}; skipped", path.display());
+                    continue;
                 }
-                Ok(Err(e)) => tracing::warn!("{}: {e}; skipped", path.display()),
-                Err(e) => tracing::warn!("{}: {e}; skipped", path.display()),
+                Err(e) => {
+                    tracing::warn!("{}: {e}; skipped", path.display());
+                    continue;
+                }
+            };
+            let held = holder::answers(&dir);
+            if !held && crate::storage::faultmount::detach_mounts_under(&dir) > 0 {
+                tracing::warn!("detached the mount a dead holder left under {}", dir.display());
             }
+            let users: BTreeSet<String> = std::fs::read(dir.join("users.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            tracing::info!("volume {} found on disk (held: {held}, mounted by {})", record.name, users.len());
+            volumes.insert(record.name.clone(), Volume { record, held, users });
         }
-        Ok(Driver { root: root.to_owned(), volumes: Mutex::new(volumes) })
+        Ok(Driver { root: root.to_owned(), holder, volumes: Mutex::new(volumes) })
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -200,7 +229,7 @@ impl Driver {
             .and_then(|()| std::fs::write(dir.join("volume.json"), text))
             .map_err(|e| format!("create {}: {e}", dir.display()))?;
         tracing::info!("created volume {name} (fsync-reaches-disk={fsync_reaches_disk})");
-        volumes.insert(name.clone(), Volume { record, mount: None, users: BTreeSet::new() });
+        volumes.insert(name.clone(), Volume { record, held: false, users: BTreeSet::new() });
         Ok(json!({}))
     }
 
@@ -210,10 +239,11 @@ impl Driver {
         if !volume.users.is_empty() {
             return Err(format!("volume {name} is in use by {} mount(s)", volume.users.len()));
         }
-        if let Some(mut fs) = volume.mount.take() {
-            fs.unmount().await.map_err(|e| crate::text::error_chain(&e))?;
-        }
         let dir = self.dir(name);
+        if volume.held {
+            self.release(&dir).await?;
+            volume.held = false;
+        }
         if !crate::images::mounts_under(&dir).is_empty() {
             return Err(format!("{} still has mounts; not removed", dir.display()));
         }
@@ -226,41 +256,83 @@ impl Driver {
     async fn mount(&self, name: &str, id: &str) -> Result<Value, String> {
         let mut volumes = self.volumes.lock().await;
         let Some(volume) = volumes.get_mut(name) else { return Err(format!("no volume {name}")) };
-        if volume.mount.is_none() {
-            let options = FaultFsOptions {
-                seed: seed_of(name),
-                fsync_reaches_disk: volume.record.fsync_reaches_disk,
-                record_history: false,
-            };
-            let dir = self.dir(name).join("fs");
-            let fs = tokio::task::spawn_blocking(move || FaultMount::create(&dir, options, None))
-                .await
-                .map_err(|e| format!("mount volume {name}: {e}"))?
-                .map_err(|e| crate::text::error_chain(&e))?;
-            tracing::info!("mounted volume {name} at {}", fs.mountpoint().display());
-            volume.mount = Some(fs);
+        let dir = self.dir(name);
+        if !volume.held || !holder::answers(&dir) {
+            // A holder that died leaves a mount no call reaches.
+            crate::storage::faultmount::detach_mounts_under(&dir);
+            self.start_holder(&dir).await?;
+            tracing::info!("mounted volume {name} at {}", self.mountpoint(name).display());
+            volume.held = true;
         }
         volume.users.insert(id.to_owned());
+        save_users(&dir, &volume.users)?;
         Ok(json!({ "Mountpoint": self.mountpoint(name) }))
     }
 
     async fn unmount(&self, name: &str, id: &str) -> Result<Value, String> {
         let mut volumes = self.volumes.lock().await;
         let Some(volume) = volumes.get_mut(name) else { return Err(format!("no volume {name}")) };
+        let dir = self.dir(name);
         volume.users.remove(id);
-        if volume.users.is_empty()
-            && let Some(mut fs) = volume.mount.take()
-        {
-            fs.unmount().await.map_err(|e| crate::text::error_chain(&e))?;
+        save_users(&dir, &volume.users)?;
+        if volume.users.is_empty() && volume.held {
+            self.release(&dir).await?;
+            volume.held = false;
             tracing::info!("unmounted volume {name}");
         }
         Ok(json!({}))
     }
 
+    /// Starts the holder of the volume in `dir` and waits until it has
+    /// mounted and answers; a holder that exits or does not answer in time
+    /// is an error with the end of its log.
+    async fn start_holder(&self, dir: &Path) -> Result<(), String> {
+        let log_path = holder::log(dir);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+        let mut child = tokio::process::Command::new(&self.holder.program)
+            .args(&self.holder.args)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("start the mount holder {}: {e}", self.holder.program.display()))?;
+        let deadline = Instant::now() + HOLDER_START;
+        let tail = || crate::text::folded_tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 600);
+        while !holder::answers(dir) {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the mount holder exited ({status}): {}", tail()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill().await;
+                return Err(format!("the mount holder did not answer within {HOLDER_START:?}: {}", tail()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Reaps it when it ends, for as long as this driver runs.
+        tokio::spawn(async move { child.wait().await });
+        Ok(())
+    }
+
+    /// Tells the holder of the volume in `dir` to unmount and end; a holder
+    /// already gone leaves a dead mount, which is detached.
+    async fn release(&self, dir: &Path) -> Result<(), String> {
+        if !holder::answers(dir) {
+            crate::storage::faultmount::detach_mounts_under(dir);
+            return Ok(());
+        }
+        holder::call(dir, "/Holder.Unmount", "").await.map(|_| ())
+    }
+
     async fn path(&self, name: &str) -> Result<Value, String> {
         let volumes = self.volumes.lock().await;
         let volume = volumes.get(name).ok_or_else(|| format!("no volume {name}"))?;
-        let mountpoint = if volume.mount.is_some() { self.mountpoint(name) } else { PathBuf::new() };
+        let mountpoint = if volume.held { self.mountpoint(name) } else { PathBuf::new() };
         Ok(json!({ "Mountpoint": mountpoint }))
     }
 
@@ -277,18 +349,33 @@ impl Driver {
 
     fn describe(&self, volume: &Volume) -> Value {
         let name = &volume.record.name;
-        let mountpoint = if volume.mount.is_some() { self.mountpoint(name) } else { PathBuf::new() };
-        let status = status_of(volume);
+        let mountpoint = if volume.held { self.mountpoint(name) } else { PathBuf::new() };
         json!({
             "Name": name,
             "Mountpoint": mountpoint,
             "Status": {
                 "fsync-reaches-disk": volume.record.fsync_reaches_disk,
                 "mounted-by": volume.users.len(),
-                "unsynced": status.unsynced,
-                "power-cut": status.power_cut,
             },
         })
+    }
+
+    /// Asks the holder of a mounted volume: `/Holder.Cut`, `/Holder.Fail`
+    /// with a rule, `/Holder.Status`; an unmounted volume has a default
+    /// status, and nothing to cut or fail.
+    async fn ask(&self, name: &str, call: &str, rule: &str) -> Result<VolumeStatus, String> {
+        let volumes = self.volumes.lock().await;
+        let volume = volumes.get(name).ok_or_else(|| format!("no volume {name}"))?;
+        if !volume.held {
+            return match call {
+                "/Holder.Status" => Ok(VolumeStatus::default()),
+                "/Holder.Cut" => Err(format!("volume {name} is not mounted: nothing to cut")),
+                _ => Err(format!("volume {name} is not mounted: no mount to fail")),
+            };
+        }
+        let status = holder::call(&self.dir(name), call, rule).await.map_err(|e| format!("volume {name}: {e}"))?;
+        tracing::info!("{call} volume {name}: {status:?}");
+        Ok(status)
     }
 
     /// Cuts the power under a mounted volume: every write and directory
@@ -296,64 +383,43 @@ impl Driver {
     /// until the next `Mount` after its last `Unmount` (`crashlab volume
     /// cut` kills the containers right after, as a power loss would).
     async fn cut(&self, name: &str) -> Result<VolumeStatus, String> {
-        let mut volumes = self.volumes.lock().await;
-        let volume = volumes.get_mut(name).ok_or_else(|| format!("no volume {name}"))?;
-        let fs = volume.mount.as_mut().ok_or_else(|| format!("volume {name} is not mounted: nothing to cut"))?;
-        fs.power_cut().map_err(|e| crate::text::error_chain(&e))?;
-        tracing::info!("cut the power of volume {name}: {:?}", status_of(volume));
-        Ok(status_of(volume))
+        self.ask(name, "/Holder.Cut", "").await
     }
 
     /// Installs a fault rule (`eio:fsync:1`, `enospc:1m`, `latency:write:5ms`)
     /// on the volume's current mount; a later mount starts without rules.
     async fn fail(&self, name: &str, rule: &str) -> Result<VolumeStatus, String> {
-        let rule: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
-        let mut volumes = self.volumes.lock().await;
-        let volume = volumes.get_mut(name).ok_or_else(|| format!("no volume {name}"))?;
-        let fs = volume.mount.as_mut().ok_or_else(|| format!("volume {name} is not mounted: no mount to fail"))?;
-        fs.add_rule(rule.clone()).map_err(|e| crate::text::error_chain(&e))?;
-        tracing::info!("volume {name}: rule {rule} installed");
-        Ok(status_of(volume))
+        // Checked here too, so that a bad rule is an error on an unmounted volume.
+        let _: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
+        self.ask(name, "/Holder.Fail", rule).await
     }
 
     async fn status(&self, name: &str) -> Result<VolumeStatus, String> {
-        let mut volumes = self.volumes.lock().await;
-        let volume = volumes.get_mut(name).ok_or_else(|| format!("no volume {name}"))?;
-        if let Some(fs) = volume.mount.as_mut() {
-            // Takes the counters in; status_of reads the record.
-            fs.injected_errors();
-        }
-        Ok(status_of(volume))
+        self.ask(name, "/Holder.Status", "").await
     }
 
-    /// Unmounts every volume (their unsynced writes made durable), as the
-    /// driver stops.
+    /// As the driver stops: the holders go on serving their mounts, for the
+    /// containers still using them and the next driver.
     pub async fn shutdown(&self) {
-        let mut volumes = self.volumes.lock().await;
-        for (name, volume) in volumes.iter_mut() {
-            if let Some(mut fs) = volume.mount.take() {
-                match fs.unmount().await {
-                    Ok(()) => tracing::info!("unmounted volume {name}"),
-                    Err(e) => tracing::warn!("unmount volume {name}: {}", crate::text::error_chain(&e)),
-                }
-            }
+        let volumes = self.volumes.lock().await;
+        let held = volumes.values().filter(|v| v.held).count();
+        if held > 0 {
+            tracing::info!("{held} volume(s) stay mounted, each served by its own holder");
         }
     }
 }
 
-fn status_of(volume: &Volume) -> VolumeStatus {
-    let Some(fs) = &volume.mount else { return VolumeStatus::default() };
-    let record = fs.recorded();
-    VolumeStatus {
-        mounted: true,
-        unsynced: fs.unsynced(),
-        power_cut: fs.powered_off(),
-        dropped_bytes: record.power_cut_dirty_bytes,
-        dropped_files: record.power_cut_dirty_files,
-        dropped_ops: record.power_cut_namespace_ops,
-        injected_errors: record.injected_errors,
-        rules: record.rules.clone(),
+impl http::Handler for Driver {
+    fn handle<'a>(&'a self, path: &'a str, body: &'a [u8]) -> BoxFuture<'a, Value> {
+        Box::pin(Driver::handle(self, path, body))
     }
+}
+
+/// Keeps the ids of a volume's mounts on disk, for the next driver.
+fn save_users(dir: &Path, users: &BTreeSet<String>) -> Result<(), String> {
+    let path = dir.join("users.json");
+    let text = serde_json::to_vec(users).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))
 }
 
 /// A volume's mounts' seed, from its name: the same volume tears the same
@@ -376,6 +442,11 @@ fn check_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// These tests mount nothing.
+    fn no_holder() -> HolderCommand {
+        HolderCommand { program: "/bin/false".into(), args: Vec::new() }
+    }
+
     #[test]
     fn names_stay_one_directory() {
         assert!(check_name("db-data_1.v2").is_ok());
@@ -387,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_calls_and_options_are_errors_docker_can_show() {
         let root = tempfile::tempdir().unwrap();
-        let driver = Driver::open(root.path()).unwrap();
+        let driver = Driver::open(root.path(), no_holder()).unwrap();
         let answer = driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"size":"1g"}}"#).await;
         assert_eq!(answer["Err"], "unknown option `size` (known: fsync-reaches-disk)");
         let answer =
@@ -398,7 +469,7 @@ mod tests {
         assert_eq!(driver.handle("/VolumeDriver.List", b"{}").await["Volumes"][0]["Name"], "v");
         assert_eq!(driver.handle("/VolumeDriver.Cut", b"{}").await["Err"], "unknown call /VolumeDriver.Cut");
         // A driver opened again finds the volume on disk.
-        let again = Driver::open(root.path()).unwrap();
+        let again = Driver::open(root.path(), no_holder()).unwrap();
         assert_eq!(again.handle("/VolumeDriver.Get", br#"{"Name":"v"}"#).await["Volume"]["Name"], "v");
         assert_eq!(again.handle("/VolumeDriver.Remove", br#"{"Name":"v"}"#).await["Err"], "");
         assert!(!root.path().join("volumes/v").exists());

@@ -1,0 +1,178 @@
+//! A volume's mount holder: the process that serves one `crashlab`
+//! volume's fault filesystem while containers use it, apart from the
+//! driver, so that the driver can stop, restart or be upgraded under
+//! running containers without taking their mounts with it.
+//!
+//! The driver starts it (`crashlab volume hold DIR`, in a process group of
+//! its own) at a volume's first `Mount`; it mounts the fault filesystem at
+//! `DIR/fs/mnt` over `DIR/fs/backing` with the options of
+//! `DIR/volume.json`, and answers the driver on `DIR/holder.sock` with the
+//! same JSON-over-HTTP as Docker's plugin protocol:
+//! `/Holder.Status`, `/Holder.Cut`, `/Holder.Fail` (a fault rule) and
+//! `/Holder.Unmount`, after which it exits. A restarted driver finds a
+//! running holder by its socket. SIGINT or SIGTERM unmount and end it too,
+//! the unsynced writes made durable first unless the power was cut, as a
+//! clean shutdown of a disk would; so does its mount being taken away
+//! (`umount`), checked every second.
+
+use super::http::{self, Handler, PluginError};
+use super::{Record, VolumeStatus, seed_of};
+use crate::storage::FaultFsOptions;
+use crate::storage::faultmount::FaultMount;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify};
+
+/// The holder's socket in a volume's directory.
+pub fn socket(dir: &Path) -> PathBuf {
+    dir.join("holder.sock")
+}
+
+/// Where the holder's log goes: its standard error.
+pub fn log(dir: &Path) -> PathBuf {
+    dir.join("holder.log")
+}
+
+/// One volume's mount, served by this process.
+struct Holder {
+    fs: Mutex<Option<FaultMount>>,
+    /// Told once the mount is gone (`/Holder.Unmount`).
+    done: Notify,
+}
+
+/// Mounts the volume in `dir` and serves it until `/Holder.Unmount`, the
+/// mount's disappearance or `stop`; then unmounts (if still mounted) and
+/// removes the socket.
+pub async fn hold(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    let path = dir.join("volume.json");
+    let record: Record = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("read {}: {e}", path.display()))?;
+    let options = FaultFsOptions {
+        seed: seed_of(&record.name),
+        fsync_reaches_disk: record.fsync_reaches_disk,
+        record_history: false,
+    };
+    let fs_dir = dir.join("fs");
+    let fs = tokio::task::spawn_blocking(move || FaultMount::create(&fs_dir, options, None))
+        .await
+        .map_err(|e| format!("mount volume {}: {e}", record.name))?
+        .map_err(|e| crate::text::error_chain(&e))?;
+    let mountpoint = fs.mountpoint().to_owned();
+    tracing::info!("volume {} mounted at {}", record.name, mountpoint.display());
+    let holder = Arc::new(Holder { fs: Mutex::new(Some(fs)), done: Notify::new() });
+    let done = holder.clone();
+    let ended = async move {
+        tokio::select! {
+            () = stop => tracing::info!("stopping on a signal"),
+            () = done.done.notified() => {}
+            () = mount_gone(&mountpoint) => tracing::warn!("{} was unmounted under the holder", mountpoint.display()),
+        }
+    };
+    let served = http::serve(holder.clone(), &socket(dir), ended).await;
+    let unmounted = holder.unmount().await;
+    served.map_err(|e| crate::text::error_chain(&e))?;
+    unmounted.map(|_| ())
+}
+
+/// Resolves once nothing is mounted at `mountpoint` any more.
+async fn mount_gone(mountpoint: &Path) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !crate::images::mounts_under(mountpoint).iter().any(|m| m == mountpoint) {
+            return;
+        }
+    }
+}
+
+impl Holder {
+    async fn unmount(&self) -> Result<VolumeStatus, String> {
+        let mut fs = self.fs.lock().await;
+        let Some(mut mount) = fs.take() else { return Ok(VolumeStatus::default()) };
+        let status = status_of(&mut mount);
+        mount.unmount().await.map_err(|e| crate::text::error_chain(&e))?;
+        tracing::info!("unmounted: {status:?}");
+        Ok(status)
+    }
+
+    async fn act(&self, path: &str, rule: &str) -> Result<VolumeStatus, String> {
+        if path == "/Holder.Unmount" {
+            let status = self.unmount().await;
+            self.done.notify_one();
+            return status;
+        }
+        let mut fs = self.fs.lock().await;
+        let mount = fs.as_mut().ok_or("the volume is being unmounted")?;
+        match path {
+            "/Holder.Status" => {}
+            "/Holder.Cut" => {
+                mount.power_cut().map_err(|e| crate::text::error_chain(&e))?;
+                tracing::info!("power cut: {:?}", status_of(mount));
+            }
+            "/Holder.Fail" => {
+                let parsed: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
+                mount.add_rule(parsed).map_err(|e| crate::text::error_chain(&e))?;
+                tracing::info!("rule {rule} installed");
+            }
+            other => return Err(format!("unknown call {other}")),
+        }
+        Ok(status_of(mount))
+    }
+}
+
+impl Handler for Holder {
+    fn handle<'a>(&'a self, path: &'a str, body: &'a [u8]) -> BoxFuture<'a, Value> {
+        Box::pin(async move {
+            let rule = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("Rule").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            match self.act(path, &rule).await {
+                Ok(status) => {
+                    let mut value = json!(status);
+                    value["Err"] = json!("");
+                    value
+                }
+                Err(e) => json!({ "Err": e }),
+            }
+        })
+    }
+}
+
+/// What the mount has done so far, its counters taken in first.
+pub(super) fn status_of(fs: &mut FaultMount) -> VolumeStatus {
+    fs.injected_errors();
+    let record = fs.recorded();
+    VolumeStatus {
+        mounted: true,
+        unsynced: fs.unsynced(),
+        power_cut: fs.powered_off(),
+        dropped_bytes: record.power_cut_dirty_bytes,
+        dropped_files: record.power_cut_dirty_files,
+        dropped_ops: record.power_cut_namespace_ops,
+        injected_errors: record.injected_errors,
+        rules: record.rules.clone(),
+    }
+}
+
+/// Calls the holder of the volume in `dir`: `call` is e.g. `/Holder.Cut`.
+pub async fn call(dir: &Path, call: &str, rule: &str) -> Result<VolumeStatus, String> {
+    let socket = socket(dir);
+    let answer = http::call(&socket, call, json!({ "Rule": rule })).await.map_err(|e| match e {
+        PluginError::Connect { source, .. } => {
+            format!("its mount holder does not answer on {}: {source}", socket.display())
+        }
+        other => crate::text::error_chain(&other),
+    })?;
+    serde_json::from_value(answer).map_err(|e| format!("read the mount holder's answer to {call}: {e}"))
+}
+
+/// Whether a holder answers for the volume in `dir` (a quick, blocking
+/// probe: a socket whose server is gone refuses at once).
+pub fn answers(dir: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket(dir)).is_ok()
+}
