@@ -530,12 +530,13 @@ async fn target(options: &RunOptions) -> Result<Target, AppError> {
     ensure_image(&docker, &plan.image, &options.mirror, options.quiet).await?;
     let volumes = docker.image(&plan.image).await?.and_then(|i| i.config).and_then(|c| c.volumes).unwrap_or_default();
     let t = plan.translate(&volumes)?;
+    let beside: Vec<String> = t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect();
     note!(
         "compose: service `{}` of {} keeps its data on {} (your configuration); beside it: {}",
         plan.service,
         plan.origin,
         t.yours,
-        t.scenario.matrix.strategies[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        if beside.is_empty() { "nothing (`alternatives: []`)".to_owned() } else { beside.join(", ") }
     );
     for n in &t.notes {
         note!("compose: note: {n}");

@@ -94,8 +94,12 @@ pub enum ComposeError {
 /// Where the service's data directory is, as the file deploys it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
-    /// A named volume (`db-data:/var/lib/mysql`).
+    /// A named volume (`db-data:/var/lib/mysql`) of Docker's local driver
+    /// with no options.
     Named(String),
+    /// A named volume the file gives a driver other than `local`, or
+    /// `driver_opts`: the driver's volume, as the file declares it.
+    Driver { volume: String, driver: String, options: Vec<(String, String)> },
     /// A host directory (`./data:/var/lib/mysql`).
     Bind(PathBuf),
     /// A tmpfs mount (`tmpfs:` or `type: tmpfs`).
@@ -710,10 +714,7 @@ impl Planner<'_> {
             .max_by_key(|&i| mounts[i].0.components().count());
         let placement = match holder.map(|i| &mounts[i].1) {
             None => Placement::Unmounted,
-            Some(Mounted::Volume(Some(name))) => {
-                self.named_volume_notes(name, notes);
-                Placement::Named(name.clone())
-            }
+            Some(Mounted::Volume(Some(name))) => self.named_volume(name, notes),
             Some(Mounted::Volume(None)) => Placement::Anonymous,
             Some(Mounted::Bind(source)) => {
                 notes.push(format!(
@@ -765,19 +766,27 @@ impl Planner<'_> {
         Ok((placement, holder.map(|i| mounts[i].0.display().to_string()), binds))
     }
 
-    fn named_volume_notes(&self, name: &str, notes: &mut Vec<String>) {
+    /// Where a named volume puts the data: a plain local volume, or the
+    /// driver and options its top-level declaration gives.
+    fn named_volume(&self, name: &str, notes: &mut Vec<String>) -> Placement {
         match self.compose.volumes.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v) {
             Some(Some(Resource::External { .. })) => {
-                notes.push(format!("named-volume runs on volumes crashlab creates, never on the external `{name}`"))
+                notes.push(format!("named-volume runs on volumes crashlab creates, never on the external `{name}`"));
             }
-            Some(Some(Resource::Compose(v))) if v.driver.as_deref().is_some_and(|d| d != "local") => {
+            Some(Some(Resource::Compose(v)))
+                if v.driver.as_deref().is_some_and(|d| d != "local") || !v.driver_opts.is_empty() =>
+            {
+                let driver = v.driver.clone().unwrap_or_else(|| "local".into());
+                let options = v.driver_opts.iter().map(|(k, o)| (k.to_string(), o.to_string())).collect();
                 notes.push(format!(
-                    "volume `{name}`'s driver `{}` is not used: named-volume uses Docker's local driver",
-                    v.driver.as_deref().unwrap_or_default()
-                ))
+                    "volume `{name}` runs as the file declares it, on fresh volumes of driver `{driver}` with its \
+                     driver_opts, created and removed by crashlab"
+                ));
+                return Placement::Driver { volume: name.to_owned(), driver, options };
             }
             _ => {}
         }
+        Placement::Named(name.to_owned())
     }
 
     /// Keys that change how the service runs but are not carried over.
@@ -816,23 +825,10 @@ impl ServicePlan {
     pub fn translate(&self, image_volumes: &[String]) -> Result<Translation, ComposeError> {
         let mut notes = self.notes.clone();
         let declared = image_volumes.iter().any(|v| Path::new(&self.data_dir).starts_with(v));
-        let yours = match &self.placement {
-            Placement::Named(_) => Strategy::NamedVolume,
-            Placement::Bind(_) => Strategy::BindMount,
-            Placement::Tmpfs => Strategy::Tmpfs,
-            Placement::Anonymous => Strategy::AnonymousVolume,
-            Placement::Unmounted if declared => {
-                notes.push(format!(
-                    "the image declares a VOLUME over {}, so Docker keeps the data in an anonymous volume",
-                    self.data_dir
-                ));
-                Strategy::AnonymousVolume
-            }
-            Placement::Unmounted => Strategy::ContainerLayer,
-        };
-        let mut strategies = vec![yours];
+        let (yours, table) = self.your_strategy(declared, &mut notes);
+        let mut strategies = vec![yours.clone()];
         for s in self.alternatives.clone().unwrap_or(ALTERNATIVES.to_vec()) {
-            if s == yours || strategies.contains(&s) {
+            if strategies.iter().any(|n| n == s.as_str()) {
                 continue;
             }
             if s == Strategy::ContainerLayer && declared {
@@ -843,7 +839,7 @@ impl ServicePlan {
                 );
                 continue;
             }
-            strategies.push(s);
+            strategies.push(s.as_str().to_owned());
         }
 
         let mut workload = toml::Table::new();
@@ -857,7 +853,7 @@ impl ServicePlan {
         workload.insert("load".into(), "2s".into());
         workload.extend(self.workload.clone());
         let mut matrix = toml::Table::new();
-        matrix.insert("strategies".into(), strings(strategies.iter().map(|s| s.to_string())));
+        matrix.insert("strategies".into(), strings(strategies));
         matrix.insert("faults".into(), strings(DEFAULT_FAULTS.iter().map(|f| (*f).to_owned())));
         matrix.insert("cycles".into(), DEFAULT_CYCLES.into());
         matrix.extend(self.matrix.clone());
@@ -866,6 +862,9 @@ impl ServicePlan {
         root.insert("seed".into(), 42.into());
         root.insert("workload".into(), workload.into());
         root.insert("matrix".into(), matrix.into());
+        if let Some(table) = table {
+            root.insert("strategy".into(), toml::Value::Array(vec![table.into()]));
+        }
         // The smoke scenario's expectations, as it writes them (without its
         // comments, which speak of the smoke scenario): the durability
         // table.
@@ -898,7 +897,41 @@ impl ServicePlan {
                 message: format!("service `{}`: x-crashlab: {message}", self.service),
             }
         })?;
+        let yours = scenario.matrix.strategies[0];
         Ok(Translation { scenario, toml: body, yours, notes })
+    }
+
+    /// The strategy the file implies, by name, and for a driver's volume
+    /// the `[[strategy]]` table that defines it (named after the file's
+    /// volume, unless that is a built-in strategy's name).
+    fn your_strategy(&self, declared: bool, notes: &mut Vec<String>) -> (String, Option<toml::Table>) {
+        let builtin = match &self.placement {
+            Placement::Named(_) => Strategy::NamedVolume,
+            Placement::Bind(_) => Strategy::BindMount,
+            Placement::Tmpfs => Strategy::Tmpfs,
+            Placement::Anonymous => Strategy::AnonymousVolume,
+            Placement::Unmounted if declared => {
+                notes.push(format!(
+                    "the image declares a VOLUME over {}, so Docker keeps the data in an anonymous volume",
+                    self.data_dir
+                ));
+                Strategy::AnonymousVolume
+            }
+            Placement::Unmounted => Strategy::ContainerLayer,
+            Placement::Driver { volume, driver, options } => {
+                let taken = Strategy::from_name(volume).is_some() || volume.contains(':');
+                let name = if taken { format!("compose-{volume}") } else { volume.clone() };
+                let mut table = toml::Table::new();
+                table.insert("name".into(), name.clone().into());
+                table.insert("driver".into(), driver.clone().into());
+                if !options.is_empty() {
+                    let opts: toml::Table = options.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                    table.insert("driver-opts".into(), opts.into());
+                }
+                return (name, Some(table));
+            }
+        };
+        (builtin.as_str().to_owned(), None)
     }
 }
 
@@ -1313,6 +1346,46 @@ mod tests {
         let p = parse(&yaml, "dc.yml", dir.path(), Some("db"), &lookup).unwrap();
         assert_eq!(p.placement, Placement::Named("db-data".into()));
         assert_eq!(p.translate(&[]).unwrap().yours, Strategy::NamedVolume);
+    }
+
+    /// A named volume declared with a driver (crashlab's own, say) is the
+    /// driver's volume with the file's options, as a `[[strategy]]` table
+    /// named after it; `local` with options is too; plain `local` is
+    /// `named-volume`.
+    #[test]
+    fn a_volume_declared_with_a_driver_runs_on_that_driver() {
+        let service = "services:\n  db:\n    image: mariadb:11\n    volumes: [\"db-data:/var/lib/mysql\"]\n";
+        let t = translate(
+            &format!("{service}volumes:\n  db-data:\n    driver: crashlab\n    driver_opts: {{ fsync-reaches-disk: \"true\" }}\n"),
+            &[],
+        )
+        .unwrap();
+        let Strategy::Volume(v) = t.yours else { panic!("a driver volume: {:?}", t.yours) };
+        assert_eq!((v.name.as_str(), v.driver.as_str()), ("db-data", "crashlab"));
+        assert_eq!(v.options, [("fsync-reaches-disk".to_owned(), "true".to_owned())]);
+        assert_eq!(t.scenario.matrix.strategies.len(), 6, "the five built-in ones beside it");
+        assert!(t.notes.iter().any(|n| n.contains("on fresh volumes of driver `crashlab`")), "{:?}", t.notes);
+        // The equivalent scenario carries the table and reads back the same.
+        let again = Scenario::parse(&t.toml, "again").unwrap();
+        assert_eq!(again.matrix.strategies, t.scenario.matrix.strategies);
+
+        let t = translate(
+            &format!("{service}volumes:\n  db-data:\n    driver_opts: {{ type: tmpfs, device: tmpfs }}\n"),
+            &[],
+        )
+        .unwrap();
+        let Strategy::Volume(v) = t.yours else { panic!("a driver volume: {:?}", t.yours) };
+        assert_eq!(v.driver, "local");
+        assert_eq!(v.options.len(), 2);
+        let t = translate(&format!("{service}volumes:\n  db-data:\n    driver: local\n"), &[]).unwrap();
+        assert_eq!(t.yours, Strategy::NamedVolume);
+        // A volume named as a built-in strategy keeps its table apart.
+        let t = translate(
+            &format!("{}volumes:\n  tmpfs:\n    driver: crashlab\n", service.replace("db-data", "tmpfs")),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(t.yours.as_str(), "compose-tmpfs");
     }
 
     #[test]

@@ -374,7 +374,6 @@ async fn a_mounted_volume_outlives_its_driver_and_a_new_driver_cuts_and_removes_
     let second = DriverProcess::start(&socket, root.path()).await;
     let listed = call(&socket, "/VolumeDriver.List", json!({})).await.unwrap();
     assert_eq!(listed["Volumes"][0]["Mountpoint"], json!(mnt), "{listed}");
-    assert_eq!(listed["Volumes"][0]["Status"]["mounted-by"], 1, "{listed}");
     let socket_arg = socket.to_str().unwrap().to_owned();
     let status = off_thread(&["volume", "status", "v", "--socket", &socket_arg]).await;
     let status = String::from_utf8_lossy(&status.stdout).into_owned();

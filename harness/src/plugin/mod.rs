@@ -353,10 +353,11 @@ impl Driver {
         json!({
             "Name": name,
             "Mountpoint": mountpoint,
-            "Status": {
-                "fsync-reaches-disk": volume.record.fsync_reaches_disk,
-                "mounted-by": volume.users.len(),
-            },
+            // No `Status`: Docker's API describes it as a map of objects,
+            // and bollard (0.21) reads it as a map of empty maps, so that
+            // any detail there makes `docker volume inspect` unreadable to
+            // clients built on it, crashlab's own run among them.
+            // `crashlab volume status` tells what there is to tell.
         })
     }
 
