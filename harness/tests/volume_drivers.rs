@@ -203,9 +203,14 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
     let served = {
         let socket = socket.clone();
         tokio::spawn(async move {
-            crashlab::plugin::http::serve(driver, &socket, async move {
-                let _ = stop_rx.await;
-            })
+            crashlab::plugin::http::serve(
+                driver,
+                &socket,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                std::time::Duration::ZERO,
+            )
             .await
         })
     };
@@ -383,6 +388,11 @@ async fn a_mounted_volume_outlives_its_driver_and_a_new_driver_cuts_and_removes_
     let detail = format!("{line}{}", String::from_utf8_lossy(&cut.stderr));
     assert!(line.starts_with("cut volume=v killed=0 dropped-bytes=") && !line.contains("dropped-bytes=0 "), "{detail}");
 
+    // Docker mounts again under an id in use (`docker cp` of a running
+    // container does) and unmounts after: the mount stays for the first.
+    call(&socket, "/VolumeDriver.Mount", json!({ "Name": "v", "ID": "m1" })).await.unwrap();
+    call(&socket, "/VolumeDriver.Unmount", json!({ "Name": "v", "ID": "m1" })).await.unwrap();
+    assert!(!crashlab::images::mounts_under(&mnt).is_empty(), "still mounted for the first mount");
     call(&socket, "/VolumeDriver.Unmount", json!({ "Name": "v", "ID": "m1" })).await.unwrap();
     assert!(crashlab::images::mounts_under(root.path()).is_empty(), "the last unmount unmounts");
     call(&socket, "/VolumeDriver.Mount", json!({ "Name": "v", "ID": "m2" })).await.unwrap();

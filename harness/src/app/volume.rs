@@ -45,7 +45,7 @@ pub async fn serve(socket: &Path, root: &Path) -> Result<i32, AppError> {
         socket.display(),
         root.display()
     );
-    let served = plugin::http::serve(driver.clone(), socket, stop).await;
+    let served = plugin::http::serve(driver.clone(), socket, stop, std::time::Duration::ZERO).await;
     driver.shutdown().await;
     served.map_err(|e| AppError::Plugin(error_chain(&e)))?;
     Ok(exit::PASS)

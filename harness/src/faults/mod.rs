@@ -82,6 +82,7 @@
 pub mod container;
 pub mod crash_states;
 pub mod disk;
+pub mod driver_cut;
 pub mod host_loss;
 pub mod partition;
 pub mod power;
@@ -92,6 +93,7 @@ use crate::deploy::deployment::{Deployment, DeploymentError};
 use crate::deploy::topology::Host;
 use crate::settings::{ExploreSection, FaultsSection};
 use crate::storage::faultmount::FaultMountError;
+use crate::storage::plugin_client::CRASHLAB_DRIVER;
 use crate::storage::{Strategy, StrategyDef, UnderData};
 use crashlab_reports::Fired;
 use crashlab_workloads::Workload;
@@ -135,6 +137,8 @@ pub enum FaultError {
     Backup(#[from] crate::backup::BackupError),
     #[error(transparent)]
     Hosts(#[from] crate::deploy::hosts::HostsError),
+    #[error("cut the power of volume {volume} through crashlab's volume driver: {detail}")]
+    Driver { volume: String, detail: String },
 }
 
 /// What a fault's hooks work on.
@@ -170,6 +174,12 @@ pub trait Behaviour: Sync {
     /// Whether the fault reads the unsynced history at its crash points
     /// (exploration); the fault filesystem records it only then.
     fn records_history(&self) -> bool {
+        false
+    }
+
+    /// Whether the fault also runs on volumes of crashlab's own volume
+    /// driver, through the driver (a power cut there is the driver's).
+    fn through_crashlabs_driver(&self) -> bool {
         false
     }
 
@@ -360,6 +370,10 @@ impl Fault {
 
     /// Why `strategy` cannot take this fault, when it cannot.
     pub fn unsupported_on(self, strategy: Strategy) -> Option<&'static str> {
+        let crashlabs = strategy.driver_volume().is_some_and(|v| v.driver == CRASHLAB_DRIVER);
+        if crashlabs && self.behaviour().through_crashlabs_driver() {
+            return None;
+        }
         self.behaviour().unsupported_on(strategy.def())
     }
 }

@@ -39,10 +39,17 @@ impl Behaviour for HostKill {
         Some(Fault::ProcessKill)
     }
 
+    fn through_crashlabs_driver(&self) -> bool {
+        true
+    }
+
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             if cx.deployment.faultfs_mut().is_some() {
                 return aimed_cut(cx, Fault::HostKill, 1).await;
+            }
+            if let Some(volume) = cx.deployment.storage().crashlab_volume().map(str::to_owned) {
+                return super::driver_cut::aimed(cx, &volume, 1).await;
             }
             // Memory: frozen, then killed, so that nothing happens between.
             cx.deployment.pause().await?;
@@ -53,6 +60,9 @@ impl Behaviour for HostKill {
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
         Box::pin(async move {
+            if let Some(cut) = cx.deployment.storage_mut().take_driver_cut() {
+                return super::driver_cut::fired_by(&cut);
+            }
             let Some(fs) = cx.deployment.faultfs_mut() else {
                 return fired("the container was frozen and killed: its memory, and the tmpfs in it, are gone");
             };

@@ -8,7 +8,8 @@
 //! `DIR/fs/mnt` over `DIR/fs/backing` with the options of
 //! `DIR/volume.json`, and answers the driver on `DIR/holder.sock` with the
 //! same JSON-over-HTTP as Docker's plugin protocol:
-//! `/Holder.Status`, `/Holder.Cut`, `/Holder.Fail` (a fault rule) and
+//! `/Holder.Status`, `/Holder.Cut`, `/Holder.Aim` (cut at the next
+//! unsynced write of `Bytes` or more), `/Holder.Fail` (a fault rule) and
 //! `/Holder.Unmount`, after which it exits. A restarted driver finds a
 //! running holder by its socket. SIGINT or SIGTERM unmount and end it too,
 //! the unsynced writes made durable first unless the power was cut, as a
@@ -73,7 +74,7 @@ pub async fn hold(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Re
             () = mount_gone(&mountpoint) => tracing::warn!("{} was unmounted under the holder", mountpoint.display()),
         }
     };
-    let served = http::serve(holder.clone(), &socket(dir), ended).await;
+    let served = http::serve(holder.clone(), &socket(dir), ended, Duration::from_secs(5)).await;
     let unmounted = holder.unmount().await;
     served.map_err(|e| crate::text::error_chain(&e))?;
     unmounted.map(|_| ())
@@ -99,7 +100,7 @@ impl Holder {
         Ok(status)
     }
 
-    async fn act(&self, path: &str, rule: &str) -> Result<VolumeStatus, String> {
+    async fn act(&self, path: &str, body: &Value) -> Result<VolumeStatus, String> {
         if path == "/Holder.Unmount" {
             let status = self.unmount().await;
             self.done.notify_one();
@@ -113,7 +114,12 @@ impl Holder {
                 mount.power_cut().map_err(|e| crate::text::error_chain(&e))?;
                 tracing::info!("power cut: {:?}", status_of(mount));
             }
+            "/Holder.Aim" => {
+                let bytes = body.get("Bytes").and_then(Value::as_u64).unwrap_or(1);
+                mount.cut_at_next_write(bytes).map_err(|e| crate::text::error_chain(&e))?;
+            }
             "/Holder.Fail" => {
+                let rule = body.get("Rule").and_then(Value::as_str).unwrap_or_default();
                 let parsed: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
                 mount.add_rule(parsed).map_err(|e| crate::text::error_chain(&e))?;
                 tracing::info!("rule {rule} installed");
@@ -127,11 +133,8 @@ impl Holder {
 impl Handler for Holder {
     fn handle<'a>(&'a self, path: &'a str, body: &'a [u8]) -> BoxFuture<'a, Value> {
         Box::pin(async move {
-            let rule = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("Rule").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_default();
-            match self.act(path, &rule).await {
+            let body = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+            match self.act(path, &body).await {
                 Ok(status) => {
                     let mut value = json!(status);
                     value["Err"] = json!("");
@@ -160,9 +163,9 @@ pub(super) fn status_of(fs: &mut FaultMount) -> VolumeStatus {
 }
 
 /// Calls the holder of the volume in `dir`: `call` is e.g. `/Holder.Cut`.
-pub async fn call(dir: &Path, call: &str, rule: &str) -> Result<VolumeStatus, String> {
+pub async fn call(dir: &Path, call: &str, body: Value) -> Result<VolumeStatus, String> {
     let socket = socket(dir);
-    let answer = http::call(&socket, call, json!({ "Rule": rule })).await.map_err(|e| match e {
+    let answer = http::call(&socket, call, body).await.map_err(|e| match e {
         PluginError::Connect { source, .. } => {
             format!("its mount holder does not answer on {}: {source}", socket.display())
         }

@@ -11,36 +11,11 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
 
-/// The media type Docker's plugins answer with.
-const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    #[error("listen on {path}")]
-    Listen {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("reach the volume driver at {path} (is `crashlab volume-driver` running?)")]
-    Connect {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("call {call} on the volume driver")]
-    Call {
-        call: String,
-        #[source]
-        source: hyper::Error,
-    },
-    #[error("read the answer to {call}: {detail}")]
-    Answer { call: String, detail: String },
-}
+pub use crate::storage::plugin_client::{CONTENT_TYPE, PluginError, call};
 
 /// What answers the calls on a socket: the driver, or a mount holder.
 pub trait Handler: Send + Sync + 'static {
@@ -50,12 +25,16 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Serves `handler` on a unix socket at `socket` until `stop` resolves,
-/// then removes the socket. A socket file left by a server that died is
-/// replaced; one that still answers is not.
+/// then waits up to `drain` for the connections still open (the call that
+/// stopped a holder is answered so) and removes the socket. A socket file
+/// left by a server that died is replaced; one that still answers is not.
+/// The driver drains nothing: Docker keeps its connections open between
+/// calls.
 pub async fn serve<H: Handler>(
     handler: Arc<H>,
     socket: &Path,
     stop: impl std::future::Future<Output = ()>,
+    drain: std::time::Duration,
 ) -> Result<(), PluginError> {
     let listen = |source| PluginError::Listen { path: socket.to_owned(), source };
     if let Some(dir) = socket.parent() {
@@ -69,13 +48,14 @@ pub async fn serve<H: Handler>(
     let listener = UnixListener::bind(socket).map_err(listen)?;
     tracing::info!("listening on {}", socket.display());
     tokio::pin!(stop);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let handler = handler.clone();
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         let service = hyper::service::service_fn(move |request| answer(handler.clone(), request));
                         let served = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -87,7 +67,15 @@ pub async fn serve<H: Handler>(
                 }
                 Err(e) => tracing::warn!("accept on {}: {e}", socket.display()),
             },
+            // Reaps the connections that ended.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+    // The calls under way are answered (a holder's `/Holder.Unmount` is
+    // what stopped it), for a while.
+    let drained = tokio::time::timeout(drain, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() && !drain.is_zero() {
+        tracing::warn!("{} connection(s) still open after {drain:?}; closed", connections.len());
     }
     let _ = std::fs::remove_file(socket);
     Ok(())
@@ -106,28 +94,4 @@ async fn answer<H: Handler>(
         .body(Full::new(Bytes::from(value.to_string())))
         .expect("a static header and a body make a response");
     Ok(response)
-}
-
-/// Calls `call` (e.g. `/Crashlab.Cut`) with `body` on the driver at
-/// `socket` and returns its JSON answer; an answer whose `Err` is not
-/// empty is an error with that text.
-pub async fn call(socket: &Path, call: &str, body: serde_json::Value) -> Result<serde_json::Value, PluginError> {
-    let stream =
-        UnixStream::connect(socket).await.map_err(|source| PluginError::Connect { path: socket.to_owned(), source })?;
-    let failed = |source| PluginError::Call { call: call.to_owned(), source };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(failed)?;
-    tokio::spawn(connection);
-    let request = Request::post(call)
-        .header(hyper::header::HOST, "crashlab")
-        .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a static path and headers make a request");
-    let response = sender.send_request(request).await.map_err(failed)?;
-    let bytes = response.into_body().collect().await.map_err(failed)?.to_bytes();
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| PluginError::Answer { call: call.to_owned(), detail: e.to_string() })?;
-    match value.get("Err").and_then(|e| e.as_str()) {
-        Some(err) if !err.is_empty() => Err(PluginError::Answer { call: call.to_owned(), detail: err.to_owned() }),
-        _ => Ok(value),
-    }
 }

@@ -7,7 +7,8 @@
 //! daemon finds by name; no registry and no managed plugin):
 //! `/Plugin.Activate`, `/VolumeDriver.Create`, `Remove`, `Mount`,
 //! `Unmount`, `Path`, `Get`, `List` and `Capabilities` (scope `local`),
-//! plus crashlab's own `/Crashlab.Cut`, `/Crashlab.Fail` (a fault rule of
+//! plus crashlab's own `/Crashlab.Cut`, `/Crashlab.Aim` (cut at the next
+//! unsynced write, as `host-kill` does), `/Crashlab.Fail` (a fault rule of
 //! the `io-error`/`disk-full` grammar, for the volume's current mount) and
 //! `/Crashlab.Status`.
 //!
@@ -34,7 +35,7 @@ pub mod http;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -42,9 +43,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// The driver's name, as `docker volume create -d` takes it.
-pub const NAME: &str = "crashlab";
+pub const NAME: &str = crate::storage::plugin_client::CRASHLAB_DRIVER;
 
-/// Where Docker looks for legacy plugins' sockets.
+/// Where Docker looks for the driver's socket.
 pub const SOCKET: &str = "/run/docker/plugins/crashlab.sock";
 
 /// The options a volume takes, and their meaning.
@@ -66,8 +67,13 @@ struct Volume {
     record: Record,
     /// Whether a mount holder was started for it and not told to unmount.
     held: bool,
-    /// The ids Docker gave the mounts that use it (`users.json`).
-    users: BTreeSet<String>,
+    /// The ids Docker gave the mounts that use it, each with how many
+    /// `Mount`s it has not yet undone (`users.json`). Docker calls `Mount`
+    /// again with the id a running container's mount already has when it
+    /// needs the volume once more (`docker cp` does), and `Unmount` after:
+    /// the mount stays until every one is undone, as Docker's own local
+    /// driver counts.
+    users: BTreeMap<String, u32>,
 }
 
 /// How the driver starts a volume's mount holder: a program and the
@@ -85,22 +91,7 @@ pub struct Driver {
     volumes: Mutex<BTreeMap<String, Volume>>,
 }
 
-/// What `/Crashlab.Cut` and `/Crashlab.Status` answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeStatus {
-    pub mounted: bool,
-    /// Bytes and namespace operations not yet durable.
-    pub unsynced: u64,
-    pub power_cut: bool,
-    /// What the last cut dropped: bytes, files, namespace operations.
-    pub dropped_bytes: u64,
-    pub dropped_files: u64,
-    pub dropped_ops: u64,
-    /// Operations the rules failed on the current mount.
-    pub injected_errors: u64,
-    /// The rules installed on the current mount, as written.
-    pub rules: Vec<String>,
-}
+pub use crate::storage::plugin_client::VolumeStatus;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -114,6 +105,9 @@ struct Request {
     /// A fault rule, for `/Crashlab.Fail`.
     #[serde(default)]
     rule: String,
+    /// The smallest unsynced write an aimed cut lands on, for `/Crashlab.Aim`.
+    #[serde(default)]
+    bytes: u64,
 }
 
 impl Driver {
@@ -141,7 +135,7 @@ impl Driver {
             if !held && crate::storage::faultmount::detach_mounts_under(&dir) > 0 {
                 tracing::warn!("detached the mount a dead holder left under {}", dir.display());
             }
-            let users: BTreeSet<String> = std::fs::read(dir.join("users.json"))
+            let users: BTreeMap<String, u32> = std::fs::read(dir.join("users.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default();
@@ -176,6 +170,7 @@ impl Driver {
             "/VolumeDriver.Get" => self.get(&request.name).await,
             "/VolumeDriver.List" => Ok(self.list().await),
             "/Crashlab.Cut" => self.cut(&request.name).await.map(|s| json!(s)),
+            "/Crashlab.Aim" => self.aim(&request.name, request.bytes).await.map(|s| json!(s)),
             "/Crashlab.Fail" => self.fail(&request.name, &request.rule).await.map(|s| json!(s)),
             "/Crashlab.Status" => self.status(&request.name).await.map(|s| json!(s)),
             other => Err(format!("unknown call {other}")),
@@ -229,7 +224,7 @@ impl Driver {
             .and_then(|()| std::fs::write(dir.join("volume.json"), text))
             .map_err(|e| format!("create {}: {e}", dir.display()))?;
         tracing::info!("created volume {name} (fsync-reaches-disk={fsync_reaches_disk})");
-        volumes.insert(name.clone(), Volume { record, held: false, users: BTreeSet::new() });
+        volumes.insert(name.clone(), Volume { record, held: false, users: BTreeMap::new() });
         Ok(json!({}))
     }
 
@@ -264,7 +259,7 @@ impl Driver {
             tracing::info!("mounted volume {name} at {}", self.mountpoint(name).display());
             volume.held = true;
         }
-        volume.users.insert(id.to_owned());
+        *volume.users.entry(id.to_owned()).or_default() += 1;
         save_users(&dir, &volume.users)?;
         Ok(json!({ "Mountpoint": self.mountpoint(name) }))
     }
@@ -273,7 +268,12 @@ impl Driver {
         let mut volumes = self.volumes.lock().await;
         let Some(volume) = volumes.get_mut(name) else { return Err(format!("no volume {name}")) };
         let dir = self.dir(name);
-        volume.users.remove(id);
+        if let Some(count) = volume.users.get_mut(id) {
+            *count -= 1;
+            if *count == 0 {
+                volume.users.remove(id);
+            }
+        }
         save_users(&dir, &volume.users)?;
         if volume.users.is_empty() && volume.held {
             self.release(&dir).await?;
@@ -326,7 +326,7 @@ impl Driver {
             crate::storage::faultmount::detach_mounts_under(dir);
             return Ok(());
         }
-        holder::call(dir, "/Holder.Unmount", "").await.map(|_| ())
+        holder::call(dir, "/Holder.Unmount", json!({})).await.map(|_| ())
     }
 
     async fn path(&self, name: &str) -> Result<Value, String> {
@@ -364,18 +364,18 @@ impl Driver {
     /// Asks the holder of a mounted volume: `/Holder.Cut`, `/Holder.Fail`
     /// with a rule, `/Holder.Status`; an unmounted volume has a default
     /// status, and nothing to cut or fail.
-    async fn ask(&self, name: &str, call: &str, rule: &str) -> Result<VolumeStatus, String> {
+    async fn ask(&self, name: &str, call: &str, body: Value) -> Result<VolumeStatus, String> {
         let volumes = self.volumes.lock().await;
         let volume = volumes.get(name).ok_or_else(|| format!("no volume {name}"))?;
         if !volume.held {
             return match call {
                 "/Holder.Status" => Ok(VolumeStatus::default()),
-                "/Holder.Cut" => Err(format!("volume {name} is not mounted: nothing to cut")),
+                "/Holder.Cut" | "/Holder.Aim" => Err(format!("volume {name} is not mounted: nothing to cut")),
                 _ => Err(format!("volume {name} is not mounted: no mount to fail")),
             };
         }
-        let status = holder::call(&self.dir(name), call, rule).await.map_err(|e| format!("volume {name}: {e}"))?;
-        tracing::info!("{call} volume {name}: {status:?}");
+        let status = holder::call(&self.dir(name), call, body).await.map_err(|e| format!("volume {name}: {e}"))?;
+        tracing::debug!("{call} volume {name}: {status:?}");
         Ok(status)
     }
 
@@ -384,7 +384,14 @@ impl Driver {
     /// until the next `Mount` after its last `Unmount` (`crashlab volume
     /// cut` kills the containers right after, as a power loss would).
     async fn cut(&self, name: &str) -> Result<VolumeStatus, String> {
-        self.ask(name, "/Holder.Cut", "").await
+        self.ask(name, "/Holder.Cut", json!({})).await
+    }
+
+    /// Arms the volume's mount to cut its own power right after the next
+    /// write of `bytes` or more that is not made durable at once (as a
+    /// `host-kill` aims its cut); `status` then says whether it landed.
+    async fn aim(&self, name: &str, bytes: u64) -> Result<VolumeStatus, String> {
+        self.ask(name, "/Holder.Aim", json!({ "Bytes": bytes })).await
     }
 
     /// Installs a fault rule (`eio:fsync:1`, `enospc:1m`, `latency:write:5ms`)
@@ -392,11 +399,11 @@ impl Driver {
     async fn fail(&self, name: &str, rule: &str) -> Result<VolumeStatus, String> {
         // Checked here too, so that a bad rule is an error on an unmounted volume.
         let _: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
-        self.ask(name, "/Holder.Fail", rule).await
+        self.ask(name, "/Holder.Fail", json!({ "Rule": rule })).await
     }
 
     async fn status(&self, name: &str) -> Result<VolumeStatus, String> {
-        self.ask(name, "/Holder.Status", "").await
+        self.ask(name, "/Holder.Status", json!({})).await
     }
 
     /// As the driver stops: the holders go on serving their mounts, for the
@@ -417,7 +424,7 @@ impl http::Handler for Driver {
 }
 
 /// Keeps the ids of a volume's mounts on disk, for the next driver.
-fn save_users(dir: &Path, users: &BTreeSet<String>) -> Result<(), String> {
+fn save_users(dir: &Path, users: &BTreeMap<String, u32>) -> Result<(), String> {
     let path = dir.join("users.json");
     let text = serde_json::to_vec(users).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))

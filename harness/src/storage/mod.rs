@@ -60,6 +60,7 @@ pub mod btrfs;
 pub mod driver;
 pub mod faultmount;
 pub mod gluster;
+pub mod plugin_client;
 mod strategy;
 
 pub use strategy::{BackupKind, DataOn, Strategy, StrategyDef, TABLE, UnderData, VOLUME_DEF};
@@ -201,6 +202,9 @@ pub struct Storage {
     /// The fault filesystem's options, when the data is on one (kept so
     /// that a new host after a loss gets its own).
     faultfs: Option<FaultFsOptions>,
+    /// What crashlab's driver said its last power cut of the volume
+    /// dropped, until the fault reads it.
+    driver_cut: Option<plugin_client::VolumeStatus>,
 }
 
 impl Storage {
@@ -231,6 +235,7 @@ impl Storage {
             generation: 0,
             options,
             faultfs,
+            driver_cut: None,
         };
         let created = match place {
             Place::Strategy(_) => storage.create_data(docker, run, None).await,
@@ -469,6 +474,26 @@ impl Storage {
             Backing::Btrfs { live: Some(live), .. } => Some(&live.volume),
             _ => None,
         }
+    }
+
+    /// The Docker volume the data is on when it is a volume of crashlab's
+    /// own driver, whose power the driver can cut.
+    pub fn crashlab_volume(&self) -> Option<&str> {
+        match (&self.backing, self.driver) {
+            (Backing::Driver { volume, .. }, Some(d)) if d.driver == plugin_client::CRASHLAB_DRIVER => Some(volume),
+            _ => None,
+        }
+    }
+
+    /// Keeps what the driver said its power cut dropped, for the fault's
+    /// report.
+    pub fn set_driver_cut(&mut self, status: plugin_client::VolumeStatus) {
+        self.driver_cut = Some(status);
+    }
+
+    /// What the driver said the cycle's power cut dropped, once.
+    pub fn take_driver_cut(&mut self) -> Option<plugin_client::VolumeStatus> {
+        self.driver_cut.take()
     }
 
     /// The scope the volume's driver gave it (`local` or `global`), for a
