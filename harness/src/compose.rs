@@ -41,6 +41,7 @@ pub mod interpolate;
 
 use crate::scenario::{Scenario, WorkloadKind};
 use crate::storage::Strategy;
+use crate::storage::plugin_client::CRASHLAB_DRIVER;
 use crate::text::one_line;
 use compose_spec::service::volumes::{self, Mount};
 use compose_spec::service::{Command, ports};
@@ -854,7 +855,13 @@ impl ServicePlan {
         workload.extend(self.workload.clone());
         let mut matrix = toml::Table::new();
         matrix.insert("strategies".into(), strings(strategies));
-        matrix.insert("faults".into(), strings(DEFAULT_FAULTS.iter().map(|f| (*f).to_owned())));
+        let mut faults: Vec<String> = DEFAULT_FAULTS.iter().map(|f| (*f).to_owned()).collect();
+        if matches!(&self.placement, Placement::Driver { driver, .. } if driver == CRASHLAB_DRIVER) {
+            // The fault filesystem is under the data: power loss can be
+            // tested where the file puts it.
+            faults.push("host-kill".into());
+        }
+        matrix.insert("faults".into(), strings(faults));
         matrix.insert("cycles".into(), DEFAULT_CYCLES.into());
         matrix.extend(self.matrix.clone());
         let mut root = toml::Table::new();
@@ -1365,6 +1372,12 @@ mod tests {
         assert_eq!(v.options, [("fsync-reaches-disk".to_owned(), "true".to_owned())]);
         assert_eq!(t.scenario.matrix.strategies.len(), 6, "the five built-in ones beside it");
         assert!(t.notes.iter().any(|n| n.contains("on fresh volumes of driver `crashlab`")), "{:?}", t.notes);
+        let faults: Vec<&str> = t.scenario.matrix.faults.iter().map(|f| f.as_str()).collect();
+        assert_eq!(
+            faults,
+            ["process-kill", "restart", "recreate", "host-kill"],
+            "power loss where crashlab's driver is"
+        );
         // The equivalent scenario carries the table and reads back the same.
         let again = Scenario::parse(&t.toml, "again").unwrap();
         assert_eq!(again.matrix.strategies, t.scenario.matrix.strategies);
