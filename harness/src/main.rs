@@ -343,6 +343,24 @@ enum VolumeCommand {
         #[arg(long, default_value = crashlab::plugin::SOCKET)]
         socket: PathBuf,
     },
+    /// Write the crash states of what is unsynced on the volume now, each
+    /// a directory a checker of your own can read (the volume must be
+    /// created with `-o history=true`).
+    States {
+        /// The volume, as `docker volume ls` names it.
+        name: String,
+        /// The directory the states are written under (`state-NNN`, and
+        /// `states.txt` naming each state).
+        #[arg(long)]
+        out: PathBuf,
+        /// At most this many distinct states.
+        #[arg(long, default_value_t = 16)]
+        max: usize,
+        /// The driver's socket (another driver name, `--socket` of
+        /// `crashlab volume-driver`).
+        #[arg(long, default_value = crashlab::plugin::SOCKET)]
+        socket: PathBuf,
+    },
     /// Serve one volume's mount (the driver starts this at the volume's
     /// first mount; not for use by hand).
     #[command(hide = true)]
@@ -546,6 +564,9 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
         }
         Command::Volume { command: VolumeCommand::Cut { name, socket } } => app::volume::cut(&name, &socket).await,
         Command::Volume { command: VolumeCommand::Hold { dir } } => app::volume::hold(&dir).await,
+        Command::Volume { command: VolumeCommand::States { name, out, max, socket } } => {
+            app::volume::states(&name, &out, max, &socket).await
+        }
         Command::Volume { command: VolumeCommand::Fail { name, rule, socket } } => {
             app::volume::fail(&name, &rule, &socket).await
         }

@@ -411,3 +411,54 @@ async fn a_mounted_volume_outlives_its_driver_and_a_new_driver_cuts_and_removes_
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// `crashlab volume states` on a volume that records its history: each
+/// distinct crash state of what is unsynced at that instant is written
+/// out as a directory; every state keeps the durable file, and the
+/// unsynced one is there in some states and missing in others. A volume
+/// without history says how to get one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_states_writes_out_the_crash_states_of_the_unsynced_writes() {
+    use crashlab::plugin::http::call;
+    use serde_json::json;
+    if common::skip_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _holders = Holders(root.path().to_owned());
+    let socket = root.path().join("driver.sock");
+    let _driver = DriverProcess::start(&socket, root.path()).await;
+    let socket_arg = socket.to_str().unwrap().to_owned();
+    for (name, history) in [("h", "true"), ("plain", "false")] {
+        let opts = json!({ "history": history });
+        call(&socket, "/VolumeDriver.Create", json!({ "Name": name, "Opts": opts })).await.unwrap();
+    }
+    let answer = call(&socket, "/VolumeDriver.Mount", json!({ "Name": "h", "ID": "m" })).await.unwrap();
+    let mnt = std::path::PathBuf::from(answer["Mountpoint"].as_str().unwrap());
+    write_durable(&mnt.join("a"), "durable");
+    std::fs::write(mnt.join("b"), "unsynced").unwrap();
+    let out = root.path().join("states");
+    let states = off_thread(&["volume", "states", "h", "--out", out.to_str().unwrap(), "--socket", &socket_arg]).await;
+    let line = String::from_utf8_lossy(&states.stdout).into_owned();
+    assert!(line.starts_with("states volume=h states="), "{line}{}", String::from_utf8_lossy(&states.stderr));
+    let index = std::fs::read_to_string(out.join("states.txt")).unwrap();
+    let dirs: Vec<&str> = index.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(dirs.len() >= 2, "at least the state without and the one with the unsynced file: {index}");
+    let with_b = dirs.iter().filter(|d| out.join(d).join("b").exists()).count();
+    for d in &dirs {
+        assert_eq!(std::fs::read_to_string(out.join(d).join("a")).unwrap(), "durable", "{d}");
+    }
+    assert!(with_b > 0 && with_b < dirs.len(), "b in some states only: {with_b} of {}", dirs.len());
+    assert_eq!(std::fs::read_to_string(mnt.join("b")).unwrap(), "unsynced", "the live volume is untouched");
+
+    call(&socket, "/VolumeDriver.Mount", json!({ "Name": "plain", "ID": "m" })).await.unwrap();
+    let plain =
+        off_thread(&["volume", "states", "plain", "--out", out.to_str().unwrap(), "--socket", &socket_arg]).await;
+    assert_eq!(plain.status.code(), Some(2), "{plain:?}");
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("-o history=true"), "{plain:?}");
+    for name in ["h", "plain"] {
+        call(&socket, "/VolumeDriver.Unmount", json!({ "Name": name, "ID": "m" })).await.unwrap();
+        call(&socket, "/VolumeDriver.Remove", json!({ "Name": name })).await.unwrap();
+    }
+    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
+}

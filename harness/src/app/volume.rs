@@ -118,6 +118,29 @@ pub async fn status(name: &str, socket: &Path) -> Result<i32, AppError> {
     Ok(exit::PASS)
 }
 
+/// `crashlab volume states NAME --out DIR`: materialises up to `max`
+/// crash states of the volume's unsynced writes under `out`. Prints
+/// `states volume=NAME states=N distinct=N candidates=N operations=N out=DIR`.
+pub async fn states(name: &str, out: &Path, max: usize, socket: &Path) -> Result<i32, AppError> {
+    let out = if out.is_absolute() {
+        out.to_owned()
+    } else {
+        std::env::current_dir().map_err(|source| AppError::Io { what: "find", path: ".".into(), source })?.join(out)
+    };
+    let body = serde_json::json!({ "Name": name, "Out": out, "Max": max });
+    let answer = plugin::http::call(socket, "/Crashlab.States", body).await.map_err(plugin_error)?;
+    let n = |key: &str| answer.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    println!(
+        "states volume={name} states={} distinct={} candidates={} operations={} out={}",
+        n("States"),
+        n("Distinct"),
+        n("Candidates"),
+        n("Operations"),
+        out.display()
+    );
+    Ok(exit::PASS)
+}
+
 fn plugin_error(e: PluginError) -> AppError {
     AppError::Plugin(error_chain(&e))
 }

@@ -9,7 +9,9 @@
 //! `DIR/volume.json`, and answers the driver on `DIR/holder.sock` with the
 //! same JSON-over-HTTP as Docker's plugin protocol:
 //! `/Holder.Status`, `/Holder.Cut`, `/Holder.Aim` (cut at the next
-//! unsynced write of `Bytes` or more), `/Holder.Fail` (a fault rule) and
+//! unsynced write of `Bytes` or more), `/Holder.States` (up to `Max` crash
+//! states of what is unsynced, written under `Out`; the volume must record
+//! its history), `/Holder.Fail` (a fault rule) and
 //! `/Holder.Unmount`, after which it exits. A restarted driver finds a
 //! running holder by its socket. SIGINT or SIGTERM unmount and end it too,
 //! the unsynced writes made durable first unless the power was cut, as a
@@ -56,7 +58,7 @@ pub async fn hold(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Re
     let options = FaultFsOptions {
         seed: seed_of(&record.name),
         fsync_reaches_disk: record.fsync_reaches_disk,
-        record_history: false,
+        record_history: record.history,
     };
     let fs_dir = dir.join("fs");
     let fs = tokio::task::spawn_blocking(move || FaultMount::create(&fs_dir, options, None))
@@ -109,6 +111,7 @@ impl Holder {
         let mut fs = self.fs.lock().await;
         let mount = fs.as_mut().ok_or("the volume is being unmounted")?;
         match path {
+            "/Holder.States" => return Err("/Holder.States answers with its own fields".into()),
             "/Holder.Status" => {}
             "/Holder.Cut" => {
                 mount.power_cut().map_err(|e| crate::text::error_chain(&e))?;
@@ -130,10 +133,66 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// Captures a crash point now (the durable base and the unsynced
+    /// history; requests wait during the copy), and writes up to `max` of
+    /// its distinct crash states as `state-NNN` directories under `out`,
+    /// with `states.txt` naming each state's id; the copy is removed after.
+    async fn states(&self, out: PathBuf, max: usize) -> Result<Value, String> {
+        let point = {
+            let mut fs = self.fs.lock().await;
+            let mount = fs.as_mut().ok_or("the volume is being unmounted")?;
+            mount.capture_crash_point().map_err(|e| crate::text::error_chain(&e))?;
+            mount.take_crash_points().pop().ok_or("no crash point was captured")?
+        };
+        let base_dir = point.base.clone();
+        let written = tokio::task::spawn_blocking(move || write_states(&point.base, &point.history, &out, max))
+            .await
+            .map_err(|e| format!("write the states: {e}"));
+        if let Err(e) = std::fs::remove_dir_all(&base_dir) {
+            tracing::warn!("could not remove the crash point {}: {e}", base_dir.display());
+        }
+        written?
+    }
+}
+
+/// Explores the crash states of `history` over the base in `base` and
+/// materialises up to `max` of them under `out`.
+fn write_states(base: &Path, history: &crashlab_faultfs::History, out: &Path, max: usize) -> Result<Value, String> {
+    use crashlab_faultfs::{Base, ExploreConfig, explore, materialise};
+    if !history.is_complete() {
+        return Err("the volume records no unsynced history: create it with `-o history=true`".into());
+    }
+    let base = Base::open(base).map_err(|e| crate::text::error_chain(&e))?;
+    let config = ExploreConfig { max_states: max.max(1), ..ExploreConfig::default() };
+    let exploration = explore(&base, history, &config).map_err(|e| crate::text::error_chain(&e))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    let mut index = String::new();
+    for (i, state) in exploration.states.iter().enumerate() {
+        let dir = out.join(format!("state-{i:03}"));
+        materialise(&base, history, &state.id, &dir).map_err(|e| crate::text::error_chain(&e))?;
+        index.push_str(&format!("state-{i:03} {}\n", state.id));
+    }
+    std::fs::write(out.join("states.txt"), index).map_err(|e| format!("write {}/states.txt: {e}", out.display()))?;
+    Ok(json!({
+        "States": exploration.states.len(),
+        "Distinct": exploration.distinct,
+        "Candidates": exploration.candidates,
+        "Sampled": exploration.sampled,
+        "Operations": history.events().len(),
+        "Err": "",
+    }))
+}
+
 impl Handler for Holder {
     fn handle<'a>(&'a self, path: &'a str, body: &'a [u8]) -> BoxFuture<'a, Value> {
         Box::pin(async move {
             let body = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+            if path == "/Holder.States" {
+                let out = PathBuf::from(body.get("Out").and_then(Value::as_str).unwrap_or_default());
+                let max = body.get("Max").and_then(Value::as_u64).map_or(16, |m| usize::try_from(m).unwrap_or(16));
+                return self.states(out, max).await.unwrap_or_else(|e| json!({ "Err": e }));
+            }
             match self.act(path, &body).await {
                 Ok(status) => {
                     let mut value = json!(status);
@@ -164,14 +223,19 @@ pub(super) fn status_of(fs: &mut FaultMount) -> VolumeStatus {
 
 /// Calls the holder of the volume in `dir`: `call` is e.g. `/Holder.Cut`.
 pub async fn call(dir: &Path, call: &str, body: Value) -> Result<VolumeStatus, String> {
+    let answer = call_value(dir, call, body).await?;
+    serde_json::from_value(answer).map_err(|e| format!("read the mount holder's answer to {call}: {e}"))
+}
+
+/// [`call`], answered with the JSON as it came.
+pub async fn call_value(dir: &Path, call: &str, body: Value) -> Result<Value, String> {
     let socket = socket(dir);
-    let answer = http::call(&socket, call, body).await.map_err(|e| match e {
+    http::call(&socket, call, body).await.map_err(|e| match e {
         PluginError::Connect { source, .. } => {
             format!("its mount holder does not answer on {}: {source}", socket.display())
         }
         other => crate::text::error_chain(&other),
-    })?;
-    serde_json::from_value(answer).map_err(|e| format!("read the mount holder's answer to {call}: {e}"))
+    })
 }
 
 /// Whether a holder answers for the volume in `dir` (a quick, blocking

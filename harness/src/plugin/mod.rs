@@ -8,7 +8,8 @@
 //! `/Plugin.Activate`, `/VolumeDriver.Create`, `Remove`, `Mount`,
 //! `Unmount`, `Path`, `Get`, `List` and `Capabilities` (scope `local`),
 //! plus crashlab's own `/Crashlab.Cut`, `/Crashlab.Aim` (cut at the next
-//! unsynced write, as `host-kill` does), `/Crashlab.Fail` (a fault rule of
+//! unsynced write, as `host-kill` does), `/Crashlab.States` (the crash
+//! states of what is unsynced, written out), `/Crashlab.Fail` (a fault rule of
 //! the `io-error`/`disk-full` grammar, for the volume's current mount) and
 //! `/Crashlab.Status`.
 //!
@@ -27,7 +28,9 @@
 //!
 //! Options of `docker volume create -d crashlab -o KEY=VALUE`:
 //! `fsync-reaches-disk` (`true` or `false`, the default): whether a durable
-//! write also fsyncs the backing file, as in a scenario's `[faults]`.
+//! write also fsyncs the backing file, as in a scenario's `[faults]`;
+//! `history` (`false` by default): whether the mounts record the unsynced
+//! history that `/Crashlab.States` needs.
 
 pub mod holder;
 pub mod http;
@@ -49,7 +52,7 @@ pub const NAME: &str = crate::storage::plugin_client::CRASHLAB_DRIVER;
 pub const SOCKET: &str = "/run/docker/plugins/crashlab.sock";
 
 /// The options a volume takes, and their meaning.
-const OPTIONS: [&str; 1] = ["fsync-reaches-disk"];
+const OPTIONS: [&str; 2] = ["fsync-reaches-disk", "history"];
 
 /// What a volume was created with: `volume.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,11 @@ const OPTIONS: [&str; 1] = ["fsync-reaches-disk"];
 struct Record {
     name: String,
     fsync_reaches_disk: bool,
+    /// Whether its mounts record the unsynced history, which `crashlab
+    /// volume states` materialises crash states from (each write then
+    /// keeps a copy of its data until it is durable).
+    #[serde(default)]
+    history: bool,
 }
 
 /// How long a new mount holder may take to mount and answer.
@@ -108,6 +116,11 @@ struct Request {
     /// The smallest unsynced write an aimed cut lands on, for `/Crashlab.Aim`.
     #[serde(default)]
     bytes: u64,
+    /// Where `/Crashlab.States` writes the states, and how many at most.
+    #[serde(default)]
+    out: String,
+    #[serde(default)]
+    max: usize,
 }
 
 impl Driver {
@@ -171,6 +184,7 @@ impl Driver {
             "/VolumeDriver.List" => Ok(self.list().await),
             "/Crashlab.Cut" => self.cut(&request.name).await.map(|s| json!(s)),
             "/Crashlab.Aim" => self.aim(&request.name, request.bytes).await.map(|s| json!(s)),
+            "/Crashlab.States" => self.states(&request).await,
             "/Crashlab.Fail" => self.fail(&request.name, &request.rule).await.map(|s| json!(s)),
             "/Crashlab.Status" => self.status(&request.name).await.map(|s| json!(s)),
             other => Err(format!("unknown call {other}")),
@@ -197,19 +211,21 @@ impl Driver {
     async fn create(&self, request: &Request) -> Result<Value, String> {
         let name = &request.name;
         check_name(name)?;
-        let mut fsync_reaches_disk = false;
+        let mut record = Record { name: name.clone(), fsync_reaches_disk: false, history: false };
         for (key, value) in request.opts.iter().flatten() {
-            match (key.as_str(), value.as_str()) {
-                ("fsync-reaches-disk", "true") => fsync_reaches_disk = true,
-                ("fsync-reaches-disk", "false") => fsync_reaches_disk = false,
-                ("fsync-reaches-disk", v) => {
-                    return Err(format!("fsync-reaches-disk must be true or false, not `{v}`"));
-                }
-                (k, _) => return Err(format!("unknown option `{k}` (known: {})", OPTIONS.join(", "))),
-            }
+            let flag = match key.as_str() {
+                "fsync-reaches-disk" => &mut record.fsync_reaches_disk,
+                "history" => &mut record.history,
+                k => return Err(format!("unknown option `{k}` (known: {})", OPTIONS.join(", "))),
+            };
+            *flag = match value.as_str() {
+                "true" => true,
+                "false" => false,
+                v => return Err(format!("{key} must be true or false, not `{v}`")),
+            };
         }
+        let (fsync_reaches_disk, history) = (record.fsync_reaches_disk, record.history);
         let mut volumes = self.volumes.lock().await;
-        let record = Record { name: name.clone(), fsync_reaches_disk };
         if let Some(v) = volumes.get(name) {
             // Docker creates a volume again when a container names it.
             return if v.record == record {
@@ -223,7 +239,7 @@ impl Driver {
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(dir.join("volume.json"), text))
             .map_err(|e| format!("create {}: {e}", dir.display()))?;
-        tracing::info!("created volume {name} (fsync-reaches-disk={fsync_reaches_disk})");
+        tracing::info!("created volume {name} (fsync-reaches-disk={fsync_reaches_disk}, history={history})");
         volumes.insert(name.clone(), Volume { record, held: false, users: BTreeMap::new() });
         Ok(json!({}))
     }
@@ -400,6 +416,19 @@ impl Driver {
         // Checked here too, so that a bad rule is an error on an unmounted volume.
         let _: crashlab_faultfs::FaultRule = rule.parse().map_err(|e| format!("rule `{rule}`: {e}"))?;
         self.ask(name, "/Holder.Fail", json!({ "Rule": rule })).await
+    }
+
+    /// Materialises the crash states of the volume's unsynced writes at
+    /// this instant under `out` (see [`holder`]); the answer counts them.
+    async fn states(&self, request: &Request) -> Result<Value, String> {
+        let name = &request.name;
+        let volumes = self.volumes.lock().await;
+        let volume = volumes.get(name).ok_or_else(|| format!("no volume {name}"))?;
+        if !volume.held {
+            return Err(format!("volume {name} is not mounted: nothing is unsynced"));
+        }
+        let body = json!({ "Out": request.out, "Max": request.max });
+        holder::call_value(&self.dir(name), "/Holder.States", body).await.map_err(|e| format!("volume {name}: {e}"))
     }
 
     async fn status(&self, name: &str) -> Result<VolumeStatus, String> {
