@@ -497,7 +497,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let driver = Driver::open(root.path(), no_holder()).unwrap();
         let answer = driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"size":"1g"}}"#).await;
-        assert_eq!(answer["Err"], "unknown option `size` (known: fsync-reaches-disk)");
+        assert_eq!(answer["Err"], "unknown option `size` (known: fsync-reaches-disk, history)");
         let answer =
             driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"fsync-reaches-disk":"true"}}"#).await;
         assert_eq!(answer["Err"], "");
