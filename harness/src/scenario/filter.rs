@@ -214,7 +214,7 @@ impl Token {
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*')
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | ':' | ',')
 }
 
 /// Splits the text into tokens, each with its column (from 1); the last
@@ -338,9 +338,12 @@ impl Parser {
         };
         let value = Glob(value);
         let known = key.names();
-        // A schedule's cell is `schedule-<name>`, its name the scenario's.
+        // A schedule's cell is `schedule-<name>`, its name the scenario's;
+        // a driver volume's strategy is its `volume:DRIVER,...` text, any
+        // driver's.
         let schedule = key == Key::Fault && value.0.starts_with("schedule-");
-        if !schedule && !known.iter().any(|name| value.matches(name)) {
+        let driver = key == Key::Strategy && value.0.starts_with(crate::storage::driver::PREFIX);
+        if !schedule && !driver && !known.iter().any(|name| value.matches(name)) {
             let kind = FilterErrorKind::UnknownValue { key, value: value.0, known };
             return Err(FilterError { column, kind });
         }
@@ -401,6 +404,9 @@ mod tests {
             ("fault=*kill*", "mariadb", "tmpfs", "restart", false),
             ("fault=schedule-*", "mariadb", "tmpfs", "schedule-kill-then-cut", true),
             ("fault=schedule-*", "mariadb", "tmpfs", "restart", false),
+            ("strategy=volume:*", "mariadb", "volume:local,type=tmpfs,device=tmpfs", "restart", true),
+            ("strategy=volume:crashlab", "mariadb", "volume:crashlab", "host-kill", true),
+            ("strategy=volume:*", "mariadb", "named-volume", "restart", false),
             // and binds tighter than or.
             ("fault=restart or fault=recreate and strategy=tmpfs", "m", "bind-mount", "restart", true),
             ("(fault=restart or fault=recreate) and strategy=tmpfs", "m", "bind-mount", "restart", false),
