@@ -61,7 +61,7 @@ async fn flush_log_at_trx_commit_0_loses_acked_commits_on_process_kill() {
     }
     let unsafe_args = r#""--innodb-flush-log-at-trx-commit=0""#;
     let (outcome, _state) =
-        common::run(&common::mariadb_scenario(unsafe_args, r#""named-volume""#, r#""process-kill""#, 2, "")).await;
+        common::run(&common::mariadb_scenario(unsafe_args, r#""named-volume""#, r#""process-kill""#, 1, "")).await;
     let cell = &outcome.report.cells[0];
     assert_eq!(cell.verdict, Verdict::LostWrites, "{cell:?}");
     assert!(!cell.passed, "an unsafe setting must miss the default `intact` expectation");
