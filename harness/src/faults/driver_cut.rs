@@ -1,5 +1,6 @@
 //! Power loss on a volume of crashlab's own volume driver (`crashlab
-//! volume-driver`): the fault filesystem under the data is the driver's,
+//! volume-driver`), `host-kill` and `torn-write`: the fault filesystem
+//! under the data is the driver's,
 //! served by the volume's mount holder, so the cut goes through the
 //! driver's socket — aimed, as on a fault filesystem of the run's own, at
 //! the next write that is not made durable at once — and the container is
@@ -49,6 +50,22 @@ pub(super) async fn aimed(cx: &mut Cx<'_>, volume: &str, min_bytes: u64) -> Resu
     };
     cx.deployment.storage_mut().set_driver_cut(status);
     Ok(())
+}
+
+/// `torn-write` through the driver: installs `rule` (a `torn` rule of the
+/// scenario's mode) on the volume's mount, then cuts as [`aimed`] does at
+/// the next unsynced write of `min_bytes` or more, which the cut tears.
+pub(super) async fn torn(
+    cx: &mut Cx<'_>,
+    volume: &str,
+    rule: &crashlab_faultfs::FaultRule,
+    min_bytes: u64,
+) -> Result<(), FaultError> {
+    let socket = plugin_client::socket_of(CRASHLAB_DRIVER);
+    plugin_client::call(&socket, "/Crashlab.Fail", json!({ "Name": volume, "Rule": rule.to_string() }))
+        .await
+        .map_err(|e| FaultError::Driver { volume: volume.to_owned(), detail: crate::text::error_chain(&e) })?;
+    aimed(cx, volume, min_bytes).await
 }
 
 /// Whether the cut dropped anything: a cut with nothing unsynced tested no

@@ -138,9 +138,17 @@ impl Behaviour for TornWrite {
         Some(Fault::HostKill)
     }
 
+    fn through_crashlabs_driver(&self) -> bool {
+        true
+    }
+
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let torn = cx.knobs.torn;
+            if let Some(volume) = cx.deployment.storage().crashlab_volume().map(str::to_owned) {
+                let rule = FaultRule::TornWrite { mode: torn, path: None };
+                return super::driver_cut::torn(cx, &volume, &rule, AIM_MIN_TORN_BYTES).await;
+            }
             let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::TornWrite })?;
             fs.add_rule(FaultRule::TornWrite { mode: torn, path: None })?;
             aimed_cut(cx, Fault::TornWrite, AIM_MIN_TORN_BYTES).await
@@ -149,30 +157,44 @@ impl Behaviour for TornWrite {
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
         Box::pin(async move {
+            if let Some(cut) = cx.deployment.storage_mut().take_driver_cut() {
+                return torn_fired(
+                    cut.aimed_write_bytes,
+                    cut.torn_writes,
+                    (cut.dropped_bytes, cut.dropped_files, cut.dropped_ops),
+                );
+            }
             let Some(fs) = cx.deployment.faultfs_mut() else {
                 return not_fired("the data is not on the fault filesystem");
             };
             let r = fs.record();
-            match (r.aimed_cut_write_bytes, r.torn_writes) {
-                (Some(bytes), torn) if torn > 0 => fired(format!(
-                    "the cut landed on an unsynced {bytes}-byte write and tore {torn} write(s); it dropped {} \
-                     unsynced bytes in {} files and {} directory operations",
-                    r.power_cut_dirty_bytes, r.power_cut_dirty_files, r.power_cut_namespace_ops
-                )),
-                (Some(bytes), _) => not_fired(format!(
-                    "the cut landed on an unsynced {bytes}-byte write, but the torn mode kept or dropped every \
-                     sector of it whole"
-                )),
-                (None, _) => not_fired(format!(
-                    "no write of {AIM_MIN_TORN_BYTES} bytes or more went unsynced within {} s after the load, so \
-                     there was nothing to tear",
-                    AIM_DEADLINE.as_secs()
-                )),
-            }
+            let dropped = (r.power_cut_dirty_bytes, r.power_cut_dirty_files, r.power_cut_namespace_ops);
+            torn_fired(r.aimed_cut_write_bytes, r.torn_writes, dropped)
         })
     }
 
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
         Box::pin(power_back(cx))
+    }
+}
+
+/// Whether a torn-write cut fired: it landed on an unsynced write and tore
+/// one; `dropped` is what it dropped (bytes, files, namespace operations).
+fn torn_fired(aimed: Option<u64>, torn: u64, dropped: (u64, u64, u64)) -> Fired {
+    match (aimed, torn) {
+        (Some(bytes), torn) if torn > 0 => fired(format!(
+            "the cut landed on an unsynced {bytes}-byte write and tore {torn} write(s); it dropped {} unsynced bytes \
+             in {} files and {} directory operations",
+            dropped.0, dropped.1, dropped.2
+        )),
+        (Some(bytes), _) => not_fired(format!(
+            "the cut landed on an unsynced {bytes}-byte write, but the torn mode kept or dropped every sector of it \
+             whole"
+        )),
+        (None, _) => not_fired(format!(
+            "no write of {AIM_MIN_TORN_BYTES} bytes or more went unsynced within {} s after the load, so there was \
+             nothing to tear",
+            AIM_DEADLINE.as_secs()
+        )),
     }
 }

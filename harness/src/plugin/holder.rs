@@ -217,6 +217,8 @@ pub(super) fn status_of(fs: &mut FaultMount) -> VolumeStatus {
         dropped_files: record.power_cut_dirty_files,
         dropped_ops: record.power_cut_namespace_ops,
         injected_errors: record.injected_errors,
+        torn_writes: record.torn_writes,
+        aimed_write_bytes: record.aimed_cut_write_bytes,
         rules: record.rules.clone(),
     }
 }

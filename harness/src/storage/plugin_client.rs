@@ -67,6 +67,12 @@ pub struct VolumeStatus {
     pub dropped_ops: u64,
     /// Operations the rules failed on the current mount.
     pub injected_errors: u64,
+    /// Writes a cut tore (a `torn` rule), and the size of the unsynced
+    /// write an aimed cut landed on.
+    #[serde(default)]
+    pub torn_writes: u64,
+    #[serde(default)]
+    pub aimed_write_bytes: Option<u64>,
     /// The rules installed on the current mount, as written.
     pub rules: Vec<String>,
 }
