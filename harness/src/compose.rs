@@ -859,7 +859,7 @@ impl ServicePlan {
         if matches!(&self.placement, Placement::Driver { driver, .. } if driver == CRASHLAB_DRIVER) {
             // The fault filesystem is under the data: power loss can be
             // tested where the file puts it.
-            faults.push("host-kill".into());
+            faults.extend(["host-kill".into(), "torn-write".into()]);
         }
         matrix.insert("faults".into(), strings(faults));
         matrix.insert("cycles".into(), DEFAULT_CYCLES.into());
@@ -1375,7 +1375,7 @@ mod tests {
         let faults: Vec<&str> = t.scenario.matrix.faults.iter().map(|f| f.as_str()).collect();
         assert_eq!(
             faults,
-            ["process-kill", "restart", "recreate", "host-kill"],
+            ["process-kill", "restart", "recreate", "host-kill", "torn-write"],
             "power loss where crashlab's driver is"
         );
         // The equivalent scenario carries the table and reads back the same.
