@@ -281,7 +281,41 @@ impl Scenario {
                 ),
             });
         }
+        if let Err(message) = scenario.check_restore_to() {
+            let (line, column) = line_column(text, key_offset(text, "backup", "restore-to").unwrap_or(0));
+            return Err(ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message });
+        }
         Ok(scenario)
+    }
+
+    /// A point-in-time `[backup] restore-to` needs every backup strategy
+    /// of the matrix to restore to a point, and a point a backup can have
+    /// completed by: after the first interval, within the load.
+    fn check_restore_to(&self) -> Result<(), String> {
+        let to = self.backup.restore_to;
+        let Some(into) = to.into_load(self.workload.load) else { return Ok(()) };
+        let key = format!("restore-to `{to}`");
+        if let Some(strategy) =
+            self.matrix.strategies.iter().find(|s| s.def().backup.is_some_and(|k| !k.restores_to_a_point()))
+        {
+            return Err(format!(
+                "{key}: {strategy} restores only its latest backup (it keeps no log to replay to a point); only \
+                 backup-pgbackrest restores to a point in time: leave {strategy} out of this scenario or set \
+                 restore-to = \"latest\""
+            ));
+        }
+        let load = self.workload.load;
+        if into >= load {
+            return Err(format!("{key} is not within the load (`load = {load:?}`): give a point before its end"));
+        }
+        let interval = self.backup.interval;
+        if into <= interval {
+            return Err(format!(
+                "{key} is {into:?} into the load, not after the first backup (taken {interval:?} in, `[backup] \
+                 interval`): no backup could be restored to it"
+            ));
+        }
+        Ok(())
     }
 
     /// The cells to run, in run order, and the planned pairs that are not
@@ -763,6 +797,39 @@ faults = ["restart"]
         for (body, expected) in bad {
             let err = error_of(&with(body));
             assert!(err.contains(expected), "for {body:?}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
+    fn a_restore_to_a_point_needs_a_method_that_replays_a_log_and_a_point_after_a_backup() {
+        let text = |strategies: &str, to: &str| {
+            MINIMAL
+                .replace("kind = \"mariadb\"", "kind = \"postgres\"\nload = \"8s\"")
+                .replace("[\"named-volume\"]", strategies)
+                .replace("[\"restart\"]", "[\"host-loss\"]")
+                + &format!("[backup]\ninterval = \"2s\"\nrestore-to = \"{to}\"\n")
+        };
+        let parse = |strategies: &str, to: &str| Scenario::parse(&text(strategies, to), "s.toml");
+        let to_of = |to: &str| parse("[\"backup-pgbackrest\"]", to).map(|s| s.backup.restore_to);
+        assert_eq!(to_of("latest").unwrap(), RestoreTo::Latest);
+        assert_eq!(to_of("mid-load").unwrap(), RestoreTo::MidLoad);
+        assert_eq!(to_of("5s").unwrap(), RestoreTo::After(Duration::from_secs(5)));
+        let both = "[\"named-volume\", \"backup-pgbackrest\"]";
+        assert!(parse(both, "mid-load").is_ok(), "a strategy without backups restores nothing either way");
+        let err = parse("[\"backup-pgbackrest\", \"backup-hot\"]", "mid-load").unwrap_err().to_string();
+        assert!(
+            err.starts_with("s.toml:11:1: restore-to `mid-load`: backup-hot restores only its latest backup"),
+            "{err}"
+        );
+        assert!(parse("[\"backup-hot\"]", "latest").is_ok(), "every method restores its latest backup");
+        for (to, expected) in [
+            ("8s", "s.toml:11:1: restore-to `8s` is not within the load (`load = 8s`)"),
+            ("2s", "s.toml:11:1: restore-to `2s` is 2s into the load, not after the first backup (taken 2s in"),
+            ("soon", "restore-to must be `latest`, `mid-load` or a duration into the load (`3s`), got `soon`"),
+            ("0s", "invalid duration `0s`: must be above zero"),
+        ] {
+            let err = to_of(to).unwrap_err().to_string();
+            assert!(err.contains(expected), "for {to}: got {err:?}, wanted {expected:?}");
         }
     }
 

@@ -111,6 +111,15 @@ pub trait CycleHook: Send {
     /// After the fault's recovery, with what it did.
     fn after_recovery(&mut self, _recovered: &mut Recovered) {}
 
+    /// The instant the recovered data stands at, when the recovery brought
+    /// it back to a point before the fault (a point-in-time restore): the
+    /// checker then judges it against the ack log as it stood there
+    /// ([`AckLog::restored_to`]). `None`, the default, judges it against
+    /// the whole load.
+    fn restored_to(&self) -> Option<Instant> {
+        None
+    }
+
     /// Adds the hook's part to the report; may make the verdict worse,
     /// never better.
     fn contribute<'a>(
@@ -201,6 +210,10 @@ impl CycleHook for BackupHook<'_> {
         self.restored = recovered.restored.take();
     }
 
+    fn restored_to(&self) -> Option<Instant> {
+        self.restored.and_then(|r| r.to).map(|to| to.at)
+    }
+
     fn contribute<'a>(
         &'a mut self,
         _stage: &'a mut Stage<'_>,
@@ -210,11 +223,20 @@ impl CycleHook for BackupHook<'_> {
         Box::pin(async move {
             let load_us = (evidence.load_s * 1e6) as u64;
             let stall = crate::backup::stall(evidence.log, &self.backups.windows_us(), load_us);
-            // The recovery point is measured where a backup was restored.
+            // The recovery point is measured where a backup was restored,
+            // up to the fault, or to the point a restore aimed at.
             let rpo_s = match (&self.restored, evidence.found) {
-                (Some(_), Some(found)) => Some(found.rpo_s(evidence.fault_us())),
+                (Some(restored), Some(found)) => Some(found.rpo_s(match restored.to {
+                    Some(to) => to.at.saturating_duration_since(evidence.epoch).as_micros() as u64,
+                    None => evidence.fault_us(),
+                })),
                 _ => None,
             };
+            if let Some(to) = self.restored.and_then(|r| r.to) {
+                let said =
+                    format!("restored to {:.3} s into the load, judged against the log cut there", to.into_load_s);
+                report.detail = [said, std::mem::take(&mut report.detail)].join("; ").trim_end_matches("; ").to_owned();
+            }
             report.backup = Some(self.backups.cycle_report(stall, self.restored.take(), rpo_s).await);
         })
     }

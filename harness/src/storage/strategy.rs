@@ -150,6 +150,24 @@ impl BackupKind {
         }
     }
 
+    /// Whether the method restores to a point in time (`[backup]
+    /// restore-to`): it keeps a log of every commit to replay up to one,
+    /// beside its backups. A copy of files has no such log: it restores
+    /// what it copied, no earlier and no later.
+    pub fn restores_to_a_point(self) -> bool {
+        match self {
+            BackupKind::Pgbackrest => true,
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::SyncAgent
+            | BackupKind::Restic
+            | BackupKind::CommitImage
+            | BackupKind::Mariabackup => false,
+        }
+    }
+
     /// The image of the sidecar the method runs beside the workload, when
     /// it runs one: it must be there (built if missing) before a cell
     /// starts.
