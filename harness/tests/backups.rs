@@ -435,10 +435,11 @@ async fn pgbackrest_replays_the_archive_past_its_latest_backup_after_host_loss()
 /// second: the restored data is judged against the ack log cut at the
 /// target, where `intact` means every commit acknowledged before the target
 /// is there and no transaction begun after it is. The first backup starts
-/// 200 ms in; the full backup of the 22 MB cluster takes about 2 s alone
-/// but took 5–11 s on this two-core machine while other builds and tests
-/// ran, hence a target 7 s in (a slower backup fails the test with `no
-/// backup of this cycle completed before the restore target`).
+/// 200 ms in; backups of the 22 MB cluster took 4.2–11.8 s on this
+/// two-core machine while other builds and tests ran (run
+/// `1796624123-75ef`), hence a target 7 s in (a slower backup fails the
+/// test with `no backup of this cycle completed before the restore
+/// target`, and did once here at 7.355 s).
 fn pgbackrest_to_a_point() -> String {
     r#"
 name = "backups-pitr"
