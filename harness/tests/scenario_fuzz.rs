@@ -30,6 +30,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("backup-bench.toml", include_str!("../../scenarios/backup-bench.toml")),
     ("backups.toml", include_str!("../../scenarios/backups.toml")),
     ("backups-postgres-pitr.toml", include_str!("../../scenarios/backups-postgres-pitr.toml")),
+    ("backups-postgres-pitr-no-target.toml", include_str!("../../scenarios/backups-postgres-pitr-no-target.toml")),
     ("crash-states-postgres.toml", include_str!("../../scenarios/crash-states-postgres.toml")),
     ("crash-states-redis.toml", include_str!("../../scenarios/crash-states-redis.toml")),
     ("crash-states-sqlite.toml", include_str!("../../scenarios/crash-states-sqlite.toml")),

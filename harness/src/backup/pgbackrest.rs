@@ -449,7 +449,12 @@ fn replay_verdict(log: &str, stop: Option<&str>, newest: Option<&str>, target: O
         (Some(target), _) => match stopped {
             Some(stopped) => (true, format!("{replayed}, to the target {target}: recovery stopping {stopped}")),
             None => {
-                let fatal = log.lines().find_map(|l| l.split_once("FATAL:")).map(|(_, why)| why.trim());
+                // The server's own word on its recovery, not a client
+                // turned away while it ran.
+                let fatal = log
+                    .lines()
+                    .filter_map(|l| Some(l.split_once("FATAL:")?.1.trim()))
+                    .find(|why| why.contains("recovery"));
                 let said = fatal.map(|why| format!(" (the server: {why})")).unwrap_or_default();
                 (false, format!("{replayed}, and never stopped at the target {target}{said}"))
             }
@@ -521,7 +526,8 @@ mod tests {
             ),
             "{detail}"
         );
-        let ended = "LOG:  restored log file \"000000010000000000000009\" from archive\n\
+        let ended = "FATAL:  the database system is starting up\n\
+                     LOG:  restored log file \"000000010000000000000009\" from archive\n\
                      FATAL:  recovery ended before configured recovery target was reached\n";
         let (passed, detail) = replay_verdict(ended, stop, newest, target);
         assert!(!passed);
