@@ -351,7 +351,6 @@ impl PgBackRest {
     /// and a new container on it.
     async fn restore_cycle(&mut self, d: &mut Deployment, latest: Option<&Artifact>) -> Result<(), BackupError> {
         d.reprovision(None).await?;
-
         match latest {
             Some(latest) => {
                 let check = self.restore_into(d, &latest.handle).await?;
