@@ -49,6 +49,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("sqlite.toml", include_str!("../../scenarios/sqlite.toml")),
     ("torn-pages.toml", include_str!("../../scenarios/torn-pages.toml")),
     ("torn-pages-postgres.toml", include_str!("../../scenarios/torn-pages-postgres.toml")),
+    ("wal-stream.toml", include_str!("../../scenarios/wal-stream.toml")),
     (
         "every-key.toml",
         r#"name = "every-key"

@@ -1,4 +1,4 @@
-//! Backups: the eight backup strategies, how each takes a copy of the live
+//! Backups: the backup strategies, how each takes a copy of the live
 //! data during the load, and how the copy comes back after a host loss.
 //!
 //! A backup method is one file of this module implementing
@@ -9,8 +9,9 @@
 //! [`Backups`] keeps what all methods share: the schedule and the
 //! records. `tar.rs` holds the three tar copies (hot, quiesced, stopped),
 //! which differ only in what holds the engine during the copy;
-//! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs`, `commit_image.rs`
-//! and `mariabackup.rs` one method each.
+//! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs`, `commit_image.rs`,
+//! `mariabackup.rs` and `pgbackrest.rs` one method each; `wal_stream.rs`
+//! adds a stream to `pgbackrest.rs`'s.
 //!
 //! Every backup strategy keeps the live data on a named volume. From one
 //! [`interval`](crate::settings::BackupSection::interval) after the load
@@ -31,6 +32,8 @@
 //! | `backup-restic` | a restic sidecar (Debian's `restic`) mounting the volume read-only runs `restic backup` (by Docker exec) into a repository: incremental and deduplicated, so an unchanged file costs a metadata lookup and nothing stored | a one-shot restic container restores this cycle's latest snapshot into a new volume; `restic check` checks the repository after every cycle |
 //! | `backup-mariabackup` | a sidecar of Debian's `mariadb-backup` sharing the server's network and mounting its volume read-only takes a hot physical backup (by Docker exec): the cycle's first full, each later one incremental on the one before (`--incremental-basedir`) | a one-shot container copies the full backup into a new volume, runs `--prepare` and applies the incrementals in order (`--prepare --incremental-dir`); its outcome, with the LSNs applied or the tool's error, is the cycle's tool check |
 //! | `backup-pgbackrest` | PostgreSQL archives every WAL segment with pgBackRest (in the server's image) into a repository off the host; `pgbackrest backup` by Docker exec in the server's container: the cycle's first full, each later one incremental | a one-shot container of the server's image runs `pgbackrest restore` of the cycle's latest backup into a new volume; the server then replays every archived segment to the end of the archive; `pgbackrest verify` after every cycle |
+//! | `wal-stream` | as `backup-pgbackrest`, and a sidecar of the server's image in its network namespace streams the WAL with `pg_receivewal` into a directory off the host as the server writes it | as `backup-pgbackrest`, with the streamed files (the segment in progress included) copied into the new cluster's `pg_wal`: recovery replays the archive, then what only the stream has |
+//! | `wal-stream-sync` | as `wal-stream`, with the stream named in `synchronous_standby_names` once it streams (`pg_receivewal --synchronous`): a commit is acknowledged once the stream has flushed it | as `wal-stream` |
 //! | `commit-image` | the data lives in the container's writable layer; the container is committed to an image (paused by the daemon for the commit) and the image saved as an archive, as a container-only setup carries a container to another host | the host's images are gone: the archive is loaded and a new container created from its image |
 //!
 //! A point-in-time restore drill (`[backup] restore-to`, see
@@ -91,6 +94,7 @@ mod pgbackrest;
 mod restic;
 mod sync_agent;
 mod tar;
+mod wal_stream;
 
 /// Where a sidecar (sync agent, restic) sees the live data.
 const SIDECAR_DATA: &str = "/data";
@@ -113,6 +117,7 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::CommitImage => Box::new(commit_image::CommitImage::new(site)),
         BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
         BackupKind::Pgbackrest => Box::new(pgbackrest::PgBackRest::new(site)),
+        BackupKind::WalStream { sync } => Box::new(wal_stream::WalStream::new(site, sync)),
     }
 }
 

@@ -55,10 +55,12 @@ const REPO_DIR: &str = "pgbackrest";
 const STANZA: &str = "crashlab";
 /// How the tool says a command completed.
 const COMPLETED: &str = "completed successfully";
+/// Where a restore sees the WAL `wal-stream` streamed, when there is one.
+const STREAM: &str = "/stream";
 
 /// pgBackRest's backups of one cell.
 pub struct PgBackRest {
-    site: Site,
+    pub(super) site: Site,
     /// The repository has the stanza of the cluster the server runs.
     stanza: bool,
     /// This cycle's completed backups, the full one first.
@@ -67,7 +69,7 @@ pub struct PgBackRest {
     restored: Option<ToolCheck>,
     /// The server's image, which carries the tool, for one-shot
     /// containers.
-    image: Option<String>,
+    pub(super) image: Option<String>,
     /// The restored server's container, whose log says how far its
     /// recovery replayed the archive, and the archive's newest segment
     /// when the restore ran.
@@ -78,6 +80,10 @@ pub struct PgBackRest {
     /// The recovery target of a point-in-time restore, as given to the
     /// tool.
     target: Option<String>,
+    /// The host directory of the WAL streamed beside the archive
+    /// (`wal-stream`), which a restore puts in `pg_wal` for recovery to
+    /// replay after the archive.
+    stream: Option<PathBuf>,
 }
 
 impl PgBackRest {
@@ -92,7 +98,13 @@ impl PgBackRest {
             archive_end: None,
             backup_stop: None,
             target: None,
+            stream: None,
         }
+    }
+
+    /// pgBackRest's backups, with the WAL streamed into `stream` besides.
+    pub(super) fn with_stream(site: Site, stream: PathBuf) -> PgBackRest {
+        PgBackRest { stream: Some(stream), ..PgBackRest::new(site) }
     }
 
     fn repo(&self) -> PathBuf {
@@ -165,6 +177,15 @@ impl PgBackRest {
             typ: Some(MountType::BIND),
             ..Default::default()
         }];
+        if let Some(stream) = &self.stream {
+            mounts.push(Mount {
+                target: Some(STREAM.into()),
+                source: Some(stream.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         if let Some((volume, data_dir)) = data {
             mounts.push(Mount {
                 target: Some(data_dir.to_owned()),
@@ -199,8 +220,11 @@ impl PgBackRest {
             args.extend(["--type=time", target.as_str(), "--target-action=promote"]);
         }
         args.push("restore");
-        let restore = as_script(&args);
-        let script = format!("mkdir -p {data} && chown postgres:postgres {data} && chmod 700 {data} && {restore}");
+        let mut script = format!("mkdir -p {data} && chown postgres:postgres {data} && chmod 700 {data} && ");
+        match &self.stream {
+            None => script += &as_script(&args),
+            Some(_) => script += &format!("{} && {}", as_command(&args), stream_into_pg_wal(&d.spec().data_dir)),
+        }
         let volume = d.storage().volume().ok_or(BackupError::NoContainer)?.to_owned();
         let (code, output) = self.one_shot("restore", Some((&volume, &d.spec().data_dir)), script).await?;
         self.backup_stop = self.backups.iter().find(|b| b.label == label).map(|b| b.stop.clone());
@@ -393,7 +417,27 @@ impl PgBackRest {
 
 /// `exec pgbackrest ARGS` as the server's user, for `sh -c`.
 fn as_script(args: &[&str]) -> String {
-    format!("exec {}", as_postgres(args).iter().map(|a| sh_quoted(a)).collect::<Vec<_>>().join(" "))
+    format!("exec {}", as_command(args))
+}
+
+/// `pgbackrest ARGS` as the server's user, for `sh -c`.
+fn as_command(args: &[&str]) -> String {
+    as_postgres(args).iter().map(|a| sh_quoted(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// The shell that puts the streamed WAL into the restored cluster's
+/// `pg_wal` (the segment being written when the stream ended under its
+/// full name, as `pg_receivewal` leaves it `.partial`), where recovery
+/// reads it once `restore_command` finds nothing more in the archive; and
+/// forgets the stream as a synchronous standby, which the restored server
+/// no longer has.
+fn stream_into_pg_wal(data_dir: &str) -> String {
+    let data = sh_quoted(data_dir);
+    format!(
+        "for f in {STREAM}/*; do [ -f \"$f\" ] || continue; cp \"$f\" {data}/pg_wal/\"$(basename \"$f\" .partial)\"; \
+         done && chown -R postgres:postgres {data}/pg_wal && \
+         sed -i '/^synchronous_standby_names/d' {data}/postgresql.auto.conf && echo 'stream: '$(ls {STREAM} | wc -l)' files'"
+    )
 }
 
 /// The newest WAL segment in the archive, from `pgbackrest info

@@ -28,6 +28,8 @@ pub enum Strategy {
     BackupRestic,
     BackupMariabackup,
     BackupPgbackrest,
+    WalStream,
+    WalStreamSync,
     CommitImage,
     ReplicaAsync,
     ReplicaSemisync,
@@ -126,6 +128,10 @@ pub enum BackupKind {
     /// pgBackRest's backups and WAL archive, from the server's own
     /// container.
     Pgbackrest,
+    /// pgBackRest's, with the WAL streamed besides by `pg_receivewal` to
+    /// the backup host; `sync` when the server names the stream in
+    /// `synchronous_standby_names`.
+    WalStream { sync: bool },
 }
 
 impl BackupKind {
@@ -139,6 +145,9 @@ impl BackupKind {
             }
             BackupKind::Pgbackrest => {
                 Some(("postgres", "pgBackRest is PostgreSQL's backup tool; it backs up no other engine"))
+            }
+            BackupKind::WalStream { .. } => {
+                Some(("postgres", "pg_receivewal streams PostgreSQL's WAL; it streams no other engine's log"))
             }
             BackupKind::Hot
             | BackupKind::Quiesced
@@ -157,6 +166,8 @@ impl BackupKind {
     pub fn restores_to_a_point(self) -> bool {
         match self {
             BackupKind::Pgbackrest => true,
+            // Not tried with the stream's segments yet.
+            BackupKind::WalStream { .. } => false,
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -181,6 +192,9 @@ impl BackupKind {
             // it to archive each WAL segment): crashlab's PostgreSQL image
             // carries it.
             BackupKind::Pgbackrest => None,
+            // pg_receivewal comes with the server's image, which its
+            // sidecar runs.
+            BackupKind::WalStream { .. } => None,
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -223,7 +237,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 19] = [
+pub const TABLE: [StrategyDef; 21] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -336,6 +350,22 @@ pub const TABLE: [StrategyDef; 19] = [
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
         backup: Some(BackupKind::Pgbackrest),
         describes: "a named volume that pgBackRest backs up, full then incremental, with every WAL segment archived",
+    },
+    StrategyDef {
+        strategy: Strategy::WalStream,
+        name: "wal-stream",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::WalStream { sync: false }),
+        describes: "backup-pgbackrest, with the WAL also streamed by pg_receivewal to the backup host",
+    },
+    StrategyDef {
+        strategy: Strategy::WalStreamSync,
+        name: "wal-stream-sync",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::WalStream { sync: true }),
+        describes: "wal-stream, with the stream a synchronous standby: a commit is acknowledged once streamed",
     },
     StrategyDef {
         strategy: Strategy::CommitImage,
