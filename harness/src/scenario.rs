@@ -339,11 +339,17 @@ impl Scenario {
                 .backup
                 .and_then(BackupKind::only_for)
                 .and_then(|(workload, why)| (workload != self.workload.kind.as_str()).then_some(why));
+            let other_fault = cell
+                .strategy
+                .def()
+                .backup
+                .and_then(BackupKind::only_under)
+                .and_then(|(fault, why)| (fault != cell.fault_name()).then_some(why));
             let own = match &cell.schedule {
                 Some(s) => s.schedule.unsupported_on(cell.strategy),
                 None => cell.fault.unsupported_on(cell.strategy).map(str::to_owned),
             };
-            match no_replica.or(other_engine).map(str::to_owned).or(own) {
+            match no_replica.or(other_engine).or(other_fault).map(str::to_owned).or(own) {
                 None => run.push(cell),
                 Some(reason) => unsupported.push(Unsupported {
                     workload: self.workload.kind.as_str().to_owned(),
@@ -845,6 +851,19 @@ faults = ["restart"]
         assert!(run.is_empty());
         assert_eq!(unsupported.len(), 1);
         assert!(unsupported[0].reason.contains("MariaDB's own backup tool"), "{:?}", unsupported[0]);
+    }
+
+    #[test]
+    fn a_synchronous_wal_stream_runs_under_host_loss_only() {
+        let text = MINIMAL
+            .replace("kind = \"mariadb\"", "kind = \"postgres\"")
+            .replace("[\"named-volume\"]", "[\"wal-stream\", \"wal-stream-sync\"]")
+            .replace("[\"restart\"]", "[\"host-loss\", \"process-kill\"]");
+        let (run, unsupported) = Scenario::parse(&text, "s.toml").unwrap().plan();
+        let ran: Vec<String> = run.iter().map(|c| format!("{}/{}", c.strategy, c.fault)).collect();
+        assert_eq!(ran, ["wal-stream/host-loss", "wal-stream/process-kill", "wal-stream-sync/host-loss"]);
+        assert_eq!(unsupported.len(), 1);
+        assert!(unsupported[0].reason.contains("synchronous_standby_names by ALTER SYSTEM"), "{:?}", unsupported[0]);
     }
 
     #[test]

@@ -159,6 +159,29 @@ impl BackupKind {
         }
     }
 
+    /// The one fault a method's cells run under, and why no other, when
+    /// it has one; `None` when any fault the strategy's storage takes.
+    pub fn only_under(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BackupKind::WalStream { sync: true } => Some((
+                "host-loss",
+                "the stream is named in synchronous_standby_names by ALTER SYSTEM, which stays in the cluster: after \
+                 any other fault the server would hold the next cycle's commits for a stream that is gone (a \
+                 host-loss restore drops the setting)",
+            )),
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::SyncAgent
+            | BackupKind::Restic
+            | BackupKind::CommitImage
+            | BackupKind::Mariabackup
+            | BackupKind::Pgbackrest
+            | BackupKind::WalStream { sync: false } => None,
+        }
+    }
+
     /// Whether the method restores to a point in time (`[backup]
     /// restore-to`): it keeps a log of every commit to replay up to one,
     /// beside its backups. A copy of files has no such log: it restores
