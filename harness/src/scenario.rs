@@ -300,7 +300,7 @@ impl Scenario {
         {
             return Err(format!(
                 "{key}: {strategy} restores only its latest backup (it keeps no log to replay to a point); only \
-                 backup-pgbackrest restores to a point in time: leave {strategy} out of this scenario or set \
+                 backup-pgbackrest and wal-stream restore to a point in time: leave {strategy} out of this scenario or set \
                  restore-to = \"latest\""
             ));
         }

@@ -218,6 +218,18 @@ impl BackupMethod for WalStream {
         })
     }
 
+    fn restore_to<'a>(
+        &'a mut self,
+        d: &'a mut Deployment,
+        backup: &'a Artifact,
+        at: std::time::SystemTime,
+    ) -> BoxFuture<'a, Result<(), BackupError>> {
+        Box::pin(async move {
+            self.stop().await?;
+            self.pg.restore_to(d, backup, at).await
+        })
+    }
+
     fn tool_check(&mut self) -> BoxFuture<'_, Option<ToolCheck>> {
         self.pg.tool_check()
     }

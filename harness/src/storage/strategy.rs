@@ -188,9 +188,8 @@ impl BackupKind {
     /// what it copied, no earlier and no later.
     pub fn restores_to_a_point(self) -> bool {
         match self {
-            BackupKind::Pgbackrest => true,
-            // Not tried with the stream's segments yet.
-            BackupKind::WalStream { .. } => false,
+            // The stream's restore is pgBackRest's, with more WAL.
+            BackupKind::Pgbackrest | BackupKind::WalStream { .. } => true,
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
