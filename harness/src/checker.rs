@@ -9,6 +9,8 @@
 //!   transaction failed before its commit was sent, one that differs from
 //!   what was sent, or an account whose balance is not its initial balance
 //!   plus the ledger rows present (a half-applied transfer): `inconsistent`;
+//!   so is, after a restore to a point in time, a row of a transaction
+//!   begun after that point (the log cut there, [`AckLog::restored_to`]);
 //! - the dataset is not there: `data-gone`;
 //! - an acknowledged commit is missing: `lost-writes`;
 //! - otherwise `intact`.
@@ -99,7 +101,8 @@ fn unbalanced(balances: &[(u32, i64)], expected: &IdMap<u32, i64>) -> u64 {
     unbalanced + actual.keys().filter(|id| !expected.contains_key(id)).count() as u64
 }
 
-/// Judges one observation against the log of the load that preceded it.
+/// Judges one observation against the log of the load that preceded it
+/// (cut at the point a restore brought the data back to, when it did).
 pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     let acked = log.acked();
     let in_doubt = log.count(Outcome::InDoubt);
@@ -135,6 +138,7 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     let mut altered = 0u64;
     let mut resurrected = 0u64;
     let mut duplicated = 0u64;
+    let mut after_target = 0u64;
     let mut expected_balance: IdMap<u32, i64> = (0..accounts).map(|id| (id, INITIAL_BALANCE)).collect();
     for row in ledger {
         *expected_balance.entry(row.src).or_insert(INITIAL_BALANCE) -= row.amount;
@@ -150,8 +154,10 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
         if sent != *row {
             altered += 1;
         }
-        if outcome == Outcome::Aborted {
-            resurrected += 1;
+        match outcome {
+            Outcome::Aborted => resurrected += 1,
+            Outcome::AfterTarget => after_target += 1,
+            Outcome::Acked | Outcome::InDoubt => {}
         }
     }
     result.lost =
@@ -168,13 +174,14 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
 
     let unbalanced = unbalanced(balances, &expected_balance);
 
-    result.violations = phantom + altered + resurrected + duplicated + unbalanced;
+    result.violations = phantom + altered + resurrected + duplicated + after_target + unbalanced;
     let mut problems = Vec::new();
     for (n, what) in [
         (phantom, "ledger rows that were never sent"),
         (altered, "ledger rows that differ from what was sent"),
         (resurrected, "ledger rows of transactions that failed before commit"),
         (duplicated, "duplicated ledger rows"),
+        (after_target, "ledger rows of transactions begun after the restore's target"),
         (unbalanced, "accounts whose balance disagrees with the ledger"),
     ] {
         if n > 0 {
@@ -351,6 +358,30 @@ mod tests {
                 prop_assert_eq!(c.lost, 1);
             }
         }
+    }
+
+    #[test]
+    fn a_restore_to_a_point_is_judged_against_the_log_cut_there() {
+        let rows = [t(1, 0, 1, 5), t(2, 1, 2, 5), t(3, 2, 3, 5)];
+        let mut l = log(&[(rows[0], Outcome::Acked), (rows[1], Outcome::Acked), (rows[2], Outcome::Acked)]);
+        // Acknowledged at 1 s; begun before 2 s and acknowledged after;
+        // begun after 2 s.
+        l.times = [(0, 1_000_000), (1_900_000, 2_100_000), (2_500_000, 2_600_000)]
+            .iter()
+            .map(|&(start_us, end_us)| crashlab_workloads::Span { start_us, end_us })
+            .collect();
+        let cut = l.restored_to(2_000_000);
+        for kept in [&rows[..1], &rows[..2]] {
+            let c = check(&cut, &observe(kept), ACCOUNTS);
+            assert_eq!((c.verdict, c.acked, c.in_doubt), (Verdict::Intact, 1, 1), "{c:?}");
+            assert_eq!(c.rpo_s(2_000_000), 1.0, "the recovery point runs to the target");
+        }
+        let c = check(&cut, &observe(&rows), ACCOUNTS);
+        assert_eq!((c.verdict, c.violations), (Verdict::Inconsistent, 1));
+        assert_eq!(c.detail, "1 ledger rows of transactions begun after the restore's target");
+        let c = check(&cut, &observe(&rows[1..2]), ACCOUNTS);
+        assert_eq!((c.verdict, c.lost), (Verdict::LostWrites, 1));
+        assert_eq!(check(&l, &observe(&rows[..2]), ACCOUNTS).verdict, Verdict::LostWrites, "uncut, the third is lost");
     }
 
     #[test]

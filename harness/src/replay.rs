@@ -428,6 +428,7 @@ impl SavedLog {
                     Outcome::Acked => 'a',
                     Outcome::Aborted => 'x',
                     Outcome::InDoubt => '?',
+                    Outcome::AfterTarget => 'l',
                 };
                 (t.id, t.src, t.dst, t.amount, outcome, span.start_us, span.end_us)
             })
@@ -442,6 +443,7 @@ impl SavedLog {
                 'a' => Outcome::Acked,
                 'x' => Outcome::Aborted,
                 '?' => Outcome::InDoubt,
+                'l' => Outcome::AfterTarget,
                 other => return Err(format!("unknown outcome `{other}` of entry {id}")),
             };
             log.entries.push((Transfer { id, src, dst, amount }, outcome));

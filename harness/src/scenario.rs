@@ -281,7 +281,41 @@ impl Scenario {
                 ),
             });
         }
+        if let Err(message) = scenario.check_restore_to() {
+            let (line, column) = line_column(text, key_offset(text, "backup", "restore-to").unwrap_or(0));
+            return Err(ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message });
+        }
         Ok(scenario)
+    }
+
+    /// A point-in-time `[backup] restore-to` needs every backup strategy
+    /// of the matrix to restore to a point, and a point a backup can have
+    /// completed by: after the first interval, within the load.
+    fn check_restore_to(&self) -> Result<(), String> {
+        let to = self.backup.restore_to;
+        let Some(into) = to.into_load(self.workload.load) else { return Ok(()) };
+        let key = format!("restore-to `{to}`");
+        if let Some(strategy) =
+            self.matrix.strategies.iter().find(|s| s.def().backup.is_some_and(|k| !k.restores_to_a_point()))
+        {
+            return Err(format!(
+                "{key}: {strategy} restores only its latest backup (it keeps no log to replay to a point); only \
+                 backup-pgbackrest and wal-stream restore to a point in time: leave {strategy} out of this scenario or set \
+                 restore-to = \"latest\""
+            ));
+        }
+        let load = self.workload.load;
+        if into >= load {
+            return Err(format!("{key} is not within the load (`load = {load:?}`): give a point before its end"));
+        }
+        let interval = self.backup.interval;
+        if into <= interval {
+            return Err(format!(
+                "{key} is {into:?} into the load, not after the first backup (taken {interval:?} in, `[backup] \
+                 interval`): no backup could be restored to it"
+            ));
+        }
+        Ok(())
     }
 
     /// The cells to run, in run order, and the planned pairs that are not
@@ -305,11 +339,17 @@ impl Scenario {
                 .backup
                 .and_then(BackupKind::only_for)
                 .and_then(|(workload, why)| (workload != self.workload.kind.as_str()).then_some(why));
+            let other_fault = cell
+                .strategy
+                .def()
+                .backup
+                .and_then(BackupKind::only_under)
+                .and_then(|(fault, why)| (fault != cell.fault_name()).then_some(why));
             let own = match &cell.schedule {
                 Some(s) => s.schedule.unsupported_on(cell.strategy),
                 None => cell.fault.unsupported_on(cell.strategy).map(str::to_owned),
             };
-            match no_replica.or(other_engine).map(str::to_owned).or(own) {
+            match no_replica.or(other_engine).or(other_fault).map(str::to_owned).or(own) {
                 None => run.push(cell),
                 Some(reason) => unsupported.push(Unsupported {
                     workload: self.workload.kind.as_str().to_owned(),
@@ -767,6 +807,39 @@ faults = ["restart"]
     }
 
     #[test]
+    fn a_restore_to_a_point_needs_a_method_that_replays_a_log_and_a_point_after_a_backup() {
+        let text = |strategies: &str, to: &str| {
+            MINIMAL
+                .replace("kind = \"mariadb\"", "kind = \"postgres\"\nload = \"8s\"")
+                .replace("[\"named-volume\"]", strategies)
+                .replace("[\"restart\"]", "[\"host-loss\"]")
+                + &format!("[backup]\ninterval = \"2s\"\nrestore-to = \"{to}\"\n")
+        };
+        let parse = |strategies: &str, to: &str| Scenario::parse(&text(strategies, to), "s.toml");
+        let to_of = |to: &str| parse("[\"backup-pgbackrest\"]", to).map(|s| s.backup.restore_to);
+        assert_eq!(to_of("latest").unwrap(), RestoreTo::Latest);
+        assert_eq!(to_of("mid-load").unwrap(), RestoreTo::MidLoad);
+        assert_eq!(to_of("5s").unwrap(), RestoreTo::After(Duration::from_secs(5)));
+        let both = "[\"named-volume\", \"backup-pgbackrest\"]";
+        assert!(parse(both, "mid-load").is_ok(), "a strategy without backups restores nothing either way");
+        let err = parse("[\"backup-pgbackrest\", \"backup-hot\"]", "mid-load").unwrap_err().to_string();
+        assert!(
+            err.starts_with("s.toml:11:1: restore-to `mid-load`: backup-hot restores only its latest backup"),
+            "{err}"
+        );
+        assert!(parse("[\"backup-hot\"]", "latest").is_ok(), "every method restores its latest backup");
+        for (to, expected) in [
+            ("8s", "s.toml:11:1: restore-to `8s` is not within the load (`load = 8s`)"),
+            ("2s", "s.toml:11:1: restore-to `2s` is 2s into the load, not after the first backup (taken 2s in"),
+            ("soon", "restore-to must be `latest`, `mid-load` or a duration into the load (`3s`), got `soon`"),
+            ("0s", "invalid duration `0s`: must be above zero"),
+        ] {
+            let err = to_of(to).unwrap_err().to_string();
+            assert!(err.contains(expected), "for {to}: got {err:?}, wanted {expected:?}");
+        }
+    }
+
+    #[test]
     fn an_engines_own_backup_tool_is_unsupported_on_other_engines() {
         let text = MINIMAL
             .replace("[\"named-volume\"]", "[\"backup-mariabackup\"]")
@@ -778,6 +851,19 @@ faults = ["restart"]
         assert!(run.is_empty());
         assert_eq!(unsupported.len(), 1);
         assert!(unsupported[0].reason.contains("MariaDB's own backup tool"), "{:?}", unsupported[0]);
+    }
+
+    #[test]
+    fn a_synchronous_wal_stream_runs_under_host_loss_only() {
+        let text = MINIMAL
+            .replace("kind = \"mariadb\"", "kind = \"postgres\"")
+            .replace("[\"named-volume\"]", "[\"wal-stream\", \"wal-stream-sync\"]")
+            .replace("[\"restart\"]", "[\"host-loss\", \"process-kill\"]");
+        let (run, unsupported) = Scenario::parse(&text, "s.toml").unwrap().plan();
+        let ran: Vec<String> = run.iter().map(|c| format!("{}/{}", c.strategy, c.fault)).collect();
+        assert_eq!(ran, ["wal-stream/host-loss", "wal-stream/process-kill", "wal-stream-sync/host-loss"]);
+        assert_eq!(unsupported.len(), 1);
+        assert!(unsupported[0].reason.contains("synchronous_standby_names by ALTER SYSTEM"), "{:?}", unsupported[0]);
     }
 
     #[test]

@@ -189,6 +189,69 @@ pub struct BackupSection {
     /// by default a directory under the run's state directory.
     #[serde(default, deserialize_with = "repository")]
     pub repository: Option<Repository>,
+    /// Where a restore after a host loss brings the data back to:
+    /// `"latest"` (the default: all the backups hold), or a point in time,
+    /// `"mid-load"` or a duration into the load (`"3s"`) — a point-in-time
+    /// restore drill, judged against the ack log cut at that instant. Only
+    /// methods with a log to replay to a point take it (the scenario
+    /// refuses it for the others).
+    #[serde(default, deserialize_with = "restore_to")]
+    pub restore_to: RestoreTo,
+}
+
+/// `[backup] restore-to`: the point a restore brings the data back to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestoreTo {
+    /// Everything the backups hold: the latest backup, and the log
+    /// archived after it where the method keeps one.
+    #[default]
+    Latest,
+    /// Half the load's length into it.
+    MidLoad,
+    /// This long after the load began.
+    After(Duration),
+}
+
+impl RestoreTo {
+    /// How far into a load of `length` the restore aims; `None` for the
+    /// latest.
+    pub fn into_load(self, length: Duration) -> Option<Duration> {
+        match self {
+            RestoreTo::Latest => None,
+            RestoreTo::MidLoad => Some(length / 2),
+            RestoreTo::After(d) => Some(d),
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreTo::Latest => f.write_str("latest"),
+            RestoreTo::MidLoad => f.write_str("mid-load"),
+            RestoreTo::After(d) => write!(f, "{d:?}"),
+        }
+    }
+}
+
+impl std::str::FromStr for RestoreTo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RestoreTo, String> {
+        match s.trim() {
+            "latest" => Ok(RestoreTo::Latest),
+            "mid-load" => Ok(RestoreTo::MidLoad),
+            d if d.starts_with(|c: char| c.is_ascii_digit()) => parse_duration(d).map(RestoreTo::After),
+            _ => Err(format!(
+                "restore-to must be `latest`, `mid-load` or a duration into the load (`3s`), got `{}`",
+                one_line(s)
+            )),
+        }
+    }
+}
+
+pub(crate) fn restore_to<'de, D: Deserializer<'de>>(d: D) -> Result<RestoreTo, D::Error> {
+    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
 }
 
 /// Where `backup-restic` keeps its repository.
@@ -260,6 +323,7 @@ impl Default for BackupSection {
             store: None,
             sync_env: vec![],
             repository: None,
+            restore_to: RestoreTo::Latest,
         }
     }
 }

@@ -437,3 +437,204 @@ async fn pgbackrest_replays_the_archive_past_its_latest_backup_after_host_loss()
     );
     assert!(check.detail.contains("to the archive's end"), "{check:?}");
 }
+
+/// pgBackRest restoring to 7 s into a 9 s load (`restore-to = "7s"`) from
+/// the latest backup that ended before it, with the archive switched every
+/// second: the restored data is judged against the ack log cut at the
+/// target, where `intact` means every commit acknowledged before the target
+/// is there and no transaction begun after it is. The first backup starts
+/// 200 ms in and must end before the target (a slower one fails the test
+/// with `no backup of this cycle completed before the restore target`):
+/// with the repository in memory it took 4.1 s here while other builds and
+/// tests ran (run `1796625199-b883`), on disk up to 12.9 s.
+fn pgbackrest_to_a_point() -> String {
+    let text = pgbackrest(r#""-c", "archive_timeout=1s""#)
+        .replace("clients = 4", "clients = 2")
+        .replace("load = \"14s\"", "load = \"9s\"")
+        .replace("interval = \"7s\"", "interval = \"200ms\"\nrestore-to = \"7s\"")
+        .replace("verdict = \"lost-writes\"", "verdict = \"intact\"");
+    assert!(text.contains("restore-to") && text.contains("\"intact\""), "{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pgbackrest_restore_to_a_point_holds_exactly_the_writes_acknowledged_before_it() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::postgres::IMAGE).await);
+    // The run's state directory, and with it the repository (which stands
+    // for a backup server), in memory: pgBackRest syncs every file it
+    // stores, and on a disk other builds saturate the 964 files of a full
+    // backup took up to 13 s, past any target a short load allows. What
+    // the test checks, the cut, does not depend on where the repository is.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm");
+    let state = shm.path().to_owned();
+    let (outcome, _state) = common::run_with(&pgbackrest_to_a_point(), |s| s.state_dir = state).await;
+    let c = cell(&outcome.report, "backup-pgbackrest");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let backup = cycle.backup.as_ref().unwrap_or_else(|| panic!("a backup strategy reports its backups: {detail}"));
+    assert_eq!(backup.restored_to_s, Some(7.0), "{detail}");
+    // The backup restored is the latest that ended before the target.
+    let restored = backup.restored.expect("a backup was restored");
+    let end_s = |r: &crashlab_reports::BackupRecord| r.at_s + r.duration_ms / 1e3;
+    assert!(end_s(&backup.backups[restored]) <= 7.0, "{detail}");
+    assert!(backup.backups[restored + 1..].iter().all(|r| r.error.is_some() || end_s(r) > 7.0), "{detail}");
+    // Against the log cut at the target: nothing acknowledged before it is
+    // missing, nothing begun after it is there (that would be
+    // `inconsistent`), although the load went on for as long again.
+    assert_eq!(c.verdict, Verdict::Intact, "{detail}");
+    assert_eq!((cycle.lost_acked_writes, cycle.invariant_violations), (0, 0), "{detail}");
+    assert!(cycle.detail.starts_with("restored to 7.000 s into the load"), "{detail}");
+    let check = backup.tool_check.as_ref().expect("the replay and pgbackrest verify are reported");
+    assert!(check.passed, "{check:?}");
+    assert!(check.detail.contains("to the target ") && check.detail.contains("recovery stopping "), "{check:?}");
+    // The recovery point runs to the target: the last commit acknowledged
+    // before it, milliseconds earlier with two clients writing.
+    let rpo = backup.rpo_s.expect("a restore has a recovery point");
+    assert!(rpo < 0.5, "RPO {rpo:.3} s before the target: {detail}");
+    let taken: Vec<String> = backup.backups.iter().map(|r| format!("{:.2}–{:.2} s", r.at_s, end_s(r))).collect();
+    eprintln!(
+        "run {}: {:?}, backups {taken:?}, restored #{restored}, {} in doubt, RPO {rpo:.4} s, RTO {:?} ms; {check:?}",
+        outcome.report.run_id, c.verdict, cycle.in_doubt_writes, cycle.recovery_ms
+    );
+}
+/// The pgBackRest repository of the one cell of a run in `state`.
+fn pgbackrest_repo(state: &std::path::Path) -> Option<std::path::PathBuf> {
+    let list = |p: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(p).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    list(state.join("runs"))
+        .into_iter()
+        .flat_map(|run| list(run.join("backups")))
+        .map(|cell| cell.join("pgbackrest"))
+        .find(|repo| repo.is_dir())
+}
+
+/// The segments archived in `repo`, by name and file, in order, and the
+/// last segment the newest completed backup needs (`backup-archive-stop`
+/// in its manifest, which pgBackRest writes as the backup completes).
+fn pgbackrest_archive(repo: &std::path::Path) -> (Vec<(String, std::path::PathBuf)>, Option<String>) {
+    let list = |p: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(p).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    let mut segments: Vec<(String, std::path::PathBuf)> = list(repo.join("archive/crashlab"))
+        .into_iter()
+        .flat_map(list)
+        .flat_map(list)
+        .filter_map(|file| {
+            // A segment being pushed is a `.pgbackrest.tmp` file until it is
+            // renamed: removing that one fails the push, which the server
+            // then retries, and the gap heals.
+            let full = file.file_name()?.to_str()?;
+            let name = full.get(..24)?.to_owned();
+            let stored = !full.ends_with(".tmp");
+            (stored && name.bytes().all(|b| b.is_ascii_hexdigit())).then_some((name, file))
+        })
+        .collect();
+    segments.sort();
+    let stop = list(repo.join("backup/crashlab"))
+        .into_iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("backup.manifest")).ok())
+        .filter_map(|manifest| {
+            let line = manifest.lines().find(|l| l.starts_with("backup-archive-stop="))?;
+            Some(line.split('"').nth(1)?.to_owned())
+        })
+        .max();
+    (segments, stop)
+}
+
+/// Not in the default suite (a 24 s load and a restore; the CI run is at
+/// its time limit): docs/backups.md quotes its run, with `-- --ignored
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a documented run: docs/backups.md"]
+async fn a_wal_segment_missing_from_the_pgbackrest_archive_is_a_replay_gap_and_never_intact() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::postgres::IMAGE).await);
+    // Once the backup is complete and two segments have been archived
+    // after its last, the first of them is removed from the repository,
+    // before the host is lost.
+    let (state_tx, state_rx) = tokio::sync::oneshot::channel();
+    let removed = tokio::spawn(async move {
+        let state: std::path::PathBuf = state_rx.await.expect("the run's state directory");
+        loop {
+            if let Some(repo) = pgbackrest_repo(&state)
+                && let (segments, Some(stop)) = pgbackrest_archive(&repo)
+                && let [first, _, ..] = &segments.iter().filter(|(name, _)| *name > stop).collect::<Vec<_>>()[..]
+            {
+                std::fs::remove_file(&first.1).expect("remove the segment");
+                return first.0.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    // One backup, 12 s into a 24 s load (the next would be due as the load
+    // ends): the restore needs the archive past it, and a backup may take
+    // 10 s here while other builds run.
+    let text = pgbackrest(r#""-c", "archive_timeout=1s""#)
+        .replace("load = \"14s\"", "load = \"24s\"")
+        .replace("interval = \"7s\"", "interval = \"12s\"");
+    let (outcome, _state) = common::run_with(&text, |s| state_tx.send(s.state_dir.clone()).unwrap()).await;
+    let removed = tokio::time::timeout(std::time::Duration::from_secs(1), removed)
+        .await
+        .expect("a segment was removed during the run")
+        .unwrap();
+    let c = cell(&outcome.report, "backup-pgbackrest");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let backup = cycle.backup.as_ref().expect("a backup strategy reports its backups");
+    let check = backup.tool_check.as_ref().expect("the replay is reported");
+    eprintln!(
+        "run {}: removed {removed}; {:?}, {} of {} acknowledged commits lost, RPO {:?} s; {check:?}",
+        outcome.report.run_id, c.verdict, c.lost_acked_writes, cycle.acked_writes, backup.rpo_s
+    );
+    assert!(!check.passed, "{check:?}");
+    assert!(check.detail.contains(&format!("stopped at a gap: {removed} is missing from the archive")), "{check:?}");
+    // The server opened on what it replayed before the gap: less than the
+    // archive held, and never reported as intact.
+    assert!(c.verdict > Verdict::Intact && c.verdict < Verdict::Error, "{detail}");
+    assert!(c.lost_acked_writes > 0, "{detail}");
+}
+
+/// `wal-stream-sync` under host loss, with the archive left to PostgreSQL's
+/// default (`archive_timeout = 0`: a segment is archived only when its
+/// 16 MiB are full, so the archive holds nothing written after the
+/// backup's end, where the backup switched segments): every commit
+/// acknowledged is back, which only the stream, the server's synchronous
+/// standby, can have brought. The same scenario on `backup-pgbackrest`
+/// lost 863 commits (0.59 s), and on `wal-stream` 2 (run
+/// `1796626047-5522`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_wal_stream_brings_back_every_acknowledged_commit_after_host_loss() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::postgres::IMAGE).await);
+    let text = pgbackrest("")
+        .replace("\"backup-pgbackrest\"", "\"wal-stream-sync\"")
+        .replace("load = \"14s\"", "load = \"4s\"")
+        .replace("interval = \"7s\"", "interval = \"1s\"")
+        .replace("verdict = \"lost-writes\"", "verdict = \"intact\"");
+    // The repository and the stream in memory, as for the PITR test.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm");
+    let state = shm.path().to_owned();
+    let (outcome, _state) = common::run_with(&text, |s| s.state_dir = state).await;
+    let c = cell(&outcome.report, "wal-stream-sync");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let backup = cycle.backup.as_ref().unwrap_or_else(|| panic!("a backup strategy reports its backups: {detail}"));
+    let check = backup.tool_check.as_ref().expect("the restore is reported");
+    eprintln!(
+        "run {}: {:?}, {} acknowledged, {} lost, RPO {:?} s, RTO {:?} ms; {check:?}",
+        outcome.report.run_id, c.verdict, cycle.acked_writes, cycle.lost_acked_writes, backup.rpo_s, cycle.recovery_ms
+    );
+    assert_eq!(c.verdict, Verdict::Intact, "{detail}");
+    assert_eq!(cycle.lost_acked_writes, 0, "{detail}");
+    assert!(check.passed, "{check:?}");
+    // The restore copied the stream into the new cluster.
+    assert!(check.detail.contains("stream: "), "{check:?}");
+}

@@ -29,6 +29,8 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("across-hosts.toml", include_str!("../../scenarios/across-hosts.toml")),
     ("backup-bench.toml", include_str!("../../scenarios/backup-bench.toml")),
     ("backups.toml", include_str!("../../scenarios/backups.toml")),
+    ("backups-postgres-pitr.toml", include_str!("../../scenarios/backups-postgres-pitr.toml")),
+    ("backups-postgres-pitr-no-target.toml", include_str!("../../scenarios/backups-postgres-pitr-no-target.toml")),
     ("crash-states-postgres.toml", include_str!("../../scenarios/crash-states-postgres.toml")),
     ("crash-states-redis.toml", include_str!("../../scenarios/crash-states-redis.toml")),
     ("crash-states-sqlite.toml", include_str!("../../scenarios/crash-states-sqlite.toml")),
@@ -47,6 +49,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("sqlite.toml", include_str!("../../scenarios/sqlite.toml")),
     ("torn-pages.toml", include_str!("../../scenarios/torn-pages.toml")),
     ("torn-pages-postgres.toml", include_str!("../../scenarios/torn-pages-postgres.toml")),
+    ("wal-stream.toml", include_str!("../../scenarios/wal-stream.toml")),
     (
         "every-key.toml",
         r#"name = "every-key"
@@ -162,6 +165,7 @@ const TOKENS: &[&str] = &[
     "quiesce",
     "store",
     "sync-env",
+    "restore-to",
     "strategy",
     "fault",
     "verdict",

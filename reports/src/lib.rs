@@ -406,8 +406,15 @@ pub struct BackupCycle {
     /// Putting that backup on new storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_ms: Option<f64>,
+    /// Seconds into the load a point-in-time restore brought the data back
+    /// to (`[backup] restore-to`); absent when the restore brought back
+    /// everything the backups held. The data was then judged against the
+    /// ack log cut at that instant, and the recovery point runs to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_to_s: Option<f64>,
     /// Seconds from the last acknowledged commit that survived the host
-    /// loss to the fault (from the start of the load when none survived).
+    /// loss to the fault (from the start of the load when none survived);
+    /// to the target, after a point-in-time restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo_s: Option<f64>,
     pub stall: Stall,

@@ -88,7 +88,11 @@ fn recovery(c: &CellReport) -> Option<String> {
     let b = c.backup.as_ref()?;
     let mut parts = Vec::new();
     if let (Some(commits), Some(s)) = (b.rpo_commits_max, b.rpo_s_max) {
-        parts.push(format!("RPO {commits} commits / {s:.2} s (worst cycle)"));
+        // After a point-in-time restore the recovery point runs to the
+        // target, not to the fault.
+        let to_a_point = c.cycle_details.iter().any(|d| d.backup.as_ref().is_some_and(|b| b.restored_to_s.is_some()));
+        let before = if to_a_point { " before the restore target" } else { "" };
+        parts.push(format!("RPO {commits} commits / {s:.2} s{before} (worst cycle)"));
     }
     if b.restores > 0 {
         parts.push(format!("RTO {:.1} s (median)", b.rto_ms.p50 / 1e3));
@@ -183,6 +187,11 @@ mod tests {
         report.cells[1].backup.as_mut().unwrap().tool_checks = 2;
         let text = &super::lines(&report)[0].text;
         assert!(text.ends_with(", the backup tool's own check failed in 2 of 2 cycles"), "{text}");
+        let restored_to = crate::BackupCycle { restored_to_s: Some(2.5), ..crate::BackupCycle::default() };
+        report.cells[1].cycle_details =
+            vec![crate::CycleReport { backup: Some(restored_to), ..report.cells[1].cycle_details[0].clone() }];
+        let text = &super::lines(&report)[0].text;
+        assert!(text.contains("RPO 7 commits / 1.23 s before the restore target (worst cycle)"), "{text}");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum Outcome {
     /// The connection failed while `COMMIT` was in flight: the row may or
     /// may not be there, and either is correct.
     InDoubt,
+    /// Begun after the point a point-in-time restore brought the data back
+    /// to ([`AckLog::restored_to`]): whatever the server said, the restored
+    /// data must not hold it. Only a cut log has it.
+    AfterTarget,
 }
 
 /// When a transaction was sent and answered, in microseconds since the
@@ -85,6 +89,25 @@ impl AckLog {
         }
         cut
     }
+
+    /// The log as a restore to the instant `at_us` microseconds after the
+    /// load began must show it (a point-in-time restore): a commit
+    /// acknowledged by then must be there; a transaction begun after it
+    /// must not be, whatever the server later said of it
+    /// ([`Outcome::AfterTarget`]); one begun before and not acknowledged by
+    /// then may or may not be, as at a crash ([`Self::cut_at`]). A commit's
+    /// own time lies between its transaction's start and its
+    /// acknowledgement, which is what makes the first two sure. Without
+    /// times the log is returned whole.
+    pub fn restored_to(&self, at_us: u64) -> AckLog {
+        let mut cut = self.cut_at(at_us);
+        for ((_, outcome), span) in cut.entries.iter_mut().zip(&self.times) {
+            if span.start_us >= at_us {
+                *outcome = Outcome::AfterTarget;
+            }
+        }
+        cut
+    }
 }
 
 /// Ledger ids are unique across clients without coordination: the client
@@ -133,5 +156,32 @@ mod tests {
         assert_eq!(log.cut_at(200), log, "an acknowledgement at the crash point counts");
         let untimed = AckLog { entries: log.entries.clone(), times: vec![] };
         assert_eq!(untimed.cut_at(0), untimed);
+    }
+
+    #[test]
+    fn a_restore_to_a_point_must_hold_what_was_acknowledged_before_it_and_nothing_begun_after() {
+        let t = |id| Transfer { id, src: 0, dst: 1, amount: 5 };
+        let span = |start_us, end_us| Span { start_us, end_us };
+        let log = AckLog {
+            entries: vec![
+                (t(1), Outcome::Acked),
+                (t(2), Outcome::Acked),
+                (t(3), Outcome::Aborted),
+                (t(4), Outcome::Acked),
+                (t(5), Outcome::Aborted),
+                (t(6), Outcome::InDoubt),
+            ],
+            times: vec![span(0, 100), span(90, 200), span(120, 0), span(150, 180), span(160, 0), span(170, 0)],
+        };
+        let outcomes = |log: AckLog| log.entries.iter().map(|(_, o)| *o).collect::<Vec<_>>();
+        use Outcome::*;
+        assert_eq!(outcomes(log.restored_to(150)), [Acked, InDoubt, Aborted, AfterTarget, AfterTarget, AfterTarget]);
+        assert_eq!(
+            outcomes(log.restored_to(100)),
+            [Acked, InDoubt, AfterTarget, AfterTarget, AfterTarget, AfterTarget]
+        );
+        assert_eq!(outcomes(log.restored_to(200)), [Acked, Acked, Aborted, Acked, Aborted, InDoubt]);
+        let untimed = AckLog { entries: log.entries.clone(), times: vec![] };
+        assert_eq!(untimed.restored_to(0), untimed);
     }
 }

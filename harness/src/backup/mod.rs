@@ -1,4 +1,4 @@
-//! Backups: the eight backup strategies, how each takes a copy of the live
+//! Backups: the backup strategies, how each takes a copy of the live
 //! data during the load, and how the copy comes back after a host loss.
 //!
 //! A backup method is one file of this module implementing
@@ -9,8 +9,9 @@
 //! [`Backups`] keeps what all methods share: the schedule and the
 //! records. `tar.rs` holds the three tar copies (hot, quiesced, stopped),
 //! which differ only in what holds the engine during the copy;
-//! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs`, `commit_image.rs`
-//! and `mariabackup.rs` one method each.
+//! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs`, `commit_image.rs`,
+//! `mariabackup.rs` and `pgbackrest.rs` one method each; `wal_stream.rs`
+//! adds a stream to `pgbackrest.rs`'s.
 //!
 //! Every backup strategy keeps the live data on a named volume. From one
 //! [`interval`](crate::settings::BackupSection::interval) after the load
@@ -31,7 +32,19 @@
 //! | `backup-restic` | a restic sidecar (Debian's `restic`) mounting the volume read-only runs `restic backup` (by Docker exec) into a repository: incremental and deduplicated, so an unchanged file costs a metadata lookup and nothing stored | a one-shot restic container restores this cycle's latest snapshot into a new volume; `restic check` checks the repository after every cycle |
 //! | `backup-mariabackup` | a sidecar of Debian's `mariadb-backup` sharing the server's network and mounting its volume read-only takes a hot physical backup (by Docker exec): the cycle's first full, each later one incremental on the one before (`--incremental-basedir`) | a one-shot container copies the full backup into a new volume, runs `--prepare` and applies the incrementals in order (`--prepare --incremental-dir`); its outcome, with the LSNs applied or the tool's error, is the cycle's tool check |
 //! | `backup-pgbackrest` | PostgreSQL archives every WAL segment with pgBackRest (in the server's image) into a repository off the host; `pgbackrest backup` by Docker exec in the server's container: the cycle's first full, each later one incremental | a one-shot container of the server's image runs `pgbackrest restore` of the cycle's latest backup into a new volume; the server then replays every archived segment to the end of the archive; `pgbackrest verify` after every cycle |
+//! | `wal-stream` | as `backup-pgbackrest`, and a sidecar of the server's image in its network namespace streams the WAL with `pg_receivewal` into a directory off the host as the server writes it | as `backup-pgbackrest`, with the streamed files (the segment in progress included) copied into the new cluster's `pg_wal`: recovery replays the archive, then what only the stream has |
+//! | `wal-stream-sync` | as `wal-stream`, with the stream named in `synchronous_standby_names` once it streams (`pg_receivewal --synchronous`): a commit is acknowledged once the stream has flushed it | as `wal-stream` |
 //! | `commit-image` | the data lives in the container's writable layer; the container is committed to an image (paused by the daemon for the commit) and the image saved as an archive, as a container-only setup carries a container to another host | the host's images are gone: the archive is loaded and a new container created from its image |
+//!
+//! A point-in-time restore drill (`[backup] restore-to`, see
+//! [`crate::settings::RestoreTo`]) restores instead the latest backup that
+//! ended before the target and has the method bring it forward to that
+//! instant ([`BackupMethod::restore_to`]; only methods whose
+//! [`BackupKind::restores_to_a_point`] keep a log to replay, and the
+//! scenario refuses the key for the others). The cycle is then judged
+//! against the ack log cut at the target
+//! ([`crashlab_workloads::AckLog::restored_to`]), and its recovery point
+//! runs to the target.
 //!
 //! Only the latest backup of the current cycle is ever restored, once: a
 //! restore that does not start or fails the engine's integrity check makes
@@ -72,7 +85,7 @@ use crashlab_reports::{BackupCycle, BackupRecord, Stall, ToolCheck};
 use crashlab_workloads::{AckLog, Outcome, Workload, latency_histogram};
 use futures_util::future::BoxFuture;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 mod btrfs_snapshot;
 mod commit_image;
@@ -81,6 +94,7 @@ mod pgbackrest;
 mod restic;
 mod sync_agent;
 mod tar;
+mod wal_stream;
 
 /// Where a sidecar (sync agent, restic) sees the live data.
 const SIDECAR_DATA: &str = "/data";
@@ -103,6 +117,7 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::CommitImage => Box::new(commit_image::CommitImage::new(site)),
         BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
         BackupKind::Pgbackrest => Box::new(pgbackrest::PgBackRest::new(site)),
+        BackupKind::WalStream { sync } => Box::new(wal_stream::WalStream::new(site, sync)),
     }
 }
 
@@ -140,6 +155,13 @@ pub enum BackupError {
     Agent(#[from] crate::deploy::agent::AgentError),
     #[error("the deployment has no container")]
     NoContainer,
+    /// A point-in-time restore needs a backup that ended before its
+    /// target: recovery can stop no earlier than where the backup is
+    /// consistent.
+    #[error("no backup of this cycle completed before the restore target, {target_s:.3} s into the load ({first})")]
+    NoneBefore { target_s: f64, first: String },
+    #[error("this backup method restores its latest backup only, not to a point in time")]
+    NoPointInTime,
 }
 
 /// What a restore after a host loss did.
@@ -149,6 +171,30 @@ pub struct Restored {
     /// cycle had no completed backup and the service got empty storage.
     pub backup: Option<usize>,
     pub restore_ms: f64,
+    /// The point a point-in-time restore brought the data back to; `None`
+    /// for a restore of everything the backups held.
+    pub to: Option<PointInTime>,
+}
+
+/// An instant of the load a restore aims at (`[backup] restore-to`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointInTime {
+    /// On the harness's clock: the ack log is cut there.
+    pub at: Instant,
+    /// Seconds from the load's start.
+    pub into_load_s: f64,
+}
+
+impl PointInTime {
+    /// The instant on the wall clock, which the host's containers share:
+    /// what a database's recovery target is written in.
+    pub fn wall_clock(&self) -> SystemTime {
+        let (wall, now) = (SystemTime::now(), Instant::now());
+        match now.checked_duration_since(self.at) {
+            Some(ago) => wall - ago,
+            None => wall + self.at.duration_since(now),
+        }
+    }
 }
 
 /// A completed backup, as its method will find it again to restore it.
@@ -292,6 +338,20 @@ pub trait BackupMethod: Send + Sync {
         latest: Option<&'a Artifact>,
     ) -> BoxFuture<'a, Result<(), BackupError>>;
 
+    /// After a host loss, a point-in-time restore: as
+    /// [`restore`](Self::restore), with the data brought back to the wall
+    /// clock's `at` — `backup` is the latest that completed before it.
+    /// Only methods whose [`BackupKind::restores_to_a_point`] implement
+    /// it; the scenario refuses `restore-to` for the others.
+    fn restore_to<'a>(
+        &'a mut self,
+        _d: &'a mut Deployment,
+        _backup: &'a Artifact,
+        _at: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BackupError>> {
+        Box::pin(async { Err(BackupError::NoPointInTime) })
+    }
+
     /// The backup tool's own check of what it stored, after the cycle's
     /// restore and verification. None by default.
     fn tool_check(&mut self) -> BoxFuture<'_, Option<ToolCheck>> {
@@ -314,7 +374,10 @@ pub struct Backups {
     dir: PathBuf,
     /// This cycle's backups, completed or failed.
     records: Vec<BackupRecord>,
-    latest: Option<(usize, Artifact)>,
+    /// The completed ones, by their index in `records`, in order.
+    done: Vec<(usize, Artifact)>,
+    /// This cycle's load: when it started, and its length.
+    load: Option<(Instant, Duration)>,
     /// The scenario's server flags that stood in for the method's own.
     user_settings: Vec<String>,
 }
@@ -337,7 +400,8 @@ impl Backups {
             settings: settings.clone(),
             dir,
             records: vec![],
-            latest: None,
+            done: vec![],
+            load: None,
             user_settings: vec![],
         })
     }
@@ -345,9 +409,16 @@ impl Backups {
     /// In words, for the report, with the scenario's server flags that
     /// stood in for the method's own.
     pub fn method(&self) -> String {
+        let mut said = self.method.describe();
+        if self.settings.restore_to != crate::settings::RestoreTo::Latest {
+            said += &format!(
+                "; restore-to = \"{}\": the latest backup completed before that point, recovered up to it",
+                self.settings.restore_to
+            );
+        }
         match self.user_settings.as_slice() {
-            [] => self.method.describe(),
-            kept => format!("{}; the scenario's own {} in force", self.method.describe(), kept.join(" ")),
+            [] => said,
+            kept => format!("{said}; the scenario's own {} in force", kept.join(" ")),
         }
     }
 
@@ -376,7 +447,8 @@ impl Backups {
     /// sidecar started). Called as the load starts.
     pub async fn begin_cycle(&mut self, d: &Deployment) -> Result<(), BackupError> {
         self.records.clear();
-        self.latest = None;
+        self.done.clear();
+        self.load = None;
         std::fs::create_dir_all(&self.dir).map_err(|source| BackupError::Dir { path: self.dir.clone(), source })?;
         self.method.begin_cycle(d).await
     }
@@ -394,6 +466,7 @@ impl Backups {
         deadline: Instant,
         cancel: &mut tokio::sync::watch::Receiver<bool>,
     ) {
+        self.load = Some((load_started, deadline.saturating_duration_since(load_started)));
         let interval = self.settings.interval;
         let mut next = load_started + interval;
         let last_chance = deadline + self.settings.min_backups_wait();
@@ -461,7 +534,7 @@ impl Backups {
             Ok(artifact) => {
                 let (bytes, repo_bytes) = (artifact.bytes, artifact.repo_bytes);
                 self.records.push(BackupRecord { at_s, duration_ms, bytes, repo_bytes, error: None });
-                self.latest = Some((index, artifact));
+                self.done.push((index, artifact));
             }
             Err(error) => {
                 self.records.push(BackupRecord { at_s, duration_ms, error: Some(error), ..Default::default() })
@@ -488,11 +561,46 @@ impl Backups {
     /// After a host loss: new storage with the latest backup on it and a
     /// new container, created but not started. Without a completed backup
     /// the storage stays empty, as it would for a strategy without backups.
+    /// With a point in time to restore to (`restore-to`), the latest
+    /// backup completed before it, brought forward to that point.
     pub async fn restore(&mut self, d: &mut Deployment) -> Result<Restored, BackupError> {
         let started = Instant::now();
-        self.method.restore(d, self.latest.as_ref().map(|(_, artifact)| artifact)).await?;
-        let backup = self.latest.as_ref().map(|(i, _)| *i);
-        Ok(Restored { backup, restore_ms: started.elapsed().as_secs_f64() * 1e3 })
+        let to = self.point_in_time();
+        let (backup, artifact) = match to {
+            None => (self.done.last().map(|(i, _)| *i), self.done.last().map(|(_, a)| a.clone())),
+            Some(to) => {
+                let (i, artifact) = self.latest_before(to.into_load_s)?;
+                (Some(i), Some(artifact))
+            }
+        };
+        match (to, &artifact) {
+            (Some(to), Some(artifact)) => self.method.restore_to(d, artifact, to.wall_clock()).await?,
+            _ => self.method.restore(d, artifact.as_ref()).await?,
+        }
+        Ok(Restored { backup, restore_ms: started.elapsed().as_secs_f64() * 1e3, to })
+    }
+
+    /// The point `restore-to` names in this cycle's load, if any.
+    fn point_in_time(&self) -> Option<PointInTime> {
+        let (started, length) = self.load?;
+        let into = self.settings.restore_to.into_load(length)?;
+        Some(PointInTime { at: started + into, into_load_s: into.as_secs_f64() })
+    }
+
+    /// The latest completed backup that ended by `into_load_s`: the one a
+    /// restore to that point starts from.
+    fn latest_before(&self, into_load_s: f64) -> Result<(usize, Artifact), BackupError> {
+        let end_s = |i: usize| self.records[i].at_s + self.records[i].duration_ms / 1e3;
+        match self.done.iter().rev().find(|(i, _)| end_s(*i) <= into_load_s) {
+            Some((i, artifact)) => Ok((*i, artifact.clone())),
+            None => Err(BackupError::NoneBefore {
+                target_s: into_load_s,
+                first: self.done.first().map_or_else(
+                    || "none completed".to_owned(),
+                    |(i, _)| format!("the first ended {:.3} s into it", end_s(*i)),
+                ),
+            }),
+        }
     }
 
     /// The cycle's backups, with the recovery point when the host was
@@ -506,6 +614,7 @@ impl Backups {
             backups: self.records.clone(),
             restored: restored.and_then(|r| r.backup),
             restore_ms: restored.map(|r| r.restore_ms),
+            restored_to_s: restored.and_then(|r| r.to).map(|to| to.into_load_s),
             rpo_s,
             stall,
             tool_check,

@@ -24,6 +24,14 @@
 //! replays every archived segment to the end of the archive, and starts a
 //! new timeline, on which it goes on archiving.
 //!
+//! A point-in-time restore (`[backup] restore-to`) restores the latest
+//! backup that ended before the target with `--type=time
+//! --target=TIME --target-action=promote`: recovery replays the archive
+//! up to the last commit at or before the target (PostgreSQL's
+//! `recovery_target_time`, inclusive) and promotes. The target is written
+//! on the wall clock, which the server's containers share with the
+//! harness, so it is the instant the ack log is cut at.
+//!
 //! The tool's own check of its repository is `pgbackrest verify` (every
 //! backup file and archived segment against its checksum), after each
 //! cycle, with the restore's outcome when there was one.
@@ -36,6 +44,7 @@ use crashlab_reports::ToolCheck;
 use crashlab_workloads::Workload;
 use futures_util::future::BoxFuture;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 /// pgBackRest's default repository path, where every container sees the
 /// repository (crashlab's image configures it there).
@@ -46,10 +55,12 @@ const REPO_DIR: &str = "pgbackrest";
 const STANZA: &str = "crashlab";
 /// How the tool says a command completed.
 const COMPLETED: &str = "completed successfully";
+/// Where a restore sees the WAL `wal-stream` streamed, when there is one.
+const STREAM: &str = "/stream";
 
 /// pgBackRest's backups of one cell.
 pub struct PgBackRest {
-    site: Site,
+    pub(super) site: Site,
     /// The repository has the stanza of the cluster the server runs.
     stanza: bool,
     /// This cycle's completed backups, the full one first.
@@ -58,7 +69,7 @@ pub struct PgBackRest {
     restored: Option<ToolCheck>,
     /// The server's image, which carries the tool, for one-shot
     /// containers.
-    image: Option<String>,
+    pub(super) image: Option<String>,
     /// The restored server's container, whose log says how far its
     /// recovery replayed the archive, and the archive's newest segment
     /// when the restore ran.
@@ -66,6 +77,13 @@ pub struct PgBackRest {
     archive_end: Option<String>,
     /// The last WAL segment the restored backup needs of the archive.
     backup_stop: Option<String>,
+    /// The recovery target of a point-in-time restore, as given to the
+    /// tool.
+    target: Option<String>,
+    /// The host directory of the WAL streamed beside the archive
+    /// (`wal-stream`), which a restore puts in `pg_wal` for recovery to
+    /// replay after the archive.
+    stream: Option<PathBuf>,
 }
 
 impl PgBackRest {
@@ -79,7 +97,14 @@ impl PgBackRest {
             restored_server: None,
             archive_end: None,
             backup_stop: None,
+            target: None,
+            stream: None,
         }
+    }
+
+    /// pgBackRest's backups, with the WAL streamed into `stream` besides.
+    pub(super) fn with_stream(site: Site, stream: PathBuf) -> PgBackRest {
+        PgBackRest { stream: Some(stream), ..PgBackRest::new(site) }
     }
 
     fn repo(&self) -> PathBuf {
@@ -152,6 +177,15 @@ impl PgBackRest {
             typ: Some(MountType::BIND),
             ..Default::default()
         }];
+        if let Some(stream) = &self.stream {
+            mounts.push(Mount {
+                target: Some(STREAM.into()),
+                source: Some(stream.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         if let Some((volume, data_dir)) = data {
             mounts.push(Mount {
                 target: Some(data_dir.to_owned()),
@@ -174,12 +208,23 @@ impl PgBackRest {
         self.site.run_to_end(&id).await
     }
 
-    /// Restores backup `label` into `d`'s new, empty volume; the outcome
-    /// is the cycle's tool check.
+    /// Restores backup `label` into `d`'s new, empty volume, for recovery
+    /// to the end of the archive or to [`Self::target`]; the outcome is
+    /// the cycle's tool check.
     async fn restore_into(&mut self, d: &Deployment, label: &str) -> Result<ToolCheck, BackupError> {
         let data = sh_quoted(&d.spec().data_dir);
-        let restore = as_script(&[&format!("--stanza={STANZA}"), &format!("--set={label}"), "restore"]);
-        let script = format!("mkdir -p {data} && chown postgres:postgres {data} && chmod 700 {data} && {restore}");
+        let (stanza, set) = (format!("--stanza={STANZA}"), format!("--set={label}"));
+        let mut args = vec![stanza.as_str(), set.as_str()];
+        let target = self.target.as_ref().map(|t| format!("--target={t}"));
+        if let Some(target) = &target {
+            args.extend(["--type=time", target.as_str(), "--target-action=promote"]);
+        }
+        args.push("restore");
+        let mut script = format!("mkdir -p {data} && chown postgres:postgres {data} && chmod 700 {data} && ");
+        match &self.stream {
+            None => script += &as_script(&args),
+            Some(_) => script += &format!("{} && {}", as_command(&args), stream_into_pg_wal(&d.spec().data_dir)),
+        }
         let volume = d.storage().volume().ok_or(BackupError::NoContainer)?.to_owned();
         let (code, output) = self.one_shot("restore", Some((&volume, &d.spec().data_dir)), script).await?;
         self.backup_stop = self.backups.iter().find(|b| b.label == label).map(|b| b.stop.clone());
@@ -286,30 +331,18 @@ impl BackupMethod for PgBackRest {
         d: &'a mut Deployment,
         latest: Option<&'a Artifact>,
     ) -> BoxFuture<'a, Result<(), BackupError>> {
-        Box::pin(async move {
-            d.reprovision(None).await?;
-            match latest {
-                Some(latest) => {
-                    let check = self.restore_into(d, &latest.handle).await?;
-                    if !check.passed {
-                        tracing::warn!("{}: {}", check.command, check.detail);
-                    }
-                    self.restored = Some(check);
-                }
-                None => {
-                    // The server starts a new, empty cluster, which the
-                    // repository's stanza does not describe.
-                    self.stanza = false;
-                    let repo = self.repo();
-                    std::fs::remove_dir_all(&repo)
-                        .and_then(|()| std::fs::create_dir_all(&repo))
-                        .map_err(|source| BackupError::Dir { path: repo, source })?;
-                }
-            }
-            d.create().await?;
-            self.restored_server = d.container_id().map(str::to_owned);
-            Ok(())
-        })
+        self.target = None;
+        Box::pin(self.restore_cycle(d, latest))
+    }
+
+    fn restore_to<'a>(
+        &'a mut self,
+        d: &'a mut Deployment,
+        backup: &'a Artifact,
+        at: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BackupError>> {
+        self.target = Some(recovery_target(at));
+        Box::pin(self.restore_cycle(d, Some(backup)))
     }
 
     /// The restore's outcome when it failed; else whether the restored
@@ -337,25 +370,74 @@ impl BackupMethod for PgBackRest {
 }
 
 impl PgBackRest {
+    /// After a host loss: new storage holding `latest` (empty without
+    /// it), recovered to the end of the archive or to [`Self::target`],
+    /// and a new container on it.
+    async fn restore_cycle(&mut self, d: &mut Deployment, latest: Option<&Artifact>) -> Result<(), BackupError> {
+        d.reprovision(None).await?;
+        match latest {
+            Some(latest) => {
+                let check = self.restore_into(d, &latest.handle).await?;
+                if !check.passed {
+                    tracing::warn!("{}: {}", check.command, check.detail);
+                }
+                self.restored = Some(check);
+            }
+            None => {
+                // The server starts a new, empty cluster, which the
+                // repository's stanza does not describe.
+                self.stanza = false;
+                let repo = self.repo();
+                std::fs::remove_dir_all(&repo)
+                    .and_then(|()| std::fs::create_dir_all(&repo))
+                    .map_err(|source| BackupError::Dir { path: repo, source })?;
+            }
+        }
+        d.create().await?;
+        self.restored_server = d.container_id().map(str::to_owned);
+        Ok(())
+    }
+
     /// How far the restored server's recovery went: the first segment
     /// `archive-get` did not find ends it, which is the archive's end
     /// unless a segment is missing below the newest the archive holds (a
-    /// gap `pgbackrest verify` does not see past the backups' own ranges).
+    /// gap `pgbackrest verify` does not see past the backups' own ranges);
+    /// a point-in-time recovery ends at its target instead.
     async fn replay(&mut self) -> ToolCheck {
         let command = "archive replay".to_owned();
         let Some(id) = self.restored_server.take() else {
             return ToolCheck { command, passed: false, detail: "the restored server is gone".into() };
         };
         let log = self.site.docker.logs_all(&id).await.unwrap_or_default();
-        let (passed, detail) =
-            replay_verdict(&log, self.backup_stop.take().as_deref(), self.archive_end.take().as_deref());
+        let (stop, newest) = (self.backup_stop.take(), self.archive_end.take());
+        let (passed, detail) = replay_verdict(&log, stop.as_deref(), newest.as_deref(), self.target.as_deref());
         ToolCheck { command, passed, detail }
     }
 }
 
 /// `exec pgbackrest ARGS` as the server's user, for `sh -c`.
 fn as_script(args: &[&str]) -> String {
-    format!("exec {}", as_postgres(args).iter().map(|a| sh_quoted(a)).collect::<Vec<_>>().join(" "))
+    format!("exec {}", as_command(args))
+}
+
+/// `pgbackrest ARGS` as the server's user, for `sh -c`.
+fn as_command(args: &[&str]) -> String {
+    as_postgres(args).iter().map(|a| sh_quoted(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// The shell that puts the streamed WAL into the restored cluster's
+/// `pg_wal` (the segment being written when the stream ended under its
+/// full name, as `pg_receivewal` leaves it `.partial`), where recovery
+/// reads it once `restore_command` finds nothing more in the archive; and
+/// forgets the stream as a synchronous standby, which the restored server
+/// no longer has.
+fn stream_into_pg_wal(data_dir: &str) -> String {
+    let data = sh_quoted(data_dir);
+    format!(
+        "for f in {STREAM}/*; do [ -f \"$f\" ] || continue; cp \"$f\" {data}/pg_wal/\"$(basename \"$f\" .partial)\"; \
+         done && chown -R postgres:postgres {data}/pg_wal && \
+         sed -i '/^synchronous_standby_names/d' {data}/postgresql.auto.conf && echo 'stream: '$(ls {STREAM} | wc -l)' files'"
+    )
 }
 
 /// The newest WAL segment in the archive, from `pgbackrest info
@@ -366,12 +448,19 @@ fn newest_archived(json: &str) -> Option<String> {
     stanza["archive"].as_array()?.iter().filter_map(|a| a["max"].as_str()).max().map(str::to_owned)
 }
 
+/// A recovery target on the wall clock, as PostgreSQL reads a
+/// `timestamptz`: `2026-12-07 06:00:05.123456+00`.
+fn recovery_target(at: SystemTime) -> String {
+    humantime::format_rfc3339_micros(at).to_string().replace('T', " ").replace('Z', "+00")
+}
+
 /// Whether the restored server's log shows recovery replaying to the end
-/// of the archive (`newest` its newest segment when the restore ran): the
-/// segments it restored, how many of them came after the backup's own
-/// (`stop` its last), and the first one of `newest`'s timeline that
-/// `archive-get` could not find.
-fn replay_verdict(log: &str, stop: Option<&str>, newest: Option<&str>) -> (bool, String) {
+/// of the archive (`newest` its newest segment when the restore ran), or
+/// stopping at `target` for a point-in-time restore: the segments it
+/// restored, how many of them came after the backup's own (`stop` its
+/// last), the first one of `newest`'s timeline that `archive-get` could
+/// not find, and where recovery said it stopped.
+fn replay_verdict(log: &str, stop: Option<&str>, newest: Option<&str>, target: Option<&str>) -> (bool, String) {
     let restored: Vec<&str> =
         log.lines().filter_map(|l| l.split("restored log file \"").nth(1)?.split('"').next()).collect();
     let past = stop.map_or(0, |stop| restored.iter().filter(|&&s| s > stop).count());
@@ -386,15 +475,35 @@ fn replay_verdict(log: &str, stop: Option<&str>, newest: Option<&str>) -> (bool,
         let wal = segment.len() == 24 && segment.bytes().all(|b| b.is_ascii_hexdigit());
         (wal && timeline(segment) == newest.and_then(timeline)).then_some(segment)
     });
-    match (missing, newest) {
-        (Some(missing), Some(newest)) if missing <= newest => (
+    if let (Some(missing), Some(newest)) = (missing, newest)
+        && missing <= newest
+    {
+        return (
             false,
             format!(
                 "{replayed}, and stopped at a gap: {missing} is missing from the archive, which holds up to {newest}"
             ),
-        ),
-        (_, Some(newest)) => (true, format!("{replayed}, to the archive's end ({newest})")),
-        (_, None) => (true, format!("{replayed}; the archive's end unread")),
+        );
+    }
+    // PostgreSQL says where a recovery with a target stopped: `recovery
+    // stopping before commit of transaction 1234, time ...`.
+    let stopped = log.lines().find_map(|l| Some(l.split_once("recovery stopping ")?.1.trim()));
+    match (target, newest) {
+        (Some(target), _) => match stopped {
+            Some(stopped) => (true, format!("{replayed}, to the target {target}: recovery stopping {stopped}")),
+            None => {
+                // The server's own word on its recovery, not a client
+                // turned away while it ran.
+                let fatal = log
+                    .lines()
+                    .filter_map(|l| Some(l.split_once("FATAL:")?.1.trim()))
+                    .find(|why| why.contains("recovery"));
+                let said = fatal.map(|why| format!(" (the server: {why})")).unwrap_or_default();
+                (false, format!("{replayed}, and never stopped at the target {target}{said}"))
+            }
+        },
+        (None, Some(newest)) => (true, format!("{replayed}, to the archive's end ({newest})")),
+        (None, None) => (true, format!("{replayed}; the archive's end unread")),
     }
 }
 
@@ -428,15 +537,53 @@ mod tests {
                    P00   INFO: unable to find 000000010000000000000008 in the archive\n\
                    P00   INFO: unable to find 00000002.history in the archive\n";
         let stop = Some("000000010000000000000006");
-        let (passed, detail) = replay_verdict(log, stop, Some("000000010000000000000009"));
+        let (passed, detail) = replay_verdict(log, stop, Some("000000010000000000000009"), None);
         assert!(!passed);
         assert!(detail.contains("stopped at a gap: 000000010000000000000008 is missing"), "{detail}");
-        let (passed, detail) = replay_verdict(log, stop, Some("000000010000000000000007"));
+        let target = Some("2026-12-07 06:00:05.5+00");
+        let (passed, _) = replay_verdict(log, stop, Some("000000010000000000000009"), target);
+        assert!(!passed, "a gap before the target fails a point-in-time restore too");
+        let (passed, detail) = replay_verdict(log, stop, Some("000000010000000000000007"), None);
         assert!(passed, "{detail}");
         assert_eq!(
             detail,
             "recovery replayed 1 archived segment(s), 1 past the backup's last (000000010000000000000006), to the \
              archive's end (000000010000000000000007)"
+        );
+    }
+
+    #[test]
+    fn a_point_in_time_recovery_passes_where_it_stopped_at_its_target() {
+        let stop = Some("000000010000000000000003");
+        let newest = Some("000000010000000000000009");
+        let target = Some("2026-12-07 06:00:05.123456+00");
+        let log = "LOG:  restored log file \"000000010000000000000004\" from archive\n\
+                   LOG:  recovery stopping before commit of transaction 1234, time 2026-12-07 06:00:05.1235+00\n\
+                   LOG:  redo done at 0/4000100\n";
+        let (passed, detail) = replay_verdict(log, stop, newest, target);
+        assert!(passed, "{detail}");
+        assert!(
+            detail.ends_with(
+                "to the target 2026-12-07 06:00:05.123456+00: recovery stopping before commit of transaction 1234, \
+                 time 2026-12-07 06:00:05.1235+00"
+            ),
+            "{detail}"
+        );
+        let ended = "FATAL:  the database system is starting up\n\
+                     LOG:  restored log file \"000000010000000000000009\" from archive\n\
+                     FATAL:  recovery ended before configured recovery target was reached\n";
+        let (passed, detail) = replay_verdict(ended, stop, newest, target);
+        assert!(!passed);
+        assert!(
+            detail.ends_with(
+                "and never stopped at the target 2026-12-07 06:00:05.123456+00 (the server: recovery ended before \
+                 configured recovery target was reached)"
+            ),
+            "{detail}"
+        );
+        assert_eq!(
+            recovery_target(SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_796_623_205_123_456)),
+            "2026-12-07 06:00:05.123456+00"
         );
     }
 

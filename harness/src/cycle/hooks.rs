@@ -111,6 +111,15 @@ pub trait CycleHook: Send {
     /// After the fault's recovery, with what it did.
     fn after_recovery(&mut self, _recovered: &mut Recovered) {}
 
+    /// The instant the recovered data stands at, when the recovery brought
+    /// it back to a point before the fault (a point-in-time restore): the
+    /// checker then judges it against the ack log as it stood there
+    /// ([`AckLog::restored_to`]). `None`, the default, judges it against
+    /// the whole load.
+    fn restored_to(&self) -> Option<Instant> {
+        None
+    }
+
     /// Adds the hook's part to the report; may make the verdict worse,
     /// never better.
     fn contribute<'a>(
@@ -201,6 +210,10 @@ impl CycleHook for BackupHook<'_> {
         self.restored = recovered.restored.take();
     }
 
+    fn restored_to(&self) -> Option<Instant> {
+        self.restored.and_then(|r| r.to).map(|to| to.at)
+    }
+
     fn contribute<'a>(
         &'a mut self,
         _stage: &'a mut Stage<'_>,
@@ -210,11 +223,24 @@ impl CycleHook for BackupHook<'_> {
         Box::pin(async move {
             let load_us = (evidence.load_s * 1e6) as u64;
             let stall = crate::backup::stall(evidence.log, &self.backups.windows_us(), load_us);
-            // The recovery point is measured where a backup was restored.
+            let to = self.restored.and_then(|r| r.to);
+            let to_us = to.map(|to| to.at.saturating_duration_since(evidence.epoch).as_micros() as u64);
+            // The recovery point is measured where a backup was restored,
+            // up to the fault, or to the point a restore aimed at.
             let rpo_s = match (&self.restored, evidence.found) {
-                (Some(_), Some(found)) => Some(found.rpo_s(evidence.fault_us())),
+                (Some(_), Some(found)) => Some(found.rpo_s(to_us.unwrap_or_else(|| evidence.fault_us()))),
                 _ => None,
             };
+            if let (Some(to), Some(to_us)) = (to, to_us) {
+                let before = evidence.found.map_or(0, |f| f.acked);
+                let after = evidence.log.times.iter().filter(|s| s.start_us >= to_us).count();
+                let said = format!(
+                    "restored to {:.3} s into the load, judged against the log cut there ({before} commits \
+                     acknowledged before it, {after} transactions begun after it)",
+                    to.into_load_s
+                );
+                report.detail = [said, std::mem::take(&mut report.detail)].join("; ").trim_end_matches("; ").to_owned();
+            }
             report.backup = Some(self.backups.cycle_report(stall, self.restored.take(), rpo_s).await);
         })
     }

@@ -444,7 +444,13 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         let addr = self.addr.expect("recovered before verify");
         let loaded = self.loaded.as_ref().expect("loaded before verify");
         let workload = &*self.runner.workload;
-        let log = &loaded.outcome.log;
+        // A recovery that brought the data back to an earlier point is
+        // judged against the log as it stood there.
+        let cut = self.hooks.iter().find_map(|h| h.restored_to()).map(|at| {
+            let at_us = at.saturating_duration_since(loaded.outcome.epoch).as_micros() as u64;
+            loaded.outcome.log.restored_to(at_us)
+        });
+        let log = cut.as_ref().unwrap_or(&loaded.outcome.log);
         let found =
             self.deployment.verify(workload, addr, log, self.config.accounts).await.map_err(CycleFailure::Verify)?;
         self.report.verdict = found.verdict;

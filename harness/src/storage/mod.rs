@@ -23,6 +23,8 @@
 //! | `backup-restic` | a named volume | a restic sidecar backs it up, incrementally, into a repository |
 //! | `backup-mariabackup` | a named volume | a mariadb-backup sidecar backs it up hot, full then incremental |
 //! | `backup-pgbackrest` | a named volume | pgBackRest backs it up, full then incremental, and archives every WAL segment |
+//! | `wal-stream` | a named volume | as `backup-pgbackrest`, and `pg_receivewal` streams the WAL to the backup host |
+//! | `wal-stream-sync` | a named volume | as `wal-stream`, the stream a synchronous standby |
 //! | `commit-image` | the container's writable layer | the container committed to an image, saved as an archive |
 //!
 //! The replicated strategies put each host's data on its own named volume

@@ -28,6 +28,8 @@ pub enum Strategy {
     BackupRestic,
     BackupMariabackup,
     BackupPgbackrest,
+    WalStream,
+    WalStreamSync,
     CommitImage,
     ReplicaAsync,
     ReplicaSemisync,
@@ -126,6 +128,10 @@ pub enum BackupKind {
     /// pgBackRest's backups and WAL archive, from the server's own
     /// container.
     Pgbackrest,
+    /// pgBackRest's, with the WAL streamed besides by `pg_receivewal` to
+    /// the backup host; `sync` when the server names the stream in
+    /// `synchronous_standby_names`.
+    WalStream { sync: bool },
 }
 
 impl BackupKind {
@@ -140,6 +146,9 @@ impl BackupKind {
             BackupKind::Pgbackrest => {
                 Some(("postgres", "pgBackRest is PostgreSQL's backup tool; it backs up no other engine"))
             }
+            BackupKind::WalStream { .. } => {
+                Some(("postgres", "pg_receivewal streams PostgreSQL's WAL; it streams no other engine's log"))
+            }
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -147,6 +156,48 @@ impl BackupKind {
             | BackupKind::SyncAgent
             | BackupKind::Restic
             | BackupKind::CommitImage => None,
+        }
+    }
+
+    /// The one fault a method's cells run under, and why no other, when
+    /// it has one; `None` when any fault the strategy's storage takes.
+    pub fn only_under(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BackupKind::WalStream { sync: true } => Some((
+                "host-loss",
+                "the stream is named in synchronous_standby_names by ALTER SYSTEM, which stays in the cluster: after \
+                 any other fault the server would hold the next cycle's commits for a stream that is gone (a \
+                 host-loss restore drops the setting)",
+            )),
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::SyncAgent
+            | BackupKind::Restic
+            | BackupKind::CommitImage
+            | BackupKind::Mariabackup
+            | BackupKind::Pgbackrest
+            | BackupKind::WalStream { sync: false } => None,
+        }
+    }
+
+    /// Whether the method restores to a point in time (`[backup]
+    /// restore-to`): it keeps a log of every commit to replay up to one,
+    /// beside its backups. A copy of files has no such log: it restores
+    /// what it copied, no earlier and no later.
+    pub fn restores_to_a_point(self) -> bool {
+        match self {
+            // The stream's restore is pgBackRest's, with more WAL.
+            BackupKind::Pgbackrest | BackupKind::WalStream { .. } => true,
+            BackupKind::Hot
+            | BackupKind::Quiesced
+            | BackupKind::Stopped
+            | BackupKind::BtrfsSnapshot
+            | BackupKind::SyncAgent
+            | BackupKind::Restic
+            | BackupKind::CommitImage
+            | BackupKind::Mariabackup => false,
         }
     }
 
@@ -163,6 +214,9 @@ impl BackupKind {
             // it to archive each WAL segment): crashlab's PostgreSQL image
             // carries it.
             BackupKind::Pgbackrest => None,
+            // pg_receivewal comes with the server's image, which its
+            // sidecar runs.
+            BackupKind::WalStream { .. } => None,
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -205,7 +259,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 19] = [
+pub const TABLE: [StrategyDef; 21] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -318,6 +372,22 @@ pub const TABLE: [StrategyDef; 19] = [
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
         backup: Some(BackupKind::Pgbackrest),
         describes: "a named volume that pgBackRest backs up, full then incremental, with every WAL segment archived",
+    },
+    StrategyDef {
+        strategy: Strategy::WalStream,
+        name: "wal-stream",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::WalStream { sync: false }),
+        describes: "backup-pgbackrest, with the WAL also streamed by pg_receivewal to the backup host",
+    },
+    StrategyDef {
+        strategy: Strategy::WalStreamSync,
+        name: "wal-stream-sync",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::WalStream { sync: true }),
+        describes: "wal-stream, with the stream a synchronous standby: a commit is acknowledged once streamed",
     },
     StrategyDef {
         strategy: Strategy::CommitImage,
