@@ -29,13 +29,16 @@ pub mod fsync_log;
 pub mod glusterfs;
 pub mod mariabackup;
 pub mod mariadb;
+mod message;
 pub mod nats;
 pub mod postgres;
+pub mod rabbitmq;
 mod recipe;
 pub mod redis;
 pub mod replication;
 pub mod restic;
 pub mod sqlite;
+pub mod zookeeper;
 
 pub use ack::{AckLog, Outcome, Span, Transfer};
 pub use recipe::{ImageRecipe, RecipeFile};
@@ -46,7 +49,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 10] = [
+pub const RECIPES: [&ImageRecipe; 12] = [
     &mariadb::RECIPE,
     &postgres::RECIPE,
     &redis::RECIPE,
@@ -57,13 +60,24 @@ pub const RECIPES: [&ImageRecipe; 10] = [
     &glusterfs::RECIPE,
     &nats::RECIPE,
     &etcd::RECIPE,
+    &rabbitmq::RECIPE,
+    &zookeeper::RECIPE,
 ];
 
 /// Every workload a scenario can name, in the order messages list them.
 /// Adding a workload is its module and its [`Kind`] here; what it can do,
 /// it says itself (see [`Workload`]'s defaulted methods).
-pub const KINDS: &[&Kind] =
-    &[&mariadb::KIND, &postgres::KIND, &redis::KIND, &sqlite::KIND, &fsync_log::KIND, &nats::KIND, &etcd::KIND];
+pub const KINDS: &[&Kind] = &[
+    &mariadb::KIND,
+    &postgres::KIND,
+    &redis::KIND,
+    &sqlite::KIND,
+    &fsync_log::KIND,
+    &nats::KIND,
+    &etcd::KIND,
+    &rabbitmq::KIND,
+    &zookeeper::KIND,
+];
 
 /// A workload a scenario can name in `[workload] kind`: its name and how
 /// to build it. Everything else about it (the images it recognises, its
@@ -98,6 +112,19 @@ pub fn image_base_name(image: &str) -> String {
     let name = image.split('@').next().unwrap_or(image);
     let last = name.rsplit('/').next().unwrap_or(name);
     last.split(':').next().unwrap_or(last).to_ascii_lowercase()
+}
+
+/// An error and its sources, `: `-separated: what a failed attempt
+/// records, whose error types often say little at the top.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 /// How a driver logs in, and which of a server's environment variables
@@ -413,6 +440,10 @@ mod tests {
             ("nats:2.10", &["nats"]),
             ("quay.io/coreos/etcd:v3.5.16", &["etcd"]),
             ("bitnami/etcd", &["etcd"]),
+            ("rabbitmq:4-management", &["rabbitmq"]),
+            ("bitnami/rabbitmq", &["rabbitmq"]),
+            ("zookeeper:3.9", &["zookeeper"]),
+            ("bitnami/zookeeper:3.9", &["zookeeper"]),
             ("valkey/valkey:8", &["redis"]),
             ("foo/bar:1", &[]),
             ("mariadbish", &[]),
