@@ -35,8 +35,8 @@
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::message::{balances, parse_payload, payload};
 use crate::{
-    ContainerSpec, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
-    Transfer, Workload, WorkloadError,
+    ContainerSpec, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile, Transfer,
+    Workload, WorkloadError,
 };
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;

@@ -10,9 +10,9 @@
 //! `crashlab.accounts`. Each client publishes on its own connection and
 //! waits for each confirm before the next publish, so the queue must hold
 //! each client's transfers in the order they were sent: an out-of-order
-//! pair fails the engine check (`corrupt`), as does a queue whose own
-//! message count (`queue.declare`, passive) disagrees with what a consumer
-//! was delivered.
+//! pair fails the engine check (`corrupt`), as does a queue that still
+//! says messages are ready (`queue.declare`, passive) once its consumer
+//! stopped being delivered any.
 //!
 //! The verifier consumes the queue without acknowledging anything and then
 //! closes its channel, which puts every message back: a second look (a
@@ -57,8 +57,8 @@ use crate::{
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
@@ -96,8 +96,15 @@ const ACCOUNTS_QUEUE: &str = "crashlab.accounts";
 /// How long a publish waits for its confirm, and any other call for its
 /// answer: a server killed mid-call never answers.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long reading the queue back waits for the next message.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long reading the queue back waits for the next message before it
+/// asks the queue whether any is left.
+const QUIET: Duration = Duration::from_secs(1);
+/// How long reading the queue back may go on while the queue still says
+/// messages are ready.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+/// Messages the verifier's consumer may hold unacknowledged: AMQP's largest
+/// prefetch. Without one, a quorum queue delivers 2,000 and waits.
+const PREFETCH: u16 = u16::MAX;
 
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # crashlab's RabbitMQ entrypoint: one node, rabbit@localhost, its data in
@@ -371,8 +378,13 @@ impl Attempter for Publisher {
         // A publish is its own commit: once it may have left, it is in doubt.
         in_doubt.mark();
         let body = payload(&t);
-        let publish =
-            self.channel.basic_publish("".into(), QUEUE.into(), BasicPublishOptions::default(), body.as_bytes(), properties);
+        let publish = self.channel.basic_publish(
+            "".into(),
+            QUEUE.into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            properties,
+        );
         let confirm = match timed(publish, "publish").await {
             Ok(confirm) => confirm,
             Err(e) => return Attempt::Failed { error: crate::error_chain(&e), rolled_back: false },
@@ -399,56 +411,108 @@ struct Read {
     transfer: Transfer,
 }
 
+/// Whether the broker said a queue's process is down: a queue it has not
+/// recovered yet after a start answers 404 too, with these words.
+fn queue_down(e: &WorkloadError) -> bool {
+    let WorkloadError::Query { source, .. } = e else { return false };
+    let Some(e) = source.downcast_ref::<lapin::Error>() else { return false };
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_message().as_str().contains("is down or inaccessible"))
+}
+
+/// A channel on which both queues answer, once the broker has recovered
+/// them (up to [`READ_DEADLINE`]); a queue that is missing or still down
+/// then is the caller's to report.
+async fn channel_on_recovered_queues(addr: SocketAddr) -> Result<(Connection, Channel), WorkloadError> {
+    let started = std::time::Instant::now();
+    loop {
+        let (connection, channel) = connect(addr).await?;
+        let passive = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
+        let mut down = false;
+        for queue in [ACCOUNTS_QUEUE, QUEUE] {
+            match timed(channel.queue_declare(queue.into(), passive, FieldTable::default()), "read a queue").await {
+                Err(e) if queue_down(&e) => down = true,
+                _ => {}
+            }
+            if down {
+                break;
+            }
+        }
+        if !down || started.elapsed() >= READ_DEADLINE {
+            let _ = connection.close(200, "recovered".into()).await;
+            return connect(addr).await;
+        }
+        let _ = connection.close(200, "not yet recovered".into()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
-    let (connection, channel) = connect(addr).await?;
+    let (connection, channel) = channel_on_recovered_queues(addr).await?;
     let passive = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
     let meta = timed(channel.basic_get(ACCOUNTS_QUEUE.into(), BasicGetOptions { no_ack: false }), "read a queue").await;
     let accounts = match meta {
         Ok(Some(m)) => std::str::from_utf8(&m.delivery.data).ok().and_then(|n| n.parse::<u32>().ok()),
         Ok(None) => return Ok(Observation::Gone { detail: format!("queue {ACCOUNTS_QUEUE} is empty") }),
-        Err(e) if not_found(&e) => return Ok(Observation::Gone { detail: format!("queue {ACCOUNTS_QUEUE} is missing") }),
+        Err(e) if not_found(&e) => {
+            return Ok(Observation::Gone { detail: format!("queue {ACCOUNTS_QUEUE}: {}", crate::error_chain(&e)) });
+        }
         Err(e) => return Err(e),
     };
     let Some(accounts) = accounts else {
         return Ok(Observation::Unreadable { detail: format!("queue {ACCOUNTS_QUEUE}'s message is no number") });
     };
-    let declared = timed(channel.queue_declare(QUEUE.into(), passive, FieldTable::default()), "read the queue").await;
-    let count = match declared {
-        Ok(q) => u64::from(q.message_count()),
-        Err(e) if not_found(&e) => return Ok(Observation::Gone { detail: format!("queue {QUEUE} is missing") }),
-        Err(e) => return Err(e),
+    let ready = || async {
+        let declared = channel.queue_declare(QUEUE.into(), passive, FieldTable::default());
+        timed(declared, "read the queue").await.map(|q| u64::from(q.message_count()))
     };
-    let mut read = Vec::new();
-    if count > 0 {
-        let options = BasicConsumeOptions { no_ack: false, ..Default::default() };
-        let consume = channel.basic_consume(QUEUE.into(), "crashlab-verify".into(), options, FieldTable::default());
-        let mut consumer = timed(consume, "consume the queue").await?;
-        while (read.len() as u64) < count {
-            let delivery = match tokio::time::timeout(READ_TIMEOUT, consumer.next()).await {
-                Ok(Some(Ok(d))) => d,
-                Ok(Some(Err(e))) => return Err(query_err("consume the queue")(e)),
-                Ok(None) | Err(_) => break,
-            };
-            let position = read.len() as u64 + 1;
-            let Some(transfer) = parse_payload(&delivery.data) else {
-                let detail = format!("message {position}: payload {:?}", String::from_utf8_lossy(&delivery.data));
-                return Ok(Observation::Unreadable { detail });
-            };
-            read.push(Read { position, transfer });
+    match ready().await {
+        Ok(_) => {}
+        Err(e) if not_found(&e) => {
+            return Ok(Observation::Gone { detail: format!("queue {QUEUE}: {}", crate::error_chain(&e)) });
         }
+        Err(e) => return Err(e),
     }
+    timed(channel.basic_qos(PREFETCH, BasicQosOptions::default()), "set the prefetch").await?;
+    let options = BasicConsumeOptions { no_ack: false, ..Default::default() };
+    let consume = channel.basic_consume(QUEUE.into(), "crashlab-verify".into(), options, FieldTable::default());
+    let mut consumer = timed(consume, "consume the queue").await?;
+    let (mut read, started) = (Vec::new(), std::time::Instant::now());
+    // A queue still recovering (a quorum queue replaying its log) delivers
+    // what it has recovered so far: consume until a quiet spell with none
+    // left ready, or until the prefetch or the deadline stops it.
+    let left = loop {
+        let delivery = match tokio::time::timeout(QUIET, consumer.next()).await {
+            Ok(Some(Ok(d))) => d,
+            Ok(Some(Err(e))) => return Err(query_err("consume the queue")(e)),
+            Ok(None) => break ready().await?,
+            Err(_) => {
+                let left = ready().await?;
+                if left == 0 || read.len() >= usize::from(PREFETCH) || started.elapsed() >= READ_DEADLINE {
+                    break left;
+                }
+                continue;
+            }
+        };
+        let position = read.len() as u64 + 1;
+        let Some(transfer) = parse_payload(&delivery.data) else {
+            let detail = format!("message {position}: payload {:?}", String::from_utf8_lossy(&delivery.data));
+            return Ok(Observation::Unreadable { detail });
+        };
+        read.push(Read { position, transfer });
+    };
     // Nothing was acknowledged: closing puts every message back.
     let _ = connection.close(200, "verified".into()).await;
-    Ok(judge(&read, accounts, count))
+    Ok(judge(&read, accounts, left))
 }
 
 /// The observation of what a consumer was delivered, given the number of
-/// accounts and the queue's own message count.
-fn judge(read: &[Read], accounts: u32, count: u64) -> Observation {
+/// accounts and the messages the queue still said were ready afterwards.
+fn judge(read: &[Read], accounts: u32, left: u64) -> Observation {
     let ledger: Vec<Transfer> = read.iter().map(|r| r.transfer).collect();
     let mut problems = Vec::new();
-    if read.len() as u64 != count {
-        problems.push(format!("the queue says {count} messages; a consumer was delivered {}", read.len()));
+    if left > 0 {
+        problems
+            .push(format!("the queue still says {left} messages ready after a consumer was delivered {}", read.len()));
     }
     let mut newest: HashMap<u64, &Read> = HashMap::new();
     for r in read {
@@ -463,7 +527,12 @@ fn judge(read: &[Read], accounts: u32, count: u64) -> Observation {
         }
     }
     let engine_check = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
-    Observation::Present { ledger: ledger.clone(), balances: balances(&ledger, accounts), engine_check, engine_notes: vec![] }
+    Observation::Present {
+        ledger: ledger.clone(),
+        balances: balances(&ledger, accounts),
+        engine_check,
+        engine_notes: vec![],
+    }
 }
 
 /// RabbitMQ 4's console format:
@@ -501,7 +570,7 @@ mod tests {
     #[test]
     fn a_queue_read_whole_and_in_order_passes_the_engine_check() {
         let read = [r(1, 0, 1), r(2, 1, 1), r(3, 0, 2)];
-        let Observation::Present { ledger, engine_check, .. } = judge(&read, 2, 3) else { panic!() };
+        let Observation::Present { ledger, engine_check, .. } = judge(&read, 2, 0) else { panic!() };
         assert_eq!(engine_check, Ok(()));
         assert_eq!(ledger.len(), 3);
         let Observation::Present { engine_check, .. } = judge(&[], 2, 0) else { panic!() };
@@ -509,13 +578,13 @@ mod tests {
     }
 
     #[test]
-    fn publish_order_per_client_and_the_queues_own_count_are_checked() {
+    fn publish_order_per_client_and_messages_left_ready_are_checked() {
         let out_of_order = [r(1, 0, 2), r(2, 1, 1), r(3, 0, 1)];
-        let Observation::Present { engine_check, .. } = judge(&out_of_order, 2, 3) else { panic!() };
+        let Observation::Present { engine_check, .. } = judge(&out_of_order, 2, 0) else { panic!() };
         assert!(engine_check.unwrap_err().contains("out of publish order"));
         let short = [r(1, 0, 1), r(2, 0, 2)];
-        let Observation::Present { engine_check, .. } = judge(&short, 2, 3) else { panic!() };
-        assert!(engine_check.unwrap_err().contains("says 3 messages"));
+        let Observation::Present { engine_check, .. } = judge(&short, 2, 1) else { panic!() };
+        assert!(engine_check.unwrap_err().contains("still says 1 messages ready after a consumer was delivered 2"));
     }
 
     #[test]

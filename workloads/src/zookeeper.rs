@@ -328,9 +328,7 @@ async fn transfer(client: &zk::Client, t: &Transfer, in_doubt: &InDoubt) -> Resu
     let ops = multi
         .add_set_data(&src, (read[0].1 - t.amount).to_string().as_bytes(), Some(read[0].0))
         .and_then(|()| multi.add_set_data(&dst, (read[1].1 + t.amount).to_string().as_bytes(), Some(read[1].0)))
-        .and_then(|()| {
-            multi.add_create(&format!("{LEDGER}/{}", t.id), ledger_row(t).as_bytes(), &options)
-        });
+        .and_then(|()| multi.add_create(&format!("{LEDGER}/{}", t.id), ledger_row(t).as_bytes(), &options));
     ops.map_err(query_err("build the transaction"))?;
     in_doubt.mark();
     match tokio::time::timeout(CALL_TIMEOUT, multi.commit()).await {
@@ -446,7 +444,12 @@ fn judge(accounts: &[Znode], ledger: &[Znode], num_children: i32, zxids: &HashMa
         }
     }
     let engine_check = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
-    Observation::Present { ledger: rows.into_iter().map(|(t, _)| t).collect(), balances, engine_check, engine_notes: vec![] }
+    Observation::Present {
+        ledger: rows.into_iter().map(|(t, _)| t).collect(),
+        balances,
+        engine_check,
+        engine_notes: vec![],
+    }
 }
 
 /// ZooKeeper's console format (log4j `%d{ISO8601} - %-5p [...] - message`):
