@@ -72,7 +72,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # crashlab's ZooKeeper entrypoint: one standalone server, its data in /data,
-# clients on 2181 from any address, the log on the console. A KEY=VALUE
+# clients on 2181 from any address, the log on the console (log4j 1.2 through
+# slf4j, with the package's example log4j.properties). A KEY=VALUE
 # argument is a zoo.cfg line after crashlab's (the last of a key wins); an
 # argument starting with -D or -X goes to the JVM.
 set -e
@@ -98,7 +99,7 @@ for a in "$@"; do
 done
 # shellcheck disable=SC2086
 exec java -Dzookeeper.log.dir=/tmp -Dzookeeper.root.logger=INFO,CONSOLE -Dzookeeper.jmx.log4j.disable=true \
-  -cp /etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar $jvm \
+  -cp /etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar $jvm \
   org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg"
 "#;
 
