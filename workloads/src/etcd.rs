@@ -116,17 +116,7 @@ impl Workload for Etcd {
     }
 
     fn container(&self) -> ContainerSpec {
-        ContainerSpec {
-            image: self.image.clone(),
-            cmd: self.server_args.clone(),
-            env: vec![],
-            data_dir: DATA_DIR.into(),
-            port: PORT,
-            stop_signal: None,
-            ready_log: None,
-            user: None,
-            binds: vec![],
-        }
+        ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
     fn engine_check_command(&self) -> Option<Vec<String>> {

@@ -127,6 +127,26 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A `what` for [`WorkloadError::Query`], as `map_err` takes it.
+pub(crate) fn query_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    what: &'static str,
+) -> impl FnOnce(E) -> WorkloadError {
+    move |e| WorkloadError::Query { what, source: e.into() }
+}
+
+/// `call` given `limit` to answer (a server killed mid-call never does),
+/// its error named by `what`.
+pub(crate) async fn timed<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    call: impl std::future::Future<Output = Result<T, E>>,
+    limit: Duration,
+    what: &'static str,
+) -> Result<T, WorkloadError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(query_err(what)),
+        Err(_) => Err(query_err(what)(format!("no answer within {limit:?}"))),
+    }
+}
+
 /// How a driver logs in, and which of a server's environment variables
 /// decide that; see [`Workload::credentials`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +188,25 @@ pub struct ContainerSpec {
     /// Host files or directories the container sees besides its data (a
     /// configuration file a Compose file binds in), always read-only.
     pub binds: Vec<HostBind>,
+}
+
+impl ContainerSpec {
+    /// A server on `image` started with `cmd`, its data in `data_dir`,
+    /// listening on `port`, with the image's own environment, user, stop
+    /// signal and readiness by its port alone.
+    pub fn plain(image: &str, cmd: &[String], data_dir: &str, port: u16) -> ContainerSpec {
+        ContainerSpec {
+            image: image.to_owned(),
+            cmd: cmd.to_vec(),
+            env: vec![],
+            data_dir: data_dir.to_owned(),
+            port,
+            stop_signal: None,
+            ready_log: None,
+            user: None,
+            binds: vec![],
+        }
+    }
 }
 
 /// A host path bind-mounted read-only into the workload's container, so

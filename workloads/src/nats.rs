@@ -34,6 +34,7 @@
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::message::{balances, parse_payload, payload};
+use crate::query_err;
 use crate::{
     ContainerSpec, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile, Transfer,
     Workload, WorkloadError,
@@ -146,18 +147,8 @@ impl Workload for Nats {
     }
 
     fn container(&self) -> ContainerSpec {
-        ContainerSpec {
-            image: self.image.clone(),
-            cmd: self.server_args.clone(),
-            env: vec![],
-            data_dir: DATA_DIR.into(),
-            port: PORT,
-            // SIGTERM: nats-server shuts down (lame duck is SIGUSR2).
-            stop_signal: None,
-            ready_log: None,
-            user: None,
-            binds: vec![],
-        }
+        // SIGTERM: nats-server shuts down (lame duck is SIGUSR2).
+        ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
     fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
@@ -233,10 +224,6 @@ async fn connect(addr: SocketAddr) -> Result<jetstream::Context, WorkloadError> 
 fn not_found(e: &jetstream::context::GetStreamError) -> bool {
     use jetstream::context::GetStreamErrorKind;
     matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
-}
-
-fn query_err<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> WorkloadError {
-    move |e| WorkloadError::Query { what, source: e.into() }
 }
 
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {

@@ -54,6 +54,7 @@ use crate::{
     ContainerSpec, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile, Transfer,
     Workload, WorkloadError,
 };
+use crate::{query_err, timed as timed_within};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use lapin::options::{
@@ -246,17 +247,7 @@ impl Workload for Rabbitmq {
     }
 
     fn container(&self) -> ContainerSpec {
-        ContainerSpec {
-            image: self.image.clone(),
-            cmd: self.server_args.clone(),
-            env: vec![],
-            data_dir: DATA_DIR.into(),
-            port: PORT,
-            stop_signal: None,
-            ready_log: None,
-            user: None,
-            binds: vec![],
-        }
+        ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
     /// The node is up and none of its resource alarms (memory, disk) is
@@ -323,19 +314,12 @@ impl Workload for Rabbitmq {
     }
 }
 
-fn query_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(what: &'static str) -> impl FnOnce(E) -> WorkloadError {
-    move |e| WorkloadError::Query { what, source: e.into() }
-}
-
-/// `call` with [`CALL_TIMEOUT`], its error named by `what`.
-async fn timed<T>(
-    call: impl std::future::Future<Output = lapin::Result<T>>,
+/// `call` with [`CALL_TIMEOUT`].
+async fn timed<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    call: impl std::future::Future<Output = Result<T, E>>,
     what: &'static str,
 ) -> Result<T, WorkloadError> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => result.map_err(query_err(what)),
-        Err(_) => Err(query_err(what)(format!("no answer within {CALL_TIMEOUT:?}"))),
-    }
+    timed_within(call, CALL_TIMEOUT, what).await
 }
 
 /// A connection as the guest user and one channel on it.

@@ -33,6 +33,7 @@ use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
     Transfer, Workload, WorkloadError,
 };
+use crate::{query_err, timed as timed_within};
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -157,17 +158,7 @@ impl Workload for Zookeeper {
     }
 
     fn container(&self) -> ContainerSpec {
-        ContainerSpec {
-            image: self.image.clone(),
-            cmd: self.server_args.clone(),
-            env: vec![],
-            data_dir: DATA_DIR.into(),
-            port: PORT,
-            stop_signal: None,
-            ready_log: None,
-            user: None,
-            binds: vec![],
-        }
+        ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
     fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
@@ -229,23 +220,16 @@ impl Workload for Zookeeper {
     }
 }
 
-fn account_path(id: u32) -> String {
-    format!("{ACCOUNTS}/{id}")
-}
-
-fn query_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(what: &'static str) -> impl FnOnce(E) -> WorkloadError {
-    move |e| WorkloadError::Query { what, source: e.into() }
-}
-
-/// `call` with [`CALL_TIMEOUT`], its error named by `what`.
-async fn timed<T, E: std::error::Error + Send + Sync + 'static>(
+/// `call` with [`CALL_TIMEOUT`].
+async fn timed<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     call: impl std::future::Future<Output = Result<T, E>>,
     what: &'static str,
 ) -> Result<T, WorkloadError> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(result) => result.map_err(query_err(what)),
-        Err(_) => Err(query_err(what)(format!("no answer within {CALL_TIMEOUT:?}"))),
-    }
+    timed_within(call, CALL_TIMEOUT, what).await
+}
+
+fn account_path(id: u32) -> String {
+    format!("{ACCOUNTS}/{id}")
 }
 
 /// A session with the server at `addr`, failing rather than trying again
