@@ -18,8 +18,11 @@
 //! acknowledged. That check, and two more of the data tree's own
 //! bookkeeping — each client's ledger znodes created in the order the
 //! client sent them (increasing `czxid`), and the ledger's `numChildren`
-//! equal to the children listed — are the engine check; ZooKeeper has no
-//! offline checker in Debian's package.
+//! equal to the children listed — are the engine check. Debian's
+//! `zookeeper.jar` has `TxnLogToolkit`, which dumps a transaction log and
+//! says `CRC ERROR` of an entry whose checksum fails, but no script runs
+//! it; it is not wired in here (how it reads a log whose preallocated tail
+//! a power cut left short is not tried yet).
 //!
 //! The image built from [`RECIPE`] is Debian trixie's `zookeeper` (3.9),
 //! one standalone server with its data in `/data`. The scenario's
