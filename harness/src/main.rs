@@ -424,16 +424,18 @@ fn main() {
 
 /// What to log: CRASHLAB_LOG when set, else the level -q and -v ask for.
 /// The FUSE library's own warnings (one per unsupported call) only show
-/// from -vv on, and so do the NATS client's errors: it logs each failed
-/// reconnect as one, and readiness probes meet many while a server restarts.
+/// from -vv on, and so do the broker and ZooKeeper clients' errors
+/// (async-nats, lapin, zookeeper-client): they log each failed connection
+/// or reconnect as one, and readiness probes meet many while a server
+/// restarts.
 fn log_filter(quiet: bool, verbose: u8) -> tracing_subscriber::EnvFilter {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CRASHLAB_LOG") {
         return filter;
     }
     let filter = match (quiet, verbose) {
-        (true, _) => "error,async_nats=off",
-        (false, 0) => "warn,fuser=error,async_nats=off",
-        (false, 1) => "info,fuser=error,async_nats=off",
+        (true, _) => "error,async_nats=off,lapin=off,zookeeper_client=off",
+        (false, 0) => "warn,fuser=error,async_nats=off,lapin=off,zookeeper_client=off",
+        (false, 1) => "info,fuser=error,async_nats=off,lapin=off,zookeeper_client=off",
         (false, 2) => "debug",
         (false, _) => "trace",
     };

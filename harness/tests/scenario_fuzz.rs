@@ -41,6 +41,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("postgres-data-sync-retry-off.toml", include_str!("../../scenarios/postgres-data-sync-retry-off.toml")),
     ("postgres-data-sync-retry-on.toml", include_str!("../../scenarios/postgres-data-sync-retry-on.toml")),
     ("power-loss.toml", include_str!("../../scenarios/power-loss.toml")),
+    ("rabbitmq.toml", include_str!("../../scenarios/rabbitmq.toml")),
     ("redis.toml", include_str!("../../scenarios/redis.toml")),
     ("schedules-lazy-flush.toml", include_str!("../../scenarios/schedules-lazy-flush.toml")),
     ("schedules-semisync.toml", include_str!("../../scenarios/schedules-semisync.toml")),
@@ -50,6 +51,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("torn-pages.toml", include_str!("../../scenarios/torn-pages.toml")),
     ("torn-pages-postgres.toml", include_str!("../../scenarios/torn-pages-postgres.toml")),
     ("wal-stream.toml", include_str!("../../scenarios/wal-stream.toml")),
+    ("zookeeper.toml", include_str!("../../scenarios/zookeeper.toml")),
     (
         "every-key.toml",
         r#"name = "every-key"

@@ -28,6 +28,7 @@
 //! scenario's `server-args` follow its flags and override them.
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
+use crate::message::{ledger_row, parse_ledger_row};
 use crate::{
     ContainerSpec, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
     Transfer, Workload, WorkloadError,
@@ -115,17 +116,7 @@ impl Workload for Etcd {
     }
 
     fn container(&self) -> ContainerSpec {
-        ContainerSpec {
-            image: self.image.clone(),
-            cmd: self.server_args.clone(),
-            env: vec![],
-            data_dir: DATA_DIR.into(),
-            port: PORT,
-            stop_signal: None,
-            ready_log: None,
-            user: None,
-            binds: vec![],
-        }
+        ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
     fn engine_check_command(&self) -> Option<Vec<String>> {
@@ -327,19 +318,9 @@ impl Attempter for Transactor {
         match transfer(&self.gw, &t, &in_doubt).await {
             Ok(true) => Attempt::Committed,
             Ok(false) => Attempt::RolledBack,
-            Err(e) => Attempt::Failed { error: format!("{e}: {}", source_chain(&e)), rolled_back: false },
+            Err(e) => Attempt::Failed { error: crate::error_chain(&e), rolled_back: false },
         }
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push(s.to_string());
-        next = s.source();
-    }
-    out.join(": ")
 }
 
 /// One transfer: read both balances, then a transaction that applies the
@@ -364,7 +345,7 @@ async fn transfer(gw: &Gateway, t: &Transfer, in_doubt: &InDoubt) -> Result<bool
     let success = [
         put(&src, &(read[0].1 - t.amount).to_string()),
         put(&dst, &(read[1].1 + t.amount).to_string()),
-        put(&format!("{LEDGER}{}", t.id), &format!("{} {} {}", t.src, t.dst, t.amount)),
+        put(&format!("{LEDGER}{}", t.id), &ledger_row(t)),
     ];
     in_doubt.mark();
     let answer = gw.post("/v3/kv/txn", &json!({ "compare": compare, "success": success })).await?;
@@ -410,17 +391,6 @@ fn alarms(answer: &Value) -> Result<(), String> {
     }
 }
 
-fn parse_ledger_row(id: &str, value: &str) -> Option<Transfer> {
-    let mut parts = value.split(' ');
-    let t = Transfer {
-        id: id.parse().ok()?,
-        src: parts.next()?.parse().ok()?,
-        dst: parts.next()?.parse().ok()?,
-        amount: parts.next()?.parse().ok()?,
-    };
-    parts.next().is_none().then_some(t)
-}
-
 /// etcd 3.5 logs JSON lines (`{"level":"warn","ts":...,"msg":...}`), with
 /// zap's levels.
 pub fn log_severity(line: &str) -> Option<LogSeverity> {
@@ -458,13 +428,6 @@ mod tests {
         assert!(
             alarms(&json!({ "alarms": [{ "memberID": "1", "alarm": "CORRUPT" }] })).unwrap_err().contains("CORRUPT")
         );
-    }
-
-    #[test]
-    fn ledger_rows_parse() {
-        assert_eq!(parse_ledger_row("7", "1 2 30"), Some(Transfer { id: 7, src: 1, dst: 2, amount: 30 }));
-        assert_eq!(parse_ledger_row("7", "1 2"), None);
-        assert_eq!(parse_ledger_row("x", "1 2 3"), None);
     }
 
     #[test]

@@ -29,13 +29,16 @@ pub mod fsync_log;
 pub mod glusterfs;
 pub mod mariabackup;
 pub mod mariadb;
+mod message;
 pub mod nats;
 pub mod postgres;
+pub mod rabbitmq;
 mod recipe;
 pub mod redis;
 pub mod replication;
 pub mod restic;
 pub mod sqlite;
+pub mod zookeeper;
 
 pub use ack::{AckLog, Outcome, Span, Transfer};
 pub use recipe::{ImageRecipe, RecipeFile};
@@ -46,7 +49,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every image crashlab knows how to build, by name.
-pub const RECIPES: [&ImageRecipe; 10] = [
+pub const RECIPES: [&ImageRecipe; 12] = [
     &mariadb::RECIPE,
     &postgres::RECIPE,
     &redis::RECIPE,
@@ -57,13 +60,24 @@ pub const RECIPES: [&ImageRecipe; 10] = [
     &glusterfs::RECIPE,
     &nats::RECIPE,
     &etcd::RECIPE,
+    &rabbitmq::RECIPE,
+    &zookeeper::RECIPE,
 ];
 
 /// Every workload a scenario can name, in the order messages list them.
 /// Adding a workload is its module and its [`Kind`] here; what it can do,
 /// it says itself (see [`Workload`]'s defaulted methods).
-pub const KINDS: &[&Kind] =
-    &[&mariadb::KIND, &postgres::KIND, &redis::KIND, &sqlite::KIND, &fsync_log::KIND, &nats::KIND, &etcd::KIND];
+pub const KINDS: &[&Kind] = &[
+    &mariadb::KIND,
+    &postgres::KIND,
+    &redis::KIND,
+    &sqlite::KIND,
+    &fsync_log::KIND,
+    &nats::KIND,
+    &etcd::KIND,
+    &rabbitmq::KIND,
+    &zookeeper::KIND,
+];
 
 /// A workload a scenario can name in `[workload] kind`: its name and how
 /// to build it. Everything else about it (the images it recognises, its
@@ -98,6 +112,39 @@ pub fn image_base_name(image: &str) -> String {
     let name = image.split('@').next().unwrap_or(image);
     let last = name.rsplit('/').next().unwrap_or(name);
     last.split(':').next().unwrap_or(last).to_ascii_lowercase()
+}
+
+/// An error and its sources, `: `-separated: what a failed attempt
+/// records, whose error types often say little at the top.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
+}
+
+/// A `what` for [`WorkloadError::Query`], as `map_err` takes it.
+pub(crate) fn query_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    what: &'static str,
+) -> impl FnOnce(E) -> WorkloadError {
+    move |e| WorkloadError::Query { what, source: e.into() }
+}
+
+/// `call` given `limit` to answer (a server killed mid-call never does),
+/// its error named by `what`.
+pub(crate) async fn timed<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    call: impl std::future::Future<Output = Result<T, E>>,
+    limit: Duration,
+    what: &'static str,
+) -> Result<T, WorkloadError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(query_err(what)),
+        Err(_) => Err(query_err(what)(format!("no answer within {limit:?}"))),
+    }
 }
 
 /// How a driver logs in, and which of a server's environment variables
@@ -141,6 +188,25 @@ pub struct ContainerSpec {
     /// Host files or directories the container sees besides its data (a
     /// configuration file a Compose file binds in), always read-only.
     pub binds: Vec<HostBind>,
+}
+
+impl ContainerSpec {
+    /// A server on `image` started with `cmd`, its data in `data_dir`,
+    /// listening on `port`, with the image's own environment, user, stop
+    /// signal and readiness by its port alone.
+    pub fn plain(image: &str, cmd: &[String], data_dir: &str, port: u16) -> ContainerSpec {
+        ContainerSpec {
+            image: image.to_owned(),
+            cmd: cmd.to_vec(),
+            env: vec![],
+            data_dir: data_dir.to_owned(),
+            port,
+            stop_signal: None,
+            ready_log: None,
+            user: None,
+            binds: vec![],
+        }
+    }
 }
 
 /// A host path bind-mounted read-only into the workload's container, so
@@ -413,6 +479,10 @@ mod tests {
             ("nats:2.10", &["nats"]),
             ("quay.io/coreos/etcd:v3.5.16", &["etcd"]),
             ("bitnami/etcd", &["etcd"]),
+            ("rabbitmq:4-management", &["rabbitmq"]),
+            ("bitnami/rabbitmq", &["rabbitmq"]),
+            ("zookeeper:3.9", &["zookeeper"]),
+            ("bitnami/zookeeper:3.9", &["zookeeper"]),
             ("valkey/valkey:8", &["redis"]),
             ("foo/bar:1", &[]),
             ("mariadbish", &[]),

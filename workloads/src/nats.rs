@@ -33,9 +33,11 @@
 //! each write. The driver is `async-nats`.
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
+use crate::message::{balances, parse_payload, payload};
+use crate::query_err;
 use crate::{
-    ContainerSpec, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile,
-    Transfer, Workload, WorkloadError,
+    ContainerSpec, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation, RecipeFile, Transfer,
+    Workload, WorkloadError,
 };
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
@@ -145,18 +147,8 @@ impl Workload for Nats {
     }
 
     fn container(&self) -> ContainerSpec {
-        ContainerSpec {
-            image: self.image.clone(),
-            cmd: self.server_args.clone(),
-            env: vec![],
-            data_dir: DATA_DIR.into(),
-            port: PORT,
-            // SIGTERM: nats-server shuts down (lame duck is SIGUSR2).
-            stop_signal: None,
-            ready_log: None,
-            user: None,
-            binds: vec![],
-        }
+        // SIGTERM: nats-server shuts down (lame duck is SIGUSR2).
+        ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
     fn probe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<(), WorkloadError>> {
@@ -234,10 +226,6 @@ fn not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
-fn query_err<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> WorkloadError {
-    move |e| WorkloadError::Query { what, source: e.into() }
-}
-
 async fn run_client(addr: SocketAddr, ctx: ClientContext) -> Option<String> {
     let subject = format!("crashlab.c{}", ctx.client);
     match ctx.connect(connect(addr)).await {
@@ -268,23 +256,6 @@ impl Attempter for Publisher {
             Err(e) => Attempt::Failed { error: format!("PubAck: {e}"), rolled_back: false },
         }
     }
-}
-
-/// The message of a transfer: `"id src dst amount"`.
-fn payload(t: &Transfer) -> String {
-    format!("{} {} {} {}", t.id, t.src, t.dst, t.amount)
-}
-
-fn parse_payload(payload: &[u8]) -> Option<Transfer> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let mut parts = text.split(' ');
-    let t = Transfer {
-        id: parts.next()?.parse().ok()?,
-        src: parts.next()?.parse().ok()?,
-        dst: parts.next()?.parse().ok()?,
-        amount: parts.next()?.parse().ok()?,
-    };
-    parts.next().is_none().then_some(t)
 }
 
 /// One message as read back: its stream sequence, subject and transfer.
@@ -339,11 +310,7 @@ async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
 /// starting at [`INITIAL_BALANCE`].
 fn judge(read: &[Read], accounts: u32, (messages, first, last): (u64, u64, u64)) -> Observation {
     let ledger: Vec<Transfer> = read.iter().map(|r| r.transfer).collect();
-    let mut balances: HashMap<u32, i64> = (0..accounts).map(|id| (id, INITIAL_BALANCE)).collect();
-    for t in &ledger {
-        *balances.entry(t.src).or_insert(INITIAL_BALANCE) -= t.amount;
-        *balances.entry(t.dst).or_insert(INITIAL_BALANCE) += t.amount;
-    }
+    let balances = balances(&ledger, accounts);
     let mut problems = Vec::new();
     let delivered = (read.len() as u64, read.first().map_or(0, |r| r.seq), read.last().map_or(0, |r| r.seq));
     if messages > 0 && delivered != (messages, first, last) {
@@ -364,7 +331,7 @@ fn judge(read: &[Read], accounts: u32, (messages, first, last): (u64, u64, u64))
         }
     }
     let engine_check = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
-    Observation::Present { ledger, balances: balances.into_iter().collect(), engine_check, engine_notes: vec![] }
+    Observation::Present { ledger, balances, engine_check, engine_notes: vec![] }
 }
 
 /// nats-server's format: `[pid] 2026/12/06 23:00:00.000000 [INF] message`.
@@ -380,6 +347,7 @@ pub fn log_severity(line: &str) -> Option<LogSeverity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::INITIAL_BALANCE;
 
     #[test]
     fn nats_streaming_is_not_recognised_as_jetstream() {
@@ -395,15 +363,6 @@ mod tests {
             subject: format!("crashlab.c{client}"),
             transfer: Transfer { id: crate::ack::ledger_id(client, id), src: 0, dst: 1, amount: 5 },
         }
-    }
-
-    #[test]
-    fn payloads_round_trip() {
-        let t = Transfer { id: 1 << 41, src: 3, dst: 0, amount: 99 };
-        assert_eq!(parse_payload(payload(&t).as_bytes()), Some(t));
-        assert_eq!(parse_payload(b"1 2 3"), None);
-        assert_eq!(parse_payload(b"1 2 3 4 5"), None);
-        assert_eq!(parse_payload(&[0xff]), None);
     }
 
     #[test]
