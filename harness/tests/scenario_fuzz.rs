@@ -29,6 +29,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("across-hosts.toml", include_str!("../../scenarios/across-hosts.toml")),
     ("backup-bench.toml", include_str!("../../scenarios/backup-bench.toml")),
     ("backups.toml", include_str!("../../scenarios/backups.toml")),
+    ("backups-postgres.toml", include_str!("../../scenarios/backups-postgres.toml")),
     ("backups-postgres-pitr.toml", include_str!("../../scenarios/backups-postgres-pitr.toml")),
     ("backups-postgres-pitr-no-target.toml", include_str!("../../scenarios/backups-postgres-pitr-no-target.toml")),
     ("crash-states-postgres.toml", include_str!("../../scenarios/crash-states-postgres.toml")),
