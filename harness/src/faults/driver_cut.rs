@@ -1,12 +1,11 @@
 //! Power loss on a volume of crashlab's own volume driver (`crashlab
-//! volume-driver`), `host-kill` and `torn-write`: the fault filesystem
-//! under the data is the driver's,
-//! served by the volume's mount holder, so the cut goes through the
-//! driver's socket — aimed, as on a fault filesystem of the run's own, at
-//! the next write that is not made durable at once — and the container is
-//! killed after it. Docker's unmount after the kill ends the mount with
-//! what was unsynced dropped; the next start mounts what the backing
-//! directory kept.
+//! volume-driver`), for `host-kill` and `torn-write`: the fault filesystem
+//! under the data is the driver's, served by the volume's mount holder, so
+//! the cut goes through the driver's socket — aimed, as on a fault
+//! filesystem of the run's own, at the next write that is not made durable
+//! at once — and the container is killed after it. Docker's unmount after
+//! the kill ends the mount with what was unsynced dropped; the next start
+//! mounts what the backing directory kept.
 
 use super::power::{AIM_DEADLINE, AIM_POLL};
 use super::{Cx, FaultError, fired, not_fired};
