@@ -512,7 +512,17 @@ struct Target {
 async fn target(options: &RunOptions) -> Result<Target, AppError> {
     let Some(target) = &options.compose else {
         let mut scenario = match &options.scenario {
-            Some(path) => Scenario::load(path)?,
+            Some(path) => {
+                let mut scenario = Scenario::load(path)?;
+                let added = schedules::with_regressions(&mut scenario, path)?;
+                if added > 0 {
+                    note!(
+                        "{added} stored schedule(s) of {} run as cells too",
+                        schedules::regressions_path(path).display()
+                    );
+                }
+                scenario
+            }
             None => Scenario::parse(crate::scenario::SMOKE, "scenarios/smoke.toml (built in)")?,
         };
         scenario.filter = options.filter.clone();
@@ -779,6 +789,7 @@ pub fn runnable(
 /// that it plans something to run (of what `filter` selects).
 pub fn validate(path: &Path, filter: Option<crate::scenario::filter::Filter>) -> Result<i32, AppError> {
     let mut scenario = Scenario::load(path)?;
+    schedules::with_regressions(&mut scenario, path)?;
     scenario.filter = filter;
     let (cells, unsupported) = runnable(&scenario)?;
     println!(
@@ -928,6 +939,7 @@ pub async fn execute(
         }),
         merged: None,
         compose: None,
+        explore: None,
     };
     Ok(Outcome { report, complete })
 }

@@ -72,6 +72,10 @@ pub struct Check {
     /// (microseconds since the load began); `None` when none is present or
     /// the log has no times. The recovery point is measured from it.
     pub last_surviving_ack_us: Option<u64>,
+    /// When the first and the last acknowledged commit found missing had
+    /// been acknowledged (microseconds since the load began); `None` when
+    /// none is missing or the log has no times.
+    pub lost_acks_us: Option<(u64, u64)>,
 }
 
 impl Check {
@@ -101,6 +105,18 @@ fn unbalanced(balances: &[(u32, i64)], expected: &IdMap<u32, i64>) -> u64 {
     unbalanced + actual.keys().filter(|id| !expected.contains_key(id)).count() as u64
 }
 
+/// When the acknowledged commits that were (`present`) or were not found
+/// had been acknowledged, in microseconds since the load began; nothing
+/// for a log without times.
+fn acks_at<'l>(log: &'l AckLog, seen: &'l [bool], present: bool) -> impl Iterator<Item = u64> + 'l {
+    log.entries
+        .iter()
+        .zip(seen)
+        .zip(&log.times)
+        .filter(move |(((_, outcome), seen), _)| *outcome == Outcome::Acked && **seen == present)
+        .map(|(_, span)| span.end_us)
+}
+
 /// Judges one observation against the log of the load that preceded it
 /// (cut at the point a restore brought the data back to, when it did).
 pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
@@ -114,6 +130,7 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
         violations: 0,
         detail: String::new(),
         last_surviving_ack_us: None,
+        lost_acks_us: None,
     };
     let (ledger, balances, engine_check, engine_notes) = match observation {
         Observation::Gone { detail } => {
@@ -163,14 +180,8 @@ pub fn check(log: &AckLog, observation: &Observation, accounts: u32) -> Check {
     result.lost =
         log.entries.iter().zip(&seen).filter(|((_, outcome), seen)| *outcome == Outcome::Acked && !**seen).count()
             as u64;
-    result.last_surviving_ack_us = log
-        .entries
-        .iter()
-        .zip(&seen)
-        .zip(&log.times)
-        .filter(|(((_, outcome), seen), _)| *outcome == Outcome::Acked && **seen)
-        .map(|(_, span)| span.end_us)
-        .max();
+    result.last_surviving_ack_us = acks_at(log, &seen, true).max();
+    result.lost_acks_us = acks_at(log, &seen, false).min().zip(acks_at(log, &seen, false).max());
 
     let unbalanced = unbalanced(balances, &expected_balance);
 
@@ -248,6 +259,20 @@ mod tests {
         assert_eq!(c.verdict, Verdict::LostWrites);
         assert_eq!(c.lost, 1);
         assert_eq!(c.detail, "1 of 2 acknowledged commits missing");
+        assert_eq!(c.lost_acks_us, None, "a log without times says nothing of when");
+    }
+
+    #[test]
+    fn the_lost_commits_window_runs_from_the_first_to_the_last_missing_acknowledgement() {
+        let (a, b, c, d) = (t(1, 0, 1, 10), t(2, 1, 2, 5), t(3, 2, 3, 1), t(4, 3, 0, 2));
+        let span = |start_us, end_us| crashlab_workloads::Span { start_us, end_us };
+        let l = AckLog {
+            entries: vec![(a, Outcome::Acked), (b, Outcome::Acked), (c, Outcome::Acked), (d, Outcome::InDoubt)],
+            times: vec![span(0, 100), span(50, 300), span(120, 700), span(600, 0)],
+        };
+        let found = check(&l, &observe(&[a]), ACCOUNTS);
+        assert_eq!((found.lost, found.lost_acks_us), (2, Some((300, 700))), "{found:?}");
+        assert_eq!(check(&l, &observe(&[a, b, c]), ACCOUNTS).lost_acks_us, None);
     }
 
     #[test]

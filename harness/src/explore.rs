@@ -147,6 +147,7 @@ pub async fn check_point(
         at_ms: at_us as f64 / 1e3,
         ops: point.history.ops().len() as u64,
         bytes: point.history.bytes(),
+        files: point.history.files() as u64,
         ..PointReport::default()
     };
     let log = oracle.log.cut_at(at_us);
@@ -197,6 +198,7 @@ async fn check_states(
     report.candidates = found.candidates as u64;
     report.distinct = found.distinct as u64;
     report.sampled = found.sampled;
+    report.unsynced_files = unsynced_files(&history, &names);
     std::fs::create_dir_all(states_dir).map_err(|e| format!("could not create {}: {e}", states_dir.display()))?;
     let parallel = oracle.bounds.parallel.max(1) as usize;
     let (base, history) = (&base, &history);
@@ -308,6 +310,28 @@ pub(crate) async fn judge_started(
 /// A name for each file the history writes: its path in the base (found by
 /// the inode its backing object shares with it), or the name it was
 /// created under.
+/// The files of `history` with the most unsynced bytes, named, with their
+/// writes and bytes, most first; at most eight.
+fn unsynced_files(history: &History, names: &HashMap<FileId, PathBuf>) -> Vec<String> {
+    let mut per_file: HashMap<FileId, (u64, u64)> = HashMap::new();
+    for op in history.ops() {
+        if let Op::Write { file, data, .. } = op {
+            let entry = per_file.entry(*file).or_default();
+            *entry = (entry.0 + 1, entry.1 + data.len() as u64);
+        }
+    }
+    let mut files: Vec<(FileId, (u64, u64))> = per_file.into_iter().collect();
+    files.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+    files
+        .into_iter()
+        .take(8)
+        .map(|(id, (writes, bytes))| {
+            let name = names.get(&id).map_or_else(|| format!("file {id}"), |p| p.display().to_string());
+            format!("{name}: {writes} write{}, {bytes} B", if writes == 1 { "" } else { "s" })
+        })
+        .collect()
+}
+
 fn file_names(base: &Path, history: &History) -> HashMap<FileId, PathBuf> {
     let mut by_ino: HashMap<u64, PathBuf> = HashMap::new();
     let mut stack = vec![PathBuf::new()];
@@ -448,6 +472,8 @@ mod tests {
             explore: None,
             replication: None,
             timeline: None,
+            steps: Vec::new(),
+            lost_acks_ms: None,
         };
         let state = |id: &str, verdict| StateReport { id: id.into(), verdict, ms: 1.0 };
         let point = PointReport {

@@ -296,6 +296,10 @@ struct ExploreArgs {
     /// Do not write a found schedule into the regressions file.
     #[arg(long)]
     no_store: bool,
+    /// Directory for the reports (report.json, .md, .html with the Explore
+    /// section) [default: crashlab-results/<run id>].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Debian mirror for building missing images.
     #[arg(long, env = "CRASHLAB_DEBIAN_MIRROR", default_value = DEFAULT_MIRROR)]
     mirror: String,
@@ -313,6 +317,7 @@ impl ExploreArgs {
             replays: self.replays,
             accept: self.accept,
             store: !self.no_store,
+            out: self.out,
             quiet,
             mirror: self.mirror,
         }

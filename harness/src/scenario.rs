@@ -265,6 +265,10 @@ impl Scenario {
                 return Err(invalid(t.name.span().start, message));
             }
         }
+        if scenario.explore.spread == crate::settings::Spread::Load && scenario.explore.point_every != 1 {
+            let at = key_offset(text, "explore", "point-every").unwrap_or(0);
+            return Err(invalid(at, "point-every takes effect with `spread = \"first\"` only: by default (`spread = \"load\"`) the points are spread over the whole load".to_owned()));
+        }
         if let Some(Store::S3(url)) = &scenario.backup.store
             && scenario.matrix.strategies.contains(&Strategy::SyncAgent)
             && let Ok(agent) = crate::deploy::agent::locate()
@@ -765,6 +769,7 @@ faults = ["restart"]
         let s = Scenario::parse(MINIMAL, "m.toml").unwrap();
         assert_eq!(s.explore, ExploreSection::default());
         assert_eq!((&s.explore.points, s.explore.max_points, s.explore.point_every), (&Points::EndOfLoad, 4, 1));
+        assert_eq!(s.explore.spread, Spread::Load, "points spread over the load by default");
 
         let with = |body: &str| format!("{MINIMAL}[explore]\n{body}\n");
         type Holds = fn(&ExploreSection) -> bool;
@@ -774,7 +779,8 @@ faults = ["restart"]
             ("points = \"fsync:*.ibd\"", |e| e.points.to_string() == "fsync:*.ibd"),
             ("points = \"rename:/pg_wal/\"", |e| e.points.to_string() == "rename:/pg_wal/"),
             ("max-points = 64", |e| e.max_points == 64),
-            ("point-every = 10", |e| e.point_every == 10),
+            ("spread = \"first\"\npoint-every = 10", |e| e.point_every == 10 && e.spread == Spread::First),
+            ("spread = \"load\"", |e| e.spread == Spread::Load),
             ("max-states = 8\nk = 0\ntorn-splits = 0\nparallel = 2", |e| {
                 (e.max_states, e.k, e.torn_splits, e.parallel) == (8, 0, 0, 2)
             }),
@@ -794,6 +800,8 @@ faults = ["restart"]
             ("max-points = 0", "s.toml:9:14: max-points must be between 1 and 64, got 0"),
             ("max-points = 65", "max-points must be between 1 and 64, got 65"),
             ("point-every = 0", "s.toml:9:15: point-every must be between 1 and 1000000, got 0"),
+            ("point-every = 5", "s.toml:9:1: point-every takes effect with `spread = \"first\"` only"),
+            ("spread = \"middle\"", "s.toml:9:10: unknown variant `middle`, expected `load` or `first`"),
             ("max-states = 0", "s.toml:9:14: max-states must be between 1 and 4096, got 0"),
             ("k = 9", "s.toml:9:5: k must be between 0 and 8, got 9"),
             ("torn-splits = 65", "torn-splits must be between 0 and 64, got 65"),

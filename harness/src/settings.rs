@@ -45,11 +45,30 @@ pub struct ExploreSection {
     /// Most crash points per cycle with a trigger. Default 4.
     #[serde(default = "default_max_points", deserialize_with = "max_points")]
     pub max_points: u32,
-    /// With a trigger: capture every `point-every`th candidate call, after
-    /// an offset seeded by the cycle, so that points spread over a load
-    /// with many candidates. Default 1 (the first `max-points`).
+    /// With a trigger: how the points are chosen among the candidate calls
+    /// (see [`crashlab_faultfs::capture`]). `"load"` (the default): spread
+    /// over the whole load, one per equal slice of it, preferring calls
+    /// with more files and bytes unsynced. `"first"`: the first candidates,
+    /// every `point-every`th.
+    #[serde(default)]
+    pub spread: Spread,
+    /// With `spread = "first"`: capture every `point-every`th candidate
+    /// call, after an offset seeded by the cycle. Default 1 (the first
+    /// `max-points`).
     #[serde(default = "default_point_every", deserialize_with = "point_every")]
     pub point_every: u32,
+}
+
+/// How crash points inside the load are chosen among the candidate calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Spread {
+    /// One point per equal slice of the load, preferring calls with more
+    /// at stake.
+    #[default]
+    Load,
+    /// The first candidates (every `point-every`th).
+    First,
 }
 
 /// Where the `crash-states` fault takes its crash points.
@@ -109,6 +128,7 @@ impl Default for ExploreSection {
             parallel: default_parallel(),
             points: Points::EndOfLoad,
             max_points: default_max_points(),
+            spread: Spread::Load,
             point_every: default_point_every(),
         }
     }

@@ -57,7 +57,7 @@ async fn mariadb_without_doublewrite_has_a_corrupt_torn_page_state_and_with_it_n
     if common::skip_docker() {
         return;
     }
-    let explore = "[explore]\npoints = \"fsync:*.ibd\"\nmax-points = 2\nmax-states = 8\nk = 0\n";
+    let explore = "[explore]\npoints = \"fsync:*.ibd\"\nspread = \"first\"\nmax-points = 2\nmax-states = 8\nk = 0\n";
     let flush = r#""--innodb-flush-log-at-trx-commit=1", "--innodb-max-dirty-pages-pct=0""#;
 
     let off = points_cell("mariadb", &format!(r#"{flush}, "--innodb-doublewrite=0""#), "3s", explore).await;
@@ -92,8 +92,7 @@ async fn postgres_without_full_page_writes_has_a_corrupt_torn_page_state_and_wit
     // init-page record is rebuilt, and one no record touches (hint bits,
     // catalogs) is never read. Twelve states, six of them torn at one
     // split each, spread over the point's writes.
-    let explore =
-        "[explore]\npoints = \"fsync\"\nmax-points = 1\npoint-every = 5\nmax-states = 12\nk = 0\ntorn-splits = 1\n";
+    let explore = "[explore]\npoints = \"fsync\"\nspread = \"first\"\nmax-points = 1\npoint-every = 5\nmax-states = 12\nk = 0\ntorn-splits = 1\n";
     let args = |fpw: &str| {
         format!(r#""-c", "synchronous_commit=on", "-c", "full_page_writes={fpw}", "-c", "shared_buffers=256kB""#)
     };

@@ -72,6 +72,32 @@ async fn sqlite_wal_synchronous_full_is_intact_in_every_explored_crash_state() {
     assert_every_state_intact(&cell);
 }
 
+/// Crash points inside the load fall across the whole load, one in each
+/// equal slice of it (here two halves) (`spread = "load"`, the default), rather than at the
+/// first matching calls, all in the load's first moments; the fired line
+/// and the report say where each fell and what was unsynced there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_points_inside_the_load_spread_over_the_whole_load() {
+    if common::skip_docker() {
+        return;
+    }
+    let explore = "[explore]\npoints = \"fsync\"\nmax-points = 2\nmax-states = 1\n";
+    let cell = crash_states_cell_with("sqlite", r#""--journal-mode=wal", "--synchronous=full""#, explore).await;
+    let cycle = &cell.cycle_details[0];
+    let fired = cycle.fired.as_ref().unwrap_or_else(|| panic!("{cycle:?}"));
+    assert!(fired.fired && fired.what.contains(" ms (") && fired.what.contains(" B)"), "{fired:?}");
+    let points = &cycle.explore.as_ref().unwrap_or_else(|| panic!("{cycle:?}")).points;
+    assert_eq!(points.len(), 2, "one point per half of the 1.5 s load: {points:?}");
+    for (j, p) in points.iter().enumerate() {
+        // Each half's point comes after its look instant (a fifth to half
+        // into the half; the plan is armed just before the load starts).
+        let half = 750.0 * j as f64;
+        assert!(p.at_ms > half + 100.0 && p.at_ms < half + 800.0, "point {j} at {} ms: {points:?}", p.at_ms);
+        assert!(p.error.is_none() && p.files >= 1 && p.bytes > 0, "{p:?}");
+    }
+    assert_eq!(cell.verdict, Verdict::Intact, "{:?}", cell.cycle_details);
+}
+
 /// SQLite in rollback-journal mode with `synchronous=FULL`, one client, and
 /// one crash point where the window of loss is certain: when the next
 /// transfer creates its journal. A commit is the unlink of the journal and

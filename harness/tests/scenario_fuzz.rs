@@ -92,6 +92,7 @@ torn-splits = 3
 parallel = 1
 points = "fsync:*.ibd"
 max-points = 4
+spread = "first"
 point-every = 2
 [[expect]]
 strategy = "*"
@@ -190,6 +191,7 @@ const TOKENS: &[&str] = &[
     "points",
     "max-points",
     "point-every",
+    "spread",
     "end-of-load",
     "fsync:*.ibd",
     "[workload]",

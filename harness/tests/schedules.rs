@@ -55,6 +55,8 @@ fn explore(scenario: &std::path::Path, state: &std::path::Path, args: &[&str]) -
     Command::new(env!("CARGO_BIN_EXE_crashlab"))
         .arg("explore")
         .args(args)
+        .arg("--out")
+        .arg(state.join("reports"))
         .arg(scenario)
         .env("CRASHLAB_STATE_DIR", state)
         .output()
@@ -128,4 +130,18 @@ async fn explore_replays_a_stored_schedule_first() {
     assert!(!failed || line.contains(": lost-writes"), "{line}");
     assert_eq!(out.status.code(), Some(if failed { 1 } else { 0 }), "{stderr}");
     assert!(stderr.contains("explored 0 schedules"), "{stderr}");
+
+    // The report's Explore section draws the stored schedule in time: the
+    // load, the power cut, the recovery and the check, in order.
+    let md = std::fs::read_to_string(state.path().join("reports/report.md")).unwrap();
+    let section = &md[md.find("## Explore").unwrap_or_else(|| panic!("no Explore section: {md}"))..];
+    assert!(section.contains("0 schedules tried, 0 faults injected"), "{section}");
+    assert!(section.contains("| `load 1s, host-kill on primary, recover, verify` | failed "), "{section}");
+    let steps: Vec<&str> =
+        section.lines().filter_map(|l| l.strip_prefix("| ")).filter_map(|l| l.split(" | ").nth(2)).collect();
+    let order = ["load 1s |", "host-kill on primary |", "recover |", "verify |"];
+    assert!(order.iter().all(|o| steps.contains(o)), "every step in time: {steps:?}\n{section}");
+    if failed {
+        assert!(section.contains("acknowledged, then lost: "), "the lost commits' window: {section}");
+    }
 }

@@ -102,7 +102,7 @@ pub fn render(report: &Report) -> String {
         out.push_str(&charts(&cells));
         out.push_str(&timelines(workload, &cells));
     }
-    if !report.cells.is_empty() || report.bench.is_none() {
+    if !report.cells.is_empty() || (report.bench.is_none() && report.explore.is_none()) {
         out.push_str(LEGEND);
         out.push_str("<h2>Metrics</h2>\n");
         out.push_str(&metrics_table(&report.cells));
@@ -112,6 +112,7 @@ pub fn render(report: &Report) -> String {
     out.push_str(&backups_section(&report.cells));
     out.push_str(&volume_drivers_section(&report.cells));
     out.push_str(&crash_states_section(&report.cells));
+    out.push_str(&explore_section(report));
     if let Some(bench) = &report.bench {
         out.push_str(&bench_section(bench));
     }
@@ -617,6 +618,30 @@ fn crash_states_section(cells: &[CellReport]) -> String {
     out
 }
 
+/// What `crashlab explore` did: the same summary, tables and timelines as
+/// `report.md` ([`crate::schedules::markdown`]).
+fn explore_section(report: &Report) -> String {
+    let Some(explore) = &report.explore else {
+        return String::new();
+    };
+    let md = crate::schedules::markdown(explore);
+    let mut out = String::new();
+    for block in md.split("\n\n").map(str::trim).filter(|b| !b.is_empty()) {
+        if let Some(title) = block.strip_prefix("## ") {
+            let _ = writeln!(out, "<h2>{}</h2>", esc(title));
+        } else if let Some(title) = block.strip_prefix("### ") {
+            let _ = writeln!(out, "<h3>{}</h3>", inline(title));
+        } else if block.starts_with('|') {
+            let caption = if block.starts_with("| verdict") { "Schedules by verdict and shape" } else { "Timeline" };
+            // A schedule is code, as in report.md.
+            out.push_str(&md_table(block, caption).replace("<td>`", "<td><code>").replace("`</td>", "</code></td>"));
+        } else {
+            let _ = writeln!(out, "<p>{}</p>", inline(block));
+        }
+    }
+    out
+}
+
 /// The strategies under the loss of the primary's host, side by side
 /// ([`crate::hosts`]): the same table and notes as `report.md`.
 fn hosts_section(report: &Report) -> String {
@@ -843,7 +868,10 @@ mod tests {
         });
         let html = render(&report);
         assert!(html.contains("<h2>Crash states</h2>"), "{html}");
-        assert!(html.contains("<td>end of load (0 ms)</td><td class=\"n\">3</td><td class=\"n\">4</td>"), "{html}");
+        assert!(
+            html.contains("<td>end of load (0 ms)</td><td class=\"n\">3 (0 files, 0 B)</td><td class=\"n\">4</td>"),
+            "{html}"
+        );
         assert!(
             html.contains(
                 "state <code>p0</code> is <span class=\"v lost-writes\">lost-writes</span>: 1 of 40 acknowledged \
@@ -956,5 +984,16 @@ mod tests {
         assert_eq!(gap.matches("<rect").count(), rects - 1, "no bar where there is no figure: {gap}");
         // No data at all still gives a chart, not a panic.
         assert!(grouped_bars("t", &[], &[]).contains("<svg"));
+    }
+
+    #[test]
+    fn an_explore_report_shows_its_section_and_no_metrics() {
+        let mut report = crate::markdown::tests::sample_report();
+        report.cells.clear();
+        report.explore = Some(crate::schedules::tests::sample());
+        let html = render(&report);
+        assert!(!html.contains("<h2>Metrics</h2>"), "an explore has no cells to measure");
+        let section = &html[html.find("<h2>Explore</h2>").expect("the section")..html.find("</body>").unwrap()];
+        insta::assert_snapshot!(section);
     }
 }

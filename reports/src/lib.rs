@@ -20,6 +20,7 @@ pub mod merge;
 mod names;
 pub mod partition;
 pub mod replication;
+pub mod schedules;
 pub mod summary;
 pub mod timeline;
 mod verdict;
@@ -75,6 +76,9 @@ pub struct Report {
     /// its data on, whose cells come first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<ComposeOrigin>,
+    /// What `crashlab explore` did (a report of an explore has no cells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explore: Option<schedules::ExploreReport>,
 }
 
 /// The Compose service a run tested, and "your configuration": the
@@ -110,6 +114,7 @@ impl Report {
         self.cells.iter().all(|c| c.passed)
             && self.bench.as_ref().is_none_or(bench::BenchReport::passed)
             && self.merged.as_ref().is_none_or(merge::Merged::complete)
+            && self.explore.as_ref().is_none_or(|e| !e.findings.iter().any(schedules::Finding::failing))
     }
 }
 
@@ -516,6 +521,15 @@ pub struct CycleReport {
     /// the load did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<timeline::Timeline>,
+    /// A schedule's steps in time (milliseconds after its first load
+    /// began); empty for a cycle that is not a schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<schedules::StepTime>,
+    /// When the first and the last of the acknowledged commits found
+    /// missing had been acknowledged, in milliseconds after the load began;
+    /// absent when none was missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_acks_ms: Option<(f64, f64)>,
 }
 
 /// The crash states a cycle explored: one entry per crash point.
@@ -557,6 +571,13 @@ pub struct PointReport {
     pub ops: u64,
     /// Bytes of unsynced writes in it.
     pub bytes: u64,
+    /// Files with unsynced operations (the log alone, or data files too).
+    #[serde(default)]
+    pub files: u64,
+    /// The files with the most unsynced bytes, each with its writes and
+    /// bytes (`ibdata1: 3 writes, 49152 B`), most first, at most eight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsynced_files: Vec<String>,
     /// Candidate states hashed, and how many distinct contents they had.
     pub candidates: u64,
     pub distinct: u64,

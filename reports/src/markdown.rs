@@ -49,7 +49,7 @@ pub fn render(report: &Report) -> String {
         out.push_str(&unsupported_reasons(&unsupported));
         out.push('\n');
     }
-    if !report.cells.is_empty() || report.bench.is_none() {
+    if !report.cells.is_empty() || (report.bench.is_none() && report.explore.is_none()) {
         out.push_str("## Metrics\n\n");
         out.push_str(&metrics(&report.cells));
     }
@@ -61,6 +61,9 @@ pub fn render(report: &Report) -> String {
         out.push_str(&bench_section(bench));
     }
     out.push_str(&crash_states_section(&report.cells));
+    if let Some(explore) = &report.explore {
+        out.push_str(&crate::schedules::markdown(explore));
+    }
     let failing: Vec<&CellReport> =
         report.cells.iter().filter(|c| c.cycle_details.iter().any(|d| !d.detail.is_empty())).collect();
     if !failing.is_empty() {
@@ -176,7 +179,7 @@ pub fn crash_states_section(cells: &[CellReport]) -> String {
                 let per_state = if point.states.is_empty() { 0.0 } else { point.ms / point.states.len() as f64 };
                 let _ = writeln!(
                     rows,
-                    "| {}/{}/{} | {} | {} ({:.0} ms) | {} | {}{} | {} | {} | {} | {:.0} |",
+                    "| {}/{}/{} | {} | {} ({:.0} ms) | {} ({} file{}, {} B) | {}{} | {} | {} | {} | {:.0} |",
                     cell.workload,
                     cell.strategy,
                     cell.fault,
@@ -184,6 +187,9 @@ pub fn crash_states_section(cells: &[CellReport]) -> String {
                     point.at,
                     point.at_ms,
                     point.ops,
+                    point.files,
+                    if point.files == 1 { "" } else { "s" },
+                    point.bytes,
                     point.distinct,
                     if point.sampled { " (sampled)" } else { "" },
                     point.states.len(),
@@ -216,7 +222,7 @@ pub fn crash_states_section(cells: &[CellReport]) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\n## Crash states\n\n| cell | cycle | crash point | unsynced ops | distinct states | checked | failed | worst | ms per state |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\n## Crash states\n\n| cell | cycle | crash point (into the load) | unsynced ops (files, bytes) | distinct states | checked | failed | worst | ms per state |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     out.push_str(&rows);
     if !failures.is_empty() {
@@ -706,6 +712,8 @@ pub(crate) mod tests {
                 explore: None,
                 replication: None,
                 timeline: Some(crate::timeline::tests::sample()),
+                steps: Vec::new(),
+                lost_acks_ms: None,
             }],
             fault_rules: vec![],
             backup: None,
@@ -738,6 +746,7 @@ pub(crate) mod tests {
             execution: None,
             merged: None,
             compose: None,
+            explore: None,
         }
     }
 
@@ -834,6 +843,8 @@ pub(crate) mod tests {
                 at_ms: 1500.0,
                 ops: 12,
                 bytes: 40960,
+                files: 2,
+                unsynced_files: vec!["test.db: 10 writes, 40960 B".into()],
                 candidates: 30,
                 distinct: 9,
                 sampled: false,
@@ -851,7 +862,7 @@ pub(crate) mod tests {
         });
         let md = render(&report);
         assert!(
-            md.contains("| mariadb/named-volume/crash-states | 1 | end of load (1500 ms) | 12 | 9 | 2 | 1 | lost-writes | 1500 |"),
+            md.contains("| mariadb/named-volume/crash-states | 1 | end of load (1500 ms) | 12 (2 files, 40960 B) | 9 | 2 | 1 | lost-writes | 1500 |"),
             "{md}"
         );
         assert!(

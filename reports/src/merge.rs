@@ -196,6 +196,7 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
             duplicate_cells,
         }),
         compose: first.compose.clone(),
+        explore: None,
     })
 }
 

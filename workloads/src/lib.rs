@@ -370,6 +370,14 @@ pub trait Workload: Send + Sync {
         None
     }
 
+    /// Whether the engine check's `failure` is something the engine
+    /// repairs by design, as its own log (`logs`, the server's newest
+    /// output) shows: then a note saying so, and the check passes. `None`
+    /// by default: a failure stands.
+    fn repaired_by_design(&self, _failure: &str, _logs: &str) -> Option<String> {
+        None
+    }
+
     /// The newest `max` lines of `logs` that [`Self::log_severity`] rates
     /// an error or worse, oldest first: what the server said about a fault.
     fn server_errors(&self, logs: &str, max: usize) -> Vec<String> {

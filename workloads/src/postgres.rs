@@ -15,7 +15,13 @@
 //! tables (heap page and tuple structure). Those reads touch every page of
 //! every relation of the dataset, so each page that was not already in
 //! shared buffers is checksum-verified on the way in; the check then fails
-//! if any database recorded a checksum failure since the server started.
+//! if any database recorded a checksum failure since the server started —
+//! unless every failure was on a page of a free space map, as the server's
+//! log says ("invalid page in block 2 of relation base/5/1249_fsm; zeroing
+//! out page"): the FSM is not WAL-logged, so no full-page image protects
+//! it, and PostgreSQL zeroes such a page and rebuilds it by design; a torn
+//! one is a legal crash state of a protected cluster, and the cycle's
+//! detail says it was seen (`Workload::repaired_by_design`).
 //! The check asks the server first (`SHOW data_checksums`): a cluster made
 //! without checksums (a data directory initialised elsewhere, an image
 //! whose entrypoint ignores `POSTGRES_INITDB_ARGS`) verifies nothing on
@@ -217,6 +223,10 @@ impl Workload for Postgres {
         Some(format!("psql -U {USER}"))
     }
 
+    fn repaired_by_design(&self, failure: &str, logs: &str) -> Option<String> {
+        fsm_repairs(failure, logs)
+    }
+
     fn log_severity(&self, line: &str) -> Option<LogSeverity> {
         log_severity(line)
     }
@@ -343,6 +353,31 @@ impl Workload for Postgres {
     }
 }
 
+/// How [`engine_check`] words a checksum failure count, alone.
+const CHECKSUM_FAILURES: &str = " data page checksum failure(s) (pg_stat_database.checksum_failures)";
+
+/// Checksum failures that PostgreSQL repairs by design: every one on a
+/// page of a free space map (`<relation>_fsm`), which is not WAL-logged,
+/// so no full-page image protects it, and which PostgreSQL zeroes on a
+/// failed read and rebuilds ("invalid page in block 2 of relation
+/// base/5/1249_fsm; zeroing out page"). The data is not affected; the
+/// counter still counts them. Any other problem, or a failure on another
+/// fork, stands.
+fn fsm_repairs(failure: &str, logs: &str) -> Option<String> {
+    let failures: usize = failure.strip_suffix(CHECKSUM_FAILURES)?.parse().ok()?;
+    let invalid: Vec<&str> =
+        logs.lines().filter_map(|l| l.split_once("invalid page in block ").map(|(_, rest)| rest)).collect();
+    let fsm: Vec<&str> = invalid.iter().copied().filter(|r| r.contains("_fsm; zeroing out page")).collect();
+    if fsm.len() < failures || fsm.len() != invalid.len() {
+        return None;
+    }
+    Some(format!(
+        "{failures} checksum failure(s) on free space map pages, which are not WAL-logged and which PostgreSQL \
+         zeroes and rebuilds by design (invalid page in block {}): not counted as corruption",
+        fsm[0].trim()
+    ))
+}
+
 /// What the check says when the cluster has no page checksums to verify.
 const CHECKSUMS_OFF: &str = "data checksums: not checked (cluster made without --data-checksums)";
 
@@ -404,7 +439,7 @@ async fn engine_check(client: &Client, notes: &mut Vec<String>) -> Result<(), St
             .map_err(|e| fail("read the checksum failure counters", e))?
             .get(0);
         if failures > 0 {
-            problems.push(format!("{failures} data page checksum failure(s) (pg_stat_database.checksum_failures)"));
+            problems.push(format!("{failures}{CHECKSUM_FAILURES}"));
         }
     } else {
         notes.push(CHECKSUMS_OFF.to_owned());
@@ -564,5 +599,20 @@ mod tests {
         assert_eq!(w.server_errors(logs, 2), newest, "the newest two, oldest first");
         assert_eq!(w.server_errors(logs, 9).len(), 3);
         assert!(w.server_errors("", 2).is_empty());
+    }
+
+    #[test]
+    fn checksum_failures_on_free_space_map_pages_are_repaired_by_design_and_others_stand() {
+        let failure = format!("1{CHECKSUM_FAILURES}");
+        let fsm = "2026-12-07 06:45:07.871 UTC [16] WARNING:  invalid page in block 2 of relation base/5/1249_fsm; \
+                   zeroing out page\n";
+        let note = fsm_repairs(&failure, fsm).expect("an FSM page PostgreSQL zeroed");
+        assert!(note.contains("free space map") && note.contains("block 2 of relation base/5/1249_fsm"), "{note}");
+        let heap = "WARNING:  invalid page in block 9 of relation base/5/2673; zeroing out page\n";
+        assert_eq!(fsm_repairs(&failure, &format!("{fsm}{heap}")), None, "a failure on another fork stands");
+        assert_eq!(fsm_repairs(&format!("2{CHECKSUM_FAILURES}"), fsm), None, "more failures than FSM repairs");
+        assert_eq!(fsm_repairs(&failure, ""), None, "no log line explains it");
+        let with_amcheck = format!("crashlab.ledger block 3 offset 1: bad tuple; {failure}");
+        assert_eq!(fsm_repairs(&with_amcheck, fsm), None, "another problem stands");
     }
 }

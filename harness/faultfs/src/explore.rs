@@ -684,7 +684,7 @@ fn split_points(n: u64, count: u64) -> Vec<u64> {
 
 /// Enumerates the candidate ids, sampling when there are more than
 /// `config.max_candidates`. Returns them and whether they were sampled.
-fn candidates(model: &Model, config: &ExploreConfig) -> (Vec<StateId>, bool) {
+fn candidates(model: &Model, config: &ExploreConfig, in_place: &[bool]) -> (Vec<StateId>, bool) {
     let n = model.ops.len();
     let mut rng = SplitMix64::new(config.seed);
     let epochs: BTreeMap<usize, Vec<usize>> =
@@ -737,6 +737,18 @@ fn candidates(model: &Model, config: &ExploreConfig) -> (Vec<StateId>, bool) {
     for j in 0..prefixes {
         seen.insert(StateId::Prefix(if prefixes == 1 { 0 } else { j * n / (prefixes - 1) }));
     }
+    // Torn writes over durable bytes (a page rewritten in place, where a
+    // tear leaves half an old page) first, up to a quarter of the budget:
+    // a uniform draw would all but miss a few of them among thousands of
+    // appends and reorderings.
+    let favoured = torn.iter().filter(|(i, _, _)| in_place[*i]);
+    for (i, splits, sectors) in favoured {
+        for &s in splits {
+            if seen.len() < prefixes + budget / 4 {
+                seen.insert(StateId::Torn { op: *i, kept: s, sectors: *sectors });
+            }
+        }
+    }
     let others = drop_total.saturating_add(torn_total).max(1);
     let families: Vec<(usize, &Vec<usize>, usize)> =
         epochs.iter().flat_map(|(&e, ops)| (1..=config.max_drop.min(ops.len())).map(move |k| (e, ops, k))).collect();
@@ -779,6 +791,34 @@ fn candidates(model: &Model, config: &ExploreConfig) -> (Vec<StateId>, bool) {
     (out, true)
 }
 
+/// `count` of `items` chosen by a seeded partial Fisher-Yates shuffle (all
+/// of them when there are fewer).
+fn shuffle_take(mut items: Vec<usize>, count: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    let count = count.min(items.len());
+    for j in 0..count {
+        let t = j + usize::try_from(rng.below((items.len() - j) as u64)).unwrap_or(0);
+        items.swap(j, t);
+    }
+    items.truncate(count);
+    items
+}
+
+/// For each operation of the model: whether it is a write over bytes the
+/// base holds durably (a page rewritten in place), rather than an append
+/// or a write to a new file.
+fn in_place(model: &Model, base: &Base) -> Vec<bool> {
+    model
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Write { file, offset, .. } => {
+                base.sources.get(&FileKey::Id(*file)).is_some_and(|(_, len)| *offset < *len)
+            }
+            _ => false,
+        })
+        .collect()
+}
+
 /// Enumerates the distinct crash states of `history` over `base` that the
 /// persistence model allows, within `config`'s bounds.
 ///
@@ -790,7 +830,8 @@ pub fn explore(base: &Base, history: &History, config: &ExploreConfig) -> Result
         return Err(ExploreError::Incomplete);
     }
     let model = Model::new(history);
-    let (ids, mut sampled) = candidates(&model, config);
+    let in_place = in_place(&model, base);
+    let (ids, mut sampled) = candidates(&model, config, &in_place);
     let mut hasher = Hasher::new(base, &model);
     let mut seen = HashSet::new();
     let mut distinct = Vec::new();
@@ -818,15 +859,17 @@ pub fn explore(base: &Base, history: &History, config: &ExploreConfig) -> Result
             prefixes = prefixes.into_iter().enumerate().filter(|(i, _)| picks.contains(i)).map(|(_, s)| s).collect();
         }
         let room = config.max_states - prefixes.len();
-        // A seeded partial Fisher-Yates shuffle picks `room` of the rest,
-        // then they go back into id order.
+        // Seeded partial Fisher-Yates shuffles pick `room` of the rest:
+        // up to half of them among the torn writes over durable bytes,
+        // then the others among all that are left; then they go back into
+        // id order.
         let mut rng = SplitMix64::new(config.seed ^ 0x5EED);
-        let mut idx: Vec<usize> = (0..rest.len()).collect();
-        for j in 0..room.min(idx.len()) {
-            let t = j + usize::try_from(rng.below((idx.len() - j) as u64)).unwrap_or(0);
-            idx.swap(j, t);
-        }
-        let mut chosen: Vec<usize> = idx.into_iter().take(room).collect();
+        let favoured = |s: &CrashState| matches!(s.id, StateId::Torn { op, .. } if in_place[op]);
+        let first: Vec<usize> = (0..rest.len()).filter(|&i| favoured(&rest[i])).collect();
+        let mut chosen = shuffle_take(first, room.div_ceil(2), &mut rng);
+        let mut left: Vec<usize> = (0..rest.len()).filter(|i| !chosen.contains(i)).collect();
+        left.sort_unstable();
+        chosen.extend(shuffle_take(left, room - chosen.len(), &mut rng));
         chosen.sort_unstable();
         let picked: Vec<CrashState> = chosen.into_iter().map(|i| rest[i].clone()).collect();
         distinct = prefixes;

@@ -639,13 +639,13 @@ impl State {
     /// unsynced writes for the call to be a candidate (an fsync that
     /// persists only a size change, as after a file is extended, is not).
     fn consider_capture(&mut self, op: OpKind, sync: bool, call: &str, path: Option<&str>, file: Option<Ino>) {
-        let candidate = {
+        let (candidate, score) = {
             let history = self.hist();
             let pending = match file {
                 Some(f) => history.has_writes_of(f),
                 None => history.has_ops(),
             };
-            history.is_complete() && pending
+            (history.is_complete() && pending, crate::capture::score(&history))
         };
         let Some(armed) = self.capture.as_mut() else { return };
         // Candidates are counted past the last capture too, so that a
@@ -657,7 +657,8 @@ impl State {
             armed.counts.skipped_empty += 1;
             return;
         }
-        let Some(n) = armed.select() else { return };
+        let since = armed.armed_at.elapsed();
+        let Some(n) = armed.select(since, score) else { return };
         let dir = armed.plan.into.join(armed.counts.captured.to_string());
         armed.counts.captured += 1;
         let at = std::time::Instant::now();
@@ -668,7 +669,7 @@ impl State {
         let copied = fs::create_dir_all(&armed.plan.into).and_then(|()| crate::layout::copy_tree(&self.backing, &dir));
         let error = copied.err().map(|e| format!("copy the durable base to {}: {e}", dir.display()));
         let history = self.hist().clone();
-        self.captures.push(Capture { base: dir, history, at, label, error });
+        self.captures.push(Capture { base: dir, history, at, label, error, score });
     }
 
     /// Arms a plan; see [`crate::FaultHandle::capture_at`].

@@ -246,6 +246,12 @@ impl History {
         self.bytes
     }
 
+    /// Files with a pending write or size change: how many files a crash
+    /// here may leave half-updated (the log's alone, or data files too).
+    pub fn files(&self) -> usize {
+        self.per_file.len()
+    }
+
     /// Forgets everything: all is durable, or the budget is exceeded.
     pub(crate) fn reset(&mut self, overflowed: bool) {
         self.events.clear();

@@ -176,7 +176,11 @@
 //! torn states are a sample seeded by [`ExploreConfig::seed`] (prefixes
 //! evenly spaced); beyond [`ExploreConfig::max_states`] distinct states the
 //! prefixes take at most half the budget (evenly spaced, from `p0`) and
-//! the rest is a seeded sample of the other states. Ids are stable for a given
+//! the rest is a seeded sample of the other states, up to half of it torn
+//! writes over durable bytes (pages rewritten in place, where a tear leaves
+//! half an old page; a quarter of the candidates' budget is kept for them
+//! too), which a uniform draw would all but miss among appends and
+//! reorderings. Which states exist is unchanged. Ids are stable for a given
 //! history and parse back with [`StateId::from_str`](std::str::FromStr).
 //!
 //! # Crash points inside the load

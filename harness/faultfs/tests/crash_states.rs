@@ -137,6 +137,7 @@ fn a_point_at_an_fsync_holds_the_writes_it_was_about_to_make_durable() {
         every: 1,
         seed: 0,
         into: dir.path().join("points"),
+        window: None,
     };
     fx.fs().capture_at(plan);
     db.sync_all().unwrap(); // nothing unsynced: no candidate
@@ -157,6 +158,7 @@ fn a_point_at_an_fsync_holds_the_writes_it_was_about_to_make_durable() {
     let point = &points[0];
     assert!(point.error.is_none(), "{point:?}");
     assert_eq!(point.label, "fdatasync #0 of /t.ibd");
+    assert_eq!(point.score, 2048, "one file with 2048 unsynced bytes");
     assert!(point.at >= before);
     assert!(
         matches!(point.history.ops()[..], [Op::Write { offset: 0, data, .. }] if data.len() == 2048 && data[0] == b'n'),

@@ -350,3 +350,43 @@ fn a_long_history_still_gets_torn_states_within_a_small_budget() {
     assert_eq!((ids[0].as_str(), ids[3].as_str()), ("p0", "p40"), "evenly spaced from p0 to the whole history");
     assert!(ids.iter().filter(|id| id.starts_with('t')).count() == 4, "{ids:?}");
 }
+
+/// Beyond `max_states`, up to half of the non-prefix budget goes to torn
+/// writes over durable bytes (pages rewritten in place, where a tear
+/// leaves half an old page): a history of many appends and a few in-place
+/// rewrites still gets those torn.
+#[test]
+fn torn_rewrites_in_place_are_checked_before_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    fs::create_dir_all(base_dir.join(".crashlab-faultfs")).unwrap();
+    fs::write(base_dir.join("table"), vec![7u8; 4 * 2048]).unwrap();
+    fs::hard_link(base_dir.join("table"), base_dir.join(".crashlab-faultfs/1")).unwrap();
+    fs::write(base_dir.join("ledger"), Vec::<u8>::new()).unwrap();
+    fs::hard_link(base_dir.join("ledger"), base_dir.join(".crashlab-faultfs/2")).unwrap();
+    let mut history = History::with_sector_size(512);
+    for i in 0..60u64 {
+        history.push_op(Op::Write { file: 2, offset: i * 2048, data: vec![i as u8 + 1; 2048].into() });
+        if i % 20 == 10 {
+            history.push_op(Op::Write { file: 1, offset: (i / 20) * 2048, data: vec![0xAB; 2048].into() });
+        }
+    }
+    let in_place: Vec<usize> = history
+        .ops()
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| matches!(op, Op::Write { file: 1, .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(in_place.len(), 3);
+    let base = Base::open(&base_dir).unwrap();
+    for seed in 0..8 {
+        let config = ExploreConfig { max_states: 8, max_drop: 0, seed, ..ExploreConfig::default() };
+        let found = explore(&base, &history, &config).unwrap();
+        let torn_in_place =
+            found.states.iter().filter(|s| matches!(s.id, StateId::Torn { op, .. } if in_place.contains(&op))).count();
+        assert_eq!(torn_in_place, 2, "half of the 4 non-prefix states, seed {seed}: {:?}", found.states);
+        let again = explore(&base, &history, &config).unwrap();
+        assert_eq!(again.states, found.states, "the same seed picks the same states");
+    }
+}

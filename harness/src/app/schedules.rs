@@ -22,9 +22,10 @@ use crate::scenario::{Cell, NamedSchedule, Scenario, ScenarioError, ScheduleEntr
 use crate::storage::Strategy;
 use crate::text::{error_chain, line_column, toml_message};
 use crate::workload::workload_for;
-use crashlab_reports::{CellReport, Verdict};
+use crashlab_reports::schedules::{ExploreReport, Finding};
+use crashlab_reports::{CellReport, Report, SCHEMA_VERSION, Verdict};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// Options of `crashlab explore`.
@@ -50,6 +51,8 @@ pub struct ExploreOptions {
     pub accept: f64,
     /// Write a found schedule into the regressions file.
     pub store: bool,
+    /// Where the reports go; `crashlab-results/<run id>` when `None`.
+    pub out: Option<PathBuf>,
     pub quiet: bool,
     pub mirror: String,
 }
@@ -91,6 +94,28 @@ pub fn read_regressions(path: &Path) -> Result<Vec<ScheduleEntry>, AppError> {
         }
     })?;
     Ok(parsed.schedule)
+}
+
+/// Adds the schedules stored beside the scenario at `path` (its
+/// regressions file) to its `[[schedule]]`s, so that `crashlab run` runs
+/// each as a cell, `schedule-regression-<name>`, with the verdict it
+/// stores as its expectation (`intact` unless edited): a found failure
+/// fails the run until it is fixed. A stored schedule the scenario already
+/// has (same strategy and steps, pasted) is not added twice. Returns how
+/// many were added.
+pub fn with_regressions(scenario: &mut Scenario, path: &Path) -> Result<usize, AppError> {
+    let stored = read_regressions(&regressions_path(path))?;
+    let mut added = 0;
+    for (i, mut entry) in stored.into_iter().enumerate() {
+        if scenario.schedule.iter().any(|s| s.strategy == entry.strategy && s.steps == entry.steps) {
+            continue;
+        }
+        let name = entry.name.take().unwrap_or_else(|| (i + 1).to_string());
+        entry.name = Some(format!("regression-{name}"));
+        scenario.schedule.push(entry);
+        added += 1;
+    }
+    Ok(added)
 }
 
 /// The faults schedules on `strategy` are drawn from: the scenario's that
@@ -194,15 +219,30 @@ pub async fn explore(options: ExploreOptions) -> Result<i32, AppError> {
         tried: 0,
         slot: None,
         slot_for: None,
+        faults: 0,
+        errors: 0,
+        findings: Vec::new(),
     };
+    let started = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let work = async {
         let code = search.run(regressions, &regressions_file).await;
         runner.release(search.slot.take()).await;
         code
     };
     let outcome = supervise(&mut stop, &cancel_tx, work).await;
+    let environment = crate::report::environment::capture(&docker, &state).await;
     if let Err(e) = crate::cleanup::cleanup_run(&docker, &state, ctx.id()).await {
         note!("warning: cleanup of run {} failed: {}; run `crashlab clean`", ctx.id(), error_chain(&e));
+    }
+    if matches!(outcome, Supervised::Done { .. }) {
+        let report = explore_report(&scenario, ctx.id(), &search, environment, started);
+        let out = options.out.clone().unwrap_or_else(|| PathBuf::from("crashlab-results").join(ctx.id()));
+        crate::report::write_files(&report, &out).map_err(|source| AppError::Io {
+            what: "write the reports to",
+            path: out.clone(),
+            source,
+        })?;
+        note!("reports: {}", out.display());
     }
     match outcome {
         Supervised::Done { value, stopped: Some(code) } => value.map(|_| code),
@@ -247,6 +287,12 @@ struct Search<'a, 'r> {
     /// strategy.
     slot: Option<crate::deploy::deployment::Deployment>,
     slot_for: Option<Strategy>,
+    /// Faults the drawn schedules injected, and schedules that ended
+    /// `error`.
+    faults: u64,
+    errors: u64,
+    /// The stored schedules replayed and the failure found, for the report.
+    findings: Vec<Finding>,
 }
 
 impl Search<'_, '_> {
@@ -308,18 +354,17 @@ impl Search<'_, '_> {
             let verdict = r.worst.as_ref().map_or_else(|| "interrupted".into(), said);
             note!("stored schedule {name} on {}: {verdict}; failed {} of {} replays", entry.strategy, r.failed, r.runs);
             still_failing += u32::from(r.failed > 0);
+            self.findings.push(finding(format!("stored {name} on {}", entry.strategy), &entry.steps, &r));
         }
-        let mut faults = 0;
-        let mut errors = 0;
         while started.elapsed() < self.options.budget && !self.cancelled() {
             let schedule = schedule::generate(self.seed, self.tried, &self.alphabet);
             let Some(report) = self.once(self.strategy, &schedule).await else { break };
             let n = self.tried;
             self.tried += 1;
-            faults += schedule.faults().count();
-            errors += u32::from(report.verdict == Verdict::Error);
+            self.faults += schedule.faults().count() as u64;
+            self.errors += u64::from(report.verdict == Verdict::Error);
             if !self.options.quiet {
-                let found = u32::from(failed(&report));
+                let (found, faults, errors) = (u32::from(failed(&report)), self.faults, self.errors);
                 note!(
                     "[{} tried, {faults} faults, {errors} errors, {found} failures, {:.0} s] #{n} {schedule} → {}",
                     self.tried,
@@ -333,8 +378,10 @@ impl Search<'_, '_> {
             }
         }
         note!(
-            "explored {} schedules ({faults} faults, {errors} errors) in {:.0} s with seed {}: no failure",
+            "explored {} schedules ({} faults, {} errors) in {:.0} s with seed {}: no failure",
             self.tried,
+            self.faults,
+            self.errors,
             started.elapsed().as_secs_f64(),
             self.seed
         );
@@ -388,6 +435,8 @@ impl Search<'_, '_> {
             break;
         }
         let rate = self.replay(self.strategy, &current, k, None).await;
+        let origin = format!("schedule #{n} of seed {}, shrunk in {taken} steps ({replays} replays)", self.seed);
+        self.findings.push(finding(origin, &current, &rate));
         let verdict = rate.worst.as_ref().map_or_else(|| report.verdict.to_string(), said);
         let entry = ScheduleEntry {
             name: Some(format!("seed{}-{n}", self.seed)),
@@ -421,6 +470,61 @@ impl Search<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A schedule and its replays as the report shows them: the worst
+/// replay's verdict, detail, steps in time and lost commits.
+fn finding(origin: String, schedule: &Schedule, r: &Replays) -> Finding {
+    let worst = r.worst.as_ref();
+    let cycle = worst.and_then(|w| w.cycle_details.first());
+    Finding {
+        origin,
+        schedule: schedule.to_string(),
+        shape: schedule.faults().map(|f| f.to_string()).collect::<Vec<_>>().join(" → "),
+        verdict: worst.map_or(Verdict::Error, |w| w.verdict),
+        failed: r.failed,
+        runs: r.runs,
+        detail: cycle.map(|c| c.detail.clone()).unwrap_or_default(),
+        steps: cycle.map(|c| c.steps.clone()).unwrap_or_default(),
+        lost: worst.map_or(0, |w| w.lost_acked_writes),
+        lost_acks_ms: cycle.and_then(|c| c.lost_acks_ms),
+    }
+}
+
+/// The report of an explore: no cells, its "Explore" section.
+fn explore_report(
+    scenario: &Scenario,
+    run_id: &str,
+    search: &Search<'_, '_>,
+    environment: crashlab_reports::Environment,
+    (started, started_at_unix): (Instant, u64),
+) -> Report {
+    let elapsed_s = started.elapsed().as_secs_f64();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        scenario: scenario.name.clone(),
+        seed: search.seed,
+        run_id: run_id.to_owned(),
+        started_at_unix,
+        duration_s: elapsed_s,
+        environment,
+        cells: vec![],
+        unsupported: vec![],
+        bench: None,
+        execution: None,
+        merged: None,
+        compose: None,
+        explore: Some(ExploreReport {
+            strategy: search.strategy.to_string(),
+            seed: search.seed,
+            budget_s: search.options.budget.as_secs_f64(),
+            elapsed_s,
+            schedules: search.tried,
+            faults: search.faults,
+            errors: search.errors,
+            findings: search.findings.clone(),
+        }),
     }
 }
 
@@ -466,7 +570,20 @@ mod tests {
              \"host-kill on primary\", \"recover\", \"verify\"]\n"
         ));
         assert!(!text.contains("found again"), "stored once");
-        assert_eq!(read_regressions(&file).unwrap(), vec![entry]);
+        assert_eq!(read_regressions(&file).unwrap(), vec![entry.clone()]);
+        let text = "name = \"unsafe\"\n[workload]\nkind = \"mariadb\"\n[matrix]\nstrategies = [\"bind-mount\"]\n\
+                    faults = [\"host-kill\"]\n";
+        let mut s = Scenario::parse(text, "unsafe.toml").unwrap();
+        assert_eq!(with_regressions(&mut s, &scenario).unwrap(), 1);
+        let cells = s.cells();
+        let last = cells.last().unwrap();
+        assert_eq!(
+            (cells.len(), last.fault_name(), last.expected),
+            (2, "schedule-regression-seed7-3".into(), Verdict::Intact)
+        );
+        let pasted = format!("{text}{}", entry.to_toml());
+        let mut s = Scenario::parse(&pasted, "unsafe.toml").unwrap();
+        assert_eq!(with_regressions(&mut s, &scenario).unwrap(), 0, "pasted already: not twice");
         std::fs::write(&file, "[[schedule]]\nstrategy = \"bind-mount\"\nstep = []\n").unwrap();
         let err = read_regressions(&file).unwrap_err().to_string();
         assert!(err.contains("unsafe.regressions.toml:3:1: unknown field `step`"), "{err}");

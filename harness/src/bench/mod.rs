@@ -210,6 +210,7 @@ pub async fn execute(
         execution: None,
         merged: None,
         compose: None,
+        explore: None,
     })
 }
 
@@ -587,6 +588,7 @@ mod tests {
             execution: None,
             merged: None,
             compose: None,
+            explore: None,
         }
     }
 

@@ -36,6 +36,7 @@ impl Stage<'_> {
             explore: &self.scenario.explore,
             workload: self.workload,
             backups,
+            load: None,
         }
     }
 }

@@ -174,9 +174,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         self.ready().await?;
         self.setup_dataset().await?;
         let strike = Strike { fault: self.cell.fault, knobs: self.runner.scenario.faults.clone() };
-        self.arm(std::slice::from_ref(&strike))?;
-        self.begin_hooks().await?;
         let load = self.runner.scenario.workload.load;
+        self.arm(std::slice::from_ref(&strike), Some(load))?;
+        self.begin_hooks().await?;
         self.load_and_faults(Some(load), None, vec![strike]).await?;
         self.recover().await?;
         self.verify().await
@@ -208,14 +208,16 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         Ok(())
     }
 
-    /// Arms the faults a load is about to meet.
-    pub fn arm(&mut self, strikes: &[Strike]) -> Result<(), CycleFailure> {
+    /// Arms the faults a load of length `load` is about to meet.
+    pub fn arm(&mut self, strikes: &[Strike], load: Option<Duration>) -> Result<(), CycleFailure> {
         for strike in strikes {
             let (fault, behaviour) = (strike.fault, strike.fault.behaviour());
             let mut stage = stage!(self);
             stage.behaviour = behaviour;
             stage.knobs = &strike.knobs;
-            behaviour.arm(&mut stage.cx(None)).map_err(|e| CycleFailure::Arm { fault, why: error_chain(&e) })?;
+            let mut cx = stage.cx(None);
+            cx.load = load;
+            behaviour.arm(&mut cx).map_err(|e| CycleFailure::Arm { fault, why: error_chain(&e) })?;
         }
         Ok(())
     }
@@ -455,6 +457,7 @@ impl<'r, 'a> CycleRun<'r, 'a> {
             self.deployment.verify(workload, addr, log, self.config.accounts).await.map_err(CycleFailure::Verify)?;
         self.report.verdict = found.verdict;
         self.report.lost_acked_writes = found.lost;
+        self.report.lost_acks_ms = found.lost_acks_us.map(|(a, b)| (a as f64 / 1e3, b as f64 / 1e3));
         self.report.in_doubt_writes = found.in_doubt;
         self.report.invariant_violations = found.violations;
         // A broken dataset comes with what the server itself said about it
@@ -529,5 +532,7 @@ pub fn empty_report() -> CycleReport {
         explore: None,
         replication: None,
         timeline: None,
+        steps: Vec::new(),
+        lost_acks_ms: None,
     }
 }

@@ -20,7 +20,9 @@
 //! the points are inside the load instead: [`Behaviour::arm`] arms the
 //! fault filesystem to capture up to `max-points` of the calls the trigger
 //! matches while something is unsynced (for a file's fsync: while that
-//! file has unsynced writes), in the call's handler, when it
+//! file has unsynced writes) — by default one in each equal slice of the
+//! load, preferring calls with more files and bytes unsynced
+//! (`spread = "load"`), or the first ones (`"first"`) — in the call's handler, when it
 //! arrives and before it takes effect (see [`crashlab_faultfs::capture`]);
 //! at the end of the load the container is frozen, the power cut and the
 //! server killed, and the live cycle is judged as `host-kill`'s. Each
@@ -31,7 +33,7 @@
 use super::power::{AIM_DEADLINE, AIM_POLL, power_back};
 use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
 use crate::explore::{Oracle, check_point};
-use crate::settings::Points;
+use crate::settings::{Points, Spread};
 use crashlab_reports::{Exploration, Fired, PointReport};
 use futures_util::future::BoxFuture;
 use std::time::Instant;
@@ -55,7 +57,11 @@ impl Behaviour for CrashStates {
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
         if let Points::At(trigger) = &cx.explore.points {
             let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::CrashStates })?;
-            fs.capture_at(trigger.clone(), cx.explore.max_points, cx.explore.point_every)?;
+            let window = match cx.explore.spread {
+                Spread::Load => cx.load,
+                Spread::First => None,
+            };
+            fs.capture_at(trigger.clone(), cx.explore.max_points, cx.explore.point_every, window)?;
         }
         Ok(())
     }
@@ -178,10 +184,22 @@ fn fired_inside(fs: &mut crate::storage::faultmount::FaultMount, trigger: &crash
         ));
     }
     let ops: usize = captures.iter().map(|c| c.point.history.ops().len()).sum();
+    let armed = fs.capture_armed();
+    let spread: Vec<String> = captures
+        .iter()
+        .map(|c| {
+            let h = &c.point.history;
+            let ms = armed.map_or(0, |a| c.point.at.saturating_duration_since(a).as_millis());
+            let files = h.files();
+            format!("{ms} ms ({files} file{}, {} B)", if files == 1 { "" } else { "s" }, h.bytes())
+        })
+        .collect();
     fired(format!(
         "captured {} crash points inside the load at calls matching `{trigger}` (of {} candidates; {ops} unsynced \
-         operations in all), then cut the power at the end of the load",
+         operations in all), at {} into the load (files with unsynced operations, bytes of unsynced writes), then \
+         cut the power at the end of the load",
         captures.len(),
-        counts.candidates
+        counts.candidates,
+        spread.join(", ")
     ))
 }

@@ -150,6 +150,9 @@ pub struct Cx<'a> {
     pub workload: &'a dyn Workload,
     /// The cell's backups, for strategies that take them.
     pub backups: Option<&'a mut Backups>,
+    /// When arming: the length of the load the fault is about to meet
+    /// (none when it strikes with no load running).
+    pub load: Option<std::time::Duration>,
 }
 
 /// What recovery did beyond bringing the service back.

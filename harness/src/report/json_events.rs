@@ -346,6 +346,8 @@ mod tests {
             explore: None,
             replication: None,
             timeline: None,
+            steps: Vec::new(),
+            lost_acks_ms: None,
         };
         events.on_event(&Event::CellStarted { cell: &cell });
         events.on_event(&Event::Phase { cell: &cell, cycle: 0, phase: Phase::Load });

@@ -349,6 +349,7 @@ mod tests {
             execution: None,
             merged: None,
             compose: None,
+            explore: None,
         }
     }
 

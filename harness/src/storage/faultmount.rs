@@ -88,6 +88,8 @@ pub struct FaultMount {
     captures: Vec<Captured>,
     /// What the last plan saw.
     capture_counts: CaptureCounts,
+    /// When the last capture plan was armed: the zero of its points' times.
+    capture_armed: Option<std::time::Instant>,
 }
 
 /// A crash point captured inside the load, at a call the plan's trigger
@@ -154,6 +156,7 @@ impl FaultMount {
             captured: 0,
             captures: vec![],
             capture_counts: CaptureCounts::default(),
+            capture_armed: None,
         };
         fs.mount()?;
         Ok(fs)
@@ -295,20 +298,29 @@ impl FaultMount {
     }
 
     /// Arms crash points inside the load: at most `max_points` of the calls
-    /// `trigger` matches while something is unsynced, every `every`th
-    /// after an offset seeded by the mount's seed (see
-    /// [`crashlab_faultfs::capture`]), each captured by the fault
-    /// filesystem in the call's handler into a directory beside the backing
-    /// directory. Points left from an earlier plan are removed.
-    pub fn capture_at(&mut self, trigger: Trigger, max_points: u32, every: u32) -> Result<(), FaultMountError> {
+    /// `trigger` matches while something is unsynced, spread over `window`
+    /// from now (one per equal slice of it, preferring calls with more at
+    /// stake) or, without a window, every `every`th after an offset seeded
+    /// by the mount's seed (see [`crashlab_faultfs::capture`]), each
+    /// captured by the fault filesystem in the call's handler into a
+    /// directory beside the backing directory. Points left from an earlier
+    /// plan are removed.
+    pub fn capture_at(
+        &mut self,
+        trigger: Trigger,
+        max_points: u32,
+        every: u32,
+        window: Option<std::time::Duration>,
+    ) -> Result<(), FaultMountError> {
         for old in std::mem::take(&mut self.captures) {
             remove_point(&old.point.base);
         }
         let into = self.backing.with_file_name(format!("points-{}", self.captured));
         self.captured += 1;
-        let plan = CapturePlan { trigger, max_points, every, seed: self.seed, into };
+        let plan = CapturePlan { trigger, max_points, every, seed: self.seed, into, window };
         self.handle()?.capture_at(plan);
         self.capture_counts = CaptureCounts::default();
+        self.capture_armed = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -329,6 +341,11 @@ impl FaultMount {
     /// unsynced.
     pub fn capture_counts(&self) -> CaptureCounts {
         self.capture_counts
+    }
+
+    /// When the last capture plan was armed (just before its load began).
+    pub fn capture_armed(&self) -> Option<std::time::Instant> {
+        self.capture_armed
     }
 
     /// The points captured inside the load and not yet taken.
