@@ -20,12 +20,20 @@
 //! recorded (`xtrabackup_binlog_info`, written under the backup's
 //! commit lock) to the end of the stream with `mariadb-binlog
 //! --start-position=POS FILES | mariadb`, and shuts it down; the server
-//! then starts on the result. A point-in-time restore (`restore-to`)
-//! replays up to `--stop-datetime`: the binary log's event timestamps are
-//! whole seconds, so the replay stops at the first event of the target's
-//! second, and what was committed in that second before the target is not
-//! replayed (a `lost-writes` the oracle counts, never a write from after
-//! the target).
+//! then starts on the result.
+//!
+//! A point-in-time restore (`restore-to`) needs a stop finer than the
+//! binary log's own clock: its events are stamped in whole seconds, so
+//! `--stop-datetime` can only stop at the first event of the target's
+//! second, and what was committed in that second before the target would
+//! not come back. For such a drill the sidecar also logs, every 20 ms, the
+//! wall clock and the size of the file it is writing (the backup host's
+//! own record of what it had received when), and the replay stops at the
+//! size logged last before the target (`--stop-position`): every event
+//! that began there was written by the server before the target, so no
+//! transaction begun after it is replayed, and a transaction whose commit
+//! had not arrived is rolled back. Without such a line (the stream wrote
+//! nothing before the target) the replay falls back to `--stop-datetime`.
 
 use super::mariabackup::Mariabackup;
 use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site};
@@ -54,10 +62,51 @@ const OFF: &str = "crashlab-binlog-off:";
 /// The replay's markers in the one-shot container's output.
 const MARK: &str = "crashlab-replay";
 const FAILED: &str = "crashlab-failed:";
+/// The stream directory's log of what the sidecar had received when:
+/// `NANOSECONDS FILE SIZE` a line.
+const RECEIVED: &str = ".received";
+
+/// Where a point-in-time replay stops.
+#[derive(Debug, Clone, PartialEq)]
+enum Stop {
+    /// The end of what the backup host had received by the target: the
+    /// stream's file then, and its size.
+    Received { file: String, size: u64 },
+    /// The first event of the target's second (`--stop-datetime`).
+    Second(String),
+}
+
+impl Stop {
+    /// `mariadb-binlog`'s arguments for it.
+    fn arg(&self) -> String {
+        match self {
+            Stop::Received { size, .. } => format!(" --stop-position={size}"),
+            Stop::Second(at) => format!(" --stop-datetime={}", sh_quoted(at)),
+        }
+    }
+
+    /// The last streamed file the replay reads.
+    fn last_file(&self) -> Option<&str> {
+        match self {
+            Stop::Received { file, .. } => Some(file),
+            Stop::Second(_) => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Stop::Received { file, size } => format!("{file}:{size}, received by the target"),
+            Stop::Second(at) => format!("the first event at {at} (nothing logged as received before the target)"),
+        }
+    }
+}
 
 /// mariadb-backup's backups and the stream of one cell.
 pub struct BinlogStream {
     mb: Mariabackup,
+    /// Whether the sidecar logs what it received when, for a
+    /// point-in-time restore.
+    watch: bool,
     sidecar: Option<String>,
     /// How the stream ended at the host loss, for the tool check.
     ended: Option<String>,
@@ -66,8 +115,8 @@ pub struct BinlogStream {
 }
 
 impl BinlogStream {
-    pub fn new(site: Site) -> BinlogStream {
-        BinlogStream { mb: Mariabackup::new(site), sidecar: None, ended: None, replayed: None }
+    pub fn new(site: Site, watch: bool) -> BinlogStream {
+        BinlogStream { mb: Mariabackup::new(site), watch, sidecar: None, ended: None, replayed: None }
     }
 
     fn site(&mut self) -> &mut Site {
@@ -109,7 +158,7 @@ impl BinlogStream {
         let config = ContainerCreateBody {
             image: Some(d.spec().image.clone()),
             entrypoint: Some(vec!["sh".into(), "-c".into()]),
-            cmd: Some(vec![stream_script(d.spec().port)]),
+            cmd: Some(vec![stream_script(d.spec().port, self.watch)]),
             // The server's own variables carry its root password.
             env: Some(d.spec().env.clone()),
             labels: Some(self.mb.site.run.labels()),
@@ -219,8 +268,15 @@ impl BinlogStream {
             let detail = format!("backup {} recorded no binlog position: nothing replayed", backup.handle);
             return Ok(ToolCheck { command, passed: false, detail });
         };
-        let stop = stop.map(stop_datetime);
-        let script = replay_script(&d.spec().data_dir, &d.spec().cmd, &file, pos, stop.as_deref());
+        let stop = stop.map(|at| {
+            let log = std::fs::read_to_string(self.stream_dir().join(RECEIVED)).unwrap_or_default();
+            let ns = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            match received_by(&log, ns) {
+                Some((file, size)) => Stop::Received { file, size },
+                None => Stop::Second(stop_datetime(at)),
+            }
+        });
+        let script = replay_script(&d.spec().data_dir, &d.spec().cmd, &file, pos, stop.as_ref());
         let volume = d.storage().volume().ok_or(BackupError::NoContainer)?.to_owned();
         let config = ContainerCreateBody {
             image: Some(d.spec().image.clone()),
@@ -245,7 +301,7 @@ impl BinlogStream {
         let name = format!("{}-binlog-replay-{seq}", self.mb.site.name);
         let id = self.mb.site.docker.create_container(&name, config).await?;
         let (code, output) = self.mb.site.run_to_end(&id).await?;
-        let from = format!("from {file}:{pos}{}", stop.map(|s| format!(" to {s}")).unwrap_or_default());
+        let from = format!("from {file}:{pos}{}", stop.map(|s| format!(" to {}", s.describe())).unwrap_or_default());
         let (passed, detail) = replay_verdict(code, &output, &from);
         Ok(ToolCheck { command, passed, detail })
     }
@@ -267,9 +323,19 @@ fn bind(dir: &std::path::Path, target: &str, read_only: bool) -> Mount {
 /// log is on, then `mariadb-binlog` from the server's first binlog on,
 /// writing each file under its own name into the stream directory and
 /// waiting for more at the end of the last.
-fn stream_script(port: u16) -> String {
+fn stream_script(port: u16, watch: bool) -> String {
+    // The loop is the shell's child, and ends with the container when
+    // `mariadb-binlog`, which replaces the shell, ends.
+    let watcher = if watch {
+        format!(
+            "(while :; do f=$(ls {STREAM} | grep -E '^{BASENAME}\\.[0-9]+$' | tail -n 1); [ -z \"$f\" ] || \
+             echo \"$(date +%s%N) $f $(stat -c %s {STREAM}/$f)\"; sleep 0.02; done >>{STREAM}/{RECEIVED}) & "
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "export MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-${{MYSQL_ROOT_PASSWORD:-}}}}\"; \
+        "{watcher}export MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-${{MYSQL_ROOT_PASSWORD:-}}}}\"; \
          c='--host=127.0.0.1 --port={port} --user=root'; \
          on=$(mariadb $c -N -B -e 'SELECT @@log_bin') || exit 2; \
          [ \"$on\" = 1 ] || {{ echo \"{OFF} @@log_bin = $on\"; exit 2; }}; \
@@ -289,6 +355,21 @@ fn binlog_position(backup: &std::path::Path) -> Option<(String, u64)> {
     })
 }
 
+/// The file the stream was writing and its size on the last line of
+/// `log` ([`RECEIVED`]) stamped at or before `ns` (nanoseconds since the
+/// epoch).
+fn received_by(log: &str, ns: u128) -> Option<(String, u64)> {
+    log.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let at: u128 = f.next()?.parse().ok()?;
+            Some((at, f.next()?.to_owned(), f.next()?.parse().ok()?))
+        })
+        .take_while(|(at, _, _)| *at <= ns)
+        .last()
+        .map(|(_, file, size)| (file, size))
+}
+
 /// `--stop-datetime`'s argument for `at`: the second it falls in, on the
 /// UTC clock the containers keep. Events are stamped in whole seconds, and
 /// `mariadb-binlog` stops at the first event at or after it.
@@ -302,9 +383,11 @@ fn stop_datetime(at: SystemTime) -> String {
 /// from its position (to `stop`) into a file, counted and fed to the
 /// server; then a clean shutdown. Each result is announced with [`MARK`],
 /// the first failure with [`FAILED`].
-fn replay_script(data_dir: &str, server_args: &[String], file: &str, pos: u64, stop: Option<&str>) -> String {
+fn replay_script(data_dir: &str, server_args: &[String], file: &str, pos: u64, stop: Option<&Stop>) -> String {
     let args: Vec<String> = server_args.iter().map(|a| sh_quoted(a)).collect();
-    let stop = stop.map(|s| format!(" --stop-datetime={}", sh_quoted(s))).unwrap_or_default();
+    // `~` sorts after every binlog's name.
+    let last = stop.and_then(Stop::last_file).unwrap_or("~");
+    let stop = stop.map(Stop::arg).unwrap_or_default();
     let sock = "--socket=/tmp/crashlab-replay.sock";
     format!(
         "fail() {{ echo \"{FAILED} $1\"; tail -n 15 /tmp/server.log 2>/dev/null; exit 3; }}\n\
@@ -314,7 +397,7 @@ fn replay_script(data_dir: &str, server_args: &[String], file: &str, pos: u64, s
          i=0; until mariadb-admin {sock} ping >/dev/null 2>&1; do\n\
          \x20 kill -0 $pid 2>/dev/null || fail 'the server did not start on the prepared backup'\n\
          \x20 i=$((i+1)); [ $i -le 1200 ] || fail 'the server did not answer within 120 s'; sleep 0.1; done\n\
-         files=$(ls {STREAM} | grep -E '^{BASENAME}\\.[0-9]+$' | sort | awk -v f={file} '$0 >= f')\n\
+         files=$(ls {STREAM} | grep -E '^{BASENAME}\\.[0-9]+$' | sort | awk -v f={file} -v l={last} '$0 >= f && $0 <= l')\n\
          case \"$files\" in {file}*) ;; *) fail \"the stream has no {file}: $(ls {STREAM} | tr '\\n' ' ')\";; esac\n\
          echo \"{MARK}-files: $(echo $files | wc -w) $(cd {STREAM} && cat $files | wc -c)\"\n\
          (cd {STREAM} && mariadb-binlog --start-position={pos}{stop} $files) >/tmp/replay.sql 2>/tmp/binlog.err\n\
@@ -443,13 +526,28 @@ mod tests {
     #[test]
     fn the_replay_starts_at_the_backups_position_and_stops_at_the_target_second() {
         let args = ["--innodb-flush-log-at-trx-commit=1".to_owned(), "--log-bin=mysql-bin".to_owned()];
-        let s = replay_script("/var/lib/mysql", &args, "mysql-bin.000002", 1234, Some("2026-12-07 13:40:12"));
+        let second = Stop::Second("2026-12-07 13:40:12".into());
+        let s = replay_script("/var/lib/mysql", &args, "mysql-bin.000002", 1234, Some(&second));
         assert!(s.contains("'--log-bin=mysql-bin' --skip-networking"), "{s}");
         assert!(s.contains("--skip-log-bin --skip-grant-tables"), "{s}");
-        assert!(s.contains("awk -v f=mysql-bin.000002 '$0 >= f'"), "{s}");
+        assert!(s.contains("awk -v f=mysql-bin.000002 -v l=~ '$0 >= f && $0 <= l'"), "{s}");
         assert!(s.contains("mariadb-binlog --start-position=1234 --stop-datetime='2026-12-07 13:40:12' $files"), "{s}");
         let latest = replay_script("/var/lib/mysql", &args, "mysql-bin.000001", 4, None);
         assert!(latest.contains("mariadb-binlog --start-position=4 $files)"), "{latest}");
+        let received = Stop::Received { file: "mysql-bin.000003".into(), size: 777 };
+        let s = replay_script("/var/lib/mysql", &args, "mysql-bin.000002", 1234, Some(&received));
+        assert!(s.contains("-v l=mysql-bin.000003 '$0 >= f && $0 <= l'"), "{s}");
+        assert!(s.contains("mariadb-binlog --start-position=1234 --stop-position=777 $files"), "{s}");
+    }
+
+    #[test]
+    fn a_replay_to_a_point_stops_where_the_stream_had_received_by_then() {
+        let log = "100 mysql-bin.000001 500\n200 mysql-bin.000001 900\n300 mysql-bin.000002 120\n";
+        assert_eq!(received_by(log, 99), None);
+        assert_eq!(received_by(log, 250), Some(("mysql-bin.000001".into(), 900)));
+        assert_eq!(received_by(log, 300), Some(("mysql-bin.000002".into(), 120)));
+        assert!(stream_script(3306, true).starts_with("(while :; do"));
+        assert!(stream_script(3306, false).starts_with("export MYSQL_PWD="));
     }
 
     #[test]

@@ -121,7 +121,9 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
         BackupKind::Pgbackrest => Box::new(pgbackrest::PgBackRest::new(site)),
         BackupKind::WalStream { sync } => Box::new(wal_stream::WalStream::new(site, sync)),
-        BackupKind::BinlogStream => Box::new(binlog_stream::BinlogStream::new(site)),
+        BackupKind::BinlogStream => {
+            Box::new(binlog_stream::BinlogStream::new(site, settings.restore_to != crate::settings::RestoreTo::Latest))
+        }
     }
 }
 
