@@ -704,3 +704,38 @@ async fn a_streamed_binlog_brings_back_the_commits_after_the_latest_backup() {
     let bound = rpo_bound(3.0, 5.5, mb_summary, mb_cycle);
     assert!(rpo <= bound, "RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s)");
 }
+
+/// `binlog-stream` restored to a point 5 s into a 5.5 s load (one backup
+/// 2 s in): the replay stops where the stream had received the binary log
+/// by the target, so no transaction begun after the target comes back
+/// (`inconsistent` otherwise) and of those acknowledged before it only
+/// the ones still in flight to the stream are missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binlog_stream_restore_to_a_point_holds_nothing_begun_after_it() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::mariabackup::IMAGE).await);
+    let text = quick("binlog-stream", "5500ms", 1)
+        .replace("interval = \"1s\"", "interval = \"2s\"\nrestore-to = \"5s\"")
+        .replace("min-backups = 2", "min-backups = 1")
+        .replace("--innodb-log-file-size=16M", "--innodb-log-file-size=16M\", \"--sync-binlog=1");
+    let (outcome, _state) = common::run(&text).await;
+    let c = cell(&outcome.report, "binlog-stream");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let backup = cycle.backup.as_ref().unwrap_or_else(|| panic!("a backup strategy reports its backups: {detail}"));
+    let check = backup.tool_check.as_ref().unwrap_or_else(|| panic!("the restore is reported: {detail}"));
+    // What docs/backups.md quotes (`-- --nocapture` shows it).
+    eprintln!(
+        "run {}: {:?}, {} acknowledged, {} lost, RPO {:?} s before the target; {}; {check:?}",
+        outcome.report.run_id, c.verdict, cycle.acked_writes, cycle.lost_acked_writes, backup.rpo_s, cycle.detail
+    );
+    assert_eq!(backup.restored_to_s, Some(5.0), "{detail}");
+    assert!(c.verdict <= Verdict::LostWrites, "nothing begun after the target is back: {detail}");
+    assert!(check.passed, "{check:?}");
+    assert!(check.detail.contains("received by the target"), "the stop is the stream's, not a second: {check:?}");
+    // What the stream had not received by the target: a fraction of the
+    // second `--stop-datetime` would cost.
+    assert!(backup.rpo_s.is_some_and(|s| s <= 0.5), "{detail}");
+}
