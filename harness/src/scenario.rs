@@ -302,10 +302,15 @@ impl Scenario {
         if let Some(strategy) =
             self.matrix.strategies.iter().find(|s| s.def().backup.is_some_and(|k| !k.restores_to_a_point()))
         {
+            let able: Vec<&str> = Strategy::ALL
+                .iter()
+                .filter(|s| s.def().backup.is_some_and(|k| k.restores_to_a_point()))
+                .map(|s| s.as_str())
+                .collect();
             return Err(format!(
-                "{key}: {strategy} restores only its latest backup (it keeps no log to replay to a point); only \
-                 backup-pgbackrest and wal-stream restore to a point in time: leave {strategy} out of this scenario or set \
-                 restore-to = \"latest\""
+                "{key}: {strategy} restores only its latest backup (it keeps no log to replay to a point); only {} \
+                 restore to a point in time: leave {strategy} out of this scenario or set restore-to = \"latest\"",
+                able.join(", ")
             ));
         }
         let load = self.workload.load;

@@ -638,3 +638,104 @@ async fn a_synchronous_wal_stream_brings_back_every_acknowledged_commit_after_ho
     // The restore copied the stream into the new cluster.
     assert!(check.detail.contains("stream: "), "{check:?}");
 }
+
+/// `backup-mariabackup` and `binlog-stream` side by side under host loss:
+/// one backup 3 s into a 5.5 s load (the next would be due after the
+/// load), so a restore of the backup alone misses what was committed
+/// after it; `binlog-stream` replays the binary log it streamed to the
+/// backup host from the backup's binlog position, and misses only what
+/// the stream had not received when the host went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_binlog_brings_back_the_commits_after_the_latest_backup() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::mariabackup::IMAGE).await);
+    let text = quick("backup-mariabackup\", \"binlog-stream", "5500ms", 1)
+        .replace("interval = \"1s\"", "interval = \"3s\"")
+        .replace("min-backups = 2", "min-backups = 1")
+        .replace("--innodb-log-file-size=16M", "--innodb-log-file-size=16M\", \"--sync-binlog=1");
+    let (outcome, _state) = common::run(&text).await;
+    let lost = |strategy: &str| {
+        let c = cell(&outcome.report, strategy);
+        let cycle = &c.cycle_details[0];
+        let b = cycle.backup.as_ref().expect("a backup strategy reports its backups");
+        (c, cycle, b)
+    };
+    let (mb, mb_cycle, mb_backup) = lost("backup-mariabackup");
+    let (bs, bs_cycle, bs_backup) = lost("binlog-stream");
+    let check = bs_backup.tool_check.as_ref().expect("the restore is reported");
+    // What docs/backups.md quotes (`-- --nocapture` shows it).
+    eprintln!(
+        "run {}: backup-mariabackup {:?}, {} of {} lost, RPO {:?} s; binlog-stream {:?}, {} of {} lost, RPO {:?} s, \
+         RTO {:?} ms; {check:?}",
+        outcome.report.run_id,
+        mb.verdict,
+        mb_cycle.lost_acked_writes,
+        mb_cycle.acked_writes,
+        mb_backup.rpo_s,
+        bs.verdict,
+        bs_cycle.lost_acked_writes,
+        bs_cycle.acked_writes,
+        bs_backup.rpo_s,
+        bs_cycle.recovery_ms
+    );
+    let detail = format!("{bs_cycle:#?}");
+    assert!(bs.verdict <= Verdict::LostWrites, "the replayed stream restores consistently: {detail}");
+    assert!(check.passed, "{check:?}");
+    // The replay ran from the backup's position and applied the
+    // transactions committed after it, which the backup alone lacked.
+    let replayed: u64 = check
+        .detail
+        .split(" transaction(s)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the replay counts its transactions: {check:?}"));
+    assert!(replayed > 0, "the stream held commits past the backup: {check:?}");
+    // At most what was in flight between the server and the stream: a
+    // few commits, never an interval's worth.
+    assert!(bs_cycle.lost_acked_writes <= 10, "{detail}");
+    assert!(bs_backup.rpo_s.is_some_and(|s| s <= 0.1), "{detail}");
+    assert!(bs_cycle.acked_writes > replayed, "{detail}");
+    // The backup alone: within an interval plus the backup.
+    let mb_summary = mb.backup.as_ref().expect("backup summary");
+    let rpo = mb_summary.rpo_s_max.expect("a host loss has a recovery point");
+    let bound = rpo_bound(3.0, 5.5, mb_summary, mb_cycle);
+    assert!(rpo <= bound, "RPO {rpo:.2} s beyond one interval plus the backup ({bound:.2} s)");
+}
+
+/// `binlog-stream` restored to a point 5 s into a 5.5 s load (one backup
+/// 2 s in): the replay stops where the stream had received the binary log
+/// by the target, so no transaction begun after the target comes back
+/// (`inconsistent` otherwise) and of those acknowledged before it only
+/// the ones still in flight to the stream are missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binlog_stream_restore_to_a_point_holds_nothing_begun_after_it() {
+    if common::skip_docker() {
+        return;
+    }
+    drop(common::docker_with(crashlab_workloads::mariabackup::IMAGE).await);
+    let text = quick("binlog-stream", "5500ms", 1)
+        .replace("interval = \"1s\"", "interval = \"2s\"\nrestore-to = \"5s\"")
+        .replace("min-backups = 2", "min-backups = 1")
+        .replace("--innodb-log-file-size=16M", "--innodb-log-file-size=16M\", \"--sync-binlog=1");
+    let (outcome, _state) = common::run(&text).await;
+    let c = cell(&outcome.report, "binlog-stream");
+    let cycle = &c.cycle_details[0];
+    let detail = format!("{cycle:#?}");
+    let backup = cycle.backup.as_ref().unwrap_or_else(|| panic!("a backup strategy reports its backups: {detail}"));
+    let check = backup.tool_check.as_ref().unwrap_or_else(|| panic!("the restore is reported: {detail}"));
+    // What docs/backups.md quotes (`-- --nocapture` shows it).
+    eprintln!(
+        "run {}: {:?}, {} acknowledged, {} lost, RPO {:?} s before the target; {}; {check:?}",
+        outcome.report.run_id, c.verdict, cycle.acked_writes, cycle.lost_acked_writes, backup.rpo_s, cycle.detail
+    );
+    assert_eq!(backup.restored_to_s, Some(5.0), "{detail}");
+    assert!(c.verdict <= Verdict::LostWrites, "nothing begun after the target is back: {detail}");
+    assert!(check.passed, "{check:?}");
+    assert!(check.detail.contains("received by the target"), "the stop is the stream's, not a second: {check:?}");
+    // What the stream had not received by the target: a fraction of the
+    // second `--stop-datetime` would cost.
+    assert!(backup.rpo_s.is_some_and(|s| s <= 0.5), "{detail}");
+}

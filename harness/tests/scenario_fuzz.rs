@@ -32,6 +32,8 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("backups-postgres.toml", include_str!("../../scenarios/backups-postgres.toml")),
     ("backups-postgres-pitr.toml", include_str!("../../scenarios/backups-postgres-pitr.toml")),
     ("backups-postgres-pitr-no-target.toml", include_str!("../../scenarios/backups-postgres-pitr-no-target.toml")),
+    ("binlog-stream.toml", include_str!("../../scenarios/binlog-stream.toml")),
+    ("binlog-stream-pitr.toml", include_str!("../../scenarios/binlog-stream-pitr.toml")),
     ("crash-states-postgres.toml", include_str!("../../scenarios/crash-states-postgres.toml")),
     ("crash-states-redis.toml", include_str!("../../scenarios/crash-states-redis.toml")),
     ("crash-states-sqlite.toml", include_str!("../../scenarios/crash-states-sqlite.toml")),

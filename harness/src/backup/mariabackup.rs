@@ -82,7 +82,7 @@ impl Checkpoints {
 
 /// mariadb-backup's backups.
 pub struct Mariabackup {
-    site: Site,
+    pub(super) site: Site,
     /// The sidecar while the load runs.
     sidecar: Option<String>,
     /// This cycle's completed backups, the full one first.
@@ -233,6 +233,29 @@ impl Mariabackup {
         let id = self.container("restore", d, Some(script)).await?;
         let (code, output) = self.site.run_to_end(&id).await?;
         Ok(prepare_check(&chain, code, &output))
+    }
+
+    /// After a host loss: new storage holding `latest` prepared (empty
+    /// without it), and no container on it yet.
+    pub(super) async fn restore_data(
+        &mut self,
+        d: &mut Deployment,
+        latest: Option<&Artifact>,
+    ) -> Result<(), BackupError> {
+        d.reprovision(None).await?;
+        if let Some(latest) = latest {
+            let check = self.prepare(d, latest).await?;
+            if !check.passed {
+                tracing::warn!("{}: {}", check.command, check.detail);
+            }
+            self.prepared = Some(check);
+        }
+        Ok(())
+    }
+
+    /// The directory on the host that holds the backup `handle` names.
+    pub(super) fn backup_dir(&self, handle: &str) -> PathBuf {
+        self.repo().join(handle)
     }
 
     /// Removes the sidecar, if it runs.
@@ -387,14 +410,7 @@ impl BackupMethod for Mariabackup {
         latest: Option<&'a Artifact>,
     ) -> BoxFuture<'a, Result<(), BackupError>> {
         Box::pin(async move {
-            d.reprovision(None).await?;
-            if let Some(latest) = latest {
-                let check = self.prepare(d, latest).await?;
-                if !check.passed {
-                    tracing::warn!("{}: {}", check.command, check.detail);
-                }
-                self.prepared = Some(check);
-            }
+            self.restore_data(d, latest).await?;
             d.create().await?;
             Ok(())
         })

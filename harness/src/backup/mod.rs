@@ -11,7 +11,8 @@
 //! which differ only in what holds the engine during the copy;
 //! `btrfs_snapshot.rs`, `sync_agent.rs`, `restic.rs`, `commit_image.rs`,
 //! `mariabackup.rs` and `pgbackrest.rs` one method each; `wal_stream.rs`
-//! adds a stream to `pgbackrest.rs`'s.
+//! adds a stream to `pgbackrest.rs`'s, and `binlog_stream.rs` one to
+//! `mariabackup.rs`'s.
 //!
 //! Every backup strategy keeps the live data on a named volume. From one
 //! [`interval`](crate::settings::BackupSection::interval) after the load
@@ -34,6 +35,7 @@
 //! | `backup-pgbackrest` | PostgreSQL archives every WAL segment with pgBackRest (in the server's image) into a repository off the host; `pgbackrest backup` by Docker exec in the server's container: the cycle's first full, each later one incremental | a one-shot container of the server's image runs `pgbackrest restore` of the cycle's latest backup into a new volume; the server then replays every archived segment to the end of the archive; `pgbackrest verify` after every cycle |
 //! | `wal-stream` | as `backup-pgbackrest`, and a sidecar of the server's image in its network namespace streams the WAL with `pg_receivewal` into a directory off the host as the server writes it | as `backup-pgbackrest`, with the streamed files (the segment in progress included) copied into the new cluster's `pg_wal`: recovery replays the archive, then what only the stream has |
 //! | `wal-stream-sync` | as `wal-stream`, with the stream named in `synchronous_standby_names` once it streams (`pg_receivewal --synchronous`): a commit is acknowledged once the stream has flushed it | as `wal-stream` |
+//! | `binlog-stream` | as `backup-mariabackup`, with the server's binary log on and a sidecar of the server's image in its network namespace streaming it with `mariadb-binlog --read-from-remote-server --raw --stop-never` into a directory off the host as the server writes it | as `backup-mariabackup`, then a one-shot container of the server's image replays the streamed binlogs onto the prepared backup from the binlog position it recorded, before the server starts |
 //! | `commit-image` | the data lives in the container's writable layer; the container is committed to an image (paused by the daemon for the commit) and the image saved as an archive, as a container-only setup carries a container to another host | the host's images are gone: the archive is loaded and a new container created from its image |
 //!
 //! A point-in-time restore drill (`[backup] restore-to`, see
@@ -87,6 +89,7 @@ use futures_util::future::BoxFuture;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+mod binlog_stream;
 mod btrfs_snapshot;
 mod commit_image;
 mod mariabackup;
@@ -118,6 +121,9 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
         BackupKind::Pgbackrest => Box::new(pgbackrest::PgBackRest::new(site)),
         BackupKind::WalStream { sync } => Box::new(wal_stream::WalStream::new(site, sync)),
+        BackupKind::BinlogStream => {
+            Box::new(binlog_stream::BinlogStream::new(site, settings.restore_to != crate::settings::RestoreTo::Latest))
+        }
     }
 }
 

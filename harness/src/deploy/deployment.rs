@@ -61,7 +61,14 @@ fn setting_at(args: &[String], i: usize) -> (Option<String>, usize) {
     } else {
         return (None, 1);
     };
-    let name = name.split('=').next().unwrap_or_default();
+    let mut name = name.split('=').next().unwrap_or_default();
+    if span == 1 && args[i].starts_with("--") {
+        // MariaDB's option prefixes name the same setting: `--skip-log-bin`
+        // and `--disable-log-bin` set `log_bin` as `--log-bin` does.
+        for prefix in ["skip-", "skip_", "disable-", "disable_", "enable-", "enable_", "loose-", "loose_"] {
+            name = name.strip_prefix(prefix).unwrap_or(name);
+        }
+    }
     if name.is_empty() {
         return (None, span);
     }
@@ -618,6 +625,15 @@ mod server_args_tests {
         let (added, kept) = merge_server_args(&cmd, defaults);
         assert_eq!(added, strings(&["--log-bin=bin", "--skip-slave-start"]));
         assert_eq!(kept, strings(&["--rpl_semi_sync_master_timeout=300"]));
+    }
+
+    #[test]
+    fn a_setting_the_scenario_turns_off_is_not_turned_on_by_a_default() {
+        let cmd = strings(&["mariadbd", "--skip-log-bin", "--loose-server-id=7"]);
+        let defaults = strings(&["--log-bin=mysql-bin", "--server-id=1", "--binlog-format=ROW"]);
+        let (added, kept) = merge_server_args(&cmd, defaults);
+        assert_eq!(added, strings(&["--binlog-format=ROW"]));
+        assert_eq!(kept, strings(&["--skip-log-bin", "--loose-server-id=7"]));
     }
 
     #[test]

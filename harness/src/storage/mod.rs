@@ -25,6 +25,7 @@
 //! | `backup-pgbackrest` | a named volume | pgBackRest backs it up, full then incremental, and archives every WAL segment |
 //! | `wal-stream` | a named volume | as `backup-pgbackrest`, and `pg_receivewal` streams the WAL to the backup host |
 //! | `wal-stream-sync` | a named volume | as `wal-stream`, the stream a synchronous standby |
+//! | `binlog-stream` | a named volume | as `backup-mariabackup`, and `mariadb-binlog` streams the binary log to the backup host |
 //! | `commit-image` | the container's writable layer | the container committed to an image, saved as an archive |
 //!
 //! The replicated strategies put each host's data on its own named volume

@@ -30,6 +30,7 @@ pub enum Strategy {
     BackupPgbackrest,
     WalStream,
     WalStreamSync,
+    BinlogStream,
     CommitImage,
     ReplicaAsync,
     ReplicaSemisync,
@@ -132,6 +133,10 @@ pub enum BackupKind {
     /// the backup host; `sync` when the server names the stream in
     /// `synchronous_standby_names`.
     WalStream { sync: bool },
+    /// mariadb-backup's backups, with the binary log streamed besides by
+    /// `mariadb-binlog --read-from-remote-server --raw --stop-never` to
+    /// the backup host.
+    BinlogStream,
 }
 
 impl BackupKind {
@@ -149,6 +154,10 @@ impl BackupKind {
             BackupKind::WalStream { .. } => {
                 Some(("postgres", "pg_receivewal streams PostgreSQL's WAL; it streams no other engine's log"))
             }
+            BackupKind::BinlogStream => Some((
+                "mariadb",
+                "mariadb-backup and mariadb-binlog are MariaDB's own tools; they back up and stream no other engine",
+            )),
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -178,7 +187,8 @@ impl BackupKind {
             | BackupKind::CommitImage
             | BackupKind::Mariabackup
             | BackupKind::Pgbackrest
-            | BackupKind::WalStream { sync: false } => None,
+            | BackupKind::WalStream { sync: false }
+            | BackupKind::BinlogStream => None,
         }
     }
 
@@ -190,6 +200,8 @@ impl BackupKind {
         match self {
             // The stream's restore is pgBackRest's, with more WAL.
             BackupKind::Pgbackrest | BackupKind::WalStream { .. } => true,
+            // The streamed binary log replays up to a point.
+            BackupKind::BinlogStream => true,
             BackupKind::Hot
             | BackupKind::Quiesced
             | BackupKind::Stopped
@@ -210,6 +222,9 @@ impl BackupKind {
             BackupKind::SyncAgent => Some(crashlab_workloads::agent::IMAGE),
             BackupKind::Restic => Some(crashlab_workloads::restic::IMAGE),
             BackupKind::Mariabackup => Some(crashlab_workloads::mariabackup::IMAGE),
+            // mariadb-backup's sidecar; mariadb-binlog comes with the
+            // server's image, which the stream's sidecar runs.
+            BackupKind::BinlogStream => Some(crashlab_workloads::mariabackup::IMAGE),
             // pgBackRest runs in the server's container (PostgreSQL calls
             // it to archive each WAL segment): crashlab's PostgreSQL image
             // carries it.
@@ -259,7 +274,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 21] = [
+pub const TABLE: [StrategyDef; 22] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -388,6 +403,14 @@ pub const TABLE: [StrategyDef; 21] = [
         under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
         backup: Some(BackupKind::WalStream { sync: true }),
         describes: "wal-stream, with the stream a synchronous standby: a commit is acknowledged once streamed",
+    },
+    StrategyDef {
+        strategy: Strategy::BinlogStream,
+        name: "binlog-stream",
+        data_on: DataOn::NamedVolume,
+        under: UnderData::Unreachable(NO_FAULTFS_ON_BACKUPS),
+        backup: Some(BackupKind::BinlogStream),
+        describes: "backup-mariabackup, with the binary log also streamed by mariadb-binlog to the backup host",
     },
     StrategyDef {
         strategy: Strategy::CommitImage,
