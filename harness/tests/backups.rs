@@ -693,10 +693,12 @@ async fn a_streamed_binlog_brings_back_the_commits_after_the_latest_backup() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the replay counts its transactions: {check:?}"));
     assert!(replayed > 0, "the stream held commits past the backup: {check:?}");
-    // At most what was in flight between the server and the stream: a
-    // few commits, never an interval's worth.
-    assert!(bs_cycle.lost_acked_writes <= 10, "{detail}");
-    assert!(bs_backup.rpo_s.is_some_and(|s| s <= 0.1), "{detail}");
+    // At most what was in flight between the server and the stream (0 or
+    // 1 commit, RPO 0.0 s in the runs docs/backups.md quotes): never an
+    // interval's worth, which the backup alone loses (about 1 s here). The
+    // bound is in seconds, with room for a busy machine's scheduling: a
+    // count would depend on the commit rate.
+    assert!(bs_backup.rpo_s.is_some_and(|s| s <= 0.3), "{detail}");
     assert!(bs_cycle.acked_writes > replayed, "{detail}");
     // The backup alone: within an interval plus the backup.
     let mb_summary = mb.backup.as_ref().expect("backup summary");
