@@ -164,6 +164,9 @@ pub struct Capture {
     /// When the call arrived: an acknowledgement received later may not
     /// be covered by what was durable here.
     pub at: Instant,
+    /// How long after the plan was armed the call arrived (the plan is
+    /// armed as the load begins: how far into the load).
+    pub since: Duration,
     /// The call, e.g. `fdatasync #12 of /test/bank.ibd` (the candidate's
     /// number, from 0).
     pub label: String,

@@ -669,7 +669,7 @@ impl State {
         let copied = fs::create_dir_all(&armed.plan.into).and_then(|()| crate::layout::copy_tree(&self.backing, &dir));
         let error = copied.err().map(|e| format!("copy the durable base to {}: {e}", dir.display()));
         let history = self.hist().clone();
-        self.captures.push(Capture { base: dir, history, at, label, error, score });
+        self.captures.push(Capture { base: dir, history, at, since, label, error, score });
     }
 
     /// Arms a plan; see [`crate::FaultHandle::capture_at`].

@@ -36,7 +36,7 @@
 //! nothing before the target) the replay falls back to `--stop-datetime`.
 
 use super::mariabackup::Mariabackup;
-use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site};
+use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -119,10 +119,6 @@ impl BinlogStream {
         BinlogStream { mb: Mariabackup::new(site), watch, sidecar: None, ended: None, replayed: None }
     }
 
-    fn site(&mut self) -> &mut Site {
-        &mut self.mb.site
-    }
-
     fn stream_dir(&self) -> PathBuf {
         self.mb.site.path(STREAM_DIR)
     }
@@ -147,13 +143,7 @@ impl BinlogStream {
         self.stop().await?;
         self.ended = None;
         self.replayed = None;
-        let dir = self.stream_dir();
-        if let Err(source) = std::fs::remove_dir_all(&dir)
-            && source.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(BackupError::Dir { path: dir, source });
-        }
-        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Dir { path: dir.clone(), source })?;
+        let dir = self.mb.site.empty_dir(STREAM_DIR)?;
         let server = d.container_id().ok_or(BackupError::NoContainer)?.to_owned();
         let config = ContainerCreateBody {
             image: Some(d.spec().image.clone()),
@@ -169,7 +159,7 @@ impl BinlogStream {
             }),
             ..Default::default()
         };
-        let seq = self.site().next_seq();
+        let seq = self.mb.site.next_seq();
         let name = format!("{}-binlogstream-{seq}", self.mb.site.name);
         let id = self.mb.site.docker.create_container(&name, config).await?;
         self.sidecar = Some(id.clone());
@@ -297,24 +287,13 @@ impl BinlogStream {
             }),
             ..Default::default()
         };
-        let seq = self.site().next_seq();
+        let seq = self.mb.site.next_seq();
         let name = format!("{}-binlog-replay-{seq}", self.mb.site.name);
         let id = self.mb.site.docker.create_container(&name, config).await?;
         let (code, output) = self.mb.site.run_to_end(&id).await?;
         let from = format!("from {file}:{pos}{}", stop.map(|s| format!(" to {}", s.describe())).unwrap_or_default());
         let (passed, detail) = replay_verdict(code, &output, &from);
         Ok(ToolCheck { command, passed, detail })
-    }
-}
-
-/// A bind mount of the host directory `dir` at `target`.
-fn bind(dir: &std::path::Path, target: &str, read_only: bool) -> Mount {
-    Mount {
-        target: Some(target.into()),
-        source: Some(dir.display().to_string()),
-        typ: Some(MountType::BIND),
-        read_only: Some(read_only),
-        ..Default::default()
     }
 }
 

@@ -20,7 +20,7 @@
 //! server starts on what was prepared, so the verdict says what that
 //! holds.
 
-use super::{Artifact, BackupError, BackupMethod, Reported, Site};
+use super::{Artifact, BackupError, BackupMethod, Reported, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -122,14 +122,8 @@ impl Mariabackup {
                 read_only: Some(sidecar),
                 ..Default::default()
             },
-            Mount {
-                target: Some(BACKUPS.into()),
-                source: Some(repo.display().to_string()),
-                typ: Some(MountType::BIND),
-                // A restore reads the backups and never changes them.
-                read_only: Some(!sidecar),
-                ..Default::default()
-            },
+            // A restore reads the backups and never changes them.
+            bind(&repo, BACKUPS, !sidecar),
         ];
         let network_mode = match d.container_id() {
             Some(id) if sidecar => Some(format!("container:{id}")),

@@ -83,11 +83,25 @@ use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
 use crate::settings::BackupSection;
 use crate::storage::{BackupKind, StorageError, Strategy};
+use bollard::models::{Mount, MountType};
 use crashlab_reports::{BackupCycle, BackupRecord, Stall, ToolCheck};
 use crashlab_workloads::{AckLog, Outcome, Workload, latency_histogram};
 use futures_util::future::BoxFuture;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+/// A bind mount of the host directory `dir` at `target` in a sidecar or
+/// one-shot container: the backup host's directories are the daemon's
+/// host's, as the cell's bind mounts are.
+fn bind(dir: &Path, target: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(target.into()),
+        source: Some(dir.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
 
 mod binlog_stream;
 mod btrfs_snapshot;
@@ -249,6 +263,19 @@ impl Site {
     /// `path` in the cell's backup directory.
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
+    }
+
+    /// `path` in the cell's backup directory, made anew and empty: what a
+    /// stream writes into from the start of each cycle.
+    pub fn empty_dir(&self, file: &str) -> Result<PathBuf, BackupError> {
+        let dir = self.path(file);
+        if let Err(source) = std::fs::remove_dir_all(&dir)
+            && source.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(BackupError::Dir { path: dir, source });
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Dir { path: dir.clone(), source })?;
+        Ok(dir)
     }
 
     /// Starts the created one-shot container `id`, waits for it to end,

@@ -36,7 +36,7 @@
 //! backup file and archived segment against its checksum), after each
 //! cycle, with the restore's outcome when there was one.
 
-use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site};
+use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -171,20 +171,9 @@ impl PgBackRest {
         script: String,
     ) -> Result<(i64, String), BackupError> {
         let image = self.image.clone().ok_or(BackupError::NoContainer)?;
-        let mut mounts = vec![Mount {
-            target: Some(REPO.into()),
-            source: Some(self.repo().display().to_string()),
-            typ: Some(MountType::BIND),
-            ..Default::default()
-        }];
+        let mut mounts = vec![bind(&self.repo(), REPO, false)];
         if let Some(stream) = &self.stream {
-            mounts.push(Mount {
-                target: Some(STREAM.into()),
-                source: Some(stream.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(true),
-                ..Default::default()
-            });
+            mounts.push(bind(stream, STREAM, true));
         }
         if let Some((volume, data_dir)) = data {
             mounts.push(Mount {

@@ -6,7 +6,7 @@
 //! into the new volume; `restic check` checks the repository after every
 //! cycle that stored something.
 
-use super::{Artifact, BackupError, BackupMethod, Reported, SIDECAR_DATA, Site};
+use super::{Artifact, BackupError, BackupMethod, Reported, SIDECAR_DATA, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::settings::{BackupSection, Repository};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -89,12 +89,7 @@ impl Restic {
             Repo::Remote(url) => url.to_owned(),
             Repo::Local(dir) => {
                 std::fs::create_dir_all(&dir).map_err(|source| BackupError::Dir { path: dir.clone(), source })?;
-                mounts.push(Mount {
-                    target: Some(RESTIC_REPO.into()),
-                    source: Some(dir.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    ..Default::default()
-                });
+                mounts.push(bind(&dir, RESTIC_REPO, false));
                 RESTIC_REPO.to_owned()
             }
         };

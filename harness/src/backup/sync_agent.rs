@@ -5,7 +5,7 @@
 //! container unpacks the object into the new volume. The sidecar goes down
 //! with the host; its log says which backups it took.
 
-use super::{Artifact, BackupError, BackupMethod, Reported, SIDECAR_DATA, Site};
+use super::{Artifact, BackupError, BackupMethod, Reported, SIDECAR_DATA, Site, bind};
 use crate::deploy::deployment::{Deployment, DeploymentError};
 use crate::settings::{BackupSection, Store};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -235,12 +235,7 @@ fn sidecar_store(store: Option<&Store>, default_dir: &std::path::Path) -> (Strin
         Some(Store::Dir(dir)) => dir,
         None => default_dir,
     };
-    let mount = Mount {
-        target: Some(SIDECAR_STORE.into()),
-        source: Some(dir.display().to_string()),
-        typ: Some(MountType::BIND),
-        ..Default::default()
-    };
+    let mount = bind(dir, SIDECAR_STORE, false);
     (format!("file://{SIDECAR_STORE}"), Some(mount))
 }
 

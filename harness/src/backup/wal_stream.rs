@@ -26,14 +26,13 @@
 //! wrote.
 
 use super::pgbackrest::PgBackRest;
-use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site};
+use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::text::sh_quoted;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use crashlab_reports::ToolCheck;
 use crashlab_workloads::Workload;
 use futures_util::future::BoxFuture;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The cell's backup directory's subdirectory the stream writes into.
@@ -62,22 +61,12 @@ impl WalStream {
         WalStream { pg: PgBackRest::with_stream(site, stream), sync, sidecar: None }
     }
 
-    fn stream_dir(&self) -> PathBuf {
-        self.pg.site.path(STREAM_DIR)
-    }
-
     /// Starts `pg_receivewal` beside the running server into an empty
     /// stream directory, and waits for the server to show it streaming
     /// (and, for `wal-stream-sync`, as its synchronous standby).
     async fn start(&mut self, d: &Deployment) -> Result<(), BackupError> {
         self.stop().await?;
-        let dir = self.stream_dir();
-        if let Err(source) = std::fs::remove_dir_all(&dir)
-            && source.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(BackupError::Dir { path: dir, source });
-        }
-        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Dir { path: dir.clone(), source })?;
+        let dir = self.pg.site.empty_dir(STREAM_DIR)?;
         let server = d.container_id().ok_or(BackupError::NoContainer)?.to_owned();
         let config = ContainerCreateBody {
             image: Some(d.spec().image.clone()),
@@ -85,12 +74,7 @@ impl WalStream {
             cmd: Some(vec![receivewal_script(self.sync)]),
             labels: Some(self.pg.site.run.labels()),
             host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(STREAM.into()),
-                    source: Some(dir.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    ..Default::default()
-                }]),
+                mounts: Some(vec![bind(&dir, STREAM, false)]),
                 network_mode: Some(format!("container:{server}")),
                 ..Default::default()
             }),

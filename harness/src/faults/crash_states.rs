@@ -184,12 +184,11 @@ fn fired_inside(fs: &mut crate::storage::faultmount::FaultMount, trigger: &crash
         ));
     }
     let ops: usize = captures.iter().map(|c| c.point.history.ops().len()).sum();
-    let armed = fs.capture_armed();
     let spread: Vec<String> = captures
         .iter()
         .map(|c| {
             let h = &c.point.history;
-            let ms = armed.map_or(0, |a| c.point.at.saturating_duration_since(a).as_millis());
+            let ms = c.since.as_millis();
             let files = h.files();
             format!("{ms} ms ({files} file{}, {} B)", if files == 1 { "" } else { "s" }, h.bytes())
         })

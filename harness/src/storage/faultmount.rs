@@ -88,8 +88,6 @@ pub struct FaultMount {
     captures: Vec<Captured>,
     /// What the last plan saw.
     capture_counts: CaptureCounts,
-    /// When the last capture plan was armed: the zero of its points' times.
-    capture_armed: Option<std::time::Instant>,
 }
 
 /// A crash point captured inside the load, at a call the plan's trigger
@@ -97,6 +95,8 @@ pub struct FaultMount {
 #[derive(Debug)]
 pub struct Captured {
     pub point: CrashPoint,
+    /// How far into the load the call came (from the plan's arming).
+    pub since: std::time::Duration,
     /// The call, e.g. `fsync #12 of /test/bank.ibd`.
     pub label: String,
     /// Why the durable base could not be copied, if it could not.
@@ -156,7 +156,6 @@ impl FaultMount {
             captured: 0,
             captures: vec![],
             capture_counts: CaptureCounts::default(),
-            capture_armed: None,
         };
         fs.mount()?;
         Ok(fs)
@@ -320,7 +319,6 @@ impl FaultMount {
         let plan = CapturePlan { trigger, max_points, every, seed: self.seed, into, window };
         self.handle()?.capture_at(plan);
         self.capture_counts = CaptureCounts::default();
-        self.capture_armed = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -331,6 +329,7 @@ impl FaultMount {
         self.capture_counts = handle.stop_capture();
         self.captures.extend(handle.take_captures().into_iter().map(|c| Captured {
             point: CrashPoint { base: c.base, history: c.history, at: c.at },
+            since: c.since,
             label: c.label,
             error: c.error,
         }));
@@ -341,11 +340,6 @@ impl FaultMount {
     /// unsynced.
     pub fn capture_counts(&self) -> CaptureCounts {
         self.capture_counts
-    }
-
-    /// When the last capture plan was armed (just before its load began).
-    pub fn capture_armed(&self) -> Option<std::time::Instant> {
-        self.capture_armed
     }
 
     /// The points captured inside the load and not yet taken.
