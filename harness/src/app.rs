@@ -918,7 +918,6 @@ pub async fn execute(
     }
     let complete = results.len() == cells.len();
     let report = Report {
-        schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
         seed: scenario.seed,
         run_id: ctx.id().to_owned(),
@@ -927,7 +926,6 @@ pub async fn execute(
         environment,
         cells: results,
         unsupported,
-        bench: None,
         execution: Some(Execution {
             jobs: jobs as u32,
             cpus: scenario.matrix.cpus,
@@ -937,9 +935,7 @@ pub async fn execute(
             plan,
             interrupted: None,
         }),
-        merged: None,
-        compose: None,
-        explore: None,
+        ..Report::default()
     };
     Ok(Outcome { report, complete })
 }

@@ -81,6 +81,31 @@ pub struct Report {
     pub explore: Option<schedules::ExploreReport>,
 }
 
+/// An empty report of this schema: no cells and no section of a kind of
+/// run (bench, execution, merge, Compose, explore), each producer setting
+/// what it has (`Report { cells, ..Report::default() }`), so that a new
+/// section does not touch every producer.
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            scenario: String::new(),
+            seed: 0,
+            run_id: String::new(),
+            started_at_unix: 0,
+            duration_s: 0.0,
+            environment: Environment::default(),
+            cells: vec![],
+            unsupported: vec![],
+            bench: None,
+            execution: None,
+            merged: None,
+            compose: None,
+            explore: None,
+        }
+    }
+}
+
 /// The Compose service a run tested, and "your configuration": the
 /// strategy its file implies.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

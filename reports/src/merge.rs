@@ -187,7 +187,6 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
         environment: first.environment.clone(),
         cells,
         unsupported: first.unsupported.clone(),
-        bench: None,
         execution: Some(Execution { plan, filter, ..Execution::default() }),
         merged: Some(Merged {
             shards: records,
@@ -196,7 +195,7 @@ pub fn merge(shards: Vec<(String, Report)>) -> Result<Report, MergeError> {
             duplicate_cells,
         }),
         compose: first.compose.clone(),
-        explore: None,
+        ..Report::default()
     })
 }
 

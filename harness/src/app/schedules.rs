@@ -23,7 +23,7 @@ use crate::storage::Strategy;
 use crate::text::{error_chain, line_column, toml_message};
 use crate::workload::workload_for;
 use crashlab_reports::schedules::{ExploreReport, Finding};
-use crashlab_reports::{CellReport, Report, SCHEMA_VERSION, Verdict};
+use crashlab_reports::{CellReport, Report, Verdict};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -502,19 +502,12 @@ fn explore_report(
 ) -> Report {
     let elapsed_s = started.elapsed().as_secs_f64();
     Report {
-        schema_version: SCHEMA_VERSION,
         scenario: scenario.name.clone(),
         seed: search.seed,
         run_id: run_id.to_owned(),
         started_at_unix,
         duration_s: elapsed_s,
         environment,
-        cells: vec![],
-        unsupported: vec![],
-        bench: None,
-        execution: None,
-        merged: None,
-        compose: None,
         explore: Some(ExploreReport {
             strategy: search.strategy.to_string(),
             seed: search.seed,
@@ -525,6 +518,7 @@ fn explore_report(
             errors: search.errors,
             findings: search.findings.clone(),
         }),
+        ..Report::default()
     }
 }
 

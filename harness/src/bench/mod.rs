@@ -34,7 +34,7 @@ use crate::text::error_chain;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bytes::Bytes;
 use crashlab_reports::bench::{BenchFailure, BenchReport, IoFigures, IoResult, Profile, WorkloadResult};
-use crashlab_reports::{LatencySummary, Report, SCHEMA_VERSION, markdown};
+use crashlab_reports::{LatencySummary, Report, markdown};
 use crashlab_workloads::{LoadConfig, Workload};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -197,20 +197,13 @@ pub async fn execute(
         tracing::warn!("cleanup of run {} failed: {}; run `crashlab clean`", run.id(), error_chain(&e));
     }
     Ok(Report {
-        schema_version: SCHEMA_VERSION,
         scenario: definition.name.clone(),
-        seed: 0,
         run_id: run.id().to_owned(),
         started_at_unix,
         duration_s: started.elapsed().as_secs_f64(),
         environment,
-        cells: vec![],
-        unsupported: vec![],
         bench: Some(report),
-        execution: None,
-        merged: None,
-        compose: None,
-        explore: None,
+        ..Report::default()
     })
 }
 
@@ -575,20 +568,11 @@ mod tests {
 
     fn report(bench: BenchReport) -> Report {
         Report {
-            schema_version: SCHEMA_VERSION,
             scenario: "bench".into(),
-            seed: 0,
             run_id: "r".into(),
-            started_at_unix: 0,
             duration_s: 1.0,
-            environment: Default::default(),
-            cells: vec![],
-            unsupported: vec![],
             bench: Some(bench),
-            execution: None,
-            merged: None,
-            compose: None,
-            explore: None,
+            ..Report::default()
         }
     }
 
