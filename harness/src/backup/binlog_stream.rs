@@ -304,11 +304,15 @@ impl BinlogStream {
 /// waiting for more at the end of the last.
 fn stream_script(port: u16, watch: bool) -> String {
     // The loop is the shell's child, and ends with the container when
-    // `mariadb-binlog`, which replaces the shell, ends.
+    // `mariadb-binlog`, which replaces the shell, ends. The size is read
+    // before the clock: a line says what had arrived by its time at the
+    // latest (read the other way round, the size could take in a commit
+    // that arrived after the stamp, and a replay to a target between the
+    // two would bring back a transaction begun after it).
     let watcher = if watch {
         format!(
             "(while :; do f=$(ls {STREAM} | grep -E '^{BASENAME}\\.[0-9]+$' | tail -n 1); [ -z \"$f\" ] || \
-             echo \"$(date +%s%N) $f $(stat -c %s {STREAM}/$f)\"; sleep 0.02; done >>{STREAM}/{RECEIVED}) & "
+             {{ s=$(stat -c %s {STREAM}/$f); echo \"$(date +%s%N) $f $s\"; }}; sleep 0.02; done >>{STREAM}/{RECEIVED}) & "
         )
     } else {
         String::new()
@@ -378,7 +382,7 @@ fn replay_script(data_dir: &str, server_args: &[String], file: &str, pos: u64, s
          \x20 i=$((i+1)); [ $i -le 1200 ] || fail 'the server did not answer within 120 s'; sleep 0.1; done\n\
          files=$(ls {STREAM} | grep -E '^{BASENAME}\\.[0-9]+$' | sort | awk -v f={file} -v l={last} '$0 >= f && $0 <= l')\n\
          case \"$files\" in {file}*) ;; *) fail \"the stream has no {file}: $(ls {STREAM} | tr '\\n' ' ')\";; esac\n\
-         echo \"{MARK}-files: $(echo $files | wc -w) $(cd {STREAM} && cat $files | wc -c)\"\n\
+         echo \"{MARK}-files: $(echo $files | wc -w) $(cd {STREAM} && stat -c %s $files | awk '{{s+=$1}} END {{print s+0}}')\"\n\
          (cd {STREAM} && mariadb-binlog --start-position={pos}{stop} $files) >/tmp/replay.sql 2>/tmp/binlog.err\n\
          echo \"{MARK}-binlog: $? $(tail -n 3 /tmp/binlog.err | tr '\\n' ' ')\"\n\
          echo \"{MARK}-commits: $(grep -c '^COMMIT/\\*!\\*/;' /tmp/replay.sql)\"\n\
