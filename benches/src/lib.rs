@@ -42,7 +42,7 @@ pub async fn docker_with(image: &str) -> Docker {
 /// A fresh dataset, then crashlab's driver for [`SECONDS`]: acknowledged
 /// commits per second.
 pub async fn crashlab_tps(workload: &dyn Workload, addr: SocketAddr, seed: u64) -> f64 {
-    let config = LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed, reconnect: false, ids_from: 0 };
+    let config = LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed, reconnect: false, ids_from: 0, replicas: 1 };
     workload.setup(addr, config).await.expect("setup");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
@@ -83,7 +83,17 @@ where
     for round in 0..ROUNDS {
         let c = crashlab_tps(workload, addr, round as u64).await;
         workload
-            .setup(addr, LoadConfig { clients: CLIENTS, accounts: ACCOUNTS, seed: 0, reconnect: false, ids_from: 0 })
+            .setup(
+                addr,
+                LoadConfig {
+                    clients: CLIENTS,
+                    accounts: ACCOUNTS,
+                    seed: 0,
+                    reconnect: false,
+                    ids_from: 0,
+                    replicas: 1,
+                },
+            )
             .await
             .expect("setup");
         let r = reference(addr).await;

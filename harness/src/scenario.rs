@@ -336,12 +336,15 @@ impl Scenario {
         let mut run = Vec::new();
         let mut unsupported = Vec::new();
         let replicates = self.workload.kind.def().workload().replication().is_some();
+        let clusters = self.workload.kind.def().workload().clustering().is_some();
         for cell in self.cells() {
             if self.filter.as_ref().is_some_and(|f| !f.selects(self.workload.kind, &cell)) {
                 continue;
             }
             let no_replica = (cell.strategy.def().data_on.replication().is_some() && !replicates)
-                .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none");
+                .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none")
+                .or((cell.strategy.def().data_on.members().is_some() && !clusters)
+                    .then_some("crashlab forms the engine's own cluster for NATS only; this workload has none"));
             let other_engine = cell
                 .strategy
                 .def()

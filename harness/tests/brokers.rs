@@ -3,7 +3,10 @@
 //! fsynced every two minutes) a `PubAck` survives a process kill, which
 //! keeps the page cache, and is lost to a power cut; with `sync_interval:
 //! always` it survives both. etcd with `--unsafe-no-fsync` has the same
-//! shape. Each test is named after the property it checks.
+//! shape. A three-member NATS cluster (`cluster-3`) with the default keeps
+//! its PubAcks through every member's server killed, and loses them to a
+//! coordinated power loss of every member at once, replicas or not. Each
+//! test is named after the property it checks.
 
 mod common;
 
@@ -66,4 +69,28 @@ async fn etcd_unsafe_no_fsync_keeps_transactions_through_process_kill_but_loses_
     }
     let cells = bind_mount_kill_and_power_cut("etcd", r#""--unsafe-no-fsync""#).await;
     assert_lost_to_the_power_cut_only(&cells, 30);
+}
+
+/// Three members, a stream of three replicas, the packaged default sync:
+/// a PubAck means a quorum of members has the message in its page cache,
+/// which every server's SIGKILL keeps and a power cut of every member at
+/// once does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_default_sync_keeps_pubacks_through_killing_every_server_but_loses_them_to_a_coordinated_power_loss()
+ {
+    if common::skip_docker() {
+        return;
+    }
+    let extra = "[faults]\nfsync-reaches-disk = false";
+    let text = common::scenario("nats", "", r#""cluster-3""#, r#""process-kill", "host-kill""#, 1, extra);
+    let (outcome, _state) = common::run(&text).await;
+    assert!(outcome.complete, "{:?}", outcome.report);
+    let cells = outcome.report.cells;
+    assert_lost_to_the_power_cut_only(&cells, 100);
+    let fired: Vec<&str> = cell(&cells, "host-kill")
+        .cycle_details
+        .iter()
+        .filter_map(|c| c.fired.as_ref().map(|f| f.what.as_str()))
+        .collect();
+    assert!(fired.iter().all(|f| f.contains("coordinated power cut of all 3 members")), "{fired:?}");
 }

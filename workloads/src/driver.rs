@@ -334,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_stuck_after_stop_is_aborted_with_its_record_kept() {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let config = LoadConfig { clients: 2, accounts: 4, seed: 1, reconnect: false, ids_from: 0 };
+        let config = LoadConfig { clients: 2, accounts: 4, seed: 1, reconnect: false, ids_from: 0, replicas: 1 };
         let load = run_clients(config, stop_rx, Duration::from_millis(50), |mut ctx| async move {
             let t = ctx.transfers.next_transfer();
             let i = ctx.record.begin(t);
@@ -359,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn a_reconnecting_client_goes_on_with_fresh_ledger_ids_until_the_stop() {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let config = LoadConfig { clients: 1, accounts: 4, seed: 1, reconnect: true, ids_from: 0 };
+        let config = LoadConfig { clients: 1, accounts: 4, seed: 1, reconnect: true, ids_from: 0, replicas: 1 };
         let load = run_clients(config, stop_rx, Duration::from_secs(5), |mut ctx| async move {
             // Each incarnation acknowledges two transfers, then its
             // connection "fails".

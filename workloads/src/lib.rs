@@ -21,6 +21,7 @@
 
 pub mod ack;
 pub mod agent;
+pub mod cluster;
 pub mod custom;
 mod driver;
 pub mod etcd;
@@ -236,6 +237,10 @@ pub struct LoadConfig {
     /// loads on one dataset (a fault schedule's) never reuse an id; 0 for
     /// the first.
     pub ids_from: u64,
+    /// How many members of the engine's own cluster keep a copy of the
+    /// dataset (a JetStream stream's replicas), for a workload that
+    /// replicates natively on a cluster strategy; 1 everywhere else.
+    pub replicas: u32,
 }
 
 /// Balance every account starts a cycle with.
@@ -404,6 +409,13 @@ pub trait Workload: Send + Sync {
     /// strategies; `None`: the workload has no replication, and those
     /// strategies cannot deploy it (the plan makes them n/a).
     fn replication(&self) -> Option<std::sync::Arc<dyn replication::Replication>> {
+        None
+    }
+
+    /// How servers of this workload form the engine's own cluster, for
+    /// the cluster strategies; `None`: it has none, and those strategies
+    /// cannot deploy it (the plan makes them n/a).
+    fn clustering(&self) -> Option<std::sync::Arc<dyn cluster::Clustering>> {
         None
     }
 

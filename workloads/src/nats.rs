@@ -32,6 +32,7 @@
 //! (2.10): bookworm's 2.9 has no `sync_interval` and so no way to sync
 //! each write. The driver is `async-nats`.
 
+use crate::cluster::Clustering;
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::message::{balances, parse_payload, payload};
 use crate::query_err;
@@ -44,7 +45,8 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Image crashlab builds for this workload.
@@ -61,6 +63,21 @@ pub const KIND: Kind = Kind {
     name: "nats",
     build: |image, server_args| Box::new(Nats { image: image.unwrap_or_else(|| IMAGE.to_owned()), server_args }),
 };
+
+/// The port cluster members route to one another on.
+pub const CLUSTER_PORT: u16 = 6222;
+/// The cluster's name.
+const CLUSTER_NAME: &str = "crashlab";
+/// How long a cluster gets to form (its members joining the meta group)
+/// before a replicated stream can be created, and, after a restart, to
+/// elect the stream's leader before it can be read.
+const FORMING_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a forming cluster is asked again.
+const FORMING_POLL: Duration = Duration::from_millis(250);
+/// How long a clustered server's "no such stream" is asked again before
+/// it is believed: a meta leader just elected may answer before it has
+/// applied its log.
+const NOT_FOUND_SETTLE: Duration = Duration::from_secs(10);
 
 /// The stream the load publishes to.
 const STREAM: &str = "CRASHLAB";
@@ -162,25 +179,7 @@ impl Workload for Nats {
     }
 
     fn setup(&self, addr: SocketAddr, load: LoadConfig) -> BoxFuture<'_, Result<(), WorkloadError>> {
-        Box::pin(async move {
-            let js = connect(addr).await?;
-            match js.delete_stream(STREAM).await {
-                Ok(_) => {}
-                Err(e) if not_found(&e) => {}
-                Err(e) => return Err(query_err("delete the stream")(e)),
-            }
-            js.create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec![SUBJECTS.into()],
-                storage: stream::StorageType::File,
-                num_replicas: 1,
-                description: Some(format!("{ACCOUNTS_PREFIX}{}", load.accounts)),
-                ..Default::default()
-            })
-            .await
-            .map_err(query_err("create the stream"))?;
-            Ok(())
-        })
+        Box::pin(setup(addr, load))
     }
 
     fn load(
@@ -200,6 +199,99 @@ impl Workload for Nats {
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
         Box::pin(observe(addr))
+    }
+
+    fn clustering(&self) -> Option<Arc<dyn Clustering>> {
+        Some(Arc::new(NatsCluster))
+    }
+}
+
+/// A NATS cluster: every member routes to every other on
+/// [`CLUSTER_PORT`], under one cluster name, each with its own server name
+/// (JetStream's Raft groups tell their peers apart by it).
+struct NatsCluster;
+
+impl Clustering for NatsCluster {
+    fn server_args(&self, me: usize, hosts: &[&str]) -> Vec<String> {
+        let routes: Vec<String> = hosts.iter().map(|h| format!("nats://{h}:{CLUSTER_PORT}")).collect();
+        // One argument per flag (`--name=h1`), so that a flag the
+        // scenario's server-args set replaces crashlab's whole.
+        vec![
+            format!("--name={}", hosts[me]),
+            format!("--cluster_name={CLUSTER_NAME}"),
+            format!("--cluster=nats://0.0.0.0:{CLUSTER_PORT}"),
+            // Peers and clients are told the member's name on the hosts'
+            // network, never an address of the default bridge, so that
+            // leaving that network cuts the member off.
+            format!("--cluster_advertise={}:{CLUSTER_PORT}", hosts[me]),
+            "--no_advertise=true".into(),
+            format!("--routes={}", routes.join(",")),
+        ]
+    }
+}
+
+/// Deletes what a previous cycle left and creates the stream with
+/// `load.replicas` replicas. A cluster whose members are still joining
+/// its meta group cannot place a replicated stream yet ("insufficient
+/// resources", or no answer): the creation is asked again until
+/// [`FORMING_TIMEOUT`].
+async fn setup(addr: SocketAddr, load: LoadConfig) -> Result<(), WorkloadError> {
+    let js = connect(addr).await?;
+    let deadline = Instant::now() + FORMING_TIMEOUT;
+    loop {
+        match js.delete_stream(STREAM).await {
+            Ok(_) => break,
+            Err(e) if not_found(&e) => break,
+            // A cluster that restarted may still be electing its leaders;
+            // a delete that timed out and did land is "not found" next.
+            Err(e) if unavailable(&e) && Instant::now() < deadline => tokio::time::sleep(FORMING_POLL).await,
+            Err(e) => return Err(query_err("delete the stream")(e)),
+        }
+    }
+    let config = stream::Config {
+        name: STREAM.into(),
+        subjects: vec![SUBJECTS.into()],
+        storage: stream::StorageType::File,
+        num_replicas: load.replicas.max(1) as usize,
+        description: Some(format!("{ACCOUNTS_PREFIX}{}", load.accounts)),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + FORMING_TIMEOUT;
+    loop {
+        match js.create_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if still_forming(&e) && Instant::now() < deadline => tokio::time::sleep(FORMING_POLL).await,
+            Err(e) => return Err(query_err("create the stream")(e)),
+        }
+    }
+}
+
+/// Whether a request about the stream went unanswered, or the cluster
+/// said it cannot answer yet (no leader).
+fn unavailable(e: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::GetStreamErrorKind as K;
+    match e.kind() {
+        K::Request => true,
+        K::JetStream(j) => [jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE, jetstream::ErrorCode::CLUSTER_NOT_LEADER]
+            .contains(&j.error_code()),
+        _ => false,
+    }
+}
+
+/// Whether a stream's creation failed because the cluster has not formed
+/// yet.
+fn still_forming(e: &jetstream::context::CreateStreamError) -> bool {
+    use jetstream::context::CreateStreamErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::JetStreamUnavailable => true,
+        K::JetStream(j) => [
+            jetstream::ErrorCode::INSUFFICIENT_RESOURCES,
+            jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
+            jetstream::ErrorCode::CLUSTER_NO_PEERS,
+            jetstream::ErrorCode::CLUSTER_INCOMPLETE,
+        ]
+        .contains(&j.error_code()),
+        _ => false,
     }
 }
 
@@ -268,10 +360,8 @@ struct Read {
 
 async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
     let js = connect(addr).await?;
-    let mut stream = match js.get_stream(STREAM).await {
-        Ok(s) => s,
-        Err(e) if not_found(&e) => return Ok(Observation::Gone { detail: format!("stream {STREAM} is missing") }),
-        Err(e) => return Err(query_err("read the stream's state")(e)),
+    let Some(mut stream) = find_stream(&js).await? else {
+        return Ok(Observation::Gone { detail: format!("stream {STREAM} is missing") });
     };
     let info = stream.info().await.map_err(query_err("read the stream's state"))?;
     let (state, description) = (info.state.clone(), info.config.description.clone().unwrap_or_default());
@@ -302,6 +392,37 @@ async fn observe(addr: SocketAddr) -> Result<Observation, WorkloadError> {
         }
     }
     Ok(judge(&read, accounts, (state.messages, state.first_sequence, state.last_sequence)))
+}
+
+/// The stream, or `None` when the server says there is none. A cluster
+/// that restarted answers only once the stream's leader is elected, and
+/// may say "no such stream" before its meta leader has applied its log:
+/// a clustered server is asked again until [`FORMING_TIMEOUT`], and its
+/// "no such stream" believed once it held for [`NOT_FOUND_SETTLE`].
+async fn find_stream(js: &jetstream::Context) -> Result<Option<jetstream::stream::Stream>, WorkloadError> {
+    let clustered = js.client().server_info().cluster.is_some();
+    let started = Instant::now();
+    let mut missing_since = None;
+    loop {
+        let error = match js.get_stream(STREAM).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if not_found(&e) => {
+                let since = *missing_since.get_or_insert_with(Instant::now);
+                if !clustered || since.elapsed() >= NOT_FOUND_SETTLE {
+                    return Ok(None);
+                }
+                e
+            }
+            Err(e) => {
+                missing_since = None;
+                e
+            }
+        };
+        if !clustered || started.elapsed() >= FORMING_TIMEOUT {
+            return Err(query_err("read the stream's state")(error));
+        }
+        tokio::time::sleep(FORMING_POLL).await;
+    }
 }
 
 /// The observation of what a consumer delivered, given the number of
@@ -395,6 +516,16 @@ mod tests {
         assert_eq!(log_severity("[1] 2026/12/06 23:00:00.000000 [ERR] JetStream ..."), Some(LogSeverity::Error));
         assert_eq!(log_severity("[1] 2026/12/06 23:00:00.000000 [FTL] Can't start"), Some(LogSeverity::Fatal));
         assert_eq!(log_severity("nats-server: bad flag"), None);
+    }
+
+    #[test]
+    fn each_cluster_member_routes_to_every_member_under_its_own_name() {
+        let args = NatsCluster.server_args(1, &["h1", "h2", "h3"]);
+        assert!(args.contains(&"--name=h2".to_owned()), "{args:?}");
+        assert!(args.contains(&"--cluster_advertise=h2:6222".to_owned()), "{args:?}");
+        assert!(args.contains(&"--routes=nats://h1:6222,nats://h2:6222,nats://h3:6222".to_owned()), "{args:?}");
+        // One argument per flag: a flag of the scenario's replaces it whole.
+        assert!(args.iter().all(|a| a.starts_with("--") && a.contains('=')), "{args:?}");
     }
 
     #[test]

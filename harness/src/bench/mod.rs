@@ -526,6 +526,7 @@ impl Bench<'_> {
             seed: 42,
             reconnect: false,
             ids_from: 0,
+            replicas: 1,
         };
         workload.setup(addr, config).await.map_err(|e| format!("create the dataset: {}", error_chain(&e)))?;
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -233,7 +233,14 @@ impl Runner<'_> {
         let w = &self.scenario.workload;
         let seed =
             self.scenario.seed ^ ((cell.index as u64) << 32 | u64::from(cycle)).wrapping_mul(0x2545_f491_4f6c_dd1d);
-        LoadConfig { clients: w.clients, accounts: w.accounts, seed, reconnect: cell.strategy.is_backup(), ids_from: 0 }
+        LoadConfig {
+            clients: w.clients,
+            accounts: w.accounts,
+            seed,
+            reconnect: cell.strategy.is_backup(),
+            ids_from: 0,
+            replicas: cell.strategy.def().data_on.members().map_or(1, u32::from),
+        }
     }
 
     async fn deploy(&self, cell: &Cell, backups: Option<&mut Backups>) -> Result<Deployment, String> {
@@ -281,6 +288,21 @@ impl Runner<'_> {
         }
         if let Some((backups, needs)) = backups.zip(needs) {
             d = backups.dress(d, needs);
+        }
+        if let Some(members) = cell.strategy.def().data_on.members() {
+            let ready = self.scenario.workload.ready_timeout;
+            let cluster = (cell.strategy, members);
+            return crate::deploy::hosts::peers::deploy(
+                &self.docker,
+                &self.run,
+                &*self.workload,
+                d,
+                cluster,
+                options,
+                ready,
+            )
+            .await
+            .map_err(|e| error_chain(&e));
         }
         if let Some(mode) = cell.strategy.def().data_on.replication() {
             let ready = self.scenario.workload.ready_timeout;

@@ -199,9 +199,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         let workload = &*self.runner.workload;
         workload.setup(addr, self.config).await.map_err(|e| CycleFailure::Setup(error_chain(&e)))?;
         self.report.phases.setup_ms = ms(self.started);
-        if let Some(fs) = self.deployment.faultfs_mut() {
-            // The dataset as set up is the baseline: only what the load
-            // writes is at stake.
+        // The dataset as set up is the baseline, on every member of a
+        // cluster: only what the load writes is at stake.
+        for fs in self.deployment.fault_mounts_mut() {
             fs.checkpoint().map_err(|e| CycleFailure::Checkpoint(error_chain(&e)))?;
             fs.begin_cycle();
         }

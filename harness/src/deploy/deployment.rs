@@ -5,6 +5,7 @@
 //! network, with the other hosts in its [`Cluster`].
 
 use crate::deploy::hosts::Cluster;
+use crate::deploy::hosts::peers::Peers;
 use crate::deploy::topology::Topology;
 use crate::docker::{Docker, DockerError};
 use crate::run::RunContext;
@@ -247,11 +248,56 @@ impl Deployment {
         self.topology = Topology::Replicated(Box::new(cluster));
     }
 
+    /// The other members of the engine's own cluster.
+    pub fn peers(&self) -> Option<&Peers> {
+        match &self.topology {
+            Topology::Peers(peers) => Some(peers),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn peers_mut(&mut self) -> Option<&mut Peers> {
+        match &mut self.topology {
+            Topology::Peers(peers) => Some(peers),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_peers(&mut self, peers: Peers) {
+        self.topology = Topology::Peers(Box::new(peers));
+    }
+
+    pub(crate) fn set_topology(&mut self, topology: Topology) {
+        self.topology = topology;
+    }
+
+    /// The other members of a cluster, which a fault that strikes every
+    /// host at once acts on besides this one; none for other topologies.
+    pub fn members_mut(&mut self) -> &mut [Deployment] {
+        match &mut self.topology {
+            Topology::Peers(peers) => peers.members_mut(),
+            _ => &mut [],
+        }
+    }
+
+    /// The fault filesystems under this host's data and every other
+    /// member's, this host's first.
+    pub fn fault_mounts_mut(&mut self) -> Vec<&mut crate::storage::faultmount::FaultMount> {
+        let Deployment { storage, topology, .. } = self;
+        let members = match topology {
+            Topology::Peers(peers) => peers.members_mut(),
+            _ => &mut [],
+        };
+        storage.faultfs_mut().into_iter().chain(members.iter_mut().filter_map(|m| m.storage.faultfs_mut())).collect()
+    }
+
     /// Whether the deployment lost a host (and failed over) or a storage
     /// host: it serves, but with less than it was built with, and is
     /// rebuilt before another cycle runs on it.
     pub fn degraded(&self) -> bool {
-        self.cluster().is_some_and(Cluster::lost_a_host) || self.storage.degraded()
+        self.cluster().is_some_and(Cluster::lost_a_host)
+            || self.peers().is_some_and(Peers::lost_a_host)
+            || self.storage.degraded()
     }
 
     pub fn storage_mut(&mut self) -> &mut Storage {
@@ -591,10 +637,7 @@ impl Deployment {
     /// Removes the container and the storage, then the other hosts and
     /// their network.
     pub async fn teardown(mut self) -> Result<(), crate::storage::StorageError> {
-        let cluster = match std::mem::replace(&mut self.topology, Topology::Single) {
-            Topology::Replicated(cluster) => Some(cluster),
-            _ => None,
-        };
+        let topology = std::mem::replace(&mut self.topology, Topology::Single);
         let mut torn = Ok(());
         if let Some(id) = self.container.take() {
             torn = self.docker.remove_container(&id).await.map_err(Into::into);
@@ -602,11 +645,12 @@ impl Deployment {
         if torn.is_ok() {
             torn = self.storage.teardown(&self.docker).await;
         }
-        if let Some(cluster) = cluster {
-            let rest = cluster.teardown(&self.docker).await;
-            torn = torn.and(rest);
-        }
-        torn
+        let rest = match topology {
+            Topology::Replicated(cluster) => cluster.teardown(&self.docker).await,
+            Topology::Peers(peers) => peers.teardown(&self.docker).await,
+            Topology::Single | Topology::Shared(_) => Ok(()),
+        };
+        torn.and(rest)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The shape of a deployment — one host, a primary with a replica on
-//! another host, or a host on storage that storage hosts serve — and what
+//! another host, a host on storage that storage hosts serve, or the
+//! members of the engine's own cluster — and what
 //! each shape does when a fault takes a host. Faults call
 //! [`Deployment::begin_fault`], [`Deployment::lose_host`],
 //! [`Deployment::fail_over`] and [`Deployment::describe_host_loss`]
@@ -10,8 +11,10 @@
 //! | single host | the server killed, its container removed, its data destroyed | none: no standby ([`FailOver::NoStandby`]); the caller builds a new host, from a backup where there is one | nothing |
 //! | replicated | the primary's host lost while a monitor probes it ([`hosts::lose_primary`]) | the replica promoted, its first write timed ([`hosts::fail_over`]) | the replica's lag |
 //! | shared | the server's host and its client mount lost while a monitor probes it ([`hosts::shared::lose_host`]) | another host mounts the volume and starts the server ([`hosts::shared::fail_over`]) | nothing; the record of the failover |
+//! | the engine's own cluster | the first member's host lost while a monitor probes it ([`hosts::peers::lose_first`]) | the next member serves once the survivors answer ([`hosts::peers::fail_over`]) | nothing; the record of the failover |
 
 use crate::deploy::deployment::Deployment;
+use crate::deploy::hosts::peers::Peers;
 use crate::deploy::hosts::{self, Cluster, HostsError};
 use crate::storage::Storage;
 use crashlab_reports::ReplicationCycle;
@@ -67,6 +70,9 @@ pub enum Topology {
     /// The server's host mounts a volume that lives on storage hosts
     /// ([`hosts::shared`]); what the cycle's fault did to it.
     Shared(Box<ReplicationCycle>),
+    /// The first member of the engine's own cluster (the deployment) and
+    /// the others ([`hosts::peers`]).
+    Peers(Box<Peers>),
 }
 
 /// What [`Deployment::fail_over`] found after a host's loss.
@@ -113,6 +119,7 @@ impl Deployment {
             Topology::Shared(record) => {
                 **record = ReplicationCycle { mode: "sync".into(), lag_unit: "none".into(), ..Default::default() };
             }
+            Topology::Peers(peers) => peers.begin_fault(),
         }
     }
 
@@ -129,6 +136,7 @@ impl Deployment {
             }
             Topology::Replicated(_) => hosts::lose_primary(self, workload).await,
             Topology::Shared(_) => hosts::shared::lose_host(self, workload).await,
+            Topology::Peers(_) => hosts::peers::lose_first(self, workload).await,
         }
     }
 
@@ -139,6 +147,7 @@ impl Deployment {
             Topology::Single => Ok(FailOver::NoStandby),
             Topology::Replicated(_) => Ok(FailOver::Served(Box::new(hosts::fail_over(self).await?))),
             Topology::Shared(_) => Ok(FailOver::Served(Box::new(hosts::shared::fail_over(self, workload).await?))),
+            Topology::Peers(_) => Ok(FailOver::Served(Box::new(hosts::peers::fail_over(self, workload).await?))),
         }
     }
 
@@ -152,6 +161,7 @@ impl Deployment {
             Topology::Shared(_) => "the database's host was lost (killed, its container removed, its client mount \
                                     of the shared volume gone); the volume stayed on its storage hosts"
                 .into(),
+            Topology::Peers(peers) => hosts::peers::describe_loss(peers),
         }
     }
 }

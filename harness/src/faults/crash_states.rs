@@ -47,7 +47,7 @@ pub struct CrashStates;
 
 impl Behaviour for CrashStates {
     fn disk(&self) -> Disk {
-        Disk::Needed { on_memory: false }
+        Disk::Needed { on_memory: false, on_clusters: false }
     }
 
     fn records_history(&self) -> bool {

@@ -20,7 +20,7 @@ pub struct IoError;
 
 impl Behaviour for DiskFull {
     fn disk(&self) -> Disk {
-        Disk::Needed { on_memory: false }
+        Disk::Needed { on_memory: false, on_clusters: false }
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
@@ -54,7 +54,7 @@ impl Behaviour for DiskFull {
 
 impl Behaviour for IoError {
     fn disk(&self) -> Disk {
-        Disk::Needed { on_memory: false }
+        Disk::Needed { on_memory: false, on_clusters: false }
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {

@@ -30,6 +30,9 @@
 //! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
 //! | `storage-node-loss` (`glusterfs-replica` only) | | one storage host lost (SIGKILL, container removed, brick destroyed), the load going on for [`storage_node::LOAD_AFTER_LOSS`] | kill the server, start it on a fresh client mount of the volume |
 //! | `host-loss` on `glusterfs-replica` | | the database killed and removed, the host's client mount gone (the volume stays), a monitor timing its detection | fail over: another host mounts the volume, a new container on it, the first acknowledged write timed ([`crate::deploy::hosts::shared`]) |
+//! | `host-kill` on `cluster-3` | | a coordinated power loss: every member's fault filesystem armed, the first aimed cut to land cuts every other in the same instant, every server SIGKILLed | remount every member's fault filesystem, start every member |
+//! | `process-kill` on `cluster-3` | | SIGKILL to every member's server, one after another | start every member |
+//! | `host-loss` on `cluster-3` | | the first member's host lost (SIGKILL, removed, its volume destroyed), a monitor timing its detection | the next member serves once the survivors answer ([`crate::deploy::hosts::peers`]) |
 //! | `host-loss` on `replica-*` | start sampling the replica's lag | read the lag and the semi-sync counters; the primary's host lost as above, a monitor timing its detection | fail over: promote the replica, time the first acknowledged write on it ([`crate::deploy::hosts`]) |
 //!
 //! `host-loss` stands for the host and its disks being gone: what a backup
@@ -189,7 +192,9 @@ pub trait Behaviour: Sync {
     /// Whether the fault, on `strategy`, needs the data on the fault
     /// filesystem: a disk fault, where the filesystem can sit.
     fn needs_faultfs(&self, strategy: &StrategyDef) -> bool {
-        self.disk() != Disk::NotNeeded && strategy.under == UnderData::FaultFs
+        self.disk() != Disk::NotNeeded
+            && strategy.under == UnderData::FaultFs
+            && self.unsupported_on(strategy).is_none()
     }
 
     /// Why `strategy` cannot take this fault, when it cannot; such cells are
@@ -198,7 +203,7 @@ pub trait Behaviour: Sync {
     fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
         match self.disk() {
             Disk::NotNeeded => None,
-            Disk::Needed { on_memory } => needs_a_disk(strategy, on_memory),
+            Disk::Needed { on_memory, on_clusters } => needs_a_disk(strategy, on_memory, on_clusters),
         }
     }
 
@@ -286,16 +291,26 @@ pub trait Behaviour: Sync {
 pub enum Disk {
     NotNeeded,
     /// The fault filesystem where it can sit, `n/a` elsewhere; `on_memory`:
-    /// the fault also runs, without it, on memory (a host kill on tmpfs).
+    /// the fault also runs, without it, on memory (a host kill on tmpfs);
+    /// `on_clusters`: it acts on every member of a cluster strategy's
+    /// fault filesystems at once (a coordinated power cut), and runs there.
     Needed {
         on_memory: bool,
+        on_clusters: bool,
     },
 }
 
 /// For the faults whose damage needs a disk under the data (power loss and
 /// disk faults): the fault filesystem where it can sit, `n/a` elsewhere.
 /// `in_memory`: the fault also runs, without it, on memory.
-fn needs_a_disk(strategy: &StrategyDef, in_memory: bool) -> Option<&'static str> {
+fn needs_a_disk(strategy: &StrategyDef, in_memory: bool, on_clusters: bool) -> Option<&'static str> {
+    if strategy.data_on.members().is_some() && !on_clusters {
+        return Some(
+            "on a cluster strategy the fault filesystem sits under every member, and only `host-kill` (a \
+             coordinated power cut of every member at once) acts on all of them; this fault on one member's disk is \
+             not written yet",
+        );
+    }
     match strategy.under {
         UnderData::FaultFs => None,
         UnderData::Memory(_) if in_memory => None,
@@ -417,6 +432,16 @@ mod tests {
         let docker_only = [Fault::ProcessKill, Fault::Restart, Fault::Recreate, Fault::HostLoss];
         assert!(Strategy::ALL.iter().all(|&s| docker_only.iter().all(|f| f.unsupported_on(s).is_none())));
         assert!(Fault::HostKill.unsupported_on(Strategy::Tmpfs).is_none());
+        // A cluster takes the faults that strike every member at once, and
+        // host-loss; a disk fault of one member's filesystem is n/a.
+        for f in [Fault::ProcessKill, Fault::HostKill, Fault::HostLoss] {
+            assert!(f.unsupported_on(Strategy::Cluster3).is_none(), "{f}");
+        }
+        assert!(Fault::HostKill.needs_faultfs(Strategy::Cluster3));
+        for f in [Fault::TornWrite, Fault::DiskFull, Fault::IoError, Fault::CrashStates, Fault::Partition] {
+            assert!(f.unsupported_on(Strategy::Cluster3).is_some(), "{f}");
+            assert!(!f.needs_faultfs(Strategy::Cluster3), "{f}");
+        }
         assert!(!Fault::HostKill.needs_faultfs(Strategy::Tmpfs));
         assert!(Fault::TornWrite.unsupported_on(Strategy::Tmpfs).is_some());
         assert!(Fault::DiskFull.unsupported_on(Strategy::ContainerLayer).is_some());

@@ -25,6 +25,12 @@ use std::time::Duration;
 const CATCH_UP: Duration = Duration::from_secs(60);
 
 fn one_host(strategy: &StrategyDef) -> Option<&'static str> {
+    if strategy.data_on.members().is_some() {
+        return Some(
+            "a partition of one member of the engine's own cluster is not written yet; run `host-kill` (every \
+             member's power cut at once), `process-kill` or `host-loss` on it",
+        );
+    }
     strategy.data_on.replication().is_none().then_some(
         "a partition cuts one host off another, and this strategy keeps its data on one host; run it on \
          `replica-async` or `replica-semisync`",

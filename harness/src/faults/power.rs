@@ -10,6 +10,11 @@
 //! `tmpfs` runs without it: power loss empties memory, and Docker discards
 //! a tmpfs mount when the container stops, so freeze, SIGKILL and start
 //! lose exactly what a power cut would (everything).
+//!
+//! On a cluster strategy (`cluster-3`) a host kill is a coordinated power
+//! loss: every member's fault filesystem is armed, the first aimed cut
+//! that lands cuts the others in the same instant, every server is killed
+//! and every host boots again on what its own disk kept.
 
 use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
 use crashlab_faultfs::FaultRule;
@@ -32,7 +37,7 @@ pub struct HostKill;
 
 impl Behaviour for HostKill {
     fn disk(&self) -> Disk {
-        Disk::Needed { on_memory: true }
+        Disk::Needed { on_memory: true, on_clusters: true }
     }
 
     fn simpler(&self) -> Option<Fault> {
@@ -63,24 +68,10 @@ impl Behaviour for HostKill {
             if let Some(cut) = cx.deployment.storage_mut().take_driver_cut() {
                 return super::driver_cut::fired_by(&cut);
             }
-            let Some(fs) = cx.deployment.faultfs_mut() else {
+            if cx.deployment.faultfs_mut().is_none() {
                 return fired("the container was frozen and killed: its memory, and the tmpfs in it, are gone");
-            };
-            let r = fs.record();
-            let dropped = format!(
-                "{} unsynced bytes in {} files and {} directory operations",
-                r.power_cut_dirty_bytes, r.power_cut_dirty_files, r.power_cut_namespace_ops
-            );
-            match r.aimed_cut_write_bytes {
-                Some(bytes) => fired(format!("the cut landed on an unsynced {bytes}-byte write and dropped {dropped}")),
-                None if r.power_cut_dirty_bytes + r.power_cut_dirty_files + r.power_cut_namespace_ops > 0 => {
-                    fired(format!("the power cut dropped {dropped}"))
-                }
-                None => not_fired(format!(
-                    "nothing was unsynced at the power cut: no write went unsynced within {} s after the load",
-                    AIM_DEADLINE.as_secs()
-                )),
             }
+            cut_fired(cx)
         })
     }
 
@@ -93,35 +84,98 @@ impl Behaviour for HostKill {
 /// least `min_bytes`, waits up to [`AIM_DEADLINE`] for it while the load
 /// goes on, and kills the server. Without such a write, cuts as a plain
 /// power cut does (frozen, cut, killed), so the cycle ends cleanly and
-/// `fired` can say what, if anything, was at stake.
+/// `fired` can say what, if anything, was at stake. On a cluster every
+/// member's filesystem is armed, and the first cut to land cuts them all
+/// in the same instant: a coordinated power loss.
 async fn aimed_cut(cx: &mut Cx<'_>, fault: Fault, min_bytes: u64) -> Result<(), FaultError> {
-    let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault })?;
-    fs.cut_at_next_write(min_bytes)?;
+    let mut mounts = cx.deployment.fault_mounts_mut();
+    if mounts.is_empty() {
+        return Err(FaultError::NoFaultFs { fault });
+    }
+    for fs in &mounts {
+        fs.cut_at_next_write(min_bytes)?;
+    }
     let deadline = Instant::now() + AIM_DEADLINE;
-    while !fs.powered_off() && Instant::now() < deadline {
+    while !mounts.iter().any(|fs| fs.powered_off()) && Instant::now() < deadline {
         tokio::time::sleep(AIM_POLL).await;
     }
-    if fs.powered_off() {
-        fs.power_cut()?;
-        // The server may already have died of the I/O errors that follow
+    if mounts.iter().any(|fs| fs.powered_off()) {
+        // Recorded where the aimed cut landed; cut now on every other.
+        for fs in &mut mounts {
+            fs.power_cut()?;
+        }
+        // The servers may already have died of the I/O errors that follow
         // a cut.
         cx.deployment.kill_if_running().await?;
+        for member in cx.deployment.members_mut() {
+            member.kill_if_running().await?;
+        }
         return Ok(());
     }
     // Frozen first, so that no write lands between the cut and the kill.
     cx.deployment.pause().await?;
-    cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault })?.power_cut()?;
+    for member in cx.deployment.members_mut() {
+        member.pause().await?;
+    }
+    for fs in cx.deployment.fault_mounts_mut() {
+        fs.power_cut()?;
+    }
     cx.deployment.kill().await?;
+    for member in cx.deployment.members_mut() {
+        member.kill().await?;
+    }
     Ok(())
 }
 
-/// The host boots on what its disk kept.
+/// Every host boots on what its disk kept.
 pub(super) async fn power_back(cx: &mut Cx<'_>) -> Result<Recovered, FaultError> {
-    if let Some(fs) = cx.deployment.faultfs_mut() {
+    for fs in cx.deployment.fault_mounts_mut() {
         fs.remount().await?;
     }
     cx.deployment.start().await?;
+    for member in cx.deployment.members_mut() {
+        member.start().await?;
+    }
     Ok(Recovered::default())
+}
+
+/// Whether a host kill's cut fired, from each host's fault filesystem
+/// (this host's first, then a cluster's other members, by host name): it
+/// did where its aimed cut landed on an unsynced write or anything
+/// unsynced was dropped.
+fn cut_fired(cx: &mut Cx<'_>) -> Fired {
+    let mut names: Vec<String> = std::iter::once(&*cx.deployment)
+        .chain(cx.deployment.peers().map(|p| p.members()).unwrap_or_default())
+        .map(|d| d.network().map_or_else(String::new, |(_, host)| host.to_owned()))
+        .collect();
+    let clustered = names.len() > 1;
+    let mut parts = Vec::new();
+    let mut at_stake = false;
+    for (fs, host) in cx.deployment.fault_mounts_mut().into_iter().zip(names.drain(..)) {
+        let r = fs.record();
+        let dropped = format!(
+            "{} unsynced bytes in {} files and {} directory operations",
+            r.power_cut_dirty_bytes, r.power_cut_dirty_files, r.power_cut_namespace_ops
+        );
+        at_stake |= r.aimed_cut_write_bytes.is_some()
+            || r.power_cut_dirty_bytes + r.power_cut_dirty_files + r.power_cut_namespace_ops > 0;
+        let what = match r.aimed_cut_write_bytes {
+            Some(bytes) => format!("the cut landed on an unsynced {bytes}-byte write and dropped {dropped}"),
+            None => format!("the power cut dropped {dropped}"),
+        };
+        parts.push(if clustered { format!("{host}: {what}") } else { what });
+    }
+    if !at_stake {
+        return not_fired(format!(
+            "nothing was unsynced at the power cut: no write went unsynced within {} s after the load",
+            AIM_DEADLINE.as_secs()
+        ));
+    }
+    if clustered {
+        fired(format!("a coordinated power cut of all {} members at once; {}", parts.len(), parts.join("; ")))
+    } else {
+        fired(parts.join("; "))
+    }
 }
 
 /// A power cut aimed at an unsynced write, which persists only in part
@@ -131,7 +185,7 @@ pub struct TornWrite;
 
 impl Behaviour for TornWrite {
     fn disk(&self) -> Disk {
-        Disk::Needed { on_memory: false }
+        Disk::Needed { on_memory: false, on_clusters: false }
     }
 
     fn simpler(&self) -> Option<Fault> {

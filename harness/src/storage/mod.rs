@@ -37,6 +37,7 @@
 //! | `replica-semisync` | a named volume per host | once a replica has it too (MariaDB semi-sync, `AFTER_SYNC`) |
 //! | `streaming-async` | a named volume per host | once durable on the primary; the standby streams it (PostgreSQL) |
 //! | `streaming-sync` | a named volume per host | once the standby flushed it too (`synchronous_standby_names`) |
+//! | `cluster-3` | a named volume per member of the engine's own three-member cluster, on the fault filesystem for `host-kill` | once the engine's own replication says so (a JetStream `PubAck` of a stream with three replicas: a quorum has it) |
 //!
 //! The shared strategy keeps the data on storage hosts that any host can
 //! mount ([`gluster`]):
@@ -292,7 +293,7 @@ impl Storage {
         let name = self.generation_name();
         let fs = FaultMount::create(&run.dir().join("fs").join(&name), options, Some(run.journal()))?;
         let device = fs.mountpoint().display().to_string();
-        let bound = self.data_on == DataOn::NamedVolume;
+        let bound = matches!(self.data_on, DataOn::NamedVolume | DataOn::Cluster(_));
         self.backing = Backing::FaultFs { fs: Box::new(fs), volume: bound.then(|| name.clone()) };
         if bound {
             docker.create_bind_volume(&name, run.labels(), &device).await?;
@@ -315,7 +316,7 @@ impl Storage {
         }
         let name = self.generation_name();
         match self.data_on {
-            DataOn::NamedVolume | DataOn::Replicated(_) => {
+            DataOn::NamedVolume | DataOn::Replicated(_) | DataOn::Cluster(_) => {
                 self.backing = Backing::Volume(name.clone());
                 docker.create_volume(&name, run.labels()).await?;
             }
@@ -598,6 +599,7 @@ impl Storage {
             | DataOn::HostDir
             | DataOn::BtrfsSubvolume
             | DataOn::Replicated(_)
+            | DataOn::Cluster(_)
             | DataOn::Gluster
             | DataOn::DriverVolume => vec![],
         }

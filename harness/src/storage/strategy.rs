@@ -37,6 +37,7 @@ pub enum Strategy {
     StreamingAsync,
     StreamingSync,
     GlusterfsReplica,
+    Cluster3,
     /// A volume of any Docker volume driver with its options
     /// (`volume:DRIVER[,KEY=VALUE...]`, see [`crate::storage::driver`]).
     Volume(&'static DriverVolume),
@@ -70,6 +71,10 @@ pub enum DataOn {
     /// A volume of a Docker volume driver, created with the strategy's
     /// options (on a loop device crashlab makes, for `device=loop`).
     DriverVolume,
+    /// The engine's own cluster of this many members, each on its own
+    /// host with its own named volume, on the fault filesystem when a
+    /// fault needs it ([`crate::deploy::hosts::peers`]).
+    Cluster(u8),
 }
 
 impl DataOn {
@@ -89,7 +94,7 @@ impl DataOn {
             // Whatever the driver's scope (the report gives it), crashlab
             // mounts the volume on one host.
             | DataOn::DriverVolume => Family::SingleHost,
-            DataOn::Replicated(_) => Family::Replicated,
+            DataOn::Replicated(_) | DataOn::Cluster(_) => Family::Replicated,
             DataOn::Gluster => Family::Shared,
         }
     }
@@ -98,6 +103,14 @@ impl DataOn {
     pub fn replication(self) -> Option<Replication> {
         match self {
             DataOn::Replicated(mode) => Some(mode),
+            _ => None,
+        }
+    }
+
+    /// The members of the engine's own cluster, when the data lives on one.
+    pub fn members(self) -> Option<u8> {
+        match self {
+            DataOn::Cluster(n) => Some(n),
             _ => None,
         }
     }
@@ -274,7 +287,7 @@ const NO_FAULTFS_ON_REPLICAS: &str = "replicated strategies keep each host's dat
      the fault filesystem; run power loss and disk faults on `named-volume`, and `host-loss` to fail over";
 
 /// The strategies, in the order reports list them.
-pub const TABLE: [StrategyDef; 22] = [
+pub const TABLE: [StrategyDef; 23] = [
     StrategyDef {
         strategy: Strategy::ContainerLayer,
         name: "container-layer",
@@ -468,6 +481,17 @@ pub const TABLE: [StrategyDef; 22] = [
         backup: None,
         describes: "a replicated GlusterFS volume on three storage hosts, shared by the hosts that mount it",
     },
+    StrategyDef {
+        strategy: Strategy::Cluster3,
+        name: "cluster-3",
+        data_on: DataOn::Cluster(3),
+        // Under every member's volume; only the faults that act on every
+        // host at once run on it (see `Disk::Needed`'s `on_clusters`).
+        under: UnderData::FaultFs,
+        backup: None,
+        describes: "the engine's own cluster of three members, each on its own host and named volume, replicating \
+                    natively (a NATS cluster with a stream of three replicas)",
+    },
 ];
 
 impl StrategyDef {
@@ -484,6 +508,7 @@ impl StrategyDef {
             | DataOn::Tmpfs
             | DataOn::BtrfsSubvolume
             | DataOn::Replicated(_)
+            | DataOn::Cluster(_)
             | DataOn::DriverVolume => None,
         };
         self.backup.and_then(BackupKind::sidecar_image).into_iter().chain(storage_hosts).collect()
@@ -654,7 +679,8 @@ mod tests {
             assert_eq!(family(s), Family::Backup, "{s}");
         }
         for def in &TABLE {
-            assert_eq!(def.family() == Family::Replicated, def.data_on.replication().is_some(), "{}", def.name);
+            let replicated = def.data_on.replication().is_some() || def.data_on.members().is_some();
+            assert_eq!(def.family() == Family::Replicated, replicated, "{}", def.name);
         }
     }
 

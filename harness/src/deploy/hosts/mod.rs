@@ -33,6 +33,7 @@
 //! new container starts on another host's mount of the same volume
 //! ([`shared`]).
 
+pub mod peers;
 pub mod shared;
 
 use crate::deploy::deployment::{Deployment, DeploymentError};
@@ -72,7 +73,7 @@ pub enum HostsError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("wait for the server on host {host}: {detail}")]
-    NotReady { host: &'static str, detail: String },
+    NotReady { host: String, detail: String },
     #[error("{what}")]
     Workload {
         what: &'static str,
@@ -81,6 +82,8 @@ pub enum HostsError {
     },
     #[error("seed the replica from the primary: the command exited with {code:?}: {output}")]
     Seed { code: Option<i64>, output: String },
+    #[error("form a cluster of workload {workload}: it has none")]
+    NoCluster { workload: String },
     #[error("fail over: {0}")]
     Failover(&'static str),
     #[error("wait for the replica to catch up after the heal: still behind after {0:?}")]
@@ -308,7 +311,7 @@ async fn build(
         .with_default_args(replication.server_args(Role::Replica, mode, 2));
     let seed = replication.seed(PRIMARY_HOST, d.spec().port, REPLICA_HOST);
     d.cluster_mut().expect("set by deploy").replica = Some(replica);
-    let ready = |host, e: NotReady| HostsError::NotReady { host, detail: e.detail() };
+    let ready = |host: &str, e: NotReady| HostsError::NotReady { host: host.to_owned(), detail: e.detail() };
     d.create().await?;
     d.start().await?;
     let primary = d.wait_ready(workload, ready_timeout, None).await.map_err(|e| ready(PRIMARY_HOST, e))?;

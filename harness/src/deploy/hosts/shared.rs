@@ -59,7 +59,7 @@ pub async fn fail_over(d: &mut Deployment, workload: &dyn Workload) -> Result<Re
     let addr = d
         .wait_ready(workload, START_TIMEOUT, None)
         .await
-        .map_err(|e| HostsError::NotReady { host: REPLICA_HOST, detail: e.detail() })?;
+        .map_err(|e| HostsError::NotReady { host: REPLICA_HOST.to_owned(), detail: e.detail() })?;
     let promotion = started.elapsed();
     let started = Instant::now();
     let written = match workload.replication() {
