@@ -3,10 +3,9 @@
 //! fsynced every two minutes) a `PubAck` survives a process kill, which
 //! keeps the page cache, and is lost to a power cut; with `sync_interval:
 //! always` it survives both. etcd with `--unsafe-no-fsync` has the same
-//! shape. A three-member NATS cluster (`cluster-3`) with the default keeps
-//! its PubAcks through every member's server killed, and loses them to a
-//! coordinated power loss of every member at once, replicas or not. Each
-//! test is named after the property it checks.
+//! shape. A three-member NATS cluster (`cluster-3`) with the default loses
+//! its PubAcks to a coordinated power loss of every member at once,
+//! replicas or not. Each test is named after the property it checks.
 
 mod common;
 
@@ -73,24 +72,23 @@ async fn etcd_unsafe_no_fsync_keeps_transactions_through_process_kill_but_loses_
 
 /// Three members, a stream of three replicas, the packaged default sync:
 /// a PubAck means a quorum of members has the message in its page cache,
-/// which every server's SIGKILL keeps and a power cut of every member at
-/// once does not.
+/// which a power cut of every member at once does not keep. (Killing every
+/// server instead, which keeps the page cache, loses nothing: the runs in
+/// docs/workloads.md; left out here to keep the test short.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_cluster_default_sync_keeps_pubacks_through_killing_every_server_but_loses_them_to_a_coordinated_power_loss()
- {
+async fn nats_cluster_default_sync_loses_pubacks_to_a_coordinated_power_loss_of_every_member() {
     if common::skip_docker() {
         return;
     }
     let extra = "[faults]\nfsync-reaches-disk = false";
-    let text = common::scenario("nats", "", r#""cluster-3""#, r#""process-kill", "host-kill""#, 1, extra);
+    let text = common::scenario("nats", "", r#""cluster-3""#, r#""host-kill""#, 1, extra);
     let (outcome, _state) = common::run(&text).await;
     assert!(outcome.complete, "{:?}", outcome.report);
-    let cells = outcome.report.cells;
-    assert_lost_to_the_power_cut_only(&cells, 100);
-    let fired: Vec<&str> = cell(&cells, "host-kill")
-        .cycle_details
-        .iter()
-        .filter_map(|c| c.fired.as_ref().map(|f| f.what.as_str()))
-        .collect();
+    let cut = cell(&outcome.report.cells, "host-kill");
+    assert_eq!(cut.verdict, Verdict::LostWrites, "{cut:?}");
+    assert!(cut.acked_writes >= 100, "too little load to judge: {cut:?}");
+    assert!(cut.lost_acked_writes > 0 && cut.lost_acked_writes <= cut.acked_writes, "{cut:?}");
+    assert_eq!(cut.invariant_violations, 0, "lost writes are lost whole: {cut:?}");
+    let fired: Vec<&str> = cut.cycle_details.iter().filter_map(|c| c.fired.as_ref().map(|f| f.what.as_str())).collect();
     assert!(fired.iter().all(|f| f.contains("coordinated power cut of all 3 members")), "{fired:?}");
 }

@@ -135,10 +135,14 @@ pub async fn deploy(
                 .with_default_args(clustering.server_args(i, &hosts));
             d.peers_mut().expect("set above").members.push(member);
         }
+        // Every member on the network before any starts, so that each
+        // finds the others' names at its first attempt to route to them.
         d.create().await?;
-        d.start().await?;
         for member in d.members_mut() {
             member.create().await?;
+        }
+        d.start().await?;
+        for member in d.members_mut() {
             member.start().await?;
         }
         wait_all_ready(&d, workload, ready_timeout, &hosts).await
