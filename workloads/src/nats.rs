@@ -28,6 +28,16 @@
 //! generates; every other argument goes to `nats-server` after `-c`, and
 //! so overrides the configuration (a user's own `-c FILE` replaces it).
 //!
+//! # Cluster
+//!
+//! On a cluster strategy (`cluster-3`) every member runs with routes to
+//! the others ([`NatsCluster`]) and the stream has as many replicas as the
+//! load's `replicas` (a `PubAck` then means a quorum of them has the
+//! message, in memory unless every write is synced). A cluster that is
+//! still forming or electing its leaders is asked again, up to
+//! [`FORMING_TIMEOUT`], when the stream is deleted, created and read
+//! back.
+//!
 //! The image built from [`RECIPE`] is Debian trixie's `nats-server`
 //! (2.10): bookworm's 2.9 has no `sync_interval` and so no way to sync
 //! each write. The driver is `async-nats`.
