@@ -27,6 +27,7 @@
 //! entrypoint starts a single member with its data in `/data`; the
 //! scenario's `server-args` follow its flags and override them.
 
+use crate::cluster::Clustering;
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::message::{ledger_row, parse_ledger_row};
 use crate::{
@@ -160,6 +161,10 @@ impl Workload for Etcd {
         Box::pin(run_clients(load, stop, grace, move |ctx| run_client(addr, ctx)))
     }
 
+    fn clustering(&self) -> Option<std::sync::Arc<dyn Clustering>> {
+        Some(std::sync::Arc::new(EtcdCluster))
+    }
+
     /// etcd replays its write-ahead log before it serves reads.
     fn recovering(&self, _addr: SocketAddr) -> BoxFuture<'_, Result<Option<bool>, WorkloadError>> {
         Box::pin(async { Ok(Some(false)) })
@@ -167,6 +172,29 @@ impl Workload for Etcd {
 
     fn observe(&self, addr: SocketAddr) -> BoxFuture<'_, Result<Observation, WorkloadError>> {
         Box::pin(observe(addr))
+    }
+}
+
+/// An etcd cluster: every member names every member's peer URL on the
+/// hosts' network in `--initial-cluster`, and advertises its own name
+/// there; a write is answered once a majority of members has it in its
+/// write-ahead log.
+struct EtcdCluster;
+
+impl Clustering for EtcdCluster {
+    fn server_args(&self, me: usize, hosts: &[&str]) -> Vec<String> {
+        let members: Vec<String> = hosts.iter().map(|h| format!("{h}=http://{h}:2380")).collect();
+        // One argument per flag, after the entrypoint's, which they
+        // override (the last setting of a flag wins).
+        vec![
+            format!("--name={}", hosts[me]),
+            "--listen-peer-urls=http://0.0.0.0:2380".into(),
+            format!("--initial-advertise-peer-urls=http://{}:2380", hosts[me]),
+            format!("--advertise-client-urls=http://{}:2379", hosts[me]),
+            format!("--initial-cluster={}", members.join(",")),
+            "--initial-cluster-token=crashlab".into(),
+            "--initial-cluster-state=new".into(),
+        ]
     }
 }
 
@@ -406,6 +434,15 @@ pub fn log_severity(line: &str) -> Option<LogSeverity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cluster_member_names_every_member_and_advertises_its_own_name() {
+        let args = EtcdCluster.server_args(2, &["h1", "h2", "h3"]);
+        assert!(args.contains(&"--name=h3".to_owned()), "{args:?}");
+        assert!(args.contains(&"--initial-advertise-peer-urls=http://h3:2380".to_owned()), "{args:?}");
+        let all = "--initial-cluster=h1=http://h1:2380,h2=http://h2:2380,h3=http://h3:2380";
+        assert!(args.contains(&all.to_owned()), "{args:?}");
+    }
 
     #[test]
     fn prefixes_end_after_their_last_key() {
