@@ -31,11 +31,11 @@
 //! # Cluster
 //!
 //! On a cluster strategy (`cluster-3`) every member runs with routes to
-//! the others ([`NatsCluster`]) and the stream has as many replicas as the
+//! the others (`NatsCluster`) and the stream has as many replicas as the
 //! load's `replicas` (a `PubAck` then means a quorum of them has the
 //! message, in memory unless every write is synced). A cluster that is
 //! still forming or electing its leaders is asked again, up to
-//! [`FORMING_TIMEOUT`], when the stream is deleted, created and read
+//! `FORMING_TIMEOUT`, when the stream is deleted, created and read
 //! back.
 //!
 //! The image built from [`RECIPE`] is Debian trixie's `nats-server`
