@@ -343,8 +343,9 @@ impl Scenario {
             }
             let no_replica = (cell.strategy.def().data_on.replication().is_some() && !replicates)
                 .then_some("crashlab drives replicas of MariaDB and PostgreSQL only; this workload has none")
-                .or((cell.strategy.def().data_on.members().is_some() && !clusters)
-                    .then_some("crashlab forms the engine's own cluster for NATS and etcd only; this workload has none"));
+                .or((cell.strategy.def().data_on.members().is_some() && !clusters).then_some(
+                    "crashlab forms the engine's own cluster for NATS and etcd only; this workload has none",
+                ));
             let other_engine = cell
                 .strategy
                 .def()

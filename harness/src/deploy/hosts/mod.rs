@@ -32,6 +32,10 @@
 //! Shared storage (`glusterfs-replica`) fails over without a replica: a
 //! new container starts on another host's mount of the same volume
 //! ([`shared`]).
+//!
+//! The engine's own cluster (`cluster-3`) has no primary to promote: its
+//! three members elect their own leaders, and a coordinated power loss
+//! strikes them all at once ([`peers`]).
 
 pub mod peers;
 pub mod shared;
