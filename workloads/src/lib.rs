@@ -362,6 +362,20 @@ pub trait Workload: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// The end of the server's own change log (MariaDB's binary log) read
+    /// at `at`: connected beforehand, the question is asked once `at` has
+    /// come, so the answer holds every commit acknowledged before it and
+    /// none begun after [`LogPosition::answered`] — what a point-in-time
+    /// restore that replays that log stops at. `Ok(None)`: the engine
+    /// keeps no such log, or the workload cannot read it.
+    fn log_position(
+        &self,
+        _addr: SocketAddr,
+        _at: std::time::Instant,
+    ) -> BoxFuture<'_, Result<Option<LogPosition>, WorkloadError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// The severity of one line of the server's output, by the engine's own
     /// log format. `None` for lines below a warning, lines of no known
     /// format (a stack trace, a banner) and, by default, every line: a
@@ -438,6 +452,21 @@ pub trait Workload: Send + Sync {
     fn client_command(&self) -> Option<String> {
         None
     }
+}
+
+/// Where the server's change log ended at an instant; see
+/// [`Workload::log_position`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The log's file (`mysql-bin.000002`).
+    pub file: String,
+    /// The offset in it just past the last event written.
+    pub offset: u64,
+    /// When the question went out: every commit acknowledged before it is
+    /// in the log up to here.
+    pub asked: std::time::Instant,
+    /// When the answer came: nothing begun after it can be.
+    pub answered: std::time::Instant,
 }
 
 /// An engine held quiescent for a backup; see [`Workload::quiesce`].

@@ -448,9 +448,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         let workload = &*self.runner.workload;
         // A recovery that brought the data back to an earlier point is
         // judged against the log as it stood there.
-        let cut = self.hooks.iter().find_map(|h| h.restored_to()).map(|at| {
-            let at_us = at.saturating_duration_since(loaded.outcome.epoch).as_micros() as u64;
-            loaded.outcome.log.restored_to(at_us)
+        let cut = self.hooks.iter().find_map(|h| h.restored_to()).map(|(at, until)| {
+            let us = |t: Instant| t.saturating_duration_since(loaded.outcome.epoch).as_micros() as u64;
+            loaded.outcome.log.restored_to(us(at), us(until))
         });
         let log = cut.as_ref().unwrap_or(&loaded.outcome.log);
         let found =
