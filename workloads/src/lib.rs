@@ -21,6 +21,7 @@
 
 pub mod ack;
 pub mod agent;
+pub mod app;
 pub mod custom;
 mod driver;
 pub mod etcd;
@@ -77,6 +78,7 @@ pub const KINDS: &[&Kind] = &[
     &etcd::KIND,
     &rabbitmq::KIND,
     &zookeeper::KIND,
+    &app::KIND,
 ];
 
 /// A workload a scenario can name in `[workload] kind`: its name and how
@@ -188,6 +190,9 @@ pub struct ContainerSpec {
     /// Host files or directories the container sees besides its data (a
     /// configuration file a Compose file binds in), always read-only.
     pub binds: Vec<HostBind>,
+    /// Replaces the image's entrypoint (a Compose file's `entrypoint`; an
+    /// empty list clears it); the image's when `None`.
+    pub entrypoint: Option<Vec<String>>,
 }
 
 impl ContainerSpec {
@@ -205,6 +210,7 @@ impl ContainerSpec {
             ready_log: None,
             user: None,
             binds: vec![],
+            entrypoint: None,
         }
     }
 }
@@ -452,6 +458,14 @@ pub trait Workload: Send + Sync {
     fn client_command(&self) -> Option<String> {
         None
     }
+
+    /// Whether the driver sends writes of its own and records each
+    /// acknowledgement in an [`AckLog`]: whether the ack-log oracle
+    /// applies. `false` for [`app`], a service whose own program is the
+    /// load and whose user's check is the oracle.
+    fn records_acks(&self) -> bool {
+        true
+    }
 }
 
 /// Where the server's change log ended at an instant; see
@@ -493,7 +507,9 @@ mod tests {
             assert!(!KINDS[..i].iter().any(|k| k.name == kind.name), "{} listed twice", kind.name);
             assert!(kind.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{kind:?}");
             let image = kind.workload().container().image;
-            assert!(RECIPES.iter().any(|r| r.tag == image), "{kind:?} runs {image}, which no recipe builds");
+            // `app` is the user's own service: its scenario names the image.
+            let own = kind.workload().records_acks();
+            assert!(!own || RECIPES.iter().any(|r| r.tag == image), "{kind:?} runs {image}, which no recipe builds");
             let mine = (kind.build)(Some("registry.example/x:1".into()), vec!["--flag".into()]).container();
             assert_eq!(mine.image, "registry.example/x:1", "{kind:?}");
             assert!(mine.cmd.contains(&"--flag".to_owned()), "{kind:?}: {:?}", mine.cmd);

@@ -192,6 +192,7 @@ impl Workload for MariaDb {
             ready_log: None,
             user: None,
             binds: vec![],
+            entrypoint: None,
         }
     }
 

@@ -22,6 +22,7 @@ mod phases;
 mod recheck;
 mod schedule;
 pub mod timeline;
+mod user_check;
 
 use crate::backup::Backups;
 use crate::deploy::deployment::{Deployment, Limits};
