@@ -546,7 +546,7 @@ async fn target(options: &RunOptions) -> Result<Target, AppError> {
         plan.service,
         plan.origin,
         t.yours,
-        if beside.is_empty() { "nothing (`alternatives: []`)".to_owned() } else { beside.join(", ") }
+        if beside.is_empty() { "nothing (`alternatives` names none)".to_owned() } else { beside.join(", ") }
     );
     for n in &t.notes {
         note!("compose: note: {n}");

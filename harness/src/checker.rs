@@ -395,7 +395,7 @@ mod tests {
             .iter()
             .map(|&(start_us, end_us)| crashlab_workloads::Span { start_us, end_us })
             .collect();
-        let cut = l.restored_to(2_000_000);
+        let cut = l.restored_to(2_000_000, 2_000_000);
         for kept in [&rows[..1], &rows[..2]] {
             let c = check(&cut, &observe(kept), ACCOUNTS);
             assert_eq!((c.verdict, c.acked, c.in_doubt), (Verdict::Intact, 1, 1), "{c:?}");

@@ -23,9 +23,13 @@
 //! published as written (each cell publishes the server on a loopback port
 //! of its own); keys crashlab does not carry over (healthcheck, restart,
 //! resource limits, …) are named in the translation's notes rather than
-//! silently dropped. What cannot be translated (an `entrypoint`, a service
-//! without an image, an image no driver is known for) is an error naming
-//! the service, the key and, where the file says it, the line.
+//! silently dropped. What cannot be translated (a service without an
+//! image, an image no driver is known for and no `check`) is an error
+//! naming the service, the key and, where the file says it, the line.
+//!
+//! A service crashlab has no driver for is tested with the user's own
+//! check (`x-crashlab: { check: [...] }`, kind `app`): its own program is
+//! the load, and the check, run on the recovered data, the verdict.
 //!
 //! Before the file is read as Compose, its values are interpolated as
 //! Compose does ([`interpolate`]): `$VAR`, `${VAR}`, `${VAR:-default}`,
@@ -61,7 +65,11 @@ const DEFAULT_CYCLES: i64 = 2;
 
 /// The keys `x-crashlab` takes: the `[workload]` keys a Compose service
 /// does not say itself, and the faults and cycles to run.
-const WORKLOAD_KEYS: [&str; 7] = ["data-dir", "port", "ready-log", "clients", "accounts", "load", "ready-timeout"];
+const WORKLOAD_KEYS: [&str; 9] =
+    ["data-dir", "port", "ready-log", "clients", "accounts", "load", "ready-timeout", "check", "check-timeout"];
+/// The user's own check, which makes a service crashlab has no driver for
+/// testable (kind `app`).
+const CHECK_KEY: &str = "check";
 const MATRIX_KEYS: [&str; 2] = ["faults", "cycles"];
 /// And the strategies shown beside the user's (`[]` for none).
 const ALTERNATIVES_KEY: &str = "alternatives";
@@ -379,6 +387,14 @@ impl Planner<'_> {
         }
     }
 
+    /// An error about an `x-crashlab` key, at the key's own line when it
+    /// has one (a block mapping), else at `x-crashlab`'s.
+    fn x_error(&self, key: &str, message: impl std::fmt::Display) -> ComposeError {
+        let own_line =
+            service_key_line(self.text, self.name, Some(key)) != service_key_line(self.text, self.name, None);
+        self.error(Some(if own_line { key } else { "x-crashlab" }), message)
+    }
+
     fn plan(&self) -> Result<ServicePlan, ComposeError> {
         let svc = self.svc;
         let mut notes = self.blanks.clone();
@@ -396,17 +412,8 @@ impl Planner<'_> {
                 ));
             }
         };
-        if svc.entrypoint.is_some() {
-            return Err(self.error(
-                Some("entrypoint"),
-                "`entrypoint` is not carried over; put the program in `command` or in the image",
-            ));
-        }
         let mut x = self.extension()?;
-        let kind = match x.remove("kind") {
-            Some(value) => self.kind_of(&value)?,
-            None => self.guess_kind(&image)?,
-        };
+        let (kind, own) = self.resolve_kind(&mut x, &image)?;
         let defaults = crate::workload::default_container(kind);
 
         let (mut workload, matrix, alternatives) = self.sort_extension(x)?;
@@ -416,24 +423,30 @@ impl Planner<'_> {
             workload.insert("env".into(), strings(env));
         }
         if let Some(command) = &svc.command {
-            let command = match command {
-                Command::List(list) => list.clone(),
-                Command::String(s) => split_command(s).map_err(|why| self.error(Some("command"), why))?,
-            };
+            let command = self.command("command", command)?;
             if !command.is_empty() {
                 workload.insert("command".into(), strings(command));
             }
         }
+        if let Some(entrypoint) = &svc.entrypoint {
+            let entrypoint = self.command("entrypoint", entrypoint)?;
+            workload.insert("entrypoint".into(), strings(entrypoint));
+        }
         if let Some(user) = &svc.user {
             workload.insert("user".into(), user.to_string().into());
         }
-        if !workload.contains_key("port")
+        // A service with no driver is sent nothing: its ports do not matter.
+        if !own
+            && !workload.contains_key("port")
             && let Some(port) = self.port(defaults.port, &mut notes)?
         {
             workload.insert("port".into(), i64::from(port).into());
         }
 
-        let x_data_dir = workload.get("data-dir").and_then(|v| v.as_str()).map(str::to_owned);
+        let mut x_data_dir = workload.get("data-dir").and_then(|v| v.as_str()).map(str::to_owned);
+        if own && x_data_dir.is_none() {
+            x_data_dir = Some(self.only_mount()?);
+        }
         let data_dir = x_data_dir.clone().unwrap_or_else(|| defaults.data_dir.clone());
         let (placement, mount_target, binds) = self.mounts(&data_dir, &mut notes)?;
         let data_dir_set = x_data_dir.is_some() || mount_target.as_deref().is_some_and(|t| t != data_dir);
@@ -462,6 +475,87 @@ impl Planner<'_> {
         })
     }
 
+    /// The workload: `x-crashlab`'s `kind`, else `app` when it gives a
+    /// `check`, else the one the image's name implies; and whether it is a
+    /// kind with no driver, which a `check` must then come with (and only
+    /// then).
+    fn resolve_kind(&self, x: &mut toml::Table, image: &str) -> Result<(WorkloadKind, bool), ComposeError> {
+        let kind = match x.remove("kind") {
+            Some(value) => self.kind_of(&value)?,
+            // A check of the user's own: the service is run as it is, with
+            // no driver (kind `app`).
+            None if x.contains_key(CHECK_KEY) => {
+                WorkloadKind::named(crashlab_workloads::app::KIND.name).expect("`app` is one of the kinds")
+            }
+            None => self.guess_kind(image)?,
+        };
+        // A kind with no driver sends nothing and reads nothing back: the
+        // service's own program is the load, the user's check the oracle.
+        let own = !kind.def().workload().records_acks();
+        if x.contains_key(CHECK_KEY) && !own {
+            return Err(self.x_error(
+                CHECK_KEY,
+                format!(
+                    "x-crashlab: `check` is for a service crashlab has no driver for; `{kind}`'s driver checks the \
+                     data against the writes it acknowledged (leave `check` out, or say `kind: app`)",
+                    kind = kind.as_str()
+                ),
+            ));
+        }
+        if own && !x.contains_key(CHECK_KEY) {
+            return Err(self.error(
+                Some("x-crashlab"),
+                "x-crashlab: kind `app` has no driver to read the data back: give the command that checks it in \
+                 `check` (run on the recovered data after each fault; exit 0 passes)",
+            ));
+        }
+        Ok((kind, own))
+    }
+
+    /// `command` or `entrypoint` as a list: Compose's list, or its string
+    /// split as Compose splits the plain cases.
+    fn command(&self, key: &str, command: &Command) -> Result<Vec<String>, ComposeError> {
+        match command {
+            Command::List(list) => Ok(list.clone()),
+            Command::String(s) => split_command(s)
+                .map_err(|why| self.error(Some(key), why.replacen("`command: ", &format!("`{key}: "), 1))),
+        }
+    }
+
+    /// Where a service with no driver keeps its data when `x-crashlab`
+    /// does not say: the target of its only volume or tmpfs mount, or,
+    /// without one, of its only bind mount.
+    fn only_mount(&self) -> Result<String, ComposeError> {
+        let mut volumes = Vec::new();
+        let mut binds = Vec::new();
+        for m in volumes::into_long_iter(self.svc.volumes.clone()) {
+            match m {
+                Mount::Volume(v) => volumes.push(v.common.target.as_path().display().to_string()),
+                Mount::Tmpfs(t) => volumes.push(t.common.target.as_path().display().to_string()),
+                Mount::Bind(b) => binds.push(b.common.target.as_path().display().to_string()),
+                Mount::NamedPipe(_) | Mount::Cluster(_) => {}
+            }
+        }
+        if let Some(tmpfs) = &self.svc.tmpfs {
+            volumes.extend(tmpfs.clone().into_list().into_iter().map(|t| t.as_path().display().to_string()));
+        }
+        match (&volumes[..], &binds[..]) {
+            ([only], _) | ([], [only]) => Ok(only.clone()),
+            ([], []) => Err(self.error(
+                Some("image"),
+                "has no mount to hold its data; say where the service keeps it with `x-crashlab: { data-dir: /path }`",
+            )),
+            _ => Err(self.error(
+                Some("volumes"),
+                format!(
+                    "cannot tell which of its {} mounts holds the data; say where the service keeps it with \
+                     `x-crashlab: {{ data-dir: /path }}`",
+                    volumes.len() + binds.len()
+                ),
+            )),
+        }
+    }
+
     /// `x-crashlab` as TOML values, keyed as in a scenario.
     fn extension(&self) -> Result<toml::Table, ComposeError> {
         let Some((_, value)) = self.svc.extensions.iter().find(|(k, _)| k.as_str() == "x-crashlab") else {
@@ -476,6 +570,10 @@ impl Planner<'_> {
             let YamlValue::String(key) = key else {
                 return Err(bad(format!("keys are strings, got {key:?}")));
             };
+            if key == CHECK_KEY {
+                table.insert(key.clone(), self.check(value)?);
+                continue;
+            }
             let mut value = yaml_to_toml(value).map_err(|why| bad(format!("`{key}`: {why}")))?;
             if let toml::Value::String(text) = &value
                 && NUMBER_KEYS.contains(&key.as_str())
@@ -489,6 +587,33 @@ impl Planner<'_> {
             table.insert(key.clone(), value);
         }
         Ok(table)
+    }
+
+    /// `x-crashlab`'s `check`, a command as Compose's `command` is: a list
+    /// of strings, or a string split at blanks. Another type is an error
+    /// at the key's line.
+    fn check(&self, value: &YamlValue) -> Result<toml::Value, ComposeError> {
+        let bad = |why: String| self.x_error(CHECK_KEY, format!("x-crashlab: `check` {why}"));
+        let words = match value {
+            YamlValue::String(s) => split_command(s).map_err(|why| bad(format!("is not a command: {why}")))?,
+            YamlValue::Sequence(items) => items
+                .iter()
+                .map(|item| match item {
+                    YamlValue::String(s) => Ok(s.clone()),
+                    other => Err(bad(format!("takes a list of strings, got {} in it; quote it", yaml_kind(other)))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            other => {
+                return Err(bad(format!(
+                    "takes a command: a list of strings (`[\"sh\", \"-c\", \"...\"]`) or a string, got {}",
+                    yaml_kind(other)
+                )));
+            }
+        };
+        if words.is_empty() {
+            return Err(bad("is empty: give the command that checks the recovered data".into()));
+        }
+        Ok(strings(words))
     }
 
     /// `x-crashlab`'s keys but `kind`, sorted: the `[workload]` keys, the
@@ -549,7 +674,9 @@ impl Planner<'_> {
             self.error(
                 Some("image"),
                 format!(
-                    "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` ({})",
+                    "cannot tell which workload drives image `{image}`; add `x-crashlab: {{ kind: ... }}` ({}), or, \
+                     for a service crashlab has no driver for, `x-crashlab: {{ check: [...] }}` with a command that \
+                     checks its data",
                     WorkloadKind::list()
                 ),
             )
@@ -828,7 +955,20 @@ impl ServicePlan {
         let declared = image_volumes.iter().any(|v| Path::new(&self.data_dir).starts_with(v));
         let (yours, table) = self.your_strategy(declared, &mut notes);
         let mut strategies = vec![yours.clone()];
-        for s in self.alternatives.clone().unwrap_or(ALTERNATIVES.to_vec()) {
+        // The durability table speaks of acknowledged writes, which a
+        // service with no driver has none of: by default it runs where the
+        // file puts its data only, each cell expected to pass its check.
+        let own = !self.kind.def().workload().records_acks();
+        if own {
+            notes.push(format!(
+                "crashlab has no driver for this service: its own program is the load ({} before each fault), and \
+                 your `check` judges the recovered data; the acknowledgement-log oracle does not apply (no writes \
+                 are sent or acknowledged)",
+                self.workload.get("load").and_then(|v| v.as_str()).unwrap_or("2s")
+            ));
+        }
+        let alternatives = if own { Vec::new() } else { ALTERNATIVES.to_vec() };
+        for s in self.alternatives.clone().unwrap_or(alternatives) {
             if strategies.iter().any(|n| n == s.as_str()) {
                 continue;
             }
@@ -875,7 +1015,7 @@ impl ServicePlan {
         // The smoke scenario's expectations, as it writes them (without its
         // comments, which speak of the smoke scenario): the durability
         // table.
-        let expectations: String = crate::scenario::SMOKE
+        let expectations: String = if own { "" } else { crate::scenario::SMOKE }
             .split_once("[[expect]]")
             .map(|(_, rest)| format!("[[expect]]{rest}"))
             .unwrap_or_default()
@@ -963,6 +1103,19 @@ fn unquote(v: &str) -> &str {
         }
     }
     v
+}
+
+/// What a YAML value is, for messages.
+fn yaml_kind(value: &YamlValue) -> &'static str {
+    match value {
+        YamlValue::Null => "nothing",
+        YamlValue::Bool(_) => "a boolean",
+        YamlValue::Number(_) => "a number",
+        YamlValue::String(_) => "a string",
+        YamlValue::Sequence(_) => "a list",
+        YamlValue::Mapping(_) => "a mapping",
+        YamlValue::Tagged(_) => "a tagged value",
+    }
 }
 
 /// A YAML scalar or list of scalars as TOML.
@@ -1268,7 +1421,16 @@ mod tests {
         let errors: Vec<(&str, String)> = vec![
             ("unknown image", error(&file("image: foo/bar:1"), &[])),
             ("no image", error(&file("build: ."), &[])),
-            ("entrypoint", error(&file("image: mariadb:11\nentrypoint: [sh]"), &[])),
+            ("check of a number", error(&file("image: shop:1\nx-crashlab:\n  check: 7"), &[])),
+            ("check of a mapping", error(&file("image: shop:1\nx-crashlab: { check: { run: x } }"), &[])),
+            ("check with a number in it", error(&file("image: shop:1\nx-crashlab:\n  check: [exit, 1]"), &[])),
+            ("empty check", error(&file("image: shop:1\nx-crashlab:\n  check: []"), &[])),
+            ("check with a driver", error(&file("image: x\nx-crashlab:\n  kind: mariadb\n  check: [\"true\"]"), &[])),
+            ("app without check", error(&file("image: shop:1\nx-crashlab: { kind: app }"), &[])),
+            (
+                "check, mounts unclear",
+                error(&file("image: shop:1\nvolumes: [\"a:/a\", \"b:/b\"]\nx-crashlab: { check: \"true\" }"), &[]),
+            ),
             ("unknown kind", error(&file("image: mariadb:11\nx-crashlab: { kind: oracle }"), &[])),
             ("unknown x key", error(&file("image: mariadb:11\nx-crashlab: { kinds: mariadb }"), &[])),
             ("bad x value", error(&file("image: mariadb:11\nx-crashlab: { clients: 0 }"), &[])),
@@ -1292,6 +1454,60 @@ mod tests {
         ];
         let text: String = errors.iter().map(|(case, e)| format!("{case}: {e}\n")).collect();
         insta::assert_snapshot!(text);
+    }
+
+    /// A service crashlab has no driver for runs as it is (kind `app`),
+    /// judged by the user's `check`: a list, or a string split as
+    /// `command` is; its data where its only mount is; only where the file
+    /// puts it, with no durability-table expectations; and the notes say
+    /// that the ack-log oracle does not apply.
+    #[test]
+    fn a_check_makes_a_service_with_no_driver_testable() {
+        let t = translate(
+            &file(
+                "image: registry.example/shop:1\nentrypoint: [\"sh\", \"-c\"]\ncommand: [\"run-shop\"]\n\
+                 ports: [\"8080:80\", \"9090:90\"]\nvolumes: [\"db-data:/srv/shop\", \"./shop.cnf:/etc/shop.cnf\"]\n\
+                 x-crashlab:\n  check: [\"shop-fsck\", \"/srv/shop\"]\n  check-timeout: 20s",
+            )
+            .replace("./shop.cnf", "/etc/hostname"),
+            &[],
+        )
+        .unwrap();
+        let w = &t.scenario.workload;
+        assert_eq!(w.kind, kind("app"));
+        assert_eq!(w.check.as_deref().unwrap(), ["shop-fsck", "/srv/shop"]);
+        assert_eq!(w.check_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(w.entrypoint.as_deref().unwrap(), ["sh", "-c"]);
+        assert_eq!(w.command.as_deref().unwrap(), ["run-shop"]);
+        assert_eq!(w.data_dir.as_deref(), Some("/srv/shop"), "its only volume");
+        assert_eq!(w.port, None, "nothing is sent to it: its ports do not matter");
+        assert_eq!(t.yours, Strategy::NamedVolume);
+        assert_eq!(t.scenario.matrix.strategies, [Strategy::NamedVolume], "yours alone");
+        assert!(t.scenario.expect.is_empty(), "each cell expected to pass its check");
+        let notes = t.notes.join("\n");
+        assert!(notes.contains("the acknowledgement-log oracle does not apply"), "{notes}");
+        assert_eq!(Scenario::parse(&t.toml, "again").unwrap(), t.scenario);
+
+        // A string, split as `command` is; `kind: app` said outright.
+        let t = translate(
+            &file("image: shop:1\ntmpfs: /data\nx-crashlab:\n  kind: app\n  check: sh -c 'test -s /data/x'"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(t.scenario.workload.check.as_deref().unwrap(), ["sh", "-c", "test -s /data/x"]);
+        assert_eq!(t.yours, Strategy::Tmpfs);
+        // Alternatives when named; on crashlab's driver, power loss too.
+        let t = translate(
+            &file(
+                "image: shop:1\nvolumes: [\"db-data:/data\"]\nx-crashlab: { check: \"true\", alternatives: [tmpfs] }",
+            )
+            .replace("volumes:\n  db-data:\n", "volumes:\n  db-data:\n    driver: crashlab\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(t.scenario.matrix.strategies.len(), 2);
+        let faults: Vec<&str> = t.scenario.matrix.faults.iter().map(|f| f.as_str()).collect();
+        assert_eq!(faults, ["process-kill", "restart", "recreate", "host-kill", "torn-write"]);
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub struct SavedWorkload {
     /// Host paths bound read-only into the container, `HOST:CONTAINER`.
     #[serde(default)]
     pub binds: Vec<String>,
+    /// Replaces the image's entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
 }
 
 impl SavedWorkload {
@@ -119,6 +122,11 @@ impl SavedWorkload {
             ready_log,
             user,
             binds,
+            entrypoint,
+            // A crash point is kept for a workload that records
+            // acknowledgements; the user's check is for one that does not.
+            check: _,
+            check_timeout: _,
         } = w;
         SavedWorkload {
             kind: kind.as_str().to_owned(),
@@ -133,6 +141,7 @@ impl SavedWorkload {
             ready_timeout_ms: ready_timeout.as_millis() as u64,
             user: user.clone(),
             binds: binds.iter().map(|b| format!("{}:{}", b.source, b.target)).collect(),
+            entrypoint: entrypoint.clone(),
         }
     }
 
@@ -164,6 +173,9 @@ impl SavedWorkload {
                     Ok(crashlab_workloads::HostBind { source: source.to_owned(), target: target.to_owned() })
                 })
                 .collect::<Result<_, String>>()?,
+            entrypoint: self.entrypoint.clone(),
+            check: None,
+            check_timeout: crate::settings::default_check_timeout(),
         })
     }
 }

@@ -285,11 +285,47 @@ impl Scenario {
                 ),
             });
         }
+        if let Err((key, message)) = scenario.check_user_check() {
+            let (line, column) = line_column(text, key_offset(text, "workload", key).unwrap_or(0));
+            return Err(ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message });
+        }
         if let Err(message) = scenario.check_restore_to() {
             let (line, column) = line_column(text, key_offset(text, "backup", "restore-to").unwrap_or(0));
             return Err(ScenarioError::Invalid { location: format!("{origin}:{line}:{column}"), message });
         }
         Ok(scenario)
+    }
+
+    /// A workload with no driver (`app`) runs the user's image and is
+    /// judged by the user's `check` alone; a driver that records
+    /// acknowledgements takes no `check`. `Err` names the key at fault.
+    fn check_user_check(&self) -> Result<(), (&'static str, String)> {
+        let w = &self.workload;
+        let kind = w.kind.as_str();
+        if w.kind.def().workload().records_acks() {
+            return match w.check {
+                Some(_) => Err((
+                    "check",
+                    format!(
+                        "`check` is for kind `app`, a service crashlab has no driver for; `{kind}`'s driver checks                          the data against the writes it acknowledged: leave `check` out, or set kind = \"app\""
+                    ),
+                )),
+                None => Ok(()),
+            };
+        }
+        if w.image.is_none() {
+            return Err(("kind", format!("kind `{kind}` runs your own service: name its image in `image`")));
+        }
+        if w.check.is_none() {
+            return Err((
+                "kind",
+                format!(
+                    "kind `{kind}` has no driver to read the data back: give the command that checks it in `check` \
+                     (run on the recovered data after each fault; exit 0 passes)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A point-in-time `[backup] restore-to` needs every backup strategy
@@ -337,6 +373,7 @@ impl Scenario {
         let mut unsupported = Vec::new();
         let replicates = self.workload.kind.def().workload().replication().is_some();
         let clusters = self.workload.kind.def().workload().clustering().is_some();
+        let acks = self.workload.kind.def().workload().records_acks();
         for cell in self.cells() {
             if self.filter.as_ref().is_some_and(|f| !f.selects(self.workload.kind, &cell)) {
                 continue;
@@ -358,11 +395,17 @@ impl Scenario {
                 .backup
                 .and_then(BackupKind::only_under)
                 .and_then(|(fault, why)| (fault != cell.fault_name()).then_some(why));
+            // Crash states are judged by the ack log cut at each point,
+            // which a service with no driver does not have.
+            let no_acks = (cell.schedule.is_none() && cell.fault == Fault::CrashStates && !acks).then_some(
+                "crash states are judged against the acknowledged writes, and crashlab records none for a service \
+                 it has no driver for",
+            );
             let own = match &cell.schedule {
                 Some(s) => s.schedule.unsupported_on(cell.strategy),
                 None => cell.fault.unsupported_on(cell.strategy).map(str::to_owned),
             };
-            match no_replica.or(other_engine).or(other_fault).map(str::to_owned).or(own) {
+            match no_replica.or(other_engine).or(other_fault).or(no_acks).map(str::to_owned).or(own) {
                 None => run.push(cell),
                 Some(reason) => unsupported.push(Unsupported {
                     workload: self.workload.kind.as_str().to_owned(),
@@ -566,6 +609,30 @@ faults = ["restart"]
         assert!(error_of(&with("error")).contains("cannot be expected"));
         let s = Scenario::parse(&with("lost-writes"), "s.toml").unwrap();
         assert_eq!(s.cells()[0].expected, Verdict::LostWrites);
+    }
+
+    /// Kind `app` (no driver) needs its image and a `check`; a driver's
+    /// kind takes no `check`; `crash-states`, judged by the ack log, is
+    /// n/a for `app`.
+    #[test]
+    fn a_service_with_no_driver_needs_an_image_and_a_check() {
+        let app = |extra: &str| MINIMAL.replacen("kind = \"mariadb\"", &format!("kind = \"app\"\n{extra}"), 1);
+        assert_eq!(error_of(&app("")), "s.toml:4:1: kind `app` runs your own service: name its image in `image`");
+        assert!(error_of(&app("image = \"shop:1\"")).starts_with("s.toml:4:1: kind `app` has no driver to read"));
+        assert!(error_of(&app("image = \"shop:1\"\ncheck = []")).contains("the check is empty"));
+        let e = error_of(&MINIMAL.replacen("[matrix]", "check = [\"true\"]\n[matrix]", 1));
+        assert!(e.starts_with("s.toml:5:1: `check` is for kind `app`"), "{e}");
+        let s = Scenario::parse(
+            &app("image = \"shop:1\"\ncheck = [\"shop-fsck\"]\ncheck-timeout = \"5s\"\nentrypoint = []")
+                .replace("faults = [\"restart\"]", "faults = [\"restart\", \"crash-states\"]"),
+            "s.toml",
+        )
+        .unwrap();
+        assert_eq!(s.workload.check_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(s.workload.entrypoint, Some(vec![]));
+        let (run, na) = s.plan();
+        assert_eq!(run.len(), 1);
+        assert!(na[0].reason.contains("crashlab records none for a service it has no driver for"), "{na:?}");
     }
 
     #[test]

@@ -585,6 +585,18 @@ pub struct WorkloadSection {
     /// besides the data, `HOST:CONTAINER` (a configuration file).
     #[serde(default, deserialize_with = "binds")]
     pub binds: Vec<crashlab_workloads::HostBind>,
+    /// Replaces the image's entrypoint; `[]` clears it.
+    #[serde(default, deserialize_with = "entrypoint")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The user's own check (kind `app` only): a command run after
+    /// recovery in a container on the recovered data, its exit code the
+    /// verdict.
+    #[serde(default, deserialize_with = "check")]
+    pub check: Option<Vec<String>>,
+    /// How long the check may run before it is stopped and the cycle is
+    /// `error`.
+    #[serde(default = "default_check_timeout", deserialize_with = "duration")]
+    pub check_timeout: Duration,
 }
 
 impl WorkloadSection {
@@ -599,6 +611,7 @@ impl WorkloadSection {
             ready_log: self.ready_log.clone(),
             user: self.user.clone(),
             binds: self.binds.clone(),
+            entrypoint: self.entrypoint.clone(),
         }
     }
 }
@@ -661,6 +674,18 @@ pub(crate) fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
         return Err(serde::de::Error::custom("the command is empty; leave `command` out to keep the image's"));
     }
     Ok(Some(command))
+}
+
+pub(crate) fn entrypoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(Some(Vec::<String>::deserialize(d)?))
+}
+
+pub(crate) fn check<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let check = Vec::<String>::deserialize(d)?;
+    if check.is_empty() {
+        return Err(serde::de::Error::custom("the check is empty: give the command to run, as a list of strings"));
+    }
+    Ok(Some(check))
 }
 
 pub(crate) fn data_dir<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -915,6 +940,9 @@ pub(crate) fn default_load() -> Duration {
     Duration::from_secs(3)
 }
 pub(crate) fn default_ready_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+pub(crate) fn default_check_timeout() -> Duration {
     Duration::from_secs(60)
 }
 pub(crate) fn default_cycles() -> u32 {

@@ -41,8 +41,11 @@ mod tests {
     #[test]
     fn the_plan_knows_which_workloads_have_replicas_and_leaves_the_others_na() {
         for kind in WorkloadKind::all() {
+            // A kind with no driver runs the user's image and check.
+            let own =
+                if kind.def().workload().records_acks() { "" } else { "image = \"shop:1\"\ncheck = [\"true\"]\n" };
             let text = format!(
-                "name = \"r\"\n[workload]\nkind = \"{}\"\n[matrix]\n\
+                "name = \"r\"\n[workload]\nkind = \"{}\"\n{own}[matrix]\n\
                  strategies = [\"replica-async\", \"named-volume\"]\nfaults = [\"host-loss\"]\n",
                 kind.as_str()
             );

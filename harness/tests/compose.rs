@@ -168,3 +168,52 @@ async fn a_named_volume_survives_a_redeploy_and_tmpfs_does_not_as_in_the_equival
         assert_eq!(verdict(&toml_run.report, strategy), verdict(&report, strategy), "{strategy}");
     }
 }
+
+const OWN_APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/compose/own-app/docker-compose.yml");
+
+/// A service crashlab has no driver for, judged by the user's own check:
+/// the shipped example's `app` appends numbers to a log, is killed and
+/// restarted, and its check finds the log whole (`intact`, with the
+/// check's output as evidence); `wrong-check`, the same service with a
+/// check that exits 1, is `corrupt` with the check's words in the report.
+/// Neither claims acknowledged writes: the detail says the ack-log oracle
+/// did not apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn your_own_check_is_the_verdict_of_a_service_with_no_driver() {
+    if common::skip_docker() {
+        return;
+    }
+    let _guard = common::exclusive().await;
+    common::docker_with(crashlab_workloads::agent::IMAGE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("app", 0, Verdict::Intact, "your check passed: `sh -c test -s /data/log", " lines, the last "),
+        ("wrong-check", 1, Verdict::Corrupt, "your check failed: `sh -c test -f /data/checkpoint", "exited 1 after"),
+    ];
+    for (service, code, expected, said, evidence) in cases {
+        let out_dir = dir.path().join(service);
+        let out = crashlab()
+            .args(["run", "--quiet", "--service", service, "--compose", OWN_APP, "--out"])
+            .arg(&out_dir)
+            .env("CRASHLAB_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{service}: {stdout}\n{}", stderr(&out));
+        let report: Report =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+        let [cell] = &report.cells[..] else { panic!("{service}: one cell, yours: {:?}", report.cells) };
+        assert_eq!((cell.strategy.as_str(), cell.fault.as_str()), ("named-volume", "process-kill"), "{service}");
+        assert_eq!(cell.verdict, expected, "{service}: {:?}", cell.cycle_details);
+        assert_eq!(cell.acked_writes, 0, "{service}: crashlab recorded none");
+        let detail = &cell.cycle_details[0].detail;
+        for part in [said, evidence, "the acknowledgement-log oracle did not apply"] {
+            assert!(detail.contains(part), "{service}: `{part}` in {detail}");
+        }
+        let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+        assert!(md.contains("the acknowledgement-log oracle did not apply"), "{service}: {md}");
+        if code == 1 {
+            assert!(md.contains("no /data/checkpoint: the app never wrote one"), "{service}: {md}");
+        }
+    }
+}

@@ -376,6 +376,9 @@ pub struct BackupSummary {
     /// Restore plus recovery: from the fault to the first successful query
     /// on the restored data (the cycles' `recovery_ms`).
     pub rto_ms: Spread,
+    /// The restore's parts over the cycles ([`BackupCycle::restore_steps`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore_steps: Vec<StepSpread>,
     /// Restores attempted after a host loss, and those that started and
     /// passed the engine's integrity check and the invariants: a backup
     /// method whose restores all pass is application-consistent in
@@ -448,10 +451,50 @@ pub struct BackupCycle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo_s: Option<f64>,
     pub stall: Stall,
+    /// The restore's parts, timed by the method, in order; their sum is
+    /// at most `restore_ms` (the rest is new storage and the container).
+    /// A replay the server does as it starts (PostgreSQL's archive
+    /// recovery) is timed from the server's own log and lies outside
+    /// `restore_ms`, inside the cycle's RTO. Empty for methods that do not
+    /// time their parts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore_steps: Vec<RestoreStep>,
     /// The backup tool's own check of what it stored, after the cycle's
     /// backups; absent for methods without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_check: Option<ToolCheck>,
+}
+
+/// One timed part of a restore after a host loss: `fetch` (the backup
+/// copied onto new storage), `prepare` (the tool made the copy
+/// consistent), `replay` (the log streamed or archived since applied on
+/// top).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreStep {
+    pub step: String,
+    pub ms: f64,
+}
+
+/// A restore step's median and maximum over a cell's cycles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepSpread {
+    pub step: String,
+    pub ms: Spread,
+}
+
+impl StepSpread {
+    /// Each step of `cycles`' restores, in the order they first came, with
+    /// its spread over the cycles that had it.
+    pub fn of<'a>(cycles: impl IntoIterator<Item = &'a [RestoreStep]>) -> Vec<StepSpread> {
+        let mut seen: Vec<(String, Vec<f64>)> = vec![];
+        for step in cycles.into_iter().flatten() {
+            match seen.iter_mut().find(|(name, _)| *name == step.step) {
+                Some((_, ms)) => ms.push(step.ms),
+                None => seen.push((step.step.clone(), vec![step.ms])),
+            }
+        }
+        seen.into_iter().map(|(step, ms)| StepSpread { step, ms: Spread::of(ms) }).collect()
+    }
 }
 
 /// A backup tool checking its own store (`restic check`).

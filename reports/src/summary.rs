@@ -57,17 +57,30 @@ fn describe(cells: &[&CellReport]) -> String {
             .collect()
     };
     let list = |v: Vec<String>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
-    let mut text = format!(
-        "survived: {}; lost acknowledged writes under: {}",
-        list(under(|v| v == Verdict::Intact, false)),
-        list(under(|v| v == Verdict::LostWrites, true)),
-    );
+    // A cell judged with no acknowledged write was judged by the user's
+    // own check (a service crashlab has no driver for): a pass is never
+    // given for nothing at stake otherwise. Its words are the check's.
+    let by_check = cells.iter().any(|c| c.acked_writes == 0 && c.verdict != Verdict::Error);
+    let broken = under(|v| matches!(v, Verdict::Inconsistent | Verdict::Corrupt), true);
+    let mut text = if by_check {
+        format!(
+            "your check passed under: {}; failed under: {} (no acknowledged writes were recorded: your check \
+             alone judged)",
+            list(under(|v| v == Verdict::Intact, false)),
+            list(under(|v| matches!(v, Verdict::Inconsistent | Verdict::Corrupt), false)),
+        )
+    } else {
+        format!(
+            "survived: {}; lost acknowledged writes under: {}",
+            list(under(|v| v == Verdict::Intact, false)),
+            list(under(|v| v == Verdict::LostWrites, true)),
+        )
+    };
     let gone = under(|v| v == Verdict::DataGone, false);
     if !gone.is_empty() {
         let _ = write!(text, "; lost everything under: {}", gone.join(", "));
     }
-    let broken = under(|v| matches!(v, Verdict::Inconsistent | Verdict::Corrupt), true);
-    if !broken.is_empty() {
+    if !broken.is_empty() && !by_check {
         let _ = write!(text, "; came back broken under: {}", broken.join(", "));
     }
     let errors = under(|v| v == Verdict::Error, false);
@@ -227,5 +240,25 @@ mod tests {
         assert!(text.contains("came back broken under: process-kill (corrupt)"), "{text}");
         assert!(text.contains("not judged (the harness failed) under: restart"), "{text}");
         assert!(text.starts_with("survived: none; lost acknowledged writes under: none"), "{text}");
+    }
+
+    /// Cells judged with no acknowledged write were judged by the user's
+    /// own check, and say so rather than "survived".
+    #[test]
+    fn cells_a_user_s_check_judged_say_so() {
+        let mut report = sample_report();
+        report.cells.truncate(2);
+        for c in &mut report.cells {
+            c.acked_writes = 0;
+            c.lost_acked_writes = 0;
+        }
+        report.cells[1].verdict = Verdict::Corrupt;
+        report.cells[1].verdicts = vec![Verdict::Corrupt];
+        let text = &lines(&report)[0].text;
+        assert_eq!(
+            text,
+            "your check passed under: process-kill; failed under: restart (corrupt) (no acknowledged writes were \
+             recorded: your check alone judged)"
+        );
     }
 }

@@ -97,12 +97,19 @@ impl AckLog {
     /// ([`Outcome::AfterTarget`]); one begun before and not acknowledged by
     /// then may or may not be, as at a crash ([`Self::cut_at`]). A commit's
     /// own time lies between its transaction's start and its
-    /// acknowledgement, which is what makes the first two sure. Without
-    /// times the log is returned whole.
-    pub fn restored_to(&self, at_us: u64) -> AckLog {
+    /// acknowledgement, which is what makes the first two sure. A target
+    /// read from the server (its log's end, asked at `at_us` and answered
+    /// at `until_us`) lies somewhere in that window: what was acknowledged
+    /// before the question must be there, what began after the answer must
+    /// not, and a transaction begun in between may or may not be. For an
+    /// instant, `until_us` is `at_us`. Without times the log is returned
+    /// whole.
+    pub fn restored_to(&self, at_us: u64, until_us: u64) -> AckLog {
         let mut cut = self.cut_at(at_us);
         for ((_, outcome), span) in cut.entries.iter_mut().zip(&self.times) {
-            if span.start_us >= at_us {
+            // One begun in the window was acknowledged, if at all, after
+            // `at_us`: the cut has made it in doubt already.
+            if span.start_us >= until_us.max(at_us) {
                 *outcome = Outcome::AfterTarget;
             }
         }
@@ -175,13 +182,19 @@ mod tests {
         };
         let outcomes = |log: AckLog| log.entries.iter().map(|(_, o)| *o).collect::<Vec<_>>();
         use Outcome::*;
-        assert_eq!(outcomes(log.restored_to(150)), [Acked, InDoubt, Aborted, AfterTarget, AfterTarget, AfterTarget]);
         assert_eq!(
-            outcomes(log.restored_to(100)),
+            outcomes(log.restored_to(150, 150)),
+            [Acked, InDoubt, Aborted, AfterTarget, AfterTarget, AfterTarget]
+        );
+        assert_eq!(
+            outcomes(log.restored_to(100, 100)),
             [Acked, InDoubt, AfterTarget, AfterTarget, AfterTarget, AfterTarget]
         );
-        assert_eq!(outcomes(log.restored_to(200)), [Acked, Acked, Aborted, Acked, Aborted, InDoubt]);
+        assert_eq!(outcomes(log.restored_to(200, 200)), [Acked, Acked, Aborted, Acked, Aborted, InDoubt]);
+        // A target read from the server between 150 and 165: the commit
+        // begun at 150 may be there or not; the one begun at 170 may not.
+        assert_eq!(outcomes(log.restored_to(150, 165)), [Acked, InDoubt, Aborted, InDoubt, Aborted, AfterTarget]);
         let untimed = AckLog { entries: log.entries.clone(), times: vec![] };
-        assert_eq!(untimed.restored_to(0), untimed);
+        assert_eq!(untimed.restored_to(0, 0), untimed);
     }
 }

@@ -144,6 +144,7 @@ pub(crate) fn container(image: &str, engine: &str, server_args: &[String]) -> Co
         ready_log: None,
         user: None,
         binds: vec![],
+        entrypoint: None,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct ContainerOverrides {
     pub user: Option<String>,
     /// Host paths bound read-only into the container besides the data.
     pub binds: Vec<crate::HostBind>,
+    /// Replaces the image's entrypoint (an empty list clears it).
+    pub entrypoint: Option<Vec<String>>,
 }
 
 impl ContainerOverrides {
@@ -46,6 +48,7 @@ impl ContainerOverrides {
             && self.ready_log.is_none()
             && self.user.is_none()
             && self.binds.is_empty()
+            && self.entrypoint.is_none()
     }
 
     /// The workload's container with these changes applied.
@@ -67,6 +70,9 @@ impl ContainerOverrides {
             spec.user = self.user.clone();
         }
         spec.binds.extend(self.binds.iter().cloned());
+        if self.entrypoint.is_some() {
+            spec.entrypoint = self.entrypoint.clone();
+        }
         spec
     }
 }
@@ -132,6 +138,10 @@ impl Workload for Custom {
         self.inner.client_command()
     }
 
+    fn records_acks(&self) -> bool {
+        self.inner.records_acks()
+    }
+
     /// The driver's engine's format: a user's image runs the same server.
     fn log_severity(&self, line: &str) -> Option<crate::LogSeverity> {
         self.inner.log_severity(line)
@@ -163,6 +173,7 @@ mod tests {
             ready_log: Some("ready for connections".into()),
             user: Some("999:999".into()),
             binds: vec![crate::HostBind { source: "/etc/my.cnf".into(), target: "/etc/mysql/my.cnf".into() }],
+            entrypoint: Some(vec!["/usr/bin/tini".into(), "--".into()]),
         };
         let w = Custom { inner: Box::new(inner.clone()), overrides: overrides.clone() };
         let spec = w.container();
@@ -172,6 +183,7 @@ mod tests {
         assert_eq!(spec.ready_log.as_deref(), Some("ready for connections"));
         assert_eq!(spec.user.as_deref(), Some("999:999"));
         assert_eq!(spec.binds, overrides.binds);
+        assert_eq!(spec.entrypoint, overrides.entrypoint);
         // The user's variable comes last, so it wins over the driver's.
         assert_eq!(spec.env.last().map(String::as_str), Some("MARIADB_ROOT_PASSWORD=other"));
         assert_eq!(spec.image, "mariadb:11");

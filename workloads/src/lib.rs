@@ -21,6 +21,7 @@
 
 pub mod ack;
 pub mod agent;
+pub mod app;
 pub mod cluster;
 pub mod custom;
 mod driver;
@@ -78,6 +79,7 @@ pub const KINDS: &[&Kind] = &[
     &etcd::KIND,
     &rabbitmq::KIND,
     &zookeeper::KIND,
+    &app::KIND,
 ];
 
 /// A workload a scenario can name in `[workload] kind`: its name and how
@@ -189,6 +191,9 @@ pub struct ContainerSpec {
     /// Host files or directories the container sees besides its data (a
     /// configuration file a Compose file binds in), always read-only.
     pub binds: Vec<HostBind>,
+    /// Replaces the image's entrypoint (a Compose file's `entrypoint`; an
+    /// empty list clears it); the image's when `None`.
+    pub entrypoint: Option<Vec<String>>,
 }
 
 impl ContainerSpec {
@@ -206,6 +211,7 @@ impl ContainerSpec {
             ready_log: None,
             user: None,
             binds: vec![],
+            entrypoint: None,
         }
     }
 }
@@ -367,6 +373,20 @@ pub trait Workload: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// The end of the server's own change log (MariaDB's binary log) read
+    /// at `at`: connected beforehand, the question is asked once `at` has
+    /// come, so the answer holds every commit acknowledged before it and
+    /// none begun after [`LogPosition::answered`] — what a point-in-time
+    /// restore that replays that log stops at. `Ok(None)`: the engine
+    /// keeps no such log, or the workload cannot read it.
+    fn log_position(
+        &self,
+        _addr: SocketAddr,
+        _at: std::time::Instant,
+    ) -> BoxFuture<'_, Result<Option<LogPosition>, WorkloadError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// The severity of one line of the server's output, by the engine's own
     /// log format. `None` for lines below a warning, lines of no known
     /// format (a stack trace, a banner) and, by default, every line: a
@@ -450,6 +470,29 @@ pub trait Workload: Send + Sync {
     fn client_command(&self) -> Option<String> {
         None
     }
+
+    /// Whether the driver sends writes of its own and records each
+    /// acknowledgement in an [`AckLog`]: whether the ack-log oracle
+    /// applies. `false` for [`app`], a service whose own program is the
+    /// load and whose user's check is the oracle.
+    fn records_acks(&self) -> bool {
+        true
+    }
+}
+
+/// Where the server's change log ended at an instant; see
+/// [`Workload::log_position`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The log's file (`mysql-bin.000002`).
+    pub file: String,
+    /// The offset in it just past the last event written.
+    pub offset: u64,
+    /// When the question went out: every commit acknowledged before it is
+    /// in the log up to here.
+    pub asked: std::time::Instant,
+    /// When the answer came: nothing begun after it can be.
+    pub answered: std::time::Instant,
 }
 
 /// An engine held quiescent for a backup; see [`Workload::quiesce`].
@@ -476,7 +519,9 @@ mod tests {
             assert!(!KINDS[..i].iter().any(|k| k.name == kind.name), "{} listed twice", kind.name);
             assert!(kind.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{kind:?}");
             let image = kind.workload().container().image;
-            assert!(RECIPES.iter().any(|r| r.tag == image), "{kind:?} runs {image}, which no recipe builds");
+            // `app` is the user's own service: its scenario names the image.
+            let own = kind.workload().records_acks();
+            assert!(!own || RECIPES.iter().any(|r| r.tag == image), "{kind:?} runs {image}, which no recipe builds");
             let mine = (kind.build)(Some("registry.example/x:1".into()), vec!["--flag".into()]).container();
             assert_eq!(mine.image, "registry.example/x:1", "{kind:?}");
             assert!(mine.cmd.contains(&"--flag".to_owned()), "{kind:?}: {:?}", mine.cmd);

@@ -11,8 +11,8 @@ pub mod replication;
 
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::{
-    ContainerSpec, Credentials, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogSeverity, Observation,
-    RecipeFile, Transfer, Workload, WorkloadError,
+    ContainerSpec, Credentials, INITIAL_BALANCE, ImageRecipe, Kind, LoadConfig, LoadOutcome, LogPosition, LogSeverity,
+    Observation, RecipeFile, Transfer, Workload, WorkloadError,
 };
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
@@ -192,6 +192,7 @@ impl Workload for MariaDb {
             ready_log: None,
             user: None,
             binds: vec![],
+            entrypoint: None,
         }
     }
 
@@ -262,6 +263,29 @@ impl Workload for MariaDb {
                     Err(e) => return Err(query_err("take the global read lock")(e)),
                 }
             }
+        })
+    }
+
+    fn log_position(
+        &self,
+        addr: SocketAddr,
+        at: std::time::Instant,
+    ) -> BoxFuture<'_, Result<Option<LogPosition>, WorkloadError>> {
+        Box::pin(async move {
+            let mut conn = Self::connect(addr, None).await?;
+            tokio::time::sleep_until(at.into()).await;
+            let asked = std::time::Instant::now();
+            // `SHOW MASTER STATUS`: the file and the offset past the last
+            // event the server wrote; a commit is acknowledged only after
+            // its events are written there. Empty when the log is off.
+            let row: Option<mysql_async::Row> =
+                conn.query_first("SHOW MASTER STATUS").await.map_err(query_err("read the binary log's position"))?;
+            let answered = std::time::Instant::now();
+            let _ = conn.disconnect().await;
+            Ok(row.and_then(|row| {
+                let (file, offset): (String, u64) = (row.get(0)?, row.get(1)?);
+                Some(LogPosition { file, offset, asked, answered })
+            }))
         })
     }
 

@@ -251,6 +251,7 @@ impl Workload for Postgres {
             ready_log: None,
             user: None,
             binds: vec![],
+            entrypoint: None,
         }
     }
 

@@ -142,6 +142,7 @@ impl Workload for Redis {
             ready_log: None,
             user: None,
             binds: vec![],
+            entrypoint: None,
         }
     }
 

@@ -26,22 +26,30 @@
 //! binary log's own clock: its events are stamped in whole seconds, so
 //! `--stop-datetime` can only stop at the first event of the target's
 //! second, and what was committed in that second before the target would
-//! not come back. For such a drill the sidecar also logs, every 20 ms, the
-//! wall clock and the size of the file it is writing (the backup host's
-//! own record of what it had received when), and the replay stops at the
-//! size logged last before the target (`--stop-position`): every event
-//! that began there was written by the server before the target, so no
-//! transaction begun after it is replayed, and a transaction whose commit
-//! had not arrived is rolled back. Without such a line (the stream wrote
-//! nothing before the target) the replay falls back to `--stop-datetime`.
+//! not come back. An operator stops a replay at a position instead (the
+//! event before the mistaken statement, found in the log); the drill's
+//! target stands for such a position, and the method marks it
+//! ([`BackupMethod::marks_target`]): at the target instant the harness
+//! reads the server's binary log's end (`SHOW MASTER STATUS`, on a
+//! connection opened beforehand), and the replay stops there
+//! (`--stop-position` in that file). A commit acknowledged before the
+//! question was written to the log before it, and one begun after the
+//! answer cannot have been, so the restore holds exactly what was
+//! acknowledged by the target. Only when the position could not be read
+//! does the replay fall back to `--stop-datetime`, which the report says.
+//!
+//! An earlier version stopped at what the stream had *received* by the
+//! target (the sidecar logged its file's size every 20 ms): the stream
+//! trails the server, and 2–44 commits acknowledged before the target were
+//! missing in each of the drills measured (docs/backups.md).
 
 use super::mariabackup::Mariabackup;
 use super::{Artifact, BackupError, BackupMethod, ServerNeeds, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use crashlab_reports::ToolCheck;
-use crashlab_workloads::Workload;
+use crashlab_reports::{RestoreStep, ToolCheck};
+use crashlab_workloads::{LogPosition, Workload};
 use futures_util::future::BoxFuture;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -62,16 +70,13 @@ const OFF: &str = "crashlab-binlog-off:";
 /// The replay's markers in the one-shot container's output.
 const MARK: &str = "crashlab-replay";
 const FAILED: &str = "crashlab-failed:";
-/// The stream directory's log of what the sidecar had received when:
-/// `NANOSECONDS FILE SIZE` a line.
-const RECEIVED: &str = ".received";
 
 /// Where a point-in-time replay stops.
 #[derive(Debug, Clone, PartialEq)]
 enum Stop {
-    /// The end of what the backup host had received by the target: the
-    /// stream's file then, and its size.
-    Received { file: String, size: u64 },
+    /// The end of the server's binary log read at the target: its file,
+    /// and the offset past its last event.
+    Marked { file: String, offset: u64 },
     /// The first event of the target's second (`--stop-datetime`).
     Second(String),
 }
@@ -80,7 +85,7 @@ impl Stop {
     /// `mariadb-binlog`'s arguments for it.
     fn arg(&self) -> String {
         match self {
-            Stop::Received { size, .. } => format!(" --stop-position={size}"),
+            Stop::Marked { offset, .. } => format!(" --stop-position={offset}"),
             Stop::Second(at) => format!(" --stop-datetime={}", sh_quoted(at)),
         }
     }
@@ -88,15 +93,17 @@ impl Stop {
     /// The last streamed file the replay reads.
     fn last_file(&self) -> Option<&str> {
         match self {
-            Stop::Received { file, .. } => Some(file),
+            Stop::Marked { file, .. } => Some(file),
             Stop::Second(_) => None,
         }
     }
 
     fn describe(&self) -> String {
         match self {
-            Stop::Received { file, size } => format!("{file}:{size}, received by the target"),
-            Stop::Second(at) => format!("the first event at {at} (nothing logged as received before the target)"),
+            Stop::Marked { file, offset } => format!("{file}:{offset}, the server's log position read at the target"),
+            Stop::Second(at) => {
+                format!("the first event at {at} (the server's log position at the target could not be read)")
+            }
         }
     }
 }
@@ -104,9 +111,6 @@ impl Stop {
 /// mariadb-backup's backups and the stream of one cell.
 pub struct BinlogStream {
     mb: Mariabackup,
-    /// Whether the sidecar logs what it received when, for a
-    /// point-in-time restore.
-    watch: bool,
     sidecar: Option<String>,
     /// How the stream ended at the host loss, for the tool check.
     ended: Option<String>,
@@ -115,8 +119,8 @@ pub struct BinlogStream {
 }
 
 impl BinlogStream {
-    pub fn new(site: Site, watch: bool) -> BinlogStream {
-        BinlogStream { mb: Mariabackup::new(site), watch, sidecar: None, ended: None, replayed: None }
+    pub fn new(site: Site) -> BinlogStream {
+        BinlogStream { mb: Mariabackup::new(site), sidecar: None, ended: None, replayed: None }
     }
 
     fn stream_dir(&self) -> PathBuf {
@@ -148,7 +152,7 @@ impl BinlogStream {
         let config = ContainerCreateBody {
             image: Some(d.spec().image.clone()),
             entrypoint: Some(vec!["sh".into(), "-c".into()]),
-            cmd: Some(vec![stream_script(d.spec().port, self.watch)]),
+            cmd: Some(vec![stream_script(d.spec().port)]),
             // The server's own variables carry its root password.
             env: Some(d.spec().env.clone()),
             labels: Some(self.mb.site.run.labels()),
@@ -229,12 +233,15 @@ impl BinlogStream {
         &mut self,
         d: &mut Deployment,
         latest: Option<&Artifact>,
-        stop: Option<SystemTime>,
+        stop: Option<Stop>,
     ) -> Result<(), BackupError> {
         self.end_stream().await?;
         self.mb.restore_data(d, latest).await?;
         if let Some(latest) = latest {
-            let check = self.replay(d, latest, stop).await?;
+            let started = Instant::now();
+            let check = self.replay(d, latest, stop.as_ref()).await?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            self.mb.steps.push(RestoreStep { step: "replay".into(), ms });
             if !check.passed {
                 tracing::warn!("{}: {}", check.command, check.detail);
             }
@@ -251,22 +258,14 @@ impl BinlogStream {
         &mut self,
         d: &Deployment,
         backup: &Artifact,
-        stop: Option<SystemTime>,
+        stop: Option<&Stop>,
     ) -> Result<ToolCheck, BackupError> {
         let command = "mariadb-binlog --start-position | mariadb".to_owned();
         let Some((file, pos)) = binlog_position(&self.mb.backup_dir(&backup.handle)) else {
             let detail = format!("backup {} recorded no binlog position: nothing replayed", backup.handle);
             return Ok(ToolCheck { command, passed: false, detail });
         };
-        let stop = stop.map(|at| {
-            let log = std::fs::read_to_string(self.stream_dir().join(RECEIVED)).unwrap_or_default();
-            let ns = at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            match received_by(&log, ns) {
-                Some((file, size)) => Stop::Received { file, size },
-                None => Stop::Second(stop_datetime(at)),
-            }
-        });
-        let script = replay_script(&d.spec().data_dir, &d.spec().cmd, &file, pos, stop.as_ref());
+        let script = replay_script(&d.spec().data_dir, &d.spec().cmd, &file, pos, stop);
         let volume = d.storage().volume().ok_or(BackupError::NoContainer)?.to_owned();
         let config = ContainerCreateBody {
             image: Some(d.spec().image.clone()),
@@ -302,23 +301,9 @@ impl BinlogStream {
 /// log is on, then `mariadb-binlog` from the server's first binlog on,
 /// writing each file under its own name into the stream directory and
 /// waiting for more at the end of the last.
-fn stream_script(port: u16, watch: bool) -> String {
-    // The loop is the shell's child, and ends with the container when
-    // `mariadb-binlog`, which replaces the shell, ends. The size is read
-    // before the clock: a line says what had arrived by its time at the
-    // latest (read the other way round, the size could take in a commit
-    // that arrived after the stamp, and a replay to a target between the
-    // two would bring back a transaction begun after it).
-    let watcher = if watch {
-        format!(
-            "(while :; do f=$(ls {STREAM} | grep -E '^{BASENAME}\\.[0-9]+$' | tail -n 1); [ -z \"$f\" ] || \
-             {{ s=$(stat -c %s {STREAM}/$f); echo \"$(date +%s%N) $f $s\"; }}; sleep 0.02; done >>{STREAM}/{RECEIVED}) & "
-        )
-    } else {
-        String::new()
-    };
+fn stream_script(port: u16) -> String {
     format!(
-        "{watcher}export MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-${{MYSQL_ROOT_PASSWORD:-}}}}\"; \
+        "export MYSQL_PWD=\"${{MARIADB_ROOT_PASSWORD:-${{MYSQL_ROOT_PASSWORD:-}}}}\"; \
          c='--host=127.0.0.1 --port={port} --user=root'; \
          on=$(mariadb $c -N -B -e 'SELECT @@log_bin') || exit 2; \
          [ \"$on\" = 1 ] || {{ echo \"{OFF} @@log_bin = $on\"; exit 2; }}; \
@@ -336,21 +321,6 @@ fn binlog_position(backup: &std::path::Path) -> Option<(String, u64)> {
         let mut fields = text.lines().next()?.split_whitespace();
         Some((fields.next()?.to_owned(), fields.next()?.parse().ok()?))
     })
-}
-
-/// The file the stream was writing and its size on the last line of
-/// `log` ([`RECEIVED`]) stamped at or before `ns` (nanoseconds since the
-/// epoch).
-fn received_by(log: &str, ns: u128) -> Option<(String, u64)> {
-    log.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let at: u128 = f.next()?.parse().ok()?;
-            Some((at, f.next()?.to_owned(), f.next()?.parse().ok()?))
-        })
-        .take_while(|(at, _, _)| *at <= ns)
-        .last()
-        .map(|(_, file, size)| (file, size))
 }
 
 /// `--stop-datetime`'s argument for `at`: the second it falls in, on the
@@ -468,13 +438,22 @@ impl BackupMethod for BinlogStream {
         Box::pin(self.restore_cycle(d, latest, None))
     }
 
+    fn marks_target(&self) -> bool {
+        true
+    }
+
     fn restore_to<'a>(
         &'a mut self,
         d: &'a mut Deployment,
         backup: &'a Artifact,
         at: SystemTime,
+        marked: Option<&'a LogPosition>,
     ) -> BoxFuture<'a, Result<(), BackupError>> {
-        Box::pin(self.restore_cycle(d, Some(backup), Some(at)))
+        let stop = match marked {
+            Some(m) => Stop::Marked { file: m.file.clone(), offset: m.offset },
+            None => Stop::Second(stop_datetime(at)),
+        };
+        Box::pin(self.restore_cycle(d, Some(backup), Some(stop)))
     }
 
     /// The prepare's outcome and the replay's, with how the stream ended.
@@ -492,6 +471,12 @@ impl BackupMethod for BinlogStream {
             let detail = format!("prepare: {}; {}; {ended}", said(prepared), said(replayed));
             Some(ToolCheck { command: "mariadb-backup --prepare, mariadb-binlog | mariadb".into(), passed, detail })
         })
+    }
+
+    /// mariadb-backup's copy and prepare, then the replay (the one-shot
+    /// server's start and stop included).
+    fn restore_steps(&mut self) -> Vec<RestoreStep> {
+        self.mb.restore_steps()
     }
 
     fn teardown(&mut self) -> BoxFuture<'_, ()> {
@@ -517,20 +502,10 @@ mod tests {
         assert!(s.contains("mariadb-binlog --start-position=1234 --stop-datetime='2026-12-07 13:40:12' $files"), "{s}");
         let latest = replay_script("/var/lib/mysql", &args, "mysql-bin.000001", 4, None);
         assert!(latest.contains("mariadb-binlog --start-position=4 $files)"), "{latest}");
-        let received = Stop::Received { file: "mysql-bin.000003".into(), size: 777 };
-        let s = replay_script("/var/lib/mysql", &args, "mysql-bin.000002", 1234, Some(&received));
+        let marked = Stop::Marked { file: "mysql-bin.000003".into(), offset: 777 };
+        let s = replay_script("/var/lib/mysql", &args, "mysql-bin.000002", 1234, Some(&marked));
         assert!(s.contains("-v l=mysql-bin.000003 '$0 >= f && $0 <= l'"), "{s}");
         assert!(s.contains("mariadb-binlog --start-position=1234 --stop-position=777 $files"), "{s}");
-    }
-
-    #[test]
-    fn a_replay_to_a_point_stops_where_the_stream_had_received_by_then() {
-        let log = "100 mysql-bin.000001 500\n200 mysql-bin.000001 900\n300 mysql-bin.000002 120\n";
-        assert_eq!(received_by(log, 99), None);
-        assert_eq!(received_by(log, 250), Some(("mysql-bin.000001".into(), 900)));
-        assert_eq!(received_by(log, 300), Some(("mysql-bin.000002".into(), 120)));
-        assert!(stream_script(3306, true).starts_with("(while :; do"));
-        assert!(stream_script(3306, false).starts_with("export MYSQL_PWD="));
     }
 
     #[test]

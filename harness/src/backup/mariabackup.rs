@@ -24,7 +24,7 @@ use super::{Artifact, BackupError, BackupMethod, Reported, Site, bind};
 use crate::deploy::deployment::Deployment;
 use crate::text::sh_quoted;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use crashlab_reports::ToolCheck;
+use crashlab_reports::{RestoreStep, ToolCheck};
 use crashlab_workloads::Workload;
 use futures_util::future::BoxFuture;
 use std::path::PathBuf;
@@ -92,11 +92,13 @@ pub struct Mariabackup {
     owner: Option<String>,
     /// The outcome of the cycle's prepare, reported as its tool check.
     prepared: Option<ToolCheck>,
+    /// The restore's copy and prepare, timed by its script.
+    pub(super) steps: Vec<RestoreStep>,
 }
 
 impl Mariabackup {
     pub fn new(site: Site) -> Mariabackup {
-        Mariabackup { site, sidecar: None, chain: vec![], owner: None, prepared: None }
+        Mariabackup { site, sidecar: None, chain: vec![], owner: None, prepared: None, steps: vec![] }
     }
 
     fn repo(&self) -> PathBuf {
@@ -226,6 +228,11 @@ impl Mariabackup {
         let script = restore_script(&d.spec().data_dir, self.owner.as_deref(), &chain);
         let id = self.container("restore", d, Some(script)).await?;
         let (code, output) = self.site.run_to_end(&id).await?;
+        let (copy_ms, prepare_ms) = split_ms(&steps(&output));
+        self.steps = vec![
+            RestoreStep { step: "fetch".into(), ms: copy_ms },
+            RestoreStep { step: "prepare".into(), ms: prepare_ms },
+        ];
         Ok(prepare_check(&chain, code, &output))
     }
 
@@ -236,6 +243,7 @@ impl Mariabackup {
         d: &mut Deployment,
         latest: Option<&Artifact>,
     ) -> Result<(), BackupError> {
+        self.steps.clear();
         d.reprovision(None).await?;
         if let Some(latest) = latest {
             let check = self.prepare(d, latest).await?;
@@ -414,6 +422,10 @@ impl BackupMethod for Mariabackup {
     /// check that its backups make a data directory.
     fn tool_check(&mut self) -> BoxFuture<'_, Option<ToolCheck>> {
         Box::pin(async move { self.prepared.take() })
+    }
+
+    fn restore_steps(&mut self) -> Vec<RestoreStep> {
+        std::mem::take(&mut self.steps)
     }
 
     fn teardown(&mut self) -> BoxFuture<'_, ()> {

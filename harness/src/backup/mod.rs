@@ -84,8 +84,8 @@ use crate::run::RunContext;
 use crate::settings::BackupSection;
 use crate::storage::{BackupKind, StorageError, Strategy};
 use bollard::models::{Mount, MountType};
-use crashlab_reports::{BackupCycle, BackupRecord, Stall, ToolCheck};
-use crashlab_workloads::{AckLog, Outcome, Workload, latency_histogram};
+use crashlab_reports::{BackupCycle, BackupRecord, RestoreStep, Stall, ToolCheck};
+use crashlab_workloads::{AckLog, LogPosition, Outcome, Workload, latency_histogram};
 use futures_util::future::BoxFuture;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -135,9 +135,7 @@ fn method(kind: BackupKind, site: Site, settings: &BackupSection) -> Box<dyn Bac
         BackupKind::Mariabackup => Box::new(mariabackup::Mariabackup::new(site)),
         BackupKind::Pgbackrest => Box::new(pgbackrest::PgBackRest::new(site)),
         BackupKind::WalStream { sync } => Box::new(wal_stream::WalStream::new(site, sync)),
-        BackupKind::BinlogStream => {
-            Box::new(binlog_stream::BinlogStream::new(site, settings.restore_to != crate::settings::RestoreTo::Latest))
-        }
+        BackupKind::BinlogStream => Box::new(binlog_stream::BinlogStream::new(site)),
     }
 }
 
@@ -201,7 +199,12 @@ pub struct Restored {
 pub struct PointInTime {
     /// On the harness's clock: the ack log is cut there.
     pub at: Instant,
-    /// Seconds from the load's start.
+    /// `at` itself, or, for a target the method read from the server
+    /// ([`BackupMethod::marks_target`]), when the answer came: nothing
+    /// begun after it may be restored.
+    pub until: Instant,
+    /// Seconds from the load's start: the target the scenario named
+    /// (`at` may be a little later, when read from the server).
     pub into_load_s: f64,
 }
 
@@ -371,18 +374,36 @@ pub trait BackupMethod: Send + Sync {
         latest: Option<&'a Artifact>,
     ) -> BoxFuture<'a, Result<(), BackupError>>;
 
+    /// Whether a point-in-time restore stops at the server's own log
+    /// position read at the target during the load
+    /// ([`Workload::log_position`]), rather than at a time the log's own
+    /// clock is too coarse for. `false` by default.
+    fn marks_target(&self) -> bool {
+        false
+    }
+
     /// After a host loss, a point-in-time restore: as
     /// [`restore`](Self::restore), with the data brought back to the wall
-    /// clock's `at` — `backup` is the latest that completed before it.
-    /// Only methods whose [`BackupKind::restores_to_a_point`] implement
-    /// it; the scenario refuses `restore-to` for the others.
+    /// clock's `at` — `backup` is the latest that completed before it —
+    /// or to `marked`, the server's log position read at the target, when
+    /// the method [marks it](Self::marks_target) and the reading
+    /// succeeded. Only methods whose [`BackupKind::restores_to_a_point`]
+    /// implement it; the scenario refuses `restore-to` for the others.
     fn restore_to<'a>(
         &'a mut self,
         _d: &'a mut Deployment,
         _backup: &'a Artifact,
         _at: SystemTime,
+        _marked: Option<&'a LogPosition>,
     ) -> BoxFuture<'a, Result<(), BackupError>> {
         Box::pin(async { Err(BackupError::NoPointInTime) })
+    }
+
+    /// The parts of the cycle's restore the method timed, in order, taken
+    /// after [`tool_check`](Self::tool_check) (which may read the
+    /// restored server's log for the last). None by default.
+    fn restore_steps(&mut self) -> Vec<RestoreStep> {
+        vec![]
     }
 
     /// The backup tool's own check of what it stored, after the cycle's
@@ -413,6 +434,10 @@ pub struct Backups {
     load: Option<(Instant, Duration)>,
     /// The scenario's server flags that stood in for the method's own.
     user_settings: Vec<String>,
+    /// The server's log position read at the target of a point-in-time
+    /// restore, for a method that [marks it](BackupMethod::marks_target),
+    /// or why it could not be read.
+    marked: Option<Result<LogPosition, String>>,
 }
 
 impl Backups {
@@ -436,6 +461,7 @@ impl Backups {
             done: vec![],
             load: None,
             user_settings: vec![],
+            marked: None,
         })
     }
 
@@ -482,6 +508,7 @@ impl Backups {
         self.records.clear();
         self.done.clear();
         self.load = None;
+        self.marked = None;
         std::fs::create_dir_all(&self.dir).map_err(|source| BackupError::Dir { path: self.dir.clone(), source })?;
         self.method.begin_cycle(d).await
     }
@@ -490,7 +517,9 @@ impl Backups {
     /// then back to back while fewer than
     /// [`min_backups`](BackupSection::min_backups) have completed (for at
     /// most [`BackupSection::min_backups_wait`]), or until cancelled. A
-    /// method that keeps its own time is watched instead.
+    /// method that keeps its own time is watched instead. For a
+    /// point-in-time restore by a method that marks its target, the
+    /// server's log position is read at the target meanwhile.
     pub async fn run_until(
         &mut self,
         d: &mut Deployment,
@@ -500,6 +529,35 @@ impl Backups {
         cancel: &mut tokio::sync::watch::Receiver<bool>,
     ) {
         self.load = Some((load_started, deadline.saturating_duration_since(load_started)));
+        let target = self.point_in_time().filter(|_| self.method.marks_target());
+        let (addr, mut stop_marking) = (d.addr(), cancel.clone());
+        let mark = async move {
+            let (to, addr) = (target?, addr?);
+            tokio::select! {
+                read = workload.log_position(addr, to.at) => Some(read),
+                _ = stop_marking.wait_for(|c| *c) => None,
+            }
+        };
+        let ((), marked) = tokio::join!(self.take_until(d, workload, cancel), mark);
+        self.marked = marked.map(|read| match read {
+            Ok(Some(position)) => Ok(position),
+            Ok(None) => Err("the server keeps no log position to read (is its log on?)".to_owned()),
+            Err(e) => Err(crate::text::error_chain(&e)),
+        });
+        if let Some(Err(why)) = &self.marked {
+            tracing::warn!("the restore target's log position could not be read: {why}");
+        }
+    }
+
+    /// [`run_until`](Self::run_until)'s backups, over the load it set.
+    async fn take_until(
+        &mut self,
+        d: &mut Deployment,
+        workload: &dyn Workload,
+        cancel: &mut tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some((load_started, length)) = self.load else { return };
+        let deadline = load_started + length;
         let interval = self.settings.interval;
         let mut next = load_started + interval;
         let last_chance = deadline + self.settings.min_backups_wait();
@@ -598,7 +656,12 @@ impl Backups {
     /// backup completed before it, brought forward to that point.
     pub async fn restore(&mut self, d: &mut Deployment) -> Result<Restored, BackupError> {
         let started = Instant::now();
-        let to = self.point_in_time();
+        let marked = self.marked.as_ref().and_then(|m| m.as_ref().ok());
+        // A target read from the server stands where it was read.
+        let to = self.point_in_time().map(|to| match marked {
+            Some(m) => PointInTime { at: m.asked, until: m.answered, ..to },
+            None => to,
+        });
         let (backup, artifact) = match to {
             None => (self.done.last().map(|(i, _)| *i), self.done.last().map(|(_, a)| a.clone())),
             Some(to) => {
@@ -607,7 +670,7 @@ impl Backups {
             }
         };
         match (to, &artifact) {
-            (Some(to), Some(artifact)) => self.method.restore_to(d, artifact, to.wall_clock()).await?,
+            (Some(to), Some(artifact)) => self.method.restore_to(d, artifact, to.wall_clock(), marked).await?,
             _ => self.method.restore(d, artifact.as_ref()).await?,
         }
         Ok(Restored { backup, restore_ms: started.elapsed().as_secs_f64() * 1e3, to })
@@ -617,7 +680,7 @@ impl Backups {
     fn point_in_time(&self) -> Option<PointInTime> {
         let (started, length) = self.load?;
         let into = self.settings.restore_to.into_load(length)?;
-        Some(PointInTime { at: started + into, into_load_s: into.as_secs_f64() })
+        Some(PointInTime { at: started + into, until: started + into, into_load_s: into.as_secs_f64() })
     }
 
     /// The latest completed backup that ended by `into_load_s`: the one a
@@ -643,6 +706,7 @@ impl Backups {
     pub async fn cycle_report(&mut self, stall: Stall, restored: Option<Restored>, rpo_s: Option<f64>) -> BackupCycle {
         let any_completed = self.records.iter().any(|r| r.error.is_none());
         let tool_check = if any_completed { self.method.tool_check().await } else { None };
+        let restore_steps = self.method.restore_steps();
         BackupCycle {
             backups: self.records.clone(),
             restored: restored.and_then(|r| r.backup),
@@ -650,6 +714,7 @@ impl Backups {
             restored_to_s: restored.and_then(|r| r.to).map(|to| to.into_load_s),
             rpo_s,
             stall,
+            restore_steps: if restored.is_some() { restore_steps } else { vec![] },
             tool_check,
         }
     }

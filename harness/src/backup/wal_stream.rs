@@ -207,11 +207,16 @@ impl BackupMethod for WalStream {
         d: &'a mut Deployment,
         backup: &'a Artifact,
         at: std::time::SystemTime,
+        marked: Option<&'a crashlab_workloads::LogPosition>,
     ) -> BoxFuture<'a, Result<(), BackupError>> {
         Box::pin(async move {
             self.stop().await?;
-            self.pg.restore_to(d, backup, at).await
+            self.pg.restore_to(d, backup, at, marked).await
         })
+    }
+
+    fn restore_steps(&mut self) -> Vec<crashlab_reports::RestoreStep> {
+        self.pg.restore_steps()
     }
 
     fn tool_check(&mut self) -> BoxFuture<'_, Option<ToolCheck>> {

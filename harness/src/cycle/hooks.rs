@@ -115,9 +115,10 @@ pub trait CycleHook: Send {
     /// The instant the recovered data stands at, when the recovery brought
     /// it back to a point before the fault (a point-in-time restore): the
     /// checker then judges it against the ack log as it stood there
-    /// ([`AckLog::restored_to`]). `None`, the default, judges it against
-    /// the whole load.
-    fn restored_to(&self) -> Option<Instant> {
+    /// ([`AckLog::restored_to`]); a target read from the server is the
+    /// window between the question and the answer, an instant both ends.
+    /// `None`, the default, judges it against the whole load.
+    fn restored_to(&self) -> Option<(Instant, Instant)> {
         None
     }
 
@@ -211,8 +212,8 @@ impl CycleHook for BackupHook<'_> {
         self.restored = recovered.restored.take();
     }
 
-    fn restored_to(&self) -> Option<Instant> {
-        self.restored.and_then(|r| r.to).map(|to| to.at)
+    fn restored_to(&self) -> Option<(Instant, Instant)> {
+        self.restored.and_then(|r| r.to).map(|to| (to.at, to.until))
     }
 
     fn contribute<'a>(
@@ -232,13 +233,23 @@ impl CycleHook for BackupHook<'_> {
                 (Some(_), Some(found)) => Some(found.rpo_s(to_us.unwrap_or_else(|| evidence.fault_us()))),
                 _ => None,
             };
-            if let (Some(to), Some(to_us)) = (to, to_us) {
+            if let Some(to) = to {
                 let before = evidence.found.map_or(0, |f| f.acked);
-                let after = evidence.log.times.iter().filter(|s| s.start_us >= to_us).count();
+                let until_us = to.until.saturating_duration_since(evidence.epoch).as_micros() as u64;
+                let after = evidence.log.times.iter().filter(|s| s.start_us >= until_us).count();
+                let s = |t: Instant| t.saturating_duration_since(evidence.epoch).as_secs_f64();
+                let point = match to.until > to.at {
+                    true => format!(
+                        "{:.3} s into the load, as the server's log position read {:.4}–{:.4} s into it",
+                        to.into_load_s,
+                        s(to.at),
+                        s(to.until)
+                    ),
+                    false => format!("{:.3} s into the load", to.into_load_s),
+                };
                 let said = format!(
-                    "restored to {:.3} s into the load, judged against the log cut there ({before} commits \
-                     acknowledged before it, {after} transactions begun after it)",
-                    to.into_load_s
+                    "restored to {point}, judged against the log cut there ({before} commits acknowledged before \
+                     it, {after} transactions begun after it)"
                 );
                 report.detail = [said, std::mem::take(&mut report.detail)].join("; ").trim_end_matches("; ").to_owned();
             }

@@ -22,6 +22,7 @@ mod phases;
 mod recheck;
 mod schedule;
 pub mod timeline;
+mod user_check;
 
 use crate::backup::Backups;
 use crate::deploy::deployment::{Deployment, Limits};
@@ -516,6 +517,7 @@ fn summarise_backups(method: String, interval: Duration, cycles: &[CycleReport])
         rpo_s_max: lost_host.iter().filter_map(|(_, b)| b.rpo_s).max_by(f64::total_cmp),
         restore_ms: Spread::of(with_backups.iter().filter_map(|(_, b)| b.restore_ms)),
         rto_ms: Spread::of(restores.iter().filter_map(|(c, _)| c.recovery_ms)),
+        restore_steps: crashlab_reports::StepSpread::of(with_backups.iter().map(|(_, b)| b.restore_steps.as_slice())),
         restores: restores.len() as u32,
         consistent_restores: restores.iter().filter(|(c, _)| c.verdict <= Verdict::LostWrites).count() as u32,
         stall,

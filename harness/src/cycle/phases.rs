@@ -160,7 +160,7 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         self.reporter.on_event(&Event::Phase { cell: self.cell, cycle: self.cycle, phase });
     }
 
-    fn behaviour(&self) -> &'static dyn Behaviour {
+    pub(super) fn behaviour(&self) -> &'static dyn Behaviour {
         self.fault.behaviour()
     }
 
@@ -392,7 +392,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         let loaded = self.loaded.as_ref().expect("absorbed above");
         self.report.acked_writes = loaded.outcome.log.acked();
         self.report.fired = Some(loaded.fired.clone());
-        if self.report.acked_writes == 0 {
+        // A service with no driver writes on its own: what is at stake is
+        // its data, which the user's check judges.
+        if self.report.acked_writes == 0 && self.runner.workload.records_acks() {
             let why = loaded.outcome.client_errors.first().map_or_else(
                 || "the clients ended without an error".to_owned(),
                 |e| format!("the first client error: {e}"),
@@ -443,14 +445,17 @@ impl<'r, 'a> CycleRun<'r, 'a> {
     pub async fn verify(&mut self) -> Result<(), CycleFailure> {
         self.announce(Phase::Verify);
         let verify_started = Instant::now();
+        if let Some(cmd) = &self.runner.scenario.workload.check {
+            return self.verify_by_check(cmd, verify_started).await;
+        }
         let addr = self.addr.expect("recovered before verify");
         let loaded = self.loaded.as_ref().expect("loaded before verify");
         let workload = &*self.runner.workload;
         // A recovery that brought the data back to an earlier point is
         // judged against the log as it stood there.
-        let cut = self.hooks.iter().find_map(|h| h.restored_to()).map(|at| {
-            let at_us = at.saturating_duration_since(loaded.outcome.epoch).as_micros() as u64;
-            loaded.outcome.log.restored_to(at_us)
+        let cut = self.hooks.iter().find_map(|h| h.restored_to()).map(|(at, until)| {
+            let us = |t: Instant| t.saturating_duration_since(loaded.outcome.epoch).as_micros() as u64;
+            loaded.outcome.log.restored_to(us(at), us(until))
         });
         let log = cut.as_ref().unwrap_or(&loaded.outcome.log);
         let found =
@@ -486,7 +491,7 @@ impl<'r, 'a> CycleRun<'r, 'a> {
     }
 
     /// Every hook's part of the report, in order.
-    async fn contribute(&mut self, found: Option<&crate::checker::Check>) {
+    pub(super) async fn contribute(&mut self, found: Option<&crate::checker::Check>) {
         let loaded = self.loaded.as_ref().expect("loaded before the hooks contribute");
         // Cycles are numbered from 1 in the reports and the replay command.
         let id = cell_id(self.runner.scenario, self.cell);

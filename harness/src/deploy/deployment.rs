@@ -412,34 +412,18 @@ impl Deployment {
         // harness never talks to the bridge network's private addresses.
         let host_port = self.pinned_port.map(|p| p.to_string()).unwrap_or_default();
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
-        let mut mounts = self.storage.mounts(&self.run, &self.spec.data_dir);
-        // The user's own files (a configuration a Compose file binds in),
-        // read-only: a run must never change them.
-        mounts.extend(self.spec.binds.iter().map(|b| bollard::models::Mount {
-            source: Some(b.source.clone()),
-            target: Some(b.target.clone()),
-            typ: Some(bollard::models::MountType::BIND),
-            read_only: Some(true),
-            ..Default::default()
-        }));
-        mounts.extend(self.shared_dirs.iter().map(|(source, target)| bollard::models::Mount {
-            source: Some(source.clone()),
-            target: Some(target.clone()),
-            typ: Some(bollard::models::MountType::BIND),
-            read_only: Some(false),
-            ..Default::default()
-        }));
         let config = ContainerCreateBody {
-            image: Some(self.image.clone().unwrap_or_else(|| self.spec.image.clone())),
+            image: Some(self.image().to_owned()),
             user: self.spec.user.clone(),
             hostname: self.network.as_ref().map(|(_, alias)| alias.clone()),
             cmd: (!self.spec.cmd.is_empty()).then(|| self.spec.cmd.clone()),
+            entrypoint: self.spec.entrypoint.clone(),
             stop_signal: self.spec.stop_signal.clone(),
             env: Some(self.spec.env.clone()),
             labels: Some(self.run.labels()),
             exposed_ports: Some(vec![port_key.clone()]),
             host_config: Some(HostConfig {
-                mounts: Some(mounts),
+                mounts: Some(self.mounts()),
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
                 nano_cpus: self.limits.cpus.map(|c| (c * 1e9).round() as i64),
                 memory: self.limits.memory.map(|m| m as i64),
@@ -464,6 +448,34 @@ impl Deployment {
             self.docker.upload(&id, dest_dir, archive.into()).await?;
         }
         Ok(())
+    }
+
+    /// The image its containers are created from.
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or(&self.spec.image)
+    }
+
+    /// What every container of the deployment mounts: the data, the user's
+    /// files read-only, and the shared directories.
+    pub fn mounts(&self) -> Vec<bollard::models::Mount> {
+        let mut mounts = self.storage.mounts(&self.run, &self.spec.data_dir);
+        // The user's own files (a configuration a Compose file binds in),
+        // read-only: a run must never change them.
+        mounts.extend(self.spec.binds.iter().map(|b| bollard::models::Mount {
+            source: Some(b.source.clone()),
+            target: Some(b.target.clone()),
+            typ: Some(bollard::models::MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        }));
+        mounts.extend(self.shared_dirs.iter().map(|(source, target)| bollard::models::Mount {
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            typ: Some(bollard::models::MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        }));
+        mounts
     }
 
     fn id(&self) -> Result<&str, DeploymentError> {
