@@ -231,13 +231,24 @@ impl Cluster {
     /// Removes the other hosts (containers and storage), then the network.
     pub(crate) async fn teardown(mut self, docker: &Docker) -> Result<(), StorageError> {
         self.stop_sampling();
-        let mut torn = Ok(());
-        for d in self.replica.take().into_iter().chain(std::mem::take(&mut self.lost)) {
-            torn = torn.and(Box::pin(d.teardown()).await);
-        }
-        docker.remove_network_if_present(&self.network).await?;
-        torn
+        let hosts = self.replica.take().into_iter().chain(std::mem::take(&mut self.lost));
+        tear_down(docker, &self.network, hosts).await
     }
+}
+
+/// Removes `hosts` (each container and its storage), every one tried,
+/// then `network`; the first failure is the result.
+pub(super) async fn tear_down(
+    docker: &Docker,
+    network: &str,
+    hosts: impl Iterator<Item = Deployment>,
+) -> Result<(), StorageError> {
+    let mut torn = Ok(());
+    for d in hosts {
+        torn = torn.and(Box::pin(d.teardown()).await);
+    }
+    docker.remove_network_if_present(network).await?;
+    torn
 }
 
 /// Builds a replicated deployment from the primary's (created by the

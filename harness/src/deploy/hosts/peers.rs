@@ -71,12 +71,8 @@ impl Peers {
     }
 
     pub(crate) async fn teardown(mut self, docker: &Docker) -> Result<(), StorageError> {
-        let mut torn = Ok(());
-        for d in std::mem::take(&mut self.members).into_iter().chain(std::mem::take(&mut self.lost)) {
-            torn = torn.and(Box::pin(d.teardown()).await);
-        }
-        docker.remove_network_if_present(&self.network).await?;
-        torn
+        let hosts = std::mem::take(&mut self.members).into_iter().chain(std::mem::take(&mut self.lost));
+        super::tear_down(docker, &self.network, hosts).await
     }
 }
 
