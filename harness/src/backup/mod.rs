@@ -436,8 +436,8 @@ pub struct Backups {
     user_settings: Vec<String>,
     /// The server's log position read at the target of a point-in-time
     /// restore, for a method that [marks it](BackupMethod::marks_target),
-    /// or why it could not be read.
-    marked: Option<Result<LogPosition, String>>,
+    /// when it could be read.
+    marked: Option<LogPosition>,
 }
 
 impl Backups {
@@ -539,14 +539,20 @@ impl Backups {
             }
         };
         let ((), marked) = tokio::join!(self.take_until(d, workload, cancel), mark);
-        self.marked = marked.map(|read| match read {
-            Ok(Some(position)) => Ok(position),
-            Ok(None) => Err("the server keeps no log position to read (is its log on?)".to_owned()),
-            Err(e) => Err(crate::text::error_chain(&e)),
-        });
-        if let Some(Err(why)) = &self.marked {
-            tracing::warn!("the restore target's log position could not be read: {why}");
-        }
+        // Without a position the replay stops at the target's second,
+        // which the restore's tool check says.
+        self.marked = match marked {
+            Some(Ok(Some(position))) => Some(position),
+            Some(Ok(None)) => {
+                tracing::warn!("the server keeps no log position to read at the restore target (is its log on?)");
+                None
+            }
+            Some(Err(e)) => {
+                tracing::warn!("the restore target's log position could not be read: {}", crate::text::error_chain(&e));
+                None
+            }
+            None => None,
+        };
     }
 
     /// [`run_until`](Self::run_until)'s backups, over the load it set.
@@ -656,7 +662,7 @@ impl Backups {
     /// backup completed before it, brought forward to that point.
     pub async fn restore(&mut self, d: &mut Deployment) -> Result<Restored, BackupError> {
         let started = Instant::now();
-        let marked = self.marked.as_ref().and_then(|m| m.as_ref().ok());
+        let marked = self.marked.as_ref();
         // A target read from the server stands where it was read.
         let to = self.point_in_time().map(|to| match marked {
             Some(m) => PointInTime { at: m.asked, until: m.answered, ..to },

@@ -280,6 +280,19 @@ impl Deployment {
         }
     }
 
+    /// `step` on this host, then on every other member of its cluster, in
+    /// order; the first failure ends it. One host without a cluster.
+    pub async fn on_every_host<T>(
+        &mut self,
+        mut step: impl AsyncFnMut(&mut Deployment) -> Result<T, DeploymentError>,
+    ) -> Result<(), DeploymentError> {
+        step(self).await?;
+        for member in self.members_mut() {
+            step(member).await?;
+        }
+        Ok(())
+    }
+
     /// The fault filesystems under this host's data and every other
     /// member's, this host's first.
     pub fn fault_mounts_mut(&mut self) -> Vec<&mut crate::storage::faultmount::FaultMount> {

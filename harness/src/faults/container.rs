@@ -17,10 +17,7 @@ pub struct ProcessKill;
 impl Behaviour for ProcessKill {
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
-            cx.deployment.kill().await?;
-            for member in cx.deployment.members_mut() {
-                member.kill().await?;
-            }
+            cx.deployment.on_every_host(async |d| d.kill().await).await?;
             Ok(())
         })
     }
@@ -36,10 +33,7 @@ impl Behaviour for ProcessKill {
 
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
         Box::pin(async move {
-            cx.deployment.start().await?;
-            for member in cx.deployment.members_mut() {
-                member.start().await?;
-            }
+            cx.deployment.on_every_host(async |d| d.start().await).await?;
             Ok(Recovered::default())
         })
     }

@@ -106,24 +106,15 @@ async fn aimed_cut(cx: &mut Cx<'_>, fault: Fault, min_bytes: u64) -> Result<(), 
         }
         // The servers may already have died of the I/O errors that follow
         // a cut.
-        cx.deployment.kill_if_running().await?;
-        for member in cx.deployment.members_mut() {
-            member.kill_if_running().await?;
-        }
+        cx.deployment.on_every_host(async |d| d.kill_if_running().await).await?;
         return Ok(());
     }
     // Frozen first, so that no write lands between the cut and the kill.
-    cx.deployment.pause().await?;
-    for member in cx.deployment.members_mut() {
-        member.pause().await?;
-    }
+    cx.deployment.on_every_host(async |d| d.pause().await).await?;
     for fs in cx.deployment.fault_mounts_mut() {
         fs.power_cut()?;
     }
-    cx.deployment.kill().await?;
-    for member in cx.deployment.members_mut() {
-        member.kill().await?;
-    }
+    cx.deployment.on_every_host(async |d| d.kill().await).await?;
     Ok(())
 }
 
@@ -132,10 +123,7 @@ pub(super) async fn power_back(cx: &mut Cx<'_>) -> Result<Recovered, FaultError>
     for fs in cx.deployment.fault_mounts_mut() {
         fs.remount().await?;
     }
-    cx.deployment.start().await?;
-    for member in cx.deployment.members_mut() {
-        member.start().await?;
-    }
+    cx.deployment.on_every_host(async |d| d.start().await).await?;
     Ok(Recovered::default())
 }
 

@@ -294,7 +294,14 @@ pub async fn deploy(
         record: ReplicationCycle::default(),
         user_settings,
     });
-    match build(docker, run, workload, &mut d, spec, ready_timeout).await {
+    let built = build(docker, run, workload, &mut d, spec, ready_timeout).await;
+    torn_down_on_error(d, built).await
+}
+
+/// `d` once it is built, or, when a step failed, the step's error after
+/// everything `d` holds was removed.
+pub(super) async fn torn_down_on_error(d: Deployment, built: Result<(), HostsError>) -> Result<Deployment, HostsError> {
+    match built {
         Ok(()) => Ok(d),
         Err(e) => {
             if let Err(torn) = d.teardown().await {

@@ -133,25 +133,12 @@ pub async fn deploy(
         }
         // Every member on the network before any starts, so that each
         // finds the others' names at its first attempt to route to them.
-        d.create().await?;
-        for member in d.members_mut() {
-            member.create().await?;
-        }
-        d.start().await?;
-        for member in d.members_mut() {
-            member.start().await?;
-        }
+        d.on_every_host(async |m| m.create().await).await?;
+        d.on_every_host(async |m| m.start().await).await?;
         wait_all_ready(&d, workload, ready_timeout, &hosts).await
     };
-    match built.await {
-        Ok(()) => Ok(d),
-        Err(e) => {
-            if let Err(torn) = d.teardown().await {
-                tracing::warn!("teardown failed: {torn}");
-            }
-            Err(e)
-        }
-    }
+    let built = built.await;
+    super::torn_down_on_error(d, built).await
 }
 
 /// Waits until every member answers.
