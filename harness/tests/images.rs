@@ -33,8 +33,9 @@ async fn agent_image_builds_from_the_archive_and_runs_a_command() {
         work_dir: work.path().to_owned(),
         quiet: true,
         via: Via::Archive,
+        bars: indicatif::MultiProgress::new(),
     };
-    images::build_as(&docker, recipe, &image, &options).await.unwrap();
+    assert_eq!(images::build_as(&docker, recipe, &image, &options).await.unwrap(), images::Built::Now);
 
     let inspect = docker.image(&image).await.unwrap().expect("the image was imported");
     let config = inspect.config.unwrap();
@@ -233,4 +234,38 @@ fn run_builds_its_workload_image_under_the_image_repo() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("crashlab-unbuilt-repo/mariadb:latest is missing; building it"), "{stderr}");
     assert!(stderr.contains("read the Debian archive for crashlab-unbuilt-repo/mariadb:latest"), "{stderr}");
+}
+
+/// A build of an image waits for another build of it that holds its lock
+/// (another crashlab's: `.ci/run`'s background `images build` while the
+/// tests that need the image start), then finds the image there and does
+/// not build it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_build_waits_for_the_build_under_way_and_builds_nothing_twice() {
+    if common::skip_docker() {
+        return;
+    }
+    let docker = common::docker_with(crashlab_workloads::agent::IMAGE).await;
+    let work = tempfile::tempdir().unwrap();
+    let options = BuildOptions {
+        mirror: "http://127.0.0.1:9/unreachable".into(),
+        cache_dir: work.path().join("packages"),
+        work_dir: work.path().to_owned(),
+        quiet: true,
+        via: Via::Archive,
+        bars: indicatif::MultiProgress::new(),
+    };
+    // The other build: the lock held for a second, then released.
+    let lock = std::fs::File::create(work.path().join("crashlab_agent_latest.lock")).unwrap();
+    lock.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        drop(lock);
+    });
+    let started = std::time::Instant::now();
+    let recipe = &crashlab_workloads::agent::RECIPE;
+    let built = images::build_missing(&docker, recipe, crashlab_workloads::agent::IMAGE, &options).await.unwrap();
+    release.join().unwrap();
+    assert!(!built, "the image is there once the lock is released: nothing to build (the mirror is unreachable)");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "it waited for the lock");
 }

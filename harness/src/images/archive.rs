@@ -257,7 +257,7 @@ pub async fn packages(
     .map_err(|source| ArchiveError::Decompress { what: url.clone(), source })?;
     let cache_err = |source| ArchiveError::Cache { path: cached.clone(), source };
     std::fs::create_dir_all(cache).map_err(cache_err)?;
-    let partial = cached.with_extension("partial");
+    let partial = partial_of(&cached);
     std::fs::write(&partial, &text).and_then(|()| std::fs::rename(&partial, &cached)).map_err(cache_err)?;
     // An index a newer point release replaced is never read again.
     for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
@@ -477,7 +477,7 @@ pub async fn fetch_debs(
             }
             let data = mirror.get(&package.filename).await?;
             check_sha256(&mirror.url(&package.filename), &data, &package.sha256)?;
-            let partial = path.with_extension("partial");
+            let partial = partial_of(&path);
             let cache_err = |source| ArchiveError::Cache { path: path.clone(), source };
             tokio::fs::write(&partial, &data).await.map_err(cache_err)?;
             tokio::fs::rename(&partial, &path).await.map_err(cache_err)?;
@@ -492,6 +492,17 @@ pub async fn fetch_debs(
         progress(debs.len(), names.len());
     }
     Ok(debs)
+}
+
+/// Where a download to `path` is written before it is renamed into place:
+/// a name of this process's and this download's own, so that builds
+/// running at once (`images build --jobs`, or two crashlab processes)
+/// never write into one another's file, whatever they fetch.
+fn partial_of(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_extension(format!("partial.{}.{n}", std::process::id()))
 }
 
 /// Debian's name for the architecture crashlab runs on.

@@ -74,7 +74,7 @@ pub(super) async fn build(
     let started = std::time::Instant::now();
     let phase = |what: &str| tracing::info!("{image}: {what} after {:.1} s", started.elapsed().as_secs_f64());
     let archive_err = |source| ImageError::Archive { image: image.clone(), source };
-    let bar = spinner(options.quiet, format!("building {image}"));
+    let bar = spinner(options, format!("building {image}"));
 
     bar.set_message(format!("{image}: reading {}", options.mirror));
     let mirror = Mirror::new(&options.mirror).map_err(archive_err)?;

@@ -48,7 +48,7 @@ async fn build_in(
     let cache_dir = options.cache_dir.join("debootstrap");
     std::fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?;
     std::fs::create_dir_all(rootfs).map_err(io(rootfs))?;
-    let bar = spinner(options.quiet, format!("building {}", image));
+    let bar = spinner(options, format!("building {}", image));
 
     let recipe_owned = recipe.clone();
     let (rootfs_owned, options_owned, bar_owned) = (rootfs.to_owned(), options.clone(), bar.clone());

@@ -24,7 +24,7 @@ pub use deb::DebError;
 use crate::docker::{Docker, DockerError};
 use bytes::Bytes;
 use crashlab_workloads::ImageRecipe;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +69,12 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("take the build lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("stream the root filesystem")]
     Tar(#[source] std::io::Error),
     #[error(transparent)]
@@ -87,6 +93,9 @@ pub struct BuildOptions {
     pub work_dir: PathBuf,
     pub quiet: bool,
     pub via: Via,
+    /// Where the build's progress line is drawn, beside those of the
+    /// builds running with it.
+    pub bars: MultiProgress,
 }
 
 /// How the base system is bootstrapped.
@@ -147,13 +156,39 @@ pub enum ImageStatus {
 }
 
 /// Builds `recipe`'s image and imports it into the daemon as
-/// [`tag`]`(recipe)`.
-pub async fn build(docker: &Docker, recipe: &ImageRecipe, options: &BuildOptions) -> Result<(), ImageError> {
+/// [`tag`]`(recipe)`; see [`build_as`].
+pub async fn build(docker: &Docker, recipe: &ImageRecipe, options: &BuildOptions) -> Result<Built, ImageError> {
     build_as(docker, recipe, &tag(recipe), options).await
 }
 
-/// Builds `recipe`'s image as `image`.
+/// Whether a build built its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Built {
+    /// This build did.
+    Now,
+    /// Another build of it held its lock, and it was current when that
+    /// one ended: nothing was built twice.
+    ByAnother,
+}
+
+/// Builds `recipe`'s image as `image`, holding its build lock (see
+/// [`build_missing`]); when another build held the lock and left the
+/// image current, it is not built again.
 pub async fn build_as(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+    image: &str,
+    options: &BuildOptions,
+) -> Result<Built, ImageError> {
+    let (_lock, waited) = lock(image, options).await?;
+    if waited && status_as(docker, recipe, image).await? == ImageStatus::Current {
+        return Ok(Built::ByAnother);
+    }
+    build_locked(docker, recipe, image, options).await?;
+    Ok(Built::Now)
+}
+
+async fn build_locked(
     docker: &Docker,
     recipe: &ImageRecipe,
     image: &str,
@@ -163,6 +198,49 @@ pub async fn build_as(
         Via::Archive => bootstrap::build(docker, recipe, image, options).await,
         Via::Debootstrap => debootstrap::build(docker, recipe, image, options).await,
     }
+}
+
+/// Builds `recipe`'s image as `image` unless the daemon has it, waiting
+/// first for any other build of it that holds its lock — another
+/// crashlab's, e.g. `crashlab images build` in the background while
+/// tests that need the image start (CI's `.ci/run`). Returns whether it
+/// built the image.
+pub async fn build_missing(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+    image: &str,
+    options: &BuildOptions,
+) -> Result<bool, ImageError> {
+    let _lock = lock(image, options).await?;
+    if status_as(docker, recipe, image).await? != ImageStatus::Missing {
+        return Ok(false);
+    }
+    build_locked(docker, recipe, image, options).await?;
+    Ok(true)
+}
+
+/// Takes `image`'s build lock, a file under the work directory locked
+/// for the build's length (the kernel drops it with the process), saying
+/// so when another build holds it. Returns the lock and whether it had to
+/// wait for it.
+async fn lock(image: &str, options: &BuildOptions) -> Result<(std::fs::File, bool), ImageError> {
+    let path = options.work_dir.join(format!("{}.lock", image.replace(['/', ':'], "_")));
+    let lock_err = |source| ImageError::Lock { path: path.clone(), source };
+    std::fs::create_dir_all(&options.work_dir).map_err(lock_err)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => return Ok((file, false)),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    if !options.quiet {
+        options.bars.suspend(|| eprintln!("waiting for another build of {image} to end ({})", path.display()));
+    }
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| lock_err(std::io::Error::other(e)))?
+        .map_err(lock_err)?;
+    Ok((file, true))
 }
 
 /// The Dockerfile-style changes the image is imported with: the recipe's,
@@ -277,11 +355,11 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn spinner(quiet: bool, message: String) -> ProgressBar {
-    if quiet {
+fn spinner(options: &BuildOptions, message: String) -> ProgressBar {
+    if options.quiet {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new_spinner();
+    let bar = options.bars.add(ProgressBar::new_spinner());
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_msg}").expect("static template"));
     bar.enable_steady_tick(Duration::from_millis(200));
     bar.set_message(message);
