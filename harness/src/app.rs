@@ -235,6 +235,7 @@ fn build_options(mirror: &str, quiet: bool, via: Via) -> BuildOptions {
         work_dir: state.join("build"),
         quiet,
         via,
+        bars: indicatif::MultiProgress::new(),
     }
 }
 
@@ -255,7 +256,7 @@ pub async fn ensure_image(docker: &Docker, image: &str, mirror: &str, quiet: boo
                 }
                 ImageStatus::Missing => {
                     note!("{image} is missing; building it from Debian packages (about a minute)");
-                    images::build_as(docker, recipe, image, &build_options(mirror, quiet, Via::Archive)).await?;
+                    images::build_missing(docker, recipe, image, &build_options(mirror, quiet, Via::Archive)).await?;
                 }
             }
             Ok(())
@@ -1100,16 +1101,46 @@ pub fn merge(shards: &[PathBuf], out: &Path) -> Result<i32, AppError> {
     Ok(if merged.passed() { exit::PASS } else { exit::MISS })
 }
 
-/// `crashlab images build NAME...`.
-pub async fn build_images(names: &[String], mirror: &str, quiet: bool, via: Via) -> Result<(), AppError> {
-    let recipes = names.iter().map(|n| images::recipe(n)).collect::<Result<Vec<_>, _>>()?;
+/// `crashlab images build NAME... [--jobs N]`: builds the images, `jobs`
+/// at a time (a build waits on the mirror, on dpkg in its container and on
+/// the daemon's import in turn, so two overlap well on two cores). The
+/// first failure ends the command once the builds under way have ended.
+pub async fn build_images(names: &[String], mirror: &str, quiet: bool, via: Via, jobs: usize) -> Result<(), AppError> {
+    use futures_util::StreamExt;
+    let mut recipes = names.iter().map(|n| images::recipe(n)).collect::<Result<Vec<_>, _>>()?;
+    // Two builds of one image at once would share their container's name.
+    let mut seen = std::collections::HashSet::new();
+    recipes.retain(|r| seen.insert(r.name));
     let docker = connect().await?;
-    for recipe in recipes {
-        let started = Instant::now();
-        images::build(&docker, recipe, &build_options(mirror, quiet, via)).await?;
-        note!("built {} in {:.1} s", images::tag(recipe), started.elapsed().as_secs_f64());
+    let options = build_options(mirror, quiet, via);
+    let failed = std::cell::Cell::new(false);
+    let builds = recipes.into_iter().map(|recipe| {
+        let (docker, options, failed) = (&docker, &options, &failed);
+        async move {
+            if failed.get() {
+                return Ok(());
+            }
+            let started = Instant::now();
+            let built = images::build(docker, recipe, options).await?;
+            let tag = images::tag(recipe);
+            options.bars.suspend(|| match built {
+                images::Built::Now => note!("built {tag} in {:.1} s", started.elapsed().as_secs_f64()),
+                images::Built::ByAnother => {
+                    note!("{tag}: another crashlab built it meanwhile ({:.1} s)", started.elapsed().as_secs_f64())
+                }
+            });
+            Ok::<(), AppError>(())
+        }
+    });
+    let mut first_error = None;
+    let mut running = futures_util::stream::iter(builds).buffer_unordered(jobs.max(1));
+    while let Some(result) = running.next().await {
+        if let Err(e) = result {
+            failed.set(true);
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// `crashlab images list`: each known image and its state.

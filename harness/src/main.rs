@@ -293,6 +293,10 @@ struct ExploreArgs {
     /// taken, from 0.01 to 1.
     #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
     accept: f64,
+    /// Schedules (and a candidate's replays) run at once, each on a
+    /// deployment of its own; the same seed draws the same schedules.
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    jobs: u32,
     /// Do not write a found schedule into the regressions file.
     #[arg(long)]
     no_store: bool,
@@ -316,6 +320,7 @@ impl ExploreArgs {
             max_faults: self.max_faults,
             replays: self.replays,
             accept: self.accept,
+            jobs: self.jobs,
             store: !self.no_store,
             out: self.out,
             quiet,
@@ -400,6 +405,9 @@ enum ImagesCommand {
         /// debootstrap (needs it installed and root; kept for comparison).
         #[arg(long, value_enum, default_value = "archive")]
         via: ViaArg,
+        /// How many images to build at once.
+        #[arg(long, short = 'j', default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
     },
     /// Show each image and whether it is built.
     List,
@@ -550,12 +558,12 @@ async fn dispatch(command: Command, quiet: bool) -> i32 {
             app::bench(app::BenchOptions { definition, flags, out, keep, quiet, mirror, message_format }).await
         }
         Command::Validate { scenario, filter } => app::validate(&scenario, filter),
-        Command::Images { command: ImagesCommand::Build { names, mirror, via } } => {
+        Command::Images { command: ImagesCommand::Build { names, mirror, via, jobs } } => {
             let via = match via {
                 ViaArg::Archive => Via::Archive,
                 ViaArg::Debootstrap => Via::Debootstrap,
             };
-            app::build_images(&names, &mirror, quiet, via).await.map(|()| exit::PASS)
+            app::build_images(&names, &mirror, quiet, via, usize::from(jobs)).await.map(|()| exit::PASS)
         }
         Command::Report { report, format, out } => {
             app::render_report(&report, format, out.as_deref()).map(|()| exit::PASS)

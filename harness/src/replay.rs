@@ -333,8 +333,9 @@ struct SavedHistory {
     events: Vec<SavedEvent>,
 }
 
-/// Writes `history` into `dir` (`history.json` and `history.bin`).
-fn save_history(history: &History, dir: &Path) -> Result<(), ReplayError> {
+/// Writes `history` into `dir` (`history.json` and `history.bin`); the
+/// volume driver's mount holder hands a crash point over the same way.
+pub(crate) fn save_history(history: &History, dir: &Path) -> Result<(), ReplayError> {
     let data_path = dir.join(HISTORY_DATA);
     let mut data = std::io::BufWriter::new(std::fs::File::create(&data_path).map_err(io("create", &data_path))?);
     let mut at = 0u64;
@@ -370,7 +371,7 @@ fn save_history(history: &History, dir: &Path) -> Result<(), ReplayError> {
 }
 
 /// Reads back what [`save_history`] wrote.
-fn load_history(dir: &Path) -> Result<History, ReplayError> {
+pub(crate) fn load_history(dir: &Path) -> Result<History, ReplayError> {
     let saved: SavedHistory = read_json(&dir.join(HISTORY))?;
     let data_path = dir.join(HISTORY_DATA);
     let data = std::fs::read(&data_path).map_err(io("read", &data_path))?;

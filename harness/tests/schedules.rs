@@ -145,3 +145,40 @@ async fn explore_replays_a_stored_schedule_first() {
         assert!(section.contains("acknowledged, then lost: "), "the lost commits' window: {section}");
     }
 }
+
+/// `--jobs 2` runs two drawn schedules at once, each on a deployment of
+/// its own, and the explore says where a schedule's time went: durable
+/// MariaDB under single process kills finds nothing, and every schedule
+/// drawn is counted in the cost line and the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explore_runs_schedules_two_at_once_and_reports_their_cost() {
+    if common::skip_docker() {
+        return;
+    }
+    let _guard = common::exclusive().await;
+    common::settle_disk().await;
+    let docker = common::docker().await;
+    let state = tempfile::tempdir().unwrap();
+    let scenario = state.path().join("cost.toml");
+    let text = common::mariadb_scenario(DURABLE, r#""bind-mount""#, r#""process-kill""#, 1, "")
+        .replace("load = \"1500ms\"", "load = \"200ms\"");
+    std::fs::write(&scenario, text).unwrap();
+    let out = explore(&scenario, state.path(), &["--budget", "4s", "--max-faults", "1", "--jobs", "2", "--no-store"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "durable MariaDB loses nothing to a process kill\n{stderr}");
+    for n in ["#0 ", "#1 "] {
+        let line = stderr.lines().find(|l| l.contains(n)).unwrap_or_else(|| panic!("no schedule {n}: {stderr}"));
+        assert!(line.contains("process-kill on primary") && line.ends_with("→ intact"), "{line}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("reports/report.json")).unwrap()).unwrap();
+    let (tried, cost) = (&report["explore"]["schedules"], &report["explore"]["cost"]);
+    assert!(tried.as_u64().is_some_and(|n| n >= 2 && n % 2 == 0), "whole batches of two: {report}");
+    assert_eq!(&cost["schedules"], tried, "{report}");
+    assert_eq!(cost["jobs"], 2, "{report}");
+    let part = |k: &str| cost[k].as_f64().unwrap_or(-1.0);
+    assert!(part("recovery_ms") > 0.0 && part("wall_ms") > part("recovery_ms"), "{report}");
+    assert!(stderr.contains(&format!("({tried} schedules, 2 at once)")), "{stderr}");
+    let run = stderr.split_whitespace().nth(1).unwrap_or_default().trim_end_matches(':');
+    common::assert_nothing_left(&docker, run).await;
+}

@@ -793,8 +793,13 @@ pub struct PhaseTimes {
     pub setup_ms: f64,
     /// Doing the damage (e.g. the kill call).
     pub inject_ms: f64,
-    /// From the end of the damage until every load client had stopped.
+    /// From the end of the damage until every load client had stopped
+    /// (summed over a schedule's loads).
     pub drain_ms: f64,
+    /// From the end of the damage until the service answered again,
+    /// summed over a schedule's recoveries (the cycle's `recovery_ms` is
+    /// the last one's).
+    pub recover_ms: f64,
     /// Reading the data back, the engine's checks and the ack-log check.
     pub verify_ms: f64,
 }

@@ -720,7 +720,14 @@ pub(crate) mod tests {
                 cycle_ms: 4200.0,
                 detail: if lost > 0 { format!("{lost} of 1000 acknowledged commits missing") } else { String::new() },
                 faultfs: None,
-                phases: PhaseTimes { ready_ms: 300.0, setup_ms: 40.0, inject_ms: 60.0, drain_ms: 5.0, verify_ms: 30.0 },
+                phases: PhaseTimes {
+                    ready_ms: 300.0,
+                    setup_ms: 40.0,
+                    inject_ms: 60.0,
+                    drain_ms: 5.0,
+                    verify_ms: 30.0,
+                    ..PhaseTimes::default()
+                },
                 backup: None,
                 fired: None,
                 explore: None,

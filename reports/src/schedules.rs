@@ -34,6 +34,72 @@ pub struct ExploreReport {
     /// The stored schedules replayed first, then the failure found (the
     /// search stops at its first), shrunk.
     pub findings: Vec<Finding>,
+    /// Where the drawn schedules' time went; `None` when none ran.
+    pub cost: Option<ScheduleCost>,
+}
+
+/// Where the time of the schedules drawn in the search went, per schedule
+/// on average (the stored schedules and the shrink's replays are not
+/// counted), in milliseconds. The parts are the cycle's own phase clocks;
+/// `own_ms` is what is left of the wall time: crashlab between the phases
+/// (planning, arming, journal and report bookkeeping, the next schedule's
+/// draw). `cpu_ms` is the CPU the crashlab process used, its load
+/// clients included; the servers and Docker run in other processes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScheduleCost {
+    /// Schedules the figures are over.
+    pub schedules: u64,
+    /// How long they took in all, run `jobs` at once.
+    pub elapsed_ms: f64,
+    pub jobs: u32,
+    /// From asking for the schedule to its verdict.
+    pub wall_ms: f64,
+    /// Waiting for the server before the cycle (deploying it when the
+    /// schedule could not reuse the last one's).
+    pub ready_ms: f64,
+    /// Creating the dataset afresh.
+    pub setup_ms: f64,
+    /// The schedule's loads, as long as it asked.
+    pub load_ms: f64,
+    /// The faults' own calls (a kill) and the load's clients stopping.
+    pub fault_ms: f64,
+    /// From the end of the last fault until the server answered again.
+    pub recovery_ms: f64,
+    /// Reading the data back and checking it.
+    pub verify_ms: f64,
+    /// The rest of the wall time: crashlab's own, between the phases.
+    pub own_ms: f64,
+    /// CPU time of the crashlab process.
+    pub cpu_ms: f64,
+}
+
+impl ScheduleCost {
+    /// In a sentence, for the report and the explore's last lines.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.1} schedules a minute ({}, {} at once); one took {:.0} ms on average: ready {:.0}, setup {:.0}, \
+             load {:.0}, faults {:.0}, recovery {:.0}, verify {:.0}, crashlab between the phases {:.0}; crashlab's \
+             CPU {:.0} ms",
+            self.per_minute(),
+            count(self.schedules, "schedule"),
+            self.jobs,
+            self.wall_ms,
+            self.ready_ms,
+            self.setup_ms,
+            self.load_ms,
+            self.fault_ms,
+            self.recovery_ms,
+            self.verify_ms,
+            self.own_ms,
+            self.cpu_ms,
+        )
+    }
+
+    /// Schedules run a minute.
+    pub fn per_minute(&self) -> f64 {
+        if self.elapsed_ms > 0.0 { self.schedules as f64 * 60_000.0 / self.elapsed_ms } else { 0.0 }
+    }
 }
 
 /// A schedule explore replayed with a rate: a stored regression, or the
@@ -102,6 +168,9 @@ pub fn markdown(explore: &ExploreReport) -> String {
         explore.elapsed_s,
         count(groups.len() as u64, "distinct failure"),
     );
+    if let Some(cost) = &explore.cost {
+        let _ = writeln!(out, "{}.\n", cost.summary());
+    }
     if !explore.findings.is_empty() {
         out.push_str("| verdict | shape | schedule | replay rate | origin |\n|---|---|---|---|---|\n");
         for f in
@@ -227,6 +296,20 @@ pub(crate) mod tests {
                     lost_acks_ms: Some((48.5, 100.9)),
                 },
             ],
+            cost: Some(ScheduleCost {
+                schedules: 9,
+                elapsed_ms: 60_000.0,
+                jobs: 1,
+                wall_ms: 6_600.0,
+                ready_ms: 100.0,
+                setup_ms: 90.0,
+                load_ms: 1_500.0,
+                fault_ms: 700.0,
+                recovery_ms: 4_000.0,
+                verify_ms: 190.0,
+                own_ms: 20.0,
+                cpu_ms: 40.0,
+            }),
         }
     }
 

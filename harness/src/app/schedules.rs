@@ -22,7 +22,7 @@ use crate::scenario::{Cell, NamedSchedule, Scenario, ScenarioError, ScheduleEntr
 use crate::storage::Strategy;
 use crate::text::{error_chain, line_column, toml_message};
 use crate::workload::workload_for;
-use crashlab_reports::schedules::{ExploreReport, Finding};
+use crashlab_reports::schedules::{ExploreReport, Finding, ScheduleCost};
 use crashlab_reports::{CellReport, Report, Verdict};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,6 +49,8 @@ pub struct ExploreOptions {
     /// The share of a candidate's replays that must fail for it to be
     /// taken, in (0, 1].
     pub accept: f64,
+    /// Schedules (or replays) run at once, each on its own deployment.
+    pub jobs: u32,
     /// Write a found schedule into the regressions file.
     pub store: bool,
     /// Where the reports go; `crashlab-results/<run id>` when `None`.
@@ -217,16 +219,19 @@ pub async fn explore(options: ExploreOptions) -> Result<i32, AppError> {
         seed,
         index: 0,
         tried: 0,
-        slot: None,
+        slots: Vec::new(),
         slot_for: None,
         faults: 0,
         errors: 0,
         findings: Vec::new(),
+        cost: ScheduleCost { jobs: options.jobs, ..ScheduleCost::default() },
     };
     let started = (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let work = async {
         let code = search.run(regressions, &regressions_file).await;
-        runner.release(search.slot.take()).await;
+        for slot in &mut search.slots {
+            runner.release(slot.take()).await;
+        }
         code
     };
     let outcome = supervise(&mut stop, &cancel_tx, work).await;
@@ -285,7 +290,7 @@ struct Search<'a, 'r> {
     tried: u64,
     /// The deployment schedules share while none breaks it, and its
     /// strategy.
-    slot: Option<crate::deploy::deployment::Deployment>,
+    slots: Vec<Option<crate::deploy::deployment::Deployment>>,
     slot_for: Option<Strategy>,
     /// Faults the drawn schedules injected, and schedules that ended
     /// `error`.
@@ -293,6 +298,66 @@ struct Search<'a, 'r> {
     errors: u64,
     /// The stored schedules replayed and the failure found, for the report.
     findings: Vec<Finding>,
+    /// The drawn schedules' time, summed.
+    cost: ScheduleCost,
+}
+
+/// The CPU time this process has used, user and system, all threads
+/// (`/proc/self/stat`'s `utime` and `stime`, in clock ticks of 10 ms: a
+/// single schedule's figure is coarse, a sum over many is not); zero
+/// where it cannot be read.
+fn cpu_time() -> Duration {
+    const TICK: Duration = Duration::from_millis(10);
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // The command name is in parentheses and may hold spaces: the fields
+    // counted from after it, `utime` and `stime` are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u32 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u32>().ok()).sum();
+    TICK * ticks
+}
+
+/// Adds one drawn schedule's run to `sum`: its wall and CPU time, and the
+/// phase clocks of its cycle.
+fn add_cost(sum: &mut ScheduleCost, schedule: &Schedule, report: &CellReport, wall: Duration, cpu: Duration) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let load: Duration = schedule
+        .steps()
+        .iter()
+        .map(|s| if let schedule::Step::Load { length, .. } = s { *length } else { Duration::ZERO })
+        .sum();
+    let Some(cycle) = report.cycle_details.first() else { return };
+    let p = &cycle.phases;
+    let recovery = p.recover_ms;
+    let parts = p.ready_ms + p.setup_ms + ms(load) + p.inject_ms + p.drain_ms + recovery + p.verify_ms;
+    sum.schedules += 1;
+    sum.wall_ms += ms(wall);
+    sum.ready_ms += p.ready_ms;
+    sum.setup_ms += p.setup_ms;
+    sum.load_ms += ms(load);
+    sum.fault_ms += p.inject_ms + p.drain_ms;
+    sum.recovery_ms += recovery;
+    sum.verify_ms += p.verify_ms;
+    sum.own_ms += (ms(wall) - parts).max(0.0);
+    sum.cpu_ms += ms(cpu);
+}
+
+/// `sum`'s figures per schedule; `None` when it counts none.
+fn mean_cost(sum: &ScheduleCost) -> Option<ScheduleCost> {
+    let n = sum.schedules as f64;
+    (sum.schedules > 0).then(|| ScheduleCost {
+        schedules: sum.schedules,
+        elapsed_ms: sum.elapsed_ms,
+        jobs: sum.jobs,
+        wall_ms: sum.wall_ms / n,
+        ready_ms: sum.ready_ms / n,
+        setup_ms: sum.setup_ms / n,
+        load_ms: sum.load_ms / n,
+        fault_ms: sum.fault_ms / n,
+        recovery_ms: sum.recovery_ms / n,
+        verify_ms: sum.verify_ms / n,
+        own_ms: sum.own_ms / n,
+        cpu_ms: sum.cpu_ms / n,
+    })
 }
 
 impl Search<'_, '_> {
@@ -300,39 +365,62 @@ impl Search<'_, '_> {
         *self.runner.cancel.borrow()
     }
 
-    /// Runs `schedule` once on `strategy`; `None` when interrupted.
-    async fn once(&mut self, strategy: Strategy, schedule: &Schedule) -> Option<CellReport> {
-        let index = self.index;
-        self.index += 1;
-        let cell = Cell {
-            index,
-            strategy,
-            fault: schedule.faults().next().expect("a schedule has a fault"),
-            expected: Verdict::Intact,
-            schedule: Some(NamedSchedule { name: format!("x{index}"), schedule: schedule.clone() }),
-        };
+    /// Runs `schedules` on `strategy` at once, each on a deployment of its
+    /// own (kept for the next batch while none breaks it), and returns
+    /// each one's report and how long it took, in order; `None` for one
+    /// interrupted. Each run is a cell of its own index, so that its
+    /// containers and load seeds are its own.
+    async fn batch(&mut self, strategy: Strategy, schedules: &[Schedule]) -> Vec<Option<(CellReport, Duration)>> {
         if self.slot_for.replace(strategy).is_some_and(|s| s != strategy) {
-            self.runner.release(self.slot.take()).await;
+            for slot in &mut self.slots {
+                self.runner.release(slot.take()).await;
+            }
         }
-        self.runner.run_on(&cell, &mut self.slot, &mut Silent).await
+        let cells: Vec<Cell> = schedules
+            .iter()
+            .map(|schedule| {
+                let index = self.index;
+                self.index += 1;
+                Cell {
+                    index,
+                    strategy,
+                    fault: schedule.faults().next().expect("a schedule has a fault"),
+                    expected: Verdict::Intact,
+                    schedule: Some(NamedSchedule { name: format!("x{index}"), schedule: schedule.clone() }),
+                }
+            })
+            .collect();
+        if self.slots.len() < cells.len() {
+            self.slots.resize_with(cells.len(), || None);
+        }
+        let runner = self.runner;
+        let runs = cells.iter().zip(self.slots.iter_mut()).map(|(cell, slot)| async move {
+            let started = Instant::now();
+            let report = runner.run_on(cell, slot, &mut Silent).await?;
+            Some((report, started.elapsed()))
+        });
+        futures_util::future::join_all(runs).await
     }
 
-    /// Runs `schedule` up to `k` times; with `need`, stops as soon as it
-    /// has failed `need` times or can no longer.
+    /// Runs `schedule` up to `k` times, `--jobs` at once; with `need`,
+    /// stops as soon as it has failed `need` times or can no longer.
     async fn replay(&mut self, strategy: Strategy, schedule: &Schedule, k: u32, need: Option<u32>) -> Replays {
         let mut r = Replays { failed: 0, runs: 0, worst: None };
         while r.runs < k && !self.cancelled() {
-            let Some(report) = self.once(strategy, schedule).await else { break };
-            r.runs += 1;
-            if failed(&report) {
-                r.failed += 1;
+            let at_once = self.options.jobs.min(k - r.runs).max(1) as usize;
+            let reports = self.batch(strategy, &vec![schedule.clone(); at_once]).await;
+            let interrupted = reports.iter().any(Option::is_none);
+            for (report, _) in reports.into_iter().flatten() {
+                r.runs += 1;
+                if failed(&report) {
+                    r.failed += 1;
+                }
+                if r.worst.as_ref().is_none_or(|w| !failed(w) || (failed(&report) && report.verdict > w.verdict)) {
+                    r.worst = Some(report);
+                }
             }
-            if r.worst.as_ref().is_none_or(|w| !failed(w) || (failed(&report) && report.verdict > w.verdict)) {
-                r.worst = Some(report);
-            }
-            if let Some(need) = need
-                && (r.failed >= need || r.failed + (k - r.runs) < need)
-            {
+            let decided = need.is_some_and(|need| r.failed >= need || r.failed + (k - r.runs) < need);
+            if interrupted || decided {
                 break;
             }
         }
@@ -357,22 +445,37 @@ impl Search<'_, '_> {
             self.findings.push(finding(format!("stored {name} on {}", entry.strategy), &entry.steps, &r));
         }
         while started.elapsed() < self.options.budget && !self.cancelled() {
-            let schedule = schedule::generate(self.seed, self.tried, &self.alphabet);
-            let Some(report) = self.once(self.strategy, &schedule).await else { break };
-            let n = self.tried;
-            self.tried += 1;
-            self.faults += schedule.faults().count() as u64;
-            self.errors += u64::from(report.verdict == Verdict::Error);
-            if !self.options.quiet {
-                let (found, faults, errors) = (u32::from(failed(&report)), self.faults, self.errors);
-                note!(
-                    "[{} tried, {faults} faults, {errors} errors, {found} failures, {:.0} s] #{n} {schedule} → {}",
-                    self.tried,
-                    started.elapsed().as_secs_f64(),
-                    said(&report)
-                );
+            let drawn: Vec<Schedule> = (self.tried..self.tried + u64::from(self.options.jobs.max(1)))
+                .map(|n| schedule::generate(self.seed, n, &self.alphabet))
+                .collect();
+            let (wall, cpu) = (Instant::now(), cpu_time());
+            let reports = self.batch(self.strategy, &drawn).await;
+            let ran = reports.iter().flatten().count() as u32;
+            let cpu_each = cpu_time().saturating_sub(cpu) / ran.max(1);
+            self.cost.elapsed_ms += wall.elapsed().as_secs_f64() * 1e3;
+            let mut first_failure = None;
+            for (schedule, ran) in drawn.into_iter().zip(reports) {
+                let Some((report, took)) = ran else { continue };
+                add_cost(&mut self.cost, &schedule, &report, took, cpu_each);
+                let n = self.tried;
+                self.tried += 1;
+                self.faults += schedule.faults().count() as u64;
+                self.errors += u64::from(report.verdict == Verdict::Error);
+                if !self.options.quiet {
+                    let (found, faults, errors) = (u32::from(failed(&report)), self.faults, self.errors);
+                    note!(
+                        "[{} tried, {faults} faults, {errors} errors, {found} failures, {:.0} s] #{n} {schedule} → {}",
+                        self.tried,
+                        started.elapsed().as_secs_f64(),
+                        said(&report)
+                    );
+                }
+                if failed(&report) && first_failure.is_none() {
+                    first_failure = Some((n, schedule, report));
+                }
             }
-            if failed(&report) {
+            // The first failure in the order drawn, whichever ended first.
+            if let Some((n, schedule, report)) = first_failure {
                 self.found(n, schedule, &report, file).await?;
                 return Ok(super::exit::MISS);
             }
@@ -385,6 +488,9 @@ impl Search<'_, '_> {
             started.elapsed().as_secs_f64(),
             self.seed
         );
+        if let Some(cost) = mean_cost(&self.cost) {
+            note!("{}", cost.summary());
+        }
         Ok(if still_failing > 0 { super::exit::MISS } else { super::exit::PASS })
     }
 
@@ -517,6 +623,7 @@ fn explore_report(
             faults: search.faults,
             errors: search.errors,
             findings: search.findings.clone(),
+            cost: mean_cost(&search.cost),
         }),
         ..Report::default()
     }
@@ -542,6 +649,19 @@ fn store(file: &Path, entry: &ScheduleEntry, comment: &str) -> Result<bool, AppE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_process_cpu_time_counts_work_done() {
+        let before = cpu_time();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while cpu_time() < before + Duration::from_millis(50) && Instant::now() < deadline {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        assert!(cpu_time() >= before + Duration::from_millis(50), "10 s of spinning counted as no CPU time");
+    }
 
     #[test]
     fn a_stored_schedule_reads_back_as_written() {

@@ -266,8 +266,10 @@ impl Runner<'_> {
             seed: self.scenario.seed ^ (cell.index as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93),
             fsync_reaches_disk: self.scenario.faults.fsync_reaches_disk,
             record_history: faults.iter().any(|f| f.records_history()),
+            fsync_failure: crashlab_faultfs::FsyncFailure::Ext4,
         });
-        let options = ProvisionOptions { faultfs, ballast: self.scenario.backup.ballast };
+        let driver_history = faults.iter().any(|f| f.records_history());
+        let options = ProvisionOptions { faultfs, ballast: self.scenario.backup.ballast, driver_history };
         let storage = Storage::provision(&self.docker, &self.run, &Place::Strategy(cell.strategy), &name, options)
             .await
             .map_err(|e| error_chain(&e))?;

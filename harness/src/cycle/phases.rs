@@ -309,7 +309,7 @@ impl<'r, 'a> CycleRun<'r, 'a> {
             self.report.load_s += load_s;
         }
         self.report.phases.inject_ms += (fault_done - fault_started).as_secs_f64() * 1e3;
-        self.report.phases.drain_ms = ms(fault_done);
+        self.report.phases.drain_ms += ms(fault_done);
         injected.map_err(|(fault, e)| CycleFailure::Inject { fault, why: error_chain(&e) })?;
         at_fault.map_err(CycleFailure::Hook)?;
         let outcome = match load {
@@ -436,7 +436,9 @@ impl<'r, 'a> CycleRun<'r, 'a> {
         };
         self.addr = Some(addr);
         let fault_done = self.loaded.as_ref().expect("loaded before recovery").fault_done;
-        self.report.recovery_ms = Some(fault_done.elapsed().as_secs_f64() * 1e3);
+        let recovery_ms = fault_done.elapsed().as_secs_f64() * 1e3;
+        self.report.recovery_ms = Some(recovery_ms);
+        self.report.phases.recover_ms += recovery_ms;
         Ok(())
     }
 

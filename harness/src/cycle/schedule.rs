@@ -109,7 +109,8 @@ impl CycleRun<'_, '_> {
                 self.addr = Some(addr);
             }
             Condition::CaughtUp => {
-                crate::deploy::hosts::catch_up(self.deployment, CATCH_UP)
+                self.deployment
+                    .catch_up(&*self.runner.workload, CATCH_UP)
                     .await
                     .map_err(|e| CycleFailure::Wait(format!("wait caught-up: {}", error_chain(&e))))?;
             }

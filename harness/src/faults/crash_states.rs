@@ -29,6 +29,14 @@
 //! point is then explored and checked against the ack log cut at the
 //! call's arrival. A cycle in which no matching call came with something
 //! unsynced did not fire.
+//!
+//! On a volume of crashlab's own volume driver (`volume:crashlab`, or a
+//! Compose volume with `driver: crashlab`) the end-of-load point is taken
+//! through the driver ([`super::driver_cut::capture`]): the same wait, freeze
+//! and capture, then the cut through the driver and the kill; the volume is
+//! created recording its history (`history=true`) unless the strategy's
+//! options say otherwise. Points inside the load need the run's own fault
+//! filesystem.
 
 use super::power::{AIM_DEADLINE, AIM_POLL, power_back};
 use super::{Behaviour, Cx, Disk, Fault, FaultError, Recovered, fired, not_fired};
@@ -54,8 +62,22 @@ impl Behaviour for CrashStates {
         true
     }
 
+    fn through_crashlabs_driver(&self) -> bool {
+        true
+    }
+
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
         if let Points::At(trigger) = &cx.explore.points {
+            if cx.deployment.faultfs_mut().is_none()
+                && let Some(volume) = cx.deployment.storage().crashlab_volume()
+            {
+                return Err(FaultError::DriverCapture {
+                    volume: volume.to_owned(),
+                    detail: "crash points inside the load (`[explore] points`) need the run's own fault filesystem; \
+                             through the driver only the end-of-load point is taken (leave `points` out)"
+                        .into(),
+                });
+            }
             let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::CrashStates })?;
             let window = match cx.explore.spread {
                 Spread::Load => cx.load,
@@ -69,6 +91,12 @@ impl Behaviour for CrashStates {
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             let no_fs = || FaultError::NoFaultFs { fault: Fault::CrashStates };
+            if cx.deployment.faultfs_mut().is_none()
+                && let Some(volume) = cx.deployment.storage().crashlab_volume().map(str::to_owned)
+                && matches!(cx.explore.points, Points::EndOfLoad)
+            {
+                return through_driver(cx, &volume).await;
+            }
             if let Points::At(_) = cx.explore.points {
                 // The points were taken during the load; what is left is
                 // the live power cut, frozen first so that nothing lands
@@ -109,14 +137,30 @@ impl Behaviour for CrashStates {
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
         Box::pin(async move {
-            let Some(fs) = cx.deployment.faultfs_mut() else {
-                return not_fired("the data is not on the fault filesystem");
-            };
-            if let Points::At(trigger) = &cx.explore.points {
-                return fired_inside(fs, trigger);
-            }
-            let Some(point) = fs.crash_points().last() else {
-                return not_fired("no crash point was captured");
+            let through_driver = cx.deployment.storage().crashlab_volume().is_some();
+            let point = if through_driver {
+                let cut = cx.deployment.storage_mut().take_driver_cut();
+                let Some(point) = cx.deployment.storage().driver_points().last() else {
+                    return not_fired(match cut {
+                        Some(_) => {
+                            "crashlab's volume driver handed over no crash point: the volume records no \
+                                    unsynced history (created with `history=false`)"
+                        }
+                        None => "no crash point was captured",
+                    });
+                };
+                point
+            } else {
+                let Some(fs) = cx.deployment.faultfs_mut() else {
+                    return not_fired("the data is not on the fault filesystem");
+                };
+                if let Points::At(trigger) = &cx.explore.points {
+                    return fired_inside(fs, trigger);
+                }
+                let Some(point) = fs.crash_points().last() else {
+                    return not_fired("no crash point was captured");
+                };
+                point
             };
             let (ops, bytes) = (point.history.ops().len(), point.history.bytes());
             if !point.history.is_complete() {
@@ -131,9 +175,10 @@ impl Behaviour for CrashStates {
                     AIM_DEADLINE.as_secs()
                 ));
             }
+            let through = if through_driver { " through crashlab's volume driver" } else { "" };
             fired(format!(
-                "captured a crash point at the end of the load with {ops} unsynced operations ({bytes} bytes of \
-                 writes), then cut the power"
+                "captured a crash point at the end of the load{through} with {ops} unsynced operations ({bytes} \
+                 bytes of writes), then cut the power"
             ))
         })
     }
@@ -144,10 +189,17 @@ impl Behaviour for CrashStates {
 
     fn explore<'a>(&'a self, cx: &'a mut Cx<'_>, oracle: &'a Oracle<'a>) -> BoxFuture<'a, Option<Exploration>> {
         Box::pin(async move {
-            let fs = cx.deployment.faultfs_mut()?;
-            let points = fs.take_crash_points();
-            let captures = fs.take_captures();
-            let states_dir = fs.states_dir();
+            let (points, captures, states_dir) = match cx.deployment.faultfs_mut() {
+                Some(fs) => (fs.take_crash_points(), fs.take_captures(), fs.states_dir()),
+                None => {
+                    let points = cx.deployment.storage_mut().take_driver_points();
+                    if points.is_empty() {
+                        return None;
+                    }
+                    let dir = cx.deployment.run().dir().join("driver-states").join(cx.deployment.name());
+                    (points, Vec::new(), dir)
+                }
+            };
             let mut explored = Exploration::default();
             for point in points {
                 let report = check_point(cx.deployment, cx.workload, point, END_OF_LOAD, &states_dir, oracle).await;
@@ -169,6 +221,50 @@ impl Behaviour for CrashStates {
         })
     }
 }
+
+/// The end-of-load crash point through crashlab's volume driver: waits (up
+/// to [`AIM_DEADLINE`], the load going on) until something is unsynced on
+/// `volume`, freezes the container, has the driver capture the point (and
+/// thaws and tries again when what was unsynced was synced before the
+/// freeze took hold), then cuts the power through the driver and kills the
+/// server.
+async fn through_driver(cx: &mut Cx<'_>, volume: &str) -> Result<(), FaultError> {
+    use super::driver_cut;
+    // A point an earlier cycle left unexplored (its fault did not fire) is
+    // not this cycle's.
+    for stale in cx.deployment.storage_mut().take_driver_points() {
+        let _ = std::fs::remove_dir_all(&stale.base);
+    }
+    let deadline = Instant::now() + AIM_DEADLINE;
+    let point = loop {
+        while driver_cut::unsynced(volume).await? == 0 && Instant::now() < deadline {
+            tokio::time::sleep(DRIVER_POLL).await;
+        }
+        cx.deployment.pause().await?;
+        let point = driver_cut::capture(cx, volume).await?;
+        let empty = point.as_ref().is_some_and(|p| p.history.ops().is_empty());
+        if !empty || Instant::now() >= deadline {
+            break point;
+        }
+        if let Some(p) = point
+            && let Err(e) = std::fs::remove_dir_all(&p.base)
+        {
+            tracing::warn!("could not remove the empty crash point {}: {e}", p.base.display());
+        }
+        cx.deployment.unpause().await?;
+    };
+    let cut = driver_cut::cut(volume).await?;
+    cx.deployment.kill().await?;
+    let storage = cx.deployment.storage_mut();
+    storage.set_driver_cut(cut);
+    if let Some(point) = point {
+        storage.push_driver_point(point);
+    }
+    Ok(())
+}
+
+/// How often the wait for something unsynced asks the driver.
+const DRIVER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Whether the points inside the load fired: at least one was captured
 /// (the fault filesystem captures only where something is unsynced and

@@ -23,6 +23,10 @@ impl Behaviour for DiskFull {
         Disk::Needed { on_memory: false, on_clusters: false }
     }
 
+    fn strikes_the_loads_writes(&self) -> bool {
+        true
+    }
+
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {
         install(cx, Fault::DiskFull, FaultRule::NoSpace { after_bytes: cx.knobs.disk_full_after })
     }
@@ -55,6 +59,10 @@ impl Behaviour for DiskFull {
 impl Behaviour for IoError {
     fn disk(&self) -> Disk {
         Disk::Needed { on_memory: false, on_clusters: false }
+    }
+
+    fn strikes_the_loads_writes(&self) -> bool {
+        true
     }
 
     fn arm(&self, cx: &mut Cx<'_>) -> Result<(), FaultError> {

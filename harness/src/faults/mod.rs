@@ -26,7 +26,7 @@
 //! | `io-error` | the scenario's `eio` rule; a failed `fsync` behaves as on ext4 (the unwritten data is marked clean, lost at a cut) | nothing more: the error hit during the load | clear the rules, freeze the server if it runs, cut the power, SIGKILL, remount, start: what the server believed durable is checked |
 //! | `crash-states` | with `[explore] points` a trigger: arm the fault filesystem to capture crash points at matching calls, when they arrive | once something is unsynced: freeze the container, capture the crash point (a copy of the durable base and the unsynced history), cut the power, SIGKILL (with a trigger: freeze, cut, SIGKILL) | as `host-kill`; then every explored crash state of the point is checked on its own storage ([`crate::explore`]) |
 //! | `host-loss` | | SIGKILL, remove the container, destroy its data (volume, host directory, live subvolume) | new storage, restored from the latest backup where the strategy takes backups ([`crate::backup`]); a new container on it |
-//! | `partition` (`replica-*` only) | start sampling the replica's lag | cut the replica off the primary's network for `[faults] partition` (1 s), the load going on; read the lag; heal | wait until the replica applied everything |
+//! | `partition` (`replica-*`, `cluster-3`) | start sampling the replica's lag | cut the replica off the primary's network for `[faults] partition` (1 s), or the last member of a cluster off the other two, the load going on; read the lag; heal | wait until the replica applied everything, or the member rejoined its cluster |
 //! | `partition-failover` (`replica-*` only) | as `partition` | the same cut, then the primary's host lost | fail over as after `host-loss` |
 //! | `storage-node-loss` (`glusterfs-replica` only) | | one storage host lost (SIGKILL, container removed, brick destroyed), the load going on for [`storage_node::LOAD_AFTER_LOSS`] | kill the server, start it on a fresh client mount of the volume |
 //! | `host-loss` on `glusterfs-replica` | | the database killed and removed, the host's client mount gone (the volume stays), a monitor timing its detection | fail over: another host mounts the volume, a new container on it, the first acknowledged write timed ([`crate::deploy::hosts::shared`]) |
@@ -54,7 +54,10 @@
 //! and Docker discards a tmpfs mount when the container stops, so freeze,
 //! SIGKILL and start lose exactly what a power cut would (everything);
 //! tearing writes, filling or failing a disk have no meaning in memory and
-//! are `n/a`.
+//! are `n/a`. On a volume of crashlab's own volume driver the fault
+//! filesystem is the driver's: `host-kill`, `torn-write` and `crash-states`
+//! run through it ([`driver_cut`], [`Behaviour::through_crashlabs_driver`]),
+//! the disk faults are `n/a`.
 //!
 //! # What MariaDB does (10.11, InnoDB), as measured by the test suite
 //!
@@ -142,6 +145,8 @@ pub enum FaultError {
     Hosts(#[from] crate::deploy::hosts::HostsError),
     #[error("cut the power of volume {volume} through crashlab's volume driver: {detail}")]
     Driver { volume: String, detail: String },
+    #[error("capture a crash point of volume {volume} through crashlab's volume driver: {detail}")]
+    DriverCapture { volume: String, detail: String },
 }
 
 /// What a fault's hooks work on.
@@ -212,6 +217,14 @@ pub trait Behaviour: Sync {
     /// replicated volume). A cycle whose load then had nothing acknowledged
     /// after the loss tested nothing of it, and is `error`.
     fn load_goes_on(&self) -> bool {
+        false
+    }
+
+    /// Whether the fault can only strike writes the load has in flight (a
+    /// torn write, a full disk, a failed write or fsync), so that a
+    /// schedule puts a load right before it: after a recovery, with no
+    /// load, it would not fire and the schedule would test nothing.
+    fn strikes_the_loads_writes(&self) -> bool {
         false
     }
 
@@ -432,13 +445,14 @@ mod tests {
         let docker_only = [Fault::ProcessKill, Fault::Restart, Fault::Recreate, Fault::HostLoss];
         assert!(Strategy::ALL.iter().all(|&s| docker_only.iter().all(|f| f.unsupported_on(s).is_none())));
         assert!(Fault::HostKill.unsupported_on(Strategy::Tmpfs).is_none());
-        // A cluster takes the faults that strike every member at once, and
-        // host-loss; a disk fault of one member's filesystem is n/a.
-        for f in [Fault::ProcessKill, Fault::HostKill, Fault::HostLoss] {
+        // A cluster takes the faults that strike every member at once,
+        // host-loss and a partition of one member; a disk fault of one
+        // member's filesystem is n/a, and so is a failover after a cut.
+        for f in [Fault::ProcessKill, Fault::HostKill, Fault::HostLoss, Fault::Partition] {
             assert!(f.unsupported_on(Strategy::Cluster3).is_none(), "{f}");
         }
         assert!(Fault::HostKill.needs_faultfs(Strategy::Cluster3));
-        for f in [Fault::TornWrite, Fault::DiskFull, Fault::IoError, Fault::CrashStates, Fault::Partition] {
+        for f in [Fault::TornWrite, Fault::DiskFull, Fault::IoError, Fault::CrashStates, Fault::PartitionFailover] {
             assert!(f.unsupported_on(Strategy::Cluster3).is_some(), "{f}");
             assert!(!f.needs_faultfs(Strategy::Cluster3), "{f}");
         }

@@ -176,6 +176,10 @@ impl Behaviour for TornWrite {
         Disk::Needed { on_memory: false, on_clusters: false }
     }
 
+    fn strikes_the_loads_writes(&self) -> bool {
+        true
+    }
+
     fn simpler(&self) -> Option<Fault> {
         Some(Fault::HostKill)
     }

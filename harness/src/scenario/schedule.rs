@@ -327,7 +327,8 @@ fn draw_length(rng: &mut SmallRng, min: Duration, max: Duration) -> Duration {
 /// The `n`th schedule drawn from `seed`: the same seed and alphabet give
 /// the same schedules. Each has 1 to `max_faults` faults, in groups that
 /// end in a recovery; a group starts with a load, except that a later one
-/// may strike right after the last recovery; a fault that leaves the
+/// may strike right after the last recovery (not a fault that strikes the
+/// load's writes, which would then not fire); a fault that leaves the
 /// service up may be followed by another in the same group.
 pub fn generate(seed: u64, n: u64, alphabet: &Alphabet) -> Schedule {
     let mut rng = SmallRng::seed_from_u64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -356,6 +357,9 @@ pub fn generate(seed: u64, n: u64, alphabet: &Alphabet) -> Schedule {
                 break;
             }
             failed_over |= alphabet.replicated && behaviour.loses_host();
+            if behaviour.strikes_the_loads_writes() && matches!(steps.last(), Some(Step::Recover | Step::Wait(_))) {
+                steps.push(Step::Load { length: draw_length(&mut rng, min_load, alphabet.max_load), clients: None });
+            }
             steps.push(step);
             left -= 1;
             if left == 0 || !behaviour.leaves_service_up() || !rng.random_bool(0.5) {
@@ -629,6 +633,25 @@ mod tests {
     }
 
     proptest! {
+        /// A torn write or a disk fault right after a recovery would find
+        /// no write in flight and not fire: a load always comes first.
+        #[test]
+        fn a_fault_on_the_loads_writes_always_follows_a_load(seed in any::<u64>(), n in 0u64..200) {
+            let a = Alphabet {
+                faults: vec![Fault::TornWrite, Fault::DiskFull, Fault::ProcessKill, Fault::Restart],
+                replicated: false,
+                ..alphabet()
+            };
+            let s = generate(seed, n, &a);
+            for pair in s.steps().windows(2) {
+                if let [before, Step::Fault { fault, .. }] = pair
+                    && fault.behaviour().strikes_the_loads_writes()
+                {
+                    prop_assert!(matches!(before, Step::Load { .. }), "{} in {}", fault, s);
+                }
+            }
+        }
+
         #[test]
         fn generated_schedules_print_and_parse_back(seed in any::<u64>(), n in 0u64..1000) {
             let s = generate(seed, n, &alphabet());
