@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # faultfs overhead, measured with fio: the same kind of backing directory
-# used directly (native), through faultfs and, when LazyFS is built beside
-# it, through LazyFS; 3 rotated rounds (round r starts with a different
-# side, so no side always runs first or last), medians and ratios.
+# used directly (native), through faultfs mounted as a `host-kill` cycle
+# mounts it (side `faultfs`: no unsynced history recorded), through faultfs
+# mounted as a `crash-states` cycle mounts it (side `history`: every
+# unsynced operation recorded, with a copy of each write's data) and, when
+# LazyFS is built beside it, through LazyFS; 3 rotated rounds (round r
+# starts with a different side, so no side always runs first or last, and
+# even rounds go through the sides backward, so no side always follows the
+# same one), medians, spreads and ratios.
 # Issue 26's targets: 4 KiB write+fsync IOPS >= 2x native and >= 3x LazyFS
 # (an fsync on faultfs need not reach the disk: the power cut is simulated;
 # `fsync-reaches-disk` turns that off) and 1 MiB sequential write MiB/s
@@ -10,21 +15,22 @@
 # on their own files at once, shows how requests on different files share
 # faultfs.
 #
-#   benches/scripts/faultfs-fio.sh [--history]   (root, /dev/fuse)
+#   benches/scripts/faultfs-fio.sh [SERVE-ARGS...]   (root, /dev/fuse)
 #
-# fio runs on the host when it is installed (apt-get install fio), else in
-# a crashlab/fio container with the directory bind-mounted (root, Docker).
-# The faultfs mount is a `host-kill` cycle's: no unsynced history recorded.
-# With --history it is a `crash-states` cycle's, which records it.
+# SERVE-ARGS go to every faultfs mount (e.g. `--threads 2`). fio runs on
+# the host when it is installed (apt-get install fio), else in a
+# crashlab/fio container with the directory bind-mounted (root, Docker).
 #
 # Environment:
 #   SERVE=PATH    a prebuilt faultfs `serve` example (e.g. an older build, to
 #                 compare builds); default: built here from this checkout.
 #   BASELINE=PATH another `serve` build (say, main's) mounted beside it as
-#                 side `baseline`, for before/after figures in one run.
+#                 sides `baseline` and `base-history`, for before/after
+#                 figures in one run.
 #   LAZYFS=PATH   LazyFS's `build/lazyfs` binary (github.com/dsrhaslab/lazyfs,
 #                 built with its build.sh); adds a LazyFS side with its
 #                 default configuration (`config/default.toml` beside build/).
+#   HISTORY=0     leaves out the sides with the history recorded.
 #   ROUNDS=N      rounds (default 3).
 #
 # A benchmark script, not part of the product.
@@ -46,25 +52,21 @@ else
 fi
 
 work=$(mktemp -d /var/tmp/faultfs-fio.XXXXXX)
-mkdir -p "$work/native" "$work/backing" "$work/mnt"
-sides=(native faultfs)
-declare -A dirs=([native]=$work/native [faultfs]=$work/mnt)
-exec 3> >(exec "$serve" "$work/backing" "$work/mnt" "$@" 2>/dev/null)
-serve_pid=$!
+mkdir -p "$work/native"
+sides=(native)
+declare -A dirs=([native]=$work/native)
+# Each faultfs mount serves until its stdin (a pipe from this script, on
+# its own descriptor) closes; the pipes' descriptors are closed at exit.
+serve_pids=()
+serve_fds=()
 lazy_pid=
-base_pid=
 cleanup() {
-  exec 3>&- 4>&-
-  wait "$serve_pid" 2>/dev/null || true
-  umount -l "$work/mnt" 2>/dev/null || true
-  if [ -n "$base_pid" ]; then
-    wait "$base_pid" 2>/dev/null || true
-    umount -l "$work/base-mnt" 2>/dev/null || true
-  fi
-  if [ -n "$lazy_pid" ]; then
-    umount -l "$work/lazy-mnt" 2>/dev/null || true
-    kill "$lazy_pid" 2>/dev/null || true
-  fi
+  for fd in "${serve_fds[@]}"; do eval "exec $fd>&-"; done
+  for pid in "${serve_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for side in "${sides[@]}"; do
+    [ "$side" = native ] || umount -l "${dirs[$side]}" 2>/dev/null || true
+  done
+  [ -z "$lazy_pid" ] || kill "$lazy_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -73,28 +75,41 @@ wait_mount() {
   echo "$2 did not mount" >&2
   exit 1
 }
-wait_mount "$work/mnt" faultfs
+mount_faultfs() { # SIDE SERVE [ARGS...]
+  local side=$1 bin=$2 fd
+  shift 2
+  mkdir -p "$work/$side-backing" "$work/$side-mnt"
+  # The serving process must not hold the other mounts' pipes, or those
+  # never see their end.
+  exec {fd}> >(for f in "${serve_fds[@]}"; do eval "exec $f>&-"; done; exec "$bin" "$work/$side-backing" "$work/$side-mnt" "$@" 2>/dev/null)
+  serve_pids+=($!)
+  serve_fds+=("$fd")
+  wait_mount "$work/$side-mnt" "$side"
+  sides+=("$side")
+  dirs[$side]=$work/$side-mnt
+}
+mount_faultfs faultfs "$serve" "$@"
+[ "${HISTORY:-1}" = 0 ] || mount_faultfs history "$serve" --history "$@"
 if [ -n "${BASELINE:-}" ]; then
-  mkdir -p "$work/base-backing" "$work/base-mnt"
-  exec 4> >(exec 3>&- "$BASELINE" "$work/base-backing" "$work/base-mnt" "$@" 2>/dev/null)
-  base_pid=$!
-  wait_mount "$work/base-mnt" "baseline faultfs"
-  sides+=(baseline)
-  dirs[baseline]=$work/base-mnt
+  mount_faultfs baseline "$BASELINE" "$@"
+  [ "${HISTORY:-1}" = 0 ] || mount_faultfs base-history "$BASELINE" --history "$@"
 fi
 if [ -n "${LAZYFS:-}" ]; then
   mkdir -p "$work/lazy-backing" "$work/lazy-mnt"
   # LazyFS's own mount script, minus the fixed paths: the subdir module
   # serves the backing directory at the mountpoint. It must not hold the
-  # pipe to faultfs (fd 3), or faultfs never sees the end of its stdin.
-  "$LAZYFS" "$work/lazy-mnt" --config-path "$(dirname "$LAZYFS")/../config/default.toml" \
-    -o allow_other -o modules=subdir -o "subdir=$work/lazy-backing" -f >/dev/null 2>&1 3>&- 4>&- &
+  # pipes to faultfs, or faultfs never sees the end of its stdin.
+  (
+    for f in "${serve_fds[@]}"; do eval "exec $f>&-"; done
+    exec "$LAZYFS" "$work/lazy-mnt" --config-path "$(dirname "$LAZYFS")/../config/default.toml" \
+      -o allow_other -o modules=subdir -o "subdir=$work/lazy-backing" -f >/dev/null 2>&1
+  ) &
   lazy_pid=$!
   wait_mount "$work/lazy-mnt" LazyFS
   sides+=(lazyfs)
   dirs[lazyfs]=$work/lazy-mnt
 fi
-echo "fio on the $fio_where; faultfs: $serve${1:+ $1}${BASELINE:+; baseline: $BASELINE}; sides: ${sides[*]}; $rounds rotated rounds"
+echo "fio on the $fio_where; faultfs: $serve${*:+ $*}${BASELINE:+; baseline: $BASELINE}; sides: ${sides[*]}; $rounds rotated rounds"
 
 run_fio() { # DIR FIO-ARGS... -> prints fio JSON
   local dir=$1; shift
@@ -120,7 +135,14 @@ declare -A results
 n=${#sides[@]}
 for round in $(seq "$rounds"); do
   for k in $(seq 0 $((n - 1))); do
-    side=${sides[$(((round - 1 + k) % n))]}
+    # Odd rounds go forward through the sides, even rounds backward, so
+    # that no side always follows the same one: a side's figures were seen
+    # to depend on which side ran before it.
+    if [ $((round % 2)) = 1 ]; then
+      side=${sides[$(((round - 1 + k) % n))]}
+    else
+      side=${sides[$(((round - 1 + n - k) % n))]}
+    fi
     dir=${dirs[$side]}
     f=$(fsync4k "$dir"); rm -f "$dir"/f.*
     c=$(fsync4k4 "$dir"); rm -f "$dir"/c.*
@@ -136,29 +158,27 @@ for side in "${sides[@]}"; do
     "$(median <<<"${results[$side-c]}")" "$(spread <<<"${results[$side-c]}")" \
     "$(median <<<"${results[$side-s]}")" "$(spread <<<"${results[$side-s]}")"
 done
-nf=$(median <<<"${results[native-f]}"); ff=$(median <<<"${results[faultfs-f]}")
-ns=$(median <<<"${results[native-s]}"); fs=$(median <<<"${results[faultfs-s]}")
-nc=$(median <<<"${results[native-c]}"); fc=$(median <<<"${results[faultfs-c]}")
-awk -v nf="$nf" -v ff="$ff" -v ns="$ns" -v fs="$fs" -v nc="$nc" -v fc="$fc" 'BEGIN {
-  printf "4k write+fsync: faultfs/native %.2fx (target >= 2x)\n", ff / nf
-  printf "4 jobs:         faultfs/native %.2fx\n", fc / nc
-  printf "1m seq write:   faultfs/native %.2fx (target >= 0.9x)\n", fs / ns
-}'
-if [ -n "$base_pid" ]; then
-  bf=$(median <<<"${results[baseline-f]}"); bs=$(median <<<"${results[baseline-s]}")
-  bc=$(median <<<"${results[baseline-c]}")
-  awk -v bf="$bf" -v ff="$ff" -v bs="$bs" -v fs="$fs" -v nf="$nf" -v ns="$ns" -v bc="$bc" -v fc="$fc" -v nc="$nc" 'BEGIN {
-    printf "4k write+fsync: faultfs/baseline %.2fx (baseline/native %.2fx)\n", ff / bf, bf / nf
-    printf "4 jobs:         faultfs/baseline %.2fx (baseline/native %.2fx)\n", fc / bc, bc / nc
-    printf "1m seq write:   faultfs/baseline %.2fx (baseline/native %.2fx)\n", fs / bs, bs / ns
-  }'
-fi
-if [ -n "$lazy_pid" ]; then
-  lf=$(median <<<"${results[lazyfs-f]}"); ls_=$(median <<<"${results[lazyfs-s]}")
-  lc=$(median <<<"${results[lazyfs-c]}")
-  awk -v lf="$lf" -v ff="$ff" -v ls="$ls_" -v fs="$fs" -v lc="$lc" -v fc="$fc" 'BEGIN {
-    printf "4k write+fsync: faultfs/LazyFS %.2fx (target >= 3x)\n", ff / lf
-    printf "4 jobs:         faultfs/LazyFS %.2fx\n", fc / lc
-    printf "1m seq write:   faultfs/LazyFS %.2fx\n", fs / ls
-  }'
-fi
+# Ratios of medians: every side against native, faultfs's sides against
+# LazyFS and, with a baseline, each against its baseline side.
+ratio() { # LABEL WHAT SIDE OVER -> one line
+  local a b
+  a=$(median <<<"${results[$3-$2]}"); b=$(median <<<"${results[$4-$2]}")
+  awk -v a="$a" -v b="$b" -v l="$1" -v s="$3" -v o="$4" 'BEGIN { printf "%-16s %s/%s %.2fx\n", l, s, o, a / b }'
+}
+has() { [[ " ${sides[*]} " == *" $1 "* ]]; }
+for what in f c s; do
+  case $what in
+    f) label='4k write+fsync:' ;;
+    c) label='4 jobs:' ;;
+    s) label='1m seq write:' ;;
+  esac
+  for side in "${sides[@]}"; do
+    [ "$side" = native ] || ratio "$label" "$what" "$side" native
+  done
+  if has lazyfs; then
+    for side in faultfs history; do has "$side" && ratio "$label" "$what" "$side" lazyfs; done
+  fi
+  has baseline && ratio "$label" "$what" faultfs baseline
+  has base-history && ratio "$label" "$what" history base-history
+done
+echo "targets: 4k write+fsync faultfs >= 2x native and >= 3x lazyfs; 1m seq write faultfs >= 0.9x native"

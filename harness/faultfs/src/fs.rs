@@ -1174,33 +1174,26 @@ impl FaultFs {
     }
 
     /// A write's effect on its file, under the file's lock (and not the
-    /// state's): cached, written back early past the dirty bound, made
-    /// durable at once when `sync` (`O_SYNC`), and recorded in the history
-    /// in the order it took effect.
-    fn write_data(
+    /// state's): cached, made durable at once when `sync` (`O_SYNC`), and
+    /// recorded in the history in the order it took effect. Returns the
+    /// file's lock, still held, for [`Self::write_back_early`], which the
+    /// caller runs once it has replied.
+    fn write_data<'f>(
         &self,
-        file: &FileRef,
+        file: &'f FileRef,
         ino: Ino,
         offset: u64,
         bytes: &[u8],
         sync: bool,
         limits: &WriteLimits,
-    ) -> Result<(), Errno> {
+    ) -> Result<MutexGuard<'f, FileData>, Errno> {
         let counters = &self.shared.counters;
         let mut data = lock_file(file);
-        let (cache, fd) = data.parts()?;
+        let (cache, _) = data.parts()?;
         // Taken under the file's lock, so the file's writes get
         // increasing numbers in the order they took effect.
         let seq = self.shared.write_seq.fetch_add(1, Ordering::Relaxed) + 1;
         cache.write(offset, bytes, seq);
-        let writeback = if cache.dirty_bytes() > limits.max_dirty {
-            // Writing back to half the bound amortises the cost over many
-            // writes instead of paying it on every one.
-            io_tri(cache.writeback(fd, limits.max_dirty / 2))?
-        } else {
-            0
-        };
-        counters.writeback_bytes.fetch_add(writeback, Ordering::Relaxed);
         counters.writes.fetch_add(1, Ordering::Relaxed);
         counters.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if sync {
@@ -1208,15 +1201,52 @@ impl FaultFs {
             data.flush(limits.reach_disk)?;
             lock_history(&self.shared.history).persist_file(ino, Barrier::OSync(ino));
         } else {
-            let mut history = lock_history(&self.shared.history);
-            record(&mut history, limits.max_history, || Op::Write { file: ino, offset, data: bytes.into() });
-            if writeback > 0 {
-                history.trim_file(ino, &data.cache.dirty_ranges(), data.cache.pending_size());
-            }
+            record(&mut lock_history(&self.shared.history), limits.max_history, || Op::Write {
+                file: ino,
+                offset,
+                data: bytes.into(),
+            });
         }
-        Ok(())
+        Ok(data)
+    }
+
+    /// Early writeback after a write of `len` bytes, still under the file's
+    /// lock (and the request's gate, so no power cut, checkpoint or crash
+    /// point comes between the write and this): past the dirty bound, the
+    /// oldest extents are written to the backing object until the file is
+    /// back within the bound by the write's size, at least
+    /// [`WRITEBACK_STEP`]. Run after the write's reply, as kernel writeback
+    /// runs after `write` returned: the application's next write is copied
+    /// into the kernel while this one's writeback runs, and each write over
+    /// the bound pays for about its own size. A failure leaves the extents
+    /// it did not write dirty (a later `fsync` retries them) and is logged,
+    /// since the write already succeeded.
+    fn write_back_early(&self, mut data: MutexGuard<'_, FileData>, ino: Ino, len: u64, limits: &WriteLimits) {
+        if data.cache.dirty_bytes() <= limits.max_dirty {
+            return;
+        }
+        let step = len.max(WRITEBACK_STEP).min(limits.max_dirty / 2);
+        let written = match data.parts() {
+            Ok((cache, fd)) => cache.writeback(fd, limits.max_dirty - step),
+            Err(e) => Err(io::Error::from_raw_os_error(e.code())),
+        };
+        match written {
+            Ok(n) => _ = self.shared.counters.writeback_bytes.fetch_add(n, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, ino, "faultfs early writeback failed; the data stays dirty"),
+        }
+        // Trimmed whatever happened: extents written before a failure are
+        // durable too.
+        let mut history = lock_history(&self.shared.history);
+        if history.records_file(ino) {
+            history.trim_file(ino, &data.cache.dirty_ranges(), data.cache.pending_size());
+        }
     }
 }
+
+/// Least early writeback per write over the dirty bound, so that a stream
+/// of small writes pays for sorting the file's extents by age and trimming
+/// the history once per this many bytes rather than on every write.
+const WRITEBACK_STEP: u64 = 256 << 10;
 
 /// The configuration a write needs once the state's lock is let go.
 struct WriteLimits {
@@ -1642,7 +1672,8 @@ impl Filesystem for FaultFs {
             // unsynced, before the caller hears of it. The kernel's cache
             // of the mount is left to the remount: invalidating it from
             // here would wait on the pages this very request holds.
-            tri!(reply, self.write_data(&file, ino, offset, data, false, &limits));
+            let locked = tri!(reply, self.write_data(&file, ino, offset, data, false, &limits));
+            self.write_back_early(locked, ino, data.len() as u64, &limits);
             st.power_cut();
             st.stats.aimed_cut_write_bytes = Some(data.len() as u64);
             return reply.error(Errno::EIO);
@@ -1650,8 +1681,9 @@ impl Filesystem for FaultFs {
         // The data goes in under the file's lock alone: writes to other
         // files, and the namespace, go on meanwhile.
         let _gate = st.unlock();
-        tri!(reply, self.write_data(&file, ino, offset, data, sync, &limits));
+        let locked = tri!(reply, self.write_data(&file, ino, offset, data, sync, &limits));
         reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
+        self.write_back_early(locked, ino, data.len() as u64, &limits);
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {

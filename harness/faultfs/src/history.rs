@@ -297,10 +297,16 @@ impl History {
         self.push_barrier(barrier);
     }
 
+    /// Whether the history holds data operations of `file`.
+    pub(crate) fn records_file(&self, file: FileId) -> bool {
+        self.per_file.contains_key(&file)
+    }
+
     /// After early writeback of `file`: its writes are cut down to the
     /// ranges still dirty (the rest is durable now), and its truncates, which
     /// writeback applied, are replaced by one final size change when the
-    /// size is still not durable.
+    /// size is still not durable. `dirty` is in offset order, without
+    /// overlaps, as the file cache's `dirty_ranges` gives it.
     pub(crate) fn trim_file(&mut self, file: FileId, dirty: &[(u64, u64)], pending_size: Option<u64>) {
         if !self.per_file.contains_key(&file) {
             return;
@@ -313,7 +319,17 @@ impl History {
             match e {
                 Event::Op(Op::Write { file: f, offset, data }) if f == file => {
                     let end = offset + data.len() as u64;
-                    for &(lo, hi) in dirty {
+                    // `dirty` is in offset order and its ranges do not
+                    // overlap: start at the first that ends past `offset`.
+                    let first = dirty.partition_point(|&(_, hi)| hi <= offset);
+                    if dirty.get(first).is_some_and(|&(lo, hi)| lo <= offset && end <= hi) {
+                        // Still dirty as a whole: kept without a copy.
+                        count += 1;
+                        bytes += end - offset;
+                        out.push(Event::Op(Op::Write { file, offset, data }));
+                        continue;
+                    }
+                    for &(lo, hi) in dirty[first..].iter().take_while(|&&(lo, _)| lo < end) {
                         let (a, b) = (lo.max(offset), hi.min(end));
                         if a < b {
                             let piece = &data[(a - offset) as usize..(b - offset) as usize];
@@ -443,6 +459,22 @@ mod tests {
         h.trim_file(1, &[(6, 12)], Some(20));
         assert_eq!(h.ops(), [&write(1, 6, b"aa"), &write(1, 10, b"bb"), &Op::Truncate { file: 1, size: 20 }]);
         assert_eq!(h.bytes(), 4);
+    }
+
+    #[test]
+    fn writeback_trims_each_write_to_every_dirty_range_it_meets() {
+        let mut h = History::new();
+        h.push_op(write(1, 2, b"abcdefghij"));
+        h.push_op(write(2, 0, b"x"));
+        h.push_op(write(1, 20, b"kl"));
+        h.push_op(write(1, 24, b"mn"));
+        // Ranges before, inside, across the end of and after the first
+        // write, one that only the second meets, and the last lies within.
+        h.trim_file(1, &[(0, 1), (3, 5), (8, 14), (15, 16), (21, 30)], None);
+        let kept =
+            [write(1, 3, b"bc"), write(1, 8, b"ghij"), write(2, 0, b"x"), write(1, 21, b"l"), write(1, 24, b"mn")];
+        assert_eq!(h.ops(), kept.iter().collect::<Vec<_>>());
+        assert_eq!(h.bytes(), 10);
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct FaultMount {
     fsync_reaches_disk: bool,
     /// Whether the mounts record the unsynced history.
     record_history: bool,
+    /// What a failed fsync does to the data it did not write.
+    fsync_failure: FsyncFailure,
     mounted: Option<MountedFs>,
     /// What this cycle did so far.
     record: FaultFsCycle,
@@ -148,6 +150,7 @@ impl FaultMount {
             seed: 0,
             fsync_reaches_disk: options.fsync_reaches_disk,
             record_history: options.record_history,
+            fsync_failure: options.fsync_failure,
             mounted: None,
             record: FaultFsCycle::default(),
             baseline: Stats::default(),
@@ -167,10 +170,7 @@ impl FaultMount {
         let config = FaultConfig::builder()
             .seed(seed)
             .fsync_reaches_disk(self.fsync_reaches_disk)
-            // A failed fsync (only the `io-error` fault's rules fail one)
-            // behaves as on ext4 and XFS, the filesystems databases run on:
-            // the data it did not write is marked clean and lost at a cut.
-            .fsync_failure(FsyncFailure::Ext4)
+            .fsync_failure(self.fsync_failure)
             // Only a fault that explores crash states reads the history:
             // without it, no write keeps a copy of its data.
             .max_history_bytes(if self.record_history { FaultConfig::DEFAULT_MAX_HISTORY } else { 0 })
