@@ -151,14 +151,6 @@ async fn off_thread_docker(args: &[&str]) -> std::process::Output {
     tokio::task::spawn_blocking(move || Command::new("docker").args(args).output().unwrap()).await.unwrap()
 }
 
-/// The driver's mount holders are this build's `crashlab volume hold`.
-fn holder_command() -> crashlab::plugin::HolderCommand {
-    crashlab::plugin::HolderCommand {
-        program: env!("CARGO_BIN_EXE_crashlab").into(),
-        args: vec!["volume".into(), "hold".into()],
-    }
-}
-
 /// Removes a test's container and volume however the test ends.
 struct Removes {
     container: String,
@@ -172,55 +164,56 @@ impl Drop for Removes {
     }
 }
 
-/// crashlab's own volume driver, served for Docker on a socket of its own
-/// name: `docker volume create -d` and `docker run -v` put a container's
-/// data on the fault filesystem; `crashlab volume fail` makes its fsync
-/// fail with EIO; `crashlab volume cut` kills the container
-/// and drops what was not durable (a file fsynced with its directory
-/// survives, one only written does not); `docker volume rm` leaves no
-/// mount and no directory.
+/// The socket Docker finds crashlab's driver on.
+const SOCKET: &str = crashlab::plugin::SOCKET;
+
+/// The tests against the real daemon use a `crashlab volume-driver` that
+/// already serves the standard socket and never start one: dockerd (20.10)
+/// keeps every legacy volume plugin it has talked to until it restarts,
+/// and once a driver is gone it retries it for 15 s on every volume list
+/// (45 s on every removal), for every user of the daemon.
+fn require_a_serving_driver() {
+    assert!(
+        std::os::unix::net::UnixStream::connect(SOCKET).is_ok(),
+        "this test needs `crashlab volume-driver` (of this build) serving {SOCKET}: start it and keep it running \
+         (the test does not start one, since Docker would retry it after it stopped)"
+    );
+}
+
+/// Where the driver keeps a volume: the directory above its mountpoint's
+/// `fs/mnt`, as `docker volume inspect` reads it while the volume is
+/// mounted (the driver names no mountpoint otherwise).
+fn volume_dir(volume: &str) -> std::path::PathBuf {
+    let mountpoint = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", volume]);
+    std::path::Path::new(&mountpoint).ancestors().nth(2).expect("ROOT/volumes/NAME/fs/mnt").to_owned()
+}
+
+/// crashlab's own volume driver, serving Docker: `docker volume create
+/// -d crashlab` and `docker run -v` put a container's data on the fault
+/// filesystem; `crashlab volume fail` makes its fsync fail with EIO;
+/// `crashlab volume cut` kills the container and drops what was not
+/// durable (a file fsynced with its directory survives, one only written
+/// does not); `docker volume rm` leaves no mount and no directory.
 ///
-/// Not in the default suite: dockerd (20.10) keeps every legacy volume
-/// plugin it has talked to until it restarts, and once the test's driver
-/// is gone it retries it for 15 s on every volume list (45 s on every
-/// removal) — every later Docker test, and the next run of the suite,
-/// would pay that. Run it on a daemon you restart after:
-/// `cargo test -p crashlab --test volume_drivers -- --ignored`.
+/// Not in the default suite: it needs a driver of this build serving the
+/// standard socket (see [`require_a_serving_driver`]), which a test cannot
+/// start and stop without leaving Docker retrying it:
+/// `crashlab volume-driver & cargo test -p crashlab --test volume_drivers -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "leaves dockerd retrying the stopped driver for 15 s on every volume call until dockerd restarts"]
+#[ignore = "needs `crashlab volume-driver` serving /run/docker/plugins/crashlab.sock"]
 async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut() {
     if common::skip_docker() {
         return;
     }
+    require_a_serving_driver();
     let _guard = common::exclusive().await;
     let image = crashlab_workloads::mariadb::IMAGE;
     common::docker_with(image).await;
     let name = format!("crashlab-test-{}", std::process::id());
-    let socket = std::path::PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
-    let root = tempfile::tempdir().unwrap();
-    let driver = std::sync::Arc::new(crashlab::plugin::Driver::open(root.path(), holder_command()).unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = {
-        let socket = socket.clone();
-        tokio::spawn(async move {
-            crashlab::plugin::http::serve(
-                driver,
-                &socket,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                std::time::Duration::ZERO,
-            )
-            .await
-        })
-    };
-    while !socket.exists() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     let (volume, container) = (format!("{name}-v"), format!("{name}-c"));
     let _cleanup = Removes { container: container.clone(), volume: volume.clone() };
     let label = "crashlab.helper=volume-drivers-test";
-    docker(&["volume", "create", "-d", &name, "--label", label, &volume]);
+    docker(&["volume", "create", "-d", crashlab::plugin::NAME, "--label", label, &volume]);
     let script =
         "echo durable > /data/a && sync /data/a /data && echo unsynced > /data/b && touch /data/ready && sleep 600";
     let mount = format!("{volume}:/data");
@@ -239,7 +232,8 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
         "-c",
         script,
     ]);
-    let ready = root.path().join("volumes").join(&volume).join("fs/mnt/ready");
+    let dir = volume_dir(&volume);
+    let ready = dir.join("fs/mnt/ready");
     let started = std::time::Instant::now();
     while !ready.exists() {
         assert!(started.elapsed().as_secs() < 20, "the container never wrote its files");
@@ -247,16 +241,15 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
     }
     // A rule of the io-error grammar on the live mount: the container's
     // fsync of /c fails with EIO, and the status counts it.
-    let socket_arg = socket.to_str().unwrap().to_owned();
-    let fail = off_thread(&["volume", "fail", &volume, "eio:fsync:1+:/c", "--socket", &socket_arg]).await;
+    let fail = off_thread(&["volume", "fail", &volume, "eio:fsync:1+:/c"]).await;
     assert_eq!(String::from_utf8_lossy(&fail.stdout).trim(), format!("fail volume={volume} rule=eio:fsync:1+:/c"));
     let fsync = off_thread_docker(&["exec", &container, "sh", "-c", "echo c > /data/c && sync /data/c"]).await;
     assert!(!fsync.status.success(), "the fsync of /c failed");
     assert!(String::from_utf8_lossy(&fsync.stderr).contains("Input/output error"), "{fsync:?}");
-    let status = off_thread(&["volume", "status", &volume, "--socket", &socket_arg]).await;
+    let status = off_thread(&["volume", "status", &volume]).await;
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.contains("mounted=true") && status.contains("injected-errors=1 "), "{status}");
-    let cut = off_thread(&["volume", "cut", &volume, "--socket", &socket_arg]).await;
+    let cut = off_thread(&["volume", "cut", &volume]).await;
     let line = String::from_utf8_lossy(&cut.stdout);
     assert!(cut.status.success(), "{line} {}", String::from_utf8_lossy(&cut.stderr));
     assert!(line.starts_with(&format!("cut volume={volume} killed=1 dropped-bytes=")), "{line}");
@@ -277,11 +270,84 @@ async fn docker_volumes_of_crashlabs_driver_lose_what_was_not_durable_at_a_cut()
     docker(&["rm", "-f", &container]);
     assert_eq!(after.lines().collect::<Vec<_>>(), ["durable", "a"], "only the durable file is left");
     docker(&["volume", "rm", &volume]);
-    assert!(!root.path().join("volumes").join(&volume).exists(), "the volume's directory is gone");
-    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
-    stop_tx.send(()).unwrap();
-    served.await.unwrap().unwrap();
-    assert!(!socket.exists(), "the socket is removed");
+    assert!(!dir.exists(), "the volume's directory is gone");
+    assert!(crashlab::images::mounts_under(&dir).is_empty(), "no mount is left");
+}
+
+/// `host-kill` and `crash-states` through crashlab's driver in a run
+/// (`volume:crashlab`): with `--innodb-flush-log-at-trx-commit=1` the
+/// cut and every explored crash state keep what was acknowledged; with
+/// `=2` the cut loses acknowledged commits. The crash point was handed
+/// over by the driver, and the run leaves no volume behind. Not in the
+/// default suite, as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs `crashlab volume-driver` serving /run/docker/plugins/crashlab.sock"]
+async fn power_cuts_and_crash_states_run_through_crashlabs_driver() {
+    if common::skip_docker() {
+        return;
+    }
+    require_a_serving_driver();
+    let faults = r#""host-kill", "crash-states""#;
+    let explore = "[explore]\nmax-states = 3\n";
+    for (args, durable) in
+        [(r#""--innodb-flush-log-at-trx-commit=1""#, true), (r#""--innodb-flush-log-at-trx-commit=2""#, false)]
+    {
+        let text = common::mariadb_scenario(args, r#""volume:crashlab""#, faults, 1, explore);
+        let (outcome, _state) = common::run(&text).await;
+        let report = &outcome.report;
+        let states = cell(report, "volume:crashlab", "crash-states");
+        let cycle = &states.cycle_details[0];
+        let fired = cycle.fired.as_ref().expect("the fault said whether it fired");
+        assert!(fired.fired && fired.what.contains("through crashlab's volume driver"), "{cycle:#?}");
+        let point = &cycle.explore.as_ref().expect("explored").points[0];
+        assert!(!point.states.is_empty() && point.error.is_none(), "{point:#?}");
+        let killed = cell(report, "volume:crashlab", "host-kill");
+        assert!(killed.cycle_details[0].fired.as_ref().is_some_and(|f| f.fired), "{killed:#?}");
+        if durable {
+            assert_eq!((states.verdict, killed.verdict), (Verdict::Intact, Verdict::Intact), "{report:#?}");
+            assert!(point.states.iter().all(|s| s.verdict == Verdict::Intact), "{point:#?}");
+        } else {
+            assert_eq!(killed.verdict, Verdict::LostWrites, "{killed:#?}");
+            assert!(point.states.iter().any(|s| s.verdict == Verdict::LostWrites), "{point:#?}");
+        }
+        let left = docker(&["volume", "ls", "-q", "--filter", &format!("label=crashlab.run={}", report.run_id)]);
+        assert!(left.is_empty(), "the run's volumes are gone: {left}");
+    }
+}
+
+/// A service of the user's own on crashlab's driver, under `host-kill`,
+/// judged by its own check that knows what it acknowledged
+/// (`scenarios/compose/own-app-driver`): the ledger that fsyncs its log
+/// before acknowledging passes, the one that does not fails. Not in the
+/// default suite, as above.
+#[test]
+#[ignore = "needs `crashlab volume-driver` serving /run/docker/plugins/crashlab.sock"]
+fn your_own_service_on_crashlabs_driver_is_judged_by_its_check_after_a_power_cut() {
+    if common::skip_docker() {
+        return;
+    }
+    require_a_serving_driver();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/compose/own-app-driver/docker-compose.yml");
+    for (service, code, said) in [("ledger", 0, "acknowledged"), ("ledger-no-fsync", 1, "but the log ends at line")] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_crashlab"))
+            .args(["run", "--compose", file, "--service", service, "--quiet"])
+            .env("CRASHLAB_STATE_DIR", dir.path().join("state"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{service}: {text}");
+        let reports = dir.path().join("crashlab-results");
+        let run = std::fs::read_dir(&reports).unwrap().next().unwrap().unwrap().path();
+        let report: Report = serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+        for cycle in &report.cells[0].cycle_details {
+            let fired =
+                cycle.fired.as_ref().is_some_and(|f| f.fired && f.what.contains("crashlab's volume driver cut"));
+            assert!(fired, "{cycle:#?}");
+            assert!(cycle.detail.contains(said), "{service}: {}", cycle.detail);
+        }
+    }
 }
 
 /// The pids of processes whose command line mentions `needle`.
@@ -443,6 +509,12 @@ async fn volume_states_writes_out_the_crash_states_of_the_unsynced_writes() {
     assert!(line.starts_with("states volume=h states="), "{line}{}", String::from_utf8_lossy(&states.stderr));
     let index = std::fs::read_to_string(out.join("states.txt")).unwrap();
     let dirs: Vec<&str> = index.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    // One line a state after the summary, naming its id and directory.
+    let listed: Vec<&str> = line.lines().skip(1).collect();
+    assert_eq!(listed.len(), dirs.len(), "{line}");
+    for (l, d) in listed.iter().zip(&dirs) {
+        assert!(l.starts_with("state volume=h id=") && l.ends_with(&format!(" dir={}", out.join(d).display())), "{l}");
+    }
     assert!(dirs.len() >= 2, "at least the state without and the one with the unsynced file: {index}");
     let with_b = dirs.iter().filter(|d| out.join(d).join("b").exists()).count();
     for d in &dirs {
@@ -459,6 +531,90 @@ async fn volume_states_writes_out_the_crash_states_of_the_unsynced_writes() {
     for name in ["h", "plain"] {
         call(&socket, "/VolumeDriver.Unmount", json!({ "Name": name, "ID": "m" })).await.unwrap();
         call(&socket, "/VolumeDriver.Remove", json!({ "Name": name })).await.unwrap();
+    }
+    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
+}
+
+/// The crash point a `crash-states` cycle takes through the driver
+/// (`/Crashlab.Capture`): the durable base's copy, which the cycle removes
+/// after its exploration, holds the durable file and not the unsynced
+/// one, and the unsynced history is written where the cycle asked; the
+/// live volume is untouched. A volume without history hands over nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_point_is_handed_over_through_the_driver() {
+    use crashlab::plugin::http::call;
+    use serde_json::json;
+    if common::skip_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _holders = Holders(root.path().to_owned());
+    let socket = root.path().join("driver.sock");
+    let _driver = DriverProcess::start(&socket, root.path()).await;
+    for (name, history) in [("h", "true"), ("plain", "false")] {
+        let opts = json!({ "history": history });
+        call(&socket, "/VolumeDriver.Create", json!({ "Name": name, "Opts": opts })).await.unwrap();
+        let answer = call(&socket, "/VolumeDriver.Mount", json!({ "Name": name, "ID": "m" })).await.unwrap();
+        let mnt = std::path::PathBuf::from(answer["Mountpoint"].as_str().unwrap());
+        write_durable(&mnt.join("a"), "durable");
+        std::fs::write(mnt.join("b"), "unsynced").unwrap();
+        let out = root.path().join(format!("point-{name}"));
+        let point = call(&socket, "/Crashlab.Capture", json!({ "Name": name, "Out": out })).await.unwrap();
+        if history == "false" {
+            assert_eq!(point["Complete"], json!(false), "{point}");
+            assert!(!out.exists(), "no history is written");
+        } else {
+            assert_eq!(point["Complete"], json!(true), "{point}");
+            assert!(point["Operations"].as_u64().unwrap() > 0, "{point}");
+            let base = std::path::PathBuf::from(point["Base"].as_str().unwrap());
+            assert_eq!(std::fs::read_to_string(base.join("a")).unwrap(), "durable");
+            assert!(!base.join("b").exists(), "the base holds only what is durable");
+            assert!(out.join("history.json").exists() && out.join("history.bin").exists(), "{}", out.display());
+            std::fs::remove_dir_all(&base).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(mnt.join("b")).unwrap(), "unsynced", "the live volume is untouched");
+        call(&socket, "/VolumeDriver.Unmount", json!({ "Name": name, "ID": "m" })).await.unwrap();
+        call(&socket, "/VolumeDriver.Remove", json!({ "Name": name })).await.unwrap();
+    }
+    assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
+    assert!(!root.path().join("volumes/h").exists(), "the volume's directory is gone");
+}
+
+/// A volume's `fsync-failure` option is the model its mounts follow when a
+/// rule fails an fsync: an overwrite whose fsync failed once and then
+/// succeeded is kept by `keep-dirty` (the retry wrote it), and lost at a
+/// cut by `ext4` (the failed pages were marked clean, never written) and
+/// by `btrfs` (the file went back to its durable contents at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volumes_failed_fsync_model_decides_what_a_retried_fsync_keeps() {
+    use crashlab::plugin::http::call;
+    use serde_json::json;
+    use std::io::Write as _;
+    if common::skip_docker() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _holders = Holders(root.path().to_owned());
+    let socket = root.path().join("driver.sock");
+    let _driver = DriverProcess::start(&socket, root.path()).await;
+    for (model, kept) in [("keep-dirty", "new!"), ("ext4", "old!"), ("btrfs", "old!")] {
+        let opts = json!({ "fsync-failure": model });
+        call(&socket, "/VolumeDriver.Create", json!({ "Name": model, "Opts": opts })).await.unwrap();
+        let answer = call(&socket, "/VolumeDriver.Mount", json!({ "Name": model, "ID": "m" })).await.unwrap();
+        let mnt = std::path::PathBuf::from(answer["Mountpoint"].as_str().unwrap());
+        write_durable(&mnt.join("c"), "old!");
+        call(&socket, "/Crashlab.Fail", json!({ "Name": model, "Rule": "eio:fsync:1:/c" })).await.unwrap();
+        let mut file = std::fs::OpenOptions::new().write(true).open(mnt.join("c")).unwrap();
+        file.write_all(b"new!").unwrap();
+        assert!(file.sync_all().is_err(), "{model}: the first fsync fails");
+        assert!(file.sync_all().is_ok(), "{model}: the retry succeeds");
+        drop(file);
+        call(&socket, "/Crashlab.Cut", json!({ "Name": model })).await.unwrap();
+        call(&socket, "/VolumeDriver.Unmount", json!({ "Name": model, "ID": "m" })).await.unwrap();
+        call(&socket, "/VolumeDriver.Mount", json!({ "Name": model, "ID": "m" })).await.unwrap();
+        assert_eq!(std::fs::read_to_string(mnt.join("c")).unwrap(), kept, "{model}");
+        call(&socket, "/VolumeDriver.Unmount", json!({ "Name": model, "ID": "m" })).await.unwrap();
+        call(&socket, "/VolumeDriver.Remove", json!({ "Name": model })).await.unwrap();
     }
     assert!(crashlab::images::mounts_under(root.path()).is_empty(), "no mount is left");
 }

@@ -120,7 +120,9 @@ pub async fn status(name: &str, socket: &Path) -> Result<i32, AppError> {
 
 /// `crashlab volume states NAME --out DIR`: materialises up to `max`
 /// crash states of the volume's unsynced writes under `out`. Prints
-/// `states volume=NAME states=N distinct=N candidates=N operations=N out=DIR`.
+/// `states volume=NAME states=N distinct=N candidates=N operations=N out=DIR`,
+/// then one line a state, `state volume=NAME id=ID dir=DIR/state-NNN` (as
+/// `DIR/states.txt` lists them).
 pub async fn states(name: &str, out: &Path, max: usize, socket: &Path) -> Result<i32, AppError> {
     let out = if out.is_absolute() {
         out.to_owned()
@@ -138,6 +140,12 @@ pub async fn states(name: &str, out: &Path, max: usize, socket: &Path) -> Result
         n("Operations"),
         out.display()
     );
+    let index = out.join("states.txt");
+    let listed =
+        std::fs::read_to_string(&index).map_err(|source| AppError::Io { what: "read", path: index, source })?;
+    for (dir, id) in listed.lines().filter_map(|l| l.split_once(' ')) {
+        println!("state volume={name} id={id} dir={}", out.join(dir).display());
+    }
     Ok(exit::PASS)
 }
 

@@ -6,12 +6,20 @@
 //! at once — and the container is killed after it. Docker's unmount after
 //! the kill ends the mount with what was unsynced dropped; the next start
 //! mounts what the backing directory kept.
+//!
+//! `crash-states` takes its crash point through the driver too
+//! ([`capture`]): the volume's mount holder copies the durable base (beside
+//! the volume's backing directory) and writes the unsynced history for the
+//! cycle to read back, and the cycle explores the point as one of its own
+//! fault filesystem's.
 
 use super::power::{AIM_DEADLINE, AIM_POLL};
 use super::{Cx, FaultError, fired, not_fired};
+use crate::storage::faultmount::CrashPoint;
 use crate::storage::plugin_client::{self, CRASHLAB_DRIVER, VolumeStatus};
 use crashlab_reports::Fired;
 use serde_json::json;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Calls crashlab's driver on `call` for `volume`.
@@ -83,4 +91,48 @@ pub(super) fn fired_by(cut: &VolumeStatus) -> Fired {
             AIM_DEADLINE.as_secs()
         ))
     }
+}
+
+/// Captures a crash point of `volume` now (the container should be frozen:
+/// the point is this instant's) through the driver, and reads it back: the
+/// base's copy stays where the mount holder made it, under the volume's
+/// directory, until the cycle's exploration removes it. `None` when the
+/// volume records no unsynced history (created with `history=false`).
+pub(super) async fn capture(cx: &Cx<'_>, volume: &str) -> Result<Option<CrashPoint>, FaultError> {
+    let failed = |detail: String| FaultError::DriverCapture { volume: volume.to_owned(), detail };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let out = cx.deployment.run().dir().join("driver-points").join(format!("{}-{nanos}", cx.deployment.name()));
+    let socket = plugin_client::socket_of(CRASHLAB_DRIVER);
+    let at = Instant::now();
+    let answer = plugin_client::call(&socket, "/Crashlab.Capture", json!({ "Name": volume, "Out": out }))
+        .await
+        .map_err(|e| failed(crate::text::error_chain(&e)))?;
+    if answer["Complete"] != json!(true) {
+        return Ok(None);
+    }
+    let base = PathBuf::from(answer["Base"].as_str().unwrap_or_default());
+    let read = {
+        let out = out.clone();
+        tokio::task::spawn_blocking(move || crate::replay::load_history(&out)).await.expect("reading panicked")
+    };
+    if let Err(e) = std::fs::remove_dir_all(&out) {
+        tracing::warn!("could not remove {}: {e}", out.display());
+    }
+    match read {
+        Ok(history) => Ok(Some(CrashPoint { base, history, at })),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&base);
+            Err(failed(crate::text::error_chain(&e)))
+        }
+    }
+}
+
+/// The unsynced bytes and operations on `volume` now, as the driver says.
+pub(super) async fn unsynced(volume: &str) -> Result<u64, FaultError> {
+    Ok(ask("/Crashlab.Status", volume, 0).await?.unsynced)
+}
+
+/// Cuts the power under `volume` now, through the driver.
+pub(super) async fn cut(volume: &str) -> Result<VolumeStatus, FaultError> {
+    ask("/Crashlab.Cut", volume, 0).await
 }

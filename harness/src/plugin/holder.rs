@@ -11,7 +11,10 @@
 //! `/Holder.Status`, `/Holder.Cut`, `/Holder.Aim` (cut at the next
 //! unsynced write of `Bytes` or more), `/Holder.States` (up to `Max` crash
 //! states of what is unsynced, written under `Out`; the volume must record
-//! its history), `/Holder.Fail` (a fault rule) and
+//! its history), `/Holder.Capture` (a crash point handed over to a
+//! `crash-states` cycle: the durable base's copy stays where it was made,
+//! the unsynced history is written under `Out`), `/Holder.Fail` (a fault
+//! rule) and
 //! `/Holder.Unmount`, after which it exits. A restarted driver finds a
 //! running holder by its socket. SIGINT or SIGTERM unmount and end it too,
 //! the unsynced writes made durable first unless the power was cut, as a
@@ -19,8 +22,7 @@
 //! (`umount`), checked every second.
 
 use super::http::{self, Handler, PluginError};
-use super::{Record, VolumeStatus, seed_of};
-use crate::storage::FaultFsOptions;
+use super::{Record, VolumeStatus};
 use crate::storage::faultmount::FaultMount;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -55,11 +57,7 @@ pub async fn hold(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Re
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| format!("read {}: {e}", path.display()))?;
-    let options = FaultFsOptions {
-        seed: seed_of(&record.name),
-        fsync_reaches_disk: record.fsync_reaches_disk,
-        record_history: record.history,
-    };
+    let options = record.faultfs_options();
     let fs_dir = dir.join("fs");
     let fs = tokio::task::spawn_blocking(move || FaultMount::create(&fs_dir, options, None))
         .await
@@ -111,7 +109,7 @@ impl Holder {
         let mut fs = self.fs.lock().await;
         let mount = fs.as_mut().ok_or("the volume is being unmounted")?;
         match path {
-            "/Holder.States" => return Err("/Holder.States answers with its own fields".into()),
+            "/Holder.States" | "/Holder.Capture" => return Err(format!("{path} answers with its own fields")),
             "/Holder.Status" => {}
             "/Holder.Cut" => {
                 mount.power_cut().map_err(|e| crate::text::error_chain(&e))?;
@@ -156,6 +154,45 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// Captures a crash point now, as [`Holder::states`] does, and hands it
+    /// over to a `crash-states` cycle: the history goes into `out`
+    /// (`history.json`, `history.bin`), and the answer names the base's
+    /// copy, which the caller removes once it has checked the point. A
+    /// point whose history is incomplete (the volume records none) is
+    /// removed and answered with `Complete` false.
+    async fn capture(&self, out: PathBuf) -> Result<Value, String> {
+        let point = {
+            let mut fs = self.fs.lock().await;
+            let mount = fs.as_mut().ok_or("the volume is being unmounted")?;
+            mount.capture_crash_point().map_err(|e| crate::text::error_chain(&e))?;
+            mount.take_crash_points().pop().ok_or("no crash point was captured")?
+        };
+        let history = point.history;
+        let complete = history.is_complete();
+        let saved = if complete {
+            std::fs::create_dir_all(&out)
+                .map_err(|e| format!("create {}: {e}", out.display()))
+                .and_then(|()| crate::replay::save_history(&history, &out).map_err(|e| crate::text::error_chain(&e)))
+        } else {
+            Ok(())
+        };
+        if (!complete || saved.is_err())
+            && let Err(e) = std::fs::remove_dir_all(&point.base)
+        {
+            tracing::warn!("could not remove the crash point {}: {e}", point.base.display());
+        }
+        saved?;
+        tracing::info!("crash point handed over: {} operations, {} bytes", history.ops().len(), history.bytes());
+        Ok(json!({
+            "Base": if complete { point.base } else { PathBuf::new() },
+            "Complete": complete,
+            "Operations": history.ops().len(),
+            "Err": "",
+        }))
+    }
+}
+
 /// Explores the crash states of `history` over the base in `base` and
 /// materialises up to `max` of them under `out`.
 fn write_states(base: &Path, history: &crashlab_faultfs::History, out: &Path, max: usize) -> Result<Value, String> {
@@ -192,6 +229,10 @@ impl Handler for Holder {
                 let out = PathBuf::from(body.get("Out").and_then(Value::as_str).unwrap_or_default());
                 let max = body.get("Max").and_then(Value::as_u64).map_or(16, |m| usize::try_from(m).unwrap_or(16));
                 return self.states(out, max).await.unwrap_or_else(|e| json!({ "Err": e }));
+            }
+            if path == "/Holder.Capture" {
+                let out = PathBuf::from(body.get("Out").and_then(Value::as_str).unwrap_or_default());
+                return self.capture(out).await.unwrap_or_else(|e| json!({ "Err": e }));
             }
             match self.act(path, &body).await {
                 Ok(status) => {

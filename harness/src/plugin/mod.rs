@@ -9,7 +9,8 @@
 //! `Unmount`, `Path`, `Get`, `List` and `Capabilities` (scope `local`),
 //! plus crashlab's own `/Crashlab.Cut`, `/Crashlab.Aim` (cut at the next
 //! unsynced write, as `host-kill` does), `/Crashlab.States` (the crash
-//! states of what is unsynced, written out), `/Crashlab.Fail` (a fault rule of
+//! states of what is unsynced, written out), `/Crashlab.Capture` (a crash
+//! point handed over to a `crash-states` cycle), `/Crashlab.Fail` (a fault rule of
 //! the `io-error`/`disk-full` grammar, for the volume's current mount) and
 //! `/Crashlab.Status`.
 //!
@@ -30,7 +31,12 @@
 //! `fsync-reaches-disk` (`true` or `false`, the default): whether a durable
 //! write also fsyncs the backing file, as in a scenario's `[faults]`;
 //! `history` (`false` by default): whether the mounts record the unsynced
-//! history that `/Crashlab.States` needs.
+//! history that `/Crashlab.States` needs; `fsync-failure` (`ext4`, the
+//! default, `xfs` its synonym, `btrfs` or `keep-dirty`): what an fsync a
+//! fault rule failed does to the data it did not write; `backing` (an
+//! absolute path): the directory that holds what survives a power cut, in
+//! place of one under the root (created if missing, left in place when the
+//! volume is removed; `fs/backing` is then a symbolic link to it).
 
 pub mod holder;
 pub mod http;
@@ -52,7 +58,7 @@ pub const NAME: &str = crate::storage::plugin_client::CRASHLAB_DRIVER;
 pub const SOCKET: &str = "/run/docker/plugins/crashlab.sock";
 
 /// The options a volume takes, and their meaning.
-const OPTIONS: [&str; 2] = ["fsync-reaches-disk", "history"];
+const OPTIONS: [&str; 4] = ["fsync-reaches-disk", "history", "fsync-failure", "backing"];
 
 /// What a volume was created with: `volume.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +71,65 @@ struct Record {
     /// keeps a copy of its data until it is durable).
     #[serde(default)]
     history: bool,
+    /// What a failed fsync does (`ext4`, `xfs`, `btrfs`, `keep-dirty`).
+    #[serde(default = "default_fsync_failure")]
+    fsync_failure: String,
+    /// The user's backing directory, when not the one under the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backing: Option<PathBuf>,
+}
+
+fn default_fsync_failure() -> String {
+    "ext4".to_owned()
+}
+
+impl Record {
+    /// The record of `name` with the options of `docker volume create -o`.
+    fn from_options(name: &str, opts: Option<&BTreeMap<String, String>>) -> Result<Record, String> {
+        let mut record = Record {
+            name: name.to_owned(),
+            fsync_reaches_disk: false,
+            history: false,
+            fsync_failure: default_fsync_failure(),
+            backing: None,
+        };
+        let flag = |key: &str, value: &str| match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            v => Err(format!("{key} must be true or false, not `{v}`")),
+        };
+        for (key, value) in opts.into_iter().flatten() {
+            match key.as_str() {
+                "fsync-reaches-disk" => record.fsync_reaches_disk = flag(key, value)?,
+                "history" => record.history = flag(key, value)?,
+                "fsync-failure" => {
+                    let _: crashlab_faultfs::FsyncFailure = value.parse().map_err(|_| {
+                        format!("fsync-failure must be ext4, xfs, btrfs or keep-dirty, not `{}`", value.escape_debug())
+                    })?;
+                    record.fsync_failure = value.clone();
+                }
+                "backing" => {
+                    let path = Path::new(value);
+                    if !path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) {
+                        return Err(format!("backing must be an absolute path without `..`, not `{value}`"));
+                    }
+                    record.backing = Some(path.to_owned());
+                }
+                k => return Err(format!("unknown option `{k}` (known: {})", OPTIONS.join(", "))),
+            }
+        }
+        Ok(record)
+    }
+
+    /// The fault filesystem's options for this volume's mounts.
+    fn faultfs_options(&self) -> crate::storage::FaultFsOptions {
+        crate::storage::FaultFsOptions {
+            seed: seed_of(&self.name),
+            fsync_reaches_disk: self.fsync_reaches_disk,
+            record_history: self.history,
+            fsync_failure: self.fsync_failure.parse().unwrap_or(crashlab_faultfs::FsyncFailure::Ext4),
+        }
+    }
 }
 
 /// How long a new mount holder may take to mount and answer.
@@ -185,6 +250,7 @@ impl Driver {
             "/Crashlab.Cut" => self.cut(&request.name).await.map(|s| json!(s)),
             "/Crashlab.Aim" => self.aim(&request.name, request.bytes).await.map(|s| json!(s)),
             "/Crashlab.States" => self.states(&request).await,
+            "/Crashlab.Capture" => self.capture(&request).await,
             "/Crashlab.Fail" => self.fail(&request.name, &request.rule).await.map(|s| json!(s)),
             "/Crashlab.Status" => self.status(&request.name).await.map(|s| json!(s)),
             other => Err(format!("unknown call {other}")),
@@ -211,20 +277,7 @@ impl Driver {
     async fn create(&self, request: &Request) -> Result<Value, String> {
         let name = &request.name;
         check_name(name)?;
-        let mut record = Record { name: name.clone(), fsync_reaches_disk: false, history: false };
-        for (key, value) in request.opts.iter().flatten() {
-            let flag = match key.as_str() {
-                "fsync-reaches-disk" => &mut record.fsync_reaches_disk,
-                "history" => &mut record.history,
-                k => return Err(format!("unknown option `{k}` (known: {})", OPTIONS.join(", "))),
-            };
-            *flag = match value.as_str() {
-                "true" => true,
-                "false" => false,
-                v => return Err(format!("{key} must be true or false, not `{v}`")),
-            };
-        }
-        let (fsync_reaches_disk, history) = (record.fsync_reaches_disk, record.history);
+        let record = Record::from_options(name, request.opts.as_ref())?;
         let mut volumes = self.volumes.lock().await;
         if let Some(v) = volumes.get(name) {
             // Docker creates a volume again when a container names it.
@@ -237,9 +290,26 @@ impl Driver {
         let dir = self.dir(name);
         let text = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&dir)
+            .and_then(|()| match &record.backing {
+                // The fault filesystem serves `fs/backing`; the link makes
+                // that the user's directory.
+                Some(backing) => std::fs::create_dir_all(backing)
+                    .and_then(|()| std::fs::create_dir_all(dir.join("fs")))
+                    .and_then(|()| std::os::unix::fs::symlink(backing, dir.join("fs").join("backing"))),
+                None => Ok(()),
+            })
             .and_then(|()| std::fs::write(dir.join("volume.json"), text))
-            .map_err(|e| format!("create {}: {e}", dir.display()))?;
-        tracing::info!("created volume {name} (fsync-reaches-disk={fsync_reaches_disk}, history={history})");
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                format!("create {}: {e}", dir.display())
+            })?;
+        tracing::info!(
+            "created volume {name} (fsync-reaches-disk={}, history={}, fsync-failure={}, backing={})",
+            record.fsync_reaches_disk,
+            record.history,
+            record.fsync_failure,
+            record.backing.as_deref().map_or_else(|| "under the root".to_owned(), |b| b.display().to_string())
+        );
         volumes.insert(name.clone(), Volume { record, held: false, users: BTreeMap::new() });
         Ok(json!({}))
     }
@@ -421,14 +491,25 @@ impl Driver {
     /// Materialises the crash states of the volume's unsynced writes at
     /// this instant under `out` (see [`holder`]); the answer counts them.
     async fn states(&self, request: &Request) -> Result<Value, String> {
-        let name = &request.name;
+        self.ask_held(&request.name, "/Holder.States", json!({ "Out": request.out, "Max": request.max })).await
+    }
+
+    /// Captures a crash point of the volume for a `crash-states` cycle: its
+    /// history written under `out`, its base's copy named in the answer
+    /// (see [`holder`]).
+    async fn capture(&self, request: &Request) -> Result<Value, String> {
+        self.ask_held(&request.name, "/Holder.Capture", json!({ "Out": request.out })).await
+    }
+
+    /// Asks the holder of volume `name`, which must be mounted, at `path`,
+    /// with the volumes' lock held so it cannot be unmounted meanwhile.
+    async fn ask_held(&self, name: &str, path: &str, body: Value) -> Result<Value, String> {
         let volumes = self.volumes.lock().await;
         let volume = volumes.get(name).ok_or_else(|| format!("no volume {name}"))?;
         if !volume.held {
             return Err(format!("volume {name} is not mounted: nothing is unsynced"));
         }
-        let body = json!({ "Out": request.out, "Max": request.max });
-        holder::call_value(&self.dir(name), "/Holder.States", body).await.map_err(|e| format!("volume {name}: {e}"))
+        holder::call_value(&self.dir(name), path, body).await.map_err(|e| format!("volume {name}: {e}"))
     }
 
     async fn status(&self, name: &str) -> Result<VolumeStatus, String> {
@@ -497,7 +578,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let driver = Driver::open(root.path(), no_holder()).unwrap();
         let answer = driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"size":"1g"}}"#).await;
-        assert_eq!(answer["Err"], "unknown option `size` (known: fsync-reaches-disk, history)");
+        assert_eq!(answer["Err"], "unknown option `size` (known: fsync-reaches-disk, history, fsync-failure, backing)");
         let answer =
             driver.handle("/VolumeDriver.Create", br#"{"Name":"v","Opts":{"fsync-reaches-disk":"true"}}"#).await;
         assert_eq!(answer["Err"], "");
@@ -510,5 +591,31 @@ mod tests {
         assert_eq!(again.handle("/VolumeDriver.Get", br#"{"Name":"v"}"#).await["Volume"]["Name"], "v");
         assert_eq!(again.handle("/VolumeDriver.Remove", br#"{"Name":"v"}"#).await["Err"], "");
         assert!(!root.path().join("volumes/v").exists());
+    }
+
+    #[tokio::test]
+    async fn a_volume_takes_the_failed_fsync_model_and_a_backing_directory_of_the_users() {
+        let root = tempfile::tempdir().unwrap();
+        let driver = Driver::open(root.path(), no_holder()).unwrap();
+        let create = |opts: &str| format!(r#"{{"Name":"v","Opts":{{{opts}}}}}"#).into_bytes();
+        for (opts, err) in [
+            (r#""fsync-failure":"zfs""#, "fsync-failure must be ext4, xfs, btrfs or keep-dirty, not `zfs`"),
+            (r#""backing":"data""#, "backing must be an absolute path without `..`, not `data`"),
+            (r#""backing":"/srv/../etc""#, "backing must be an absolute path without `..`, not `/srv/../etc`"),
+        ] {
+            assert_eq!(driver.handle("/VolumeDriver.Create", &create(opts)).await["Err"], err, "{opts}");
+        }
+        let backing = root.path().join("users/data");
+        let opts = format!(r#""fsync-failure":"btrfs","backing":"{}""#, backing.display());
+        assert_eq!(driver.handle("/VolumeDriver.Create", &create(&opts)).await["Err"], "");
+        std::fs::write(backing.join("kept"), "mine").unwrap();
+        let link = root.path().join("volumes/v/fs/backing");
+        assert_eq!(std::fs::read_link(&link).unwrap(), backing);
+        let record = Driver::open(root.path(), no_holder()).unwrap().volumes.into_inner().remove("v").unwrap().record;
+        let options = record.faultfs_options();
+        assert_eq!(options.fsync_failure, crashlab_faultfs::FsyncFailure::Btrfs);
+        assert_eq!(driver.handle("/VolumeDriver.Remove", br#"{"Name":"v"}"#).await["Err"], "");
+        assert!(!root.path().join("volumes/v").exists());
+        assert_eq!(std::fs::read_to_string(backing.join("kept")).unwrap(), "mine", "the user's directory stays");
     }
 }

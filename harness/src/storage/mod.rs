@@ -131,6 +131,11 @@ pub struct FaultFsOptions {
     /// Record the unsynced history (for faults that explore crash states);
     /// off, the write path keeps no copy of the data it caches.
     pub record_history: bool,
+    /// What a failed fsync (only fault rules fail one) does to the data it
+    /// did not write: a cycle's mounts behave as ext4 and XFS, the file
+    /// systems databases run on (the data is marked clean and lost at a
+    /// cut); a volume of crashlab's driver takes `-o fsync-failure=`.
+    pub fsync_failure: crashlab_faultfs::FsyncFailure,
 }
 
 /// What to provision: a strategy (a volume of any driver and options
@@ -154,6 +159,10 @@ pub struct ProvisionOptions {
     /// Bytes the workload adds to its data (`[backup] ballast`), for
     /// sizing a `btrfs-snapshot` pool.
     pub ballast: u64,
+    /// Ask crashlab's own volume driver for a volume that records the
+    /// unsynced history (`history=true`, for faults that explore crash
+    /// states through it), unless the strategy's options say otherwise.
+    pub driver_history: bool,
 }
 
 /// What a cell's data sits on beyond what Docker mounts by itself: one
@@ -209,6 +218,9 @@ pub struct Storage {
     /// What crashlab's driver said its last power cut of the volume
     /// dropped, until the fault reads it.
     driver_cut: Option<plugin_client::VolumeStatus>,
+    /// Crash points crashlab's driver handed over, until the fault
+    /// explores them.
+    driver_points: Vec<faultmount::CrashPoint>,
 }
 
 impl Storage {
@@ -240,6 +252,7 @@ impl Storage {
             options,
             faultfs,
             driver_cut: None,
+            driver_points: Vec::new(),
         };
         let created = match place {
             Place::Strategy(_) => storage.create_data(docker, run, None).await,
@@ -356,6 +369,9 @@ impl Storage {
         name: &str,
     ) -> Result<(), StorageError> {
         let mut options: HashMap<String, String> = volume.options.iter().cloned().collect();
+        if self.options.driver_history && volume.driver == plugin_client::CRASHLAB_DRIVER {
+            options.entry("history".to_owned()).or_insert_with(|| "true".to_owned());
+        }
         let device = match volume.loop_fs().expect("checked when parsed") {
             Some(fs) => {
                 let (dir, journal) = (run.dir().join("loop").join(name), run.journal().clone());
@@ -498,6 +514,22 @@ impl Storage {
     /// What the driver said the cycle's power cut dropped, once.
     pub fn take_driver_cut(&mut self) -> Option<plugin_client::VolumeStatus> {
         self.driver_cut.take()
+    }
+
+    /// Keeps a crash point crashlab's driver handed over, for the fault's
+    /// exploration.
+    pub fn push_driver_point(&mut self, point: faultmount::CrashPoint) {
+        self.driver_points.push(point);
+    }
+
+    /// The crash points crashlab's driver handed over this cycle.
+    pub fn take_driver_points(&mut self) -> Vec<faultmount::CrashPoint> {
+        std::mem::take(&mut self.driver_points)
+    }
+
+    /// The crash points crashlab's driver handed over this cycle, kept.
+    pub fn driver_points(&self) -> &[faultmount::CrashPoint] {
+        &self.driver_points
     }
 
     /// The scope the volume's driver gave it (`local` or `global`), for a
