@@ -36,13 +36,17 @@
 //! message, in memory unless every write is synced). A cluster that is
 //! still forming or electing its leaders is asked again, up to
 //! `FORMING_TIMEOUT`, when the stream is deleted, created and read
-//! back.
+//! back. Before that the harness waits until the cluster has formed
+//! ([`Clustering::formed`]): the JetStream meta leader counts every member
+//! a current peer, which crashlab's configuration lets it ask as the
+//! system account's user (`crashlab-sys`); clients without credentials
+//! land in the account `CRASHLAB`, which has JetStream.
 //!
 //! The image built from [`RECIPE`] is Debian trixie's `nats-server`
 //! (2.10): bookworm's 2.9 has no `sync_interval` and so no way to sync
 //! each write. The driver is `async-nats`.
 
-use crate::cluster::Clustering;
+use crate::cluster::{Clustering, Formed};
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::message::{balances, parse_payload, payload};
 use crate::query_err;
@@ -73,6 +77,11 @@ pub const KIND: Kind = Kind {
     name: "nats",
     build: |image, server_args| Box::new(Nats { image: image.unwrap_or_else(|| IMAGE.to_owned()), server_args }),
 };
+
+/// The system account's user (its password is the same) in crashlab's
+/// configuration, which may ask the servers about the JetStream meta
+/// group.
+const SYSTEM_USER: &str = "crashlab-sys";
 
 /// The port cluster members route to one another on.
 pub const CLUSTER_PORT: u16 = 6222;
@@ -106,7 +115,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # crashlab's NATS entrypoint: JetStream on, its store in /data, listening on
-# every address. `--sync-interval VALUE` (`always`, or a duration such as
+# every address; clients without credentials in an account of their own, and
+# a user of the system account. `--sync-interval VALUE` (`always`, or a duration such as
 # `2m`) is a configuration-file setting, not a nats-server flag: it goes into
 # the generated configuration's jetstream block. Every other argument goes to
 # nats-server after the configuration, and so overrides it.
@@ -129,6 +139,15 @@ conf=/etc/crashlab-nats.conf
   echo '  store_dir: "/data"'
   if [ -n "$sync" ]; then echo "  sync_interval: $sync"; fi
   echo '}'
+  # Clients without credentials land in CRASHLAB, which has JetStream; the
+  # system account's user lets crashlab ask a cluster's meta leader
+  # whether every member has joined.
+  echo 'accounts {'
+  echo '  CRASHLAB: { jetstream: enabled, users: [{ user: "crashlab", password: "crashlab" }] }'
+  echo '  SYS: { users: [{ user: "crashlab-sys", password: "crashlab-sys" }] }'
+  echo '}'
+  echo 'system_account: SYS'
+  echo 'no_auth_user: crashlab'
 } >"$conf"
 exec nats-server -c "$conf" "$@"
 "#;
@@ -243,6 +262,73 @@ impl Clustering for NatsCluster {
             format!("--routes={}", routes.join(",")),
         ]
     }
+
+    /// The meta group's leader counts every member as a current peer. A
+    /// member bootstraps the group with the peers it knows when JetStream
+    /// starts, often only itself, and expects as many as it has routes
+    /// (two), so that two members elect a leader and the third is added
+    /// after; until then a stream of three replicas cannot be placed ("no
+    /// suitable peers for placement").
+    fn formed<'a>(&'a self, addr: SocketAddr, hosts: &'a [&'a str]) -> BoxFuture<'a, Result<Formed, WorkloadError>> {
+        Box::pin(meta_formed(addr, hosts))
+    }
+}
+
+/// [`NatsCluster::formed`]: asks the meta leader for its view of the meta
+/// group (`$SYS.REQ.SERVER.PING.JSZ`, as the system account's user). A
+/// server that does not take that login, or takes it into another
+/// account than the system's (a configuration of the user's), cannot
+/// tell.
+async fn meta_formed(addr: SocketAddr, hosts: &[&str]) -> Result<Formed, WorkloadError> {
+    use async_nats::{ConnectErrorKind, RequestErrorKind};
+    let connected = async_nats::ConnectOptions::with_user_and_password(SYSTEM_USER.into(), SYSTEM_USER.into())
+        .connection_timeout(ACK_TIMEOUT)
+        .request_timeout(Some(ACK_TIMEOUT))
+        .max_reconnects(1)
+        .connect(addr.to_string())
+        .await;
+    let client = match connected {
+        Ok(client) => client,
+        Err(e) if e.kind() == ConnectErrorKind::AuthorizationViolation => return Ok(Formed::CannotTell),
+        Err(e) => return Err(WorkloadError::Connect { addr, source: e.into() }),
+    };
+    let jsz = client.request("$SYS.REQ.SERVER.PING.JSZ", r#"{"leader_only":true}"#.into()).await;
+    let answer = match jsz {
+        Ok(answer) => answer,
+        Err(e) if matches!(e.kind(), RequestErrorKind::NoResponders | RequestErrorKind::TimedOut) => {
+            // No meta leader answers; but is anyone there to ask?
+            return match client.request("$SYS.REQ.SERVER.PING", "".into()).await {
+                Ok(_) => Ok(Formed::No("the JetStream meta group has no leader".into())),
+                Err(_) => Ok(Formed::CannotTell),
+            };
+        }
+        Err(e) => return Err(query_err("ask for the JetStream meta group")(e)),
+    };
+    let meta: serde_json::Value =
+        serde_json::from_slice(&answer.payload).map_err(query_err("read the JetStream meta group"))?;
+    Ok(judge_meta(&meta["data"]["meta_cluster"], hosts))
+}
+
+/// Whether a meta leader's `meta_cluster` (of `/jsz`) counts the
+/// members on `hosts` (the servers are named after their hosts), every
+/// other one current and online.
+fn judge_meta(meta: &serde_json::Value, hosts: &[&str]) -> Formed {
+    let Some(leader) = meta["leader"].as_str().filter(|l| !l.is_empty()) else {
+        return Formed::No("the JetStream meta group has no leader".into());
+    };
+    let size = meta["cluster_size"].as_u64().unwrap_or(0);
+    let replicas = meta["replicas"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let counted = |host: &str| {
+        host == leader || replicas.iter().any(|r| r["name"] == host && r["current"] == true && r["offline"] != true)
+    };
+    let missing: Vec<String> = hosts.iter().filter(|h| !counted(h)).map(|h| (*h).to_owned()).collect();
+    if size == hosts.len() as u64 && missing.is_empty() {
+        return Formed::Yes;
+    }
+    Formed::No(format!(
+        "the meta leader {leader} counts a cluster of {size}; not a current peer of it: {}",
+        if missing.is_empty() { "none".to_owned() } else { missing.join(", ") }
+    ))
 }
 
 /// Deletes what a previous cycle left and creates the stream with
@@ -552,6 +638,29 @@ mod tests {
         assert!(args.contains(&"--routes=nats://h1:6222,nats://h3:6222".to_owned()), "{args:?}");
         // One argument per flag: a flag of the scenario's replaces it whole.
         assert!(args.iter().all(|a| a.starts_with("--") && a.contains('=')), "{args:?}");
+    }
+
+    #[test]
+    fn a_cluster_has_formed_once_its_meta_leader_counts_every_member_current() {
+        let hosts = ["h1", "h2", "h3"];
+        let meta = |size: u64, replicas: serde_json::Value| serde_json::json!({ "leader": "h1", "cluster_size": size, "replicas": replicas });
+        let missing = |formed: Formed| match formed {
+            Formed::No(why) => (why.clone(), why.rsplit(": ").next().unwrap_or_default().to_owned()),
+            other => panic!("{other:?}"),
+        };
+        let current = serde_json::json!([{ "name": "h2", "current": true }, { "name": "h3", "current": true }]);
+        assert_eq!(judge_meta(&meta(3, current.clone()), &hosts), Formed::Yes);
+        // Two members elected a leader and the third is not in yet.
+        let (why, out) = missing(judge_meta(&meta(2, serde_json::json!([{ "name": "h3", "current": true }])), &hosts));
+        assert_eq!(out, "h2");
+        assert!(why.contains("a cluster of 2; not a current peer of it: h2"), "{why}");
+        let behind = serde_json::json!([{ "name": "h2", "current": true }, { "name": "h3", "current": false }]);
+        assert_eq!(missing(judge_meta(&meta(3, behind), &hosts)).1, "h3");
+        let offline =
+            serde_json::json!([{ "name": "h2", "current": true, "offline": true }, { "name": "h3", "current": true }]);
+        assert_eq!(missing(judge_meta(&meta(3, offline), &hosts)).1, "h2");
+        let no_leader = serde_json::json!({ "cluster_size": 3, "replicas": current });
+        assert_eq!(judge_meta(&no_leader, &hosts), Formed::No("the JetStream meta group has no leader".into()));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! also in `message-id`), and the balances are recomputed from the
 //! messages read back, as for NATS. The number of accounts, which a queue
 //! cannot carry, is the one persistent message of a second queue,
-//! `crashlab.accounts`. Each client publishes on its own connection and
+//! `crashlab.accounts`, of the first one's type. Each client publishes on its own connection and
 //! waits for each confirm before the next publish, so the queue must hold
 //! each client's transfers in the order they were sent: an out-of-order
 //! pair fails the engine check (`corrupt`), as does a queue that still
@@ -42,12 +42,22 @@
 //! to the Erlang VM (`--erl "-ra wal_sync_method none"` sets an
 //! application's environment that `rabbitmq.conf` has no key for).
 //!
+//! # Cluster
+//!
+//! On `cluster-3` every node is `rabbit@hN` on host `hN`, with one Erlang
+//! cookie, and finds the others through the classic configuration's peer
+//! discovery (`RabbitCluster`); a quorum queue declared once all three
+//! answer has the three nodes as members. RabbitMQ cannot say over AMQP
+//! whether the cluster has formed, so the harness waits for every node's
+//! answer only.
+//!
 //! The image built from [`RECIPE`] is Debian trixie's `rabbitmq-server`
 //! (4.0), whose node is `rabbit@localhost` with its data in `/data`, so
 //! that a new container (another host name) finds the data of the last.
 //! The engine's own check runs `rabbitmq-diagnostics` in the container
 //! ([`Workload::engine_check_command`]). The driver is `lapin`.
 
+use crate::cluster::Clustering;
 use crate::driver::{Attempt, Attempter, ClientContext, InDoubt, run_clients};
 use crate::message::{balances, parse_payload, payload};
 use crate::{
@@ -110,9 +120,12 @@ const PREFETCH: u16 = u16::MAX;
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # crashlab's RabbitMQ entrypoint: one node, rabbit@localhost, its data in
 # /data, AMQP on 5672 for the guest user from any address. A KEY=VALUE
-# argument is a rabbitmq.conf line and replaces crashlab's setting of KEY;
-# `--erl ARGS` goes to the Erlang VM; `--queue-type` and `--delivery-mode`
-# are the driver's and are skipped here.
+# argument is a rabbitmq.conf line and replaces crashlab's setting of KEY
+# (the first of a KEY wins: the scenario's come before crashlab's cluster's);
+# `--erl ARGS` goes to the Erlang VM; `--nodename=NAME` names the node (a
+# cluster's members: rabbit@h1 ...) and `--cookie=VALUE` is the Erlang
+# cookie the nodes and the CLI tools share; `--queue-type` and
+# `--delivery-mode` are the driver's and are skipped here.
 set -e
 mkdir -p /data /etc/rabbitmq
 user=/etc/rabbitmq/crashlab-user.conf
@@ -123,9 +136,11 @@ while [ $# -gt 0 ]; do
   case "$a" in
     --queue-type|--delivery-mode) shift ;;
     --queue-type=*|--delivery-mode=*) ;;
+    --nodename=*) export RABBITMQ_NODENAME="${a#--nodename=}" ;;
+    --cookie=*) umask 077; printf '%s' "${a#--cookie=}" >"$HOME/.erlang.cookie"; umask 022 ;;
     --erl) erl="$erl $1"; shift ;;
     --erl=*) erl="$erl ${a#--erl=}" ;;
-    *=*) echo "$a" >>"$user" ;;
+    *=*) grep -q "^${a%%=*} = " "$user" || echo "${a%%=*} = ${a#*=}" >>"$user" ;;
     *) echo "crashlab-entrypoint: $a is neither KEY=VALUE (a rabbitmq.conf line) nor --erl ARGS" >&2; exit 2 ;;
   esac
 done
@@ -137,6 +152,8 @@ default() {
   default listeners.tcp.default 5672
   default loopback_users none
 } >/etc/rabbitmq/rabbitmq.conf
+# The CLI tools run in the container (the engine's check) name the node by it.
+echo "$RABBITMQ_NODENAME" >/etc/rabbitmq/crashlab-nodename
 export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="${RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS:-}$erl"
 exec /usr/lib/rabbitmq/bin/rabbitmq-server
 "#;
@@ -164,6 +181,30 @@ pub const RECIPE: ImageRecipe = ImageRecipe {
         "ENV PATH=/usr/lib/rabbitmq/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ],
 };
+
+/// A RabbitMQ cluster: every node named after its host (`rabbit@h1`),
+/// sharing one Erlang cookie, and finding the others through the classic
+/// configuration's peer discovery, which lists every node. A node answers
+/// AMQP only once it has joined.
+struct RabbitCluster;
+
+/// The Erlang cookie of crashlab's clusters.
+const CLUSTER_COOKIE: &str = "crashlab-cluster-cookie";
+
+impl Clustering for RabbitCluster {
+    fn server_args(&self, me: usize, hosts: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            format!("--nodename=rabbit@{}", hosts[me]),
+            format!("--cookie={CLUSTER_COOKIE}"),
+            "cluster_formation.peer_discovery_backend=classic_config".to_owned(),
+        ];
+        args.extend(
+            (hosts.iter().enumerate())
+                .map(|(i, h)| format!("cluster_formation.classic_config.nodes.{}=rabbit@{h}", i + 1)),
+        );
+        args
+    }
+}
 
 /// The driver's options, from the scenario's `server-args`; see the
 /// module docs.
@@ -250,10 +291,18 @@ impl Workload for Rabbitmq {
         ContainerSpec::plain(&self.image, &self.server_args, DATA_DIR, PORT)
     }
 
+    fn clustering(&self) -> Option<std::sync::Arc<dyn Clustering>> {
+        Some(std::sync::Arc::new(RabbitCluster))
+    }
+
     /// The node is up and none of its resource alarms (memory, disk) is
     /// raised: an alarm blocks publishers, which would read as a stall.
     fn engine_check_command(&self) -> Option<Vec<String>> {
-        let script = "rabbitmq-diagnostics -q check_running && rabbitmq-diagnostics -q check_local_alarms";
+        // The node's name as the entrypoint set it (a cluster's member is
+        // not rabbit@localhost).
+        let script = "n=$(cat /etc/rabbitmq/crashlab-nodename 2>/dev/null || echo \"$RABBITMQ_NODENAME\"); \
+                      rabbitmq-diagnostics -q -n \"$n\" check_running && \
+                      rabbitmq-diagnostics -q -n \"$n\" check_local_alarms";
         Some(vec!["sh".into(), "-c".into(), script.into()])
     }
 
@@ -275,9 +324,10 @@ impl Workload for Rabbitmq {
                 timed(channel.queue_delete(queue.into(), QueueDeleteOptions::default()), "delete a queue").await?;
             }
             let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-            timed(channel.queue_declare(QUEUE.into(), durable, arguments), "declare the queue").await?;
-            timed(channel.queue_declare(ACCOUNTS_QUEUE.into(), durable, FieldTable::default()), "declare a queue")
-                .await?;
+            // Both of the queue's type: on a cluster, a quorum queue's
+            // number of accounts survives the loss of its first node.
+            timed(channel.queue_declare(QUEUE.into(), durable, arguments.clone()), "declare the queue").await?;
+            timed(channel.queue_declare(ACCOUNTS_QUEUE.into(), durable, arguments), "declare a queue").await?;
             timed(channel.confirm_select(ConfirmSelectOptions::default()), "select confirms").await?;
             let accounts = load.accounts.to_string();
             let properties = BasicProperties::default().with_delivery_mode(2);
@@ -396,16 +446,20 @@ struct Read {
 }
 
 /// Whether the broker said a queue's process is down: a queue it has not
-/// recovered yet after a start answers 404 too, with these words.
+/// recovered yet after a start answers 404 too, with these words; a
+/// quorum queue of a cluster whose members all restarted answers a read
+/// with `INTERNAL_ERROR ... noproc` until its members have elected a
+/// leader.
 fn queue_down(e: &WorkloadError) -> bool {
     let WorkloadError::Query { source, .. } = e else { return false };
     let Some(e) = source.downcast_ref::<lapin::Error>() else { return false };
-    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_message().as_str().contains("is down or inaccessible"))
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if ["is down or inaccessible", "noproc"].iter().any(|w| amqp.get_message().as_str().contains(w)))
 }
 
-/// A channel on which both queues answer, once the broker has recovered
-/// them (up to [`READ_DEADLINE`]); a queue that is missing or still down
-/// then is the caller's to report.
+/// A channel on which both queues answer, and the accounts queue can be
+/// read, once the broker has recovered them (up to [`READ_DEADLINE`]); a
+/// queue that is missing or still down then is the caller's to report.
 async fn channel_on_recovered_queues(addr: SocketAddr) -> Result<(Connection, Channel), WorkloadError> {
     let started = std::time::Instant::now();
     loop {
@@ -420,6 +474,13 @@ async fn channel_on_recovered_queues(addr: SocketAddr) -> Result<(Connection, Ch
             if down {
                 break;
             }
+        }
+        // A declaration answers from the queue's definition; a read needs
+        // its process. The accounts queue's one message is put back when
+        // this connection closes.
+        if !down {
+            let get = channel.basic_get(ACCOUNTS_QUEUE.into(), BasicGetOptions { no_ack: false });
+            down = timed(get, "read a queue").await.is_err_and(|e| queue_down(&e));
         }
         if !down || started.elapsed() >= READ_DEADLINE {
             let _ = connection.close(200, "recovered".into()).await;
@@ -536,6 +597,15 @@ mod tests {
 
     fn r(position: u64, client: u32, seq: u64) -> Read {
         Read { position, transfer: Transfer { id: crate::ack::ledger_id(client, seq), src: 0, dst: 1, amount: 5 } }
+    }
+
+    #[test]
+    fn each_cluster_node_is_named_after_its_host_and_lists_every_node() {
+        let args = RabbitCluster.server_args(1, &["h1", "h2", "h3"]);
+        assert_eq!(args[0], "--nodename=rabbit@h2");
+        assert!(args.contains(&"cluster_formation.classic_config.nodes.3=rabbit@h3".to_owned()), "{args:?}");
+        // The driver's options are not among them.
+        assert_eq!(Options::from_args(&args), Options::from_args(&[]));
     }
 
     #[test]

@@ -215,6 +215,13 @@ impl Deployment {
         &self.name
     }
 
+    /// The host names of this deployment and of every other member of its
+    /// cluster, in order; empty for a deployment on no private network.
+    pub fn hosts(&self) -> Vec<&str> {
+        let all = std::iter::once(self).chain(self.peers().map(Peers::members).unwrap_or_default());
+        all.filter_map(|m| m.network().map(|(_, h)| h)).collect()
+    }
+
     /// The private network and the host name there, when it has one.
     pub fn network(&self) -> Option<(&str, &str)> {
         self.network.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))

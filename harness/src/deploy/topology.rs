@@ -12,6 +12,11 @@
 //! | replicated | the primary's host lost while a monitor probes it ([`hosts::lose_primary`]) | the replica promoted, its first write timed ([`hosts::fail_over`]) | the replica's lag |
 //! | shared | the server's host and its client mount lost while a monitor probes it ([`hosts::shared::lose_host`]) | another host mounts the volume and starts the server ([`hosts::shared::fail_over`]) | nothing; the record of the failover |
 //! | the engine's own cluster | the first member's host lost while a monitor probes it ([`hosts::peers::lose_first`]) | the next member serves once the survivors answer ([`hosts::peers::fail_over`]) | nothing; the record of the failover |
+//!
+//! A partition ([`Deployment::partition`]) cuts the replica's host off the
+//! primary's, or the last member's off the other members of a cluster;
+//! [`Deployment::catch_up`] then waits until the replica has applied
+//! everything, or the member has rejoined its cluster.
 
 use crate::deploy::deployment::Deployment;
 use crate::deploy::hosts::peers::Peers;
@@ -148,6 +153,40 @@ impl Deployment {
             Topology::Replicated(_) => Ok(FailOver::Served(Box::new(hosts::fail_over(self).await?))),
             Topology::Shared(_) => Ok(FailOver::Served(Box::new(hosts::shared::fail_over(self, workload).await?))),
             Topology::Peers(_) => Ok(FailOver::Served(Box::new(hosts::peers::fail_over(self, workload).await?))),
+        }
+    }
+
+    /// Cuts one host off the others for `duration` while the load goes on
+    /// at the server's: the replica's host off the primary's, or the last
+    /// member's off the rest of the cluster; then heals.
+    pub async fn partition(&mut self, duration: std::time::Duration) -> Result<(), HostsError> {
+        match self.topology() {
+            Topology::Peers(_) => hosts::peers::partition(self, duration).await,
+            _ => hosts::partition(self, duration).await,
+        }
+    }
+
+    /// After a healed [`Deployment::partition`]: waits until the host that
+    /// was cut off has caught up, within `limit`, and returns the cycle's
+    /// record.
+    pub async fn catch_up(
+        &mut self,
+        workload: &dyn Workload,
+        limit: std::time::Duration,
+    ) -> Result<ReplicationCycle, HostsError> {
+        match self.topology() {
+            Topology::Peers(_) => hosts::peers::rejoined(self, workload, limit).await,
+            _ => hosts::catch_up(self, limit).await,
+        }
+    }
+
+    /// What a [`Deployment::partition`] did, for the cycle's `fired`;
+    /// `None` when nothing was cut off.
+    pub fn describe_partition(&self, what: &str) -> Option<String> {
+        match self.topology() {
+            Topology::Replicated(cluster) => Some(hosts::describe(cluster.record(), what)),
+            Topology::Peers(peers) => hosts::peers::describe_partition(peers),
+            Topology::Single | Topology::Shared(_) => None,
         }
     }
 

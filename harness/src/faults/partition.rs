@@ -6,11 +6,17 @@
 //!   replica has applied everything the primary committed, and the
 //!   primary is verified. Asynchronous replication keeps acknowledging
 //!   commits through the cut; semi-sync makes them wait for the replica.
+//!   On the engine's own cluster (`cluster-3`) the last member's host is
+//!   cut off the other two, the load going on at the first, with the
+//!   majority; recovery waits until the member answers and the cluster
+//!   has formed with every member again, and the first member is
+//!   verified.
 //! - `partition-failover`: the same cut, and at its end the primary's
 //!   host is lost and the service fails over to the replica, which never
 //!   received what the primary acknowledged after the cut.
 //!
-//! Both are `n/a` on single-host strategies.
+//! Both are `n/a` on single-host strategies, and `partition-failover` on
+//! the engine's own cluster, which has no primary to lose.
 
 use super::{Behaviour, Cx, Fault, FaultError, Recovered, fired};
 use crate::deploy::hosts;
@@ -25,22 +31,16 @@ use std::time::Duration;
 const CATCH_UP: Duration = Duration::from_secs(60);
 
 fn one_host(strategy: &StrategyDef) -> Option<&'static str> {
-    if strategy.data_on.members().is_some() {
-        return Some(
-            "a partition of one member of the engine's own cluster is not written yet; run `host-kill` (every \
-             member's power cut at once), `process-kill` or `host-loss` on it",
-        );
-    }
-    strategy.data_on.replication().is_none().then_some(
+    (strategy.data_on.replication().is_none() && strategy.data_on.members().is_none()).then_some(
         "a partition cuts one host off another, and this strategy keeps its data on one host; run it on \
-         `replica-async` or `replica-semisync`",
+         `replica-async`, `replica-semisync` or `cluster-3`",
     )
 }
 
 fn described(cx: &Cx<'_>, what: &str) -> Fired {
-    match cx.deployment.cluster() {
-        Some(cluster) => fired(hosts::describe(cluster.record(), what)),
-        None => super::not_fired("the deployment has one host"),
+    match cx.deployment.describe_partition(what) {
+        Some(text) => fired(text),
+        None => super::not_fired("no host was cut off"),
     }
 }
 
@@ -72,7 +72,7 @@ impl Behaviour for Partition {
     }
 
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
-        Box::pin(async move { Ok(hosts::partition(cx.deployment, cx.knobs.partition).await?) })
+        Box::pin(async move { Ok(cx.deployment.partition(cx.knobs.partition).await?) })
     }
 
     fn fired<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Fired> {
@@ -81,7 +81,7 @@ impl Behaviour for Partition {
 
     fn recover<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<Recovered, FaultError>> {
         Box::pin(async move {
-            let replication = hosts::catch_up(cx.deployment, CATCH_UP).await?;
+            let replication = cx.deployment.catch_up(cx.workload, CATCH_UP).await?;
             Ok(Recovered { restored: None, replication: Some(replication) })
         })
     }
@@ -92,6 +92,12 @@ pub struct PartitionFailover;
 
 impl Behaviour for PartitionFailover {
     fn unsupported_on(&self, strategy: &StrategyDef) -> Option<&'static str> {
+        if strategy.data_on.members().is_some() {
+            return Some(
+                "the engine's own cluster has no primary to lose after a cut; run `partition` (one member cut \
+                 off the other two) or `host-loss` on it",
+            );
+        }
         one_host(strategy)
     }
 
