@@ -54,6 +54,14 @@ fn rpo_bound(interval_s: f64, load_s: f64, b: &crashlab_reports::BackupSummary, 
 
 /// The index of the cycle's last completed backup: the one a restore must
 /// use, whatever came of it.
+/// How long before the fault the restored backup ended, in seconds.
+fn backup_to_fault_s(c: &CellReport) -> Option<f64> {
+    let cycle = c.cycle_details.first()?;
+    let backup = cycle.backup.as_ref()?;
+    let last = backup.backups.get(backup.restored?)?;
+    Some(cycle.load_s - (last.at_s + last.duration_ms / 1e3))
+}
+
 fn last_completed(c: &CellReport) -> Option<usize> {
     let backup = c.cycle_details[0].backup.as_ref().expect("a backup strategy reports its backups");
     backup.backups.iter().rposition(|b| b.error.is_none())
@@ -402,10 +410,22 @@ async fn pgbackrest_replays_the_archive_past_its_latest_backup_after_host_loss()
     // stores, and on a disk that other jobs saturate the backup 7 s in took
     // 7.4 s and ended as the load did (a fresh machine's CI rehearsal,
     // load average 9), leaving no segment to replay past it.
-    let shm = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm");
-    let state = shm.path().to_owned();
-    let (outcome, _state) =
-        common::run_with(&pgbackrest(r#""-c", "archive_timeout=1s""#), |s| s.state_dir = state).await;
+    // A backup that ends as the load does leaves nothing to replay past
+    // it, which is not what this test is about: on a machine that busy
+    // (here a 9.5 s backup at load average 10) the run is made once more.
+    let mut attempts = 0;
+    let (outcome, _shm) = loop {
+        attempts += 1;
+        let shm = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm");
+        let state = shm.path().to_owned();
+        let (outcome, _state) =
+            common::run_with(&pgbackrest(r#""-c", "archive_timeout=1s""#), |s| s.state_dir = state).await;
+        let room = backup_to_fault_s(cell(&outcome.report, "backup-pgbackrest"));
+        if attempts == 2 || room.is_none_or(|s| s >= 2.0) {
+            break (outcome, shm);
+        }
+        eprintln!("the backup ended {:.1} s before the fault: too late to replay past it; once more", room.unwrap());
+    };
     let c = cell(&outcome.report, "backup-pgbackrest");
     let cycle = &c.cycle_details[0];
     let backup = cycle.backup.as_ref().expect("a backup strategy reports its backups");
@@ -428,7 +448,7 @@ async fn pgbackrest_replays_the_archive_past_its_latest_backup_after_host_loss()
         .and_then(|s| s.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("the replay is reported: {check:?}"));
     let last = &backup.backups[backup.restored.expect("restored")];
-    let after_backup_s = cycle.load_s - (last.at_s + last.duration_ms / 1e3);
+    let after_backup_s = backup_to_fault_s(c).expect("restored");
     assert!(
         past >= 1,
         "no archived segment replayed past the backup, which took {:.1} s and ended {after_backup_s:.1} s before \
