@@ -828,6 +828,11 @@ pub struct FaultFsCycle {
     /// the size of the unsynced write it landed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aimed_cut_write_bytes: Option<u64>,
+    /// How long after it was armed (the fault's instant) the aimed cut
+    /// landed: a `host-kill` cut waits, within a window, for the write with
+    /// the most at stake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aimed_cut_after_ms: Option<f64>,
     /// `fsync`s (and synchronous writes) the workload issued during the
     /// cycle.
     pub fsyncs: u64,

@@ -234,8 +234,10 @@ impl Armed {
 
 /// The state of a plan that spreads its points over a window: one point
 /// per stratum, by the secretary rule with a falling bar (module docs).
+/// With one stratum it also aims a power cut at the write with the most at
+/// stake ([`crate::FaultHandle::cut_at_best_write`]).
 #[derive(Debug)]
-struct Strata {
+pub(crate) struct Strata {
     window: Duration,
     /// Each stratum's look instant, from the plan's arming.
     looks: Vec<Duration>,
@@ -245,7 +247,7 @@ struct Strata {
 }
 
 impl Strata {
-    fn new(window: Duration, points: u32, rng: &mut crate::rng::SplitMix64) -> Self {
+    pub(crate) fn new(window: Duration, points: u32, rng: &mut crate::rng::SplitMix64) -> Self {
         let width = window / points;
         let looks = (0..points)
             .map(|j| {
@@ -262,7 +264,7 @@ impl Strata {
     /// of stratum `j` the plan may hold `j + 1` points: a stratum that
     /// captured none (a capture's copy stalled the load past it, or no
     /// candidate came) leaves its point to the next.
-    fn select(&mut self, since: Duration, score: u64, captured: u64) -> bool {
+    pub(crate) fn select(&mut self, since: Duration, score: u64, captured: u64) -> bool {
         let k = self.looks.len();
         let width = (self.window / k as u32).as_nanos().max(1);
         let j = usize::try_from(since.as_nanos() / width).unwrap_or(usize::MAX).min(k - 1);

@@ -23,7 +23,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
@@ -32,7 +32,7 @@ use fuser::{
 };
 
 use crate::cache::FileCache;
-use crate::capture::{Armed, Capture, CaptureCounts, CapturePlan};
+use crate::capture::{Armed, Capture, CaptureCounts, CapturePlan, Strata};
 use crate::config::{FaultConfig, FsyncFailure};
 use crate::history::{Barrier, History, Op};
 use crate::layout::STAGING;
@@ -221,6 +221,20 @@ pub struct Stats {
     /// ([`crate::FaultHandle::cut_at_next_write`]), and the size of the
     /// write it landed on.
     pub aimed_cut_write_bytes: Option<u64>,
+    /// How long after it was armed the aimed cut landed.
+    pub aimed_cut_after: Option<Duration>,
+}
+
+/// An armed aimed cut.
+#[derive(Debug)]
+struct CutAim {
+    min_bytes: u64,
+    armed_at: Instant,
+    /// `None`: the first write of `min_bytes` or more takes the cut. Else
+    /// the write with the most at stake within the window does, by the
+    /// secretary rule of a one-stratum capture plan (see
+    /// [`crate::capture`]); after the window, the next write.
+    best_of: Option<Strata>,
 }
 
 /// Everything behind the lock.
@@ -241,9 +255,9 @@ pub(crate) struct State {
     backing: PathBuf,
     dead: bool,
     stats: Stats,
-    /// An armed aimed cut: the power fails right after the next write of
-    /// at least this many bytes that is not made durable at once.
-    cut_at_write: Option<u64>,
+    /// An armed aimed cut: the power fails right after a write of at least
+    /// its `min_bytes` that is not made durable at once.
+    cut_at_write: Option<CutAim>,
     /// The operations not durable yet, for crash-state exploration. Its
     /// own lock, taken after the state's and after a file's, so that data
     /// requests record without the state's lock; each operation is recorded
@@ -928,12 +942,40 @@ impl State {
         s
     }
 
-    /// Arms an aimed cut; see [`crate::FaultHandle::cut_at_next_write`].
-    pub(crate) fn arm_cut_at_write(&mut self, min_bytes: u64) {
+    /// Arms an aimed cut; see [`crate::FaultHandle::cut_at_next_write`]
+    /// and, with a window, [`crate::FaultHandle::cut_at_best_write`].
+    pub(crate) fn arm_cut_at_write(&mut self, min_bytes: u64, window: Option<(Duration, u64)>) {
         if !self.dead {
-            self.cut_at_write = Some(min_bytes.max(1));
+            let best_of = window.map(|(w, seed)| Strata::new(w, 1, &mut SplitMix64::new(seed)));
+            self.cut_at_write = Some(CutAim { min_bytes: min_bytes.max(1), armed_at: Instant::now(), best_of });
             self.update_exclusive();
         }
+    }
+
+    /// Whether an armed aimed cut takes this write of `len` bytes to file
+    /// `ino`: at stake would be the files with unsynced data, this one
+    /// among them, times their unsynced bytes and this write's (the
+    /// capture plan's score, from the caches, as the history may be off).
+    fn cut_takes_write(&mut self, ino: Ino, len: u64) -> bool {
+        let Some(aim) = self.cut_at_write.as_ref().filter(|a| len >= a.min_bytes) else {
+            return false;
+        };
+        if aim.best_of.is_none() {
+            return true;
+        }
+        let (mut files, mut bytes, mut this_dirty) = (0u64, len, false);
+        for (&i, file) in self.nodes.iter().filter_map(|(i, n)| Some((i, n.file.as_ref()?))) {
+            let data = lock_file(file);
+            if data.cache.is_dirty() {
+                files += 1;
+                bytes += data.cache.dirty_bytes();
+                this_dirty |= i == ino;
+            }
+        }
+        files += u64::from(!this_dirty);
+        let aim = self.cut_at_write.as_mut().expect("armed above");
+        let since = aim.armed_at.elapsed();
+        aim.best_of.as_mut().is_some_and(|strata| strata.select(since, files.saturating_mul(bytes), 0))
     }
 
     pub(crate) fn add_rule(&mut self, rule: FaultRule) {
@@ -1666,7 +1708,7 @@ impl Filesystem for FaultFs {
             max_history: st.config.max_history_bytes(),
             reach_disk: st.config.fsync_reaches_disk(),
         };
-        if !sync && st.cut_at_write.is_some_and(|min| data.len() as u64 >= min) {
+        if !sync && st.cut_takes_write(ino, data.len() as u64) {
             // The aimed cut (armed, so this request has the filesystem to
             // itself): the power fails with this write cached and
             // unsynced, before the caller hears of it. The kernel's cache
@@ -1674,8 +1716,10 @@ impl Filesystem for FaultFs {
             // here would wait on the pages this very request holds.
             let locked = tri!(reply, self.write_data(&file, ino, offset, data, false, &limits));
             self.write_back_early(locked, ino, data.len() as u64, &limits);
+            let armed_at = st.cut_at_write.as_ref().map(|a| a.armed_at);
             st.power_cut();
             st.stats.aimed_cut_write_bytes = Some(data.len() as u64);
+            st.stats.aimed_cut_after = armed_at.map(|t| t.elapsed());
             return reply.error(Errno::EIO);
         }
         // The data goes in under the file's lock alone: writes to other

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fuser::{BackgroundSession, MountOption, SessionACL};
 
@@ -204,7 +205,22 @@ impl FaultHandle {
     /// [`Stats::powered_off`](crate::Stats::powered_off) for the cut; a
     /// later [`Self::power_cut`] is then a no-op. Ignored after a cut.
     pub fn cut_at_next_write(&self, min_bytes: u64) {
-        self.shared.lock().arm_cut_at_write(min_bytes);
+        self.shared.lock().arm_cut_at_write(min_bytes, None);
+    }
+
+    /// Arms an aimed power cut at the write with the most at stake within
+    /// `window`, as a spread capture plan chooses a stratum's point (the
+    /// crate's `capture` docs): at stake is the number of files with
+    /// unsynced data times their unsynced bytes, counting the write; the
+    /// writes until a look instant `seed` draws in the first fifth to half
+    /// of the window are watched, and then the first one whose score
+    /// reaches the best seen times the share of the window still left
+    /// takes the cut. A write of the database's data files beside its log
+    /// outscores a log write alone. After the window the next write of at
+    /// least `min_bytes` takes it, as with [`Self::cut_at_next_write`].
+    /// Requests are served one at a time while the cut is armed.
+    pub fn cut_at_best_write(&self, min_bytes: u64, window: Duration, seed: u64) {
+        self.shared.lock().arm_cut_at_write(min_bytes, Some((window, seed)));
     }
 
     /// Makes everything durable, as if every directory and file had been

@@ -236,6 +236,54 @@ fn aimed_cut_lands_on_the_first_large_unsynced_write_and_tears_it() {
 }
 
 #[test]
+fn a_cut_aimed_at_the_best_write_passes_over_log_writes_for_a_batch_of_data_pages() {
+    if !fuse_available() {
+        return;
+    }
+    let mut fx = Fixture::new(config());
+    for name in ["wal", "d1", "d2"] {
+        durable_file(&fx, name, b"");
+    }
+    let open = |name| OpenOptions::new().write(true).open(fx.path(name)).unwrap();
+    let (wal, d1, d2) = (open("wal"), open("d1"), open("d2"));
+    let mut at = 0;
+    let mut log = || {
+        wal.write_all_at(&[0x11; 512], at).and_then(|()| wal.sync_data())?;
+        at += 512;
+        Ok::<_, std::io::Error>(())
+    };
+    // A 2 s window; its look instant falls 0.4-1.0 s in.
+    let started = std::time::Instant::now();
+    fx.fs().handle().cut_at_best_write(1, std::time::Duration::from_secs(2), 11);
+    // In the look phase: log writes (1 file x 512 bytes at stake), and one
+    // batch of pages to two data files (2 x 8 KiB), made durable.
+    log().unwrap();
+    d1.write_all_at(&[0xD1; 4096], 0).unwrap();
+    d2.write_all_at(&[0xD2; 4096], 0).unwrap();
+    d1.sync_data().unwrap();
+    d2.sync_data().unwrap();
+    while started.elapsed() < std::time::Duration::from_millis(1100) {
+        log().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // After it, log writes stay under the falling bar until the window's
+    // last moments; the next batch reaches it.
+    for _ in 0..10 {
+        log().unwrap();
+    }
+    assert!(!fx.fs().stats().powered_off, "a log write took the cut");
+    d1.write_all_at(&[0xD1; 4096], 4096).unwrap();
+    let err = d2.write_all_at(&[0xD2; 4096], 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "EIO: the batch's second write takes the cut");
+    let stats = fx.fs().stats();
+    assert_eq!((stats.cut_dirty_files, stats.cut_dirty_bytes), (2, 8192));
+    assert!(stats.aimed_cut_after.is_some_and(|t| t >= std::time::Duration::from_millis(1100)), "{stats:?}");
+    drop((wal, d1, d2));
+    fx.crash_and_remount();
+    assert_eq!(read(&fx, "d1").unwrap(), [0xD1; 4096], "the second batch was lost");
+}
+
+#[test]
 fn aimed_cut_ignores_synchronous_writes() {
     if !fuse_available() {
         return;

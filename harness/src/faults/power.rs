@@ -2,9 +2,14 @@
 //! (the same, with the last unsynced writes torn). On the fault filesystem
 //! both *aim* the cut: a power cut with nothing unsynced tests no more than
 //! a process kill, so once the load time is up faultfs is armed to cut the
-//! power itself right after the next write that is not made durable at once
-//! (for `torn-write`, one of two sectors or more, so that it can be torn),
-//! while the load goes on; the container is killed once the cut landed. A
+//! power itself right after a write that is not made durable at once, while
+//! the load goes on; the container is killed once the cut landed. For
+//! `host-kill` it is the write with the most at stake within
+//! [`AIM_WINDOW`] (files with unsynced data times their unsynced bytes, so
+//! a batch of data pages beside the log is preferred to a log write alone;
+//! chosen as the crash-state explorer chooses a point within a slice of the
+//! load), or the first one after it; for `torn-write`, the next write of
+//! two sectors or more, so that it can be torn. A
 //! cut that found nothing unsynced within [`AIM_DEADLINE`] did not fire.
 //! Both need the data on the fault filesystem, except that a host kill on
 //! `tmpfs` runs without it: power loss empties memory, and Docker discards
@@ -30,6 +35,13 @@ pub const AIM_DEADLINE: Duration = Duration::from_secs(10);
 /// a torn write can keep some and lose some.
 const AIM_MIN_TORN_BYTES: u64 = 2 * 512;
 pub(super) const AIM_POLL: Duration = Duration::from_millis(2);
+/// How long a `host-kill` cut, once the load time is up, looks for the
+/// write with the most at stake (files with unsynced data times their
+/// unsynced bytes: a batch of data pages beside the log outscores a log
+/// write alone) before it takes the next write; see
+/// [`crashlab_faultfs::FaultHandle::cut_at_best_write`]. Half a second is
+/// a few of an engine's checkpoint or page-flush rounds.
+pub const AIM_WINDOW: Duration = Duration::from_millis(500);
 
 /// Freeze the container, cut the power, SIGKILL; remount the fault
 /// filesystem over what its backing directory kept and start again.
@@ -51,7 +63,7 @@ impl Behaviour for HostKill {
     fn inject<'a>(&'a self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(async move {
             if cx.deployment.faultfs_mut().is_some() {
-                return aimed_cut(cx, Fault::HostKill, 1).await;
+                return aimed_cut(cx, Fault::HostKill, 1, Some(AIM_WINDOW)).await;
             }
             if let Some(volume) = cx.deployment.storage().crashlab_volume().map(str::to_owned) {
                 return super::driver_cut::aimed(cx, &volume, 1).await;
@@ -81,19 +93,23 @@ impl Behaviour for HostKill {
 }
 
 /// Arms faultfs to cut the power right after the next unsynced write of at
-/// least `min_bytes`, waits up to [`AIM_DEADLINE`] for it while the load
-/// goes on, and kills the server. Without such a write, cuts as a plain
+/// least `min_bytes` (with a `window`, the one with the most at stake in
+/// it), waits up to [`AIM_DEADLINE`] for it while the load goes on, and
+/// kills the server. Without such a write, cuts as a plain
 /// power cut does (frozen, cut, killed), so the cycle ends cleanly and
 /// `fired` can say what, if anything, was at stake. On a cluster every
 /// member's filesystem is armed, and the first cut to land cuts them all
 /// in the same instant: a coordinated power loss.
-async fn aimed_cut(cx: &mut Cx<'_>, fault: Fault, min_bytes: u64) -> Result<(), FaultError> {
+async fn aimed_cut(cx: &mut Cx<'_>, fault: Fault, min_bytes: u64, window: Option<Duration>) -> Result<(), FaultError> {
     let mut mounts = cx.deployment.fault_mounts_mut();
     if mounts.is_empty() {
         return Err(FaultError::NoFaultFs { fault });
     }
     for fs in &mounts {
-        fs.cut_at_next_write(min_bytes)?;
+        match window {
+            Some(window) => fs.cut_at_best_write(min_bytes, window)?,
+            None => fs.cut_at_next_write(min_bytes)?,
+        }
     }
     let deadline = Instant::now() + AIM_DEADLINE;
     while !mounts.iter().any(|fs| fs.powered_off()) && Instant::now() < deadline {
@@ -148,7 +164,20 @@ fn cut_fired(cx: &mut Cx<'_>) -> Fired {
         at_stake |= r.aimed_cut_write_bytes.is_some()
             || r.power_cut_dirty_bytes + r.power_cut_dirty_files + r.power_cut_namespace_ops > 0;
         let what = match r.aimed_cut_write_bytes {
-            Some(bytes) => format!("the cut landed on an unsynced {bytes}-byte write and dropped {dropped}"),
+            Some(bytes) => match r.aimed_cut_after_ms {
+                Some(ms) => {
+                    let window = AIM_WINDOW.as_secs_f64() * 1e3;
+                    let chosen = if ms <= window {
+                        format!("chosen within {window:.0} ms for the most files and bytes unsynced")
+                    } else {
+                        format!("the first after a {window:.0} ms look for more at stake")
+                    };
+                    format!(
+                        "the cut landed on an unsynced {bytes}-byte write {ms:.0} ms after the fault's instant ({chosen}) and dropped {dropped}"
+                    )
+                }
+                None => format!("the cut landed on an unsynced {bytes}-byte write and dropped {dropped}"),
+            },
             None => format!("the power cut dropped {dropped}"),
         };
         parts.push(if clustered { format!("{host}: {what}") } else { what });
@@ -197,7 +226,7 @@ impl Behaviour for TornWrite {
             }
             let fs = cx.deployment.faultfs_mut().ok_or(FaultError::NoFaultFs { fault: Fault::TornWrite })?;
             fs.add_rule(FaultRule::TornWrite { mode: torn, path: None })?;
-            aimed_cut(cx, Fault::TornWrite, AIM_MIN_TORN_BYTES).await
+            aimed_cut(cx, Fault::TornWrite, AIM_MIN_TORN_BYTES, None).await
         })
     }
 

@@ -277,6 +277,15 @@ impl FaultMount {
         Ok(())
     }
 
+    /// Arms an aimed power cut at the write with the most at stake (files
+    /// with unsynced data times their unsynced bytes) within `window`, its
+    /// look instant drawn by the mount's seed; see
+    /// [`FaultHandle::cut_at_best_write`].
+    pub fn cut_at_best_write(&self, min_bytes: u64, window: Duration) -> Result<(), FaultMountError> {
+        self.handle()?.cut_at_best_write(min_bytes, window, self.seed);
+        Ok(())
+    }
+
     /// Captures a crash point now, with every filesystem request held off:
     /// copies the durable base into a new directory beside the backing
     /// directory (removed with the mount's directories at teardown, if the
@@ -394,6 +403,9 @@ impl FaultMount {
         self.record.power_cut_namespace_ops += stats.cut_namespace_ops;
         if let Some(bytes) = stats.aimed_cut_write_bytes {
             self.record.aimed_cut_write_bytes = Some(bytes);
+        }
+        if let Some(after) = stats.aimed_cut_after {
+            self.record.aimed_cut_after_ms = Some(after.as_secs_f64() * 1e3);
         }
         self.settle();
     }
