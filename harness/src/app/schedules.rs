@@ -442,7 +442,12 @@ impl Search<'_, '_> {
             let verdict = r.worst.as_ref().map_or_else(|| "interrupted".into(), said);
             note!("stored schedule {name} on {}: {verdict}; failed {} of {} replays", entry.strategy, r.failed, r.runs);
             still_failing += u32::from(r.failed > 0);
-            self.findings.push(finding(format!("stored {name} on {}", entry.strategy), &entry.steps, &r));
+            self.findings.push(finding(
+                format!("stored {name} on {}", entry.strategy),
+                &entry.steps,
+                &r,
+                r.worst.as_ref(),
+            ));
         }
         while started.elapsed() < self.options.budget && !self.cancelled() {
             let drawn: Vec<Schedule> = (self.tried..self.tried + u64::from(self.options.jobs.max(1)))
@@ -505,6 +510,7 @@ impl Search<'_, '_> {
             said(report)
         );
         let deadline = Instant::now() + self.options.shrink_budget.unwrap_or(self.options.budget);
+        let schedule_drawn = schedule.clone();
         let (mut current, mut taken, mut replays) = (schedule, 0, 0);
         // A shape (which faults, in which order) rejected once is not
         // tried again at other lengths: shrinking would otherwise replay
@@ -542,8 +548,18 @@ impl Search<'_, '_> {
         }
         let rate = self.replay(self.strategy, &current, k, None).await;
         let origin = format!("schedule #{n} of seed {}, shrunk in {taken} steps ({replays} replays)", self.seed);
-        self.findings.push(finding(origin, &current, &rate));
-        let verdict = rate.worst.as_ref().map_or_else(|| report.verdict.to_string(), said);
+        // A failure no replay reproduced keeps its own evidence: the
+        // report shows the drawn schedule's run, not an `intact` replay.
+        let evidence = match &rate.worst {
+            Some(worst) if failed(worst) => (&current, worst),
+            _ => (&schedule_drawn, report),
+        };
+        self.findings.push(finding(origin, evidence.0, &rate, Some(evidence.1)));
+        let verdict = match &rate.worst {
+            Some(worst) if failed(worst) => said(worst),
+            Some(worst) => format!("{}; the drawn schedule's own run was {}", said(worst), said(report)),
+            None => report.verdict.to_string(),
+        };
         let entry = ScheduleEntry {
             name: Some(format!("seed{}-{n}", self.seed)),
             strategy: self.strategy,
@@ -579,10 +595,10 @@ impl Search<'_, '_> {
     }
 }
 
-/// A schedule and its replays as the report shows them: the worst
-/// replay's verdict, detail, steps in time and lost commits.
-fn finding(origin: String, schedule: &Schedule, r: &Replays) -> Finding {
-    let worst = r.worst.as_ref();
+/// A schedule and its replays as the report shows them: the verdict,
+/// detail, steps in time and lost commits of `worst` (the worst failing
+/// replay, or the drawn schedule's own run when no replay failed).
+fn finding(origin: String, schedule: &Schedule, r: &Replays, worst: Option<&CellReport>) -> Finding {
     let cycle = worst.and_then(|w| w.cycle_details.first());
     Finding {
         origin,
