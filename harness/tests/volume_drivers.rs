@@ -396,6 +396,19 @@ impl Drop for DriverProcess {
     }
 }
 
+/// A driver of the test's own, serving a socket under a temporary root
+/// (not registered with dockerd), with the guard that ends the holders and
+/// mounts it leaves there. Bind them in this order, `let (root, _holders,
+/// socket, driver) = …`, so that they drop in reverse: the driver first,
+/// the root's directory last.
+async fn own_driver() -> (tempfile::TempDir, Holders, std::path::PathBuf, DriverProcess) {
+    let root = tempfile::tempdir().unwrap();
+    let holders = Holders(root.path().to_owned());
+    let socket = root.path().join("driver.sock");
+    let driver = DriverProcess::start(&socket, root.path()).await;
+    (root, holders, socket, driver)
+}
+
 /// Ends the holders and mounts a test leaves under `root`, however it ends.
 struct Holders(std::path::PathBuf);
 
@@ -430,10 +443,7 @@ async fn a_mounted_volume_outlives_its_driver_and_a_new_driver_cuts_and_removes_
     if common::skip_docker() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _holders = Holders(root.path().to_owned());
-    let socket = root.path().join("driver.sock");
-    let first = DriverProcess::start(&socket, root.path()).await;
+    let (root, _holders, socket, first) = own_driver().await;
     call(&socket, "/VolumeDriver.Create", json!({ "Name": "v" })).await.unwrap();
     let answer = call(&socket, "/VolumeDriver.Mount", json!({ "Name": "v", "ID": "m1" })).await.unwrap();
     let mnt = std::path::PathBuf::from(answer["Mountpoint"].as_str().unwrap());
@@ -490,10 +500,7 @@ async fn volume_states_writes_out_the_crash_states_of_the_unsynced_writes() {
     if common::skip_docker() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _holders = Holders(root.path().to_owned());
-    let socket = root.path().join("driver.sock");
-    let _driver = DriverProcess::start(&socket, root.path()).await;
+    let (root, _holders, socket, _driver) = own_driver().await;
     let socket_arg = socket.to_str().unwrap().to_owned();
     for (name, history) in [("h", "true"), ("plain", "false")] {
         let opts = json!({ "history": history });
@@ -547,10 +554,7 @@ async fn a_crash_point_is_handed_over_through_the_driver() {
     if common::skip_docker() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _holders = Holders(root.path().to_owned());
-    let socket = root.path().join("driver.sock");
-    let _driver = DriverProcess::start(&socket, root.path()).await;
+    let (root, _holders, socket, _driver) = own_driver().await;
     for (name, history) in [("h", "true"), ("plain", "false")] {
         let opts = json!({ "history": history });
         call(&socket, "/VolumeDriver.Create", json!({ "Name": name, "Opts": opts })).await.unwrap();
@@ -593,10 +597,7 @@ async fn a_volumes_failed_fsync_model_decides_what_a_retried_fsync_keeps() {
     if common::skip_docker() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _holders = Holders(root.path().to_owned());
-    let socket = root.path().join("driver.sock");
-    let _driver = DriverProcess::start(&socket, root.path()).await;
+    let (root, _holders, socket, _driver) = own_driver().await;
     for (model, kept) in [("keep-dirty", "new!"), ("ext4", "old!"), ("btrfs", "old!")] {
         let opts = json!({ "fsync-failure": model });
         call(&socket, "/VolumeDriver.Create", json!({ "Name": model, "Opts": opts })).await.unwrap();
