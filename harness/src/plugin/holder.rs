@@ -31,9 +31,58 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 
-/// The holder's socket in a volume's directory.
-pub fn socket(dir: &Path) -> PathBuf {
-    dir.join("holder.sock")
+/// The holder's socket in a volume's directory, by a path short enough
+/// for a socket address.
+pub fn socket(dir: &Path) -> SocketPath {
+    SocketPath::new(dir.join("holder.sock"))
+}
+
+/// A socket's path as `bind` and `connect` can take it. A socket address
+/// holds at most 107 bytes of path, and a volume's directory under the
+/// driver's root with a run's volume name (`crashlab-<run>-c0-volume-…`)
+/// can be longer: such a path is reached through the directory opened
+/// here, as `/proc/self/fd/N/holder.sock`, for as long as this value
+/// lives. [`SocketPath::shown`] is the real path, for messages.
+pub struct SocketPath {
+    path: PathBuf,
+    real: PathBuf,
+    _dir: Option<std::fs::File>,
+}
+
+/// The longest path a socket address holds (`sun_path` less its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+impl SocketPath {
+    fn new(real: PathBuf) -> SocketPath {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        if real.as_os_str().as_bytes().len() <= SUN_PATH_MAX {
+            return SocketPath { path: real.clone(), real, _dir: None };
+        }
+        let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
+            return SocketPath { path: real.clone(), real, _dir: None };
+        };
+        match std::fs::File::open(parent) {
+            Ok(dir) => {
+                let path = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+                SocketPath { path, real, _dir: Some(dir) }
+            }
+            // Left to fail at `bind` or `connect` with the real path.
+            Err(_) => SocketPath { path: real.clone(), real, _dir: None },
+        }
+    }
+
+    /// The socket's real path.
+    pub fn shown(&self) -> &Path {
+        &self.real
+    }
+}
+
+impl std::ops::Deref for SocketPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Where the holder's log goes: its standard error.
@@ -275,7 +324,7 @@ pub async fn call_value(dir: &Path, call: &str, body: Value) -> Result<Value, St
     let socket = socket(dir);
     http::call(&socket, call, body).await.map_err(|e| match e {
         PluginError::Connect { source, .. } => {
-            format!("its mount holder does not answer on {}: {source}", socket.display())
+            format!("its mount holder does not answer on {}: {source}", socket.shown().display())
         }
         other => crate::text::error_chain(&other),
     })
@@ -284,5 +333,25 @@ pub async fn call_value(dir: &Path, call: &str, body: Value) -> Result<Value, St
 /// Whether a holder answers for the volume in `dir` (a quick, blocking
 /// probe: a socket whose server is gone refuses at once).
 pub fn answers(dir: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(socket(dir)).is_ok()
+    std::os::unix::net::UnixStream::connect(&*socket(dir)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_socket_binds_and_answers_in_a_directory_too_deep_for_a_socket_address() {
+        let root = tempfile::tempdir().unwrap();
+        // As deep as the driver's root and a run's volume name make it.
+        let dir =
+            root.path().join("volumes").join(format!("crashlab-1796692529-8905-c0-volume-crashlab-{}", "x".repeat(60)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = socket(&dir);
+        assert!(path.shown().as_os_str().len() > SUN_PATH_MAX, "the test's path is too short to show anything");
+        let listener = std::os::unix::net::UnixListener::bind(&*path).expect("bound through the directory");
+        assert!(dir.join("holder.sock").exists(), "the socket is in the volume's directory");
+        assert!(answers(&dir), "a connect through another opening of the directory reaches it");
+        drop(listener);
+    }
 }
