@@ -183,6 +183,13 @@ async fn clean_after_a_killed_host_kill_run_leaves_no_fuse_mount() {
         std::thread::sleep(Duration::from_millis(100));
     }
     tokio::time::sleep(Duration::from_millis(6500)).await;
+    // Killed while a mount is up: between a power cut's unmount and its
+    // remount there is none, and a kill there leaves nothing to clean.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faultfs_mounts_under(state.path()).is_empty() {
+        assert!(Instant::now() < deadline, "no fault filesystem mounted again within 20 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let left = faultfs_mounts_under(state.path());
