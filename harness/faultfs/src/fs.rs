@@ -931,15 +931,20 @@ impl State {
 
     pub(crate) fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        for file in self.nodes.values().filter_map(|n| n.file.as_ref()) {
-            let data = lock_file(file);
-            if data.cache.is_dirty() {
-                s.dirty_files += 1;
-                s.dirty_bytes += data.cache.dirty_bytes();
-            }
+        for (_, bytes) in self.unsynced_files() {
+            s.dirty_files += 1;
+            s.dirty_bytes += bytes;
         }
         s.pending_namespace_ops = self.journal.len() as u64;
         s
+    }
+
+    /// Each file with unsynced data, and its unsynced bytes.
+    fn unsynced_files(&self) -> impl Iterator<Item = (Ino, u64)> + '_ {
+        self.nodes.iter().filter_map(|(&ino, n)| {
+            let data = lock_file(n.file.as_ref()?);
+            data.cache.is_dirty().then(|| (ino, data.cache.dirty_bytes()))
+        })
     }
 
     /// Arms an aimed cut; see [`crate::FaultHandle::cut_at_next_write`]
@@ -964,13 +969,10 @@ impl State {
             return true;
         }
         let (mut files, mut bytes, mut this_dirty) = (0u64, len, false);
-        for (&i, file) in self.nodes.iter().filter_map(|(i, n)| Some((i, n.file.as_ref()?))) {
-            let data = lock_file(file);
-            if data.cache.is_dirty() {
-                files += 1;
-                bytes += data.cache.dirty_bytes();
-                this_dirty |= i == ino;
-            }
+        for (i, dirty) in self.unsynced_files() {
+            files += 1;
+            bytes += dirty;
+            this_dirty |= i == ino;
         }
         files += u64::from(!this_dirty);
         let aim = self.cut_at_write.as_mut().expect("armed above");

@@ -510,7 +510,6 @@ impl Search<'_, '_> {
             said(report)
         );
         let deadline = Instant::now() + self.options.shrink_budget.unwrap_or(self.options.budget);
-        let schedule_drawn = schedule.clone();
         let (mut current, mut taken, mut replays) = (schedule, 0, 0);
         // A shape (which faults, in which order) rejected once is not
         // tried again at other lengths: shrinking would otherwise replay
@@ -549,16 +548,14 @@ impl Search<'_, '_> {
         let rate = self.replay(self.strategy, &current, k, None).await;
         let origin = format!("schedule #{n} of seed {}, shrunk in {taken} steps ({replays} replays)", self.seed);
         // A failure no replay reproduced keeps its own evidence: the
-        // report shows the drawn schedule's run, not an `intact` replay.
-        let evidence = match &rate.worst {
-            Some(worst) if failed(worst) => (&current, worst),
-            _ => (&schedule_drawn, report),
-        };
-        self.findings.push(finding(origin, evidence.0, &rate, Some(evidence.1)));
-        let verdict = match &rate.worst {
-            Some(worst) if failed(worst) => said(worst),
-            Some(worst) => format!("{}; the drawn schedule's own run was {}", said(worst), said(report)),
-            None => report.verdict.to_string(),
+        // report shows the drawn schedule's run (no shrinking step was
+        // taken then, so `current` is that schedule), not an `intact` replay.
+        let reproduced = rate.worst.as_ref().filter(|w| failed(w));
+        self.findings.push(finding(origin, &current, &rate, Some(reproduced.unwrap_or(report))));
+        let verdict = match (reproduced, &rate.worst) {
+            (Some(worst), _) => said(worst),
+            (None, Some(worst)) => format!("{}; the drawn schedule's own run was {}", said(worst), said(report)),
+            (None, None) => report.verdict.to_string(),
         };
         let entry = ScheduleEntry {
             name: Some(format!("seed{}-{n}", self.seed)),
